@@ -1,0 +1,60 @@
+"""Configuration: the traitlets ``NBWorkers`` object that ``%config NBWorkers`` shows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from traitlets import Float, Int, Unicode
+from traitlets.config import Configurable
+
+DB_ENV = "NBWORKERS_DB"
+
+
+class NBWorkers(Configurable):
+    """Options for nbworkers; set them with ``%config NBWorkers.option = value``."""
+
+    db_path = Unicode(
+        "",
+        help=(
+            "The DuckDB file holding queues and traces. Empty: $NBWORKERS_DB if set, else "
+            ".nbworkers/<notebook name>.duckdb in the kernel's working directory. "
+            "':memory:' keeps everything in memory (nothing survives a restart). "
+            "Changing it moves the runtime to the new file; handlers stay defined."
+        ),
+    ).tag(config=True)
+    default_concurrency = Int(
+        4,
+        help="How many runs of one worker may go at once unless --concurrency says otherwise.",
+    ).tag(config=True)
+    traces_kept = Int(10, help="How many traces are kept per worker (newest first).").tag(
+        config=True
+    )
+    flush_interval_s = Float(
+        0.005,
+        help=(
+            "Shortest gap between two group commits of the background writer, in seconds. "
+            "Emitted messages reach disk within about this plus one commit, and always "
+            "before the emitting cell finishes."
+        ),
+    ).tag(config=True)
+    result_max_bytes = Int(
+        65536,
+        help="A run's result is stored pickled when it pickles to at most this many bytes; "
+        "a repr preview is always stored.",
+    ).tag(config=True)
+
+    def resolved_db_path(self) -> str:
+        """The database path to open, from the option, the environment or the notebook name."""
+        if self.db_path:
+            return self.db_path
+        if os.environ.get(DB_ENV):
+            return os.environ[DB_ENV]
+        return str(Path(".nbworkers") / f"{notebook_stem()}.duckdb")
+
+
+def notebook_stem() -> str:
+    """The running notebook's file name without suffix, or 'nbworkers' when unknown."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    stem = Path(session).stem if session else ""
+    return stem or "nbworkers"

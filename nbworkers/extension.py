@@ -1,0 +1,51 @@
+"""Loading into IPython: ``%load_ext nbworkers`` and the auto-loading kernel."""
+
+from __future__ import annotations
+
+import atexit
+
+from . import api
+from .config import NBWorkers
+from .magics import WorkerMagics
+
+_shells: dict[int, tuple] = {}
+
+
+def _after_cell(result=None) -> None:
+    # The promise of the README: a message is on disk before the cell that emitted it ends.
+    rt = api.running()
+    if rt is not None:
+        rt.retry_parked()
+        if rt.has_unwritten:
+            rt.flush()
+
+
+def _on_db_path(change) -> None:
+    api.reopen()
+
+
+def load_ipython_extension(ip) -> None:
+    """Register the magics, put ``emit`` in the namespace, and flush after every cell."""
+    if id(ip) in _shells:
+        return
+    cfg = NBWorkers(parent=ip)
+    ip.configurables = [c for c in ip.configurables if not isinstance(c, NBWorkers)] + [cfg]
+    cfg.observe(_on_db_path, "db_path")
+    api.use_config(cfg)
+    ip.register_magics(WorkerMagics)
+    ip.push({"emit": api.emit})
+    ip.events.register("post_run_cell", _after_cell)
+    _shells[id(ip)] = (cfg,)
+
+
+def unload_ipython_extension(ip) -> None:
+    """Write everything and stop every nbworkers thread."""
+    if _shells.pop(id(ip), None) is None:
+        return
+    ip.events.unregister("post_run_cell", _after_cell)
+    if ip.user_ns.get("emit") is api.emit:
+        del ip.user_ns["emit"]
+    api.shutdown()
+
+
+atexit.register(api.shutdown)

@@ -1,0 +1,107 @@
+"""Turning a cell, or a plain function, into a handler the runtime can call.
+
+A cell body becomes the body of a real function ``(event, message)`` whose globals are the
+notebook's namespace: its assignments stay local to one run, comprehensions and closures see
+them, ``global x`` still reaches the notebook, and a last bare expression is returned.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import itertools
+import linecache
+import re
+import types
+from collections.abc import Callable
+from typing import Any
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_versions = itertools.count(1)
+
+
+def check_name(name: object) -> str:
+    """``name`` if it is a valid worker or cron name, else ValueError saying what is allowed."""
+    if isinstance(name, str) and NAME_RE.match(name):
+        return name
+    raise ValueError(
+        f"{name!r} is not a valid worker name: use 1 to 64 letters, digits, '-', '_' or '.' "
+        "(for example 'resize' or 'fetch-prices')"
+    )
+
+
+class Handler:
+    """The code one worker runs: ``call(event, message)`` returns the run's result."""
+
+    def __init__(self, name: str, call: Callable[[Any, Any], Any], source: str, kind: str):
+        self.name = name
+        self.call = call
+        self.source = source
+        self.kind = kind  # "cell" or "function"
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.name!r} ({self.kind})>"
+
+
+def from_cell(name: str, source: str, namespace: dict, transform=None) -> Handler:
+    """Compile a ``%%worker`` cell body; SyntaxError if it does not compile.
+
+    ``transform`` turns IPython syntax (``!cmd``, ``%magic``) into Python; the shell's
+    ``transform_cell`` in a notebook.
+    """
+    python = transform(source) if transform else source
+    filename = f"<worker {name} #{next(_versions)}>"
+    tree = ast.parse(python, filename=filename)
+    body = tree.body or [ast.Pass()]
+    if isinstance(body[-1], ast.Expr):
+        last = body[-1]
+        body[-1] = ast.copy_location(ast.Return(value=last.value), last)
+    func = ast.FunctionDef(
+        name=f"worker_{re.sub(r'[^A-Za-z0-9_]', '_', name)}",
+        args=ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg(arg="event"), ast.arg(arg="message")],
+            kwonlyargs=[],
+            kw_defaults=[],
+            defaults=[],
+        ),
+        body=body,
+        decorator_list=[],
+        returns=None,
+        type_params=[],
+        lineno=1,
+        col_offset=0,
+    )
+    module = ast.Module(body=[func], type_ignores=[])
+    ast.fix_missing_locations(module)
+    code = compile(module, filename, "exec")
+    func_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    # Tracebacks, %debug and inspect read the source through linecache.
+    linecache.cache[filename] = (len(python), None, python.splitlines(True), filename)
+    fn = types.FunctionType(func_code, namespace, func.name)
+    return Handler(name, fn, source, "cell")
+
+
+def from_function(name: str, fn: Callable) -> Handler:
+    """Wrap ``fn(event)``, or ``fn(event, message)`` when it takes two arguments."""
+    if not callable(fn):
+        raise TypeError(f"a worker must be a function taking the event, not {type(fn).__name__}")
+    try:
+        params = inspect.signature(fn).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        takes_message = len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):  # builtins without a signature take just the event
+        takes_message = False
+
+    if takes_message:
+        call = fn
+    else:
+
+        def call(event, message, _fn=fn):
+            return _fn(event)
+
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = repr(fn)
+    return Handler(name, call, source, "function")

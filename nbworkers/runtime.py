@@ -1,0 +1,621 @@
+"""The runtime: in-memory queues, the threads that run handlers, and the writer thread.
+
+This is the only module that starts threads. Live state (queues, counts, traces) is kept in
+memory under one lock; DuckDB is the durable copy, written by one writer thread in group
+commits, so no statement is ever made per message and no thread ever polls:
+
+- ``emit`` appends to the worker's deque and to the writer's pending list, and wakes one idle
+  run thread of that worker and, if it sleeps, the writer;
+- each worker has ``concurrency`` run threads that sleep on the worker's condition;
+- a message leaves the database only in the batch after its run ended (at-least-once).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from . import output
+from .errors import NBWorkersError
+from .handlers import Handler, check_name
+from .message import Message, parse_id
+from .store import Batch, Store, TraceRow, WorkerRow
+from .trace import Trace
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+def snapshot(event) -> bytes:
+    """The pickled copy of ``event`` that a message carries; TypeError naming the type."""
+    try:
+        return pickle.dumps(event, protocol=_PICKLE)
+    except Exception as exc:
+        raise TypeError(
+            f"emit: a value of type {type(event).__module__}.{type(event).__qualname__} cannot "
+            f"be snapshotted ({type(exc).__name__}: {exc}); emit data that pickles (dicts, "
+            "lists, numbers, strings, DataFrames, arrays, dataclasses). Nothing was enqueued."
+        ) from exc
+
+
+class WorkerState:
+    """Everything the runtime knows about one name, with or without a handler."""
+
+    def __init__(self, name: str, lock: threading.Lock, traces_kept: int):
+        self.name = name
+        self.queue: deque[Message] = deque()
+        self.parked: list[tuple[Message, str]] = []  # events that cannot be unpickled yet
+        self.handler: Handler | None = None
+        self.paused = False
+        self.concurrency = 0
+        self.running = 0
+        self.done = 0
+        self.failed = 0
+        self.traces: deque[Trace] = deque(maxlen=traces_kept)  # newest first
+        self.cond = threading.Condition(lock)
+        self.idle = 0  # run threads asleep on cond
+        self.live: set[int] = set()  # indexes of run threads alive
+
+    def counts(self) -> dict:
+        return {
+            "queued": len(self.queue) + len(self.parked),
+            "running": self.running,
+            "done": self.done,
+            "failed": self.failed,
+        }
+
+
+class Runtime:
+    """Queues, run threads and the writer for one database file."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        traces_kept: int = 10,
+        default_concurrency: int = 4,
+        flush_interval_s: float = 0.005,
+        result_max_bytes: int = 65536,
+    ):
+        self.path = path
+        self.traces_kept = traces_kept
+        self.default_concurrency = default_concurrency
+        self.flush_interval_s = flush_interval_s
+        self.result_max_bytes = result_max_bytes
+        self.store = Store(path, traces_kept)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
+        self._change_waiters = 0
+        self._writer_wake = threading.Condition(self._lock)
+        self._writer_asleep = False
+        self._written_cond = threading.Condition(self._lock)
+        self._workers: dict[str, WorkerState] = {}
+        self._inserts: list[Message] = []
+        self._acks: list[int] = []
+        self._new_traces: list[Trace] = []
+        self._dirty: set[WorkerState] = set()
+        self._taken = 0  # batches handed to the store
+        self._written = 0  # batches the store finished (or failed)
+        self._write_error: BaseException | None = None
+        self._flush_now = False
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._listeners: list[Callable[[str], None]] = []
+        self._load()
+        self._saved_seq = self._next_seq
+        output.install()
+        self._writer = self._spawn(self._write_loop, "nbworkers-writer")
+
+    # ----- start-up -------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        loaded = self.store.load()
+        self._next_seq = loaded.next_seq
+        for row in loaded.workers:
+            w = self._state(row.name)
+            w.paused, w.done, w.failed = (
+                bool(row.paused),
+                int(row.done),
+                int(row.failed),
+            )
+        for seq, worker, enqueued_at, attempt, data in loaded.messages:
+            self._state(worker).queue.append(Message(seq, worker, enqueued_at, attempt, data))
+        for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
+            trace = Trace(
+                row.seq,
+                row.message_seq,
+                row.worker,
+                row.input,
+                row.started_at,
+                row.duration,
+                row.stdout,
+                row.error,
+                row.replay,
+                result_data=row.result,
+                result_repr=row.result_repr,
+            )
+            self._state(row.worker).traces.appendleft(trace)
+
+    def _state(self, name: str) -> WorkerState:
+        w = self._workers.get(name)
+        if w is None:
+            w = self._workers[name] = WorkerState(name, self._lock, self.traces_kept)
+        return w
+
+    def _spawn(self, target, name: str, *args) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    # ----- emitting ---------------------------------------------------------------------------
+
+    def emit(self, event, name: str) -> str:
+        """Queue ``event`` for worker ``name``; returns the message id at once."""
+        check_name(name)
+        return self._enqueue(name, [snapshot(event)])[0]
+
+    def emit_many(self, events: Iterable, name: str) -> list[str]:
+        """Queue every event of ``events`` (all or nothing) for worker ``name``."""
+        check_name(name)
+        return self._enqueue(name, [snapshot(e) for e in events])
+
+    def _enqueue(self, name: str, datas: list[bytes]) -> list[str]:
+        now = time.time()
+        with self._lock:
+            if self._stopping:
+                raise NBWorkersError(
+                    "nbworkers has been stopped (%unload_ext or shutdown); run "
+                    "%load_ext nbworkers again to emit. Nothing was enqueued."
+                )
+            w = self._workers.get(name) or self._state(name)
+            seq = self._next_seq
+            self._next_seq = seq + len(datas)
+            messages = [Message(seq + i, name, now, 1, d) for i, d in enumerate(datas)]
+            w.queue.extend(messages)
+            self._inserts.extend(messages)
+            if w.idle and not w.paused:
+                if len(messages) == 1:
+                    w.cond.notify()
+                else:
+                    w.cond.notify(len(messages))
+            if self._writer_asleep:
+                self._writer_wake.notify()
+        self._notify(name)
+        return [f"m{m.seq}" for m in messages]
+
+    # ----- workers ------------------------------------------------------------------------
+
+    def define(
+        self,
+        name: str,
+        handler: Handler,
+        concurrency: int | None = None,
+        paused: bool = False,
+    ) -> None:
+        """Make ``handler`` the code of worker ``name``; new messages use it at once."""
+        check_name(name)
+        concurrency = self.default_concurrency if concurrency is None else concurrency
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(
+                f"concurrency must be a whole number of at least 1, not {concurrency!r}"
+            )
+        with self._lock:
+            self._check_running()
+            w = self._state(name)
+            w.handler = handler
+            if paused and not w.paused:
+                w.paused = True
+                self._mark_dirty(w)
+            self._set_concurrency(w, concurrency)
+            self._retry_parked(w)
+        self._notify(name)
+
+    def set_concurrency(self, name: str, concurrency: int) -> None:
+        """Change how many runs of ``name`` may go at once, effective immediately."""
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(
+                f"concurrency must be a whole number of at least 1, not {concurrency!r}"
+            )
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None or w.handler is None:
+                raise NBWorkersError(f"no worker named {name!r} is defined")
+            self._set_concurrency(w, concurrency)
+
+    def _set_concurrency(self, w: WorkerState, concurrency: int) -> None:
+        w.concurrency = concurrency
+        for index in range(concurrency):
+            if index not in w.live:
+                w.live.add(index)
+                self._spawn(self._run_loop, f"nbworkers-run-{w.name}-{index}", w, index)
+        w.cond.notify_all()  # threads past the new limit see it and end
+
+    def pause(self, name: str) -> None:
+        """Stop starting runs of ``name`` (runs already going finish); kept in the database."""
+        check_name(name)
+        with self._lock:
+            w = self._state(name)
+            if not w.paused:
+                w.paused = True
+                self._mark_dirty(w)
+        self._notify(name)
+
+    def resume(self, name: str) -> None:
+        """Lift a pause of ``name``; its queued messages start at once."""
+        check_name(name)
+        with self._lock:
+            w = self._state(name)
+            if w.paused:
+                w.paused = False
+                self._mark_dirty(w)
+                w.cond.notify_all()
+        self._notify(name)
+
+    def is_paused(self, name: str) -> bool:
+        with self._lock:
+            w = self._workers.get(name)
+            return bool(w and w.paused)
+
+    def _mark_dirty(self, w: WorkerState) -> None:
+        self._dirty.add(w)
+        if self._writer_asleep:
+            self._writer_wake.notify()
+
+    def _check_running(self) -> None:
+        if self._stopping:
+            raise NBWorkersError("nbworkers has been stopped; run %load_ext nbworkers again")
+
+    # ----- running ----------------------------------------------------------------------------
+
+    def _run_loop(self, w: WorkerState, index: int) -> None:
+        lock = self._lock
+        while True:
+            with lock:
+                while (
+                    not self._stopping
+                    and index < w.concurrency
+                    and (w.paused or not w.queue or w.handler is None)
+                ):
+                    w.idle += 1
+                    w.cond.wait()
+                    w.idle -= 1
+                if self._stopping or index >= w.concurrency or w.handler is None:
+                    w.live.discard(index)
+                    return
+                message = w.queue.popleft()
+                w.running += 1
+                handler = w.handler
+            trace, unpicklable = self._run(handler, message, replay=False)
+            with lock:
+                w.running -= 1
+                if unpicklable:
+                    w.parked.append((message, unpicklable))
+                else:
+                    self._acks.append(message.seq)
+                    if trace.error is None:
+                        w.done += 1
+                    else:
+                        w.failed += 1
+                    self._dirty.add(w)
+                self._record(w, trace)
+                if self._change_waiters:
+                    self._changed.notify_all()
+            self._notify(w.name)
+
+    def _run(self, handler: Handler, message: Message, replay: bool):
+        """Run ``handler`` on ``message``; returns (trace, reason it was parked or None)."""
+        capture = output.Capture(tee=replay)
+        result = None
+        error = None
+        unpicklable = None
+        started = time.time()
+        t0 = time.perf_counter()
+        with capture:
+            try:
+                event = pickle.loads(message.data)
+            except Exception as exc:
+                unpicklable = (
+                    f"the event cannot be unpickled yet ({type(exc).__name__}: {exc}); it stays "
+                    "queued and is tried again after the next cell runs (define its class first)"
+                )
+                error = unpicklable
+                if replay:
+                    raise NBWorkersError(unpicklable) from exc
+            else:
+                try:
+                    result = handler.call(event, message)
+                # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
+                # run fails and is recorded; the runtime goes on.
+                except BaseException as exc:
+                    error = "".join(traceback.format_exception(exc))
+                    if replay:
+                        trace = self._trace(message, started, t0, capture, error, None, replay)
+                        self._record_replay(message.worker, trace)
+                        raise
+        trace = self._trace(message, started, t0, capture, error, result, replay)
+        return trace, unpicklable
+
+    def _trace(self, message, started, t0, capture, error, result, replay) -> Trace:
+        return Trace(
+            0,  # numbered under the lock by _record
+            message.seq,
+            message.worker,
+            message.data,
+            started,
+            time.perf_counter() - t0,
+            capture.text(),
+            error,
+            replay,
+            result=result,
+        )
+
+    def _record(self, w: WorkerState, trace: Trace) -> None:
+        """Keep ``trace`` (the lock is held)."""
+        trace.seq = self._next_seq
+        self._next_seq += 1
+        w.traces.appendleft(trace)
+        self._new_traces.append(trace)
+        if self._writer_asleep:
+            self._writer_wake.notify()
+
+    def _record_replay(self, name: str, trace: Trace) -> None:
+        with self._lock:
+            self._record(self._state(name), trace)
+        self._notify(name)
+
+    def replay(self, name: str, trace_id: str | None = None):
+        """Run the current code of ``name`` on a trace's input, here, in the calling thread.
+
+        Output shows where the caller is and exceptions propagate (so ``%debug`` works); a new
+        trace is recorded either way. Returns the run's result.
+        """
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None or w.handler is None:
+                raise NBWorkersError(f"no worker named {name!r} is defined; run its cell first")
+            handler = w.handler
+            traces = [t for t in w.traces if not t.replay] or list(w.traces)
+        if trace_id is None:
+            if not traces:
+                raise NBWorkersError(f"worker {name!r} has no trace to replay yet")
+            trace = traces[0]
+        else:
+            seq = parse_id(trace_id, "t")
+            trace = next((t for t in w.traces if t.seq == seq), None)
+            if trace is None:
+                kept = ", ".join(t.id for t in w.traces) or "none"
+                raise NBWorkersError(f"worker {name!r} has no trace {trace_id!r} (kept: {kept})")
+        message = Message(trace.message_seq, name, trace.started_at_s, 1, trace.input_data)
+        trace, _ = self._run(handler, message, replay=True)
+        self._record_replay(name, trace)
+        return trace.result
+
+    def _retry_parked(self, w: WorkerState) -> None:
+        if w.parked:
+            w.queue.extendleft(reversed([m for m, _ in w.parked]))
+            w.parked.clear()
+            w.cond.notify_all()
+
+    def retry_parked(self) -> None:
+        """Give every parked message (its event could not be unpickled) another try."""
+        with self._lock:
+            for w in self._workers.values():
+                self._retry_parked(w)
+
+    # ----- looking ----------------------------------------------------------------------------
+
+    def counts(self, name: str) -> dict:
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None:
+                return {"queued": 0, "running": 0, "done": 0, "failed": 0}
+            return w.counts()
+
+    def traces(self, name: str) -> list[Trace]:
+        with self._lock:
+            w = self._workers.get(name)
+            return list(w.traces) if w else []
+
+    def unhandled(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                name: len(w.queue) + len(w.parked)
+                for name, w in self._workers.items()
+                if w.handler is None and (w.queue or w.parked)
+            }
+
+    def workers(self) -> list[str]:
+        with self._lock:
+            return [name for name, w in self._workers.items() if w.handler is not None]
+
+    def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:
+        """Block until nothing is queued or running for ``name`` (or every defined, unpaused
+        worker); False if ``timeout`` seconds passed first."""
+        if name is not None:
+            check_name(name)
+
+        def idle() -> bool:
+            if name is not None:
+                w = self._workers.get(name)
+                return w is None or not (w.queue or w.parked or w.running)
+            return not any(
+                w.queue or w.parked or w.running
+                for w in self._workers.values()
+                if w.handler is not None and not w.paused
+            )
+
+        with self._lock:
+            self._change_waiters += 1
+            try:
+                return self._changed.wait_for(idle, timeout)
+            finally:
+                self._change_waiters -= 1
+
+    # ----- listeners (panels) -------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(name)`` (from any thread, keep it cheap) after ``name`` changed."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[str], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _notify(self, name: str) -> None:
+        for callback in self._listeners:
+            try:
+                callback(name)
+            except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
+                print(f"nbworkers: a listener failed for {name!r}:", file=sys.__stderr__)
+                traceback.print_exc(file=sys.__stderr__)
+
+    # ----- writing ------------------------------------------------------------------------
+
+    def _pending(self) -> bool:
+        return bool(self._inserts or self._acks or self._new_traces or self._dirty)
+
+    def _take(self) -> tuple[Batch, list[Trace]]:
+        """Everything to write, leaving empty lists behind (the lock is held)."""
+        batch = Batch(
+            inserts=self._inserts,
+            acks=self._acks,
+            workers=[WorkerRow(w.name, w.paused, w.done, w.failed) for w in self._dirty],
+        )
+        traces = self._new_traces
+        self._inserts, self._acks, self._new_traces = [], [], []
+        self._dirty = set()
+        if self._next_seq != self._saved_seq:
+            batch.next_seq = self._saved_seq = self._next_seq
+        return batch, traces
+
+    def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
+        """The newest ``traces_kept`` of each worker, ready for the store."""
+        kept: dict[str, int] = {}
+        rows = []
+        for t in reversed(traces):
+            if kept.get(t.worker, 0) >= self.traces_kept:
+                continue
+            kept[t.worker] = kept.get(t.worker, 0) + 1
+            result, result_repr = t.result_for_storage(self.result_max_bytes)
+            rows.append(
+                TraceRow(
+                    t.seq,
+                    t.worker,
+                    t.message_seq,
+                    t.started_at_s,
+                    t.duration,
+                    t.input_data,
+                    result,
+                    result_repr,
+                    t.stdout,
+                    t.error,
+                    t.replay,
+                )
+            )
+        return rows
+
+    def _write_loop(self) -> None:
+        lock = self._lock
+        while True:
+            with lock:
+                while not self._pending() and not self._stopping and not self._flush_now:
+                    self._writer_asleep = True
+                    self._writer_wake.wait()
+                    self._writer_asleep = False
+                if self._stopping and not self._pending():
+                    self._written = self._taken
+                    self._written_cond.notify_all()
+                    return
+                batch, traces = self._take()
+                self._taken += 1
+                self._flush_now = False
+            error = None
+            try:
+                batch.traces = self._trace_rows(traces)
+                if batch:
+                    self.store.write(batch)
+            except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
+                error = exc
+                print(
+                    f"nbworkers: could not write to {self.path!r} ({exc}); "
+                    "the changes stay in memory and are tried again",
+                    file=sys.__stderr__,
+                )
+            with lock:
+                if error is not None:
+                    self._put_back(batch, traces)
+                self._write_error = error
+                self._written = self._taken
+                self._written_cond.notify_all()
+                # Group commit: let a few milliseconds of work gather before the next batch.
+                gap = self.flush_interval_s if error is None else 1.0
+                self._writer_wake.wait_for(lambda: self._flush_now or self._stopping, gap)
+                if error is not None and self._stopping:
+                    return
+
+    def _put_back(self, batch: Batch, traces: list[Trace]) -> None:
+        self._inserts[:0] = batch.inserts
+        self._acks[:0] = batch.acks
+        self._new_traces[:0] = traces
+        for row in batch.workers:
+            self._dirty.add(self._workers[row.name])
+        if batch.next_seq is not None:
+            self._saved_seq = -1
+
+    def flush(self, timeout: float | None = 30) -> None:
+        """Return once everything emitted or finished so far is on disk.
+
+        Raises NBWorkersError if the write failed (nothing is lost: it is retried).
+        """
+        with self._lock:
+            pending = self._pending()
+            if not pending and self._written >= self._taken and self._write_error is None:
+                return
+            target = self._taken + 1 if pending else self._taken
+            self._flush_now = True
+            self._writer_wake.notify()
+            if not self._written_cond.wait_for(lambda: self._written >= target, timeout):
+                raise NBWorkersError(f"nbworkers: writing to {self.path!r} took over {timeout} s")
+            if self._write_error is not None:
+                raise NBWorkersError(
+                    f"nbworkers could not write to {self.path!r}: {self._write_error}. What was "
+                    "emitted is kept in memory and written when the problem is gone (free disk "
+                    "space, fix permissions), or pick another file with %config NBWorkers.db_path"
+                ) from self._write_error
+
+    @property
+    def has_unwritten(self) -> bool:
+        """True while emitted messages wait for the writer."""
+        return bool(self._inserts)
+
+    # ----- stopping ---------------------------------------------------------------------------
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Finish runs that end within ``timeout_s``, write everything, close the file.
+
+        Runs still going after that are abandoned: their messages stay queued in the file
+        and are delivered again next time (at-least-once). Calling it twice is harmless.
+        """
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            for w in self._workers.values():
+                w.cond.notify_all()
+            self._writer_wake.notify()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread is not self._writer and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._writer.join(max(1.0, deadline - time.monotonic()))
+        try:
+            if not self._writer.is_alive():
+                self.store.checkpoint()
+                self.store.close()
+        finally:
+            output.uninstall()

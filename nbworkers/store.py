@@ -1,0 +1,244 @@
+"""The DuckDB store: schema, start-up load, and batched writes. The only module with SQL.
+
+One writer (the runtime's writer thread) calls ``write`` with everything that changed since its
+last call: a statement costs about a millisecond here whatever it does, so each batch is a
+handful of statements in one transaction, never one per message. Reads happen once, at open;
+live state is kept in memory by the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from .errors import NBWorkersError, StoreLockedError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS messages (
+    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB);
+CREATE TABLE IF NOT EXISTS workers (
+    name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT);
+CREATE TABLE IF NOT EXISTS traces (
+    seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, duration DOUBLE,
+    input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, error VARCHAR,
+    replay BOOLEAN);
+"""
+
+
+@dataclass
+class WorkerRow:
+    name: str
+    paused: bool
+    done: int
+    failed: int
+
+
+@dataclass
+class TraceRow:
+    seq: int
+    worker: str
+    message_seq: int
+    started_at: float
+    duration: float
+    input: bytes | None
+    result: bytes | None
+    result_repr: str
+    stdout: str
+    error: str | None
+    replay: bool
+
+
+@dataclass
+class Loaded:
+    """Everything the runtime needs from disk at start-up."""
+
+    next_seq: int
+    workers: list[WorkerRow]
+    messages: list[tuple]  # (seq, worker, enqueued_at, attempt, data), oldest first
+    traces: list[TraceRow]  # newest first
+
+
+@dataclass
+class Batch:
+    """Changes for one transaction. Acks of messages inserted in the same batch cancel out."""
+
+    inserts: list = field(default_factory=list)  # Message objects
+    acks: list[int] = field(default_factory=list)  # message seqs whose run ended
+    traces: list[TraceRow] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
+    next_seq: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.acks or self.traces or self.workers)
+
+
+_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _process_description(pid: str) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return f"PID {pid}"
+    cmd = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return f"PID {pid}: {cmd[:200]}" if cmd else f"PID {pid}"
+
+
+class Store:
+    """One DuckDB file (or ``:memory:``) holding queues, worker state and traces."""
+
+    def __init__(self, path: str, traces_kept: int = 10):
+        self.path = path
+        self.traces_kept = traces_kept
+        self.con = self._connect(path)
+        self.con.execute(_SCHEMA)
+        self._secure()
+
+    @staticmethod
+    def _connect(path: str):
+        how_to_move = (
+            "pick another file with %config NBWorkers.db_path = 'other.duckdb' "
+            "(or the NBWORKERS_DB environment variable)"
+        )
+        if path != ":memory:":
+            folder = Path(path).parent
+            try:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NBWorkersError(
+                    f"nbworkers cannot create the folder {str(folder)!r} for its queue "
+                    f"database ({exc.strerror}); {how_to_move}"
+                ) from exc
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            held = _LOCK_RE.search(text)
+            if held:
+                raise StoreLockedError(
+                    f"nbworkers' queue database {path!r} is in use by another process "
+                    f"({_process_description(held['pid'])}); probably another kernel running "
+                    f"this notebook. Shut that kernel down, or {how_to_move}. Nothing was "
+                    "changed in the file."
+                ) from None
+            raise NBWorkersError(
+                f"nbworkers cannot open its queue database {path!r}: {text}. {how_to_move}."
+            ) from exc
+
+    def _secure(self) -> None:
+        # Events can carry secrets: the database is readable by its owner only.
+        if self.path == ":memory:":
+            return
+        for name in (self.path, self.path + ".wal"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
+
+    def load(self) -> Loaded:
+        """Read the state a new runtime starts from."""
+        con = self.con
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        workers = [WorkerRow(*row) for row in con.execute("SELECT * FROM workers").fetchall()]
+        messages = con.execute(
+            "SELECT seq, worker, enqueued_at, attempt, data FROM messages ORDER BY seq"
+        ).fetchall()
+        traces = [
+            TraceRow(*row)
+            for row in con.execute(
+                """SELECT seq, worker, message_seq, started_at, duration, input, result,
+                          result_repr, stdout, error, replay
+                   FROM traces ORDER BY seq DESC"""
+            ).fetchall()
+        ]
+        top = con.execute(
+            """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
+                               (SELECT max(message_seq) FROM traces))"""
+        ).fetchone()[0]
+        next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
+        if "schema_version" not in meta:
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        return Loaded(next_seq, workers, messages, traces)
+
+    def write(self, batch: Batch) -> None:
+        """Apply one batch in one transaction (a few statements, whatever its size)."""
+        inserts = batch.inserts
+        acks = batch.acks
+        if inserts and acks:
+            inserted = {m.seq for m in inserts}
+            done_before_written = inserted.intersection(acks)
+            if done_before_written:
+                inserts = [m for m in inserts if m.seq not in done_before_written]
+                acks = [s for s in acks if s not in done_before_written]
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            if inserts:
+                con.execute(
+                    """INSERT INTO messages SELECT unnest($1), unnest($2), unnest($3),
+                                                   unnest($4), unnest($5)""",
+                    [
+                        [m.seq for m in inserts],
+                        [m.worker for m in inserts],
+                        [m.enqueued_at_s for m in inserts],
+                        [m.attempt for m in inserts],
+                        [m.data for m in inserts],
+                    ],
+                )
+            if acks:
+                # The range lets DuckDB skip row groups by their min/max: acks cluster at the
+                # head of a FIFO queue, so this stays cheap however long the queue is.
+                con.execute(
+                    """DELETE FROM messages WHERE seq BETWEEN $2 AND $3
+                       AND seq IN (SELECT unnest($1))""",
+                    [acks, min(acks), max(acks)],
+                )
+            if batch.traces:
+                self._write_traces(batch.traces)
+            if batch.workers:
+                names = [w.name for w in batch.workers]
+                con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
+                con.execute(
+                    "INSERT INTO workers SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
+                    [
+                        names,
+                        [w.paused for w in batch.workers],
+                        [w.done for w in batch.workers],
+                        [w.failed for w in batch.workers],
+                    ],
+                )
+            if batch.next_seq is not None:
+                con.execute("DELETE FROM meta WHERE key = 'next_seq'")
+                con.execute("INSERT INTO meta VALUES ('next_seq', ?)", [str(batch.next_seq)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _write_traces(self, rows: list[TraceRow]) -> None:
+        cols = [list(col) for col in zip(*map(astuple, rows), strict=True)]
+        self.con.execute(
+            """INSERT INTO traces SELECT unnest($1), unnest($2), unnest($3), unnest($4),
+                   unnest($5), unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
+                   unnest($10::VARCHAR[]), unnest($11)""",
+            cols,
+        )
+        self.con.execute(
+            """DELETE FROM traces WHERE seq IN (
+                   SELECT seq FROM (SELECT seq, row_number() OVER (
+                       PARTITION BY worker ORDER BY seq DESC) AS n FROM traces)
+                   WHERE n > $1)""",
+            [self.traces_kept],
+        )
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the file and reclaim space of deleted rows."""
+        self.con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,140 @@
+"""A trace: the record of one run of a handler, as ``nw.traces`` returns it."""
+
+from __future__ import annotations
+
+import pickle
+import reprlib
+from datetime import datetime, timezone
+
+from .errors import NBWorkersError
+
+_preview = reprlib.Repr()
+_preview.maxstring = 200
+_preview.maxother = 200
+_preview.maxlevel = 3
+
+NO_RESULT = object()
+
+
+def preview(value) -> str:
+    """A short repr of ``value`` that never raises."""
+    try:
+        return _preview.repr(value)
+    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise; the trace is kept
+        return f"<unrepresentable {type(value).__qualname__}: {exc!r}>"
+
+
+class Trace:
+    """What one run took, printed, returned or raised.
+
+    Attributes: ``id``, ``message_id``, ``worker``, ``input`` (a fresh copy of the event),
+    ``result``, ``result_repr``, ``error`` (the traceback text, or None), ``stdout`` (everything
+    the run printed, stderr included), ``started_at`` (aware datetime), ``duration``
+    (seconds), ``replay`` (True when made by ``nw.replay``).
+    """
+
+    __slots__ = (
+        "seq",
+        "message_seq",
+        "worker",
+        "input_data",
+        "started_at_s",
+        "duration",
+        "stdout",
+        "error",
+        "replay",
+        "_result",
+        "_result_data",
+        "_result_repr",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        message_seq: int,
+        worker: str,
+        input_data: bytes | None,
+        started_at_s: float,
+        duration: float,
+        stdout: str,
+        error: str | None,
+        replay: bool = False,
+        result=NO_RESULT,
+        result_data: bytes | None = None,
+        result_repr: str | None = None,
+    ):
+        self.seq = seq
+        self.message_seq = message_seq
+        self.worker = worker
+        self.input_data = input_data
+        self.started_at_s = started_at_s
+        self.duration = duration
+        self.stdout = stdout
+        self.error = error
+        self.replay = replay
+        self._result = result
+        self._result_data = result_data
+        self._result_repr = result_repr
+
+    @property
+    def id(self) -> str:
+        return f"t{self.seq}"
+
+    @property
+    def message_id(self) -> str:
+        return f"m{self.message_seq}"
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromtimestamp(self.started_at_s, timezone.utc)
+
+    @property
+    def input(self):
+        """A fresh copy of the event this run received (None for a run with no input)."""
+        if self.input_data is None:
+            return None
+        try:
+            return pickle.loads(self.input_data)
+        except Exception as exc:
+            raise NBWorkersError(
+                f"trace {self.id}: its input cannot be unpickled ({exc!r}); run the cell that "
+                "defines the event's class, then try again"
+            ) from exc
+
+    @property
+    def result(self):
+        """The run's result: the value itself while in memory, else its stored copy or None."""
+        if self._result is not NO_RESULT:
+            return self._result
+        if self._result_data is not None:
+            return pickle.loads(self._result_data)
+        return None
+
+    @property
+    def result_repr(self) -> str:
+        if self._result_repr is None:
+            self._result_repr = preview(self.result)
+        return self._result_repr
+
+    def result_for_storage(self, max_bytes: int) -> tuple[bytes | None, str]:
+        """The pickled result when small and picklable, and the repr preview."""
+        data = self._result_data
+        if data is None and self._result is not NO_RESULT and self._result is not None:
+            try:
+                data = pickle.dumps(self._result, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # noqa: BLE001 - an unpicklable result keeps only its repr
+                data = None
+            if data is not None and len(data) > max_bytes:
+                data = None
+        return data, self.result_repr
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else "error"
+        return (
+            f"<Trace {self.id} {self.worker!r} {state} at {self.started_at:%H:%M:%S} "
+            f"({self.duration * 1000:.1f} ms) input={preview(self.input_data and self.input)}>"
+        )

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.kernel import Kernel
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    """A fresh kernel in a temporary folder, with nbworkers loaded and its own database."""
+    k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(tmp_path / "q.duckdb")})
+    k.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    yield k
+    k.shutdown()
+
+
+@pytest.fixture
+def fresh_runtime(tmp_path):
+    """The module-level runtime of this process, on a temporary file, stopped afterwards."""
+    from nbworkers import api
+
+    api.shutdown()
+    api.use_config(None)
+    api.config().db_path = str(tmp_path / "q.duckdb")
+    yield api
+    api.shutdown()
+    api.use_config(None)

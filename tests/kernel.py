@@ -1,0 +1,98 @@
+"""A real ipykernel driven through jupyter_client, the way a notebook front end drives it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from jupyter_client.manager import start_new_kernel
+
+
+@dataclass
+class Reply:
+    """What one execute request produced."""
+
+    status: str
+    stdout: str = ""
+    stderr: str = ""
+    error: dict | None = None
+    outputs: list = field(default_factory=list)
+
+    @property
+    def value(self) -> str | None:
+        """The text/plain of the execute_result, if any."""
+        for msg in self.outputs:
+            if msg["msg_type"] == "execute_result":
+                return msg["content"]["data"].get("text/plain")
+        return None
+
+    @property
+    def ename(self) -> str | None:
+        return self.error["ename"] if self.error else None
+
+    @property
+    def evalue(self) -> str:
+        return self.error["evalue"] if self.error else ""
+
+    @property
+    def traceback(self) -> str:
+        return "\n".join(self.error["traceback"]) if self.error else ""
+
+
+class Kernel:
+    """Start a kernel in ``cwd`` with ``env``; ``run(code)`` executes a cell and returns a Reply."""
+
+    def __init__(self, cwd: str, env: dict | None = None, extra_args=()):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+        self.km, self.kc = start_new_kernel(
+            kernel_name="python3", cwd=cwd, env=full_env, extra_arguments=list(extra_args)
+        )
+
+    def run(self, code: str, timeout: float = 60) -> Reply:
+        outputs = []
+
+        def hook(msg):
+            outputs.append(msg)
+
+        content = self.kc.execute_interactive(
+            code, output_hook=hook, timeout=timeout, allow_stdin=False
+        )["content"]
+        reply = Reply(status=content["status"], outputs=outputs)
+        for msg in outputs:
+            if msg["msg_type"] == "stream":
+                if msg["content"]["name"] == "stdout":
+                    reply.stdout += msg["content"]["text"]
+                else:
+                    reply.stderr += msg["content"]["text"]
+        if content["status"] == "error":
+            reply.error = content
+        return reply
+
+    def ok(self, code: str, timeout: float = 60) -> Reply:
+        """Run ``code`` and fail the test with the kernel's traceback if it raised."""
+        reply = self.run(code, timeout)
+        assert reply.status == "ok", f"cell failed:\n{code}\n{reply.traceback}"
+        return reply
+
+    def eval(self, expr: str, timeout: float = 60):
+        """The Python value of ``expr`` in the kernel (through its repr)."""
+        import ast
+
+        text = self.ok(f"print(repr({expr}))", timeout).stdout.strip()
+        return ast.literal_eval(text)
+
+    def restart(self) -> None:
+        self.km.restart_kernel(now=False)
+        self.kc.wait_for_ready(timeout=60)
+
+    def kill(self) -> None:
+        self.km.kill_kernel()
+        self.km.restart_kernel(now=True)
+        self.kc.wait_for_ready(timeout=60)
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
