@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 from dataclasses import dataclass, field
 
 from jupyter_client.manager import start_new_kernel
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 @dataclass
@@ -37,7 +44,7 @@ class Reply:
 
     @property
     def traceback(self) -> str:
-        return "\n".join(self.error["traceback"]) if self.error else ""
+        return strip_ansi("\n".join(self.error["traceback"])) if self.error else ""
 
 
 class Kernel:
@@ -81,7 +88,7 @@ class Kernel:
         """The Python value of ``expr`` in the kernel (through its repr)."""
         import ast
 
-        text = self.ok(f"print(repr({expr}))", timeout).stdout.strip()
+        text = self.ok(f"print(repr(({expr})))", timeout).stdout.strip()
         return ast.literal_eval(text)
 
     def restart(self) -> None:
@@ -89,7 +96,10 @@ class Kernel:
         self.kc.wait_for_ready(timeout=60)
 
     def kill(self) -> None:
-        self.km.kill_kernel()
+        """SIGKILL the kernel process, as a crash would, then start a new one."""
+        process = self.km.provisioner.process
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
         self.km.restart_kernel(now=True)
         self.kc.wait_for_ready(timeout=60)
 

@@ -1,0 +1,222 @@
+"""What a notebook user does, through a real ipykernel driven by jupyter_client."""
+
+from __future__ import annotations
+
+import duckdb
+
+from tests.kernel import Kernel, strip_ansi
+
+WAIT = "assert nw.wait(timeout=20)"
+
+
+def test_load_ext_puts_emit_in_the_namespace_and_nw_shares_the_runtime(kernel):
+    kernel.ok("import nbworkers\nassert emit is nbworkers.emit")
+    kernel.ok("%%worker w\nevent + 1")
+    kernel.ok(f"mid = emit(41, 'w')\n{WAIT}")
+    assert kernel.eval("nw.traces('w')[0].result") == 42
+    assert kernel.eval("nw.traces('w')[0].message_id == mid")
+
+
+def test_a_worker_cell_sees_globals_ipython_syntax_event_and_message(kernel):
+    kernel.ok("factor = 3")
+    reply = kernel.ok(
+        "%%worker w --concurrency 2\n"
+        "import sys\n"
+        "scaled = [factor * i for i in event['xs']]\n"
+        "echoed = !echo from-shell\n"
+        "%env NBW_SEEN=1\n"
+        "(sum(scaled), echoed[0], message.id, message.worker, message.attempt,\n"
+        " message.enqueued_at.tzinfo is not None)"
+    )
+    assert reply.stdout == "" and reply.value is None  # returns at once, shows nothing
+    kernel.ok(f"mid = emit({{'xs': [1, 2]}}, 'w')\n{WAIT}")
+    assert kernel.eval("nw.traces('w')[0].error") is None
+    result = kernel.eval("nw.traces('w')[0].result")
+    assert result[:4] == (9, "from-shell", kernel.eval("mid"), "w")
+    assert result[4:] == (1, True)
+    # Its locals stay private to the run
+    assert kernel.eval("'scaled' in globals()") is False
+
+
+def test_bad_names_and_options_are_usage_errors_and_change_nothing(kernel):
+    for line in ["%%worker 'bad name'", "%%worker a/b", "%%worker " + "x" * 65]:
+        reply = kernel.run(line + "\nevent")
+        assert reply.ename == "UsageError", reply.traceback
+        assert "1 to 64 letters" in reply.evalue
+    reply = kernel.run("%%worker w --concurrency 0\nevent")
+    assert reply.ename == "UsageError" and "--concurrency" in reply.evalue
+    reply = kernel.run("%%worker w --bogus\nevent")
+    assert reply.ename == "UsageError"
+    assert kernel.eval("nw.workers()") == []
+
+
+def test_rerunning_replaces_code_and_a_syntax_error_keeps_the_old(kernel):
+    kernel.ok("%%worker w\n'v1'")
+    kernel.ok(f"emit(0, 'w')\n{WAIT}")
+    kernel.ok("%%worker w\n'v2'")
+    kernel.ok(f"emit(0, 'w')\n{WAIT}")
+    assert kernel.eval("nw.traces('w')[0].result") == "v2"
+    reply = kernel.run("%%worker w\n'v3' +")
+    assert reply.ename == "SyntaxError"
+    assert "keeps its previous code" in reply.traceback
+    kernel.ok(f"emit(0, 'w')\n{WAIT}")
+    assert kernel.eval("nw.traces('w')[0].result") == "v2"
+
+
+def test_prints_go_to_the_trace_not_into_the_running_cell(kernel):
+    kernel.ok("%%worker w\nimport sys\nprint('out', event)\nprint('err', file=sys.stderr)")
+    reply = kernel.ok(
+        "import time\nfor i in range(20): emit(i, 'w')\n"
+        f"{WAIT}\ntime.sleep(0.2)\nprint('cell done')"
+    )
+    assert reply.stdout == "cell done\n"
+    assert "out" not in reply.stderr
+    assert kernel.eval("sorted(t.stdout for t in nw.traces('w'))")[0].startswith("out 1")
+    assert kernel.eval("'err' in nw.traces('w')[0].stdout")
+
+
+def test_snapshots_dataclasses_and_unpicklable_values(kernel):
+    kernel.ok("from dataclasses import dataclass\n@dataclass\nclass Job:\n    path: str")
+    kernel.ok("%%worker w\nevent.path.upper()")
+    kernel.ok(f"job = Job('a.png')\nemit(job, 'w')\njob.path = 'changed'\n{WAIT}")
+    assert kernel.eval("nw.traces('w')[0].result") == "A.PNG"
+    reply = kernel.run("import threading\nemit({'lock': threading.Lock()}, 'w')")
+    assert reply.ename == "TypeError"
+    assert "dict" in reply.evalue and "_thread.lock" in reply.evalue
+    assert kernel.eval("nw.counts('w')") == {"queued": 0, "running": 0, "done": 1, "failed": 0}
+
+
+def test_fan_out_from_a_handler_and_emit_many(kernel):
+    kernel.ok("%%worker split\nfor i in range(event):\n    emit(i, 'leaf')")
+    kernel.ok("%%worker leaf\nevent * 2")
+    kernel.ok(f"ids = nw.emit_many([3, 4], 'split')\n{WAIT}")
+    assert kernel.eval("len(ids)") == 2
+    assert kernel.eval("nw.counts('leaf')['done']") == 7
+
+
+def test_a_failing_run_keeps_its_traceback_and_the_worker_goes_on(kernel):
+    kernel.ok("%%worker w\nif event == 1:\n    1 / 0\nevent")
+    kernel.ok(f"nw.emit_many([0, 1, 2], 'w')\n{WAIT}")
+    assert kernel.eval("nw.counts('w')") == {"queued": 0, "running": 0, "done": 2, "failed": 1}
+    error = kernel.eval("[t.error for t in nw.traces('w') if t.error][0]")
+    assert "ZeroDivisionError" in error and "1 / 0" in error
+
+
+def test_unhandled_messages_run_once_the_worker_is_defined(kernel):
+    kernel.ok("emit('early', 'later')\nemit('early2', 'later')")
+    assert kernel.eval("nw.unhandled()") == {"later": 2}
+    kernel.ok("%%worker later\nevent")
+    kernel.ok("assert nw.wait('later', timeout=1)")
+    assert kernel.eval("sorted(t.result for t in nw.traces('later'))") == ["early", "early2"]
+    assert kernel.eval("nw.unhandled()") == {}
+
+
+def test_replay_runs_in_the_foreground_and_debug_works(kernel):
+    kernel.ok("%%worker w\nprint('handling', event)\nevent['n'] / event['d']")
+    kernel.ok(f"emit({{'n': 1, 'd': 0}}, 'w')\n{WAIT}")
+    reply = kernel.run("nw.replay('w')")
+    assert reply.ename == "ZeroDivisionError"
+    assert "handling {'n': 1, 'd': 0}" in reply.stdout
+    assert "event['n'] / event['d']" in reply.traceback
+    assert kernel.eval("nw.traces('w')[0].replay")
+    # %debug opens the post-mortem debugger in the handler's frame
+    answers = iter(["p event['d'] + 100", "q"])
+    streams = []
+    content = kernel.kc.execute_interactive(
+        "%debug",
+        allow_stdin=True,
+        stdin_hook=lambda msg: kernel.kc.input(next(answers)),
+        output_hook=lambda m: streams.append(m) if m["msg_type"] == "stream" else None,
+        timeout=30,
+    )["content"]
+    assert content["status"] == "ok"
+    printed = strip_ansi("".join(m["content"]["text"] for m in streams))
+    assert "<worker w" in printed and "event['n'] / event['d']" in printed
+    assert "100" in printed  # the debugger evaluated event['d'] + 100 in the handler's frame
+    # After a fix, replay gives the result
+    kernel.ok("%%worker w\nevent['n'] / max(event['d'], 1)")
+    assert kernel.eval("nw.replay('w')") == 1.0
+
+
+def test_pause_survives_rerunning_the_cell_and_restarting_the_kernel(kernel):
+    kernel.ok("%%worker w --paused\nevent")
+    kernel.ok("emit(1, 'w')\nemit(2, 'w')")
+    assert kernel.eval("nw.is_paused('w'), nw.counts('w')['queued']") == (True, 2)
+    kernel.ok("%%worker w\nevent")
+    assert kernel.eval("nw.wait('w', timeout=0.5), nw.is_paused('w')") == (False, True)
+    kernel.restart()
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    kernel.ok("%%worker w\nevent")
+    assert kernel.eval("nw.is_paused('w'), nw.counts('w')['queued']") == (True, 2)
+    kernel.ok("nw.resume('w')\nassert nw.wait('w', timeout=10)")
+    assert kernel.eval("sorted(t.input for t in nw.traces('w'))") == [1, 2]
+
+
+def test_messages_survive_a_kernel_killed_right_after_the_emitting_cell(tmp_path):
+    db = tmp_path / "q.duckdb"
+    k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(db)})
+    try:
+        k.ok("%load_ext nbworkers")
+        k.ok("%%worker w\nimport time\ntime.sleep(60)")
+        k.ok("for i in range(500): emit({'i': i}, 'w')")
+        k.kill()  # SIGKILL: no atexit, no flush but the one the cell already did
+        con = duckdb.connect(str(db), read_only=True)
+        assert con.execute("select count(*) from messages").fetchone()[0] == 500
+        con.close()
+        # The new kernel delivers them all, the four that were running included
+        k.ok("%load_ext nbworkers\nimport nbworkers as nw\nseen = []")
+        k.ok("%%worker w\nseen.append(event['i'])")
+        k.ok("assert nw.wait('w', timeout=30)")
+        assert k.eval("sorted(seen) == list(range(500))")
+        assert k.eval("nw.counts('w')['done']") == 500
+    finally:
+        k.shutdown()
+
+
+def test_default_file_is_named_after_the_notebook_and_config_lists_options(tmp_path):
+    k = Kernel(str(tmp_path), env={"JPY_SESSION_NAME": str(tmp_path / "analysis.ipynb")})
+    try:
+        k.ok("%load_ext nbworkers\nemit(1, 'x')")
+        assert (tmp_path / ".nbworkers" / "analysis.duckdb").exists()
+        assert ((tmp_path / ".nbworkers").stat().st_mode & 0o777) == 0o700
+        listing = k.ok("%config NBWorkers").stdout
+        for option in ["db_path", "default_concurrency", "traces_kept", "flush_interval_s"]:
+            assert option in listing
+        # Moving to another file keeps the handlers defined
+        k.ok("%%worker x\nevent * 2")
+        k.ok("%config NBWorkers.db_path = 'other.duckdb'")
+        k.ok("import nbworkers as nw\nemit(5, 'x')\nassert nw.wait('x', timeout=10)")
+        assert k.eval("nw.traces('x')[0].result") == 10
+        assert (tmp_path / "other.duckdb").exists()
+    finally:
+        k.shutdown()
+
+
+def test_a_second_kernel_on_the_same_file_gets_a_clear_message(kernel, tmp_path):
+    kernel.ok("emit(1, 'x')")
+    other = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(tmp_path / "q.duckdb")})
+    try:
+        other.ok("%load_ext nbworkers")
+        reply = other.run("emit(1, 'x')")
+        assert reply.ename == "StoreLockedError"
+        assert "in use by another process" in reply.evalue
+        assert "NBWorkers.db_path" in reply.evalue
+        reply = other.run("%%worker y\nevent")
+        assert reply.ename == "UsageError" and "in use by another process" in reply.evalue
+        # Pointing it elsewhere fixes it
+        other.ok(f"%config NBWorkers.db_path = {str(tmp_path / 'mine.duckdb')!r}\nemit(1, 'x')")
+    finally:
+        other.shutdown()
+
+
+def test_unload_flushes_and_leaves_no_thread(kernel, tmp_path):
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("emit(1, 'nobody')")
+    kernel.ok("%unload_ext nbworkers")
+    threads = kernel.eval(
+        "[t.name for t in __import__('threading').enumerate() if t.name.startswith('nbworkers')]"
+    )
+    assert threads == []
+    assert kernel.eval("'emit' in globals()") is False
+    kernel.ok("%reload_ext nbworkers")
+    assert kernel.eval("nw.unhandled()") == {"nobody": 1}

@@ -1,0 +1,118 @@
+"""The DuckDB store on its own: schema, batched writes, load, trace trimming, locking."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nbworkers.errors import NBWorkersError, StoreLockedError
+from nbworkers.message import Message
+from nbworkers.store import Batch, Store, TraceRow, WorkerRow
+
+
+def msg(seq, worker="w", data=b"x"):
+    return Message(seq, worker, 1000.0 + seq, 1, data)
+
+
+def trace_row(seq, worker="w"):
+    return TraceRow(seq, worker, seq, 1.0, 0.1, b"in", None, "None", "", None, False)
+
+
+def test_written_messages_load_back_in_order(tmp_path):
+    path = str(tmp_path / "q.duckdb")
+    store = Store(path)
+    store.write(Batch(inserts=[msg(3, "a"), msg(1, "b"), msg(2, "a")], next_seq=4))
+    store.close()
+
+    loaded = Store(path).load()
+    assert [m[0] for m in loaded.messages] == [1, 2, 3]
+    assert [(m[1], m[4]) for m in loaded.messages] == [("b", b"x"), ("a", b"x"), ("a", b"x")]
+    assert loaded.next_seq == 4
+
+
+def test_acks_delete_and_cancel_with_inserts_of_the_same_batch(tmp_path):
+    store = Store(str(tmp_path / "q.duckdb"))
+    store.write(Batch(inserts=[msg(i) for i in range(1, 6)]))
+    # Given message 6 is inserted and acked in one batch, and 2 and 4 were written before
+    store.write(Batch(inserts=[msg(6)], acks=[2, 4, 6]))
+    assert [m[0] for m in store.load().messages] == [1, 3, 5]
+
+
+def test_worker_rows_are_upserted(tmp_path):
+    store = Store(str(tmp_path / "q.duckdb"))
+    store.write(Batch(workers=[WorkerRow("a", True, 1, 0)]))
+    store.write(Batch(workers=[WorkerRow("a", False, 5, 2), WorkerRow("b", True, 0, 0)]))
+    rows = {w.name: w for w in store.load().workers}
+    assert rows["a"] == WorkerRow("a", False, 5, 2)
+    assert rows["b"].paused is True
+
+
+def test_traces_are_trimmed_to_the_newest_per_worker(tmp_path):
+    store = Store(str(tmp_path / "q.duckdb"), traces_kept=3)
+    store.write(Batch(traces=[trace_row(i, "a") for i in range(1, 6)] + [trace_row(9, "b")]))
+    store.write(Batch(traces=[trace_row(10, "a")]))
+    seqs = [(t.worker, t.seq) for t in store.load().traces]
+    assert seqs == [("a", 10), ("b", 9), ("a", 5), ("a", 4)]
+
+
+def test_next_seq_never_reuses_a_stored_number(tmp_path):
+    store = Store(str(tmp_path / "q.duckdb"))
+    store.write(Batch(inserts=[msg(41)], traces=[trace_row(50)]))
+    assert store.load().next_seq == 51
+
+
+def test_a_failed_batch_changes_nothing(tmp_path):
+    store = Store(str(tmp_path / "q.duckdb"))
+    store.write(Batch(inserts=[msg(1)]))
+    bad = Batch(inserts=[msg(2)], traces=[TraceRow(*([None] * 11))])
+    bad.traces[0].worker = object()  # not a string: the insert fails mid-transaction
+    with pytest.raises(Exception):  # noqa: B017 - DuckDB's own conversion error
+        store.write(bad)
+    assert [m[0] for m in store.load().messages] == [1]
+
+
+def test_files_are_private(tmp_path):
+    path = tmp_path / "sub" / "q.duckdb"
+    store = Store(str(path))
+    store.write(Batch(inserts=[msg(1)]))
+    store.close()
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_file_held_by_another_process_names_it(tmp_path):
+    path = str(tmp_path / "q.duckdb")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+                import duckdb, sys, time
+                con = duckdb.connect({path!r})
+                print("open", flush=True)
+                time.sleep(60)
+            """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError) as info:
+            Store(path)
+        text = str(info.value)
+        assert f"PID {holder.pid}" in text
+        assert "NBWorkers.db_path" in text and "NBWORKERS_DB" in text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_uncreatable_folder_says_what_to_do(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(NBWorkersError, match="NBWorkers.db_path"):
+        Store(str(blocker / "q.duckdb"))
