@@ -48,7 +48,7 @@ def test_every_message_is_handled_once_with_its_own_copy(make_runtime):
 def test_unpicklable_events_raise_type_error_naming_the_type_and_enqueue_nothing(make_runtime):
     rt = make_runtime()
     rt.pause("w")
-    with pytest.raises(TypeError, match="_thread.lock") as info:
+    with pytest.raises(TypeError, match=r"_thread\.lock") as info:
         rt.emit(threading.Lock(), "w")
     assert "Nothing was enqueued" in str(info.value)
     with pytest.raises(TypeError):

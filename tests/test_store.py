@@ -114,5 +114,5 @@ def test_a_file_held_by_another_process_names_it(tmp_path):
 def test_an_uncreatable_folder_says_what_to_do(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(NBWorkersError, match="NBWorkers.db_path"):
+    with pytest.raises(NBWorkersError, match=r"NBWorkers\.db_path"):
         Store(str(blocker / "q.duckdb"))
