@@ -241,4 +241,8 @@ class Store:
         self.con.execute("CHECKPOINT")
 
     def close(self) -> None:
-        self.con.close()
+        # Drop the reference too: a traceback kept in sys.last_traceback may keep this object
+        # alive until exit, and DuckDB's bindings report live connections then as leaks.
+        con, self.con = self.con, None
+        if con is not None:
+            con.close()
