@@ -342,11 +342,15 @@ def bench_memory(sizes: Sizes) -> Measurement:
     total = rounds * per_round
     growth = (rss_end - rss_first) / MB
     rss_target, rss_ok = at_most(growth, 50, "MB")
-    limit = 4 * size_first + 5 * MB
-    size_ok = size_end <= limit
+    # DuckDB's WAL grows to its 16 MiB checkpoint threshold and folds back into the file, a
+    # sawtooth. Bounded means: the second half of the rounds peaks no higher than the first.
+    half = len(history) // 2 or 1
+    peak_first_half = max(h["db"] for h in history[:half])
+    peak_second_half = max(h["db"] for h in history[half:] or history)
+    limit = 1.25 * peak_first_half + 2 * MB
+    size_ok = peak_second_half <= limit
     done_ok = counts["done"] == total
     peak_rss = max(h["rss"] for h in history)
-    peak_db = max(h["db"] for h in history)
     return Measurement(
         [
             Figure(
@@ -365,12 +369,13 @@ def bench_memory(sizes: Sizes) -> Measurement:
                 note=f"file + .wal (wal {wal_first / MB:.2f} MB)",
             ),
             Figure(
-                "DuckDB file at end (flushed)",
-                size_end / MB,
+                "DuckDB file peak, 2nd half",
+                peak_second_half / MB,
                 "MB",
-                f"<= {limit / MB:.1f} MB (4x+5)",
+                f"<= {limit / MB:.1f} MB (1st half peak x1.25+2)",
                 size_ok,
-                f"file + .wal (wal {wal_end / MB:.2f} MB); peak {peak_db / MB:.1f} MB in run",
+                f"file + .wal; 1st half peak {peak_first_half / MB:.1f} MB; "
+                f"at end {size_end / MB:.1f} MB (wal {wal_end / MB:.2f} MB)",
             ),
             Figure(
                 "  DuckDB file after shutdown",
