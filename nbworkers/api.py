@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from . import handlers
+from . import handlers, schedule
 from .config import NBWorkers
 from .runtime import Runtime
 from .trace import Trace
@@ -50,6 +50,7 @@ def runtime() -> Runtime:
                 default_concurrency=cfg.default_concurrency,
                 flush_interval_s=cfg.flush_interval_s,
                 result_max_bytes=cfg.result_max_bytes,
+                timezone=cfg.timezone or None,
             )
         return _runtime
 
@@ -78,11 +79,14 @@ def reopen() -> None:
         with rt._lock:
             for name, w in rt._workers.items():
                 if w.handler is not None:
-                    kept[name] = (w.handler, w.concurrency)
+                    kept[name] = (w.handler, w.concurrency, w.schedule)
         shutdown()
         new = runtime()
-        for name, (handler, concurrency) in kept.items():
-            new.define(name, handler, concurrency)
+        for name, (handler, concurrency, schedule) in kept.items():
+            if schedule is not None:
+                new.define_cron(name, handler, schedule)
+            else:
+                new.define(name, handler, concurrency)
 
 
 def emit(event, name: str) -> str:
@@ -115,8 +119,41 @@ def worker(name: str, concurrency: int | None = None, paused: bool = False) -> C
     return register
 
 
+def cron(interval: str, name: str | None = None, at: str | None = None, paused: bool = False):
+    """Decorator: run ``fn()`` (or ``fn(message)``) on a schedule, as cron ``name``.
+
+    ``interval``: every-minute, hourly, every-12-hours, daily, weekly, fortnightly; a duration
+    (``30s``, ``5m``, ``2h``, ``3d``); or a 5-field cron expression (``"0 9 * * MON-FRI"``).
+    ``at="HH:MM"`` runs an interval at that wall-clock time. ``name`` defaults to the
+    function's name.
+
+    >>> @cron("daily", at="09:30", name="report")
+    ... def report():
+    ...     send(summary())
+    """
+    plan = schedule.parse(interval, at)
+
+    def register(fn):
+        cron_name = handlers.check_name(name or fn.__name__)
+        handler = handlers.from_function(cron_name, fn, kind="cron")
+        runtime().define_cron(cron_name, handler, plan, paused)
+        return fn
+
+    return register
+
+
+def run_now(name: str) -> str:
+    """Run cron ``name`` once now, leaving its next scheduled time where it was."""
+    return runtime().run_now(name)
+
+
+def next_run(name: str):
+    """When cron ``name`` runs next, as a timezone-aware datetime; None while paused."""
+    return runtime().next_run(name)
+
+
 def pause(name: str) -> None:
-    """Start no more runs of ``name`` until ``resume``; kept across restarts."""
+    """Start no more runs of worker or cron ``name`` until ``resume``; kept across restarts."""
     runtime().pause(name)
 
 

@@ -44,6 +44,12 @@ class NBWorkers(Configurable):
         "a repr preview is always stored.",
     ).tag(config=True)
 
+    timezone = Unicode(
+        "",
+        help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'. "
+        "Empty: the system's local time.",
+    ).tag(config=True)
+
     def resolved_db_path(self) -> str:
         """The database path to open, from the option, the environment or the notebook name."""
         if self.db_path:

@@ -43,24 +43,28 @@ class Handler:
         return f"<Handler {self.name!r} ({self.kind})>"
 
 
-def from_cell(name: str, source: str, namespace: dict, transform=None) -> Handler:
-    """Compile a ``%%worker`` cell body; SyntaxError if it does not compile.
+def from_cell(
+    name: str, source: str, namespace: dict, transform=None, kind: str = "worker"
+) -> Handler:
+    """Compile a ``%%worker`` (or, with ``kind="cron"``, ``%%cron``) cell body.
 
-    ``transform`` turns IPython syntax (``!cmd``, ``%magic``) into Python; the shell's
-    ``transform_cell`` in a notebook.
+    SyntaxError if it does not compile. ``transform`` turns IPython syntax (``!cmd``,
+    ``%magic``) into Python; the shell's ``transform_cell`` in a notebook. A cron cell gets
+    ``message`` but no ``event``.
     """
     python = transform(source) if transform else source
-    filename = f"<worker {name} #{next(_versions)}>"
+    filename = f"<{kind} {name} #{next(_versions)}>"
+    params = ["message"] if kind == "cron" else ["event", "message"]
     tree = ast.parse(python, filename=filename)
     body = tree.body or [ast.Pass()]
     if isinstance(body[-1], ast.Expr):
         last = body[-1]
         body[-1] = ast.copy_location(ast.Return(value=last.value), last)
     func = ast.FunctionDef(
-        name=f"worker_{re.sub(r'[^A-Za-z0-9_]', '_', name)}",
+        name=f"{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}",
         args=ast.arguments(
             posonlyargs=[],
-            args=[ast.arg(arg="event"), ast.arg(arg="message")],
+            args=[ast.arg(arg=p) for p in params],
             kwonlyargs=[],
             kw_defaults=[],
             defaults=[],
@@ -79,21 +83,38 @@ def from_cell(name: str, source: str, namespace: dict, transform=None) -> Handle
     # Tracebacks, %debug and inspect read the source through linecache.
     linecache.cache[filename] = (len(python), None, python.splitlines(True), filename)
     fn = types.FunctionType(func_code, namespace, func.name)
+    if kind == "cron":
+
+        def call(event, message, _fn=fn):
+            return _fn(message)
+
+        return Handler(name, call, source, "cell")
     return Handler(name, fn, source, "cell")
 
 
-def from_function(name: str, fn: Callable) -> Handler:
-    """Wrap ``fn(event)``, or ``fn(event, message)`` when it takes two arguments."""
-    if not callable(fn):
-        raise TypeError(f"a worker must be a function taking the event, not {type(fn).__name__}")
+def _positional_count(fn: Callable, default: int) -> int:
+    """How many positional arguments ``fn`` takes (99 for *args; ``default`` if unknown)."""
     try:
         params = inspect.signature(fn).parameters.values()
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        takes_message = len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
-    except (TypeError, ValueError):  # builtins without a signature take just the event
-        takes_message = False
+    except (TypeError, ValueError):  # builtins without a signature
+        return default
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 99
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
-    if takes_message:
+
+def from_function(name: str, fn: Callable, kind: str = "worker") -> Handler:
+    """Wrap ``fn(event)`` or ``fn(event, message)``; for a cron, ``fn()`` or ``fn(message)``."""
+    if not callable(fn):
+        raise TypeError(f"a {kind} must be a function, not {type(fn).__name__}")
+    takes = _positional_count(fn, 1 if kind == "worker" else 0)
+
+    if kind == "cron":
+
+        def call(event, message, _fn=fn):
+            return _fn(message) if takes >= 1 else _fn()
+
+    elif takes >= 2:
         call = fn
     else:
 

@@ -6,13 +6,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import api, handlers
+from . import api, handlers, schedule
 from .errors import NBWorkersError
 
 
 @magics_class
 class WorkerMagics(Magics):
-    """Magics that turn cells into background handlers."""
+    """Magics that turn cells into background handlers: ``%%worker`` and ``%%cron``."""
 
     @magic_arguments()
     @argument("name", help="The worker's name: 1-64 letters, digits, '-', '_' or '.'.")
@@ -63,3 +63,90 @@ class WorkerMagics(Magics):
             api.runtime().define(name, handler, args.concurrency, args.paused)
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
+
+    @magic_arguments()
+    @argument(
+        "interval",
+        help="every-minute, hourly, every-12-hours, daily, weekly, fortnightly; a duration "
+        '(30s, 5m, 2h, 3d); or a quoted cron expression ("0 9 * * MON-FRI").',
+    )
+    @argument("name", nargs="?", default=None, help="The cron's name (default: one per cell).")
+    @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")
+    @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
+    @cell_magic
+    def cron(self, line, cell):
+        """Run this cell on a schedule, in the background.
+
+        The cell runs once per interval with ``message`` (``.id``, ``.attempt``...) and no
+        ``event``. An interval cron runs at once, then every interval after its last run;
+        with ``--at`` or a cron expression it runs at those wall-clock times. Runs never
+        overlap: a tick that comes while a run is still going is skipped and counted.
+
+        Examples::
+
+            %%cron hourly refresh
+            prices = fetch_prices()
+
+            %%cron daily report --at 09:30
+            send_report()
+
+            %%cron "0 9 * * MON-FRI" standup
+
+        ``nw.run_now(NAME)`` runs it once without moving the schedule; ``nw.next_run(NAME)``
+        says when it runs next; ``nw.pause`` / ``nw.resume`` work as for workers.
+        Running the cell again replaces the cron; it never adds a second one.
+        """
+        args = parse_argstring(self.cron, line)
+        try:
+            plan = schedule.parse(args.interval, args.at)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        cell_id = _cell_id(self.shell)
+        name = args.name or _default_cron_name(plan, cell_id)
+        try:
+            handlers.check_name(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            handler = handlers.from_cell(
+                name, cell, self.shell.user_ns, transform=self.shell.transform_cell, kind="cron"
+            )
+        except SyntaxError as exc:
+            exc.add_note(
+                f"The cell was not registered: cron {name!r} keeps its previous code, if any."
+            )
+            raise
+        try:
+            rt = api.runtime()
+            previous = _cron_of_cell.get(cell_id) if cell_id else None
+            if previous and previous != name:
+                rt.undefine(previous)  # the cell was renamed: it owns one cron, not two
+            rt.define_cron(name, handler, plan, args.paused)
+        except NBWorkersError as exc:
+            raise UsageError(str(exc)) from None
+        if cell_id:
+            _cron_of_cell[cell_id] = name
+        if not args.name:
+            print(f"cron {name!r}: {plan.describe()}")
+
+
+_cron_of_cell: dict[str, str] = {}
+
+
+def _cell_id(shell) -> str | None:
+    """The front end's id of the running cell (JupyterLab and Notebook 7 send one)."""
+    kernel = getattr(shell, "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else shell.parent_header
+    except Exception:  # noqa: BLE001 - no kernel parent: a plain IPython shell
+        return None
+    cell_id = (parent or {}).get("metadata", {}).get("cellId")
+    return cell_id if isinstance(cell_id, str) and cell_id else None
+
+
+def _default_cron_name(plan: schedule.Schedule, cell_id: str | None) -> str:
+    """One name per cell when the front end says which cell; else one per schedule."""
+    if cell_id:
+        return f"cron-{cell_id.replace('-', '')[:8]}"
+    slug = "".join(c if c.isalnum() else "-" for c in plan.spec.lower()).strip("-")
+    return f"cron-{slug}"[:64]

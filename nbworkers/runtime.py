@@ -24,10 +24,15 @@ from . import output
 from .errors import NBWorkersError
 from .handlers import Handler, check_name
 from .message import Message, parse_id
+from .schedule import Schedule, Zone
 from .store import Batch, Store, TraceRow, WorkerRow
 from .trace import Trace
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
+_NO_EVENT = pickle.dumps(None, protocol=_PICKLE)  # what a cron tick carries
+# The scheduler sleeps until the next due time, but wakes at least this often so that a
+# suspended laptop or a changed system clock cannot delay a cron for long.
+_CRON_MAX_SLEEP_S = 60.0
 
 
 def snapshot(event) -> bytes:
@@ -59,14 +64,34 @@ class WorkerState:
         self.cond = threading.Condition(lock)
         self.idle = 0  # run threads asleep on cond
         self.live: set[int] = set()  # indexes of run threads alive
+        self.schedule: Schedule | None = None  # set for crons
+        self.last_run_s: float | None = None  # crons: when the schedule last fired
+        self.skipped = 0  # crons: ticks skipped because a run was still going
+        self.forced = 0  # run_now requests that go through a pause
+
+    def ready(self) -> bool:
+        """A run may start now (the runtime lock is held)."""
+        return bool(self.queue) and self.handler is not None and (not self.paused or self.forced)
+
+    @property
+    def is_cron(self) -> bool:
+        return self.schedule is not None
 
     def counts(self) -> dict:
-        return {
+        counts = {
             "queued": len(self.queue) + len(self.parked),
             "running": self.running,
             "done": self.done,
             "failed": self.failed,
         }
+        if self.is_cron:
+            counts["skipped"] = self.skipped
+        return counts
+
+    def row(self) -> WorkerRow:
+        return WorkerRow(
+            self.name, self.paused, self.done, self.failed, self.last_run_s, self.skipped
+        )
 
 
 class Runtime:
@@ -80,8 +105,12 @@ class Runtime:
         default_concurrency: int = 4,
         flush_interval_s: float = 0.005,
         result_max_bytes: int = 65536,
+        timezone: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.path = path
+        self.zone = Zone(timezone)
+        self.clock = clock
         self.traces_kept = traces_kept
         self.default_concurrency = default_concurrency
         self.flush_interval_s = flush_interval_s
@@ -105,6 +134,9 @@ class Runtime:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[str], None]] = []
+        self._cron_wake = threading.Condition(self._lock)
+        self._cron_changed = False
+        self._scheduler: threading.Thread | None = None
         self._load()
         self._saved_seq = self._next_seq
         output.install()
@@ -117,11 +149,8 @@ class Runtime:
         self._next_seq = loaded.next_seq
         for row in loaded.workers:
             w = self._state(row.name)
-            w.paused, w.done, w.failed = (
-                bool(row.paused),
-                int(row.done),
-                int(row.failed),
-            )
+            w.paused, w.done, w.failed = bool(row.paused), int(row.done), int(row.failed)
+            w.last_run_s, w.skipped = row.last_run, int(row.skipped or 0)
         for seq, worker, enqueued_at, attempt, data in loaded.messages:
             self._state(worker).queue.append(Message(seq, worker, enqueued_at, attempt, data))
         for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
@@ -178,7 +207,7 @@ class Runtime:
             messages = [Message(seq + i, name, now, 1, d) for i, d in enumerate(datas)]
             w.queue.extend(messages)
             self._inserts.extend(messages)
-            if w.idle and not w.paused:
+            if w.idle and (not w.paused or w.forced):
                 if len(messages) == 1:
                     w.cond.notify()
                 else:
@@ -243,6 +272,7 @@ class Runtime:
             if not w.paused:
                 w.paused = True
                 self._mark_dirty(w)
+                self._crons_changed()
         self._notify(name)
 
     def resume(self, name: str) -> None:
@@ -254,6 +284,7 @@ class Runtime:
                 w.paused = False
                 self._mark_dirty(w)
                 w.cond.notify_all()
+                self._crons_changed()
         self._notify(name)
 
     def is_paused(self, name: str) -> bool:
@@ -270,17 +301,139 @@ class Runtime:
         if self._stopping:
             raise NBWorkersError("nbworkers has been stopped; run %load_ext nbworkers again")
 
+    # ----- crons ------------------------------------------------------------------------------
+
+    def define_cron(
+        self, name: str, handler: Handler, schedule: Schedule, paused: bool = False
+    ) -> None:
+        """Make ``handler`` run on ``schedule`` as cron ``name`` (one run at a time)."""
+        check_name(name)
+        with self._lock:
+            self._check_running()
+            w = self._state(name)
+            w.handler = handler
+            w.schedule = schedule
+            if schedule.wall_clock and w.last_run_s is None:
+                # Its first run is the first of its times after now: count from here, so a
+                # scheduler waking a moment late at that time still finds it due.
+                w.last_run_s = self.clock()
+                self._dirty.add(w)
+            if paused and not w.paused:
+                w.paused = True
+                self._mark_dirty(w)
+            self._set_concurrency(w, 1)  # a cron never overlaps itself
+            if self._scheduler is None:
+                self._scheduler = self._spawn(self._cron_loop, "nbworkers-cron")
+            self._crons_changed()
+        self._notify(name)
+
+    def undefine(self, name: str) -> None:
+        """Forget the code of worker or cron ``name``; its queued messages stay, unhandled."""
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None:
+                return
+            w.handler = None
+            w.schedule = None
+            w.concurrency = 0
+            w.cond.notify_all()
+            self._crons_changed()
+        self._notify(name)
+
+    def run_now(self, name: str) -> str:
+        """Run cron ``name`` once now, even while paused (after a run still going); its
+        schedule does not move. Returns the run's message id."""
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None or not w.is_cron:
+                raise NBWorkersError(f"no cron named {name!r} is defined; run its cell first")
+            if w.paused:
+                w.forced += 1
+        return self._enqueue(name, [_NO_EVENT])[0]
+
+    def next_run(self, name: str):
+        """When cron ``name`` runs next (an aware datetime), or None while it is paused."""
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None or not w.is_cron:
+                raise NBWorkersError(f"no cron named {name!r} is defined; run its cell first")
+            if w.paused:
+                return None
+            due = w.schedule.next_run(w.last_run_s, self.clock(), self.zone)
+            return self.zone.aware(due)
+
+    def schedule_of(self, name: str) -> Schedule | None:
+        """The schedule of cron ``name`` (None for a worker)."""
+        with self._lock:
+            w = self._workers.get(name)
+            return w.schedule if w else None
+
+    def _crons_changed(self) -> None:
+        self._cron_changed = True
+        self._cron_wake.notify_all()
+
+    def run_due_crons(self, now: float | None = None) -> float | None:
+        """Start every cron due at ``now``; returns when the next one is due (None: never).
+
+        The scheduler thread calls this; tests call it with their own ``now``.
+        """
+        with self._lock:
+            ticked, wake_at = self._cron_pass(self.clock() if now is None else now)
+        for name in ticked:
+            self._notify(name)
+        return wake_at
+
+    def _cron_pass(self, now: float) -> tuple[list[str], float | None]:
+        ticked: list[str] = []
+        wake_at = None
+        for w in list(self._workers.values()):
+            if w.schedule is None or w.handler is None or w.paused:
+                continue
+            due = w.schedule.next_run(w.last_run_s, now, self.zone)
+            if due <= now:
+                self._tick(w, now)
+                ticked.append(w.name)
+                due = w.schedule.next_run(w.last_run_s, now, self.zone)
+            wake_at = due if wake_at is None else min(wake_at, due)
+        return ticked, wake_at
+
+    def _tick(self, w: WorkerState, now: float) -> None:
+        """The schedule of cron ``w`` fired (the lock is held)."""
+        w.last_run_s = now
+        self._dirty.add(w)
+        if w.running or w.queue:
+            w.skipped += 1  # never overlap: the previous run is still going
+        else:
+            message = Message(self._next_seq, w.name, now, 1, _NO_EVENT)
+            self._next_seq += 1
+            w.queue.append(message)
+            self._inserts.append(message)
+            if w.idle:
+                w.cond.notify()
+        if self._writer_asleep:
+            self._writer_wake.notify()
+
+    def _cron_loop(self) -> None:
+        while True:
+            wake_at = self.run_due_crons()
+            with self._lock:
+                if self._stopping:
+                    return
+                if self._cron_changed:
+                    self._cron_changed = False
+                    continue
+                sleep_s = _CRON_MAX_SLEEP_S
+                if wake_at is not None:
+                    sleep_s = min(sleep_s, max(0.0, wake_at - self.clock()))
+                self._cron_wake.wait(sleep_s)
+
     # ----- running ----------------------------------------------------------------------------
 
     def _run_loop(self, w: WorkerState, index: int) -> None:
         lock = self._lock
         while True:
             with lock:
-                while (
-                    not self._stopping
-                    and index < w.concurrency
-                    and (w.paused or not w.queue or w.handler is None)
-                ):
+                while not self._stopping and index < w.concurrency and not w.ready():
                     w.idle += 1
                     w.cond.wait()
                     w.idle -= 1
@@ -288,6 +441,8 @@ class Runtime:
                     w.live.discard(index)
                     return
                 message = w.queue.popleft()
+                if w.paused:
+                    w.forced -= 1
                 w.running += 1
                 handler = w.handler
             trace, unpicklable = self._run(handler, message, replay=False)
@@ -484,7 +639,7 @@ class Runtime:
         batch = Batch(
             inserts=self._inserts,
             acks=self._acks,
-            workers=[WorkerRow(w.name, w.paused, w.done, w.failed) for w in self._dirty],
+            workers=[w.row() for w in self._dirty],
         )
         traces = self._new_traces
         self._inserts, self._acks, self._new_traces = [], [], []
@@ -608,6 +763,7 @@ class Runtime:
             for w in self._workers.values():
                 w.cond.notify_all()
             self._writer_wake.notify()
+            self._cron_wake.notify_all()
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             if thread is not self._writer and thread is not threading.current_thread():

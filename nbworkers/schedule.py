@@ -153,7 +153,7 @@ def parse(spec: str, at: str | None = None) -> Schedule:
     elif match := _DURATION_RE.match(key):
         every = int(match[1]) * _UNITS[match[2]]
         if every < 1:
-            raise ValueError(f"the interval {spec!r} is zero; use at least 1s")
+            raise ValueError(f"the interval {spec!r} is zero. Valid intervals: {VALID_FORMS}")
     elif len(text.split()) == 5:
         if at is not None:
             raise ValueError("--at goes with intervals; a cron expression already says when")
@@ -201,12 +201,11 @@ def _field(text: str, low: int, high: int, names: list[str] | None, what: str) -
             first = last = value(part)
             if step:
                 last = high
-        if what == "weekday" and last == 7:  # 7 is Sunday too
-            values.add(0)
-            last = 6
         if not (low <= first <= high and low <= last <= high) or first > last:
             raise ValueError(f"cron {what} {part!r} is outside {low}-{high}")
         values.update(range(first, last + 1, step or 1))
+    if what == "weekday" and 7 in values:  # 7 is Sunday too
+        values = (values - {7}) | {0}
     return frozenset(values)
 
 

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS messages (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB);
 CREATE TABLE IF NOT EXISTS workers (
-    name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT);
+    name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT, last_run DOUBLE, skipped BIGINT);
 CREATE TABLE IF NOT EXISTS traces (
     seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, duration DOUBLE,
     input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, error VARCHAR,
@@ -38,6 +38,8 @@ class WorkerRow:
     paused: bool
     done: int
     failed: int
+    last_run: float | None = None  # crons: when the schedule last fired (run or skip)
+    skipped: int = 0  # crons: ticks skipped because the previous run was still going
 
 
 @dataclass
@@ -144,7 +146,12 @@ class Store:
         """Read the state a new runtime starts from."""
         con = self.con
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        workers = [WorkerRow(*row) for row in con.execute("SELECT * FROM workers").fetchall()]
+        workers = [
+            WorkerRow(*row)
+            for row in con.execute(
+                "SELECT name, paused, done, failed, last_run, skipped FROM workers"
+            ).fetchall()
+        ]
         messages = con.execute(
             "SELECT seq, worker, enqueued_at, attempt, data FROM messages ORDER BY seq"
         ).fetchall()
@@ -204,12 +211,15 @@ class Store:
                 names = [w.name for w in batch.workers]
                 con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
                 con.execute(
-                    "INSERT INTO workers SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
+                    """INSERT INTO workers SELECT unnest($1), unnest($2), unnest($3), unnest($4),
+                                                  unnest($5::DOUBLE[]), unnest($6)""",
                     [
                         names,
                         [w.paused for w in batch.workers],
                         [w.done for w in batch.workers],
                         [w.failed for w in batch.workers],
+                        [w.last_run for w in batch.workers],
+                        [w.skipped for w in batch.workers],
                     ],
                 )
             if batch.next_seq is not None:

@@ -220,3 +220,41 @@ def test_unload_flushes_and_leaves_no_thread(kernel, tmp_path):
     assert kernel.eval("'emit' in globals()") is False
     kernel.ok("%reload_ext nbworkers")
     assert kernel.eval("nw.unhandled()") == {"nobody": 1}
+
+
+def test_a_cron_cell_runs_every_second_and_can_be_paused_and_run_now(kernel):
+    kernel.ok("ticks = []")
+    reply = kernel.ok("%%cron 1s ticker\nimport time\nticks.append(time.time())\nmessage.id")
+    assert reply.stdout == ""
+    kernel.ok(
+        "import time\ndeadline = time.time() + 10\n"
+        "while len(ticks) < 3 and time.time() < deadline: time.sleep(0.05)"
+    )
+    assert kernel.eval("len(ticks) >= 3")
+    assert kernel.eval("nw.traces('ticker')[0].result.startswith('m')")
+    assert kernel.eval("nw.traces('ticker')[0].input") is None
+    assert kernel.eval("nw.next_run('ticker').tzinfo is not None")
+    kernel.ok("nw.pause('ticker')\nnw.wait('ticker', 5)\nn = len(ticks)\ntime.sleep(1.5)")
+    assert kernel.eval("len(ticks) == n and nw.next_run('ticker') is None")
+    kernel.ok("nw.run_now('ticker')\nassert nw.wait('ticker', 5)")
+    assert kernel.eval("len(ticks) == n + 1")
+    # `event` is not defined in a cron
+    kernel.ok("%%cron 1s noevent\nevent")
+    kernel.ok("time.sleep(0.5)\nassert nw.wait('noevent', 5)")
+    assert "NameError" in kernel.eval("nw.traces('noevent')[0].error")
+
+
+def test_cron_usage_errors_and_one_cron_per_cell(kernel):
+    reply = kernel.run("%%cron sometimes\npass")
+    assert reply.ename == "UsageError" and "every-minute, hourly" in reply.evalue
+    reply = kernel.run("%%cron daily r --at 25:00\npass")
+    assert reply.ename == "UsageError" and "HH:MM" in reply.evalue
+    reply = kernel.run('%%cron "0 9 * * MON-FRI" standup\npass')
+    assert reply.status == "ok", reply.traceback
+    assert kernel.eval("nw.next_run('standup').hour") == 9
+    # Re-running the same cell (no name) replaces its cron and never adds a second one
+    first = kernel.ok("%%cron daily --at 09:30\npass").stdout
+    assert "every day at 09:30" in first
+    second = kernel.ok("%%cron daily --at 09:30\npass").stdout
+    assert first == second
+    assert kernel.eval("len([w for w in nw.workers() if w.startswith('cron-')])") == 1
