@@ -17,6 +17,16 @@ from .trace import Trace
 _lock = threading.RLock()
 _runtime: Runtime | None = None
 _config: NBWorkers | None = None
+_on_start: list[Callable[[Runtime], None]] = []
+
+
+def on_start(callback: Callable[[Runtime], None]) -> None:
+    """Call ``callback(runtime)`` for every runtime started from now on (and the current one)."""
+    with _lock:
+        _on_start.append(callback)
+        rt = _runtime
+    if rt is not None:
+        callback(rt)
 
 
 def config() -> NBWorkers:
@@ -52,6 +62,8 @@ def runtime() -> Runtime:
                 result_max_bytes=cfg.result_max_bytes,
                 timezone=cfg.timezone or None,
             )
+            for callback in _on_start:
+                callback(_runtime)
         return _runtime
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import api, handlers, schedule
@@ -61,6 +61,27 @@ class WorkerMagics(Magics):
             raise
         try:
             api.runtime().define(name, handler, args.concurrency, args.paused)
+        except NBWorkersError as exc:
+            raise UsageError(str(exc)) from None
+        self._show_panel(name)
+
+    def _show_panel(self, name: str) -> None:
+        # Only a kernel has a front end to draw widgets; a terminal IPython shows nothing.
+        if getattr(self.shell, "kernel", None) is not None:
+            from .widgets import show_panel
+
+            show_panel(name, _cell_id(self.shell))
+
+    @line_magic
+    def nbworkers(self, line=""):
+        """Show the dashboard: every worker and cron with counts and controls, and the names
+        that received messages but have no worker yet (Unhandled)."""
+        from IPython.display import display
+
+        from .widgets import Dashboard
+
+        try:
+            display(Dashboard())
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
 
@@ -128,6 +149,7 @@ class WorkerMagics(Magics):
             _cron_of_cell[cell_id] = name
         if not args.name:
             print(f"cron {name!r}: {plan.describe()}")
+        self._show_panel(name)
 
 
 _cron_of_cell: dict[str, str] = {}

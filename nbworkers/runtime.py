@@ -33,6 +33,11 @@ _NO_EVENT = pickle.dumps(None, protocol=_PICKLE)  # what a cron tick carries
 # The scheduler sleeps until the next due time, but wakes at least this often so that a
 # suspended laptop or a changed system clock cannot delay a cron for long.
 _CRON_MAX_SLEEP_S = 60.0
+# Listeners (panels) hear of changes at most this often, however fast messages flow, so a
+# panel sends a few comm messages a second and reflects a change within half a second.
+NOTIFY_INTERVAL_S = 0.4
+# With nothing changing, listeners still hear every so often (relative times, "in 12 min").
+NOTIFY_IDLE_S = 30.0
 
 
 def snapshot(event) -> bytes:
@@ -133,7 +138,11 @@ class Runtime:
         self._flush_now = False
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[set[str]], None]] = []
+        self._changed_names: set[str] = set()
+        self._notify_wake = threading.Condition(self._lock)
+        self._notifier_asleep = False
+        self._notifier: threading.Thread | None = None
         self._cron_wake = threading.Condition(self._lock)
         self._cron_changed = False
         self._scheduler: threading.Thread | None = None
@@ -214,7 +223,8 @@ class Runtime:
                     w.cond.notify(len(messages))
             if self._writer_asleep:
                 self._writer_wake.notify()
-        self._notify(name)
+            if self._listeners:
+                self._mark_changed(name)
         return [f"m{m.seq}" for m in messages]
 
     # ----- workers ------------------------------------------------------------------------
@@ -379,8 +389,8 @@ class Runtime:
         """
         with self._lock:
             ticked, wake_at = self._cron_pass(self.clock() if now is None else now)
-        for name in ticked:
-            self._notify(name)
+            for name in ticked:
+                self._mark_changed(name)
         return wake_at
 
     def _cron_pass(self, now: float) -> tuple[list[str], float | None]:
@@ -460,7 +470,8 @@ class Runtime:
                 self._record(w, trace)
                 if self._change_waiters:
                     self._changed.notify_all()
-            self._notify(w.name)
+                if self._listeners:
+                    self._mark_changed(w.name)
 
     def _run(self, handler: Handler, message: Message, replay: bool):
         """Run ``handler`` on ``message``; returns (trace, reason it was parked or None)."""
@@ -588,6 +599,50 @@ class Runtime:
         with self._lock:
             return [name for name, w in self._workers.items() if w.handler is not None]
 
+    def snapshot(self, name: str) -> dict:
+        """Everything a panel shows about ``name``, read in one go."""
+        with self._lock:
+            w = self._workers.get(name) or WorkerState(name, self._lock, self.traces_kept)
+            now = self.clock()
+            next_run_s = None
+            if w.is_cron and not w.paused:
+                next_run_s = w.schedule.next_run(w.last_run_s, now, self.zone)
+            last_error = next((t.error for t in w.traces if t.error), None)
+            return {
+                "name": name,
+                "defined": w.handler is not None,
+                "kind": "cron" if w.is_cron else "worker",
+                "paused": w.paused,
+                "counts": w.counts(),
+                "concurrency": w.concurrency,
+                "schedule": w.schedule.describe() if w.is_cron else None,
+                "next_run_s": next_run_s,
+                "last_run_s": w.traces[0].started_at_s if w.is_cron and w.traces else None,
+                "last_error": last_error,
+                "traces": list(w.traces),
+                "oldest_s": w.queue[0].enqueued_at_s if w.queue else None,
+                "now": now,
+            }
+
+    def unhandled_details(self) -> list[tuple[str, int, float | None]]:
+        """(name, queued, oldest enqueued_at) for each name with messages but no worker."""
+        with self._lock:
+            return [
+                (name, len(w.queue) + len(w.parked), w.queue[0].enqueued_at_s if w.queue else None)
+                for name, w in self._workers.items()
+                if w.handler is None and (w.queue or w.parked)
+            ]
+
+    def resend(self, name: str, trace_id: str) -> str:
+        """Queue a trace's input again for ``name`` (a background replay); the message id."""
+        seq = parse_id(trace_id, "t")
+        with self._lock:
+            w = self._workers.get(name)
+            trace = next((t for t in w.traces if t.seq == seq), None) if w else None
+        if trace is None:
+            raise NBWorkersError(f"{name!r} has no trace {trace_id!r} any more")
+        return self._enqueue(name, [trace.input_data or _NO_EVENT])[0]
+
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:
         """Block until nothing is queued or running for ``name`` (or every defined, unpaused
         worker); False if ``timeout`` seconds passed first."""
@@ -613,21 +668,52 @@ class Runtime:
 
     # ----- listeners (panels) -------------------------------------------------------------
 
-    def add_listener(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(name)`` (from any thread, keep it cheap) after ``name`` changed."""
-        self._listeners.append(callback)
+    def add_listener(self, callback: Callable[[set[str]], None]) -> None:
+        """Call ``callback(names)`` with the names that changed, at most every 0.4 s (and
+        with an empty set every 30 s when nothing changes), on the notifier thread."""
+        with self._lock:
+            self._check_running()
+            self._listeners.append(callback)
+            if self._notifier is None:
+                self._notifier = self._spawn(self._notify_loop, "nbworkers-notify")
 
-    def remove_listener(self, callback: Callable[[str], None]) -> None:
-        if callback in self._listeners:
-            self._listeners.remove(callback)
+    def remove_listener(self, callback: Callable[[set[str]], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
 
     def _notify(self, name: str) -> None:
-        for callback in self._listeners:
-            try:
-                callback(name)
-            except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
-                print(f"nbworkers: a listener failed for {name!r}:", file=sys.__stderr__)
-                traceback.print_exc(file=sys.__stderr__)
+        if self._listeners:
+            with self._lock:
+                self._mark_changed(name)
+
+    def _mark_changed(self, name: str) -> None:
+        """Tell the listeners about ``name`` soon (the lock is held)."""
+        if self._listeners:
+            self._changed_names.add(name)
+            if self._notifier_asleep:
+                self._notify_wake.notify()
+
+    def _notify_loop(self) -> None:
+        lock = self._lock
+        while True:
+            with lock:
+                if not self._changed_names and not self._stopping:
+                    self._notifier_asleep = True
+                    self._notify_wake.wait(NOTIFY_IDLE_S)
+                    self._notifier_asleep = False
+                if self._stopping:
+                    return
+                names, self._changed_names = self._changed_names, set()
+                listeners = list(self._listeners)
+            for callback in listeners:
+                try:
+                    callback(names)
+                except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
+                    print(f"nbworkers: a panel failed to update {names}:", file=sys.__stderr__)
+                    traceback.print_exc(file=sys.__stderr__)
+            with lock:
+                self._notify_wake.wait_for(lambda: self._stopping, NOTIFY_INTERVAL_S)
 
     # ----- writing ------------------------------------------------------------------------
 
@@ -764,6 +850,7 @@ class Runtime:
                 w.cond.notify_all()
             self._writer_wake.notify()
             self._cron_wake.notify_all()
+            self._notify_wake.notify_all()
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             if thread is not self._writer and thread is not threading.current_thread():

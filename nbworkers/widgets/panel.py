@@ -1,0 +1,155 @@
+"""The panel shown under a ``%%worker`` or ``%%cron`` cell: state, counts, controls, traces."""
+
+from __future__ import annotations
+
+import threading
+
+import ipywidgets as widgets
+
+from .. import api
+from . import render
+from .hub import register
+
+
+def _action(panel, fn):
+    """A button callback that shows its error in the panel instead of losing it in a log."""
+
+    def callback(*_):
+        try:
+            fn()
+            panel.notice.value = ""
+        except Exception as exc:  # noqa: BLE001 - shown to the user in the panel
+            panel.notice.value = (
+                f'<span style="color:{render.RED}">{render.esc(type(exc).__name__)}: '
+                f"{render.esc(exc)}</span>"
+            )
+        panel.refresh()
+
+    return callback
+
+
+class Panel(widgets.VBox):
+    """Live view of one worker or cron. Widget callbacks may run on a subshell thread while
+    the runtime refreshes the panel from its notifier thread: ``_lock`` orders them."""
+
+    def __init__(self, name: str, **kwargs):
+        self.name = name
+        self._lock = threading.RLock()
+        self._traces: dict[str, object] = {}
+        self._kind = "worker"
+        self.status = widgets.HTML()
+        self.notice = widgets.HTML()
+        self.pause_button = widgets.Button(layout=widgets.Layout(width="auto"))
+        self.run_now_button = widgets.Button(
+            description="Run now",
+            icon="bolt",
+            tooltip="Run this cron once now (even while paused); its schedule does not move",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
+        self.trace_list = widgets.Select(
+            options=[], rows=5, layout=widgets.Layout(width="28em", font_family="monospace")
+        )
+        self.trace_view = widgets.HTML()
+        self.replay_button = widgets.Button(
+            description="Replay",
+            icon="redo",
+            disabled=True,
+            tooltip="Send this trace's input through the current code again, in the "
+            "background; its new trace appears in the list",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.replay_code = widgets.HTML()
+        self.pause_button.on_click(_action(self, self._toggle_pause))
+        self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
+        self.replay_button.on_click(_action(self, self._replay))
+        self.trace_list.observe(self._on_select, "value")
+        browser = widgets.VBox(
+            [
+                widgets.HTML("<b>Last traces</b>, newest first: select one to see it"),
+                self.trace_list,
+                widgets.HBox([self.replay_button, self.replay_code]),
+                self.trace_view,
+            ]
+        )
+        super().__init__(
+            [
+                self.status,
+                widgets.HBox([self.pause_button, self.run_now_button, self.notice]),
+                browser,
+            ],
+            layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
+            **kwargs,
+        )
+        self.refresh()
+        register(self)
+
+    def wants(self, names: set[str]) -> bool:
+        """Whether a change to ``names`` (empty: time passed) concerns this panel."""
+        return self.name in names or (not names and self._kind == "cron")
+
+    def refresh(self) -> None:
+        """Show the runtime's current state; sends only what changed."""
+        rt = api.running()
+        if rt is None:
+            return
+        snap = rt.snapshot(self.name)
+        with self._lock:
+            self._kind = snap["kind"]
+            self._traces = {t.id: t for t in snap["traces"]}
+            self.status.value = render.status_html(snap)
+            paused = snap["paused"]
+            self.pause_button.description = "Play" if paused else "Pause"
+            self.pause_button.icon = "play" if paused else "pause"
+            self.pause_button.button_style = "warning" if paused else ""
+            self.pause_button.tooltip = (
+                "Resume: start runs again"
+                if paused
+                else "Pause: start no new runs; queued messages wait (kept across restarts)"
+            )
+            self.run_now_button.layout.display = None if snap["kind"] == "cron" else "none"
+            options = tuple((render.trace_label(t), t.id) for t in snap["traces"])
+            if options != self.trace_list.options:
+                selected = self.trace_list.value
+                with self.trace_list.hold_sync():
+                    self.trace_list.options = options
+                    self.trace_list.value = selected if selected in self._traces else None
+            self._show(self.trace_list.value)
+
+    def _on_select(self, change) -> None:
+        with self._lock:
+            self._show(change["new"])
+
+    def _show(self, trace_id) -> None:
+        trace = self._traces.get(trace_id)
+        self.trace_view.value = render.trace_html(trace, self._kind)
+        self.replay_button.disabled = trace is None
+        self.replay_code.value = (
+            ""
+            if trace is None
+            else "<span style='color:#666'>or, in the foreground where <code>%debug</code> "
+            f"works: <code>nw.replay({render.esc(repr(self.name))}, "
+            f"{render.esc(repr(trace.id))})</code></span>"
+        )
+
+    def _toggle_pause(self) -> None:
+        if api.is_paused(self.name):
+            api.resume(self.name)
+        else:
+            api.pause(self.name)
+
+    def _replay(self) -> None:
+        trace_id = self.trace_list.value
+        if trace_id is not None:
+            api.runtime().resend(self.name, trace_id)
+
+    def close(self) -> None:
+        """Close the panel and every widget in it."""
+        for child in _descendants(self):
+            child.close()
+        super().close()
+
+
+def _descendants(widget):
+    for child in getattr(widget, "children", ()):
+        yield from _descendants(child)
+        yield child

@@ -1,0 +1,156 @@
+"""HTML for the panels, as pure functions of a runtime snapshot. Everything that comes from
+events, results, output or tracebacks goes through ``esc``."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+
+from ..trace import Trace, preview
+
+RED = "#c62828"
+GREEN = "#2e7d32"
+AMBER = "#b26a00"
+_MAX_TEXT = 4000
+
+
+def esc(value) -> str:
+    """``value`` as text safe to put in HTML."""
+    return html.escape(str(value), quote=True)
+
+
+def ago(seconds: float) -> str:
+    """'12 s', '3 min', '2 h', '4 d'."""
+    seconds = max(0.0, seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def _badge(text: str, colour: str) -> str:
+    return (
+        f'<span style="background:{colour};color:#fff;border-radius:3px;padding:0 6px;'
+        f'font-weight:600">{esc(text)}</span>'
+    )
+
+
+def _count(label: str, value: int, colour: str | None = None) -> str:
+    style = "display:inline-block;min-width:5.5em;font-variant-numeric:tabular-nums"
+    if colour:
+        style += f";color:{colour};font-weight:700"
+    return f'<span style="{style}">{esc(label)} {value:,}</span>'
+
+
+def status_html(snap: dict) -> str:
+    """Name, kind, state, counts, schedule and latest error of one worker or cron."""
+    counts = snap["counts"]
+    if not snap["defined"]:
+        state = _badge("not defined", "#757575")
+    elif snap["paused"]:
+        state = _badge("❚❚ paused", AMBER)
+    else:
+        state = _badge("▶ running", GREEN)
+    kind = snap["kind"]
+    if kind == "worker" and snap["defined"]:
+        kind += f" · concurrency {snap['concurrency']}"
+    parts = [
+        f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap["name"])}</b> '
+        f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
+        "<div>"
+        + _count("queued", counts["queued"])
+        + _count("running", counts["running"])
+        + _count("done", counts["done"])
+        + _count("failed", counts["failed"], RED if counts["failed"] else None)
+        + (_count("skipped", counts["skipped"]) if "skipped" in counts else "")
+        + "</div>",
+    ]
+    now = snap["now"]
+    if snap["oldest_s"] is not None and counts["queued"]:
+        parts.append(
+            f'<div style="color:#666">oldest queued: {ago(now - snap["oldest_s"])} ago</div>'
+        )
+    if snap["schedule"]:
+        line = esc(snap["schedule"])
+        if snap["next_run_s"] is None:
+            line += " · paused: no next run"
+        elif snap["next_run_s"] <= now:
+            line += " · next run: now"
+        else:
+            line += f" · next run in {ago(snap['next_run_s'] - now)} ({clock(snap['next_run_s'])})"
+        if snap["last_run_s"] is not None:
+            line += f" · last run {ago(now - snap['last_run_s'])} ago"
+        parts.append(f"<div>{line}</div>")
+    if snap["last_error"]:
+        last_line = snap["last_error"].strip().splitlines()[-1]
+        parts.append(
+            f'<div style="color:{RED};font-family:monospace">latest error: {esc(last_line)}</div>'
+        )
+    return "".join(parts)
+
+
+def trace_label(trace: Trace) -> str:
+    """One line of the trace list (plain text)."""
+    mark = "ok   " if trace.ok else "ERROR"
+    replay = " (replay)" if trace.replay else ""
+    return f"{clock(trace.started_at_s)}  {mark}  {trace.duration * 1000:8.1f} ms{replay}"
+
+
+def _block(title: str, body: str, colour: str | None = None) -> str:
+    if len(body) > _MAX_TEXT:
+        body = body[:_MAX_TEXT] + f"\n… ({len(body) - _MAX_TEXT:,} more characters)"
+    style = "margin:2px 0 6px 0;padding:4px;background:#f5f5f5;white-space:pre-wrap;"
+    style += "max-height:16em;overflow:auto;font-size:0.9em"
+    if colour:
+        style += f";color:{colour}"
+    return f'<div><b>{esc(title)}</b><pre style="{style}">{esc(body)}</pre></div>'
+
+
+def trace_html(trace: Trace | None, kind: str) -> str:
+    """Input, result, output and traceback of one trace, escaped."""
+    if trace is None:
+        return '<div style="color:#666">Select a trace to see its input, result and output.</div>'
+    try:
+        shown_input = "(no input: a cron run)" if kind == "cron" else preview(trace.input)
+    except Exception as exc:  # noqa: BLE001 - an input whose class is gone still shows
+        shown_input = f"(cannot be shown: {exc})"
+    parts = [
+        f'<div style="color:#666">{esc(trace.id)} · message {esc(trace.message_id)} · '
+        f"started {esc(trace.started_at.astimezone().strftime('%Y-%m-%d %H:%M:%S'))} · "
+        f"{trace.duration * 1000:.1f} ms</div>",
+        _block("input", shown_input),
+    ]
+    if trace.ok:
+        parts.append(_block("result", trace.result_repr))
+    if trace.stdout:
+        parts.append(_block("printed", trace.stdout))
+    if trace.error:
+        parts.append(_block("traceback", trace.error, RED))
+    return "".join(parts)
+
+
+def unhandled_html(rows: list[tuple[str, int, float | None]], now: float) -> str:
+    """The dashboard's Unhandled section: names with messages but no worker."""
+    if not rows:
+        return '<div style="color:#666">Unhandled: none.</div>'
+    lines = [
+        "<div><b>Unhandled</b>: messages emitted to names with no worker yet. "
+        "Run a cell starting with the line shown to handle them.</div>",
+        '<table style="border-collapse:collapse"><tr><th style="text-align:left">name</th>'
+        '<th style="text-align:right;padding:0 1em">queued</th>'
+        '<th style="text-align:left">oldest</th><th style="text-align:left;padding:0 1em">'
+        "create it with</th></tr>",
+    ]
+    for name, count, oldest in sorted(rows):
+        age = f"{ago(now - oldest)} ago" if oldest is not None else "-"
+        lines.append(
+            f"<tr><td>{esc(name)}</td><td style='text-align:right;padding:0 1em'>{count:,}</td>"
+            f"<td>{esc(age)}</td><td style='padding:0 1em'><code>%%worker {esc(name)}</code>"
+            "</td></tr>"
+        )
+    lines.append("</table>")
+    return "".join(lines)
