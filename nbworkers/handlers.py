@@ -56,6 +56,7 @@ def from_cell(
     filename = f"<{kind} {name} #{next(_versions)}>"
     params = ["message"] if kind == "cron" else ["event", "message"]
     tree = ast.parse(python, filename=filename)
+    _refuse_generators(tree, filename)
     body = tree.body or [ast.Pass()]
     if isinstance(body[-1], ast.Expr):
         last = body[-1]
@@ -101,6 +102,23 @@ def _positional_count(fn: Callable, default: int) -> int:
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return 99
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _refuse_generators(tree: ast.Module, filename: str) -> None:
+    """A cell with a top-level ``yield`` or ``await`` would never run its body: say so."""
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
+            word = "await" if isinstance(node, ast.Await) else "yield"
+            raise SyntaxError(
+                f"a handler cell cannot use '{word}' at its top level (it runs as a plain "
+                "function on a thread); move it into a function the cell calls",
+                (filename, node.lineno, node.col_offset + 1, None),
+            )
+        if not isinstance(node, scopes):
+            todo.extend(ast.iter_child_nodes(node))
 
 
 def from_function(name: str, fn: Callable, kind: str = "worker") -> Handler:

@@ -26,6 +26,8 @@ class Capture:
         return "".join(self.parts)
 
     def __enter__(self):
+        if not (isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router)):
+            _wrap()  # something (%%capture, redirect_stdout) put its own stream in place
         self._previous = getattr(_local, "capture", None)
         _local.capture = self
         return self
@@ -68,10 +70,14 @@ def install() -> None:
     with _install_lock:
         _installs += 1
         if _installs == 1:
-            if not isinstance(sys.stdout, _Router):
-                sys.stdout = _Router(sys.stdout)
-            if not isinstance(sys.stderr, _Router):
-                sys.stderr = _Router(sys.stderr)
+            _wrap()
+
+
+def _wrap() -> None:
+    if not isinstance(sys.stdout, _Router):
+        sys.stdout = _Router(sys.stdout)
+    if not isinstance(sys.stderr, _Router):
+        sys.stderr = _Router(sys.stderr)
 
 
 def uninstall() -> None:

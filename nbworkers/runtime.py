@@ -52,6 +52,13 @@ def snapshot(event) -> bytes:
         ) from exc
 
 
+def _text(value: str | None) -> str | None:
+    """``value`` storable as UTF-8: lone surrogates (undecodable file names) are escaped."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class WorkerState:
     """Everything the runtime knows about one name, with or without a handler."""
 
@@ -59,6 +66,7 @@ class WorkerState:
         self.name = name
         self.queue: deque[Message] = deque()
         self.parked: list[tuple[Message, str]] = []  # events that cannot be unpickled yet
+        self.parked_traced: set[int] = set()  # parked messages that already left a trace
         self.handler: Handler | None = None
         self.paused = False
         self.concurrency = 0
@@ -72,11 +80,21 @@ class WorkerState:
         self.schedule: Schedule | None = None  # set for crons
         self.last_run_s: float | None = None  # crons: when the schedule last fired
         self.skipped = 0  # crons: ticks skipped because a run was still going
-        self.forced = 0  # run_now requests that go through a pause
+        self.forced: set[int] = set()  # run_now messages, which go through a pause
 
     def ready(self) -> bool:
         """A run may start now (the runtime lock is held)."""
         return bool(self.queue) and self.handler is not None and (not self.paused or self.forced)
+
+    def take(self) -> Message:
+        """The next message to run (the runtime lock is held; ``ready()`` was true)."""
+        if self.paused:
+            message = next(m for m in self.queue if m.seq in self.forced)
+            self.queue.remove(message)
+        else:
+            message = self.queue.popleft()
+        self.forced.discard(message.seq)
+        return message
 
     @property
     def is_cron(self) -> bool:
@@ -136,7 +154,8 @@ class Runtime:
         self._written = 0  # batches the store finished (or failed)
         self._write_error: BaseException | None = None
         self._flush_now = False
-        self._stopping = False
+        self._stopping = False  # no new runs, ticks or emits
+        self._writer_stop = False  # set after the runs ended: the writer drains, then exits
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[set[str]], None]] = []
         self._changed_names: set[str] = set()
@@ -205,27 +224,33 @@ class Runtime:
     def _enqueue(self, name: str, datas: list[bytes]) -> list[str]:
         now = time.time()
         with self._lock:
-            if self._stopping:
-                raise NBWorkersError(
-                    "nbworkers has been stopped (%unload_ext or shutdown); run "
-                    "%load_ext nbworkers again to emit. Nothing was enqueued."
-                )
             w = self._workers.get(name) or self._state(name)
-            seq = self._next_seq
-            self._next_seq = seq + len(datas)
-            messages = [Message(seq + i, name, now, 1, d) for i, d in enumerate(datas)]
-            w.queue.extend(messages)
-            self._inserts.extend(messages)
-            if w.idle and (not w.paused or w.forced):
-                if len(messages) == 1:
-                    w.cond.notify()
-                else:
-                    w.cond.notify(len(messages))
-            if self._writer_asleep:
-                self._writer_wake.notify()
-            if self._listeners:
-                self._mark_changed(name)
+            messages = self._enqueue_locked(w, datas, now)
         return [f"m{m.seq}" for m in messages]
+
+    def _enqueue_locked(self, w: WorkerState, datas: list[bytes], now: float) -> list[Message]:
+        """Queue ``datas`` for ``w`` (the lock is held)."""
+        if self._stopping:
+            raise NBWorkersError(
+                "nbworkers has been stopped (%unload_ext or shutdown); run "
+                "%load_ext nbworkers again to emit. Nothing was enqueued."
+            )
+        name = w.name
+        seq = self._next_seq
+        self._next_seq = seq + len(datas)
+        messages = [Message(seq + i, name, now, 1, d) for i, d in enumerate(datas)]
+        w.queue.extend(messages)
+        self._inserts.extend(messages)
+        if w.idle and (not w.paused or w.forced):
+            if len(messages) == 1:
+                w.cond.notify()
+            else:
+                w.cond.notify(len(messages))
+        if self._writer_asleep:
+            self._writer_wake.notify()
+        if self._listeners:
+            self._mark_changed(name)
+        return messages
 
     # ----- workers ------------------------------------------------------------------------
 
@@ -247,6 +272,9 @@ class Runtime:
             self._check_running()
             w = self._state(name)
             w.handler = handler
+            if w.schedule is not None:
+                w.schedule = None  # a worker now: no more ticks
+                self._crons_changed()
             if paused and not w.paused:
                 w.paused = True
                 self._mark_dirty(w)
@@ -332,6 +360,7 @@ class Runtime:
                 w.paused = True
                 self._mark_dirty(w)
             self._set_concurrency(w, 1)  # a cron never overlaps itself
+            self._cron_pass(self.clock())  # due at once: queued before this returns
             if self._scheduler is None:
                 self._scheduler = self._spawn(self._cron_loop, "nbworkers-cron")
             self._crons_changed()
@@ -357,9 +386,10 @@ class Runtime:
             w = self._workers.get(name)
             if w is None or not w.is_cron:
                 raise NBWorkersError(f"no cron named {name!r} is defined; run its cell first")
-            if w.paused:
-                w.forced += 1
-        return self._enqueue(name, [_NO_EVENT])[0]
+            message = self._enqueue_locked(w, [_NO_EVENT], time.time())[0]
+            w.forced.add(message.seq)
+            w.cond.notify_all()
+        return message.id
 
     def next_run(self, name: str):
         """When cron ``name`` runs next (an aware datetime), or None while it is paused."""
@@ -450,9 +480,7 @@ class Runtime:
                 if self._stopping or index >= w.concurrency or w.handler is None:
                     w.live.discard(index)
                     return
-                message = w.queue.popleft()
-                if w.paused:
-                    w.forced -= 1
+                message = w.take()
                 w.running += 1
                 handler = w.handler
             trace, unpicklable = self._run(handler, message, replay=False)
@@ -460,14 +488,19 @@ class Runtime:
                 w.running -= 1
                 if unpicklable:
                     w.parked.append((message, unpicklable))
+                    if message.seq in w.parked_traced:
+                        trace = None  # one trace says why; retries add none
+                    w.parked_traced.add(message.seq)
                 else:
+                    w.parked_traced.discard(message.seq)
                     self._acks.append(message.seq)
                     if trace.error is None:
                         w.done += 1
                     else:
                         w.failed += 1
                     self._dirty.add(w)
-                self._record(w, trace)
+                if trace is not None:
+                    self._record(w, trace)
                 if self._change_waiters:
                     self._changed.notify_all()
                 if self._listeners:
@@ -546,15 +579,16 @@ class Runtime:
                 raise NBWorkersError(f"no worker named {name!r} is defined; run its cell first")
             handler = w.handler
             traces = [t for t in w.traces if not t.replay] or list(w.traces)
+            kept_traces = list(w.traces)
         if trace_id is None:
             if not traces:
                 raise NBWorkersError(f"worker {name!r} has no trace to replay yet")
             trace = traces[0]
         else:
             seq = parse_id(trace_id, "t")
-            trace = next((t for t in w.traces if t.seq == seq), None)
+            trace = next((t for t in kept_traces if t.seq == seq), None)
             if trace is None:
-                kept = ", ".join(t.id for t in w.traces) or "none"
+                kept = ", ".join(t.id for t in kept_traces) or "none"
                 raise NBWorkersError(f"worker {name!r} has no trace {trace_id!r} (kept: {kept})")
         message = Message(trace.message_seq, name, trace.started_at_s, 1, trace.input_data)
         trace, _ = self._run(handler, message, replay=True)
@@ -752,9 +786,9 @@ class Runtime:
                     t.duration,
                     t.input_data,
                     result,
-                    result_repr,
-                    t.stdout,
-                    t.error,
+                    _text(result_repr),
+                    _text(t.stdout),
+                    _text(t.error),
                     t.replay,
                 )
             )
@@ -764,11 +798,11 @@ class Runtime:
         lock = self._lock
         while True:
             with lock:
-                while not self._pending() and not self._stopping and not self._flush_now:
+                while not self._pending() and not self._writer_stop and not self._flush_now:
                     self._writer_asleep = True
                     self._writer_wake.wait()
                     self._writer_asleep = False
-                if self._stopping and not self._pending():
+                if self._writer_stop and not self._pending():
                     self._written = self._taken
                     self._written_cond.notify_all()
                     return
@@ -777,7 +811,9 @@ class Runtime:
                 self._flush_now = False
             error = None
             try:
-                batch.traces = self._trace_rows(traces)
+                # A result's __repr__ and pickling are user code: keep their prints out of cells.
+                with output.Capture():
+                    batch.traces = self._trace_rows(traces)
                 if batch:
                     self.store.write(batch)
             except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
@@ -795,8 +831,13 @@ class Runtime:
                 self._written_cond.notify_all()
                 # Group commit: let a few milliseconds of work gather before the next batch.
                 gap = self.flush_interval_s if error is None else 1.0
-                self._writer_wake.wait_for(lambda: self._flush_now or self._stopping, gap)
-                if error is not None and self._stopping:
+                self._writer_wake.wait_for(lambda: self._flush_now or self._writer_stop, gap)
+                if error is not None and self._writer_stop:
+                    print(
+                        f"nbworkers: stopping with unwritten changes to {self.path!r}: "
+                        "messages emitted since the last successful write are lost",
+                        file=sys.__stderr__,
+                    )
                     return
 
     def _put_back(self, batch: Batch, traces: list[Trace]) -> None:
@@ -831,8 +872,9 @@ class Runtime:
 
     @property
     def has_unwritten(self) -> bool:
-        """True while emitted messages wait for the writer."""
-        return bool(self._inserts)
+        """True while emitted messages wait for the writer or are being written."""
+        with self._lock:
+            return bool(self._inserts) or self._written < self._taken
 
     # ----- stopping ---------------------------------------------------------------------------
 
@@ -848,17 +890,26 @@ class Runtime:
             self._stopping = True
             for w in self._workers.values():
                 w.cond.notify_all()
-            self._writer_wake.notify()
             self._cron_wake.notify_all()
             self._notify_wake.notify_all()
         deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            if thread is not self._writer and thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        others = [
+            t
+            for t in self._threads
+            if t is not self._writer and t is not threading.current_thread()
+        ]
+        for thread in others:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        # Runs that ended in time are acknowledged by this last batch.
+        with self._lock:
+            self._writer_stop = True
+            self._writer_wake.notify()
         self._writer.join(max(1.0, deadline - time.monotonic()))
         try:
             if not self._writer.is_alive():
                 self.store.checkpoint()
                 self.store.close()
         finally:
-            output.uninstall()
+            # A run still going keeps its output captured: the router stays until it ends.
+            if not any(t.is_alive() for t in others):
+                output.uninstall()

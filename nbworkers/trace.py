@@ -20,7 +20,8 @@ def preview(value) -> str:
     """A short repr of ``value`` that never raises."""
     try:
         return _preview.repr(value)
-    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise; the trace is kept
+    # A user's __repr__ may raise anything, SystemExit included: the trace is still kept.
+    except BaseException as exc:  # noqa: BLE001
         return f"<unrepresentable {type(value).__qualname__}: {exc!r}>"
 
 
@@ -126,7 +127,7 @@ class Trace:
         if data is None and self._result is not NO_RESULT and self._result is not None:
             try:
                 data = pickle.dumps(self._result, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:  # noqa: BLE001 - an unpicklable result keeps only its repr
+            except BaseException:  # noqa: BLE001 - an unpicklable result keeps only its repr
                 data = None
             if data is not None and len(data) > max_bytes:
                 data = None

@@ -1,0 +1,143 @@
+"""Bugs found in review, each pinned by the reproduction that showed it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+
+import duckdb
+import pytest
+
+from nbworkers.handlers import from_cell, from_function
+from nbworkers.runtime import Runtime
+from nbworkers.schedule import parse
+
+
+@pytest.fixture
+def rt(tmp_path):
+    runtime = Runtime(str(tmp_path / "q.duckdb"))
+    yield runtime
+    runtime.stop()
+
+
+def rows(path, sql):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_stop_writes_the_runs_that_end_while_it_waits(tmp_path):
+    rt = Runtime(str(tmp_path / "q.duckdb"))
+    started = threading.Event()
+    rt.define("w", from_function("w", lambda e: started.set() or time.sleep(0.3)))
+    rt.emit(1, "w")
+    assert started.wait(5)
+    rt.stop(timeout_s=5)
+    path = tmp_path / "q.duckdb"
+    assert rows(path, "select count(*) from messages") == [(0,)]
+    assert rows(path, "select done from workers where name = 'w'") == [(1,)]
+    assert rows(path, "select count(*) from traces") == [(1,)]
+
+
+def test_undecodable_text_in_output_does_not_block_writes(rt, tmp_path):
+    rt.define("w", from_function("w", lambda e: print("bad \udcff name")))
+    rt.emit(1, "w")
+    assert rt.wait("w", 5)
+    rt.flush()
+    rt.emit(2, "nobody")
+    rt.flush()
+    assert rt.store.load().traces[0].stdout == "bad \\udcff name\n"
+
+
+def test_a_cell_waits_for_a_batch_already_being_written(rt):
+    real_write = rt.store.write
+    rt.store.write = lambda batch: time.sleep(0.3) or real_write(batch)
+    rt.emit(1, "nobody")
+    time.sleep(0.05)  # the writer has taken the batch and is committing it
+    assert rt.has_unwritten
+    rt.flush()
+    assert not rt.has_unwritten
+    assert len(rt.store.load().messages) == 1
+
+
+def test_run_now_on_a_paused_cron_does_not_let_later_messages_through(rt):
+    gate = threading.Event()
+    runs = []
+    rt.define_cron(
+        "c",
+        from_function("c", lambda message: gate.wait(5) and runs.append(message.id), "cron"),
+        parse("hourly"),
+    )
+    time.sleep(0.1)  # the first, immediate run holds the gate
+    rt.pause("c")
+    rt.run_now("c")
+    rt.resume("c")
+    gate.set()
+    assert rt.wait("c", 5)
+    rt.pause("c")
+    rt.run_now("c")  # goes through the pause
+    assert rt.wait("c", 5) and len(runs) == 3
+    rt._enqueue("c", [b"\x80\x05N."])  # a plain tick while paused must wait
+    time.sleep(0.2)
+    assert len(runs) == 3 and rt.counts("c")["queued"] == 1
+
+
+def test_handler_output_stays_captured_after_a_redirect_replaced_the_router(rt):
+    rt.define("w", from_function("w", lambda e: print("HANDLER PRINT")))
+    cell = io.StringIO()
+    # As %%capture or redirect_stdout do: a plain stream stands where the router was
+    with contextlib.redirect_stdout(cell):
+        rt.emit(1, "w")
+        assert rt.wait("w", 5)
+    assert "HANDLER PRINT" not in cell.getvalue()
+    assert rt.traces("w")[0].stdout == "HANDLER PRINT\n"
+
+
+def test_a_result_whose_repr_raises_system_exit_does_not_kill_the_writer(rt):
+    class Nasty:
+        def __repr__(self):
+            raise SystemExit("no repr for you")
+
+    rt.define("w", from_function("w", lambda e: Nasty()))
+    rt.emit(1, "w")
+    assert rt.wait("w", 5)
+    rt.flush(timeout=5)
+    assert "unrepresentable" in rt.store.load().traces[0].result_repr
+    rt.emit(2, "nobody")
+    rt.flush(timeout=5)
+
+
+def test_defining_a_worker_over_a_cron_stops_its_ticks(rt):
+    rt.define_cron("d", from_function("d", lambda: None, "cron"), parse("1s"))
+    rt.define("d", from_function("d", lambda e: e))
+    assert rt.schedule_of("d") is None
+    assert rt.run_due_crons(time.time() + 3600) is None
+
+
+def test_wait_right_after_defining_an_interval_cron_covers_its_first_run(rt):
+    runs = []
+    rt.define_cron("c", from_function("c", lambda: runs.append(1), "cron"), parse("hourly"))
+    assert rt.wait(timeout=5) and runs == [1]
+
+
+def test_a_parked_message_leaves_one_trace_however_often_it_is_retried(rt):
+    rt.define("w", from_function("w", lambda e: e), concurrency=1)
+    rt._enqueue("w", [b"\x80\x04\x95not a pickle"])
+    time.sleep(0.2)
+    for _ in range(3):
+        rt.retry_parked()
+        time.sleep(0.1)
+    assert len(rt.traces("w")) == 1
+    assert "cannot be unpickled" in rt.traces("w")[0].error
+    assert rt.counts("w")["queued"] == 1
+
+
+@pytest.mark.parametrize("body", ["yield event", "x = yield", "await thing()"])
+def test_generator_and_async_cells_are_refused(body):
+    with pytest.raises(SyntaxError, match="top level"):
+        from_cell("w", body, {})
+    from_cell("w", "def gen():\n    yield 1\nlist(gen())", {})  # nested is fine
