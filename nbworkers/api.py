@@ -87,14 +87,10 @@ def reopen() -> None:
         rt = _runtime
         if rt is None:
             return
-        kept = {}
-        with rt._lock:
-            for name, w in rt._workers.items():
-                if w.handler is not None:
-                    kept[name] = (w.handler, w.concurrency, w.schedule)
+        kept = rt.definitions()
         shutdown()
         new = runtime()
-        for name, (handler, concurrency, schedule) in kept.items():
+        for name, handler, concurrency, schedule in kept:
             if schedule is not None:
                 new.define_cron(name, handler, schedule)
             else:

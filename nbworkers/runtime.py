@@ -633,6 +633,15 @@ class Runtime:
         with self._lock:
             return [name for name, w in self._workers.items() if w.handler is not None]
 
+    def definitions(self) -> list[tuple[str, Handler, int, Schedule | None]]:
+        """(name, handler, concurrency, schedule) of every defined worker and cron."""
+        with self._lock:
+            return [
+                (name, w.handler, w.concurrency, w.schedule)
+                for name, w in self._workers.items()
+                if w.handler is not None
+            ]
+
     def snapshot(self, name: str) -> dict:
         """Everything a panel shows about ``name``, read in one go."""
         with self._lock:

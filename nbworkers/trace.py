@@ -135,7 +135,11 @@ class Trace:
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else "error"
+        try:
+            shown = preview(self.input)
+        except NBWorkersError:
+            shown = "<cannot be unpickled yet>"
         return (
             f"<Trace {self.id} {self.worker!r} {state} at {self.started_at:%H:%M:%S} "
-            f"({self.duration * 1000:.1f} ms) input={preview(self.input_data and self.input)}>"
+            f"({self.duration * 1000:.1f} ms) input={shown}>"
         )
