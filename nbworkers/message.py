@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import datetime, timezone
 
 
@@ -40,10 +39,6 @@ class Message:
     @property
     def enqueued_at(self) -> datetime:
         return datetime.fromtimestamp(self.enqueued_at_s, timezone.utc)
-
-    def value(self):
-        """A fresh copy of the emitted value."""
-        return pickle.loads(self.data)
 
     def __repr__(self) -> str:
         return f"<Message {self.id} to {self.worker!r}, attempt {self.attempt}>"

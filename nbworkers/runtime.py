@@ -226,7 +226,7 @@ class Runtime:
         with self._lock:
             w = self._workers.get(name) or self._state(name)
             messages = self._enqueue_locked(w, datas, now)
-        return [f"m{m.seq}" for m in messages]
+        return [m.id for m in messages]
 
     def _enqueue_locked(self, w: WorkerState, datas: list[bytes], now: float) -> list[Message]:
         """Queue ``datas`` for ``w`` (the lock is held)."""
@@ -401,12 +401,6 @@ class Runtime:
                 return None
             due = w.schedule.next_run(w.last_run_s, self.clock(), self.zone)
             return self.zone.aware(due)
-
-    def schedule_of(self, name: str) -> Schedule | None:
-        """The schedule of cron ``name`` (None for a worker)."""
-        with self._lock:
-            w = self._workers.get(name)
-            return w.schedule if w else None
 
     def _crons_changed(self) -> None:
         self._cron_changed = True
@@ -719,11 +713,6 @@ class Runtime:
             self._listeners.append(callback)
             if self._notifier is None:
                 self._notifier = self._spawn(self._notify_loop, "nbworkers-notify")
-
-    def remove_listener(self, callback: Callable[[set[str]], None]) -> None:
-        with self._lock:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
 
     def _notify(self, name: str) -> None:
         if self._listeners:

@@ -7,6 +7,7 @@ import reprlib
 from datetime import datetime, timezone
 
 from .errors import NBWorkersError
+from .message import message_id
 
 _preview = reprlib.Repr()
 _preview.maxstring = 200
@@ -83,7 +84,7 @@ class Trace:
 
     @property
     def message_id(self) -> str:
-        return f"m{self.message_seq}"
+        return message_id(self.message_seq)
 
     @property
     def ok(self) -> bool:

@@ -22,11 +22,6 @@ def register(view) -> None:
     api.on_start(_attach)
 
 
-def unregister(view) -> None:
-    with _lock:
-        _views.discard(view)
-
-
 def views() -> list:
     with _lock:
         return [v for v in _views if getattr(v, "comm", None) is not None]
