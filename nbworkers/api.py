@@ -13,6 +13,7 @@ from . import handlers, schedule
 from .config import NBWorkers
 from .runtime import Runtime
 from .trace import Trace
+from .worker import Policy
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None
@@ -61,6 +62,10 @@ def runtime() -> Runtime:
                 flush_interval_s=cfg.flush_interval_s,
                 result_max_bytes=cfg.result_max_bytes,
                 timezone=cfg.timezone or None,
+                storm_rate=cfg.storm_rate,
+                storm_seconds=cfg.storm_seconds,
+                max_queued=cfg.max_queued,
+                failure_notice_after=cfg.failure_notice_after,
             )
             for callback in _on_start:
                 callback(_runtime)
@@ -90,20 +95,24 @@ def reopen() -> None:
         kept = rt.definitions()
         shutdown()
         new = runtime()
-        for name, handler, concurrency, schedule in kept:
+        for name, handler, concurrency, schedule, policy in kept:
             if schedule is not None:
-                new.define_cron(name, handler, schedule)
+                new.define_cron(name, handler, schedule, policy=policy)
             else:
-                new.define(name, handler, concurrency)
+                new.define(name, handler, concurrency, policy=policy)
 
 
-def emit(event, name: str) -> str:
+def emit(event, name: str, *, key: str | None = None, delay: float | None = None, at=None) -> str:
     """Queue ``event`` for the worker ``name`` and return the message id at once.
 
     The value is snapshotted (pickled) now: later changes to it do not reach the worker.
     It is on disk within a few milliseconds, and always before the emitting cell finishes.
+
+    ``key="..."``: if a message with this key is queued or running for ``name``, enqueue
+    nothing and return that message's id. ``delay=seconds`` or ``at=datetime`` (naive: local
+    time): the message waits until then (it counts as queued meanwhile).
     """
-    return runtime().emit(event, name)
+    return runtime().emit(event, name, key=key, delay=delay, at=at)
 
 
 def emit_many(events: Iterable, name: str) -> list[str]:
@@ -111,40 +120,60 @@ def emit_many(events: Iterable, name: str) -> list[str]:
     return runtime().emit_many(events, name)
 
 
-def worker(name: str, concurrency: int | None = None, paused: bool = False) -> Callable:
+def worker(
+    name: str,
+    concurrency: int | None = None,
+    paused: bool = False,
+    retries: int = 0,
+    backoff: float = 1.0,
+    timeout: float | None = None,
+) -> Callable:
     """Decorator: make ``fn(event)`` (or ``fn(event, message)``) the handler of ``name``.
 
-    >>> @worker("resize", concurrency=4)
+    ``retries``: run a failed message up to this many more times, waiting ``backoff``
+    seconds, doubling each time (with jitter, at most an hour); after its last attempt it
+    becomes a dead letter (``nw.dead_letters``). ``timeout``: seconds a run may take before
+    it is abandoned and counts as failed.
+
+    >>> @worker("resize", concurrency=4, retries=3, backoff=2)
     ... def resize(event):
     ...     return make_thumb(event["path"])
     """
     handlers.check_name(name)
+    policy = Policy(retries, backoff, timeout)
 
     def register(fn):
-        runtime().define(name, handlers.from_function(name, fn), concurrency, paused)
+        runtime().define(name, handlers.from_function(name, fn), concurrency, paused, policy)
         return fn
 
     return register
 
 
-def cron(interval: str, name: str | None = None, at: str | None = None, paused: bool = False):
+def cron(
+    interval: str,
+    name: str | None = None,
+    at: str | None = None,
+    paused: bool = False,
+    timeout: float | None = None,
+):
     """Decorator: run ``fn()`` (or ``fn(message)``) on a schedule, as cron ``name``.
 
     ``interval``: every-minute, hourly, every-12-hours, daily, weekly, fortnightly; a duration
     (``30s``, ``5m``, ``2h``, ``3d``); or a 5-field cron expression (``"0 9 * * MON-FRI"``).
     ``at="HH:MM"`` runs an interval at that wall-clock time. ``name`` defaults to the
-    function's name.
+    function's name. ``timeout``: seconds a run may take before it is abandoned.
 
     >>> @cron("daily", at="09:30", name="report")
     ... def report():
     ...     send(summary())
     """
     plan = schedule.parse(interval, at)
+    policy = Policy(timeout_s=timeout)
 
     def register(fn):
         cron_name = handlers.check_name(name or fn.__name__)
         handler = handlers.from_function(cron_name, fn, kind="cron")
-        runtime().define_cron(cron_name, handler, plan, paused)
+        runtime().define_cron(cron_name, handler, plan, paused, policy)
         return fn
 
     return register
@@ -174,14 +203,69 @@ def is_paused(name: str) -> bool:
     return runtime().is_paused(name)
 
 
+def pause_reason(name: str) -> str | None:
+    """Why ``name`` is paused: the storm guard's reason, or that you paused it; None if not."""
+    return runtime().pause_reason(name)
+
+
 def set_concurrency(name: str, concurrency: int) -> None:
     """Change how many runs of ``name`` may go at once, effective immediately."""
     runtime().set_concurrency(name, concurrency)
 
 
 def counts(name: str) -> dict:
-    """``{"queued", "running", "done", "failed"}`` for ``name`` (done/failed: all time)."""
+    """How ``name`` is doing: ``queued`` (delayed and retrying messages included),
+    ``running``, ``done``, ``failed`` (messages whose last attempt failed, all time),
+    ``dead`` (dead letters kept now), ``retried`` (failed runs tried again, all time),
+    ``oldest_age_s`` (seconds the oldest queued message has waited, or None); crons add
+    ``skipped``."""
     return runtime().counts(name)
+
+
+def messages(name: str, limit: int | None = 100) -> list[dict]:
+    """The messages waiting for ``name`` (ready ones oldest first, then delayed ones), each
+    ``{"id", "enqueued_at", "age_s", "attempt", "due_at", "key", "preview", "parked"}``;
+    at most ``limit`` (None: all). ``pandas.DataFrame(nw.messages(name))`` makes a table."""
+    return runtime().messages(name, limit)
+
+
+def cancel(message_id: str) -> bool:
+    """Remove one waiting message (``"m12"``); False if it is not waiting any more."""
+    return runtime().cancel(message_id)
+
+
+def purge(name: str) -> int:
+    """Remove every waiting message of ``name``; returns how many."""
+    return runtime().purge(name)
+
+
+def dead_letters(name: str) -> list[dict]:
+    """The messages of ``name`` whose last attempt failed, oldest first, each with its
+    ``error`` (the last traceback) and ``died_at``, kept until requeued or discarded."""
+    return runtime().dead_letters(name)
+
+
+def requeue(name: str, ids=None) -> list[str]:
+    """Queue dead letters of ``name`` again (``ids``, or all), attempts from 1; returns the
+    new message ids."""
+    return runtime().requeue(name, ids)
+
+
+def discard(name: str, ids=None) -> int:
+    """Drop dead letters of ``name`` (``ids``, or all); returns how many."""
+    return runtime().discard(name, ids)
+
+
+def on_failure(callback: Callable) -> Callable:
+    """Call ``callback(worker, trace)`` after every failed run, on a background thread.
+
+    Usable as a decorator; registering a function of the same name again replaces it.
+
+    >>> @on_failure
+    ... def alert(worker, trace):
+    ...     send_to_chat(f"{worker} failed: {trace.error.splitlines()[-1]}")
+    """
+    return runtime().on_failure(callback)
 
 
 def traces(name: str) -> list[Trace]:

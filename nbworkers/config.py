@@ -44,6 +44,25 @@ class NBWorkers(Configurable):
         "a repr preview is always stored.",
     ).tag(config=True)
 
+    storm_rate = Int(
+        1000,
+        help="Storm guard: a worker whose own runs emit to it more than this many messages a "
+        "second, for storm_seconds seconds in a row, is paused (with the reason shown).",
+    ).tag(config=True)
+    storm_seconds = Int(
+        5, help="Storm guard: how many seconds in a row over storm_rate pause a worker."
+    ).tag(config=True)
+    max_queued = Int(
+        1_000_000,
+        help="Storm guard: a worker with more than this many messages waiting is paused "
+        "(nothing is dropped; resume it when ready).",
+    ).tag(config=True)
+    failure_notice_after = Int(
+        5,
+        help="After this many failed runs in a row, a worker's panel and the next cell you "
+        "run show a notice.",
+    ).tag(config=True)
+
     timezone = Unicode(
         "",
         help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import sys
 
 from . import api
 from .config import NBWorkers
@@ -18,6 +19,8 @@ def _after_cell(result=None) -> None:
         rt.retry_parked()
         if rt.has_unwritten:
             rt.flush()
+        for notice in rt.take_notices():
+            print(notice, file=sys.stderr)  # under the cell that just ran
 
 
 def _on_db_path(change) -> None:

@@ -8,6 +8,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import api, handlers, schedule
 from .errors import NBWorkersError
+from .worker import Policy
 
 
 @magics_class
@@ -23,6 +24,24 @@ class WorkerMagics(Magics):
         help="How many runs may go at once (default 4, or %%config NBWorkers.default_concurrency).",
     )
     @argument("--paused", action="store_true", help="Pause the worker (kept until nw.resume).")
+    @argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="Run a failed message up to N more times; after that it is a dead letter.",
+    )
+    @argument(
+        "--backoff",
+        type=float,
+        default=1.0,
+        help="Seconds before the first retry, doubling each time (with jitter; at most 1 h).",
+    )
+    @argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="Seconds a run may take; past that it is abandoned and counts as failed.",
+    )
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -41,13 +60,17 @@ class WorkerMagics(Magics):
 
             emit({"path": "cat.png"}, "resize")      # from any cell or handler
 
+            %%worker fetch --retries 3 --backoff 2 --timeout 30
+            fetch(event["url"])                      # 3 retries after 1-2 s, 2-4 s, 4-8 s
+
         Running the cell again replaces the code for the next messages.
         """
         args = parse_argstring(self.worker, line)
         try:
             name = handlers.check_name(args.name)
+            policy = Policy(args.retries, args.backoff, args.timeout)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(_as_option(str(exc))) from None
         if args.concurrency is not None and args.concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, not {args.concurrency}")
         try:
@@ -60,7 +83,7 @@ class WorkerMagics(Magics):
             )
             raise
         try:
-            api.runtime().define(name, handler, args.concurrency, args.paused)
+            api.runtime().define(name, handler, args.concurrency, args.paused, policy)
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
         self._show_panel(name)
@@ -94,6 +117,12 @@ class WorkerMagics(Magics):
     @argument("name", nargs="?", default=None, help="The cron's name (default: one per cell).")
     @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")
     @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
+    @argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="Seconds a run may take; past that it is abandoned and counts as failed.",
+    )
     @cell_magic
     def cron(self, line, cell):
         """Run this cell on a schedule, in the background.
@@ -120,8 +149,9 @@ class WorkerMagics(Magics):
         args = parse_argstring(self.cron, line)
         try:
             plan = schedule.parse(args.interval, args.at)
+            policy = Policy(timeout_s=args.timeout)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(_as_option(str(exc))) from None
         cell_id = _cell_id(self.shell)
         name = args.name or _default_cron_name(plan, cell_id)
         try:
@@ -142,7 +172,7 @@ class WorkerMagics(Magics):
             previous = _cron_of_cell.get(cell_id) if cell_id else None
             if previous and previous != name:
                 rt.undefine(previous)  # the cell was renamed: it owns one cron, not two
-            rt.define_cron(name, handler, plan, args.paused)
+            rt.define_cron(name, handler, plan, args.paused, policy)
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
         if cell_id:
@@ -153,6 +183,14 @@ class WorkerMagics(Magics):
 
 
 _cron_of_cell: dict[str, str] = {}
+
+
+def _as_option(text: str) -> str:
+    """A Policy error in the magic's words: --retries rather than retries."""
+    for option in ("retries", "backoff", "timeout"):
+        if text.startswith(option):
+            return "--" + text
+    return text
 
 
 def _cell_id(shell) -> str | None:

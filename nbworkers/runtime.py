@@ -1,43 +1,50 @@
-"""The runtime: in-memory queues, the threads that run handlers, and the writer thread.
+"""The runtime: in-memory queues, the threads that run handlers, and the timers.
 
 This is the only module that starts threads. Live state (queues, counts, traces) is kept in
-memory under one lock; DuckDB is the durable copy, written by one writer thread in group
-commits, so no statement is ever made per message and no thread ever polls:
+memory under one lock; DuckDB is the durable copy, written by the writer (``writer.py``) in
+group commits, so no statement is ever made per message and no thread ever polls:
 
-- ``emit`` appends to the worker's deque and to the writer's pending list, and wakes one idle
+- ``emit`` appends to the worker's queue and to the writer's pending list, and wakes one idle
   run thread of that worker and, if it sleeps, the writer;
 - each worker has ``concurrency`` run threads that sleep on the worker's condition;
+- one timer thread sleeps until the next cron time, delayed message or run deadline;
 - a message leaves the database only in the batch after its run ended (at-least-once).
 """
 
 from __future__ import annotations
 
 import pickle
+import random
 import sys
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from . import output
 from .errors import NBWorkersError
 from .handlers import Handler, check_name
 from .message import Message, parse_id
 from .schedule import Schedule, Zone
-from .store import Batch, Store, TraceRow, WorkerRow
-from .trace import Trace
+from .store import Store
+from .trace import Trace, preview
+from .worker import DeadLetter, Policy, Run, WorkerState
+from .writer import Writer
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _NO_EVENT = pickle.dumps(None, protocol=_PICKLE)  # what a cron tick carries
-# The scheduler sleeps until the next due time, but wakes at least this often so that a
+# The timer sleeps until the next due time, but wakes at least this often so that a
 # suspended laptop or a changed system clock cannot delay a cron for long.
-_CRON_MAX_SLEEP_S = 60.0
+_TIMER_MAX_SLEEP_S = 60.0
 # Listeners (panels) hear of changes at most this often, however fast messages flow, so a
 # panel sends a few comm messages a second and reflects a change within half a second.
 NOTIFY_INTERVAL_S = 0.4
 # With nothing changing, listeners still hear every so often (relative times, "in 12 min").
 NOTIFY_IDLE_S = 30.0
+_MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
+
+_thread = threading.local()  # .worker: the worker whose run thread this is
 
 
 def snapshot(event) -> bytes:
@@ -52,73 +59,33 @@ def snapshot(event) -> bytes:
         ) from exc
 
 
-def _text(value: str | None) -> str | None:
-    """``value`` storable as UTF-8: lone surrogates (undecodable file names) are escaped."""
-    if value is None:
-        return None
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+def _last_line(error: str) -> str:
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else error
 
 
-class WorkerState:
-    """Everything the runtime knows about one name, with or without a handler."""
+def _event_preview(data: bytes | None) -> str:
+    try:
+        return preview(pickle.loads(data)) if data is not None else "None"
+    except Exception as exc:  # noqa: BLE001 - shown as the reason instead of the value
+        return f"<cannot be unpickled yet: {exc}>"
 
-    def __init__(self, name: str, lock: threading.Lock, traces_kept: int):
-        self.name = name
-        self.queue: deque[Message] = deque()
-        self.parked: list[tuple[Message, str]] = []  # events that cannot be unpickled yet
-        self.parked_traced: set[int] = set()  # parked messages that already left a trace
-        self.handler: Handler | None = None
-        self.paused = False
-        self.concurrency = 0
-        self.running = 0
-        self.done = 0
-        self.failed = 0
-        self.traces: deque[Trace] = deque(maxlen=traces_kept)  # newest first
-        self.cond = threading.Condition(lock)
-        self.idle = 0  # run threads asleep on cond
-        self.live: set[int] = set()  # indexes of run threads alive
-        self.schedule: Schedule | None = None  # set for crons
-        self.last_run_s: float | None = None  # crons: when the schedule last fired
-        self.skipped = 0  # crons: ticks skipped because a run was still going
-        self.forced: set[int] = set()  # run_now messages, which go through a pause
 
-    def ready(self) -> bool:
-        """A run may start now (the runtime lock is held)."""
-        return bool(self.queue) and self.handler is not None and (not self.paused or self.forced)
-
-    def take(self) -> Message:
-        """The next message to run (the runtime lock is held; ``ready()`` was true)."""
-        if self.paused:
-            message = next(m for m in self.queue if m.seq in self.forced)
-            self.queue.remove(message)
-        else:
-            message = self.queue.popleft()
-        self.forced.discard(message.seq)
-        return message
-
-    @property
-    def is_cron(self) -> bool:
-        return self.schedule is not None
-
-    def counts(self) -> dict:
-        counts = {
-            "queued": len(self.queue) + len(self.parked),
-            "running": self.running,
-            "done": self.done,
-            "failed": self.failed,
-        }
-        if self.is_cron:
-            counts["skipped"] = self.skipped
-        return counts
-
-    def row(self) -> WorkerRow:
-        return WorkerRow(
-            self.name, self.paused, self.done, self.failed, self.last_run_s, self.skipped
-        )
+def _describe(m: Message, now: float, **extra) -> dict:
+    return {
+        "id": m.id,
+        "enqueued_at": m.enqueued_at,
+        "age_s": max(0.0, now - m.enqueued_at_s),
+        "attempt": m.attempt,
+        "due_at": m.due_at,
+        "key": m.key,
+        "preview": _event_preview(m.data),
+        **extra,
+    }
 
 
 class Runtime:
-    """Queues, run threads and the writer for one database file."""
+    """Queues, run threads, timers and the writer for one database file."""
 
     def __init__(
         self,
@@ -129,58 +96,86 @@ class Runtime:
         flush_interval_s: float = 0.005,
         result_max_bytes: int = 65536,
         timezone: str | None = None,
+        storm_rate: int = 1000,
+        storm_seconds: int = 5,
+        max_queued: int = 1_000_000,
+        failure_notice_after: int = 5,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ):
         self.path = path
         self.zone = Zone(timezone)
         self.clock = clock
+        self.rng = rng or random.Random()
         self.traces_kept = traces_kept
         self.default_concurrency = default_concurrency
-        self.flush_interval_s = flush_interval_s
-        self.result_max_bytes = result_max_bytes
+        self.storm_rate = storm_rate
+        self.storm_seconds = storm_seconds
+        self.max_queued = max_queued
+        self.failure_notice_after = failure_notice_after
         self.store = Store(path, traces_kept)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
         self._change_waiters = 0
-        self._writer_wake = threading.Condition(self._lock)
-        self._writer_asleep = False
-        self._written_cond = threading.Condition(self._lock)
         self._workers: dict[str, WorkerState] = {}
-        self._inserts: list[Message] = []
-        self._acks: list[int] = []
-        self._new_traces: list[Trace] = []
-        self._dirty: set[WorkerState] = set()
-        self._taken = 0  # batches handed to the store
-        self._written = 0  # batches the store finished (or failed)
-        self._write_error: BaseException | None = None
-        self._flush_now = False
         self._stopping = False  # no new runs, ticks or emits
-        self._writer_stop = False  # set after the runs ended: the writer drains, then exits
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[set[str]], None]] = []
         self._changed_names: set[str] = set()
         self._notify_wake = threading.Condition(self._lock)
         self._notifier_asleep = False
         self._notifier: threading.Thread | None = None
-        self._cron_wake = threading.Condition(self._lock)
-        self._cron_changed = False
-        self._scheduler: threading.Thread | None = None
-        self._load()
-        self._saved_seq = self._next_seq
+        self._timer_wake = threading.Condition(self._lock)
+        self._timer_changed = False
+        self._timer_at: float | None = None  # when the timer thread means to wake
+        self._timer: threading.Thread | None = None
+        self._on_failure: dict[str, Callable] = {}
+        self._failures: list[tuple[str, Trace]] = []  # to report to on_failure callbacks
+        self._notices: list[str] = []  # "keeps failing" notices for the next cell
+        loaded = self.store.load()
+        self.writer = Writer(
+            self.store,
+            self._lock,
+            loaded.next_seq,
+            traces_kept=traces_kept,
+            result_max_bytes=result_max_bytes,
+            flush_interval_s=flush_interval_s,
+        )
+        self._load(loaded)
         output.install()
-        self._writer = self._spawn(self._write_loop, "nbworkers-writer")
+        self._writer_thread = self._spawn(self.writer.loop, "nbworkers-writer")
+        if any(w.delayed for w in self._workers.values()):
+            with self._lock:
+                self._wake_timer(min(w.next_due_s() or 0 for w in self._workers.values()))
 
     # ----- start-up -------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        loaded = self.store.load()
-        self._next_seq = loaded.next_seq
+    def _load(self, loaded) -> None:
+        now = self.clock()
         for row in loaded.workers:
             w = self._state(row.name)
             w.paused, w.done, w.failed = bool(row.paused), int(row.done), int(row.failed)
             w.last_run_s, w.skipped = row.last_run, int(row.skipped or 0)
-        for seq, worker, enqueued_at, attempt, data in loaded.messages:
-            self._state(worker).queue.append(Message(seq, worker, enqueued_at, attempt, data))
+            w.pause_reason, w.retried = row.pause_reason, int(row.retried or 0)
+        for row in loaded.messages:
+            # A message whose attempt had started when the kernel died gets its next attempt.
+            attempt = row.attempt + 1 if row.started else row.attempt
+            m = Message(
+                row.seq, row.worker, row.enqueued_at, attempt, row.data, row.due_at, row.key
+            )
+            m.written = True
+            w = self._state(row.worker)
+            if m.due_at_s is not None and m.due_at_s > now:
+                w.delay(m)
+            else:
+                w.queue.append(m)
+            if m.key is not None:
+                w.keys[m.key] = m
+        for row in loaded.dead:
+            m = Message(row.seq, row.worker, row.enqueued_at, row.attempt, row.data, None, row.key)
+            letter = DeadLetter(m, row.error, row.died_at)
+            letter.written = True
+            self._state(row.worker).dead.append(letter)
         for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
             trace = Trace(
                 row.seq,
@@ -194,6 +189,8 @@ class Runtime:
                 row.replay,
                 result_data=row.result,
                 result_repr=row.result_repr,
+                attempt=row.attempt,
+                timed_out=row.timed_out,
             )
             self._state(row.worker).traces.appendleft(trace)
 
@@ -211,24 +208,65 @@ class Runtime:
 
     # ----- emitting ---------------------------------------------------------------------------
 
-    def emit(self, event, name: str) -> str:
-        """Queue ``event`` for worker ``name``; returns the message id at once."""
+    def emit(
+        self,
+        event,
+        name: str,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+    ) -> str:
+        """Queue ``event`` for worker ``name``; returns the message id at once.
+
+        ``key``: enqueue nothing if a message with this key is queued or running for
+        ``name``, and return that message's id. ``delay`` (seconds) or ``at`` (a datetime;
+        naive means local time): the message waits until then.
+        """
         check_name(name)
-        return self._enqueue(name, [snapshot(event)])[0]
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"emit: key must be a string, not {type(key).__name__}")
+        due_at = self._due_at(delay, at)
+        data = snapshot(event)
+        with self._lock:
+            w = self._state(name)
+            if key is not None and key in w.keys:
+                return w.keys[key].id
+            message = self._enqueue_locked(w, [data], time.time(), due_at, key)[0]
+        return message.id
 
     def emit_many(self, events: Iterable, name: str) -> list[str]:
         """Queue every event of ``events`` (all or nothing) for worker ``name``."""
         check_name(name)
         return self._enqueue(name, [snapshot(e) for e in events])
 
+    def _due_at(self, delay, at) -> float | None:
+        if delay is not None and at is not None:
+            raise ValueError("emit: give delay= or at=, not both")
+        if delay is not None:
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise ValueError(f"emit: delay must be seconds, 0 or more, not {delay!r}")
+            return self.clock() + delay if delay > 0 else None
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise TypeError(f"emit: at must be a datetime, not {type(at).__name__}")
+            return at.timestamp() if at.tzinfo else self.zone.epoch(at)
+        return None
+
     def _enqueue(self, name: str, datas: list[bytes]) -> list[str]:
         now = time.time()
         with self._lock:
-            w = self._workers.get(name) or self._state(name)
-            messages = self._enqueue_locked(w, datas, now)
+            messages = self._enqueue_locked(self._state(name), datas, now)
         return [m.id for m in messages]
 
-    def _enqueue_locked(self, w: WorkerState, datas: list[bytes], now: float) -> list[Message]:
+    def _enqueue_locked(
+        self,
+        w: WorkerState,
+        datas: list[bytes],
+        now: float,
+        due_at: float | None = None,
+        key: str | None = None,
+    ) -> list[Message]:
         """Queue ``datas`` for ``w`` (the lock is held)."""
         if self._stopping:
             raise NBWorkersError(
@@ -236,21 +274,46 @@ class Runtime:
                 "%load_ext nbworkers again to emit. Nothing was enqueued."
             )
         name = w.name
-        seq = self._next_seq
-        self._next_seq = seq + len(datas)
-        messages = [Message(seq + i, name, now, 1, d) for i, d in enumerate(datas)]
-        w.queue.extend(messages)
-        self._inserts.extend(messages)
-        if w.idle and (not w.paused or w.forced):
-            if len(messages) == 1:
-                w.cond.notify()
-            else:
-                w.cond.notify(len(messages))
-        if self._writer_asleep:
-            self._writer_wake.notify()
+        seq = self.writer.number(len(datas))
+        messages = [Message(seq + i, name, now, 1, d, due_at, key) for i, d in enumerate(datas)]
+        if key is not None:
+            w.keys[key] = messages[0]
+        if due_at is not None and due_at > self.clock():
+            for m in messages:
+                w.delay(m)
+            self._wake_timer(due_at)
+        else:
+            w.queue.extend(messages)
+            if w.idle and (not w.paused or w.forced):
+                if len(messages) == 1:
+                    w.cond.notify()
+                else:
+                    w.cond.notify(len(messages))
+        self.writer.insert(messages)
+        if w.handler is not None and not w.paused:
+            self._guard(w, len(messages))
         if self._listeners:
             self._mark_changed(name)
         return messages
+
+    def _guard(self, w: WorkerState, count: int) -> None:
+        """The storm guard: pause ``w`` if its runs emit to it too fast, or its queue is too
+        long (the lock is held)."""
+        if getattr(_thread, "worker", None) == w.name and w.note_self_emits(
+            count, self.clock(), self.storm_rate, self.storm_seconds
+        ):
+            self._pause_locked(
+                w,
+                f"storm guard: its runs emitted to it more than {self.storm_rate:,} messages "
+                f"a second for {self.storm_seconds} s (a loop?). Fix the handler, then resume; "
+                "the queued messages are kept",
+            )
+        elif w.queued() > self.max_queued:
+            self._pause_locked(
+                w,
+                f"storm guard: more than {self.max_queued:,} messages queued "
+                "(%config NBWorkers.max_queued). Resume when ready; nothing was dropped",
+            )
 
     # ----- workers ------------------------------------------------------------------------
 
@@ -260,39 +323,37 @@ class Runtime:
         handler: Handler,
         concurrency: int | None = None,
         paused: bool = False,
+        policy: Policy | None = None,
     ) -> None:
         """Make ``handler`` the code of worker ``name``; new messages use it at once."""
         check_name(name)
         concurrency = self.default_concurrency if concurrency is None else concurrency
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(
-                f"concurrency must be a whole number of at least 1, not {concurrency!r}"
-            )
+        _check_concurrency(concurrency)
         with self._lock:
             self._check_running()
             w = self._state(name)
             w.handler = handler
+            w.policy = policy or Policy()
             if w.schedule is not None:
                 w.schedule = None  # a worker now: no more ticks
-                self._crons_changed()
+                self._timers_changed()
             if paused and not w.paused:
-                w.paused = True
-                self._mark_dirty(w)
+                self._pause_locked(w)
             self._set_concurrency(w, concurrency)
             self._retry_parked(w)
+            if w.policy.timeout_s is not None:
+                self._ensure_timer()
         self._notify(name)
 
     def set_concurrency(self, name: str, concurrency: int) -> None:
         """Change how many runs of ``name`` may go at once, effective immediately."""
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(
-                f"concurrency must be a whole number of at least 1, not {concurrency!r}"
-            )
+        _check_concurrency(concurrency)
         with self._lock:
             w = self._workers.get(name)
             if w is None or w.handler is None:
                 raise NBWorkersError(f"no worker named {name!r} is defined")
             self._set_concurrency(w, concurrency)
+        self._notify(name)
 
     def _set_concurrency(self, w: WorkerState, concurrency: int) -> None:
         w.concurrency = concurrency
@@ -306,12 +367,16 @@ class Runtime:
         """Stop starting runs of ``name`` (runs already going finish); kept in the database."""
         check_name(name)
         with self._lock:
-            w = self._state(name)
-            if not w.paused:
-                w.paused = True
-                self._mark_dirty(w)
-                self._crons_changed()
+            self._pause_locked(self._state(name))
         self._notify(name)
+
+    def _pause_locked(self, w: WorkerState, reason: str | None = None) -> None:
+        if not w.paused or reason:
+            w.paused = True
+            w.pause_reason = reason
+            self.writer.worker_changed(w)
+            self._timers_changed()
+            self._mark_changed(w.name)
 
     def resume(self, name: str) -> None:
         """Lift a pause of ``name``; its queued messages start at once."""
@@ -320,9 +385,11 @@ class Runtime:
             w = self._state(name)
             if w.paused:
                 w.paused = False
-                self._mark_dirty(w)
+                w.pause_reason = None
+                w.clear_storm()
+                self.writer.worker_changed(w)
                 w.cond.notify_all()
-                self._crons_changed()
+                self._timers_changed()
         self._notify(name)
 
     def is_paused(self, name: str) -> bool:
@@ -330,10 +397,13 @@ class Runtime:
             w = self._workers.get(name)
             return bool(w and w.paused)
 
-    def _mark_dirty(self, w: WorkerState) -> None:
-        self._dirty.add(w)
-        if self._writer_asleep:
-            self._writer_wake.notify()
+    def pause_reason(self, name: str) -> str | None:
+        """Why ``name`` is paused (the storm guard says why it paused it); None if running."""
+        with self._lock:
+            w = self._workers.get(name)
+            if w is None or not w.paused:
+                return None
+            return w.pause_reason or _MANUAL_PAUSE
 
     def _check_running(self) -> None:
         if self._stopping:
@@ -342,7 +412,12 @@ class Runtime:
     # ----- crons ------------------------------------------------------------------------------
 
     def define_cron(
-        self, name: str, handler: Handler, schedule: Schedule, paused: bool = False
+        self,
+        name: str,
+        handler: Handler,
+        schedule: Schedule,
+        paused: bool = False,
+        policy: Policy | None = None,
     ) -> None:
         """Make ``handler`` run on ``schedule`` as cron ``name`` (one run at a time)."""
         check_name(name)
@@ -351,19 +426,18 @@ class Runtime:
             w = self._state(name)
             w.handler = handler
             w.schedule = schedule
+            w.policy = policy or Policy()
             if schedule.wall_clock and w.last_run_s is None:
                 # Its first run is the first of its times after now: count from here, so a
-                # scheduler waking a moment late at that time still finds it due.
+                # timer waking a moment late at that time still finds it due.
                 w.last_run_s = self.clock()
-                self._dirty.add(w)
+                self.writer.worker_changed(w)
             if paused and not w.paused:
-                w.paused = True
-                self._mark_dirty(w)
+                self._pause_locked(w)
             self._set_concurrency(w, 1)  # a cron never overlaps itself
-            self._cron_pass(self.clock())  # due at once: queued before this returns
-            if self._scheduler is None:
-                self._scheduler = self._spawn(self._cron_loop, "nbworkers-cron")
-            self._crons_changed()
+            self._timer_pass(self.clock())  # due at once: queued before this returns
+            self._ensure_timer()
+            self._timers_changed()
         self._notify(name)
 
     def undefine(self, name: str) -> None:
@@ -376,7 +450,7 @@ class Runtime:
             w.schedule = None
             w.concurrency = 0
             w.cond.notify_all()
-            self._crons_changed()
+            self._timers_changed()
         self._notify(name)
 
     def run_now(self, name: str) -> str:
@@ -402,68 +476,116 @@ class Runtime:
             due = w.schedule.next_run(w.last_run_s, self.clock(), self.zone)
             return self.zone.aware(due)
 
-    def _crons_changed(self) -> None:
-        self._cron_changed = True
-        self._cron_wake.notify_all()
+    def _tick(self, w: WorkerState, now: float) -> None:
+        """The schedule of cron ``w`` fired (the lock is held)."""
+        w.last_run_s = now
+        self.writer.worker_changed(w)
+        if w.running or w.queue or w.delayed:
+            w.skipped += 1  # never overlap: the previous run is still going
+        else:
+            message = Message(self.writer.number(), w.name, now, 1, _NO_EVENT)
+            w.queue.append(message)
+            self.writer.insert([message])
+            if w.idle:
+                w.cond.notify()
 
-    def run_due_crons(self, now: float | None = None) -> float | None:
-        """Start every cron due at ``now``; returns when the next one is due (None: never).
+    # ----- the timer: crons, delayed messages, time limits ------------------------------------
 
-        The scheduler thread calls this; tests call it with their own ``now``.
+    def _ensure_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._spawn(self._timer_loop, "nbworkers-timer")
+
+    def _timers_changed(self) -> None:
+        self._timer_changed = True
+        self._timer_wake.notify_all()
+
+    def _wake_timer(self, due_s: float) -> None:
+        """Make sure the timer wakes by ``due_s`` (the lock is held)."""
+        if self._timer is None:
+            self._ensure_timer()
+        elif self._timer_at is None or due_s < self._timer_at:
+            self._timers_changed()
+
+    def run_timers(self, now: float | None = None) -> float | None:
+        """Start every cron due at ``now``, release the delayed messages due, and end runs past
+        their time limit; returns when the next of these is due (None: nothing waits).
+
+        The timer thread calls this; tests call it with their own ``now``.
         """
         with self._lock:
-            ticked, wake_at = self._cron_pass(self.clock() if now is None else now)
-            for name in ticked:
-                self._mark_changed(name)
+            wake_at = self._timer_pass(self.clock() if now is None else now)
+        self._report_failures()
         return wake_at
 
-    def _cron_pass(self, now: float) -> tuple[list[str], float | None]:
-        ticked: list[str] = []
+    def _timer_pass(self, now: float) -> float | None:
         wake_at = None
+
+        def soonest(due):
+            nonlocal wake_at
+            if due is not None:
+                wake_at = due if wake_at is None else min(wake_at, due)
+
         for w in list(self._workers.values()):
+            if w.delayed:
+                ready = w.due(now)
+                if ready:
+                    w.queue.extend(ready)
+                    w.cond.notify(len(ready))
+                    self._mark_changed(w.name)
+                soonest(w.next_due_s())
+            for run in [r for r in w.runs.values() if r.deadline_s is not None]:
+                if run.deadline_s <= now:
+                    self._time_out(w, run)
+                else:
+                    soonest(run.deadline_s)
             if w.schedule is None or w.handler is None or w.paused:
                 continue
             due = w.schedule.next_run(w.last_run_s, now, self.zone)
             if due <= now:
                 self._tick(w, now)
-                ticked.append(w.name)
+                self._mark_changed(w.name)
                 due = w.schedule.next_run(w.last_run_s, now, self.zone)
-            wake_at = due if wake_at is None else min(wake_at, due)
-        return ticked, wake_at
+            soonest(due)
+        return wake_at
 
-    def _tick(self, w: WorkerState, now: float) -> None:
-        """The schedule of cron ``w`` fired (the lock is held)."""
-        w.last_run_s = now
-        self._dirty.add(w)
-        if w.running or w.queue:
-            w.skipped += 1  # never overlap: the previous run is still going
-        else:
-            message = Message(self._next_seq, w.name, now, 1, _NO_EVENT)
-            self._next_seq += 1
-            w.queue.append(message)
-            self._inserts.append(message)
-            if w.idle:
-                w.cond.notify()
-        if self._writer_asleep:
-            self._writer_wake.notify()
-
-    def _cron_loop(self) -> None:
+    def _timer_loop(self) -> None:
         while True:
-            wake_at = self.run_due_crons()
+            wake_at = self.run_timers()
             with self._lock:
                 if self._stopping:
                     return
-                if self._cron_changed:
-                    self._cron_changed = False
+                if self._timer_changed:
+                    self._timer_changed = False
                     continue
-                sleep_s = _CRON_MAX_SLEEP_S
+                sleep_s = _TIMER_MAX_SLEEP_S
                 if wake_at is not None:
                     sleep_s = min(sleep_s, max(0.0, wake_at - self.clock()))
-                self._cron_wake.wait(sleep_s)
+                self._timer_at = self.clock() + sleep_s
+                self._timer_wake.wait(sleep_s)
+                self._timer_at = None
+
+    def _time_out(self, w: WorkerState, run: Run) -> None:
+        """End ``run``, which passed its time limit (the lock is held). Its thread cannot be
+        stopped: it is left to finish on its own, and a new thread takes its place."""
+        run.timed_out = True
+        del w.runs[run.index]
+        w.running -= 1
+        limit = w.policy.timeout_s
+        error = (
+            f"TimeoutError: the run took longer than its time limit of {limit:g} s "
+            "(--timeout) and was abandoned. A Python thread cannot be stopped: the handler "
+            "goes on in the background until it returns, and what it does from now on is "
+            "not recorded.\n"
+        )
+        trace = self._trace(run, error, None, timed_out=True)
+        self._settle(w, run.message, trace, w.policy)
+        if not self._stopping and run.index < w.concurrency:
+            self._spawn(self._run_loop, f"nbworkers-run-{w.name}-{run.index}", w, run.index)
 
     # ----- running ----------------------------------------------------------------------------
 
     def _run_loop(self, w: WorkerState, index: int) -> None:
+        _thread.worker = w.name
         lock = self._lock
         while True:
             with lock:
@@ -476,41 +598,38 @@ class Runtime:
                     return
                 message = w.take()
                 w.running += 1
-                handler = w.handler
-            trace, unpicklable = self._run(handler, message, replay=False)
+                handler, policy = w.handler, w.policy
+                message.started = True
+                self.writer.update(message)
+                deadline = None
+                if policy.timeout_s is not None:
+                    deadline = self.clock() + policy.timeout_s
+                    self._wake_timer(deadline)
+                run = Run(
+                    message, index, time.time(), time.perf_counter(), output.Capture(), deadline
+                )
+                w.runs[index] = run
+            result, error, unpicklable = self._execute(handler, run, replay=False)
             with lock:
+                if run.timed_out:
+                    return  # the timer recorded it and gave this slot to a new thread
+                del w.runs[index]
                 w.running -= 1
+                trace = self._trace(run, error, result)
                 if unpicklable:
-                    w.parked.append((message, unpicklable))
-                    if message.seq in w.parked_traced:
-                        trace = None  # one trace says why; retries add none
-                    w.parked_traced.add(message.seq)
+                    self._park(w, message, unpicklable, trace)
                 else:
                     w.parked_traced.discard(message.seq)
-                    self._acks.append(message.seq)
-                    if trace.error is None:
-                        w.done += 1
-                    else:
-                        w.failed += 1
-                    self._dirty.add(w)
-                if trace is not None:
-                    self._record(w, trace)
-                if self._change_waiters:
-                    self._changed.notify_all()
-                if self._listeners:
-                    self._mark_changed(w.name)
+                    self._settle(w, message, trace, policy)
+            if self._failures:
+                self._report_failures()
 
-    def _run(self, handler: Handler, message: Message, replay: bool):
-        """Run ``handler`` on ``message``; returns (trace, reason it was parked or None)."""
-        capture = output.Capture(tee=replay)
-        result = None
-        error = None
-        unpicklable = None
-        started = time.time()
-        t0 = time.perf_counter()
-        with capture:
+    def _execute(self, handler: Handler, run: Run, replay: bool):
+        """Run ``handler`` on ``run.message``: (result, error text, reason it was parked)."""
+        result = error = unpicklable = None
+        with run.capture:
             try:
-                event = pickle.loads(message.data)
+                event = pickle.loads(run.message.data)
             except Exception as exc:
                 unpicklable = (
                     f"the event cannot be unpickled yet ({type(exc).__name__}: {exc}); it stays "
@@ -521,40 +640,97 @@ class Runtime:
                     raise NBWorkersError(unpicklable) from exc
             else:
                 try:
-                    result = handler.call(event, message)
+                    result = handler.call(event, run.message)
                 # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
                 # run fails and is recorded; the runtime goes on.
                 except BaseException as exc:
                     error = "".join(traceback.format_exception(exc))
                     if replay:
-                        trace = self._trace(message, started, t0, capture, error, None, replay)
-                        self._record_replay(message.worker, trace)
+                        trace = self._trace(run, error, None, replay=True)
+                        self._record_replay(run.message.worker, trace)
                         raise
-        trace = self._trace(message, started, t0, capture, error, result, replay)
-        return trace, unpicklable
+        return result, error, unpicklable
 
-    def _trace(self, message, started, t0, capture, error, result, replay) -> Trace:
+    def _trace(self, run: Run, error, result, replay=False, timed_out=False) -> Trace:
+        m = run.message
         return Trace(
             0,  # numbered under the lock by _record
-            message.seq,
-            message.worker,
-            message.data,
-            started,
-            time.perf_counter() - t0,
-            capture.text(),
+            m.seq,
+            m.worker,
+            m.data,
+            run.started_at_s,
+            time.perf_counter() - run.t0,
+            run.capture.text(),
             error,
             replay,
             result=result,
+            attempt=m.attempt,
+            timed_out=timed_out,
         )
+
+    def _park(self, w: WorkerState, message: Message, reason: str, trace: Trace) -> None:
+        """Keep a message whose event cannot be unpickled yet (the lock is held)."""
+        message.started = False
+        w.parked.append((message, reason))
+        if message.seq not in w.parked_traced:  # one trace says why; retries add none
+            w.parked_traced.add(message.seq)
+            self._record(w, trace)
+        self._after_change(w)
+
+    def _settle(self, w: WorkerState, message: Message, trace: Trace, policy: Policy) -> None:
+        """A run of ``message`` ended (the lock is held): done, retried later, or dead."""
+        now = self.clock()
+        if trace.error is None:
+            w.done += 1
+            w.failing = 0
+            w.forget_key(message)
+            self.writer.ack([message.seq])
+        else:
+            w.failing += 1
+            if w.failing == self.failure_notice_after:
+                self._notices.append(
+                    f"nbworkers: {w.kind_name} {w.name!r} has failed {w.failing} runs in a row; "
+                    f"the latest: {_last_line(trace.error)}  (see nw.traces({w.name!r}))"
+                )
+            if self._on_failure:
+                self._failures.append((w.name, trace))
+            if message.attempt <= policy.retries:
+                w.retried += 1
+                message.attempt += 1
+                message.started = False
+                wait_s = policy.retry_delay_s(message.attempt - 1, self.rng)
+                if wait_s > 0:
+                    message.due_at_s = now + wait_s
+                    w.delay(message)
+                    self._wake_timer(message.due_at_s)
+                else:
+                    w.queue.append(message)
+                    w.cond.notify()
+                self.writer.update(message)
+            else:
+                w.failed += 1
+                w.forget_key(message)
+                if w.is_cron:
+                    self.writer.ack([message.seq])
+                else:
+                    letter = DeadLetter(message, trace.error, now)
+                    w.dead.append(letter)
+                    self.writer.dead(letter)
+        self.writer.worker_changed(w)
+        self._record(w, trace)
+        self._after_change(w)
+
+    def _after_change(self, w: WorkerState) -> None:
+        if self._change_waiters:
+            self._changed.notify_all()
+        if self._listeners:
+            self._mark_changed(w.name)
 
     def _record(self, w: WorkerState, trace: Trace) -> None:
         """Keep ``trace`` (the lock is held)."""
-        trace.seq = self._next_seq
-        self._next_seq += 1
+        trace.seq = self.writer.number()
         w.traces.appendleft(trace)
-        self._new_traces.append(trace)
-        if self._writer_asleep:
-            self._writer_wake.notify()
+        self.writer.trace(trace)
 
     def _record_replay(self, name: str, trace: Trace) -> None:
         with self._lock:
@@ -585,9 +761,10 @@ class Runtime:
                 kept = ", ".join(t.id for t in kept_traces) or "none"
                 raise NBWorkersError(f"worker {name!r} has no trace {trace_id!r} (kept: {kept})")
         message = Message(trace.message_seq, name, trace.started_at_s, 1, trace.input_data)
-        trace, _ = self._run(handler, message, replay=True)
-        self._record_replay(name, trace)
-        return trace.result
+        run = Run(message, -1, time.time(), time.perf_counter(), output.Capture(tee=True), None)
+        result, error, _ = self._execute(handler, run, replay=True)
+        self._record_replay(name, self._trace(run, error, result, replay=True))
+        return result
 
     def _retry_parked(self, w: WorkerState) -> None:
         if w.parked:
@@ -601,14 +778,157 @@ class Runtime:
             for w in self._workers.values():
                 self._retry_parked(w)
 
+    # ----- failures ---------------------------------------------------------------------------
+
+    def on_failure(self, callback: Callable[[str, Trace], object]) -> Callable:
+        """Call ``callback(worker, trace)`` after every failed run, on a background thread.
+
+        A function of the same name registered before is replaced, so running the defining
+        cell again does not call it twice.
+        """
+        if not callable(callback):
+            raise TypeError(f"on_failure needs a function, not {type(callback).__name__}")
+        key = f"{getattr(callback, '__module__', '')}.{getattr(callback, '__qualname__', '')}"
+        if key == ".":
+            key = str(id(callback))
+        with self._lock:
+            self._on_failure[key] = callback
+        return callback
+
+    def _report_failures(self) -> None:
+        with self._lock:
+            failures, self._failures = self._failures, []
+            callbacks = list(self._on_failure.values())
+        for name, trace in failures:
+            for callback in callbacks:
+                try:
+                    callback(name, trace)
+                except Exception:  # noqa: BLE001 - a broken alert must not stop the runtime
+                    print(
+                        f"nbworkers: the on_failure callback {callback!r} raised:",
+                        file=sys.__stderr__,
+                    )
+                    traceback.print_exc(file=sys.__stderr__)
+
+    def take_notices(self) -> list[str]:
+        """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
+
+    # ----- queue control ----------------------------------------------------------------------
+
+    def messages(self, name: str, limit: int | None = 100) -> list[dict]:
+        """The messages of ``name`` waiting to run: ready ones oldest first, then delayed
+        ones soonest first; at most ``limit`` (None: all)."""
+        with self._lock:
+            w = self._workers.get(name)
+            waiting = w.waiting() if w else []
+            parked = {m.seq: why for m, why in w.parked} if w else {}
+        now = self.clock()
+        return [
+            _describe(m, now, parked=parked.get(m.seq))
+            for m in (waiting if limit is None else waiting[:limit])
+        ]
+
+    def cancel(self, message_id: str) -> bool:
+        """Remove one waiting message; False if it is not waiting (running, done or unknown)."""
+        seq = parse_id(message_id, "m")
+        with self._lock:
+            for w in self._workers.values():
+                if w.remove_waiting({seq}):
+                    self.writer.ack([seq])
+                    self._after_change(w)
+                    return True
+        return False
+
+    def purge(self, name: str) -> int:
+        """Remove every waiting message of ``name``; how many there were."""
+        check_name(name)
+        with self._lock:
+            w = self._workers.get(name)
+            removed = w.remove_waiting(None) if w else []
+            if removed:
+                self.writer.ack([m.seq for m in removed])
+                self._after_change(w)
+        return len(removed)
+
+    def dead_letters(self, name: str) -> list[dict]:
+        """The dead letters of ``name``, oldest first, each with its last error."""
+        with self._lock:
+            w = self._workers.get(name)
+            letters = list(w.dead) if w else []
+        now = self.clock()
+        return [
+            _describe(
+                d.message,
+                now,
+                error=d.error,
+                died_at=self.zone.aware(d.died_at_s),
+            )
+            for d in letters
+        ]
+
+    def _take_dead(self, w: WorkerState | None, name: str, ids) -> list[DeadLetter]:
+        """Remove the dead letters ``ids`` (all when None) of ``w`` (the lock is held)."""
+        if w is None or not w.dead:
+            if ids:
+                raise NBWorkersError(f"{name!r} has no dead letters")
+            return []
+        if ids is None:
+            taken, w.dead = w.dead, []
+        else:
+            if isinstance(ids, str):
+                ids = [ids]
+            wanted = {parse_id(i, "m") for i in ids}
+            have = {d.message.seq for d in w.dead}
+            missing = sorted(wanted - have)
+            if missing:
+                raise NBWorkersError(
+                    f"{name!r} has no dead letter {', '.join(f'm{s}' for s in missing)}; "
+                    f"see nw.dead_letters({name!r}). Nothing was changed."
+                )
+            taken = [d for d in w.dead if d.message.seq in wanted]
+            w.dead = [d for d in w.dead if d.message.seq not in wanted]
+        self.writer.undead(taken)
+        return taken
+
+    def requeue(self, name: str, ids=None) -> list[str]:
+        """Queue dead letters of ``name`` again (all by default) as new messages, attempts
+        from 1; returns the new message ids."""
+        check_name(name)
+        with self._lock:
+            self._check_running()
+            w = self._workers.get(name)
+            taken = self._take_dead(w, name, ids)
+            new = []
+            now = time.time()
+            for d in taken:
+                key = d.message.key
+                if key is not None and key in w.keys:
+                    new.append(w.keys[key])
+                else:
+                    new += self._enqueue_locked(w, [d.message.data], now, None, key)
+            if taken:
+                self._after_change(w)
+        return [m.id for m in new]
+
+    def discard(self, name: str, ids=None) -> int:
+        """Drop dead letters of ``name`` (all by default); how many were dropped."""
+        check_name(name)
+        with self._lock:
+            w = self._workers.get(name)
+            taken = self._take_dead(w, name, ids)
+            if taken:
+                self._after_change(w)
+        return len(taken)
+
     # ----- looking ----------------------------------------------------------------------------
 
     def counts(self, name: str) -> dict:
         with self._lock:
-            w = self._workers.get(name)
-            if w is None:
-                return {"queued": 0, "running": 0, "done": 0, "failed": 0}
-            return w.counts()
+            w = self._workers.get(name) or WorkerState(name, self._lock, self.traces_kept)
+            return w.counts(self.clock())
 
     def traces(self, name: str) -> list[Trace]:
         with self._lock:
@@ -618,20 +938,20 @@ class Runtime:
     def unhandled(self) -> dict[str, int]:
         with self._lock:
             return {
-                name: len(w.queue) + len(w.parked)
+                name: w.queued()
                 for name, w in self._workers.items()
-                if w.handler is None and (w.queue or w.parked)
+                if w.handler is None and w.queued()
             }
 
     def workers(self) -> list[str]:
         with self._lock:
             return [name for name, w in self._workers.items() if w.handler is not None]
 
-    def definitions(self) -> list[tuple[str, Handler, int, Schedule | None]]:
-        """(name, handler, concurrency, schedule) of every defined worker and cron."""
+    def definitions(self) -> list[tuple[str, Handler, int, Schedule | None, Policy]]:
+        """(name, handler, concurrency, schedule, policy) of every defined worker and cron."""
         with self._lock:
             return [
-                (name, w.handler, w.concurrency, w.schedule)
+                (name, w.handler, w.concurrency, w.schedule, w.policy)
                 for name, w in self._workers.items()
                 if w.handler is not None
             ]
@@ -648,16 +968,19 @@ class Runtime:
             return {
                 "name": name,
                 "defined": w.handler is not None,
-                "kind": "cron" if w.is_cron else "worker",
+                "kind": w.kind_name,
                 "paused": w.paused,
-                "counts": w.counts(),
+                "pause_reason": w.pause_reason,
+                "counts": w.counts(now),
                 "concurrency": w.concurrency,
+                "policy": w.policy,
                 "schedule": w.schedule.describe() if w.is_cron else None,
                 "next_run_s": next_run_s,
                 "last_run_s": w.traces[0].started_at_s if w.is_cron and w.traces else None,
                 "last_error": last_error,
+                "failing": w.failing if w.failing >= self.failure_notice_after else 0,
                 "traces": list(w.traces),
-                "oldest_s": w.queue[0].enqueued_at_s if w.queue else None,
+                "oldest_s": w.oldest_s(),
                 "now": now,
             }
 
@@ -665,9 +988,9 @@ class Runtime:
         """(name, queued, oldest enqueued_at) for each name with messages but no worker."""
         with self._lock:
             return [
-                (name, len(w.queue) + len(w.parked), w.queue[0].enqueued_at_s if w.queue else None)
+                (name, w.queued(), w.oldest_s())
                 for name, w in self._workers.items()
-                if w.handler is None and (w.queue or w.parked)
+                if w.handler is None and w.queued()
             ]
 
     def resend(self, name: str, trace_id: str) -> str:
@@ -681,17 +1004,17 @@ class Runtime:
         return self._enqueue(name, [trace.input_data or _NO_EVENT])[0]
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:
-        """Block until nothing is queued or running for ``name`` (or every defined, unpaused
-        worker); False if ``timeout`` seconds passed first."""
+        """Block until nothing is queued (delayed messages included) or running for ``name``
+        (or every defined, unpaused worker); False if ``timeout`` seconds passed first."""
         if name is not None:
             check_name(name)
 
         def idle() -> bool:
             if name is not None:
                 w = self._workers.get(name)
-                return w is None or not (w.queue or w.parked or w.running)
+                return w is None or not (w.queued() or w.running)
             return not any(
-                w.queue or w.parked or w.running
+                w.queued() or w.running
                 for w in self._workers.values()
                 if w.handler is not None and not w.paused
             )
@@ -749,130 +1072,17 @@ class Runtime:
 
     # ----- writing ------------------------------------------------------------------------
 
-    def _pending(self) -> bool:
-        return bool(self._inserts or self._acks or self._new_traces or self._dirty)
-
-    def _take(self) -> tuple[Batch, list[Trace]]:
-        """Everything to write, leaving empty lists behind (the lock is held)."""
-        batch = Batch(
-            inserts=self._inserts,
-            acks=self._acks,
-            workers=[w.row() for w in self._dirty],
-        )
-        traces = self._new_traces
-        self._inserts, self._acks, self._new_traces = [], [], []
-        self._dirty = set()
-        if self._next_seq != self._saved_seq:
-            batch.next_seq = self._saved_seq = self._next_seq
-        return batch, traces
-
-    def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
-        """The newest ``traces_kept`` of each worker, ready for the store."""
-        kept: dict[str, int] = {}
-        rows = []
-        for t in reversed(traces):
-            if kept.get(t.worker, 0) >= self.traces_kept:
-                continue
-            kept[t.worker] = kept.get(t.worker, 0) + 1
-            result, result_repr = t.result_for_storage(self.result_max_bytes)
-            rows.append(
-                TraceRow(
-                    t.seq,
-                    t.worker,
-                    t.message_seq,
-                    t.started_at_s,
-                    t.duration,
-                    t.input_data,
-                    result,
-                    _text(result_repr),
-                    _text(t.stdout),
-                    _text(t.error),
-                    t.replay,
-                )
-            )
-        return rows
-
-    def _write_loop(self) -> None:
-        lock = self._lock
-        while True:
-            with lock:
-                while not self._pending() and not self._writer_stop and not self._flush_now:
-                    self._writer_asleep = True
-                    self._writer_wake.wait()
-                    self._writer_asleep = False
-                if self._writer_stop and not self._pending():
-                    self._written = self._taken
-                    self._written_cond.notify_all()
-                    return
-                batch, traces = self._take()
-                self._taken += 1
-                self._flush_now = False
-            error = None
-            try:
-                # A result's __repr__ and pickling are user code: keep their prints out of cells.
-                with output.Capture():
-                    batch.traces = self._trace_rows(traces)
-                if batch:
-                    self.store.write(batch)
-            except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
-                error = exc
-                print(
-                    f"nbworkers: could not write to {self.path!r} ({exc}); "
-                    "the changes stay in memory and are tried again",
-                    file=sys.__stderr__,
-                )
-            with lock:
-                if error is not None:
-                    self._put_back(batch, traces)
-                self._write_error = error
-                self._written = self._taken
-                self._written_cond.notify_all()
-                # Group commit: let a few milliseconds of work gather before the next batch.
-                gap = self.flush_interval_s if error is None else 1.0
-                self._writer_wake.wait_for(lambda: self._flush_now or self._writer_stop, gap)
-                if error is not None and self._writer_stop:
-                    print(
-                        f"nbworkers: stopping with unwritten changes to {self.path!r}: "
-                        "messages emitted since the last successful write are lost",
-                        file=sys.__stderr__,
-                    )
-                    return
-
-    def _put_back(self, batch: Batch, traces: list[Trace]) -> None:
-        self._inserts[:0] = batch.inserts
-        self._acks[:0] = batch.acks
-        self._new_traces[:0] = traces
-        for row in batch.workers:
-            self._dirty.add(self._workers[row.name])
-        if batch.next_seq is not None:
-            self._saved_seq = -1
-
     def flush(self, timeout: float | None = 30) -> None:
         """Return once everything emitted or finished so far is on disk.
 
         Raises NBWorkersError if the write failed (nothing is lost: it is retried).
         """
-        with self._lock:
-            pending = self._pending()
-            if not pending and self._written >= self._taken and self._write_error is None:
-                return
-            target = self._taken + 1 if pending else self._taken
-            self._flush_now = True
-            self._writer_wake.notify()
-            if not self._written_cond.wait_for(lambda: self._written >= target, timeout):
-                raise NBWorkersError(f"nbworkers: writing to {self.path!r} took over {timeout} s")
-            if self._write_error is not None:
-                raise NBWorkersError(
-                    f"nbworkers could not write to {self.path!r}: {self._write_error}. What was "
-                    "emitted is kept in memory and written when the problem is gone (free disk "
-                    "space, fix permissions), or pick another file with %config NBWorkers.db_path"
-                ) from self._write_error
+        self.writer.flush(timeout)
 
     @property
     def has_unwritten(self) -> bool:
         """True while emitted messages wait for the writer or are being written."""
-        with self._lock:
-            return bool(self._inserts) or self._written < self._taken
+        return self.writer.has_unwritten
 
     # ----- stopping ---------------------------------------------------------------------------
 
@@ -888,26 +1098,30 @@ class Runtime:
             self._stopping = True
             for w in self._workers.values():
                 w.cond.notify_all()
-            self._cron_wake.notify_all()
+            self._timer_wake.notify_all()
             self._notify_wake.notify_all()
         deadline = time.monotonic() + timeout_s
         others = [
             t
             for t in self._threads
-            if t is not self._writer and t is not threading.current_thread()
+            if t is not self._writer_thread and t is not threading.current_thread()
         ]
         for thread in others:
             thread.join(max(0.0, deadline - time.monotonic()))
         # Runs that ended in time are acknowledged by this last batch.
         with self._lock:
-            self._writer_stop = True
-            self._writer_wake.notify()
-        self._writer.join(max(1.0, deadline - time.monotonic()))
+            self.writer.stop()
+        self._writer_thread.join(max(1.0, deadline - time.monotonic()))
         try:
-            if not self._writer.is_alive():
+            if not self._writer_thread.is_alive():
                 self.store.checkpoint()
                 self.store.close()
         finally:
             # A run still going keeps its output captured: the router stays until it ends.
             if not any(t.is_alive() for t in others):
                 output.uninstall()
+
+
+def _check_concurrency(concurrency) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a whole number of at least 1, not {concurrency!r}")

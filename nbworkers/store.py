@@ -17,7 +17,7 @@ import duckdb
 
 from .errors import NBWorkersError, StoreLockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -29,6 +29,19 @@ CREATE TABLE IF NOT EXISTS traces (
     seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, duration DOUBLE,
     input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, error VARCHAR,
     replay BOOLEAN);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
+    error VARCHAR, died_at DOUBLE);
+"""
+# Columns added after version 1: a file written by 0.1 gains them when opened.
+_MIGRATIONS = """
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS started BOOLEAN DEFAULT false;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS due_at DOUBLE;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS key VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS pause_reason VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
 """
 
 
@@ -40,6 +53,8 @@ class WorkerRow:
     failed: int
     last_run: float | None = None  # crons: when the schedule last fired (run or skip)
     skipped: int = 0  # crons: ticks skipped because the previous run was still going
+    pause_reason: str | None = None  # why it was paused, when nbworkers paused it
+    retried: int = 0  # failed runs that were tried again
 
 
 @dataclass
@@ -55,6 +70,32 @@ class TraceRow:
     stdout: str
     error: str | None
     replay: bool
+    attempt: int = 1
+    timed_out: bool = False
+
+
+@dataclass
+class MessageRow:
+    seq: int
+    worker: str
+    enqueued_at: float
+    attempt: int
+    data: bytes
+    started: bool
+    due_at: float | None
+    key: str | None
+
+
+@dataclass
+class DeadRow:
+    seq: int
+    worker: str
+    enqueued_at: float
+    attempt: int
+    data: bytes
+    key: str | None
+    error: str
+    died_at: float
 
 
 @dataclass
@@ -63,8 +104,9 @@ class Loaded:
 
     next_seq: int
     workers: list[WorkerRow]
-    messages: list[tuple]  # (seq, worker, enqueued_at, attempt, data), oldest first
+    messages: list[MessageRow]  # oldest first
     traces: list[TraceRow]  # newest first
+    dead: list[DeadRow]  # oldest first
 
 
 @dataclass
@@ -72,13 +114,25 @@ class Batch:
     """Changes for one transaction. Acks of messages inserted in the same batch cancel out."""
 
     inserts: list = field(default_factory=list)  # Message objects
-    acks: list[int] = field(default_factory=list)  # message seqs whose run ended
+    updates: list = field(default_factory=list)  # Message objects whose attempt/due changed
+    acks: list[int] = field(default_factory=list)  # seqs of messages that left the queue
+    dead_inserts: list = field(default_factory=list)  # DeadLetter objects
+    dead_deletes: list[int] = field(default_factory=list)  # seqs of dead letters to drop
     traces: list[TraceRow] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     next_seq: int | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.acks or self.traces or self.workers)
+        return bool(
+            self.inserts
+            or self.updates
+            or self.acks
+            or self.dead_inserts
+            or self.dead_deletes
+            or self.traces
+            or self.workers
+            or self.next_seq is not None
+        )
 
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
@@ -105,6 +159,7 @@ class Store:
         # RSS growth over 1M messages 38 -> 21 MB) at no cost to throughput.
         self.con.execute("SET checkpoint_threshold = '1MB'")
         self.con.execute(_SCHEMA)
+        self.con.execute(_MIGRATIONS)
         self._secure()
 
     @staticmethod
@@ -153,28 +208,43 @@ class Store:
         workers = [
             WorkerRow(*row)
             for row in con.execute(
-                "SELECT name, paused, done, failed, last_run, skipped FROM workers"
+                """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
+                          coalesce(retried, 0) FROM workers"""
             ).fetchall()
         ]
-        messages = con.execute(
-            "SELECT seq, worker, enqueued_at, attempt, data FROM messages ORDER BY seq"
-        ).fetchall()
+        messages = [
+            MessageRow(*row)
+            for row in con.execute(
+                """SELECT seq, worker, enqueued_at, attempt, data, coalesce(started, false),
+                          due_at, key FROM messages ORDER BY seq"""
+            ).fetchall()
+        ]
         traces = [
             TraceRow(*row)
             for row in con.execute(
                 """SELECT seq, worker, message_seq, started_at, duration, input, result,
-                          result_repr, stdout, error, replay
+                          result_repr, stdout, error, replay, coalesce(attempt, 1),
+                          coalesce(timed_out, false)
                    FROM traces ORDER BY seq DESC"""
+            ).fetchall()
+        ]
+        dead = [
+            DeadRow(*row)
+            for row in con.execute(
+                """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at
+                   FROM dead_letters ORDER BY seq"""
             ).fetchall()
         ]
         top = con.execute(
             """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
-                               (SELECT max(message_seq) FROM traces))"""
+                               (SELECT max(message_seq) FROM traces),
+                               (SELECT max(seq) FROM dead_letters))"""
         ).fetchone()[0]
         next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
-        if "schema_version" not in meta:
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        return Loaded(next_seq, workers, messages, traces)
+        return Loaded(next_seq, workers, messages, traces, dead)
 
     def write(self, batch: Batch) -> None:
         """Apply one batch in one transaction (a few statements, whatever its size)."""
@@ -191,14 +261,34 @@ class Store:
         try:
             if inserts:
                 con.execute(
-                    """INSERT INTO messages SELECT unnest($1), unnest($2), unnest($3),
-                                                   unnest($4), unnest($5)""",
+                    """INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
+                                             due_at, key)
+                       SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
+                              unnest($6), unnest($7::DOUBLE[]), unnest($8::VARCHAR[])""",
                     [
                         [m.seq for m in inserts],
                         [m.worker for m in inserts],
                         [m.enqueued_at_s for m in inserts],
                         [m.attempt for m in inserts],
                         [m.data for m in inserts],
+                        [m.started for m in inserts],
+                        [m.due_at_s for m in inserts],
+                        [m.key for m in inserts],
+                    ],
+                )
+            if batch.updates:
+                ups = batch.updates
+                con.execute(
+                    """UPDATE messages SET attempt = u.attempt, started = u.started,
+                                           due_at = u.due_at
+                       FROM (SELECT unnest($1) AS seq, unnest($2) AS attempt,
+                                    unnest($3) AS started, unnest($4::DOUBLE[]) AS due_at) u
+                       WHERE messages.seq = u.seq""",
+                    [
+                        [m.seq for m in ups],
+                        [m.attempt for m in ups],
+                        [m.started for m in ups],
+                        [m.due_at_s for m in ups],
                     ],
                 )
             if acks:
@@ -209,14 +299,39 @@ class Store:
                        AND seq IN (SELECT unnest($1))""",
                     [acks, min(acks), max(acks)],
                 )
+            if batch.dead_inserts:
+                dead = batch.dead_inserts
+                con.execute(
+                    """INSERT INTO dead_letters SELECT unnest($1), unnest($2), unnest($3),
+                           unnest($4), unnest($5), unnest($6::VARCHAR[]), unnest($7),
+                           unnest($8)""",
+                    [
+                        [d.message.seq for d in dead],
+                        [d.message.worker for d in dead],
+                        [d.message.enqueued_at_s for d in dead],
+                        [d.message.attempt for d in dead],
+                        [d.message.data for d in dead],
+                        [d.message.key for d in dead],
+                        [d.error for d in dead],
+                        [d.died_at_s for d in dead],
+                    ],
+                )
+            if batch.dead_deletes:
+                con.execute(
+                    "DELETE FROM dead_letters WHERE seq IN (SELECT unnest($1))",
+                    [batch.dead_deletes],
+                )
             if batch.traces:
                 self._write_traces(batch.traces)
             if batch.workers:
                 names = [w.name for w in batch.workers]
                 con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
                 con.execute(
-                    """INSERT INTO workers SELECT unnest($1), unnest($2), unnest($3), unnest($4),
-                                                  unnest($5::DOUBLE[]), unnest($6)""",
+                    """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
+                                            pause_reason, retried)
+                       SELECT unnest($1), unnest($2), unnest($3), unnest($4),
+                              unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
+                              unnest($8)""",
                     [
                         names,
                         [w.paused for w in batch.workers],
@@ -224,6 +339,8 @@ class Store:
                         [w.failed for w in batch.workers],
                         [w.last_run for w in batch.workers],
                         [w.skipped for w in batch.workers],
+                        [w.pause_reason for w in batch.workers],
+                        [w.retried for w in batch.workers],
                     ],
                 )
             if batch.next_seq is not None:
@@ -237,9 +354,11 @@ class Store:
     def _write_traces(self, rows: list[TraceRow]) -> None:
         cols = [list(col) for col in zip(*map(astuple, rows), strict=True)]
         self.con.execute(
-            """INSERT INTO traces SELECT unnest($1), unnest($2), unnest($3), unnest($4),
-                   unnest($5), unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
-                   unnest($10::VARCHAR[]), unnest($11)""",
+            """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
+                                   result_repr, stdout, error, replay, attempt, timed_out)
+               SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
+                   unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
+                   unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13)""",
             cols,
         )
         self.con.execute(

@@ -32,7 +32,8 @@ class Trace:
     Attributes: ``id``, ``message_id``, ``worker``, ``input`` (a fresh copy of the event),
     ``result``, ``result_repr``, ``error`` (the traceback text, or None), ``stdout`` (everything
     the run printed, stderr included), ``started_at`` (aware datetime), ``duration``
-    (seconds), ``replay`` (True when made by ``nw.replay``).
+    (seconds), ``replay`` (True when made by ``nw.replay``), ``attempt`` (the message's
+    attempt, from 1), ``timed_out`` (True when the run passed its ``--timeout``).
     """
 
     __slots__ = (
@@ -45,6 +46,8 @@ class Trace:
         "stdout",
         "error",
         "replay",
+        "attempt",
+        "timed_out",
         "_result",
         "_result_data",
         "_result_repr",
@@ -64,6 +67,8 @@ class Trace:
         result=NO_RESULT,
         result_data: bytes | None = None,
         result_repr: str | None = None,
+        attempt: int = 1,
+        timed_out: bool = False,
     ):
         self.seq = seq
         self.message_seq = message_seq
@@ -74,6 +79,8 @@ class Trace:
         self.stdout = stdout
         self.error = error
         self.replay = replay
+        self.attempt = attempt
+        self.timed_out = timed_out
         self._result = result
         self._result_data = result_data
         self._result_repr = result_repr
@@ -135,7 +142,7 @@ class Trace:
         return data, self.result_repr
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else "error"
+        state = "ok" if self.ok else "timed out" if self.timed_out else "error"
         try:
             shown = preview(self.input)
         except NBWorkersError:

@@ -46,18 +46,27 @@ def test_runs_at_once_then_once_per_interval(make_runtime):
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda: runs.append(clock.now))
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.wait("c", 5) and runs == [T0]
     assert rt.next_run("c").timestamp() == T0 + HOUR
     # When half an hour passes nothing runs; when the hour is up it runs again
     clock.now = T0 + HOUR / 2
-    assert rt.run_due_crons() == T0 + HOUR
+    assert rt.run_timers() == T0 + HOUR
     clock.now = T0 + HOUR
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.wait("c", 5) and runs == [T0, T0 + HOUR]
     trace = rt.traces("c")[0]
     assert trace.input is None and trace.ok
-    assert rt.counts("c") == {"queued": 0, "running": 0, "done": 2, "failed": 0, "skipped": 0}
+    assert rt.counts("c") == {
+        "queued": 0,
+        "running": 0,
+        "done": 2,
+        "failed": 0,
+        "dead": 0,
+        "retried": 0,
+        "oldest_age_s": None,
+        "skipped": 0,
+    }
 
 
 def test_a_run_still_going_makes_the_tick_skip(make_runtime):
@@ -66,10 +75,10 @@ def test_a_run_still_going_makes_the_tick_skip(make_runtime):
     gate = threading.Event()
     started = threading.Event()
     define(rt, "c", lambda: started.set() or gate.wait(10))
-    rt.run_due_crons()
+    rt.run_timers()
     assert started.wait(5)
     clock.now = T0 + HOUR
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.counts("c")["skipped"] == 1
     assert rt.counts("c")["queued"] == 0
     gate.set()
@@ -81,7 +90,7 @@ def test_run_now_leaves_the_schedule_and_works_while_paused(make_runtime):
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda message: runs.append(message.id))
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.wait("c", 5)
     clock.now = T0 + 60
     rt.run_now("c")
@@ -90,7 +99,7 @@ def test_run_now_leaves_the_schedule_and_works_while_paused(make_runtime):
     rt.pause("c")
     assert rt.next_run("c") is None
     clock.now = T0 + 5 * HOUR
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.counts("c")["queued"] == 0 and len(runs) == 2
     rt.run_now("c")
     assert rt.wait("c", 5) and len(runs) == 3
@@ -103,14 +112,14 @@ def test_restart_neither_runs_twice_in_an_interval_nor_loses_its_place(make_runt
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda: runs.append(clock.now))
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.wait("c", 5)
     rt.stop()
     # Given a restart 20 minutes later and the cron defined again
     clock.now = T0 + 1200
     rt2 = make_runtime(clock)
     define(rt2, "c", lambda: runs.append(clock.now))
-    rt2.run_due_crons()
+    rt2.run_timers()
     assert rt2.wait("c", 5) and runs == [T0]
     assert rt2.next_run("c").timestamp() == T0 + HOUR
     rt2.stop()
@@ -118,8 +127,8 @@ def test_restart_neither_runs_twice_in_an_interval_nor_loses_its_place(make_runt
     clock.now = T0 + 5 * HOUR + 1
     rt3 = make_runtime(clock)
     define(rt3, "c", lambda: runs.append(clock.now))
-    rt3.run_due_crons()
-    rt3.run_due_crons()
+    rt3.run_timers()
+    rt3.run_timers()
     assert rt3.wait("c", 5) and runs == [T0, T0 + 5 * HOUR + 1]
 
 
@@ -127,7 +136,7 @@ def test_pause_of_a_cron_is_kept_across_restarts(make_runtime):
     clock = Clock()
     rt = make_runtime(clock)
     define(rt, "c", lambda: None, paused=True)
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.counts("c")["done"] == 0
     rt.stop()
     rt2 = make_runtime(clock)
@@ -140,10 +149,10 @@ def test_wall_clock_crons_run_at_their_time(make_runtime):
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda: runs.append(clock.now), spec="daily", at="09:30")
-    rt.run_due_crons()
+    rt.run_timers()
     assert runs == [] and rt.next_run("c").timestamp() == T0 + 1.5 * HOUR
     clock.now = T0 + 1.5 * HOUR
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.wait("c", 5) and runs == [T0 + 1.5 * HOUR]
 
 
@@ -155,7 +164,7 @@ def test_a_failing_cron_is_counted_and_traced(make_runtime):
         raise RuntimeError("no network")
 
     define(rt, "c", boom)
-    rt.run_due_crons()
+    rt.run_timers()
     assert rt.wait("c", 5)
     trace = rt.traces("c")[0]
     assert rt.counts("c")["failed"] == 1

@@ -83,7 +83,15 @@ def test_snapshots_dataclasses_and_unpicklable_values(kernel):
     reply = kernel.run("import threading\nemit({'lock': threading.Lock()}, 'w')")
     assert reply.ename == "TypeError"
     assert "dict" in reply.evalue and "_thread.lock" in reply.evalue
-    assert kernel.eval("nw.counts('w')") == {"queued": 0, "running": 0, "done": 1, "failed": 0}
+    assert kernel.eval("nw.counts('w')") == {
+        "queued": 0,
+        "running": 0,
+        "done": 1,
+        "failed": 0,
+        "dead": 0,
+        "retried": 0,
+        "oldest_age_s": None,
+    }
 
 
 def test_fan_out_from_a_handler_and_emit_many(kernel):
@@ -97,7 +105,15 @@ def test_fan_out_from_a_handler_and_emit_many(kernel):
 def test_a_failing_run_keeps_its_traceback_and_the_worker_goes_on(kernel):
     kernel.ok("%%worker w\nif event == 1:\n    1 / 0\nevent")
     kernel.ok(f"nw.emit_many([0, 1, 2], 'w')\n{WAIT}")
-    assert kernel.eval("nw.counts('w')") == {"queued": 0, "running": 0, "done": 2, "failed": 1}
+    assert kernel.eval("nw.counts('w')") == {
+        "queued": 0,
+        "running": 0,
+        "done": 2,
+        "failed": 1,
+        "dead": 1,
+        "retried": 0,
+        "oldest_age_s": None,
+    }
     error = kernel.eval("[t.error for t in nw.traces('w') if t.error][0]")
     assert "ZeroDivisionError" in error and "1 / 0" in error
 

@@ -115,7 +115,7 @@ def test_defining_a_worker_over_a_cron_stops_its_ticks(rt):
     rt.define_cron("d", from_function("d", lambda: None, "cron"), parse("1s"))
     rt.define("d", from_function("d", lambda e: e))
     assert [d[3] for d in rt.definitions() if d[0] == "d"] == [None]
-    assert rt.run_due_crons(time.time() + 3600) is None
+    assert rt.run_timers(time.time() + 3600) is None
 
 
 def test_wait_right_after_defining_an_interval_cron_covers_its_first_run(rt):

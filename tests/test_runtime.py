@@ -42,7 +42,15 @@ def test_every_message_is_handled_once_with_its_own_copy(make_runtime):
     assert rt.wait("w", 10)
     assert sorted(e["n"] for e in seen) == list(range(100))
     assert len(set(ids)) == 100 and all(i.startswith("m") for i in ids)
-    assert rt.counts("w") == {"queued": 0, "running": 0, "done": 100, "failed": 0}
+    assert rt.counts("w") == {
+        "queued": 0,
+        "running": 0,
+        "done": 100,
+        "failed": 0,
+        "dead": 0,
+        "retried": 0,
+        "oldest_age_s": None,
+    }
 
 
 def test_unpicklable_events_raise_type_error_naming_the_type_and_enqueue_nothing(make_runtime):
@@ -126,7 +134,15 @@ def test_a_failing_run_is_recorded_and_the_next_message_goes_on(make_runtime):
     define(rt, "w", handler, concurrency=1)
     rt.emit_many([1, 2, 3], "w")
     assert rt.wait("w", 10)
-    assert rt.counts("w") == {"queued": 0, "running": 0, "done": 2, "failed": 1}
+    assert rt.counts("w") == {
+        "queued": 0,
+        "running": 0,
+        "done": 2,
+        "failed": 1,
+        "dead": 1,
+        "retried": 0,
+        "oldest_age_s": None,
+    }
     newest, failed, first = rt.traces("w")
     assert (newest.input, newest.result, newest.error) == (3, 30, None)
     assert failed.input == 2 and failed.result is None
@@ -231,7 +247,9 @@ def test_restart_delivers_queued_messages_and_keeps_state(make_runtime, tmp_path
     # Given a new runtime on the same file
     rt2 = make_runtime()
     assert rt2.is_paused("w")
-    assert rt2.counts("w") == {"queued": 5, "running": 0, "done": 3, "failed": 0}
+    counts = rt2.counts("w")
+    assert 0 <= counts.pop("oldest_age_s") < 60
+    assert counts == {"queued": 5, "running": 0, "done": 3, "failed": 0, "dead": 0, "retried": 0}
     assert rt2.unhandled() == {"nobody": 1, "w": 5}
     assert [t.input for t in rt2.traces("w")][:1] != []
     seen = []

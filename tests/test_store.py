@@ -28,8 +28,8 @@ def test_written_messages_load_back_in_order(tmp_path):
     store.close()
 
     loaded = Store(path).load()
-    assert [m[0] for m in loaded.messages] == [1, 2, 3]
-    assert [(m[1], m[4]) for m in loaded.messages] == [("b", b"x"), ("a", b"x"), ("a", b"x")]
+    assert [m.seq for m in loaded.messages] == [1, 2, 3]
+    assert [(m.worker, m.data) for m in loaded.messages] == [("b", b"x"), ("a", b"x"), ("a", b"x")]
     assert loaded.next_seq == 4
 
 
@@ -38,7 +38,7 @@ def test_acks_delete_and_cancel_with_inserts_of_the_same_batch(tmp_path):
     store.write(Batch(inserts=[msg(i) for i in range(1, 6)]))
     # Given message 6 is inserted and acked in one batch, and 2 and 4 were written before
     store.write(Batch(inserts=[msg(6)], acks=[2, 4, 6]))
-    assert [m[0] for m in store.load().messages] == [1, 3, 5]
+    assert [m.seq for m in store.load().messages] == [1, 3, 5]
 
 
 def test_worker_rows_are_upserted(tmp_path):
@@ -71,7 +71,7 @@ def test_a_failed_batch_changes_nothing(tmp_path):
     bad.traces[0].worker = object()  # not a string: the insert fails mid-transaction
     with pytest.raises(Exception):  # noqa: B017 - DuckDB's own conversion error
         store.write(bad)
-    assert [m[0] for m in store.load().messages] == [1]
+    assert [m.seq for m in store.load().messages] == [1]
 
 
 def test_files_are_private(tmp_path):

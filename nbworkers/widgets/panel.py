@@ -46,6 +46,18 @@ class Panel(widgets.VBox):
             tooltip="Run this cron once now (even while paused); its schedule does not move",
             layout=widgets.Layout(width="auto", display="none"),
         )
+        self.requeue_button = widgets.Button(
+            description="Requeue dead letters",
+            icon="undo",
+            tooltip="Queue every dead letter again as a new message, attempts from 1",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
+        self.discard_button = widgets.Button(
+            description="Discard dead letters",
+            icon="trash",
+            tooltip="Drop every dead letter of this worker for good",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
         self.trace_list = widgets.Select(
             options=[], rows=5, layout=widgets.Layout(width="28em", font_family="monospace")
         )
@@ -62,6 +74,8 @@ class Panel(widgets.VBox):
         self.pause_button.on_click(_action(self, self._toggle_pause))
         self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
         self.replay_button.on_click(_action(self, self._replay))
+        self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
+        self.discard_button.on_click(_action(self, lambda: api.discard(self.name)))
         self.trace_list.observe(self._on_select, "value")
         browser = widgets.VBox(
             [
@@ -74,7 +88,15 @@ class Panel(widgets.VBox):
         super().__init__(
             [
                 self.status,
-                widgets.HBox([self.pause_button, self.run_now_button, self.notice]),
+                widgets.HBox(
+                    [
+                        self.pause_button,
+                        self.run_now_button,
+                        self.requeue_button,
+                        self.discard_button,
+                        self.notice,
+                    ]
+                ),
                 browser,
             ],
             layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
@@ -107,6 +129,11 @@ class Panel(widgets.VBox):
                 else "Pause: start no new runs; queued messages wait (kept across restarts)"
             )
             self.run_now_button.layout.display = None if snap["kind"] == "cron" else "none"
+            dead = snap["counts"].get("dead", 0)
+            for button in (self.requeue_button, self.discard_button):
+                button.layout.display = None if dead else "none"
+            self.requeue_button.description = f"Requeue {dead:,} dead"
+            self.discard_button.description = f"Discard {dead:,} dead"
             options = tuple((render.trace_label(t), t.id) for t in snap["traces"])
             if options != self.trace_list.options:
                 selected = self.trace_list.value

@@ -58,6 +58,12 @@ def status_html(snap: dict) -> str:
     kind = snap["kind"]
     if kind == "worker" and snap["defined"]:
         kind += f" · concurrency {snap['concurrency']}"
+    policy = snap.get("policy")
+    if policy is not None and snap["defined"]:
+        if policy.retries:
+            kind += f" · retries {policy.retries} (backoff {policy.backoff_s:g} s)"
+        if policy.timeout_s is not None:
+            kind += f" · timeout {policy.timeout_s:g} s"
     parts = [
         f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap["name"])}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
@@ -66,10 +72,19 @@ def status_html(snap: dict) -> str:
         + _count("running", counts["running"])
         + _count("done", counts["done"])
         + _count("failed", counts["failed"], RED if counts["failed"] else None)
+        + (_count("retried", counts["retried"]) if counts.get("retried") else "")
+        + (_count("dead", counts["dead"], RED) if counts.get("dead") else "")
         + (_count("skipped", counts["skipped"]) if "skipped" in counts else "")
         + "</div>",
     ]
     now = snap["now"]
+    if snap["paused"] and snap.get("pause_reason"):
+        parts.append(f'<div style="color:{AMBER};font-weight:600">{esc(snap["pause_reason"])}</div>')
+    if snap.get("failing"):
+        parts.append(
+            f'<div style="background:{RED};color:#fff;padding:2px 6px;border-radius:3px">'
+            f"failing: its last {snap['failing']:,} runs failed in a row</div>"
+        )
     if snap["oldest_s"] is not None and counts["queued"]:
         parts.append(
             f'<div style="color:#666">oldest queued: {ago(now - snap["oldest_s"])} ago</div>'
@@ -95,9 +110,11 @@ def status_html(snap: dict) -> str:
 
 def trace_label(trace: Trace) -> str:
     """One line of the trace list (plain text)."""
-    mark = "ok   " if trace.ok else "ERROR"
-    replay = " (replay)" if trace.replay else ""
-    return f"{clock(trace.started_at_s)}  {mark}  {trace.duration * 1000:8.1f} ms{replay}"
+    mark = "ok     " if trace.ok else "TIMEOUT" if trace.timed_out else "ERROR  "
+    extra = " (replay)" if trace.replay else ""
+    if trace.attempt > 1:
+        extra += f" attempt {trace.attempt}"
+    return f"{clock(trace.started_at_s)}  {mark}  {trace.duration * 1000:8.1f} ms{extra}"
 
 
 def _block(title: str, body: str, colour: str | None = None) -> str:
@@ -121,7 +138,8 @@ def trace_html(trace: Trace | None, kind: str) -> str:
     parts = [
         f'<div style="color:#666">{esc(trace.id)} · message {esc(trace.message_id)} · '
         f"started {esc(trace.started_at.astimezone().strftime('%Y-%m-%d %H:%M:%S'))} · "
-        f"{trace.duration * 1000:.1f} ms</div>",
+        f"{trace.duration * 1000:.1f} ms · attempt {trace.attempt}"
+        f"{' · timed out' if trace.timed_out else ''}</div>",
         _block("input", shown_input),
     ]
     if trace.ok:

@@ -1,0 +1,239 @@
+"""One worker's live state: its queue, delayed messages, dead letters, runs and counts.
+
+The runtime keeps one ``WorkerState`` per name (defined or not) and changes it only while
+holding its lock; nothing here takes a lock or starts a thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from .message import Message
+from .schedule import Schedule
+from .store import WorkerRow
+from .trace import Trace
+
+# The longest a retry waits, however many attempts failed before it.
+MAX_BACKOFF_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What happens when a run fails or takes too long: ``retries`` more attempts after the
+    first, waiting ``backoff_s`` * 2**(n-1) (with jitter, at most an hour) before retry n;
+    a run past ``timeout_s`` seconds is abandoned and counts as failed."""
+
+    retries: int = 0
+    backoff_s: float = 1.0
+    timeout_s: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be a whole number, 0 or more, not {self.retries!r}")
+        if not _number(self.backoff_s) or self.backoff_s < 0:
+            raise ValueError(
+                f"backoff must be a number of seconds, 0 or more, not {self.backoff_s!r}"
+            )
+        if self.timeout_s is not None and (not _number(self.timeout_s) or self.timeout_s <= 0):
+            raise ValueError(
+                f"timeout must be a number of seconds above 0 (or None), not {self.timeout_s!r}"
+            )
+
+    def retry_delay_s(self, failed_attempt: int, rng=random) -> float:
+        """How long to wait before the attempt after ``failed_attempt``: exponential, capped,
+        with "equal jitter" (between half and all of it) so that retries of many messages that
+        failed together spread out."""
+        full = min(MAX_BACKOFF_S, self.backoff_s * 2.0 ** min(failed_attempt - 1, 60))
+        return full / 2 + rng.uniform(0, full / 2)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class DeadLetter:
+    """A message whose last attempt failed, kept with its last error until requeued or
+    discarded (``nw.dead_letters``)."""
+
+    __slots__ = ("died_at_s", "error", "message", "written")
+
+    def __init__(self, message: Message, error: str, died_at_s: float):
+        self.message = message
+        self.error = error
+        self.died_at_s = died_at_s
+        self.written = False
+
+    @property
+    def id(self) -> str:
+        return self.message.id
+
+
+class Run:
+    """One run going on: what a timeout needs to end it from another thread."""
+
+    __slots__ = ("capture", "deadline_s", "index", "message", "started_at_s", "t0", "timed_out")
+
+    def __init__(self, message, index, started_at_s, t0, capture, deadline_s):
+        self.message = message
+        self.index = index
+        self.started_at_s = started_at_s
+        self.t0 = t0
+        self.capture = capture
+        self.deadline_s = deadline_s
+        self.timed_out = False
+
+
+class WorkerState:
+    """Everything the runtime knows about one name, with or without a handler."""
+
+    def __init__(self, name: str, lock: threading.Lock, traces_kept: int):
+        self.name = name
+        self.queue: deque[Message] = deque()  # ready to run, oldest first
+        self.delayed: list[tuple[float, int, Message]] = []  # heap: (due_at, seq, message)
+        self.parked: list[tuple[Message, str]] = []  # events that cannot be unpickled yet
+        self.parked_traced: set[int] = set()  # parked messages that already left a trace
+        self.keys: dict[str, Message] = {}  # dedupe keys of messages queued or running
+        self.dead: list[DeadLetter] = []  # oldest first
+        self.handler = None
+        self.policy = Policy()
+        self.paused = False
+        self.pause_reason: str | None = None
+        self.concurrency = 0
+        self.running = 0
+        self.runs: dict[int, Run] = {}  # by run-thread index
+        self.done = 0
+        self.failed = 0
+        self.retried = 0
+        self.failing = 0  # runs failed in a row
+        self.traces: deque[Trace] = deque(maxlen=traces_kept)  # newest first
+        self.cond = threading.Condition(lock)
+        self.idle = 0  # run threads asleep on cond
+        self.live: set[int] = set()  # indexes of run threads alive
+        self.schedule: Schedule | None = None  # set for crons
+        self.last_run_s: float | None = None  # crons: when the schedule last fired
+        self.skipped = 0  # crons: ticks skipped because a run was still going
+        self.forced: set[int] = set()  # run_now messages, which go through a pause
+        # Storm guard: emits by this worker's own runs, per second of the clock.
+        self.storm_second = 0
+        self.storm_count = 0
+        self.storm_seconds = 0  # whole seconds in a row above the rate, before storm_second
+
+    def ready(self) -> bool:
+        """A run may start now (the runtime lock is held)."""
+        return bool(self.queue) and self.handler is not None and (not self.paused or self.forced)
+
+    def take(self) -> Message:
+        """The next message to run (the runtime lock is held; ``ready()`` was true)."""
+        if self.paused:
+            message = next(m for m in self.queue if m.seq in self.forced)
+            self.queue.remove(message)
+        else:
+            message = self.queue.popleft()
+        self.forced.discard(message.seq)
+        return message
+
+    def delay(self, message: Message) -> None:
+        heapq.heappush(self.delayed, (message.due_at_s, message.seq, message))
+
+    def due(self, now: float) -> list[Message]:
+        """Delayed messages whose time has come, taken off the heap."""
+        ready = []
+        while self.delayed and self.delayed[0][0] <= now:
+            ready.append(heapq.heappop(self.delayed)[2])
+        return ready
+
+    def next_due_s(self) -> float | None:
+        return self.delayed[0][0] if self.delayed else None
+
+    def waiting(self) -> list[Message]:
+        """Every message not running: ready, delayed (soonest first) and parked."""
+        return (
+            list(self.queue) + [m for _, _, m in sorted(self.delayed)] + [m for m, _ in self.parked]
+        )
+
+    def remove_waiting(self, seqs: set[int] | None) -> list[Message]:
+        """Take the waiting messages numbered ``seqs`` (all when None) out of this worker."""
+
+        def keep(m: Message) -> bool:
+            return seqs is not None and m.seq not in seqs
+
+        removed = [m for m in self.waiting() if not keep(m)]
+        if not removed:
+            return []
+        self.queue = deque(m for m in self.queue if keep(m))
+        self.delayed = [entry for entry in self.delayed if keep(entry[2])]
+        heapq.heapify(self.delayed)
+        self.parked = [entry for entry in self.parked if keep(entry[0])]
+        for m in removed:
+            self.forced.discard(m.seq)
+            self.forget_key(m)
+        return removed
+
+    def forget_key(self, message: Message) -> None:
+        if message.key is not None and self.keys.get(message.key) is message:
+            del self.keys[message.key]
+
+    def note_self_emits(self, count: int, now: float, rate: int, seconds: int) -> bool:
+        """Count ``count`` emits by this worker's own runs; True once they went over ``rate``
+        a second for ``seconds`` whole seconds in a row."""
+        second = int(now)
+        if second != self.storm_second:
+            over = self.storm_count > rate
+            contiguous = second == self.storm_second + 1
+            self.storm_seconds = self.storm_seconds + 1 if over and contiguous else 0
+            self.storm_second, self.storm_count = second, 0
+        self.storm_count += count
+        return self.storm_count > rate and self.storm_seconds >= seconds - 1
+
+    def clear_storm(self) -> None:
+        self.storm_second = self.storm_count = self.storm_seconds = 0
+
+    @property
+    def is_cron(self) -> bool:
+        return self.schedule is not None
+
+    @property
+    def kind_name(self) -> str:
+        return "cron" if self.is_cron else "worker"
+
+    def queued(self) -> int:
+        return len(self.queue) + len(self.delayed) + len(self.parked)
+
+    def oldest_s(self) -> float | None:
+        """When the oldest waiting message was emitted."""
+        times = [self.queue[0].enqueued_at_s] if self.queue else []
+        times += [m.enqueued_at_s for _, _, m in self.delayed]
+        times += [m.enqueued_at_s for m, _ in self.parked]
+        return min(times, default=None)
+
+    def counts(self, now: float) -> dict:
+        oldest = self.oldest_s()
+        counts = {
+            "queued": self.queued(),
+            "running": self.running,
+            "done": self.done,
+            "failed": self.failed,
+            "dead": len(self.dead),
+            "retried": self.retried,
+            "oldest_age_s": None if oldest is None else max(0.0, now - oldest),
+        }
+        if self.is_cron:
+            counts["skipped"] = self.skipped
+        return counts
+
+    def row(self) -> WorkerRow:
+        return WorkerRow(
+            self.name,
+            self.paused,
+            self.done,
+            self.failed,
+            self.last_run_s,
+            self.skipped,
+            self.pause_reason,
+            self.retried,
+        )

@@ -1,0 +1,271 @@
+"""The writer: what changed in memory and is not on disk yet, and the loop that writes it.
+
+The runtime records every change here while holding its lock (an insert, an ack, a dead
+letter, a trace...); the runtime's ``nbworkers-writer`` thread runs ``Writer.loop``, which
+takes everything pending at once and hands it to the store as one batch: a group commit of
+a few statements, whatever the number of messages.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from . import output
+from .errors import NBWorkersError
+from .message import Message
+from .store import Batch, Store, TraceRow
+from .trace import Trace
+from .worker import DeadLetter
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` storable as UTF-8: lone surrogates (undecodable file names) are escaped."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Writer:
+    """Pending changes and the write loop. Every method but ``loop`` expects the lock held,
+    except ``flush`` and ``has_unwritten``, which take it."""
+
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.Lock,
+        next_seq: int,
+        *,
+        traces_kept: int,
+        result_max_bytes: int,
+        flush_interval_s: float,
+    ):
+        self.store = store
+        self.lock = lock
+        self.next_seq = next_seq  # the runtime numbers messages and traces from here
+        self._saved_seq = next_seq
+        self.traces_kept = traces_kept
+        self.result_max_bytes = result_max_bytes
+        self.flush_interval_s = flush_interval_s
+        self._inserts: list[Message] = []
+        self._updates: dict[int, Message] = {}  # written messages whose attempt/due changed
+        self._acks: list[int] = []
+        self._dead_inserts: list[DeadLetter] = []
+        self._dead_deletes: list[int] = []
+        self._traces: list[Trace] = []
+        self._workers: dict[str, object] = {}  # name -> WorkerState whose row changed
+        self._wake = threading.Condition(lock)
+        self._asleep = False
+        self._written_cond = threading.Condition(lock)
+        self._taken = 0  # batches handed to the store
+        self._written = 0  # batches the store finished (or failed)
+        self.error: BaseException | None = None
+        self._flush_now = False
+        self._stop = False
+
+    # ----- recording changes (the lock is held) -------------------------------------------
+
+    def number(self, count: int = 1) -> int:
+        """The first of ``count`` new sequence numbers."""
+        seq = self.next_seq
+        self.next_seq = seq + count
+        return seq
+
+    def insert(self, messages: list[Message]) -> None:
+        self._inserts.extend(messages)
+        self._poke()
+
+    def update(self, message: Message) -> None:
+        """``message``'s attempt, start or due time changed."""
+        if message.written:  # else its insert, still to come, carries the change
+            self._updates[message.seq] = message
+            self._poke()
+
+    def ack(self, seqs: list[int]) -> None:
+        """These messages left the queue (done, failed for good, cancelled)."""
+        self._acks.extend(seqs)
+        if self._updates:
+            for seq in seqs:
+                self._updates.pop(seq, None)
+        self._poke()
+
+    def dead(self, letter: DeadLetter) -> None:
+        self._dead_inserts.append(letter)
+        self.ack([letter.message.seq])
+
+    def undead(self, letters: list[DeadLetter]) -> None:
+        """These dead letters were requeued or discarded."""
+        unwritten = {id(d) for d in letters if not d.written}
+        if unwritten:
+            self._dead_inserts = [d for d in self._dead_inserts if id(d) not in unwritten]
+        self._dead_deletes.extend(d.message.seq for d in letters if d.written)
+        self._poke()
+
+    def trace(self, trace: Trace) -> None:
+        self._traces.append(trace)
+        self._poke()
+
+    def worker_changed(self, w) -> None:
+        self._workers[w.name] = w
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._asleep:
+            self._wake.notify()
+
+    def _pending(self) -> bool:
+        return bool(
+            self._inserts
+            or self._updates
+            or self._acks
+            or self._dead_inserts
+            or self._dead_deletes
+            or self._traces
+            or self._workers
+        )
+
+    # ----- the write loop (the writer thread) -----------------------------------------------
+
+    def _take(self) -> tuple[Batch, list[Trace], dict]:
+        """Everything to write, leaving empty lists behind (the lock is held)."""
+        for m in self._inserts:
+            m.written = True
+        for d in self._dead_inserts:
+            d.written = True
+        workers = self._workers
+        batch = Batch(
+            inserts=self._inserts,
+            updates=list(self._updates.values()),
+            acks=self._acks,
+            dead_inserts=self._dead_inserts,
+            dead_deletes=self._dead_deletes,
+            workers=[w.row() for w in workers.values()],
+        )
+        traces = self._traces
+        self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
+        self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
+        if self.next_seq != self._saved_seq:
+            batch.next_seq = self._saved_seq = self.next_seq
+        return batch, traces, workers
+
+    def _put_back(self, batch: Batch, traces: list[Trace], workers: dict) -> None:
+        self._inserts[:0] = batch.inserts
+        for m in batch.updates:
+            self._updates.setdefault(m.seq, m)
+        self._acks[:0] = batch.acks
+        self._dead_inserts[:0] = batch.dead_inserts
+        self._dead_deletes[:0] = batch.dead_deletes
+        self._traces[:0] = traces
+        for name, w in workers.items():
+            self._workers.setdefault(name, w)
+        if batch.next_seq is not None:
+            self._saved_seq = -1
+
+    def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
+        """The newest ``traces_kept`` of each worker, ready for the store."""
+        kept: dict[str, int] = {}
+        rows = []
+        for t in reversed(traces):
+            if kept.get(t.worker, 0) >= self.traces_kept:
+                continue
+            kept[t.worker] = kept.get(t.worker, 0) + 1
+            result, result_repr = t.result_for_storage(self.result_max_bytes)
+            rows.append(
+                TraceRow(
+                    t.seq,
+                    t.worker,
+                    t.message_seq,
+                    t.started_at_s,
+                    t.duration,
+                    t.input_data,
+                    result,
+                    _text(result_repr),
+                    _text(t.stdout),
+                    _text(t.error),
+                    t.replay,
+                    t.attempt,
+                    t.timed_out,
+                )
+            )
+        return rows
+
+    def loop(self) -> None:
+        """The writer thread: write whatever is pending, a few milliseconds apart, until
+        ``stop`` and nothing is left."""
+        lock = self.lock
+        while True:
+            with lock:
+                while not self._pending() and not self._stop and not self._flush_now:
+                    self._asleep = True
+                    self._wake.wait()
+                    self._asleep = False
+                if self._stop and not self._pending():
+                    self._written = self._taken
+                    self._written_cond.notify_all()
+                    return
+                batch, traces, workers = self._take()
+                self._taken += 1
+                self._flush_now = False
+            error = None
+            try:
+                # A result's __repr__ and pickling are user code: keep their prints out of cells.
+                with output.Capture():
+                    batch.traces = self._trace_rows(traces)
+                if batch:
+                    self.store.write(batch)
+            except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
+                error = exc
+                print(
+                    f"nbworkers: could not write to {self.store.path!r} ({exc}); "
+                    "the changes stay in memory and are tried again",
+                    file=sys.__stderr__,
+                )
+            with lock:
+                if error is not None:
+                    self._put_back(batch, traces, workers)
+                self.error = error
+                self._written = self._taken
+                self._written_cond.notify_all()
+                # Group commit: let a few milliseconds of work gather before the next batch.
+                gap = self.flush_interval_s if error is None else 1.0
+                self._wake.wait_for(lambda: self._flush_now or self._stop, gap)
+                if error is not None and self._stop:
+                    print(
+                        f"nbworkers: stopping with unwritten changes to {self.store.path!r}: "
+                        "messages emitted since the last successful write are lost",
+                        file=sys.__stderr__,
+                    )
+                    return
+
+    def stop(self) -> None:
+        """Ask the loop to write what is left and end (the lock is held)."""
+        self._stop = True
+        self._wake.notify()
+
+    # ----- waiting for the disk (any thread) ------------------------------------------------
+
+    def flush(self, timeout: float | None = 30) -> None:
+        """Return once everything recorded so far is on disk; NBWorkersError if the write
+        failed (nothing is lost: it is retried)."""
+        path = self.store.path
+        with self.lock:
+            pending = self._pending()
+            if not pending and self._written >= self._taken and self.error is None:
+                return
+            target = self._taken + 1 if pending else self._taken
+            self._flush_now = True
+            self._wake.notify()
+            if not self._written_cond.wait_for(lambda: self._written >= target, timeout):
+                raise NBWorkersError(f"nbworkers: writing to {path!r} took over {timeout} s")
+            if self.error is not None:
+                raise NBWorkersError(
+                    f"nbworkers could not write to {path!r}: {self.error}. What was "
+                    "emitted is kept in memory and written when the problem is gone (free disk "
+                    "space, fix permissions), or pick another file with %config NBWorkers.db_path"
+                ) from self.error
+
+    @property
+    def has_unwritten(self) -> bool:
+        """True while emitted messages wait for the writer or are being written."""
+        with self.lock:
+            return bool(self._inserts) or self._written < self._taken
