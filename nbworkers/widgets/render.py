@@ -79,7 +79,8 @@ def status_html(snap: dict) -> str:
     ]
     now = snap["now"]
     if snap["paused"] and snap.get("pause_reason"):
-        parts.append(f'<div style="color:{AMBER};font-weight:600">{esc(snap["pause_reason"])}</div>')
+        reason = esc(snap["pause_reason"])
+        parts.append(f'<div style="color:{AMBER};font-weight:600">{reason}</div>')
     if snap.get("failing"):
         parts.append(
             f'<div style="background:{RED};color:#fff;padding:2px 6px;border-radius:3px">'
