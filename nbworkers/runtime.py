@@ -803,12 +803,12 @@ class Runtime:
             for callback in callbacks:
                 try:
                     callback(name, trace)
-                except Exception:  # noqa: BLE001 - a broken alert must not stop the runtime
+                except Exception as exc:  # noqa: BLE001 - a broken alert must not stop runs
+                    text = "".join(traceback.format_exception(exc))
                     print(
-                        f"nbworkers: the on_failure callback {callback!r} raised:",
+                        f"nbworkers: the on_failure callback {callback!r} raised:\n{text}",
                         file=sys.__stderr__,
                     )
-                    traceback.print_exc(file=sys.__stderr__)
 
     def take_notices(self) -> list[str]:
         """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""

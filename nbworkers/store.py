@@ -232,7 +232,7 @@ class Store:
             DeadRow(*row)
             for row in con.execute(
                 """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at
-                   FROM dead_letters ORDER BY seq"""
+                   FROM dead_letters ORDER BY died_at, seq"""
             ).fetchall()
         ]
         top = con.execute(

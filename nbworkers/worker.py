@@ -180,7 +180,7 @@ class WorkerState:
 
     def note_self_emits(self, count: int, now: float, rate: int, seconds: int) -> bool:
         """Count ``count`` emits by this worker's own runs; True once they went over ``rate``
-        a second for ``seconds`` whole seconds in a row."""
+        a second for ``seconds`` whole seconds of the clock in a row, and still do."""
         second = int(now)
         if second != self.storm_second:
             over = self.storm_count > rate
@@ -188,7 +188,7 @@ class WorkerState:
             self.storm_seconds = self.storm_seconds + 1 if over and contiguous else 0
             self.storm_second, self.storm_count = second, 0
         self.storm_count += count
-        return self.storm_count > rate and self.storm_seconds >= seconds - 1
+        return self.storm_count > rate and self.storm_seconds >= seconds
 
     def clear_storm(self) -> None:
         self.storm_second = self.storm_count = self.storm_seconds = 0
