@@ -1,0 +1,137 @@
+"""Failure handling and queue control as a notebook user meets them, in a real kernel."""
+
+from __future__ import annotations
+
+import time
+
+from tests.test_widgets import click, wait_for
+
+
+def test_retries_and_dead_letters_from_the_magic_and_the_panel(kernel):
+    kernel.ok(
+        "%%worker fetch --retries 2 --backoff 0.01\n"
+        "print('attempt', message.attempt)\n"
+        "if event == 'bad':\n"
+        "    raise ConnectionError('host down')\n"
+        "event"
+    )
+    kernel.ok("from nbworkers.widgets import panels\np = panels('fetch')[0]")
+    assert "retries 2 (backoff 0.01 s)" in kernel.eval("p.status.value")
+    kernel.ok("emit('ok', 'fetch'); bad = emit('bad', 'fetch')\nnw.wait('fetch')")
+    counts = kernel.eval("nw.counts('fetch')")
+    assert (counts["done"], counts["failed"], counts["dead"], counts["retried"]) == (1, 1, 1, 2)
+    assert kernel.eval("[t.attempt for t in nw.traces('fetch') if t.message_id == bad]") == [
+        3,
+        2,
+        1,
+    ]
+    assert kernel.eval("[d['id'] == bad for d in nw.dead_letters('fetch')]") == [True]
+    assert "ConnectionError: host down" in kernel.eval("nw.dead_letters('fetch')[0]['error']")
+    # The panel shows the dead letter in red, with its buttons
+    wait_for(kernel, "'dead 1' in p.status.value and 'retried 2' in p.status.value")
+    assert kernel.eval("p.requeue_button.layout.display") is None
+    assert kernel.eval("p.requeue_button.description") == "Requeue 1 dead"
+    assert "attempt 3" in kernel.eval("p.trace_list.options[0][0]")
+    # When the cell is fixed and the dead letter requeued from the panel, it is done
+    kernel.ok("%%worker fetch --retries 2\nevent.upper()")
+    click(kernel, "p.requeue_button")
+    wait_for(kernel, "nw.counts('fetch')['done'] == 2 and nw.counts('fetch')['dead'] == 0")
+    assert kernel.eval("nw.traces('fetch')[0].result") == "BAD"
+    wait_for(kernel, "p.requeue_button.layout.display == 'none'")
+
+
+def test_discard_from_the_panel(kernel):
+    kernel.ok("%%worker w\n1 / 0")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    kernel.ok("nw.emit_many(range(3), 'w')\nnw.wait('w')")
+    wait_for(kernel, "'dead 3' in p.status.value")
+    click(kernel, "p.discard_button")
+    wait_for(kernel, "nw.counts('w')['dead'] == 0 and nw.dead_letters('w') == []")
+
+
+def test_bad_options_are_refused_clearly_and_keep_what_was_queued(kernel):
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("nw.pause('w'); emit(1, 'w')")
+    for line, words in [
+        ("%%worker w --retries -1", "--retries must be a whole number"),
+        ("%%worker w --backoff -3", "--backoff must be a number of seconds"),
+        ("%%worker w --timeout 0", "--timeout must be a number of seconds above 0"),
+        ("%%cron 5m c --timeout -1", "--timeout must be a number of seconds above 0"),
+    ]:
+        reply = kernel.run(f"{line}\nevent")
+        assert reply.ename == "UsageError" and words in reply.evalue, (line, reply.evalue)
+    reply = kernel.run("%%worker w --retries many\nevent")
+    assert reply.ename == "UsageError" and "--retries" in reply.evalue
+    assert kernel.eval("nw.counts('w')['queued']") == 1
+    assert kernel.eval("'c' in nw.workers()") is False
+
+
+def test_a_timed_out_run_shows_in_the_trace_and_the_panel(kernel):
+    kernel.ok("%%worker slow --timeout 0.3 --concurrency 1\nimport time\ntime.sleep(event)")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('slow')[0]")
+    assert "timeout 0.3 s" in kernel.eval("p.status.value")
+    kernel.ok("emit(5, 'slow'); emit(0, 'slow')\nnw.wait('slow')")
+    assert kernel.eval("[t.timed_out for t in nw.traces('slow')]") == [False, True]
+    wait_for(kernel, "any('TIMEOUT' in label for label, _ in p.trace_list.options)")
+    kernel.ok("p.trace_list.value = [i for l, i in p.trace_list.options if 'TIMEOUT' in l][0]")
+    assert "timed out" in kernel.eval("p.trace_view.value")
+
+
+def test_a_worker_that_keeps_failing_leaves_a_notice_under_the_next_cell(kernel):
+    kernel.ok("%config NBWorkers.failure_notice_after = 3")
+    kernel.ok("%%worker w --concurrency 1\nraise KeyError(event)")
+    kernel.ok("nw.emit_many(['a', 'b'], 'w')\nnw.wait('w')")
+    assert "failed" not in kernel.ok("1").stderr
+    reply = kernel.ok("nw.emit_many(['c', 'd'], 'w')\nnw.wait('w')")
+    later = kernel.ok("2")
+    notice = reply.stderr + later.stderr
+    assert notice.count("worker 'w' has failed 3 runs in a row") == 1
+    assert "KeyError: 'c'" in notice
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    wait_for(kernel, "'failing: its last 4 runs failed in a row' in p.status.value")
+
+
+def test_on_failure_alert_from_a_cell(kernel):
+    kernel.ok(
+        "alerts = []\n"
+        "@nw.on_failure\n"
+        "def alert(worker, trace):\n"
+        "    alerts.append((worker, trace.error.splitlines()[-1]))\n"
+    )
+    kernel.ok("%%worker w\nint(event)")
+    kernel.ok("emit('x', 'w'); emit('2', 'w')\nnw.wait('w')")
+    wait_for(kernel, "len(alerts) == 1")
+    assert kernel.eval("alerts") == [
+        ("w", "ValueError: invalid literal for int() with base 10: 'x'")
+    ]
+
+
+def test_a_storm_is_paused_while_the_kernel_stays_responsive(kernel):
+    kernel.ok("%config NBWorkers.storm_rate = 300\n%config NBWorkers.storm_seconds = 2")
+    kernel.ok("%%worker loop --concurrency 2\nemit(event + 1, 'loop')\nemit(event + 1, 'loop')")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('loop')[0]\nemit(0, 'loop')")
+    # Cells keep answering quickly while the storm grows
+    slowest = 0.0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        paused = kernel.eval("nw.is_paused('loop')")
+        slowest = max(slowest, time.monotonic() - started)
+        if paused:
+            break
+    assert paused, "the storm guard did not pause the worker"
+    assert slowest < 5, f"a cell took {slowest:.1f} s during the storm"
+    assert "storm guard" in kernel.eval("nw.pause_reason('loop')")
+    wait_for(kernel, "'storm guard' in p.status.value")
+
+
+def test_queue_control_from_cells(kernel):
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("nw.pause('w')")
+    kernel.ok("a = emit(1, 'w', key='user-1'); b = emit(2, 'w', key='user-1'); c = emit(3, 'w')")
+    assert kernel.eval("a == b") is True
+    kernel.ok("d = emit(4, 'w', delay=3600)")
+    listed = kernel.eval("[(m['preview'], m['due_at'] is None) for m in nw.messages('w')]")
+    assert listed == [("1", True), ("3", True), ("4", False)]
+    assert kernel.eval("nw.cancel(c), nw.purge('w')") == (True, 2)
+    assert kernel.eval("nw.counts('w')['queued']") == 0
