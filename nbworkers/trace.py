@@ -136,6 +136,8 @@ class Trace:
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else "error"
+        if self.replay:
+            state += " (replay)"
         try:
             shown = preview(self.input)
         except NBWorkersError:
