@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from . import output
+from . import handlers, output
 from .errors import NBWorkersError
 from .handlers import Handler, check_name
 from .message import Message, parse_id
@@ -57,6 +57,16 @@ def snapshot(event) -> bytes:
             f"be snapshotted ({type(exc).__name__}: {exc}); emit data that pickles (dicts, "
             "lists, numbers, strings, DataFrames, arrays, dataclasses). Nothing was enqueued."
         ) from exc
+
+
+def _format_error(exc: BaseException) -> str:
+    """The traceback of an exception a handler raised, from the handler's own frame: the
+    frames of this module and of the function wrappers in handlers.py are left out."""
+    ours = {__file__, handlers.__file__}
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in ours:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _last_line(error: str) -> str:
@@ -644,7 +654,7 @@ class Runtime:
                 # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
                 # run fails and is recorded; the runtime goes on.
                 except BaseException as exc:
-                    error = "".join(traceback.format_exception(exc))
+                    error = _format_error(exc)
                     if replay:
                         trace = self._trace(run, error, None, replay=True)
                         self._record_replay(run.message.worker, trace)

@@ -143,6 +143,8 @@ class Trace:
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else "timed out" if self.timed_out else "error"
+        if self.replay:
+            state += " (replay)"
         try:
             shown = preview(self.input)
         except NBWorkersError:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from nbworkers import handlers, runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
@@ -232,6 +233,40 @@ def test_replay_runs_in_the_caller_and_raises(make_runtime, capsys):
     assert newest.replay and newest.input == "bad" and "KeyError" in newest.error
     with pytest.raises(NBWorkersError, match="no trace"):
         rt.replay("w", "t999999")
+
+
+def test_a_failed_trace_shows_the_handler_frames_not_the_runtime(make_runtime):
+    rt = make_runtime()
+
+    def one_arg(event):
+        raise ValueError(f"bad {event}")
+
+    def two_args(event, message):
+        raise ValueError(f"bad {event}")
+
+    define(rt, "one", one_arg)
+    define(rt, "two", two_args)
+    rt.emit(1, "one")
+    rt.emit(2, "two")
+    assert rt.wait("one", 5) and rt.wait("two", 5)
+    for name, fn, event in (("one", "one_arg", 1), ("two", "two_args", 2)):
+        error = rt.traces(name)[0].error
+        frames = [line for line in error.splitlines() if line.lstrip().startswith("File ")]
+        # The reader's first frame is their own code: nbworkers' frames are noise there.
+        assert len(frames) == 1 and fn in frames[0], error
+        assert runtime.__file__ not in error and handlers.__file__ not in error
+        assert error.startswith("Traceback (most recent call last):")
+        assert error.rstrip().endswith(f"ValueError: bad {event}")
+
+
+def test_a_replay_trace_says_so_in_its_repr(make_runtime):
+    rt = make_runtime()
+    define(rt, "w", lambda e: e)
+    rt.emit("x", "w")
+    assert rt.wait("w", 5)
+    rt.replay("w")
+    replayed, original = rt.traces("w")
+    assert "replay" in repr(replayed) and "replay" not in repr(original)
 
 
 def test_restart_delivers_queued_messages_and_keeps_state(make_runtime, tmp_path):
