@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import sys
 import threading
 import time
 import traceback
@@ -23,12 +22,15 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from . import handlers, output
+from .alerts import Alerts
+from .control import QueueControl
 from .errors import NBWorkersError
 from .handlers import Handler, check_name
+from .listeners import Listeners
 from .message import Message, parse_id
 from .schedule import Schedule, Zone
 from .store import Store
-from .trace import Trace, preview
+from .trace import Trace
 from .worker import DeadLetter, Policy, Run, WorkerState
 from .writer import Writer
 
@@ -37,11 +39,6 @@ _NO_EVENT = pickle.dumps(None, protocol=_PICKLE)  # what a cron tick carries
 # The timer sleeps until the next due time, but wakes at least this often so that a
 # suspended laptop or a changed system clock cannot delay a cron for long.
 _TIMER_MAX_SLEEP_S = 60.0
-# Listeners (panels) hear of changes at most this often, however fast messages flow, so a
-# panel sends a few comm messages a second and reflects a change within half a second.
-NOTIFY_INTERVAL_S = 0.4
-# With nothing changing, listeners still hear every so often (relative times, "in 12 min").
-NOTIFY_IDLE_S = 30.0
 _MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 
 _thread = threading.local()  # .worker: the worker whose run thread this is
@@ -74,27 +71,7 @@ def _last_line(error: str) -> str:
     return lines[-1] if lines else error
 
 
-def _event_preview(data: bytes | None) -> str:
-    try:
-        return preview(pickle.loads(data)) if data is not None else "None"
-    except Exception as exc:  # noqa: BLE001 - shown as the reason instead of the value
-        return f"<cannot be unpickled yet: {exc}>"
-
-
-def _describe(m: Message, now: float, **extra) -> dict:
-    return {
-        "id": m.id,
-        "enqueued_at": m.enqueued_at,
-        "age_s": max(0.0, now - m.enqueued_at_s),
-        "attempt": m.attempt,
-        "due_at": m.due_at,
-        "key": m.key,
-        "preview": _event_preview(m.data),
-        **extra,
-    }
-
-
-class Runtime:
+class Runtime(QueueControl, Alerts, Listeners):
     """Queues, run threads, timers and the writer for one database file."""
 
     def __init__(
@@ -788,151 +765,6 @@ class Runtime:
             for w in self._workers.values():
                 self._retry_parked(w)
 
-    # ----- failures ---------------------------------------------------------------------------
-
-    def on_failure(self, callback: Callable[[str, Trace], object]) -> Callable:
-        """Call ``callback(worker, trace)`` after every failed run, on a background thread.
-
-        A function of the same name registered before is replaced, so running the defining
-        cell again does not call it twice.
-        """
-        if not callable(callback):
-            raise TypeError(f"on_failure needs a function, not {type(callback).__name__}")
-        key = f"{getattr(callback, '__module__', '')}.{getattr(callback, '__qualname__', '')}"
-        if key == ".":
-            key = str(id(callback))
-        with self._lock:
-            self._on_failure[key] = callback
-        return callback
-
-    def _report_failures(self) -> None:
-        with self._lock:
-            failures, self._failures = self._failures, []
-            callbacks = list(self._on_failure.values())
-        for name, trace in failures:
-            for callback in callbacks:
-                try:
-                    callback(name, trace)
-                except Exception as exc:  # noqa: BLE001 - a broken alert must not stop runs
-                    text = "".join(traceback.format_exception(exc))
-                    print(
-                        f"nbworkers: the on_failure callback {callback!r} raised:\n{text}",
-                        file=sys.__stderr__,
-                    )
-
-    def take_notices(self) -> list[str]:
-        """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""
-        with self._lock:
-            notices, self._notices = self._notices, []
-        return notices
-
-    # ----- queue control ----------------------------------------------------------------------
-
-    def messages(self, name: str, limit: int | None = 100) -> list[dict]:
-        """The messages of ``name`` waiting to run: ready ones oldest first, then delayed
-        ones soonest first; at most ``limit`` (None: all)."""
-        with self._lock:
-            w = self._workers.get(name)
-            waiting = w.waiting() if w else []
-            parked = {m.seq: why for m, why in w.parked} if w else {}
-        now = self.clock()
-        return [
-            _describe(m, now, parked=parked.get(m.seq))
-            for m in (waiting if limit is None else waiting[:limit])
-        ]
-
-    def cancel(self, message_id: str) -> bool:
-        """Remove one waiting message; False if it is not waiting (running, done or unknown)."""
-        seq = parse_id(message_id, "m")
-        with self._lock:
-            for w in self._workers.values():
-                if w.remove_waiting({seq}):
-                    self.writer.ack([seq])
-                    self._after_change(w)
-                    return True
-        return False
-
-    def purge(self, name: str) -> int:
-        """Remove every waiting message of ``name``; how many there were."""
-        check_name(name)
-        with self._lock:
-            w = self._workers.get(name)
-            removed = w.remove_waiting(None) if w else []
-            if removed:
-                self.writer.ack([m.seq for m in removed])
-                self._after_change(w)
-        return len(removed)
-
-    def dead_letters(self, name: str) -> list[dict]:
-        """The dead letters of ``name``, oldest first, each with its last error."""
-        with self._lock:
-            w = self._workers.get(name)
-            letters = list(w.dead) if w else []
-        now = self.clock()
-        return [
-            _describe(
-                d.message,
-                now,
-                error=d.error,
-                died_at=self.zone.aware(d.died_at_s),
-            )
-            for d in letters
-        ]
-
-    def _take_dead(self, w: WorkerState | None, name: str, ids) -> list[DeadLetter]:
-        """Remove the dead letters ``ids`` (all when None) of ``w`` (the lock is held)."""
-        if w is None or not w.dead:
-            if ids:
-                raise NBWorkersError(f"{name!r} has no dead letters")
-            return []
-        if ids is None:
-            taken, w.dead = w.dead, []
-        else:
-            if isinstance(ids, str):
-                ids = [ids]
-            wanted = {parse_id(i, "m") for i in ids}
-            have = {d.message.seq for d in w.dead}
-            missing = sorted(wanted - have)
-            if missing:
-                raise NBWorkersError(
-                    f"{name!r} has no dead letter {', '.join(f'm{s}' for s in missing)}; "
-                    f"see nw.dead_letters({name!r}). Nothing was changed."
-                )
-            taken = [d for d in w.dead if d.message.seq in wanted]
-            w.dead = [d for d in w.dead if d.message.seq not in wanted]
-        self.writer.undead(taken)
-        return taken
-
-    def requeue(self, name: str, ids=None) -> list[str]:
-        """Queue dead letters of ``name`` again (all by default) as new messages, attempts
-        from 1; returns the new message ids."""
-        check_name(name)
-        with self._lock:
-            self._check_running()
-            w = self._workers.get(name)
-            taken = self._take_dead(w, name, ids)
-            new = []
-            now = time.time()
-            for d in taken:
-                key = d.message.key
-                if key is not None and key in w.keys:
-                    new.append(w.keys[key])
-                else:
-                    new += self._enqueue_locked(w, [d.message.data], now, None, key)
-            if taken:
-                self._after_change(w)
-        return [m.id for m in new]
-
-    def discard(self, name: str, ids=None) -> int:
-        """Drop dead letters of ``name`` (all by default); how many were dropped."""
-        check_name(name)
-        with self._lock:
-            w = self._workers.get(name)
-            taken = self._take_dead(w, name, ids)
-            if taken:
-                self._after_change(w)
-        return len(taken)
-
     # ----- looking ----------------------------------------------------------------------------
 
     def counts(self, name: str) -> dict:
@@ -1035,50 +867,6 @@ class Runtime:
                 return self._changed.wait_for(idle, timeout)
             finally:
                 self._change_waiters -= 1
-
-    # ----- listeners (panels) -------------------------------------------------------------
-
-    def add_listener(self, callback: Callable[[set[str]], None]) -> None:
-        """Call ``callback(names)`` with the names that changed, at most every 0.4 s (and
-        with an empty set every 30 s when nothing changes), on the notifier thread."""
-        with self._lock:
-            self._check_running()
-            self._listeners.append(callback)
-            if self._notifier is None:
-                self._notifier = self._spawn(self._notify_loop, "nbworkers-notify")
-
-    def _notify(self, name: str) -> None:
-        if self._listeners:
-            with self._lock:
-                self._mark_changed(name)
-
-    def _mark_changed(self, name: str) -> None:
-        """Tell the listeners about ``name`` soon (the lock is held)."""
-        if self._listeners:
-            self._changed_names.add(name)
-            if self._notifier_asleep:
-                self._notify_wake.notify()
-
-    def _notify_loop(self) -> None:
-        lock = self._lock
-        while True:
-            with lock:
-                if not self._changed_names and not self._stopping:
-                    self._notifier_asleep = True
-                    self._notify_wake.wait(NOTIFY_IDLE_S)
-                    self._notifier_asleep = False
-                if self._stopping:
-                    return
-                names, self._changed_names = self._changed_names, set()
-                listeners = list(self._listeners)
-            for callback in listeners:
-                try:
-                    callback(names)
-                except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
-                    print(f"nbworkers: a panel failed to update {names}:", file=sys.__stderr__)
-                    traceback.print_exc(file=sys.__stderr__)
-            with lock:
-                self._notify_wake.wait_for(lambda: self._stopping, NOTIFY_INTERVAL_S)
 
     # ----- writing ------------------------------------------------------------------------
 

@@ -1,0 +1,53 @@
+"""Being told about failures: ``nw.on_failure`` callbacks and the "keeps failing" notice.
+
+A part of ``Runtime`` (a mixin). Failed runs are collected under the runtime's lock and
+reported by whichever thread ended them, after it let go of the lock.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+from .trace import Trace
+
+
+class Alerts:
+    """``on_failure`` callbacks and notices, mixed into ``Runtime``."""
+
+    def on_failure(self, callback: Callable[[str, Trace], object]) -> Callable:
+        """Call ``callback(worker, trace)`` after every failed run, on a background thread.
+
+        A function of the same name registered before is replaced, so running the defining
+        cell again does not call it twice.
+        """
+        if not callable(callback):
+            raise TypeError(f"on_failure needs a function, not {type(callback).__name__}")
+        key = f"{getattr(callback, '__module__', '')}.{getattr(callback, '__qualname__', '')}"
+        if key == ".":
+            key = str(id(callback))
+        with self._lock:
+            self._on_failure[key] = callback
+        return callback
+
+    def _report_failures(self) -> None:
+        with self._lock:
+            failures, self._failures = self._failures, []
+            callbacks = list(self._on_failure.values())
+        for name, trace in failures:
+            for callback in callbacks:
+                try:
+                    callback(name, trace)
+                except Exception as exc:  # noqa: BLE001 - a broken alert must not stop runs
+                    text = "".join(traceback.format_exception(exc))
+                    print(
+                        f"nbworkers: the on_failure callback {callback!r} raised:\n{text}",
+                        file=sys.__stderr__,
+                    )
+
+    def take_notices(self) -> list[str]:
+        """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
