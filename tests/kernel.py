@@ -48,14 +48,15 @@ class Reply:
 
 
 class Kernel:
-    """Start a kernel in ``cwd`` with ``env``; ``run(code)`` executes a cell and returns a Reply."""
+    """Start a kernel in ``cwd`` with ``env``; ``run(code)`` executes a cell and returns a Reply.
+    ``kernel_name`` is a kernelspec's name: "python3", or "nbworkers" (loads the extension)."""
 
-    def __init__(self, cwd: str, env: dict | None = None, extra_args=()):
+    def __init__(self, cwd: str, env: dict | None = None, extra_args=(), kernel_name="python3"):
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
         self.km, self.kc = start_new_kernel(
-            kernel_name="python3", cwd=cwd, env=full_env, extra_arguments=list(extra_args)
+            kernel_name=kernel_name, cwd=cwd, env=full_env, extra_arguments=list(extra_args)
         )
 
     def run(self, code: str, timeout: float = 60) -> Reply:

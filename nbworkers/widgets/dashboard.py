@@ -22,6 +22,8 @@ class Dashboard(widgets.VBox):
         self.panels_box = widgets.VBox()
         self.unhandled = widgets.HTML()
         super().__init__([self.header, self.panels_box, self.unhandled], **kwargs)
+        self.add_class("nbw-dashboard")
+        self.unhandled.add_class("nbw-unhandled")
         self.refresh()
         register(self)
 

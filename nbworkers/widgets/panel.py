@@ -102,6 +102,14 @@ class Panel(widgets.VBox):
             layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
             **kwargs,
         )
+        # Stable hooks for styling and for the browser tests
+        self.add_class("nbw-panel")
+        self.status.add_class("nbw-status")
+        self.pause_button.add_class("nbw-pause")
+        self.run_now_button.add_class("nbw-run-now")
+        self.trace_list.add_class("nbw-traces")
+        self.trace_view.add_class("nbw-trace-view")
+        self.replay_button.add_class("nbw-replay")
         self.refresh()
         register(self)
 
