@@ -823,6 +823,8 @@ class Runtime(QueueControl, Alerts, Listeners):
                 "failing": w.failing if w.failing >= self.failure_notice_after else 0,
                 "traces": list(w.traces),
                 "oldest_s": w.oldest_s(),
+                "delayed": len(w.delayed),
+                "next_due_s": w.next_due_s(),
                 "now": now,
             }
 

@@ -133,5 +133,8 @@ def test_queue_control_from_cells(kernel):
     kernel.ok("d = emit(4, 'w', delay=3600)")
     listed = kernel.eval("[(m['preview'], m['due_at'] is None) for m in nw.messages('w')]")
     assert listed == [("1", True), ("3", True), ("4", False)]
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    wait_for(kernel, "'1 of them waiting for a delay or a retry' in p.status.value")
+    assert "the next is due in 60 min" in kernel.eval("p.status.value")
     assert kernel.eval("nw.cancel(c), nw.purge('w')") == (True, 2)
     assert kernel.eval("nw.counts('w')['queued']") == 0

@@ -90,6 +90,12 @@ def status_html(snap: dict) -> str:
         parts.append(
             f'<div style="color:#666">oldest queued: {ago(now - snap["oldest_s"])} ago</div>'
         )
+    if snap.get("delayed"):
+        due = snap["next_due_s"]
+        parts.append(
+            f'<div style="color:#666">{snap["delayed"]:,} of them waiting for a delay or a '
+            f"retry; the next is due in {ago(due - now)} ({clock(due)})</div>"
+        )
     if snap["schedule"]:
         line = esc(snap["schedule"])
         if snap["next_run_s"] is None:
