@@ -47,13 +47,10 @@ class QueueControl:
         ones soonest first; at most ``limit`` (None: all)."""
         with self._lock:
             w = self._workers.get(name)
-            waiting = w.waiting() if w else []
+            waiting = w.waiting(limit) if w else []
             parked = {m.seq: why for m, why in w.parked} if w else {}
         now = self.clock()
-        return [
-            _describe(m, now, parked=parked.get(m.seq))
-            for m in (waiting if limit is None else waiting[:limit])
-        ]
+        return [_describe(m, now, parked=parked.get(m.seq)) for m in waiting]
 
     def cancel(self, message_id: str) -> bool:
         """Remove one waiting message; False if it is not waiting (running, done or unknown)."""

@@ -133,7 +133,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._writer_thread = self._spawn(self.writer.loop, "nbworkers-writer")
         if any(w.delayed for w in self._workers.values()):
             with self._lock:
-                self._wake_timer(min(w.next_due_s() or 0 for w in self._workers.values()))
+                self._ensure_timer()
 
     # ----- start-up -------------------------------------------------------------------------
 
@@ -568,6 +568,8 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._settle(w, run.message, trace, w.policy)
         if not self._stopping and run.index < w.concurrency:
             self._spawn(self._run_loop, f"nbworkers-run-{w.name}-{run.index}", w, run.index)
+        else:
+            w.live.discard(run.index)  # a later set_concurrency starts a thread for it
 
     # ----- running ----------------------------------------------------------------------------
 
@@ -657,7 +659,8 @@ class Runtime(QueueControl, Alerts, Listeners):
 
     def _park(self, w: WorkerState, message: Message, reason: str, trace: Trace) -> None:
         """Keep a message whose event cannot be unpickled yet (the lock is held)."""
-        message.started = False
+        message.started = False  # it never really ran
+        self.writer.update(message)
         w.parked.append((message, reason))
         if message.seq not in w.parked_traced:  # one trace says why; retries add none
             w.parked_traced.add(message.seq)

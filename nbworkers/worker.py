@@ -7,6 +7,7 @@ holding its lock; nothing here takes a lock or starts a thread.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 import threading
@@ -150,11 +151,17 @@ class WorkerState:
     def next_due_s(self) -> float | None:
         return self.delayed[0][0] if self.delayed else None
 
-    def waiting(self) -> list[Message]:
-        """Every message not running: ready, delayed (soonest first) and parked."""
-        return (
-            list(self.queue) + [m for _, _, m in sorted(self.delayed)] + [m for m, _ in self.parked]
+    def waiting(self, limit: int | None = None) -> list[Message]:
+        """The first ``limit`` (None: all) messages not running: ready ones, delayed ones
+        (soonest first), parked ones."""
+        if limit is None:
+            delayed = sorted(self.delayed)
+        else:
+            delayed = heapq.nsmallest(limit, self.delayed)
+        messages = itertools.chain(
+            self.queue, (m for _, _, m in delayed), (m for m, _ in self.parked)
         )
+        return list(itertools.islice(messages, limit))
 
     def remove_waiting(self, seqs: set[int] | None) -> list[Message]:
         """Take the waiting messages numbered ``seqs`` (all when None) out of this worker."""

@@ -345,3 +345,32 @@ def test_a_worker_failing_again_and_again_leaves_one_notice(make_runtime):
     define(rt, "w", lambda e: e)
     rt.emit(1, "w")
     assert rt.wait("w", 5) and rt.snapshot("w")["failing"] == 0
+
+
+def test_a_slot_freed_by_a_timeout_after_lowering_concurrency_comes_back(make_runtime):
+    rt = make_runtime()
+    release = threading.Event()
+    running = []
+
+    def handler(event):
+        running.append(event)
+        release.wait(10)
+
+    define(rt, "w", handler, concurrency=2, timeout_s=0.3)
+    rt.emit_many(["a", "b"], "w")
+    deadline = time.monotonic() + 5
+    while len(running) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rt.set_concurrency("w", 1)
+    # Given both runs timed out while the limit was 1
+    while rt.counts("w")["failed"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # When the limit goes back to 2, two runs go at once again
+    rt.set_concurrency("w", 2)
+    rt.define("w", from_function("w", handler), 2, policy=Policy(timeout_s=30))
+    rt.emit_many(["c", "d"], "w")
+    while rt.counts("w")["running"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rt.counts("w")["running"] == 2
+    release.set()
+    assert rt.wait("w", 5) and sorted(running) == ["a", "b", "c", "d"]
