@@ -17,34 +17,45 @@ class Alerts:
     """``on_failure`` callbacks and notices, mixed into ``Runtime``."""
 
     def on_failure(self, callback: Callable[[str, Trace], object]) -> Callable:
-        """Call ``callback(worker, trace)`` after every failed run, on a background thread.
+        """Call ``callback(worker, trace)`` after every failed run, on the alerts thread.
 
         A function of the same name registered before is replaced, so running the defining
         cell again does not call it twice.
         """
         if not callable(callback):
             raise TypeError(f"on_failure needs a function, not {type(callback).__name__}")
-        key = f"{getattr(callback, '__module__', '')}.{getattr(callback, '__qualname__', '')}"
-        if key == ".":
-            key = str(id(callback))
+        qualname = getattr(callback, "__qualname__", "")
+        if qualname and "<lambda>" not in qualname:
+            key = f"{getattr(callback, '__module__', '')}.{qualname}"
+        else:
+            key = str(id(callback))  # lambdas and partials have no name to replace by
         with self._lock:
+            self._check_running()
             self._on_failure[key] = callback
+            if self._alerter is None:
+                self._alerter = self._spawn(self._alert_loop, "nbworkers-alerts")
         return callback
 
-    def _report_failures(self) -> None:
-        with self._lock:
-            failures, self._failures = self._failures, []
-            callbacks = list(self._on_failure.values())
-        for name, trace in failures:
-            for callback in callbacks:
-                try:
-                    callback(name, trace)
-                except Exception as exc:  # noqa: BLE001 - a broken alert must not stop runs
-                    text = "".join(traceback.format_exception(exc))
-                    print(
-                        f"nbworkers: the on_failure callback {callback!r} raised:\n{text}",
-                        file=sys.__stderr__,
-                    )
+    def _alert_loop(self) -> None:
+        """The alerts thread: a slow or broken callback delays only other alerts."""
+        while True:
+            with self._lock:
+                self._alerts_wake.wait_for(lambda: self._failures or self._stopping)
+                if self._stopping and not self._failures:
+                    return
+                failures, self._failures = self._failures, []
+                callbacks = list(self._on_failure.values())
+            for name, trace in failures:
+                for callback in callbacks:
+                    try:
+                        callback(name, trace)
+                    # A callback may raise anything (sys.exit included): report it, go on.
+                    except BaseException as exc:  # noqa: BLE001
+                        text = "".join(traceback.format_exception(exc))
+                        print(
+                            f"nbworkers: the on_failure callback {callback!r} raised:\n{text}",
+                            file=sys.__stderr__,
+                        )
 
     def take_notices(self) -> list[str]:
         """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""

@@ -20,7 +20,8 @@ from .worker import DeadLetter, WorkerState
 def _event_preview(data: bytes | None) -> str:
     try:
         return preview(pickle.loads(data)) if data is not None else "None"
-    except Exception as exc:  # noqa: BLE001 - shown as the reason instead of the value
+    # Unpickling runs user code, which may raise anything: shown as the reason instead.
+    except BaseException as exc:  # noqa: BLE001
         return f"<cannot be unpickled yet: {exc}>"
 
 
@@ -56,6 +57,7 @@ class QueueControl:
         """Remove one waiting message; False if it is not waiting (running, done or unknown)."""
         seq = parse_id(message_id, "m")
         with self._lock:
+            self._check_running()
             for w in self._workers.values():
                 if w.remove_waiting({seq}):
                     self.writer.ack([seq])
@@ -67,6 +69,7 @@ class QueueControl:
         """Remove every waiting message of ``name``; how many there were."""
         check_name(name)
         with self._lock:
+            self._check_running()
             w = self._workers.get(name)
             removed = w.remove_waiting(None) if w else []
             if removed:
@@ -138,6 +141,7 @@ class QueueControl:
         """Drop dead letters of ``name`` (all by default); how many were dropped."""
         check_name(name)
         with self._lock:
+            self._check_running()
             w = self._workers.get(name)
             taken = self._take_dead(w, name, ids)
             if taken:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import sys
 import threading
 import time
 import traceback
@@ -31,7 +32,7 @@ from .message import Message, parse_id
 from .schedule import Schedule, Zone
 from .store import Store
 from .trace import Trace
-from .worker import DeadLetter, Policy, Run, WorkerState
+from .worker import DeadLetter, Policy, Run, WorkerState, _number
 from .writer import Writer
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -40,6 +41,9 @@ _NO_EVENT = pickle.dumps(None, protocol=_PICKLE)  # what a cron tick carries
 # suspended laptop or a changed system clock cannot delay a cron for long.
 _TIMER_MAX_SLEEP_S = 60.0
 _MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
+
+# How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.
+_MAX_DELAY_S = 10 * 365 * 86400
 
 _thread = threading.local()  # .worker: the worker whose run thread this is
 
@@ -64,6 +68,14 @@ def _format_error(exc: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_code.co_filename in ours:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _undecodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _last_line(error: str) -> str:
@@ -118,6 +130,8 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._timer: threading.Thread | None = None
         self._on_failure: dict[str, Callable] = {}
         self._failures: list[tuple[str, Trace]] = []  # to report to on_failure callbacks
+        self._alerts_wake = threading.Condition(self._lock)
+        self._alerter: threading.Thread | None = None
         self._notices: list[str] = []  # "keeps failing" notices for the next cell
         loaded = self.store.load()
         self.writer = Writer(
@@ -155,6 +169,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             if m.due_at_s is not None and m.due_at_s > now:
                 w.delay(m)
             else:
+                m.due_at_s = None
                 w.queue.append(m)
             if m.key is not None:
                 w.keys[m.key] = m
@@ -213,6 +228,8 @@ class Runtime(QueueControl, Alerts, Listeners):
         check_name(name)
         if key is not None and not isinstance(key, str):
             raise TypeError(f"emit: key must be a string, not {type(key).__name__}")
+        if key is not None and not key.isprintable() and _undecodable(key):
+            raise ValueError(f"emit: key {key!r} is not valid text (it holds a lone surrogate)")
         due_at = self._due_at(delay, at)
         data = snapshot(event)
         with self._lock:
@@ -231,8 +248,11 @@ class Runtime(QueueControl, Alerts, Listeners):
         if delay is not None and at is not None:
             raise ValueError("emit: give delay= or at=, not both")
         if delay is not None:
-            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-                raise ValueError(f"emit: delay must be seconds, 0 or more, not {delay!r}")
+            if not _number(delay) or not 0 <= delay <= _MAX_DELAY_S:
+                raise ValueError(
+                    f"emit: delay must be seconds, from 0 to {_MAX_DELAY_S:,} (ten years), "
+                    f"not {delay!r}"
+                )
             return self.clock() + delay if delay > 0 else None
         if at is not None:
             if not isinstance(at, datetime):
@@ -339,6 +359,8 @@ class Runtime(QueueControl, Alerts, Listeners):
             w = self._workers.get(name)
             if w is None or w.handler is None:
                 raise NBWorkersError(f"no worker named {name!r} is defined")
+            if w.is_cron:
+                raise NBWorkersError(f"{name!r} is a cron: crons run one at a time")
             self._set_concurrency(w, concurrency)
         self._notify(name)
 
@@ -500,9 +522,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         The timer thread calls this; tests call it with their own ``now``.
         """
         with self._lock:
-            wake_at = self._timer_pass(self.clock() if now is None else now)
-        self._report_failures()
-        return wake_at
+            return self._timer_pass(self.clock() if now is None else now)
 
     def _timer_pass(self, now: float) -> float | None:
         wake_at = None
@@ -516,6 +536,8 @@ class Runtime(QueueControl, Alerts, Listeners):
             if w.delayed:
                 ready = w.due(now)
                 if ready:
+                    for m in ready:
+                        m.due_at_s = None  # it may run now
                     w.queue.extend(ready)
                     w.cond.notify(len(ready))
                     self._mark_changed(w.name)
@@ -537,7 +559,12 @@ class Runtime(QueueControl, Alerts, Listeners):
 
     def _timer_loop(self) -> None:
         while True:
-            wake_at = self.run_timers()
+            try:
+                wake_at = self.run_timers()
+            except Exception:  # noqa: BLE001 - reported; crons and delays must go on
+                print("nbworkers: the timer failed (it goes on):", file=sys.__stderr__)
+                traceback.print_exc(file=sys.__stderr__)
+                wake_at = self.clock() + 1.0
             with self._lock:
                 if self._stopping:
                     return
@@ -557,7 +584,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         run.timed_out = True
         del w.runs[run.index]
         w.running -= 1
-        limit = w.policy.timeout_s
+        limit = run.policy.timeout_s
         error = (
             f"TimeoutError: the run took longer than its time limit of {limit:g} s "
             "(--timeout) and was abandoned. A Python thread cannot be stopped: the handler "
@@ -565,7 +592,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             "not recorded.\n"
         )
         trace = self._trace(run, error, None, timed_out=True)
-        self._settle(w, run.message, trace, w.policy)
+        self._settle(w, run.message, trace, run.policy)
         if not self._stopping and run.index < w.concurrency:
             self._spawn(self._run_loop, f"nbworkers-run-{w.name}-{run.index}", w, run.index)
         else:
@@ -595,7 +622,13 @@ class Runtime(QueueControl, Alerts, Listeners):
                     deadline = self.clock() + policy.timeout_s
                     self._wake_timer(deadline)
                 run = Run(
-                    message, index, time.time(), time.perf_counter(), output.Capture(), deadline
+                    message,
+                    index,
+                    time.time(),
+                    time.perf_counter(),
+                    output.Capture(),
+                    deadline,
+                    policy,
                 )
                 w.runs[index] = run
             result, error, unpicklable = self._execute(handler, run, replay=False)
@@ -610,8 +643,6 @@ class Runtime(QueueControl, Alerts, Listeners):
                 else:
                     w.parked_traced.discard(message.seq)
                     self._settle(w, message, trace, policy)
-            if self._failures:
-                self._report_failures()
 
     def _execute(self, handler: Handler, run: Run, replay: bool):
         """Run ``handler`` on ``run.message``: (result, error text, reason it was parked)."""
@@ -619,7 +650,8 @@ class Runtime(QueueControl, Alerts, Listeners):
         with run.capture:
             try:
                 event = pickle.loads(run.message.data)
-            except Exception as exc:
+            # Unpickling runs user code (__setstate__, __reduce__), which may raise anything.
+            except BaseException as exc:
                 unpicklable = (
                     f"the event cannot be unpickled yet ({type(exc).__name__}: {exc}); it stays "
                     "queued and is tried again after the next cell runs (define its class first)"
@@ -684,6 +716,7 @@ class Runtime(QueueControl, Alerts, Listeners):
                 )
             if self._on_failure:
                 self._failures.append((w.name, trace))
+                self._alerts_wake.notify()
             if message.attempt <= policy.retries:
                 w.retried += 1
                 message.attempt += 1
@@ -694,7 +727,7 @@ class Runtime(QueueControl, Alerts, Listeners):
                     w.delay(message)
                     self._wake_timer(message.due_at_s)
                 else:
-                    w.queue.append(message)
+                    w.queue.appendleft(message)  # "retry now": before newer messages
                     w.cond.notify()
                 self.writer.update(message)
             else:
@@ -751,7 +784,9 @@ class Runtime(QueueControl, Alerts, Listeners):
                 kept = ", ".join(t.id for t in kept_traces) or "none"
                 raise NBWorkersError(f"worker {name!r} has no trace {trace_id!r} (kept: {kept})")
         message = Message(trace.message_seq, name, trace.started_at_s, 1, trace.input_data)
-        run = Run(message, -1, time.time(), time.perf_counter(), output.Capture(tee=True), None)
+        run = Run(
+            message, -1, time.time(), time.perf_counter(), output.Capture(tee=True), None, Policy()
+        )
         result, error, _ = self._execute(handler, run, replay=True)
         self._record_replay(name, self._trace(run, error, result, replay=True))
         return result
@@ -903,6 +938,7 @@ class Runtime(QueueControl, Alerts, Listeners):
                 w.cond.notify_all()
             self._timer_wake.notify_all()
             self._notify_wake.notify_all()
+            self._alerts_wake.notify_all()
         deadline = time.monotonic() + timeout_s
         others = [
             t

@@ -135,6 +135,13 @@ class Batch:
         )
 
 
+def storable(value: str | None) -> str | None:
+    """``value`` storable as UTF-8: lone surrogates (undecodable file names) are escaped."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -273,7 +280,7 @@ class Store:
                         [m.data for m in inserts],
                         [m.started for m in inserts],
                         [m.due_at_s for m in inserts],
-                        [m.key for m in inserts],
+                        [storable(m.key) for m in inserts],
                     ],
                 )
             if batch.updates:
@@ -311,8 +318,8 @@ class Store:
                         [d.message.enqueued_at_s for d in dead],
                         [d.message.attempt for d in dead],
                         [d.message.data for d in dead],
-                        [d.message.key for d in dead],
-                        [d.error for d in dead],
+                        [storable(d.message.key) for d in dead],
+                        [storable(d.error) for d in dead],
                         [d.died_at_s for d in dead],
                     ],
                 )

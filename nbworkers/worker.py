@@ -77,10 +77,20 @@ class DeadLetter:
 class Run:
     """One run going on: what a timeout needs to end it from another thread."""
 
-    __slots__ = ("capture", "deadline_s", "index", "message", "started_at_s", "t0", "timed_out")
+    __slots__ = (
+        "capture",
+        "deadline_s",
+        "index",
+        "message",
+        "policy",
+        "started_at_s",
+        "t0",
+        "timed_out",
+    )
 
-    def __init__(self, message, index, started_at_s, t0, capture, deadline_s):
+    def __init__(self, message, index, started_at_s, t0, capture, deadline_s, policy):
         self.message = message
+        self.policy = policy  # the worker's policy when the run started
         self.index = index
         self.started_at_s = started_at_s
         self.t0 = t0
@@ -213,7 +223,8 @@ class WorkerState:
 
     def oldest_s(self) -> float | None:
         """When the oldest waiting message was emitted."""
-        times = [self.queue[0].enqueued_at_s] if self.queue else []
+        # Retries with no backoff go to the front: the oldest is among the first few.
+        times = [m.enqueued_at_s for m in itertools.islice(self.queue, 64)]
         times += [m.enqueued_at_s for _, _, m in self.delayed]
         times += [m.enqueued_at_s for m, _ in self.parked]
         return min(times, default=None)

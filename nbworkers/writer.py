@@ -14,16 +14,9 @@ import threading
 from . import output
 from .errors import NBWorkersError
 from .message import Message
-from .store import Batch, Store, TraceRow
+from .store import Batch, Store, TraceRow, storable
 from .trace import Trace
 from .worker import DeadLetter
-
-
-def _text(value: str | None) -> str | None:
-    """``value`` storable as UTF-8: lone surrogates (undecodable file names) are escaped."""
-    if value is None:
-        return None
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Writer:
@@ -179,9 +172,9 @@ class Writer:
                     t.duration,
                     t.input_data,
                     result,
-                    _text(result_repr),
-                    _text(t.stdout),
-                    _text(t.error),
+                    storable(result_repr),
+                    storable(t.stdout),
+                    storable(t.error),
                     t.replay,
                     t.attempt,
                     t.timed_out,
@@ -266,6 +259,7 @@ class Writer:
 
     @property
     def has_unwritten(self) -> bool:
-        """True while emitted messages wait for the writer or are being written."""
+        """True while any change (an emit, a purge, a pause...) waits for the writer or is
+        being written."""
         with self.lock:
-            return bool(self._inserts) or self._written < self._taken
+            return self._pending() or self._written < self._taken

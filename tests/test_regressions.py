@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import threading
 import time
 
 import duckdb
 import pytest
 
+from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_cell, from_function
 from nbworkers.runtime import Runtime
 from nbworkers.schedule import parse
@@ -141,3 +143,107 @@ def test_generator_and_async_cells_are_refused(body):
     with pytest.raises(SyntaxError, match="top level"):
         from_cell("w", body, {})
     from_cell("w", "def gen():\n    yield 1\nlist(gen())", {})  # nested is fine
+
+
+# ----- found by the review of retries, dead letters, delays and time limits ---------------------
+
+
+def test_redefining_without_a_timeout_during_a_timed_run_keeps_the_timer_alive(rt):
+    from nbworkers.worker import Policy
+
+    release = threading.Event()
+    started = threading.Event()
+    rt.define(
+        "w",
+        from_function("w", lambda e: (started.set(), release.wait(10))),
+        1,
+        policy=Policy(timeout_s=0.2),
+    )
+    rt.emit("x", "w")
+    assert started.wait(5)
+    rt.define("w", from_function("w", lambda e: e), 1)  # the cell run again, no --timeout
+    # The run still times out under the limit it started with, and the timer goes on
+    assert rt.wait("w", 5) and rt.counts("w")["failed"] == 1
+    assert "time limit of 0.2 s" in rt.traces("w")[0].error
+    rt.emit("later", "w", delay=0.1)
+    assert rt.wait("w", 5) and rt.counts("w")["done"] == 1
+    release.set()
+
+
+def test_a_lone_surrogate_in_a_dead_letters_error_does_not_block_writes(rt):
+    def fail(event):
+        raise FileNotFoundError(f"no such file: {event}")
+
+    rt.define("w", from_function("w", fail), 1)
+    rt.emit("caf\udce9.txt", "w")
+    assert rt.wait("w", 5)
+    rt.emit("x", "other")
+    rt.flush()  # raised for ever before
+    loaded = rt.store.load()
+    assert "caf\\udce9.txt" in loaded.dead[0].error and len(loaded.messages) == 1
+    with pytest.raises(ValueError, match="not valid text"):
+        rt.emit(1, "w", key="caf\udce9")
+
+
+def test_a_purge_or_a_pause_counts_as_unwritten_until_written(rt):
+    rt.pause("w")
+    rt.emit_many(range(3), "w")
+    rt.flush()
+    rt.purge("w")
+    assert rt.has_unwritten
+    rt.flush()
+    assert not rt.has_unwritten and rt.store.load().messages == []
+
+
+def test_a_slow_on_failure_callback_does_not_hold_up_delays(rt):
+    gate = threading.Event()
+    rt.on_failure(lambda worker, trace: gate.wait(10))
+    rt.define("bad", from_function("bad", lambda e: 1 / 0), 1)
+    seen = []
+    rt.define("w", from_function("w", seen.append), 1)
+    rt.emit(1, "bad")
+    assert rt.wait("bad", 5)
+    started = time.monotonic()
+    rt.emit("late", "w", delay=0.1)
+    assert rt.wait("w", 5) and seen == ["late"]
+    assert time.monotonic() - started < 3
+    gate.set()
+
+
+class _ExitsWhenUnpickled:
+    def __reduce__(self):
+        return (sys.exit, (3,))
+
+
+def test_an_event_whose_unpickling_raises_systemexit_is_parked_not_a_dead_thread(rt):
+    rt.define("w", from_function("w", lambda e: e), 1)
+    rt.emit(_ExitsWhenUnpickled(), "w")
+    deadline = time.monotonic() + 5
+    while not rt.traces("w") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "cannot be unpickled" in rt.traces("w")[0].error
+    assert rt.counts("w")["running"] == 0
+    rt.cancel(rt.messages("w")[0]["id"])
+    rt.emit("fine", "w")
+    assert rt.wait("w", 5) and rt.counts("w")["done"] == 1
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), 1e12])
+def test_impossible_delays_are_refused(rt, delay):
+    with pytest.raises(ValueError, match="ten years"):
+        rt.emit(1, "w", delay=delay)
+
+
+def test_a_cron_cannot_be_given_more_concurrency(rt):
+    rt.define_cron("c", from_function("c", lambda: None, kind="cron"), parse("hourly"))
+    with pytest.raises(NBWorkersError, match="crons run one at a time"):
+        rt.set_concurrency("c", 3)
+
+
+def test_a_delayed_message_that_came_due_has_no_due_time(rt):
+    rt.pause("w")
+    rt.emit(1, "w", delay=0.05)
+    deadline = time.monotonic() + 5
+    while rt.messages("w")[0]["due_at"] is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rt.messages("w")[0]["due_at"] is None
