@@ -42,6 +42,7 @@ ALTER TABLE workers ADD COLUMN IF NOT EXISTS pause_reason VARCHAR;
 ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 
 
@@ -55,6 +56,7 @@ class WorkerRow:
     skipped: int = 0  # crons: ticks skipped because the previous run was still going
     pause_reason: str | None = None  # why it was paused, when nbworkers paused it
     retried: int = 0  # failed runs that were tried again
+    kind: str | None = None  # "worker" or "cron": what the name was last defined as
 
 
 @dataclass
@@ -209,7 +211,7 @@ class Store:
             WorkerRow(*row)
             for row in con.execute(
                 """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
-                          coalesce(retried, 0) FROM workers"""
+                          coalesce(retried, 0), kind FROM workers"""
             ).fetchall()
         ]
         messages = [
@@ -328,10 +330,10 @@ class Store:
                 con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
                 con.execute(
                     """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
-                                            pause_reason, retried)
+                                            pause_reason, retried, kind)
                        SELECT unnest($1), unnest($2), unnest($3), unnest($4),
                               unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
-                              unnest($8)""",
+                              unnest($8), unnest($9::VARCHAR[])""",
                     [
                         names,
                         [w.paused for w in batch.workers],
@@ -341,6 +343,7 @@ class Store:
                         [w.skipped for w in batch.workers],
                         [w.pause_reason for w in batch.workers],
                         [w.retried for w in batch.workers],
+                        [w.kind for w in batch.workers],
                     ],
                 )
             if batch.next_seq is not None:
