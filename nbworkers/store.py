@@ -580,3 +580,122 @@ class Store:
             con, self.con = self.con, None
         if con is not None:
             con.close()
+
+
+# ----- reading a file from outside a kernel (python -m nbworkers status) ---------------------
+
+
+@dataclass
+class WorkerStatus:
+    """One row of the ``workers`` view; times are epoch seconds."""
+
+    name: str
+    kind: str | None
+    paused: bool
+    pause_reason: str | None
+    queued: int
+    running: int
+    done: int
+    failed: int
+    dead: int
+    retried: int
+    skipped: int
+    oldest_queued_s: float | None
+    last_run_s: float | None
+    last_scheduled_s: float | None
+
+
+@dataclass
+class Failure:
+    """A failed run among the kept traces."""
+
+    at_s: float
+    worker: str
+    trace_id: str
+    message_id: str
+    attempt: int
+    timed_out: bool
+    replay: bool
+    error_line: str | None
+
+
+@dataclass
+class Status:
+    """What ``python -m nbworkers status`` shows of a database file."""
+
+    path: str
+    schema_version: str | None
+    workers: list[WorkerStatus]
+    failures: list[Failure]  # newest first
+
+
+_WHERE = (
+    "A notebook's queue database is .nbworkers/<notebook name>.duckdb in the folder its kernel "
+    "started in, or the file NBWORKERS_DB names."
+)
+
+
+def read_status(path: str, failures: int = 10) -> Status:
+    """The workers, crons, unhandled names and latest failures of the database file ``path``,
+    read without changing the file: opened read-only, nothing created or migrated."""
+    con = _open_read_only(path)
+    try:
+        tables = _tables(con)
+        missing = [t for t in _REQUIRED_TABLES if t not in tables]
+        if missing:
+            raise NBWorkersError(
+                f"{path!r} is a DuckDB database but not an nbworkers one (it has no "
+                f"{', '.join(missing)} table). {_WHERE}"
+            )
+        version = None
+        if "meta" in tables:
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            version = meta.get("schema_version")
+        _create_views(con, tables)
+        workers = [
+            WorkerStatus(*row)
+            for row in con.execute(
+                """SELECT worker, kind, paused, pause_reason, queued, running, done, failed,
+                          dead, retried, skipped, epoch(oldest_queued_at), epoch(last_run_at),
+                          epoch(last_scheduled_at)
+                   FROM workers ORDER BY worker"""
+            ).fetchall()
+        ]
+        latest = [
+            Failure(*row)
+            for row in con.execute(
+                """SELECT epoch(started_at), worker, id, message_id, attempt, timed_out, replay,
+                          error_line
+                   FROM traces WHERE NOT ok ORDER BY seq DESC LIMIT ?""",
+                [failures],
+            ).fetchall()
+        ]
+        return Status(path, version, workers, latest)
+    finally:
+        con.close()
+
+
+def _open_read_only(path: str):
+    """A read-only connection to the existing file ``path``; clear errors for everything else."""
+    if not os.path.exists(path):
+        raise NBWorkersError(f"there is no file {path!r} (nothing was created). {_WHERE}")
+    if os.path.isdir(path):
+        found = sorted(p.name for p in Path(path).glob("*.duckdb"))
+        hint = f"its databases: {', '.join(found)}" if found else "it holds no .duckdb file"
+        raise NBWorkersError(f"{path!r} is a folder, not a database file; {hint}.")
+    try:
+        return duckdb.connect(path, read_only=True)
+    except duckdb.Error as exc:
+        text = str(exc)
+        held = _LOCK_RE.search(text)
+        if held:
+            raise StoreLockedError(
+                f"{path!r} is in use by another process ({_process_description(held['pid'])}), "
+                "probably the kernel of its notebook: while a kernel holds its database, "
+                "DuckDB lets no other process open it, not even to read. Look from inside that "
+                'kernel (%nbworkers, nw.counts(name), or nw.sql("select * from workers")), or '
+                "shut the kernel down and run this again. Nothing was changed."
+            ) from None
+        raise NBWorkersError(
+            f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
+        ) from exc
