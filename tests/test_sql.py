@@ -313,3 +313,30 @@ def test_sql_in_memory(fresh_runtime):
     nw.pause("w")
     nw.emit("x", "w")
     assert nw.sql("select worker, queued from workers").fetchall() == [("w", 1)]
+
+
+def test_kind_is_kept_across_restarts_before_the_cells_run_again(fresh_runtime):
+    nw = fresh_runtime
+    nw.worker("w")(lambda e: e)
+    nw.cron("hourly", name="c")(lambda: None)
+    nw.shutdown()
+    # A new runtime on the same file, with no handler defined yet
+    nw.pause("w")
+    got = nw.sql("select worker, kind, paused from workers order by worker").fetchall()
+    assert got == [("c", "cron", False), ("w", "worker", True)]
+    assert nw.workers() == []
+
+
+def test_a_worker_can_query_too(fresh_runtime):
+    nw = fresh_runtime
+
+    @nw.worker("w")
+    def w(event):
+        return nw.sql("select count(*) from messages where worker = 'other'").fetchall()[0][0]
+
+    nw.pause("other")
+    nw.emit_many(range(3), "other")
+    nw.emit(None, "w")
+    assert nw.wait("w", 30)
+    (trace,) = nw.traces("w")
+    assert trace.error is None and trace.result == 3
