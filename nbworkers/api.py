@@ -296,6 +296,20 @@ def replay(name: str, trace_id: str | None = None):
     return runtime().replay(name, trace_id)
 
 
+def sql(query: str, params=None):
+    """Run one SELECT over the views ``messages``, ``traces``, ``dead_letters`` and ``workers``.
+
+    Returns a DuckDB relation: shown as a table, or ``.df()`` (needs pandas), ``.fetchall()``.
+    Everything emitted so far is written first, so the views show it; a relation run again
+    later sees what has been written by then. ``params`` fill ``$1``, ``$2``... (or ``?``).
+
+    >>> nw.sql("select worker, count(*) from traces where not ok group by worker").df()
+    """
+    rt = runtime()
+    rt.flush()
+    return rt.store.sql(query, params)
+
+
 def flush() -> None:
     """Return once everything emitted so far is safely on disk."""
     rt = running()

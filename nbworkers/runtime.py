@@ -158,6 +158,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             w.paused, w.done, w.failed = bool(row.paused), int(row.done), int(row.failed)
             w.last_run_s, w.skipped = row.last_run, int(row.skipped or 0)
             w.pause_reason, w.retried = row.pause_reason, int(row.retried or 0)
+            w.kind = row.kind
         for row in loaded.messages:
             # A message whose attempt had started when the kernel died gets its next attempt.
             attempt = row.attempt + 1 if row.started else row.attempt
@@ -341,6 +342,8 @@ class Runtime(QueueControl, Alerts, Listeners):
             w = self._state(name)
             w.handler = handler
             w.policy = policy or Policy()
+            w.kind = "worker"
+            self.writer.worker_changed(w)
             if w.schedule is not None:
                 w.schedule = None  # a worker now: no more ticks
                 self._timers_changed()
@@ -436,6 +439,8 @@ class Runtime(QueueControl, Alerts, Listeners):
             w.handler = handler
             w.schedule = schedule
             w.policy = policy or Policy()
+            w.kind = "cron"
+            self.writer.worker_changed(w)
             if schedule.wall_clock and w.last_run_s is None:
                 # Its first run is the first of its times after now: count from here, so a
                 # timer waking a moment late at that time still finds it due.

@@ -2,14 +2,19 @@
 
 One writer (the runtime's writer thread) calls ``write`` with everything that changed since its
 last call: a statement costs about a millisecond here whatever it does, so each batch is a
-handful of statements in one transaction, never one per message. Reads happen once, at open;
-live state is kept in memory by the runtime.
+handful of statements in one transaction, never one per message. The runtime reads once, at
+open; live state is kept in memory by the runtime.
+
+Users read through the stable views (``messages``, ``traces``, ``dead_letters``, ``workers``):
+``Store.sql`` in a kernel, and ``read_status`` for ``python -m nbworkers status``, which opens a
+file read-only and never changes it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
@@ -42,6 +47,7 @@ ALTER TABLE workers ADD COLUMN IF NOT EXISTS pause_reason VARCHAR;
 ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 
 
@@ -55,6 +61,7 @@ class WorkerRow:
     skipped: int = 0  # crons: ticks skipped because the previous run was still going
     pause_reason: str | None = None  # why it was paused, when nbworkers paused it
     retried: int = 0  # failed runs that were tried again
+    kind: str | None = None  # "worker" or "cron": what the name was last defined as
 
 
 @dataclass
@@ -154,6 +161,168 @@ def _process_description(pid: str) -> str:
     return f"PID {pid}: {cmd[:200]}" if cmd else f"PID {pid}"
 
 
+# ----- the stable views ------------------------------------------------------------------------
+# What users query (nw.sql, python -m nbworkers status): the README documents every column, so
+# these are a contract, whatever the tables become. They are TEMP views, made on each reading
+# connection: nothing is written to the file, and the runtime's own connection keeps seeing the
+# tables under the same names. Pickled events and results are left out: they mean nothing to
+# SQL, they are big, and unpickling runs code; nw.messages and nw.traces show them as Python.
+
+# The columns the views read, with their types. A table or column that an older file lacks
+# reads as NULL (the views then give its default), so the views are the same over any
+# nbworkers database, even one opened read-only, which cannot be migrated.
+_VIEW_INPUTS = {
+    "messages": {
+        "seq": "BIGINT",
+        "worker": "VARCHAR",
+        "enqueued_at": "DOUBLE",
+        "attempt": "INTEGER",
+        "data": "BLOB",
+        "started": "BOOLEAN",
+        "due_at": "DOUBLE",
+        "key": "VARCHAR",
+    },
+    "traces": {
+        "seq": "BIGINT",
+        "worker": "VARCHAR",
+        "message_seq": "BIGINT",
+        "started_at": "DOUBLE",
+        "duration": "DOUBLE",
+        "result_repr": "VARCHAR",
+        "stdout": "VARCHAR",
+        "error": "VARCHAR",
+        "replay": "BOOLEAN",
+        "attempt": "INTEGER",
+        "timed_out": "BOOLEAN",
+    },
+    "dead_letters": {
+        "seq": "BIGINT",
+        "worker": "VARCHAR",
+        "enqueued_at": "DOUBLE",
+        "attempt": "INTEGER",
+        "data": "BLOB",
+        "key": "VARCHAR",
+        "error": "VARCHAR",
+        "died_at": "DOUBLE",
+    },
+    "workers": {
+        "name": "VARCHAR",
+        "kind": "VARCHAR",
+        "paused": "BOOLEAN",
+        "pause_reason": "VARCHAR",
+        "done": "BIGINT",
+        "failed": "BIGINT",
+        "retried": "BIGINT",
+        "skipped": "BIGINT",
+        "last_run": "DOUBLE",
+    },
+}
+VIEWS = ("messages", "traces", "dead_letters", "workers")
+_REQUIRED_TABLES = ("messages", "traces", "workers")
+
+# The last non-blank line of a traceback: "ValueError: bad input".
+_ERROR_LINE = (
+    r"nullif(trim(regexp_extract(rtrim({0}, chr(10) || chr(13) || chr(9) || ' '), "
+    r"'[^\n]*$')), '')"
+)
+
+_VIEW_SQL = {
+    "messages": """
+        SELECT 'm' || seq AS id, seq, worker, to_timestamp(enqueued_at) AS enqueued_at,
+               coalesce(attempt, 1) AS attempt, to_timestamp(due_at) AS due_at, key,
+               coalesce(started, false) AS started, octet_length(data) AS size_bytes
+        FROM {messages}""",
+    "traces": """
+        SELECT 't' || seq AS id, seq, worker, 'm' || message_seq AS message_id,
+               to_timestamp(started_at) AS started_at, duration AS duration_s,
+               error IS NULL AS ok, error, {error_line} AS error_line, stdout,
+               CASE WHEN error IS NULL THEN result_repr END AS result_repr,
+               coalesce(attempt, 1) AS attempt, coalesce(timed_out, false) AS timed_out,
+               coalesce(replay, false) AS replay
+        FROM {traces}""",
+    "dead_letters": """
+        SELECT 'm' || seq AS id, seq, worker, to_timestamp(enqueued_at) AS enqueued_at,
+               coalesce(attempt, 1) AS attempt, key, error, {error_line} AS error_line,
+               to_timestamp(died_at) AS died_at, octet_length(data) AS size_bytes
+        FROM {dead_letters}""",
+    "workers": """
+        WITH w AS (SELECT * FROM {workers}),
+        m AS (
+            SELECT worker,
+                   count(*) FILTER (WHERE NOT coalesce(started, false)) AS queued,
+                   count(*) FILTER (WHERE coalesce(started, false)) AS running,
+                   min(enqueued_at) FILTER (WHERE NOT coalesce(started, false)) AS oldest
+            FROM {messages} GROUP BY worker),
+        d AS (SELECT worker, count(*) AS dead FROM {dead_letters} GROUP BY worker),
+        t AS (SELECT worker, max(started_at) AS last_run FROM {traces} GROUP BY worker),
+        names AS (SELECT name AS worker FROM w UNION SELECT worker FROM m
+                  UNION SELECT worker FROM d UNION SELECT worker FROM t)
+        SELECT names.worker,
+               -- Files written before the kind column: a name that ran was defined.
+               coalesce(w.kind, CASE WHEN w.last_run IS NOT NULL THEN 'cron'
+                                     WHEN w.done + w.failed > 0 THEN 'worker' END) AS kind,
+               coalesce(w.paused, false) AS paused,
+               CASE WHEN w.paused THEN w.pause_reason END AS pause_reason,
+               coalesce(m.queued, 0) AS queued, coalesce(m.running, 0) AS running,
+               coalesce(w.done, 0) AS done, coalesce(w.failed, 0) AS failed,
+               coalesce(d.dead, 0) AS dead, coalesce(w.retried, 0) AS retried,
+               coalesce(w.skipped, 0) AS skipped,
+               to_timestamp(m.oldest) AS oldest_queued_at,
+               to_timestamp(t.last_run) AS last_run_at,
+               to_timestamp(w.last_run) AS last_scheduled_at
+        FROM names
+        LEFT JOIN w ON w.name = names.worker
+        LEFT JOIN m ON m.worker = names.worker
+        LEFT JOIN d ON d.worker = names.worker
+        LEFT JOIN t ON t.worker = names.worker""",
+}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _tables(con) -> dict[str, set[str]]:
+    """The columns of each table of the connection's database (its main schema)."""
+    tables: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        """SELECT table_name, column_name FROM duckdb_columns()
+           WHERE database_name = current_database() AND schema_name = 'main'"""
+    ).fetchall():
+        tables.setdefault(table, set()).add(column)
+    return tables
+
+
+def _create_views(con, tables: dict[str, set[str]]) -> None:
+    """Make the stable views on ``con``, as TEMP views that only ``con`` sees."""
+    db = _quote(con.execute("SELECT current_database()").fetchall()[0][0])
+    sources = {}
+    for table, inputs in _VIEW_INPUTS.items():
+        present = tables.get(table, set())
+        columns = ", ".join(
+            _quote(name) if name in present else f"NULL::{type_} AS {_quote(name)}"
+            for name, type_ in inputs.items()
+        )
+        rows = f"FROM {db}.main.{_quote(table)}" if table in tables else "WHERE false"
+        sources[table] = f"(SELECT {columns} {rows})"
+    for view in VIEWS:
+        body = _VIEW_SQL[view].format(error_line=_ERROR_LINE.format("error"), **sources)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {body}")
+
+
+def _check_select(con, query: str) -> None:
+    # nw.sql only reads: the runtime keeps the live state in memory, and a write behind its
+    # back would be overwritten, or worse, disagree with it.
+    statements = con.extract_statements(query)
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        found = ", ".join(s.type.name for s in statements) or "no statement"
+        raise NBWorkersError(
+            f"nw.sql runs one SELECT over the views {', '.join(VIEWS)}; this query is: "
+            f"{found}. It only reads: change queues with nw.cancel, nw.purge, nw.requeue or "
+            "nw.discard."
+        )
+
+
 class Store:
     """One DuckDB file (or ``:memory:``) holding queues, worker state and traces."""
 
@@ -161,6 +330,8 @@ class Store:
         self.path = path
         self.traces_kept = traces_kept
         self.con = self._connect(path)
+        self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
+        self._readers_lock = threading.Lock()
         # A queue table is appended to and deleted from all day: checkpointing its WAL at
         # 1 MB instead of DuckDB's 16 MiB keeps the file and DuckDB's memory small (measured:
         # RSS growth over 1M messages 38 -> 21 MB) at no cost to throughput.
@@ -216,7 +387,7 @@ class Store:
             WorkerRow(*row)
             for row in con.execute(
                 """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
-                          coalesce(retried, 0) FROM workers"""
+                          coalesce(retried, 0), kind FROM workers"""
             ).fetchall()
         ]
         messages = [
@@ -335,10 +506,10 @@ class Store:
                 con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
                 con.execute(
                     """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
-                                            pause_reason, retried)
+                                            pause_reason, retried, kind)
                        SELECT unnest($1), unnest($2), unnest($3), unnest($4),
                               unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
-                              unnest($8)""",
+                              unnest($8), unnest($9::VARCHAR[])""",
                     [
                         names,
                         [w.paused for w in batch.workers],
@@ -348,6 +519,7 @@ class Store:
                         [w.skipped for w in batch.workers],
                         [w.pause_reason for w in batch.workers],
                         [w.retried for w in batch.workers],
+                        [w.kind for w in batch.workers],
                     ],
                 )
             if batch.next_seq is not None:
@@ -380,9 +552,157 @@ class Store:
         """Move the write-ahead log into the file and reclaim space of deleted rows."""
         self.con.execute("CHECKPOINT")
 
+    def sql(self, query: str, params=None):
+        """A DuckDB relation for one SELECT over the stable views, as committed so far."""
+        if not isinstance(query, str):
+            raise TypeError(f"nw.sql: the query must be a string, not {type(query).__name__}")
+        cursor = self._reader()
+        _check_select(cursor, query)
+        return cursor.sql(query) if params is None else cursor.sql(query, params=params)
+
+    def _reader(self):
+        """This thread's reading connection, with the views."""
+        cursor = getattr(self._readers, "cursor", None)
+        if cursor is None:
+            # A DuckDB connection is not to be used by two threads at once, and the writer
+            # thread uses self.con: each reading thread gets a cursor, a connection of its own
+            # to the same database, whose TEMP views only it sees. Made under a lock, so that
+            # none is made while close() closes them all.
+            with self._readers_lock:
+                if self.con is None:
+                    raise NBWorkersError(
+                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
+                        "run %load_ext nbworkers again"
+                    )
+                cursor = self.con.cursor()
+            _create_views(cursor, _tables(cursor))
+            self._readers.cursor = cursor
+        return cursor
+
     def close(self) -> None:
         # Drop the reference too: a traceback kept in sys.last_traceback may keep this object
         # alive until exit, and DuckDB's bindings report live connections then as leaks.
-        con, self.con = self.con, None
+        # Closing a connection closes its cursors (nw.sql's) too, and with them the file.
+        with self._readers_lock:
+            con, self.con = self.con, None
         if con is not None:
             con.close()
+
+
+# ----- reading a file from outside a kernel (python -m nbworkers status) ---------------------
+
+
+@dataclass
+class WorkerStatus:
+    """One row of the ``workers`` view; times are epoch seconds."""
+
+    name: str
+    kind: str | None
+    paused: bool
+    pause_reason: str | None
+    queued: int
+    running: int
+    done: int
+    failed: int
+    dead: int
+    retried: int
+    skipped: int
+    oldest_queued_s: float | None
+    last_run_s: float | None
+    last_scheduled_s: float | None
+
+
+@dataclass
+class Failure:
+    """A failed run among the kept traces."""
+
+    at_s: float
+    worker: str
+    trace_id: str
+    message_id: str
+    attempt: int
+    timed_out: bool
+    replay: bool
+    error_line: str | None
+
+
+@dataclass
+class Status:
+    """What ``python -m nbworkers status`` shows of a database file."""
+
+    path: str
+    schema_version: str | None
+    workers: list[WorkerStatus]
+    failures: list[Failure]  # newest first
+
+
+_WHERE = (
+    "A notebook's queue database is .nbworkers/<notebook name>.duckdb in the folder its kernel "
+    "started in, or the file NBWORKERS_DB names."
+)
+
+
+def read_status(path: str, failures: int = 10) -> Status:
+    """The workers, crons, unhandled names and latest failures of the database file ``path``,
+    read without changing the file: opened read-only, nothing created or migrated."""
+    con = _open_read_only(path)
+    try:
+        tables = _tables(con)
+        missing = [t for t in _REQUIRED_TABLES if t not in tables]
+        if missing:
+            raise NBWorkersError(
+                f"{path!r} is a DuckDB database but not an nbworkers one (it has no "
+                f"{', '.join(missing)} table). {_WHERE}"
+            )
+        version = None
+        if "meta" in tables:
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            version = meta.get("schema_version")
+        _create_views(con, tables)
+        workers = [
+            WorkerStatus(*row)
+            for row in con.execute(
+                """SELECT worker, kind, paused, pause_reason, queued, running, done, failed,
+                          dead, retried, skipped, epoch(oldest_queued_at), epoch(last_run_at),
+                          epoch(last_scheduled_at)
+                   FROM workers ORDER BY worker"""
+            ).fetchall()
+        ]
+        latest = [
+            Failure(*row)
+            for row in con.execute(
+                """SELECT epoch(started_at), worker, id, message_id, attempt, timed_out, replay,
+                          error_line
+                   FROM traces WHERE NOT ok ORDER BY seq DESC LIMIT ?""",
+                [failures],
+            ).fetchall()
+        ]
+        return Status(path, version, workers, latest)
+    finally:
+        con.close()
+
+
+def _open_read_only(path: str):
+    """A read-only connection to the existing file ``path``; clear errors for everything else."""
+    if not os.path.exists(path):
+        raise NBWorkersError(f"there is no file {path!r} (nothing was created). {_WHERE}")
+    if os.path.isdir(path):
+        found = sorted(p.name for p in Path(path).glob("*.duckdb"))
+        hint = f"its databases: {', '.join(found)}" if found else "it holds no .duckdb file"
+        raise NBWorkersError(f"{path!r} is a folder, not a database file; {hint}.")
+    try:
+        return duckdb.connect(path, read_only=True)
+    except duckdb.Error as exc:
+        text = str(exc)
+        held = _LOCK_RE.search(text)
+        if held:
+            raise StoreLockedError(
+                f"{path!r} is in use by another process ({_process_description(held['pid'])}), "
+                "probably the kernel of its notebook: while a kernel holds its database, "
+                "DuckDB lets no other process open it, not even to read. Look from inside that "
+                'kernel (%nbworkers, nw.counts(name), or nw.sql("select * from workers")), or '
+                "shut the kernel down and run this again. Nothing was changed."
+            ) from None
+        raise NBWorkersError(
+            f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
+        ) from exc

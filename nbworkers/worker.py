@@ -126,6 +126,9 @@ class WorkerState:
         self.idle = 0  # run threads asleep on cond
         self.live: set[int] = set()  # indexes of run threads alive
         self.schedule: Schedule | None = None  # set for crons
+        # "worker" or "cron": what the name was last defined as, kept in the database (for
+        # nw.sql and `python -m nbworkers status`) while its code lives only in a kernel.
+        self.kind: str | None = None
         self.last_run_s: float | None = None  # crons: when the schedule last fired
         self.skipped = 0  # crons: ticks skipped because a run was still going
         self.forced: set[int] = set()  # run_now messages, which go through a pause
@@ -254,4 +257,5 @@ class WorkerState:
             self.skipped,
             self.pause_reason,
             self.retried,
+            self.kind,
         )

@@ -1,0 +1,342 @@
+"""nw.sql and its views: the documented columns, flushing first, read-only, and thread safety."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pytest
+
+from nbworkers.errors import NBWorkersError
+
+# The contract the README documents: every view's columns, in order, with their types.
+COLUMNS = {
+    "messages": [
+        ("id", "VARCHAR"),
+        ("seq", "BIGINT"),
+        ("worker", "VARCHAR"),
+        ("enqueued_at", "TIMESTAMP WITH TIME ZONE"),
+        ("attempt", "INTEGER"),
+        ("due_at", "TIMESTAMP WITH TIME ZONE"),
+        ("key", "VARCHAR"),
+        ("started", "BOOLEAN"),
+        ("size_bytes", "BIGINT"),
+    ],
+    "traces": [
+        ("id", "VARCHAR"),
+        ("seq", "BIGINT"),
+        ("worker", "VARCHAR"),
+        ("message_id", "VARCHAR"),
+        ("started_at", "TIMESTAMP WITH TIME ZONE"),
+        ("duration_s", "DOUBLE"),
+        ("ok", "BOOLEAN"),
+        ("error", "VARCHAR"),
+        ("error_line", "VARCHAR"),
+        ("stdout", "VARCHAR"),
+        ("result_repr", "VARCHAR"),
+        ("attempt", "INTEGER"),
+        ("timed_out", "BOOLEAN"),
+        ("replay", "BOOLEAN"),
+    ],
+    "dead_letters": [
+        ("id", "VARCHAR"),
+        ("seq", "BIGINT"),
+        ("worker", "VARCHAR"),
+        ("enqueued_at", "TIMESTAMP WITH TIME ZONE"),
+        ("attempt", "INTEGER"),
+        ("key", "VARCHAR"),
+        ("error", "VARCHAR"),
+        ("error_line", "VARCHAR"),
+        ("died_at", "TIMESTAMP WITH TIME ZONE"),
+        ("size_bytes", "BIGINT"),
+    ],
+    "workers": [
+        ("worker", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        ("paused", "BOOLEAN"),
+        ("pause_reason", "VARCHAR"),
+        ("queued", "BIGINT"),
+        ("running", "BIGINT"),
+        ("done", "BIGINT"),
+        ("failed", "BIGINT"),
+        ("dead", "BIGINT"),
+        ("retried", "BIGINT"),
+        ("skipped", "BIGINT"),
+        ("oldest_queued_at", "TIMESTAMP WITH TIME ZONE"),
+        ("last_run_at", "TIMESTAMP WITH TIME ZONE"),
+        ("last_scheduled_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+}
+
+
+def rows(nw, query, params=None) -> list[dict]:
+    rel = nw.sql(query, params)
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def near_now(value: datetime, slack_s: float = 60) -> bool:
+    return value.tzinfo is not None and abs(value - datetime.now(timezone.utc)) < timedelta(
+        seconds=slack_s
+    )
+
+
+@pytest.mark.parametrize("view", sorted(COLUMNS))
+def test_every_view_has_the_documented_columns(fresh_runtime, view):
+    nw = fresh_runtime
+    described = nw.sql(f"describe {view}").fetchall()
+    assert [(name, type_) for name, type_, *_ in described] == COLUMNS[view]
+
+
+def test_the_views_show_queues_traces_dead_letters_and_workers(fresh_runtime):
+    nw = fresh_runtime
+
+    @nw.worker("resize")
+    def resize(event):
+        print("resizing", event)
+        if event == "broken.gif":
+            raise ValueError("not an image: broken.gif")
+        return len(event)
+
+    @nw.cron("hourly", name="report")
+    def report():
+        return "sent"
+
+    nw.emit("a.png", "resize")
+    nw.emit("broken.gif", "resize")
+    assert nw.wait(timeout=30)
+    nw.emit({"to": "x"}, "emails", key="x")  # no worker: unhandled
+    nw.emit("later.png", "resize", delay=3600)
+    nw.pause("resize")
+    nw.emit("held.png", "resize")
+
+    messages = rows(nw, "select * from messages order by seq")
+    assert [(m["worker"], m["key"], m["attempt"], m["started"]) for m in messages] == [
+        ("emails", "x", 1, False),
+        ("resize", None, 1, False),
+        ("resize", None, 1, False),
+    ]
+    assert all(m["id"] == f"m{m['seq']}" and m["size_bytes"] > 0 for m in messages)
+    assert all(near_now(m["enqueued_at"]) for m in messages)
+    assert messages[1]["due_at"] - messages[1]["enqueued_at"] > timedelta(minutes=59)
+    assert messages[0]["due_at"] is None and messages[2]["due_at"] is None
+
+    traces = rows(nw, "select * from traces where worker = 'resize' order by seq")
+    assert [(t["ok"], t["result_repr"], t["stdout"]) for t in traces] == [
+        (True, "5", "resizing a.png\n"),
+        (False, None, "resizing broken.gif\n"),
+    ]
+    good, bad = traces
+    assert good["error"] is None and good["error_line"] is None
+    assert bad["error"].startswith("Traceback") and bad["error_line"] == (
+        "ValueError: not an image: broken.gif"
+    )
+    assert bad["id"] == f"t{bad['seq']}" and bad["message_id"].startswith("m")
+    assert (bad["attempt"], bad["timed_out"], bad["replay"]) == (1, False, False)
+    assert near_now(bad["started_at"]) and 0 <= bad["duration_s"] < 30
+    assert {t.id for t in nw.traces("resize")} == {t["id"] for t in traces}
+
+    (dead,) = rows(nw, "select * from dead_letters")
+    assert dead["id"] == bad["message_id"] and dead["worker"] == "resize"
+    assert dead["error_line"] == "ValueError: not an image: broken.gif"
+    assert near_now(dead["died_at"]) and dead["attempt"] == 1 and dead["size_bytes"] > 0
+
+    workers = {w["worker"]: w for w in rows(nw, "select * from workers")}
+    assert set(workers) == {"resize", "report", "emails"}
+    resize_row = workers["resize"]
+    assert resize_row["kind"] == "worker" and resize_row["paused"] is True
+    assert resize_row["pause_reason"] is None  # paused by hand
+    counts = nw.counts("resize")
+    for column in ("queued", "running", "done", "failed", "dead", "retried"):
+        assert resize_row[column] == counts[column], column
+    assert resize_row["last_scheduled_at"] is None and near_now(resize_row["last_run_at"])
+    assert near_now(resize_row["oldest_queued_at"])
+    report_row = workers["report"]
+    assert (report_row["kind"], report_row["done"], report_row["skipped"]) == ("cron", 1, 0)
+    assert near_now(report_row["last_scheduled_at"])
+    emails = workers["emails"]
+    assert (emails["kind"], emails["queued"], emails["done"]) == (None, 1, 0)
+
+
+def test_a_storm_guard_pause_gives_its_reason(fresh_runtime):
+    nw = fresh_runtime
+    nw.config().max_queued = 3  # read when the runtime starts, at its first use below
+    release = threading.Event()
+
+    @nw.worker("w", concurrency=1)
+    def w(event):
+        release.wait(30)
+
+    try:
+        nw.emit_many(range(10), "w")  # more than 3 queued: the storm guard pauses w
+        reason = nw.pause_reason("w")
+        assert "storm guard" in reason
+        (row,) = rows(nw, "select paused, pause_reason from workers where worker = 'w'")
+        assert row == {"paused": True, "pause_reason": reason}
+    finally:
+        release.set()
+
+
+def test_traces_keep_only_the_last_n_per_worker(fresh_runtime):
+    nw = fresh_runtime
+    nw.worker("w")(lambda e: e)
+    nw.emit_many(range(25), "w")
+    assert nw.wait("w", 30)
+    (count,) = nw.sql("select count(*) from traces where worker = 'w'").fetchall()[0]
+    assert count == nw.config().traces_kept == 10
+
+
+def test_sql_shows_what_was_just_emitted_without_a_flush(fresh_runtime):
+    nw = fresh_runtime
+    nw.pause("w")
+    ids = [nw.emit(i, "w") for i in range(3)]
+    got = nw.sql("select id from messages where worker = 'w' order by seq").fetchall()
+    assert [i for (i,) in got] == ids
+
+
+def test_sql_takes_parameters(fresh_runtime):
+    nw = fresh_runtime
+    nw.pause("a")
+    nw.emit(1, "a")
+    nw.emit(2, "b")
+    assert nw.sql("select worker from messages where worker = $1", ["b"]).fetchall() == [("b",)]
+    assert nw.sql("select count(*) from messages where worker = ?", ["a"]).fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "delete from messages",
+        "insert into messages select * from messages",
+        "update workers set paused = true",
+        "drop view messages",
+        "create table x as select 1",
+        "select 1; delete from messages",
+        "copy messages to 'out.csv'",
+        "",
+    ],
+)
+def test_sql_only_reads(fresh_runtime, query, tmp_path, monkeypatch):
+    nw = fresh_runtime
+    monkeypatch.chdir(tmp_path)
+    nw.pause("w")
+    nw.emit(1, "w")
+    with pytest.raises(NBWorkersError, match=r"nw\.sql runs one SELECT") as info:
+        nw.sql(query)
+    assert "nw.cancel" in str(info.value)
+    assert nw.sql("select count(*) from messages").fetchall() == [(1,)]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_sql_errors_are_duckdb_s_own(fresh_runtime):
+    nw = fresh_runtime
+    with pytest.raises(duckdb.Error, match="nosuch"):
+        nw.sql("select nosuch from messages").fetchall()
+    with pytest.raises(TypeError, match="must be a string"):
+        nw.sql(42)
+
+
+def test_sql_from_threads_while_messages_flow(fresh_runtime):
+    """Readers on several threads never fail and never see a total go back while messages
+    flow: each commit of the writer is one transaction, and each reading thread has its own
+    connection (a cursor)."""
+    nw = fresh_runtime
+
+    @nw.worker("w", concurrency=2)
+    def w(event):
+        if event % 100 == 0:
+            raise ValueError(event)
+        return event
+
+    # Every message emitted and committed is queued, running, done or failed (dead).
+    query = """select coalesce(sum(queued + running + done + failed), 0) from workers
+               where worker = 'w'"""
+    errors: list[BaseException] = []
+    seen: dict[str, list[int]] = {}
+    stop = threading.Event()
+    produced = 0
+
+    def produce():
+        nonlocal produced
+        try:
+            while not stop.is_set():
+                for _ in range(10):
+                    nw.emit(produced, "w")
+                    produced += 1
+                time.sleep(0.002)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def read(name):
+        seen[name] = totals = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(totals) < 40 and time.monotonic() < deadline:
+                totals.append(nw.sql(query).fetchall()[0][0])
+                rows(nw, "select * from traces where worker = 'w' limit 3")
+                rows(nw, "select * from messages limit 3")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    producer = threading.Thread(target=produce)
+    readers = [threading.Thread(target=read, args=(f"reader-{i}",)) for i in range(2)]
+    producer.start()
+    for t in readers:
+        t.start()
+    read("main")  # the calling thread reads too
+    for t in readers:
+        t.join(60)
+    stop.set()
+    producer.join(60)
+    assert not errors, errors
+    for name, totals in seen.items():
+        assert len(totals) == 40, name
+        assert totals == sorted(totals), f"{name} saw the total go back: {totals}"
+        assert len(set(totals)) > 3, f"{name} read while nothing flowed: {totals}"
+    assert nw.wait("w", 60)
+    failing = len(range(0, produced, 100))
+    (row,) = rows(nw, "select done, failed, dead, queued, running from workers where worker='w'")
+    assert row == {
+        "done": produced - failing,
+        "failed": failing,
+        "dead": failing,
+        "queued": 0,
+        "running": 0,
+    }
+
+
+def test_sql_in_memory(fresh_runtime):
+    nw = fresh_runtime
+    nw.config().db_path = ":memory:"
+    nw.shutdown()
+    nw.pause("w")
+    nw.emit("x", "w")
+    assert nw.sql("select worker, queued from workers").fetchall() == [("w", 1)]
+
+
+def test_kind_is_kept_across_restarts_before_the_cells_run_again(fresh_runtime):
+    nw = fresh_runtime
+    nw.worker("w")(lambda e: e)
+    nw.cron("hourly", name="c")(lambda: None)
+    nw.shutdown()
+    # A new runtime on the same file, with no handler defined yet
+    nw.pause("w")
+    got = nw.sql("select worker, kind, paused from workers order by worker").fetchall()
+    assert got == [("c", "cron", False), ("w", "worker", True)]
+    assert nw.workers() == []
+
+
+def test_a_worker_can_query_too(fresh_runtime):
+    nw = fresh_runtime
+
+    @nw.worker("w")
+    def w(event):
+        return nw.sql("select count(*) from messages where worker = 'other'").fetchall()[0][0]
+
+    nw.pause("other")
+    nw.emit_many(range(3), "other")
+    nw.emit(None, "w")
+    assert nw.wait("w", 30)
+    (trace,) = nw.traces("w")
+    assert trace.error is None and trace.result == 3
