@@ -119,7 +119,11 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._on_failure: dict[str, Callable] = {}
         self._failures: list[tuple[str, Trace]] = []  # to report to on_failure callbacks
         self._notices: list[str] = []  # "keeps failing" notices for the next cell
-        loaded = self.store.load()
+        try:
+            loaded = self.store.load()
+        except BaseException:
+            self.store.close()  # a damaged file was moved aside; any other error: unlocked
+            raise
         self.writer = Writer(
             self.store,
             self._lock,
@@ -912,8 +916,10 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._writer_thread.join(max(1.0, deadline - time.monotonic()))
         try:
             if not self._writer_thread.is_alive():
-                self.store.checkpoint()
-                self.store.close()
+                try:
+                    self.store.checkpoint()
+                finally:
+                    self.store.close()
         finally:
             # A run still going keeps its output captured: the router stays until it ends.
             if not any(t.is_alive() for t in others):

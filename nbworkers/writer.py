@@ -212,7 +212,9 @@ class Writer:
                 with output.Capture():
                     batch.traces = self._trace_rows(traces)
                 if batch:
-                    self.store.write(batch)
+                    warning = self.store.write(batch)
+                    if warning:
+                        print(f"nbworkers: {warning}", file=sys.__stderr__)
             except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
                 error = exc
                 print(
