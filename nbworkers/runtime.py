@@ -811,6 +811,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             if w.is_cron and not w.paused:
                 next_run_s = w.schedule.next_run(w.last_run_s, now, self.zone)
             last_error = next((t.error for t in w.traces if t.error), None)
+            oldest_run = min((r.t0 for r in w.runs.values()), default=None)
             return {
                 "name": name,
                 "defined": w.handler is not None,
@@ -827,6 +828,8 @@ class Runtime(QueueControl, Alerts, Listeners):
                 "failing": w.failing if w.failing >= self.failure_notice_after else 0,
                 "traces": list(w.traces),
                 "oldest_s": w.oldest_s(),
+                # How long the longest run still going has taken so far (None: none going)
+                "longest_run_s": None if oldest_run is None else time.perf_counter() - oldest_run,
                 "now": now,
             }
 

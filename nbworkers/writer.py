@@ -217,9 +217,15 @@ class Writer:
                         print(f"nbworkers: {warning}", file=sys.__stderr__)
             except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
                 error = exc
+                if self.error is None or str(self.error) != str(exc):  # once, not every retry
+                    print(
+                        f"nbworkers: could not write to {self.store.path!r} ({exc}); "
+                        "the changes stay in memory and are tried again every second",
+                        file=sys.__stderr__,
+                    )
+            if error is None and self.error is not None:
                 print(
-                    f"nbworkers: could not write to {self.store.path!r} ({exc}); "
-                    "the changes stay in memory and are tried again",
+                    f"nbworkers: writing to {self.store.path!r} works again; nothing was lost",
                     file=sys.__stderr__,
                 )
             with lock:
