@@ -226,7 +226,8 @@ class Store:
         if _CORRUPT_RE.search(text):
             return self._set_aside(exc)
         return NBWorkersError(
-            f"nbworkers cannot open its queue database {self.path!r}: {text}. {_HOW_TO_MOVE}."
+            f"nbworkers cannot open its queue database {self.path!r}: {text}. "
+            f"To go on, {_HOW_TO_MOVE}."
         )
 
     def _set_aside(self, exc: duckdb.Error) -> NBWorkersError:
