@@ -259,7 +259,9 @@ class Runtime(QueueControl, Alerts, Listeners):
         key: str | None = None,
     ) -> list[Message]:
         """Queue ``datas`` for ``w`` (the lock is held)."""
-        if self._stopping:
+        # While stopping, runs that end within the grace period may still emit: the last
+        # batch writes it. Once the writer has stopped, nothing more can reach the file.
+        if self._stopping and self.writer.stopped:
             raise NBWorkersError(
                 "nbworkers has been stopped (%unload_ext or shutdown); run "
                 "%load_ext nbworkers again to emit. Nothing was enqueued."

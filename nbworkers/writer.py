@@ -250,6 +250,11 @@ class Writer:
         self._stop = True
         self._wake.notify()
 
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop`` was called: nothing recorded from then on is written."""
+        return self._stop
+
     # ----- waiting for the disk (any thread) ------------------------------------------------
 
     def flush(self, timeout: float | None = 30) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -330,3 +331,35 @@ def test_kernel_shutdown_writes_what_handlers_emitted_and_exits_cleanly(tmp_path
     assert process.returncode == 0  # exited by itself: no thread kept it alive
     assert rows(db, "select count(*) from messages where worker = 'nobody'") == [(300,)]
     assert rows(db, "select done from workers where name = 'fan'") == [(1,)]
+
+
+def test_a_run_ending_while_the_runtime_stops_may_still_emit(tmp_path):
+    # %unload_ext, %reload_ext and shutdown wait up to 5 s for runs going: what they emit
+    # meanwhile is written with the rest, not refused
+    path = str(tmp_path / "q.duckdb")
+    rt = Runtime(path)
+    started, gate = threading.Event(), threading.Event()
+
+    def fan(event):
+        started.set()
+        assert gate.wait(10)
+        return rt.emit(event, "next")
+
+    rt.define("fan", from_function("fan", fan))
+    rt.emit(1, "fan")
+    assert started.wait(10)
+    stopping = threading.Thread(target=rt.stop)
+    stopping.start()
+    deadline = time.monotonic() + 10
+    while not rt._stopping:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    gate.set()
+    stopping.join(10)
+    assert rt.traces("fan")[0].error is None
+    again = Runtime(path)
+    try:
+        assert again.counts("fan")["done"] == 1
+        assert again.unhandled() == {"next": 1}
+    finally:
+        again.stop()
