@@ -41,6 +41,37 @@ def nbworkers_threads(kernel: Kernel) -> list[str]:
     )
 
 
+# ----- bad names and options (the ones no other test tries) ------------------------------------
+
+
+def test_bad_cron_names_concurrency_and_decorator_arguments_change_nothing(kernel):
+    kernel.ok("%%worker w --paused\nevent")
+    kernel.ok("emit(1, 'w')")
+    for cell, words in [
+        ("%%cron 5m 'bad name'\npass", "1 to 64 letters"),
+        ("%%worker w --concurrency -2\nevent", "--concurrency must be at least 1"),
+        ("%%worker w --concurrency two\nevent", "--concurrency"),
+    ]:
+        reply = kernel.run(cell)
+        assert reply.ename == "UsageError" and words in reply.evalue, (cell, reply.evalue)
+    for code, error, words in [
+        ("nw.set_concurrency('w', 0)", "ValueError", "at least 1"),
+        ("nw.worker('w', concurrency=0)(print)", "ValueError", "at least 1"),
+        ("nw.worker('bad name')(print)", "ValueError", "1 to 64 letters"),
+        ("nw.worker('w', retries=-1)(print)", "ValueError", "retries must be a whole number"),
+        ("nw.cron('sometimes')(print)", "ValueError", "every-minute, hourly"),
+    ]:
+        reply = kernel.run(code)
+        assert reply.ename == error and words in reply.evalue, (code, reply.evalue)
+    assert kernel.eval("nw.workers()") == ["w"]
+    counts = kernel.eval("nw.counts('w')")
+    assert (counts["queued"], counts["done"]) == (1, 0)
+    assert kernel.eval("nw.is_paused('w'), nw.api.runtime().snapshot('w')['concurrency']") == (
+        True,
+        4,
+    )
+
+
 # ----- large events ---------------------------------------------------------------------------
 
 
