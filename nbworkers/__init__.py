@@ -36,7 +36,7 @@ from .api import (
     workers,
 )
 from .config import NBWorkers
-from .errors import NBWorkersError, StoreLockedError
+from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
 from .extension import load_ipython_extension, unload_ipython_extension
 from .message import Message
 from .trace import Trace
@@ -47,6 +47,7 @@ __all__ = [
     "Message",
     "NBWorkers",
     "NBWorkersError",
+    "StoreCorruptError",
     "StoreLockedError",
     "Trace",
     "cancel",

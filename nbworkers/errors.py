@@ -7,3 +7,7 @@ class NBWorkersError(RuntimeError):
 
 class StoreLockedError(NBWorkersError):
     """The queue database is held by another process."""
+
+
+class StoreCorruptError(NBWorkersError):
+    """The queue database could not be read; it was moved aside and a fresh one will be used."""

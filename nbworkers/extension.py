@@ -7,6 +7,7 @@ import sys
 
 from . import api
 from .config import NBWorkers
+from .errors import NBWorkersError
 from .magics import WorkerMagics
 
 _shells: dict[int, tuple] = {}
@@ -18,7 +19,11 @@ def _after_cell(result=None) -> None:
     if rt is not None:
         rt.retry_parked()
         if rt.has_unwritten:
-            rt.flush()
+            try:
+                rt.flush()
+            except NBWorkersError as exc:
+                # Said under the cell that emitted; what it emitted stays in memory, retried
+                print(exc, file=sys.stderr)
         for notice in rt.take_notices():
             print(notice, file=sys.stderr)  # under the cell that just ran
 

@@ -133,7 +133,11 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._alerts_wake = threading.Condition(self._lock)
         self._alerter: threading.Thread | None = None
         self._notices: list[str] = []  # "keeps failing" notices for the next cell
-        loaded = self.store.load()
+        try:
+            loaded = self.store.load()
+        except BaseException:
+            self.store.close()  # a damaged file was moved aside; any other error: unlocked
+            raise
         self.writer = Writer(
             self.store,
             self._lock,
@@ -276,7 +280,9 @@ class Runtime(QueueControl, Alerts, Listeners):
         key: str | None = None,
     ) -> list[Message]:
         """Queue ``datas`` for ``w`` (the lock is held)."""
-        if self._stopping:
+        # While stopping, runs that end within the grace period may still emit: the last
+        # batch writes it. Once the writer has stopped, nothing more can reach the file.
+        if self._stopping and self.writer.stopped:
             raise NBWorkersError(
                 "nbworkers has been stopped (%unload_ext or shutdown); run "
                 "%load_ext nbworkers again to emit. Nothing was enqueued."
@@ -850,6 +856,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             if w.is_cron and not w.paused:
                 next_run_s = w.schedule.next_run(w.last_run_s, now, self.zone)
             last_error = next((t.error for t in w.traces if t.error), None)
+            oldest_run = min((r.t0 for r in w.runs.values()), default=None)
             return {
                 "name": name,
                 "defined": w.handler is not None,
@@ -868,6 +875,8 @@ class Runtime(QueueControl, Alerts, Listeners):
                 "oldest_s": w.oldest_s(),
                 "delayed": len(w.delayed),
                 "next_due_s": w.next_due_s(),
+                # How long the longest run still going has taken so far (None: none going)
+                "longest_run_s": None if oldest_run is None else time.perf_counter() - oldest_run,
                 "now": now,
             }
 
@@ -958,8 +967,10 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._writer_thread.join(max(1.0, deadline - time.monotonic()))
         try:
             if not self._writer_thread.is_alive():
-                self.store.checkpoint()
-                self.store.close()
+                try:
+                    self.store.checkpoint()
+                finally:
+                    self.store.close()
         finally:
             # A run still going keeps its output captured: the router stays until it ends.
             if not any(t.is_alive() for t in others):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from .errors import NBWorkersError, StoreLockedError
+from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
 
 SCHEMA_VERSION = 2
 
@@ -150,6 +151,19 @@ def storable(value: str | None) -> str | None:
 
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+# What DuckDB says when a file or its write-ahead log cannot be read back: the bytes are
+# damaged (or not a DuckDB file at all), as opposed to locked, unreadable or too new.
+_CORRUPT_RE = re.compile(
+    r"not a valid DuckDB database file|Could not read enough bytes|Corrupt database file"
+    r"|Failure while replaying WAL file|data may be corrupt"
+)
+# A commit whose automatic checkpoint then failed (a full disk): the batch is durable in the
+# write-ahead log, but DuckDB has invalidated the connection until the file is opened again.
+_COMMITTED_RE = re.compile(r"COMMIT succeeded and is durable")
+_HOW_TO_MOVE = (
+    "pick another file with %config NBWorkers.db_path = 'other.duckdb' "
+    "(or the NBWORKERS_DB environment variable)"
+)
 
 
 def _process_description(pid: str) -> str:
@@ -323,53 +337,114 @@ def _check_select(con, query: str) -> None:
         )
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class Store:
-    """One DuckDB file (or ``:memory:``) holding queues, worker state and traces."""
+    """One DuckDB file (or ``:memory:``) holding queues, worker state and traces.
+
+    The file and its write-ahead log are readable by their owner only (events can carry
+    secrets). A file that cannot be read back is moved aside, never deleted
+    (``StoreCorruptError``). After DuckDB invalidates the connection (a checkpoint failed on a
+    full disk), the next ``write`` opens the file again.
+    """
 
     def __init__(self, path: str, traces_kept: int = 10):
         self.path = path
         self.traces_kept = traces_kept
-        self.con = self._connect(path)
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()
+        self.con = None
+        if path != ":memory:":
+            self._make_folder(Path(path).parent)
+        try:
+            self._connect()
+            self._secure()  # before anything is written to the file or its log
+            self.con.execute(_SCHEMA)
+            self.con.execute(_MIGRATIONS)
+        except duckdb.Error as exc:
+            self._drop()
+            raise self._open_error(exc) from (None if _LOCK_RE.search(str(exc)) else exc)
+
+    @staticmethod
+    def _make_folder(folder: Path) -> None:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NBWorkersError(
+                f"nbworkers cannot create the folder {str(folder)!r} for its queue "
+                f"database ({exc.strerror}); {_HOW_TO_MOVE}"
+            ) from exc
+
+    def _connect(self) -> None:
+        self.con = duckdb.connect(self.path)
         # A queue table is appended to and deleted from all day: checkpointing its WAL at
         # 1 MB instead of DuckDB's 16 MiB keeps the file and DuckDB's memory small (measured:
         # RSS growth over 1M messages 38 -> 21 MB) at no cost to throughput.
         self.con.execute("SET checkpoint_threshold = '1MB'")
-        self.con.execute(_SCHEMA)
-        self.con.execute(_MIGRATIONS)
-        self._secure()
 
-    @staticmethod
-    def _connect(path: str):
-        how_to_move = (
-            "pick another file with %config NBWorkers.db_path = 'other.duckdb' "
-            "(or the NBWORKERS_DB environment variable)"
+    def _drop(self) -> None:
+        """Forget the connection (DuckDB invalidated it, or opening failed half-way)."""
+        with self._readers_lock:
+            con, self.con = self.con, None
+            self._readers = threading.local()  # their cursors close with the connection
+        if con is not None:
+            con.close()
+
+    def _open_error(self, exc: duckdb.Error) -> NBWorkersError:
+        """The error to raise when the file cannot be opened; a damaged file is set aside."""
+        text = str(exc)
+        held = _LOCK_RE.search(text)
+        if held:
+            return StoreLockedError(
+                f"nbworkers' queue database {self.path!r} is in use by another process "
+                f"({_process_description(held['pid'])}); probably another kernel running "
+                f"this notebook. Shut that kernel down, or {_HOW_TO_MOVE}. Nothing was "
+                "changed in the file."
+            )
+        if _CORRUPT_RE.search(text):
+            return self._set_aside(exc)
+        return NBWorkersError(
+            f"nbworkers cannot open its queue database {self.path!r}: {text}. "
+            f"To go on, {_HOW_TO_MOVE}."
         )
-        if path != ":memory:":
-            folder = Path(path).parent
-            try:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as exc:
-                raise NBWorkersError(
-                    f"nbworkers cannot create the folder {str(folder)!r} for its queue "
-                    f"database ({exc.strerror}); {how_to_move}"
-                ) from exc
+
+    def _set_aside(self, exc: duckdb.Error) -> NBWorkersError:
+        """Rename a file DuckDB cannot read (and its log) to ``NAME.corrupt-<time>``, so that
+        the next start makes a fresh one; never delete a byte of it."""
+        path = self.path
+        kept = base = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while os.path.lexists(kept) or os.path.lexists(kept + ".wal"):
+            n += 1
+            kept = f"{base}-{n}"
+        moved = []
         try:
-            return duckdb.connect(path)
-        except duckdb.IOException as exc:
-            text = str(exc)
-            held = _LOCK_RE.search(text)
-            if held:
-                raise StoreLockedError(
-                    f"nbworkers' queue database {path!r} is in use by another process "
-                    f"({_process_description(held['pid'])}); probably another kernel running "
-                    f"this notebook. Shut that kernel down, or {how_to_move}. Nothing was "
-                    "changed in the file."
-                ) from None
-            raise NBWorkersError(
-                f"nbworkers cannot open its queue database {path!r}: {text}. {how_to_move}."
-            ) from exc
+            for suffix in ("", ".wal"):
+                if os.path.lexists(path + suffix):
+                    os.rename(path + suffix, kept + suffix)
+                    moved.append(kept + suffix)
+        except OSError as error:
+            return NBWorkersError(
+                f"nbworkers' queue database {path!r} is damaged and cannot be read "
+                f"({_first_line(exc)}), and it could not be moved aside ({error.strerror}). "
+                f"Move or rename it yourself (nbworkers never deletes it), or {_HOW_TO_MOVE}."
+            )
+        wal_note = ""
+        if "WAL file" in str(exc):
+            wal_note = (
+                f" Only its write-ahead log was unreadable: without {kept + '.wal'!r}, "
+                f"{kept!r} opens as of its last checkpoint."
+            )
+        return StoreCorruptError(
+            f"nbworkers' queue database {path!r} is damaged and cannot be read "
+            f"({_first_line(exc)}). Nothing was deleted: it was moved aside to "
+            f"{' and '.join(map(repr, moved))}. Run the cell again to start with a fresh, "
+            "empty database in its place; the queued messages, traces and pause states of the "
+            f"damaged one are not in it (to look for them: "
+            f"duckdb.connect({kept!r}, read_only=True)).{wal_note}"
+        )
 
     def _secure(self) -> None:
         # Events can carry secrets: the database is readable by its owner only.
@@ -378,9 +453,32 @@ class Store:
         for name in (self.path, self.path + ".wal"):
             if os.path.exists(name):
                 os.chmod(name, 0o600)
+        self._private_wal()
+
+    def _private_wal(self) -> None:
+        """Create the write-ahead log, empty and 0600, before DuckDB does: DuckDB deletes it at
+        every checkpoint and would create it again readable by everyone (umask), whereas it
+        writes into an existing one keeping its mode."""
+        if self.path == ":memory:":
+            return
+        try:
+            fd = os.open(self.path + ".wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        os.close(fd)
 
     def load(self) -> Loaded:
-        """Read the state a new runtime starts from."""
+        """Read the state a new runtime starts from; StoreCorruptError (the file moved
+        aside) if DuckDB finds it damaged."""
+        try:
+            return self._load()
+        except duckdb.Error as exc:
+            if not _CORRUPT_RE.search(str(exc)):
+                raise
+            self._drop()
+            raise self._set_aside(exc) from exc
+
+    def _load(self) -> Loaded:
         con = self.con
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         workers = [
@@ -424,8 +522,15 @@ class Store:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         return Loaded(next_seq, workers, messages, traces, dead)
 
-    def write(self, batch: Batch) -> None:
-        """Apply one batch in one transaction (a few statements, whatever its size)."""
+    def write(self, batch: Batch) -> str | None:
+        """Apply one batch in one transaction (a few statements, whatever its size).
+
+        Returns a warning (and the batch is on disk) when DuckDB committed it but its
+        automatic checkpoint failed; raises, with nothing written, on any other failure.
+        """
+        if self.con is None:
+            self._connect()  # DuckDB invalidated the last connection: open the file again
+        self._private_wal()
         inserts = batch.inserts
         acks = batch.acks
         if inserts and acks:
@@ -526,9 +631,22 @@ class Store:
                 con.execute("DELETE FROM meta WHERE key = 'next_seq'")
                 con.execute("INSERT INTO meta VALUES ('next_seq', ?)", [str(batch.next_seq)])
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except duckdb.FatalException as exc:
+            # DuckDB invalidated the connection; opening the file again recovers.
+            self._drop()
+            if _COMMITTED_RE.search(str(exc)):
+                return (
+                    f"the changes are on disk, but DuckDB could not checkpoint {self.path!r} "
+                    f"({_first_line(exc)}); it is opened again for the next write"
+                )
             raise
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.TransactionException:
+                pass  # the failed COMMIT ended the transaction already; raise its own error
+            raise
+        return None
 
     def _write_traces(self, rows: list[TraceRow]) -> None:
         cols = [list(col) for col in zip(*map(astuple, rows), strict=True)]
@@ -550,7 +668,8 @@ class Store:
 
     def checkpoint(self) -> None:
         """Move the write-ahead log into the file and reclaim space of deleted rows."""
-        self.con.execute("CHECKPOINT")
+        if self.con is not None:
+            self.con.execute("CHECKPOINT")
 
     def sql(self, query: str, params=None):
         """A DuckDB relation for one SELECT over the stable views, as committed so far."""

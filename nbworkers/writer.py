@@ -205,12 +205,20 @@ class Writer:
                 with output.Capture():
                     batch.traces = self._trace_rows(traces)
                 if batch:
-                    self.store.write(batch)
+                    warning = self.store.write(batch)
+                    if warning:
+                        print(f"nbworkers: {warning}", file=sys.__stderr__)
             except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
                 error = exc
+                if self.error is None or str(self.error) != str(exc):  # once, not every retry
+                    print(
+                        f"nbworkers: could not write to {self.store.path!r} ({exc}); "
+                        "the changes stay in memory and are tried again every second",
+                        file=sys.__stderr__,
+                    )
+            if error is None and self.error is not None:
                 print(
-                    f"nbworkers: could not write to {self.store.path!r} ({exc}); "
-                    "the changes stay in memory and are tried again",
+                    f"nbworkers: writing to {self.store.path!r} works again; nothing was lost",
                     file=sys.__stderr__,
                 )
             with lock:
@@ -234,6 +242,11 @@ class Writer:
         """Ask the loop to write what is left and end (the lock is held)."""
         self._stop = True
         self._wake.notify()
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop`` was called: nothing recorded from then on is written."""
+        return self._stop
 
     # ----- waiting for the disk (any thread) ------------------------------------------------
 

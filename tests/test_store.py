@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from nbworkers.errors import NBWorkersError, StoreLockedError
+from nbworkers.errors import NBWorkersError, StoreCorruptError, StoreLockedError
 from nbworkers.message import Message
 from nbworkers.store import Batch, Store, TraceRow, WorkerRow
 
@@ -116,3 +116,73 @@ def test_an_uncreatable_folder_says_what_to_do(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(NBWorkersError, match=r"NBWorkers\.db_path"):
         Store(str(blocker / "q.duckdb"))
+
+
+def test_the_write_ahead_log_stays_private_across_checkpoints(tmp_path):
+    # DuckDB deletes its log at every checkpoint and creates it again at the next write,
+    # with the umask's mode unless nbworkers made it first
+    path = tmp_path / "q.duckdb"
+    wal = tmp_path / "q.duckdb.wal"
+    store = Store(str(path))
+    modes = set()
+    for round_ in range(3):
+        store.write(Batch(inserts=[msg(round_ * 10 + i, data=b"x" * 300_000) for i in range(5)]))
+        assert wal.exists()
+        modes.add(wal.stat().st_mode & 0o777)
+        store.checkpoint()
+        assert not wal.exists() or wal.stat().st_size == 0
+    store.close()
+    assert modes == {0o600}
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def _damage(path, how):
+    """Damage a store file with one message in it, the way disks and crashes do."""
+    if how == "not a database":
+        path.write_bytes(b"name,age\nalice,3\n" * 100)
+        return
+    store = Store(str(path))
+    store.write(Batch(inserts=[msg(i, data=b"y" * 200) for i in range(1, 2001)]))
+    if how == "corrupt log":
+        # As if the kernel died: the file and its log as they are before any checkpoint
+        saved = path.read_bytes(), (path.parent / (path.name + ".wal")).read_bytes()
+    store.close()
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "flipped bytes":
+        for i in range(12288 + 64, 12288 + 128):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif how == "corrupt log":
+        log = bytearray(saved[1])
+        for i in range(60, 64):
+            log[i] ^= 0xFF
+        path.write_bytes(saved[0])
+        (path.parent / (path.name + ".wal")).write_bytes(bytes(log))
+
+
+@pytest.mark.parametrize("how", ["not a database", "truncated", "flipped bytes", "corrupt log"])
+def test_a_damaged_file_is_moved_aside_never_deleted_and_a_fresh_one_follows(tmp_path, how):
+    path = tmp_path / "q.duckdb"
+    _damage(path, how)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(StoreCorruptError) as info:
+        Store(str(path)).load()
+    text = str(info.value)
+    assert "is damaged and cannot be read" in text and "Nothing was deleted" in text
+    assert "Run the cell again to start with a fresh, empty database" in text
+    # Every byte is kept, under the name the message gives
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(after.values()) == sorted(before.values())
+    kept = [name for name in after if ".corrupt-" in name]
+    assert kept and all(f"{tmp_path / name}" in text for name in kept)
+    assert not path.exists()
+    if how == "corrupt log":
+        assert "Only its write-ahead log was unreadable" in text
+    # The next start makes a fresh file in its place
+    store = Store(str(path))
+    assert store.load().messages == []
+    store.write(Batch(inserts=[msg(1)]))
+    store.close()
+    assert (path.stat().st_mode & 0o777) == 0o600

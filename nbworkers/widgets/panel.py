@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import ipywidgets as widgets
 
 from .. import api
+from ..listeners import NOTIFY_IDLE_S
 from . import render
 from .hub import register
 
@@ -37,6 +39,8 @@ class Panel(widgets.VBox):
         self._lock = threading.RLock()
         self._traces: dict[str, object] = {}
         self._kind = "worker"
+        self._running = False  # a run was going at the last refresh
+        self._refreshed = 0.0  # time.monotonic() of the last refresh
         self.status = widgets.HTML()
         self.notice = widgets.HTML()
         self.pause_button = widgets.Button(layout=widgets.Layout(width="auto"))
@@ -114,8 +118,14 @@ class Panel(widgets.VBox):
         register(self)
 
     def wants(self, names: set[str]) -> bool:
-        """Whether a change to ``names`` (empty: time passed) concerns this panel."""
-        return self.name in names or (not names and self._kind == "cron")
+        """Whether a change to ``names`` (empty: time passed) concerns this panel: relative
+        times change for a cron, and for a worker with a run going (how long it has taken)."""
+        if self.name in names:
+            return True
+        ticking = self._kind == "cron" or self._running
+        # Other workers' changes may keep the runtime from ever being idle: tick anyway
+        stale = time.monotonic() - self._refreshed >= NOTIFY_IDLE_S
+        return ticking and (not names or stale)
 
     def refresh(self) -> None:
         """Show the runtime's current state; sends only what changed."""
@@ -125,6 +135,8 @@ class Panel(widgets.VBox):
         snap = rt.snapshot(self.name)
         with self._lock:
             self._kind = snap["kind"]
+            self._running = bool(snap["counts"]["running"])
+            self._refreshed = time.monotonic()
             self._traces = {t.id: t for t in snap["traces"]}
             self.status.value = render.status_html(snap)
             paused = snap["paused"]

@@ -4,6 +4,7 @@ events, results, output or tracebacks goes through ``esc``."""
 from __future__ import annotations
 
 import html
+import time
 from datetime import datetime
 
 from ..trace import Trace, preview
@@ -12,6 +13,8 @@ RED = "#c62828"
 GREEN = "#2e7d32"
 AMBER = "#b26a00"
 _MAX_TEXT = 4000
+# A run going for longer than this is shown in the status, with how long it has taken so far
+LONG_RUN_S = 10.0
 
 
 def esc(value) -> str:
@@ -85,6 +88,12 @@ def status_html(snap: dict) -> str:
         parts.append(
             f'<div style="background:{RED};color:#fff;padding:2px 6px;border-radius:3px">'
             f"failing: its last {snap['failing']:,} runs failed in a row</div>"
+        )
+    longest = snap.get("longest_run_s")
+    if longest is not None and longest >= LONG_RUN_S:
+        parts.append(
+            f'<div style="color:{AMBER};font-weight:600">a run has been running for '
+            f"{ago(longest)} (since {clock(time.time() - longest)})</div>"
         )
     if snap["oldest_s"] is not None and counts["queued"]:
         parts.append(
