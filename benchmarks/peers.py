@@ -370,7 +370,7 @@ class Sizes:
     counts_calls: int = 20_000
     busy_cell_s: float = 1.0  # the CPU loop's length with no runtime
     busy_repeats: int = 5
-    busy_backlog: int = 1_000_000
+    busy_backlog: int = 300_000
 
     @classmethod
     def quick(cls) -> Sizes:
