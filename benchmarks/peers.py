@@ -11,6 +11,8 @@ dir, with 4 consumer threads):
 - queuack        ``DuckQueue`` (DuckDB) with 4 workers (``start_workers``, default 1 s poll);
                  ``enqueue(..., check_backpressure=False)`` skips its per-enqueue count query
 - memory         ``queue.Queue`` of pickles, 4 threads: no durability, the in-memory bound
+- memory-1       the same with 1 consumer thread (no lock contention between consumers), shown
+                 for reference
 
 Workload, one system at a time, in rounds that alternate the order of the systems:
 
@@ -31,9 +33,11 @@ Then nbworkers alone:
 5. flat     drain rate (to ``rt.wait`` and ``rt.flush``) with 10,000, 100,000 and 1,000,000
             messages queued (medians of 9, 3 and 1 runs, interleaved), on a ``Runtime`` with
             ``max_queued=2,000,000``: the storm guard pauses a worker with more than its default
-            1,000,000 queued. ``rt.counts`` cost at each queue length, and the time to open a
-            database holding 1,000,000 queued messages (``Runtime(path)``, after ``stop``; the
-            full ``gc.collect()`` right after it is timed too, as it traverses what was loaded).
+            1,000,000 queued. Also the rate of the first 10,000 runs after ``resume`` at each
+            queue length (what a scan per claim would slow down), ``rt.counts`` cost at each
+            queue length, and the time to open a database holding 1,000,000 queued messages
+            (``Runtime(path)``, after ``stop``; the full ``gc.collect()`` right after it is
+            timed too, as it traverses what was loaded).
 6. busy     in-process: the main thread runs a CPU-bound pure-Python loop (what a cell does)
             with no runtime, with an idle runtime (5 workers defined, nothing queued), and
             with a busy one (a backlog draining, and a probe emitting every 20 ms whose
@@ -41,7 +45,7 @@ Then nbworkers alone:
 
 Run from the repository root:
 
-    python benchmarks/peers.py                        # full run (about 10 minutes)
+    python benchmarks/peers.py                        # full run (about 6 minutes)
     python benchmarks/peers.py --quick                # smaller sizes, one round
     python benchmarks/peers.py --json benchmarks/results/peers.json
     python benchmarks/peers.py --quick --systems nbworkers,memory --skip flat
@@ -327,12 +331,21 @@ class MemoryPeer(Peer):
             t.join(10)
 
 
+class MemoryOneThreadPeer(MemoryPeer):
+    name = "memory-1"
+    setup = "queue.Queue of pickles, 1 thread (no durability, no lock contention)"
+
+    def open(self, tmp, handler, threads=THREADS):
+        super().open(tmp, handler, 1)
+
+
 PEERS: dict[str, Callable[[], Peer]] = {
     "nbworkers": NBWorkersPeer,
     "huey": HueyPeer,
     "persist-queue": PersistQueuePeer,
     "queuack": QueuackPeer,
     "memory": MemoryPeer,
+    "memory-1": MemoryOneThreadPeer,
 }
 
 
@@ -348,8 +361,9 @@ FULL_PLANS = {
     "nbworkers": Plan(100_000, 200_000),
     "huey": Plan(20_000, 20_000),
     "persist-queue": Plan(20_000, 20_000),
-    "queuack": Plan(500, 1_000),
+    "queuack": Plan(300, 600),
     "memory": Plan(100_000, 200_000),
+    "memory-1": Plan(100_000, 200_000),
 }
 QUICK_PLANS = {
     "nbworkers": Plan(10_000, 20_000),
@@ -357,6 +371,7 @@ QUICK_PLANS = {
     "persist-queue": Plan(2_000, 2_000),
     "queuack": Plan(200, 200),
     "memory": Plan(10_000, 20_000),
+    "memory-1": Plan(10_000, 20_000),
 }
 
 
@@ -432,6 +447,23 @@ def counting_handler(n: int) -> tuple[Callable, threading.Event]:
         return event["i"] + 1
 
     return handler, done
+
+
+def marking_handler(n: int, mark: int) -> tuple[Callable, threading.Event, list[float]]:
+    """``counting_handler`` that also notes the ``perf_counter`` of its ``mark``-th call."""
+    done = threading.Event()
+    calls = itertools.count(1)
+    marked: list[float] = []
+
+    def handler(event):
+        k = next(calls)
+        if k == mark:
+            marked.append(time.perf_counter())
+        if k >= n:
+            done.set()
+        return event["i"] + 1
+
+    return handler, done, marked
 
 
 # ----- the peer workload ----------------------------------------------------------------------
@@ -571,7 +603,9 @@ def time_counts(rt: Runtime, calls: int) -> float:
 def measure_flat(sizes: Sizes) -> dict:
     """Drain rate and counts() cost at several queue lengths; open time with the largest."""
     options = {"max_queued": 2_000_000}
-    runs: dict[int, dict[str, list]] = {n: {"rates": [], "counts_us": []} for n in sizes.flat_sizes}
+    runs: dict[int, dict[str, list]] = {
+        n: {"rates": [], "first_rates": [], "counts_us": []} for n in sizes.flat_sizes
+    }
     small, *bigger = sorted(sizes.flat_sizes)
     # Short drains are noisy here: 9 runs of the smallest size, 3 of the middle one, 1 of the
     # largest, interleaved so that the machine's load hits every size alike.
@@ -583,7 +617,7 @@ def measure_flat(sizes: Sizes) -> dict:
         if len(bigger) > 1 and k == 4:
             schedule += bigger[1:]
     for n in schedule:
-        handler, done = counting_handler(n)
+        handler, done, marked = marking_handler(n, small)
         peer = NBWorkersPeer(**options)
         with opened(peer, handler):
             t0 = time.perf_counter()
@@ -595,6 +629,7 @@ def measure_flat(sizes: Sizes) -> dict:
             if not peer.drained(done, 600):
                 raise RuntimeError(f"flat: {n:,} did not drain")
             runs[n]["rates"].append(n / (time.perf_counter() - t0))
+            runs[n]["first_rates"].append(small / (marked[0] - t0))
             runs[n]["counts_empty_us"] = time_counts(peer.rt, sizes.counts_calls)
         runs[n]["queue_s"] = queue_s
         if n != small:
@@ -606,6 +641,8 @@ def measure_flat(sizes: Sizes) -> dict:
             "n": n,
             "rate": statistics.median(r["rates"]),
             "rates": r["rates"],
+            "first_rate": statistics.median(r["first_rates"]),
+            "first_rates": r["first_rates"],
             "queue_s": r["queue_s"],
             "counts_us": statistics.median(r["counts_us"]),
             "counts_empty_us": r["counts_empty_us"],
@@ -613,7 +650,8 @@ def measure_flat(sizes: Sizes) -> dict:
         rows.append(row)
         log(
             f"flat: {n:,} queued: drain {row['rate']:,.0f}/s (median of {len(r['rates'])}), "
-            f"counts {row['counts_us']:.2f} us ({row['counts_empty_us']:.2f} us empty)"
+            f"first {small:,} runs {row['first_rate']:,.0f}/s, counts {row['counts_us']:.2f} us "
+            f"({row['counts_empty_us']:.2f} us empty)"
         )
     biggest = max(sizes.flat_sizes)
     with tempfile.TemporaryDirectory(prefix="peers-reopen-") as tmp:
@@ -634,9 +672,12 @@ def measure_flat(sizes: Sizes) -> dict:
         rt.stop(60)
     log(f"flat: opening a database with {queued:,} queued took {open_s:.2f} s (+ GC {gc_s:.2f} s)")
     rates = [r["rate"] for r in rows]
+    firsts = [r["first_rate"] for r in rows]
     return {
         "rows": rows,
+        "first_n": small,
         "spread": max(rates) / min(rates),
+        "first_spread": max(firsts) / min(firsts),
         "counts_spread": max(r["counts_us"] for r in rows) / min(r["counts_us"] for r in rows),
         "open_n": queued,
         "open_s": open_s,
@@ -858,7 +899,10 @@ def judge(res: Results) -> list[Target]:
         t.append(Target("latency p99 <= 10 ms", f"{nbw['p99']:.3f} ms", nbw["p99"] <= 10))
     if nbw and "memory" in s:
         r = s["memory"]["drain"] / nbw["drain"]
-        t.append(Target("drain within 10x of the in-memory bound", f"bound/nbw {r:.1f}x", r <= 10))
+        measured = f"bound/nbw {r:.1f}x"
+        if "memory-1" in s:
+            measured += f" (1-thread bound/nbw {s['memory-1']['drain'] / nbw['drain']:.1f}x)"
+        t.append(Target("drain within 10x of the in-memory bound (4 threads)", measured, r <= 10))
     if res.dispatch:
         d = res.dispatch
         t.append(
@@ -876,6 +920,13 @@ def judge(res: Results) -> list[Target]:
                 f"drain rate flat within 25% ({sizes})",
                 f"max/min {f['spread']:.2f}",
                 f["spread"] <= 1.25,
+            )
+        )
+        t.append(
+            Target(
+                f"first {f['first_n']:,} runs after resume: rate flat within 25% ({sizes} queued)",
+                f"max/min {f['first_spread']:.2f}",
+                f["first_spread"] <= 1.25,
             )
         )
         t.append(
@@ -939,17 +990,26 @@ def report(res: Results) -> None:
     if res.flat:
         f = res.flat
         print(f"\nflat cost (Runtime(max_queued={f['max_queued']:,})):")
-        rows = [["queued", "drain msg/s", "counts() us", "counts() us, empty"]]
+        rows = [
+            [
+                "queued",
+                "drain msg/s",
+                f"first {f['first_n']:,} runs /s",
+                "counts() us",
+                "counts() us, empty",
+            ]
+        ]
         for r in f["rows"]:
             rows.append(
                 [
                     f"{r['n']:,}",
                     fmt_rate(r["rate"]),
+                    fmt_rate(r["first_rate"]),
                     f"{r['counts_us']:.2f}",
                     f"{r['counts_empty_us']:.2f}",
                 ]
             )
-        print_rows(rows, right={0, 1, 2, 3})
+        print_rows(rows, right={0, 1, 2, 3, 4})
         print(
             f"open a database with {f['open_n']:,} queued: {f['open_s']:.2f} s "
             f"(then a full gc.collect(): {f['open_gc_s']:.2f} s)"
