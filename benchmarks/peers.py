@@ -33,11 +33,11 @@ Then nbworkers alone:
 5. flat     drain rate (to ``rt.wait`` and ``rt.flush``) with 10,000, 100,000 and 1,000,000
             messages queued (medians of 9, 3 and 1 runs, interleaved), on a ``Runtime`` with
             ``max_queued=2,000,000``: the storm guard pauses a worker with more than its default
-            1,000,000 queued. Also the rate of the first 10,000 runs after ``resume`` at each
-            queue length (what a scan per claim would slow down), ``rt.counts`` cost at each
-            queue length, and the time to open a database holding 1,000,000 queued messages
-            (``Runtime(path)``, after ``stop``; the full ``gc.collect()`` right after it is
-            timed too, as it traverses what was loaded).
+            1,000,000 queued. Within the largest drain, the rate over each tenth as the queue
+            shrinks: a scan per claim would make the first tenths (queue long) slower than the
+            last (queue short). ``rt.counts`` cost at each queue length, and the time to open
+            a database holding 1,000,000 queued messages (``Runtime(path)``, after ``stop``; the
+            full ``gc.collect()`` right after it is timed too, as it traverses what was loaded).
 6. busy     in-process: the main thread runs a CPU-bound pure-Python loop (what a cell does)
             with no runtime, with an idle runtime (5 workers defined, nothing queued), and
             with a busy one (a backlog draining, and a probe emitting every 20 ms whose
@@ -355,13 +355,14 @@ class Plan:
 
     drain: int
     emit: int
+    latency: int | None = None  # samples per round; None: Sizes.latency_samples
 
 
 FULL_PLANS = {
     "nbworkers": Plan(100_000, 200_000),
     "huey": Plan(20_000, 20_000),
-    "persist-queue": Plan(20_000, 20_000),
-    "queuack": Plan(300, 600),
+    "persist-queue": Plan(15_000, 15_000),
+    "queuack": Plan(300, 600, latency=50),
     "memory": Plan(100_000, 200_000),
     "memory-1": Plan(100_000, 200_000),
 }
@@ -449,15 +450,15 @@ def counting_handler(n: int) -> tuple[Callable, threading.Event]:
     return handler, done
 
 
-def marking_handler(n: int, mark: int) -> tuple[Callable, threading.Event, list[float]]:
-    """``counting_handler`` that also notes the ``perf_counter`` of its ``mark``-th call."""
+def marking_handler(n: int, every: int) -> tuple[Callable, threading.Event, list[float]]:
+    """``counting_handler`` that also notes the ``perf_counter`` of every ``every``-th call."""
     done = threading.Event()
     calls = itertools.count(1)
     marked: list[float] = []
 
     def handler(event):
         k = next(calls)
-        if k == mark:
+        if k % every == 0:
             marked.append(time.perf_counter())
         if k >= n:
             done.set()
@@ -535,7 +536,8 @@ def run_peers(names: list[str], plans: dict[str, Plan], sizes: Sizes) -> dict:
             load_before = load()
             d = measure_drain(make, plan.drain)
             e = measure_emit(make, plan.emit)
-            lat = measure_latency(make, sizes.latency_samples, sizes.latency_warmup)
+            samples = plan.latency or sizes.latency_samples
+            lat = measure_latency(make, samples, sizes.latency_warmup)
             round_s = time.perf_counter() - t_round
             for key, value in (("drain", d), ("emit", e), ("latency", lat)):
                 value["load"] = load_before
@@ -562,6 +564,18 @@ def run_peers(names: list[str], plans: dict[str, Plan], sizes: Sizes) -> dict:
             "p99": percentile(pooled, 99),
             "latency_samples": len(pooled),
         }
+    if "nbworkers" in raw:
+        # Ratios to nbworkers within each round (the two ran minutes apart at most), then the
+        # median over rounds: steadier on a shared machine than a ratio of medians.
+        base = raw["nbworkers"]
+        for name in names:
+            for key in ("drain", "emit"):
+                per_round = [
+                    mine["rate"] / theirs["rate"]
+                    for mine, theirs in zip(raw[name][key], base[key], strict=True)
+                ]
+                summary[name][f"{key}_ratio"] = statistics.median(per_round)
+                summary[name][f"{key}_ratios"] = per_round
     return {"summary": summary, "rounds": raw}
 
 
@@ -603,9 +617,7 @@ def time_counts(rt: Runtime, calls: int) -> float:
 def measure_flat(sizes: Sizes) -> dict:
     """Drain rate and counts() cost at several queue lengths; open time with the largest."""
     options = {"max_queued": 2_000_000}
-    runs: dict[int, dict[str, list]] = {
-        n: {"rates": [], "first_rates": [], "counts_us": []} for n in sizes.flat_sizes
-    }
+    runs: dict[int, dict[str, list]] = {n: {"rates": [], "counts_us": []} for n in sizes.flat_sizes}
     small, *bigger = sorted(sizes.flat_sizes)
     # Short drains are noisy here: 9 runs of the smallest size, 3 of the middle one, 1 of the
     # largest, interleaved so that the machine's load hits every size alike.
@@ -617,7 +629,7 @@ def measure_flat(sizes: Sizes) -> dict:
         if len(bigger) > 1 and k == 4:
             schedule += bigger[1:]
     for n in schedule:
-        handler, done, marked = marking_handler(n, small)
+        handler, done, marked = marking_handler(n, max(1, n // 10))
         peer = NBWorkersPeer(**options)
         with opened(peer, handler):
             t0 = time.perf_counter()
@@ -629,7 +641,9 @@ def measure_flat(sizes: Sizes) -> dict:
             if not peer.drained(done, 600):
                 raise RuntimeError(f"flat: {n:,} did not drain")
             runs[n]["rates"].append(n / (time.perf_counter() - t0))
-            runs[n]["first_rates"].append(small / (marked[0] - t0))
+            # The rate over each tenth of the drain, as the queue shrinks from n to 0.
+            edges = [t0, *marked]
+            runs[n]["tenths"] = [n // 10 / (b - a) for a, b in itertools.pairwise(edges)]
             runs[n]["counts_empty_us"] = time_counts(peer.rt, sizes.counts_calls)
         runs[n]["queue_s"] = queue_s
         if n != small:
@@ -641,8 +655,7 @@ def measure_flat(sizes: Sizes) -> dict:
             "n": n,
             "rate": statistics.median(r["rates"]),
             "rates": r["rates"],
-            "first_rate": statistics.median(r["first_rates"]),
-            "first_rates": r["first_rates"],
+            "tenths": r["tenths"],
             "queue_s": r["queue_s"],
             "counts_us": statistics.median(r["counts_us"]),
             "counts_empty_us": r["counts_empty_us"],
@@ -650,8 +663,7 @@ def measure_flat(sizes: Sizes) -> dict:
         rows.append(row)
         log(
             f"flat: {n:,} queued: drain {row['rate']:,.0f}/s (median of {len(r['rates'])}), "
-            f"first {small:,} runs {row['first_rate']:,.0f}/s, counts {row['counts_us']:.2f} us "
-            f"({row['counts_empty_us']:.2f} us empty)"
+            f"counts {row['counts_us']:.2f} us ({row['counts_empty_us']:.2f} us empty)"
         )
     biggest = max(sizes.flat_sizes)
     with tempfile.TemporaryDirectory(prefix="peers-reopen-") as tmp:
@@ -672,12 +684,15 @@ def measure_flat(sizes: Sizes) -> dict:
         rt.stop(60)
     log(f"flat: opening a database with {queued:,} queued took {open_s:.2f} s (+ GC {gc_s:.2f} s)")
     rates = [r["rate"] for r in rows]
-    firsts = [r["first_rate"] for r in rows]
+    tenths = rows[-1]["tenths"]
     return {
         "rows": rows,
-        "first_n": small,
+        "tenths_n": rows[-1]["n"],
+        "tenths": tenths,
         "spread": max(rates) / min(rates),
-        "first_spread": max(firsts) / min(firsts),
+        # Queue long (first 3 tenths) vs. short (last 3): a scan per claim would make the
+        # first slower. Each is 30% of the largest drain: seconds long, not a noisy blip.
+        "long_vs_short": statistics.median(tenths[:3]) / statistics.median(tenths[-3:]),
         "counts_spread": max(r["counts_us"] for r in rows) / min(r["counts_us"] for r in rows),
         "open_n": queued,
         "open_s": open_s,
@@ -847,7 +862,10 @@ def peers_table(summary: dict) -> list[list[str]]:
     ]
 
     def ratio(name, key):
-        return fmt_ratio(summary[name][key] / base[key]) if base else "-"
+        if not base:
+            return "-"
+        value = summary[name].get(f"{key}_ratio") or summary[name][key] / base[key]
+        return fmt_ratio(value)
 
     for name, s in summary.items():
         rows.append(
@@ -890,18 +908,18 @@ def judge(res: Results) -> list[Target]:
     s = res.peers["summary"] if res.peers else {}
     nbw = s.get("nbworkers")
     if nbw and "huey" in s:
-        r = nbw["drain"] / s["huey"]["drain"]
+        r = 1 / s["huey"]["drain_ratio"]
         t.append(Target("drain >= 10x huey's", f"{r:.1f}x", r >= 10))
-        r = nbw["emit"] / s["huey"]["emit"]
+        r = 1 / s["huey"]["emit_ratio"]
         t.append(Target("emit >= 30x huey's enqueue", f"{r:.1f}x", r >= 30))
     if nbw:
         t.append(Target("latency p50 <= 2 ms", f"{nbw['p50']:.3f} ms", nbw["p50"] <= 2))
         t.append(Target("latency p99 <= 10 ms", f"{nbw['p99']:.3f} ms", nbw["p99"] <= 10))
     if nbw and "memory" in s:
-        r = s["memory"]["drain"] / nbw["drain"]
+        r = s["memory"]["drain_ratio"]
         measured = f"bound/nbw {r:.1f}x"
         if "memory-1" in s:
-            measured += f" (1-thread bound/nbw {s['memory-1']['drain'] / nbw['drain']:.1f}x)"
+            measured += f" (1-thread bound/nbw {s['memory-1']['drain_ratio']:.1f}x)"
         t.append(Target("drain within 10x of the in-memory bound (4 threads)", measured, r <= 10))
     if res.dispatch:
         d = res.dispatch
@@ -924,9 +942,10 @@ def judge(res: Results) -> list[Target]:
         )
         t.append(
             Target(
-                f"first {f['first_n']:,} runs after resume: rate flat within 25% ({sizes} queued)",
-                f"max/min {f['first_spread']:.2f}",
-                f["first_spread"] <= 1.25,
+                f"within one drain of {f['tenths_n']:,}: rate with the queue long (first 3 "
+                "tenths) within 25% of the rate with it short (last 3)",
+                f"long/short {f['long_vs_short']:.2f}",
+                0.8 <= f["long_vs_short"] <= 1.25,
             )
         )
         t.append(
@@ -974,8 +993,9 @@ def report(res: Results) -> None:
         print_rows(peers_table(res.peers["summary"]), right={1, 2, 3, 4, 5, 6, 7, 8})
         rounds = res.sizes["rounds"]
         print(
-            f"(median of {rounds} round(s); latency over {rounds} x "
-            f"{res.sizes['latency_samples']} samples; 'vs nbw' = system / nbworkers. "
+            f"(rates: median of {rounds} round(s); 'vs nbw' = system / nbworkers in the same "
+            f"round, median over rounds; latency percentiles over every round's samples, "
+            f"{res.sizes['latency_samples']} a round (queuack 50). "
             "Slow peers drain and emit fewer messages, as the last column says, so that a "
             "round stays under 30 s.)"
         )
@@ -990,26 +1010,21 @@ def report(res: Results) -> None:
     if res.flat:
         f = res.flat
         print(f"\nflat cost (Runtime(max_queued={f['max_queued']:,})):")
-        rows = [
-            [
-                "queued",
-                "drain msg/s",
-                f"first {f['first_n']:,} runs /s",
-                "counts() us",
-                "counts() us, empty",
-            ]
-        ]
+        rows = [["queued", "drain msg/s", "counts() us", "counts() us, empty"]]
         for r in f["rows"]:
             rows.append(
                 [
                     f"{r['n']:,}",
                     fmt_rate(r["rate"]),
-                    fmt_rate(r["first_rate"]),
                     f"{r['counts_us']:.2f}",
                     f"{r['counts_empty_us']:.2f}",
                 ]
             )
-        print_rows(rows, right={0, 1, 2, 3, 4})
+        print_rows(rows, right={0, 1, 2, 3})
+        print(
+            f"drain of {f['tenths_n']:,}, msg/s over each tenth as the queue shrinks: "
+            + ", ".join(fmt_rate(x) for x in f["tenths"])
+        )
         print(
             f"open a database with {f['open_n']:,} queued: {f['open_s']:.2f} s "
             f"(then a full gc.collect(): {f['open_gc_s']:.2f} s)"

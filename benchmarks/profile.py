@@ -40,6 +40,14 @@ def frame_name(frame: str) -> str:
     return f"{os.path.basename(m['file'])}:{m['func']}"
 
 
+def frame_line(frame: str) -> str:
+    """``func (path/file.py:12)`` -> ``file.py:12 func``."""
+    m = re.match(r"^(?P<func>.*) \((?P<file>[^()]*)\)$", frame.strip())
+    if not m:
+        return frame.strip()
+    return f"{os.path.basename(m['file'])} {m['func']}"
+
+
 def thread_group(label: str) -> str:
     """``thread (0x7f..): nbworkers-run-bench-2`` -> ``nbworkers-run-*``."""
     name = label.split(":", 1)[1].strip() if ":" in label else "main"
@@ -49,6 +57,7 @@ def thread_group(label: str) -> str:
 
 def summarize(path: str, top: int) -> str:
     threads: Counter[str] = Counter()
+    lines_own: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -60,7 +69,10 @@ def summarize(path: str, top: int) -> str:
             n = int(count)
             frames = stack.split(";")
             label = frames[0] if frames[0].startswith("thread") else "thread: main"
-            frames = [frame_name(fr) for fr in frames if not fr.startswith("thread")]
+            frames = [fr for fr in frames if not fr.startswith("thread")]
+            if frames:
+                lines_own[frame_line(frames[-1])] += n
+            frames = [frame_name(fr) for fr in frames]
             samples += n
             threads[thread_group(label)] += n
             if frames:
@@ -82,6 +94,8 @@ def summarize(path: str, top: int) -> str:
     skip = ("threading.py:", "<module>", "peers.py:main", "peers.py:profile")
     shown = [(name, n) for name, n in total.most_common() if not name.startswith(skip)]
     lines += [f"  {pct(n)}  {name}" for name, n in shown[:top]]
+    lines.append(f"top {top // 2} source lines by own samples:")
+    lines += [f"  {pct(n)}  {name}" for name, n in lines_own.most_common(top // 2)]
     return "\n".join(lines)
 
 
