@@ -13,6 +13,8 @@ group commits, so no statement is ever made per message and no thread ever polls
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import pickle
 import random
 import sys
@@ -58,6 +60,23 @@ def snapshot(event) -> bytes:
             f"be snapshotted ({type(exc).__name__}: {exc}); emit data that pickles (dicts, "
             "lists, numbers, strings, DataFrames, arrays, dataclasses). Nothing was enqueued."
         ) from exc
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector (process-wide) while the block runs.
+
+    Loading a long queue builds millions of objects (rows, then messages) that form no
+    cycles; with the collector on, each collection traverses everything built so far:
+    opening 1,000,000 queued messages took 3.0-4.0 s with it and 1.3-1.7 s without.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _format_error(exc: BaseException) -> str:
@@ -133,20 +152,21 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._alerts_wake = threading.Condition(self._lock)
         self._alerter: threading.Thread | None = None
         self._notices: list[str] = []  # "keeps failing" notices for the next cell
-        try:
-            loaded = self.store.load()
-        except BaseException:
-            self.store.close()  # a damaged file was moved aside; any other error: unlocked
-            raise
-        self.writer = Writer(
-            self.store,
-            self._lock,
-            loaded.next_seq,
-            traces_kept=traces_kept,
-            result_max_bytes=result_max_bytes,
-            flush_interval_s=flush_interval_s,
-        )
-        self._load(loaded)
+        with _gc_paused():
+            try:
+                loaded = self.store.load()
+            except BaseException:
+                self.store.close()  # a damaged file was moved aside; any other error: unlocked
+                raise
+            self.writer = Writer(
+                self.store,
+                self._lock,
+                loaded.next_seq,
+                traces_kept=traces_kept,
+                result_max_bytes=result_max_bytes,
+                flush_interval_s=flush_interval_s,
+            )
+            self._load(loaded)
         output.install()
         self._writer_thread = self._spawn(self.writer.loop, "nbworkers-writer")
         if any(w.delayed for w in self._workers.values()):
