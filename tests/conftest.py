@@ -2,7 +2,33 @@ from __future__ import annotations
 
 import pytest
 
+from nbworkers.runtime import Runtime
 from tests.kernel import Kernel
+
+
+class Clock:
+    """A clock tests set by hand: ``Runtime(..., clock=Clock(t))``, then ``clock.now = ...``."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def make_runtime(tmp_path):
+    """Make runtimes on one temporary file (``make(**options)``); all stopped afterwards."""
+    made = []
+
+    def make(**kw):
+        rt = Runtime(str(tmp_path / "q.duckdb"), **kw)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.stop()
 
 
 @pytest.fixture

@@ -10,30 +10,8 @@ import pytest
 
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 from nbworkers.worker import MAX_BACKOFF_S, Policy
-
-
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def make_runtime(tmp_path):
-    made = []
-
-    def make(**kw):
-        rt = Runtime(str(tmp_path / "q.duckdb"), **kw)
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        rt.stop()
+from tests.conftest import Clock
 
 
 def define(rt, name, fn, **policy):
