@@ -55,9 +55,19 @@ class Kernel:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
-        self.km, self.kc = start_new_kernel(
-            kernel_name=kernel_name, cwd=cwd, env=full_env, extra_arguments=list(extra_args)
-        )
+        for attempt in range(3):
+            try:
+                self.km, self.kc = start_new_kernel(
+                    kernel_name=kernel_name, cwd=cwd, env=full_env, extra_arguments=list(extra_args)
+                )
+                break
+            except RuntimeError as exc:
+                # jupyter_client picks free ports, then the kernel binds them: on a machine
+                # where other tests run, another process may take one in between ("Address
+                # already in use", then "Kernel died before replying"). start_new_kernel has
+                # shut that kernel down; start another on new ports.
+                if "Kernel died" not in str(exc) or attempt == 2:
+                    raise
 
     def run(self, code: str, timeout: float = 60) -> Reply:
         outputs = []
