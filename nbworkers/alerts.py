@@ -13,6 +13,11 @@ from collections.abc import Callable
 from .trace import Trace
 
 
+def _say(text: str) -> None:
+    """Tell the user, on the kernel's own stderr (its log; never into a running cell)."""
+    print(text, file=sys.__stderr__, flush=True)
+
+
 class Alerts:
     """``on_failure`` callbacks and notices, mixed into ``Runtime``."""
 
@@ -52,10 +57,7 @@ class Alerts:
                     # A callback may raise anything (sys.exit included): report it, go on.
                     except BaseException as exc:  # noqa: BLE001
                         text = "".join(traceback.format_exception(exc))
-                        print(
-                            f"nbworkers: the on_failure callback {callback!r} raised:\n{text}",
-                            file=sys.__stderr__,
-                        )
+                        _say(f"nbworkers: the on_failure callback {callback!r} raised:\n{text}")
 
     def take_notices(self) -> list[str]:
         """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""
