@@ -47,7 +47,7 @@ Then nbworkers alone:
 
 Run from the repository root:
 
-    python benchmarks/peers.py                        # full run (about 6 minutes)
+    python benchmarks/peers.py                        # full run (about 5 minutes)
     python benchmarks/peers.py --quick                # smaller sizes, one round
     python benchmarks/peers.py --json benchmarks/results/peers.json
     python benchmarks/peers.py --quick --systems nbworkers,memory --skip flat
