@@ -33,11 +33,13 @@ Then nbworkers alone:
 5. flat     drain rate (to ``rt.wait`` and ``rt.flush``) with 10,000, 100,000 and 1,000,000
             messages queued (medians of 9, 3 and 1 runs, interleaved), on a ``Runtime`` with
             ``max_queued=2,000,000``: the storm guard pauses a worker with more than its default
-            1,000,000 queued. Within the largest drain, the rate over each tenth as the queue
-            shrinks: a scan per claim would make the first tenths (queue long) slower than the
-            last (queue short). ``rt.counts`` cost at each queue length, and the time to open
-            a database holding 1,000,000 queued messages (``Runtime(path)``, after ``stop``; the
-            full ``gc.collect()`` right after it is timed too, as it traverses what was loaded).
+            1,000,000 queued; and the process's CPU time per message (every thread, DuckDB's
+            included), which the machine's other load disturbs much less than the wall clock.
+            Within the largest drain, both over each tenth as the queue shrinks: a scan per
+            claim would make the first tenths (queue long) cost more than the last (short).
+            ``rt.counts`` cost at each queue length, and the time to open a database holding
+            1,000,000 queued messages (``Runtime(path)``, after ``stop``; the full
+            ``gc.collect()`` right after it is timed too, as it traverses what was loaded).
 6. busy     in-process: the main thread runs a CPU-bound pure-Python loop (what a cell does)
             with no runtime, with an idle runtime (5 workers defined, nothing queued), and
             with a busy one (a backlog draining, and a probe emitting every 20 ms whose
@@ -45,7 +47,7 @@ Then nbworkers alone:
 
 Run from the repository root:
 
-    python benchmarks/peers.py                        # full run (about 6 minutes)
+    python benchmarks/peers.py                        # full run (about 5 minutes)
     python benchmarks/peers.py --quick                # smaller sizes, one round
     python benchmarks/peers.py --json benchmarks/results/peers.json
     python benchmarks/peers.py --quick --systems nbworkers,memory --skip flat
@@ -450,16 +452,17 @@ def counting_handler(n: int) -> tuple[Callable, threading.Event]:
     return handler, done
 
 
-def marking_handler(n: int, every: int) -> tuple[Callable, threading.Event, list[float]]:
-    """``counting_handler`` that also notes the ``perf_counter`` of every ``every``-th call."""
+def marking_handler(n: int, every: int) -> tuple[Callable, threading.Event, list[tuple]]:
+    """``counting_handler`` that also notes ``perf_counter`` and the process's CPU time
+    (``process_time``, every thread) at every ``every``-th call."""
     done = threading.Event()
     calls = itertools.count(1)
-    marked: list[float] = []
+    marked: list[tuple[float, float]] = []
 
     def handler(event):
         k = next(calls)
         if k % every == 0:
-            marked.append(time.perf_counter())
+            marked.append((time.perf_counter(), time.process_time()))
         if k >= n:
             done.set()
         return event["i"] + 1
@@ -617,7 +620,9 @@ def time_counts(rt: Runtime, calls: int) -> float:
 def measure_flat(sizes: Sizes) -> dict:
     """Drain rate and counts() cost at several queue lengths; open time with the largest."""
     options = {"max_queued": 2_000_000}
-    runs: dict[int, dict[str, list]] = {n: {"rates": [], "counts_us": []} for n in sizes.flat_sizes}
+    runs: dict[int, dict[str, list]] = {
+        n: {"rates": [], "cpu_us": [], "counts_us": []} for n in sizes.flat_sizes
+    }
     small, *bigger = sorted(sizes.flat_sizes)
     # Short drains are noisy here: 9 runs of the smallest size, 3 of the middle one, 1 of the
     # largest, interleaved so that the machine's load hits every size alike.
@@ -636,14 +641,18 @@ def measure_flat(sizes: Sizes) -> dict:
             peer.prequeue(n)
             queue_s = time.perf_counter() - t0
             runs[n]["counts_us"].append(time_counts(peer.rt, sizes.counts_calls))
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             peer.start()
             if not peer.drained(done, 600):
                 raise RuntimeError(f"flat: {n:,} did not drain")
             runs[n]["rates"].append(n / (time.perf_counter() - t0))
-            # The rate over each tenth of the drain, as the queue shrinks from n to 0.
-            edges = [t0, *marked]
-            runs[n]["tenths"] = [n // 10 / (b - a) for a, b in itertools.pairwise(edges)]
+            runs[n]["cpu_us"].append((time.process_time() - cpu0) / n * 1e6)
+            # Rate and CPU per message over each tenth of the drain, as the queue shrinks.
+            edges = [(t0, cpu0), *marked]
+            tenth = n // 10
+            pairs = list(itertools.pairwise(edges))
+            runs[n]["tenths"] = [tenth / (b[0] - a[0]) for a, b in pairs]
+            runs[n]["tenths_cpu_us"] = [(b[1] - a[1]) / tenth * 1e6 for a, b in pairs]
             runs[n]["counts_empty_us"] = time_counts(peer.rt, sizes.counts_calls)
         runs[n]["queue_s"] = queue_s
         if n != small:
@@ -655,7 +664,10 @@ def measure_flat(sizes: Sizes) -> dict:
             "n": n,
             "rate": statistics.median(r["rates"]),
             "rates": r["rates"],
+            "cpu_us": statistics.median(r["cpu_us"]),
+            "cpu_us_all": r["cpu_us"],
             "tenths": r["tenths"],
+            "tenths_cpu_us": r["tenths_cpu_us"],
             "queue_s": r["queue_s"],
             "counts_us": statistics.median(r["counts_us"]),
             "counts_empty_us": r["counts_empty_us"],
@@ -663,7 +675,8 @@ def measure_flat(sizes: Sizes) -> dict:
         rows.append(row)
         log(
             f"flat: {n:,} queued: drain {row['rate']:,.0f}/s (median of {len(r['rates'])}), "
-            f"counts {row['counts_us']:.2f} us ({row['counts_empty_us']:.2f} us empty)"
+            f"CPU {row['cpu_us']:.1f} us/msg, counts {row['counts_us']:.2f} us "
+            f"({row['counts_empty_us']:.2f} us empty)"
         )
     biggest = max(sizes.flat_sizes)
     with tempfile.TemporaryDirectory(prefix="peers-reopen-") as tmp:
@@ -684,15 +697,18 @@ def measure_flat(sizes: Sizes) -> dict:
         rt.stop(60)
     log(f"flat: opening a database with {queued:,} queued took {open_s:.2f} s (+ GC {gc_s:.2f} s)")
     rates = [r["rate"] for r in rows]
+    cpus = [r["cpu_us"] for r in rows]
     tenths = rows[-1]["tenths"]
+    tenths_cpu = rows[-1]["tenths_cpu_us"]
     return {
         "rows": rows,
         "tenths_n": rows[-1]["n"],
         "tenths": tenths,
+        "tenths_cpu_us": tenths_cpu,
         "spread": max(rates) / min(rates),
-        # Queue long (first 3 tenths) vs. short (last 3): a scan per claim would make the
-        # first slower. Each is 30% of the largest drain: seconds long, not a noisy blip.
-        "long_vs_short": statistics.median(tenths[:3]) / statistics.median(tenths[-3:]),
+        "cpu_spread": max(cpus) / min(cpus),
+        # CPU per message with the queue long (first 3 tenths) vs. short (last 3).
+        "cpu_long_vs_short": statistics.median(tenths_cpu[:3]) / statistics.median(tenths_cpu[-3:]),
         "counts_spread": max(r["counts_us"] for r in rows) / min(r["counts_us"] for r in rows),
         "open_n": queued,
         "open_s": open_s,
@@ -942,10 +958,17 @@ def judge(res: Results) -> list[Target]:
         )
         t.append(
             Target(
-                f"within one drain of {f['tenths_n']:,}: rate with the queue long (first 3 "
-                "tenths) within 25% of the rate with it short (last 3)",
-                f"long/short {f['long_vs_short']:.2f}",
-                0.8 <= f["long_vs_short"] <= 1.25,
+                f"CPU per message flat within 25% ({sizes})",
+                f"max/min {f['cpu_spread']:.2f}",
+                f["cpu_spread"] <= 1.25,
+            )
+        )
+        t.append(
+            Target(
+                f"within the drain of {f['tenths_n']:,}: CPU per message with the queue long "
+                "(first 3 tenths) within 25% of it short (last 3)",
+                f"long/short {f['cpu_long_vs_short']:.2f}",
+                0.8 <= f["cpu_long_vs_short"] <= 1.25,
             )
         )
         t.append(
@@ -1010,20 +1033,23 @@ def report(res: Results) -> None:
     if res.flat:
         f = res.flat
         print(f"\nflat cost (Runtime(max_queued={f['max_queued']:,})):")
-        rows = [["queued", "drain msg/s", "counts() us", "counts() us, empty"]]
+        rows = [["queued", "drain msg/s", "CPU us/msg", "counts() us", "counts() us, empty"]]
         for r in f["rows"]:
             rows.append(
                 [
                     f"{r['n']:,}",
                     fmt_rate(r["rate"]),
+                    f"{r['cpu_us']:.1f}",
                     f"{r['counts_us']:.2f}",
                     f"{r['counts_empty_us']:.2f}",
                 ]
             )
-        print_rows(rows, right={0, 1, 2, 3})
+        print_rows(rows, right={0, 1, 2, 3, 4})
         print(
-            f"drain of {f['tenths_n']:,}, msg/s over each tenth as the queue shrinks: "
+            f"drain of {f['tenths_n']:,}, each tenth as the queue shrinks: msg/s "
             + ", ".join(fmt_rate(x) for x in f["tenths"])
+            + "; CPU us/msg "
+            + ", ".join(f"{x:.1f}" for x in f["tenths_cpu_us"])
         )
         print(
             f"open a database with {f['open_n']:,} queued: {f['open_s']:.2f} s "
