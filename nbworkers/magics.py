@@ -10,6 +10,13 @@ from . import api, handlers, schedule
 from .errors import NBWorkersError
 from .worker import Policy
 
+_timeout_option = argument(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds a run may take; past that it is abandoned and counts as failed.",
+)
+
 
 @magics_class
 class WorkerMagics(Magics):
@@ -36,12 +43,7 @@ class WorkerMagics(Magics):
         default=1.0,
         help="Seconds before the first retry, doubling each time (with jitter; at most 1 h).",
     )
-    @argument(
-        "--timeout",
-        type=float,
-        default=None,
-        help="Seconds a run may take; past that it is abandoned and counts as failed.",
-    )
+    @_timeout_option
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -117,12 +119,7 @@ class WorkerMagics(Magics):
     @argument("name", nargs="?", default=None, help="The cron's name (default: one per cell).")
     @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")
     @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
-    @argument(
-        "--timeout",
-        type=float,
-        default=None,
-        help="Seconds a run may take; past that it is abandoned and counts as failed.",
-    )
+    @_timeout_option
     @cell_magic
     def cron(self, line, cell):
         """Run this cell on a schedule, in the background.

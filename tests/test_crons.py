@@ -11,16 +11,9 @@ from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
 from nbworkers.schedule import HOUR, parse
+from tests.conftest import Clock
 
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
@@ -42,7 +35,7 @@ def define(rt, name, fn, spec="hourly", at=None, paused=False):
 
 
 def test_runs_at_once_then_once_per_interval(make_runtime):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda: runs.append(clock.now))
@@ -70,7 +63,7 @@ def test_runs_at_once_then_once_per_interval(make_runtime):
 
 
 def test_a_run_still_going_makes_the_tick_skip(make_runtime):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(clock)
     gate = threading.Event()
     started = threading.Event()
@@ -86,7 +79,7 @@ def test_a_run_still_going_makes_the_tick_skip(make_runtime):
 
 
 def test_run_now_leaves_the_schedule_and_works_while_paused(make_runtime):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda message: runs.append(message.id))
@@ -108,7 +101,7 @@ def test_run_now_leaves_the_schedule_and_works_while_paused(make_runtime):
 
 
 def test_restart_neither_runs_twice_in_an_interval_nor_loses_its_place(make_runtime, tmp_path):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(clock)
     runs = []
     define(rt, "c", lambda: runs.append(clock.now))
@@ -133,7 +126,7 @@ def test_restart_neither_runs_twice_in_an_interval_nor_loses_its_place(make_runt
 
 
 def test_pause_of_a_cron_is_kept_across_restarts(make_runtime):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(clock)
     define(rt, "c", lambda: None, paused=True)
     rt.run_timers()
@@ -157,7 +150,7 @@ def test_wall_clock_crons_run_at_their_time(make_runtime):
 
 
 def test_a_failing_cron_is_counted_and_traced(make_runtime):
-    rt = make_runtime(Clock())
+    rt = make_runtime(Clock(T0))
 
     def boom():
         print("trying")

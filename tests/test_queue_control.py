@@ -244,22 +244,3 @@ def test_a_manual_pause_has_a_reason_too_and_pause_reasons_survive_a_restart(mak
     rt.stop()
     rt2 = make_runtime()
     assert rt2.pause_reason("w") == reason and "storm guard" in reason
-
-
-# ----- concurrency -----------------------------------------------------------------------------
-
-
-def test_set_concurrency_changes_a_running_worker(make_runtime):
-    rt = make_runtime()
-    gate = threading.Event()
-    define(rt, "w", lambda e: gate.wait(10), concurrency=1)
-    rt.emit_many(range(6), "w")
-    deadline = time.monotonic() + 5
-    while rt.counts("w")["running"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    rt.set_concurrency("w", 4)
-    while rt.counts("w")["running"] < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert rt.counts("w")["running"] == 4
-    gate.set()
-    assert rt.wait("w", 5) and rt.counts("w")["done"] == 6
