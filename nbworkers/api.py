@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from . import handlers, schedule
+from . import child, handlers, schedule
 from .config import NBWorkers
 from .runtime import Runtime
 from .trace import Trace
@@ -19,6 +19,7 @@ _lock = threading.RLock()
 _runtime: Runtime | None = None
 _config: NBWorkers | None = None
 _on_start: list[Callable[[Runtime], None]] = []
+_dask_client = None  # the client given to use_dask, kept for runtimes started later
 
 
 def on_start(callback: Callable[[Runtime], None]) -> None:
@@ -52,6 +53,7 @@ def runtime() -> Runtime:
     rt = _runtime
     if rt is not None:
         return rt
+    child.refuse_outside_kernel()
     with _lock:
         if _runtime is None:
             cfg = config()
@@ -66,7 +68,11 @@ def runtime() -> Runtime:
                 storm_seconds=cfg.storm_seconds,
                 max_queued=cfg.max_queued,
                 failure_notice_after=cfg.failure_notice_after,
+                max_processes=cfg.max_processes,
+                dask_address=cfg.dask_address,
             )
+            if _dask_client is not None:
+                _runtime.executors.dask.use(_dask_client)
             for callback in _on_start:
                 callback(_runtime)
         return _runtime
@@ -112,12 +118,35 @@ def emit(event, name: str, *, key: str | None = None, delay: float | None = None
     nothing and return that message's id. ``delay=seconds`` or ``at=datetime`` (naive: local
     time): the message waits until then (it counts as queued meanwhile).
     """
+    remote = child.emitter()
+    if remote is not None:  # a handler running in a pool process or on Dask
+        return remote.emit(event, name, key=key, delay=delay, at=at)
     return runtime().emit(event, name, key=key, delay=delay, at=at)
 
 
 def emit_many(events: Iterable, name: str) -> list[str]:
     """Queue every event (all or nothing) for ``name``; returns their message ids."""
+    remote = child.emitter()
+    if remote is not None:
+        return remote.emit_many(list(events), name)
     return runtime().emit_many(events, name)
+
+
+def use_dask(client) -> None:
+    """Run the workers defined with ``executor="dask"`` (``--executor dask``) on ``client``,
+    a ``distributed.Client``. Without it they use ``%config NBWorkers.dask_address``.
+
+    >>> from distributed import Client, LocalCluster
+    >>> nw.use_dask(Client(LocalCluster(n_workers=2)))
+    """
+    global _dask_client
+    if type(client).__name__ != "Client" or not hasattr(client, "submit"):
+        raise TypeError(f"use_dask: give a distributed.Client, not {type(client).__name__}")
+    with _lock:
+        _dask_client = client
+        rt = _runtime
+    if rt is not None:
+        rt.executors.dask.use(client)
 
 
 def worker(
@@ -127,20 +156,23 @@ def worker(
     retries: int = 0,
     backoff: float = 1.0,
     timeout: float | None = None,
+    executor: str = "threads",
 ) -> Callable:
     """Decorator: make ``fn(event)`` (or ``fn(event, message)``) the handler of ``name``.
 
     ``retries``: run a failed message up to this many more times, waiting ``backoff``
     seconds, doubling each time (with jitter, at most an hour); after its last attempt it
     becomes a dead letter (``nw.dead_letters``). ``timeout``: seconds a run may take before
-    it is abandoned and counts as failed.
+    it is abandoned and counts as failed. ``executor``: ``"threads"`` (the kernel's
+    threads), ``"processes"`` (a process pool, for CPU-heavy code) or ``"dask"`` (the
+    cluster given to ``use_dask``).
 
     >>> @worker("resize", concurrency=4, retries=3, backoff=2)
     ... def resize(event):
     ...     return make_thumb(event["path"])
     """
     handlers.check_name(name)
-    policy = Policy(retries, backoff, timeout)
+    policy = Policy(retries, backoff, timeout, executor)
 
     def register(fn):
         runtime().define(name, handlers.from_function(name, fn), concurrency, paused, policy)
@@ -155,6 +187,7 @@ def cron(
     at: str | None = None,
     paused: bool = False,
     timeout: float | None = None,
+    executor: str = "threads",
 ):
     """Decorator: run ``fn()`` (or ``fn(message)``) on a schedule, as cron ``name``.
 
@@ -162,13 +195,14 @@ def cron(
     (``30s``, ``5m``, ``2h``, ``3d``); or a 5-field cron expression (``"0 9 * * MON-FRI"``).
     ``at="HH:MM"`` runs an interval at that wall-clock time. ``name`` defaults to the
     function's name. ``timeout``: seconds a run may take before it is abandoned.
+    ``executor``: where it runs, as for ``worker``.
 
     >>> @cron("daily", at="09:30", name="report")
     ... def report():
     ...     send(summary())
     """
     plan = schedule.parse(interval, at)
-    policy = Policy(timeout_s=timeout)
+    policy = Policy(timeout_s=timeout, executor=executor)
 
     def register(fn):
         cron_name = handlers.check_name(name or fn.__name__)

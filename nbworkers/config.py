@@ -63,6 +63,17 @@ class NBWorkers(Configurable):
         "run show a notice.",
     ).tag(config=True)
 
+    max_processes = Int(
+        0,
+        help="How many processes the pool of --executor processes may run at once, for all "
+        "workers together (0: one per CPU). A run that finds them all busy waits for one.",
+    ).tag(config=True)
+    dask_address = Unicode(
+        "",
+        help="The Dask scheduler that --executor dask runs on when nw.use_dask(client) was "
+        "not called, such as 'tcp://127.0.0.1:8786'; connected on first use.",
+    ).tag(config=True)
+
     timezone = Unicode(
         "",
         help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'. "

@@ -12,6 +12,7 @@ import inspect
 import itertools
 import linecache
 import re
+import traceback
 import types
 from collections.abc import Callable
 from typing import Any
@@ -30,14 +31,36 @@ def check_name(name: object) -> str:
     )
 
 
-class Handler:
-    """The code one worker runs: ``call(event, message)`` returns the run's result."""
+def format_error(exc: BaseException, *skip_files: str) -> str:
+    """The traceback of an exception a handler raised, from the handler's own frame: frames of
+    ``skip_files`` and of the function wrappers in this module are left out."""
+    ours = {__file__, *skip_files}
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in ours:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
-    def __init__(self, name: str, call: Callable[[Any, Any], Any], source: str, kind: str):
+
+class Handler:
+    """The code one worker runs: ``call(event, message)`` returns the run's result.
+
+    ``filename`` is where its code says it comes from (a cell's ``<worker NAME #N>``): the
+    executors send that source along, so tracebacks in another process show the lines.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        call: Callable[[Any, Any], Any],
+        source: str,
+        kind: str,
+        filename: str | None = None,
+    ):
         self.name = name
         self.call = call
         self.source = source
         self.kind = kind  # "cell" or "function"
+        self.filename = filename
 
     def __repr__(self) -> str:
         return f"<Handler {self.name!r} ({self.kind})>"
@@ -89,8 +112,8 @@ def from_cell(
         def call(event, message, _fn=fn):
             return _fn(message)
 
-        return Handler(name, call, source, "cell")
-    return Handler(name, fn, source, "cell")
+        return Handler(name, call, source, "cell", filename)
+    return Handler(name, fn, source, "cell", filename)
 
 
 def _positional_count(fn: Callable, default: int) -> int:
@@ -143,4 +166,5 @@ def from_function(name: str, fn: Callable, kind: str = "worker") -> Handler:
         source = inspect.getsource(fn)
     except (OSError, TypeError):
         source = repr(fn)
-    return Handler(name, call, source, "function")
+    code = getattr(fn, "__code__", None)
+    return Handler(name, call, source, "function", code.co_filename if code else None)

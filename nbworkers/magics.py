@@ -8,6 +8,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import api, handlers, schedule
 from .errors import NBWorkersError
+from .executors import EXECUTORS
 from .worker import Policy
 
 _timeout_option = argument(
@@ -15,6 +16,13 @@ _timeout_option = argument(
     type=float,
     default=None,
     help="Seconds a run may take; past that it is abandoned and counts as failed.",
+)
+_executor_option = argument(
+    "--executor",
+    choices=EXECUTORS,
+    default="threads",
+    help="Where the cell runs: threads (default: the kernel's threads), processes (a process "
+    "pool, for CPU-heavy code) or dask (the cluster given to nw.use_dask).",
 )
 
 
@@ -44,6 +52,7 @@ class WorkerMagics(Magics):
         help="Seconds before the first retry, doubling each time (with jitter; at most 1 h).",
     )
     @_timeout_option
+    @_executor_option
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -65,12 +74,19 @@ class WorkerMagics(Magics):
             %%worker fetch --retries 3 --backoff 2 --timeout 30
             fetch(event["url"])                      # 3 retries after 1-2 s, 2-4 s, 4-8 s
 
+            %%worker crunch --executor processes --concurrency 2
+            heavy_pure_python(event)                 # in a process pool, off the GIL
+
+        With ``--executor processes`` or ``dask`` the cell, the event and the notebook
+        globals it names are pickled (cloudpickle) and run elsewhere: changes it makes to
+        globals stay there; ``emit`` still reaches the notebook.
+
         Running the cell again replaces the code for the next messages.
         """
         args = parse_argstring(self.worker, line)
         try:
             name = handlers.check_name(args.name)
-            policy = Policy(args.retries, args.backoff, args.timeout)
+            policy = Policy(args.retries, args.backoff, args.timeout, args.executor)
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
         if args.concurrency is not None and args.concurrency < 1:
@@ -120,6 +136,7 @@ class WorkerMagics(Magics):
     @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")
     @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
     @_timeout_option
+    @_executor_option
     @cell_magic
     def cron(self, line, cell):
         """Run this cell on a schedule, in the background.
@@ -146,7 +163,7 @@ class WorkerMagics(Magics):
         args = parse_argstring(self.cron, line)
         try:
             plan = schedule.parse(args.interval, args.at)
-            policy = Policy(timeout_s=args.timeout)
+            policy = Policy(timeout_s=args.timeout, executor=args.executor)
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
         cell_id = _cell_id(self.shell)

@@ -28,12 +28,13 @@ from . import handlers, output
 from .alerts import Alerts
 from .control import QueueControl
 from .errors import NBWorkersError
+from .executors import Executors, RemoteResult, timeout_note
 from .handlers import Handler, check_name
 from .listeners import Listeners
 from .message import Message, parse_id
 from .schedule import Schedule, Zone
 from .store import Store
-from .trace import Trace
+from .trace import NO_RESULT, Trace
 from .worker import DeadLetter, Policy, Run, WorkerState, _number
 from .writer import Writer
 
@@ -80,13 +81,7 @@ def _gc_paused():
 
 
 def _format_error(exc: BaseException) -> str:
-    """The traceback of an exception a handler raised, from the handler's own frame: the
-    frames of this module and of the function wrappers in handlers.py are left out."""
-    ours = {__file__, handlers.__file__}
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename in ours:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    return handlers.format_error(exc, __file__)
 
 
 def _undecodable(text: str) -> bool:
@@ -118,6 +113,8 @@ class Runtime(QueueControl, Alerts, Listeners):
         storm_seconds: int = 5,
         max_queued: int = 1_000_000,
         failure_notice_after: int = 5,
+        max_processes: int = 0,
+        dask_address: str = "",
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ):
@@ -132,6 +129,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         self.max_queued = max_queued
         self.failure_notice_after = failure_notice_after
         self.store = Store(path, traces_kept)
+        self.executors = Executors(max_processes, dask_address)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
         self._change_waiters = 0
@@ -363,11 +361,14 @@ class Runtime(QueueControl, Alerts, Listeners):
         check_name(name)
         concurrency = self.default_concurrency if concurrency is None else concurrency
         _check_concurrency(concurrency)
+        policy = policy or Policy()
+        self._check_running()
+        self.executors.prepare(handler, policy.executor, concurrency)
         with self._lock:
             self._check_running()
             w = self._state(name)
             w.handler = handler
-            w.policy = policy or Policy()
+            w.policy = policy
             w.kind = "worker"
             self.writer.worker_changed(w)
             if w.schedule is not None:
@@ -459,12 +460,15 @@ class Runtime(QueueControl, Alerts, Listeners):
     ) -> None:
         """Make ``handler`` run on ``schedule`` as cron ``name`` (one run at a time)."""
         check_name(name)
+        policy = policy or Policy()
+        self._check_running()
+        self.executors.prepare(handler, policy.executor, 1)
         with self._lock:
             self._check_running()
             w = self._state(name)
             w.handler = handler
             w.schedule = schedule
-            w.policy = policy or Policy()
+            w.policy = policy
             w.kind = "cron"
             self.writer.worker_changed(w)
             if schedule.wall_clock and w.last_run_s is None:
@@ -613,14 +617,13 @@ class Runtime(QueueControl, Alerts, Listeners):
         """End ``run``, which passed its time limit (the lock is held). Its thread cannot be
         stopped: it is left to finish on its own, and a new thread takes its place."""
         run.timed_out = True
+        self.executors.abandon(run)
         del w.runs[run.index]
         w.running -= 1
         limit = run.policy.timeout_s
         error = (
             f"TimeoutError: the run took longer than its time limit of {limit:g} s "
-            "(--timeout) and was abandoned. A Python thread cannot be stopped: the handler "
-            "goes on in the background until it returns, and what it does from now on is "
-            "not recorded.\n"
+            f"(--timeout) and was abandoned. {timeout_note(run.policy.executor)}\n"
         )
         trace = self._trace(run, error, None, timed_out=True)
         self._settle(w, run.message, trace, run.policy)
@@ -662,12 +665,15 @@ class Runtime(QueueControl, Alerts, Listeners):
                     policy,
                 )
                 w.runs[index] = run
-            result, error, unpicklable = self._execute(handler, run, replay=False)
+            outcome = self._execute(handler, run, replay=False)
             with lock:
                 if run.timed_out:
                     return  # the timer recorded it and gave this slot to a new thread
                 del w.runs[index]
                 w.running -= 1
+                if outcome is None:
+                    return  # stopping: its process was ended; the message stays queued
+                result, error, unpicklable = outcome
                 trace = self._trace(run, error, result)
                 if unpicklable:
                     self._park(w, message, unpicklable, trace)
@@ -676,7 +682,11 @@ class Runtime(QueueControl, Alerts, Listeners):
                     self._settle(w, message, trace, policy)
 
     def _execute(self, handler: Handler, run: Run, replay: bool):
-        """Run ``handler`` on ``run.message``: (result, error text, reason it was parked)."""
+        """Run ``handler`` on ``run.message``: (result, error text, reason it was parked), or
+        None when its process or Dask task was abandoned because the runtime stops.
+
+        A replay always runs here, on the calling thread, whatever the executor: that is
+        where ``%debug`` can reach it."""
         result = error = unpicklable = None
         with run.capture:
             try:
@@ -691,6 +701,15 @@ class Runtime(QueueControl, Alerts, Listeners):
                 if replay:
                     raise NBWorkersError(unpicklable) from exc
             else:
+                if run.policy.executor != "threads" and not replay:
+                    outcome = self.executors.run(
+                        handler, event, run, run.policy.executor, self._remote_emit
+                    )
+                    if outcome is None:
+                        return None
+                    run.capture.parts.append(outcome["stdout"])
+                    result = RemoteResult(outcome["result_data"], outcome["result_repr"])
+                    return result, outcome["error"], None
                 try:
                     result = handler.call(event, run.message)
                 # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
@@ -703,8 +722,25 @@ class Runtime(QueueControl, Alerts, Listeners):
                         raise
         return result, error, unpicklable
 
+    def _remote_emit(self, kind: str, request: tuple) -> tuple:
+        """An emit by a handler running in another process: ("ok", message id(s)) or
+        ("error", the exception), for the far side to return or raise."""
+        try:
+            if kind == "emit":
+                event, name, key, delay, at = request
+                return ("ok", self.emit(event, name, key=key, delay=delay, at=at))
+            events, name = request
+            return ("ok", self.emit_many(events, name))
+        # What emit raises is the handler's to see, as it would be on a thread.
+        except Exception as exc:  # noqa: BLE001
+            return ("error", exc)
+
     def _trace(self, run: Run, error, result, replay=False, timed_out=False) -> Trace:
         m = run.message
+        remote = {}
+        if isinstance(result, RemoteResult):
+            remote = {"result_data": result.data, "result_repr": result.repr}
+            result = NO_RESULT  # loaded from result_data when asked for
         return Trace(
             0,  # numbered under the lock by _record
             m.seq,
@@ -718,6 +754,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             result=result,
             attempt=m.attempt,
             timed_out=timed_out,
+            **remote,
         )
 
     def _park(self, w: WorkerState, message: Message, reason: str, trace: Trace) -> None:
@@ -981,6 +1018,11 @@ class Runtime(QueueControl, Alerts, Listeners):
         ]
         for thread in others:
             thread.join(max(0.0, deadline - time.monotonic()))
+        # Runs still going in a pool process are ended with it (their messages stay queued),
+        # so their threads end too; a Dask task is cancelled.
+        self.executors.close()
+        for thread in others:
+            thread.join(max(0.0, min(1.0, deadline + 1.0 - time.monotonic())))
         # Runs that ended in time are acknowledged by this last batch.
         with self._lock:
             self.writer.stop()

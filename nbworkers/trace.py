@@ -137,8 +137,8 @@ class Trace:
                 data = pickle.dumps(self._result, protocol=pickle.HIGHEST_PROTOCOL)
             except BaseException:  # noqa: BLE001 - an unpicklable result keeps only its repr
                 data = None
-            if data is not None and len(data) > max_bytes:
-                data = None
+        if data is not None and len(data) > max_bytes:
+            data = None  # also a result pickled in another process (--executor processes)
         return data, self.result_repr
 
     def __repr__(self) -> str:

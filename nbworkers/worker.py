@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from .executors import check as check_executor
 from .message import Message
 from .schedule import Schedule
 from .store import WorkerRow
@@ -25,15 +26,18 @@ MAX_BACKOFF_S = 3600.0
 
 @dataclass(frozen=True)
 class Policy:
-    """What happens when a run fails or takes too long: ``retries`` more attempts after the
-    first, waiting ``backoff_s`` * 2**(n-1) (with jitter, at most an hour) before retry n;
-    a run past ``timeout_s`` seconds is abandoned and counts as failed."""
+    """How a worker runs its messages: ``retries`` more attempts after a failed first,
+    waiting ``backoff_s`` * 2**(n-1) (with jitter, at most an hour) before retry n; a run
+    past ``timeout_s`` seconds is abandoned and counts as failed; ``executor`` says where the
+    code runs (``executors.py``)."""
 
     retries: int = 0
     backoff_s: float = 1.0
     timeout_s: float | None = None
+    executor: str = "threads"
 
     def __post_init__(self):
+        check_executor(self.executor)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ValueError(f"retries must be a whole number, 0 or more, not {self.retries!r}")
         if not _number(self.backoff_s) or self.backoff_s < 0:

@@ -1,0 +1,206 @@
+"""The far side of ``--executor processes`` and ``--executor dask``: run one job, report back.
+
+A job is what ``executors.py`` sends: the handler, the event and the notebook globals the
+handler uses (pickled with cloudpickle), the message's details, and the cell's source for
+tracebacks. Running it gives an outcome: what it printed, its traceback or its result
+(pickled here), and for Dask the messages it emitted.
+
+In a child process, ``emit`` goes back to the kernel through the pipe and returns the real
+message id; on Dask the emitted messages travel with the outcome and are queued when the run
+ends (``emit`` returns None there). Nothing else of ``nbworkers`` works on this side: the
+queues live in the kernel.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import threading
+import types
+
+import cloudpickle
+
+from . import handlers, output
+from .errors import NBWorkersError
+from .message import Message
+from .trace import preview
+
+_local = threading.local()  # .emitter: where emit goes on a Dask task's thread
+_process_emitter = None  # where emit goes in a child process, on any of its threads
+
+
+def emitter():
+    """Where ``emit`` goes on this thread when it runs a job here, else None (the kernel)."""
+    return getattr(_local, "emitter", None) or _process_emitter
+
+
+def pickle_event(event) -> bytes:
+    try:
+        return cloudpickle.dumps(event)
+    except Exception as exc:
+        raise TypeError(
+            f"emit: a value of type {type(event).__module__}.{type(event).__qualname__} cannot "
+            f"be sent to the notebook ({type(exc).__name__}: {exc}); emit data that pickles. "
+            "Nothing was enqueued."
+        ) from exc
+
+
+class _PipeEmitter:
+    """``emit`` in a child process: ask the kernel on the pipe, wait for the message id."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.lock = threading.Lock()  # one request and its answer at a time
+
+    def emit(self, event, name, *, key=None, delay=None, at=None):
+        return self._ask("emit", (pickle_event(event), name, key, delay, at))
+
+    def emit_many(self, events, name):
+        return self._ask("emit_many", ([pickle_event(e) for e in events], name))
+
+    def _ask(self, kind, request):
+        with self.lock:
+            self.conn.send((kind, request))
+            status, answer = self.conn.recv()
+        if status == "error":
+            raise answer
+        return answer
+
+
+class _ListEmitter:
+    """``emit`` on Dask: keep the messages; the kernel queues them when the run ends."""
+
+    def __init__(self):
+        self.emits: list[tuple] = []
+
+    def emit(self, event, name, *, key=None, delay=None, at=None):
+        handlers.check_name(name)
+        self.emits.append(("emit", (pickle_event(event), name, key, delay, at)))
+
+    def emit_many(self, events, name):
+        handlers.check_name(name)
+        self.emits.append(("emit_many", ([pickle_event(e) for e in events], name)))
+
+
+def run_job(job: bytes, local: bool) -> dict:
+    """Run one job; the outcome as a dict of plain values (it always returns).
+
+    ``local``: the job comes from a kernel on this machine, whose import path and working
+    folder the run takes on (a Dask worker may be elsewhere: it keeps its own).
+    """
+    outcome = {"stdout": "", "error": None, "result_data": None, "result_repr": None}
+    with output.Capture() as capture:
+        try:
+            call, event, meta, env = cloudpickle.loads(job)
+        except BaseException as exc:  # noqa: BLE001 - a missing module, say: reported
+            outcome["error"] = (
+                "the handler could not be loaded on this side (every module it uses must be "
+                "installed there too):\n" + handlers.format_error(exc, __file__)
+            )
+            return outcome
+        _take_env(env, local)
+        _refile(call, env["filename"])
+        message = Message(*meta)
+        try:
+            result = call(event, message)
+        # A handler may raise anything, SystemExit and KeyboardInterrupt included: the run
+        # fails and is recorded; this process goes on.
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = handlers.format_error(exc, __file__)
+        else:
+            outcome["result_repr"] = preview(result)
+            if result is not None:
+                try:
+                    outcome["result_data"] = cloudpickle.dumps(result)
+                except BaseException:  # noqa: BLE001 - an unpicklable result keeps its repr
+                    outcome["result_data"] = None
+    outcome["stdout"] = capture.text()
+    return outcome
+
+
+def _refile(call, filename: str | None) -> None:
+    """Give the handler's code back the file name cloudpickle left behind ("<dynamic-code>"),
+    so its tracebacks name the cell and show its lines."""
+    for fn in [call, *(getattr(call, "__defaults__", None) or ())]:
+        code = getattr(fn, "__code__", None)
+        if not isinstance(code, types.CodeType) or code.co_filename != "<dynamic-code>":
+            continue
+        if ".<locals>." in fn.__qualname__ and fn.__qualname__.startswith("from_"):
+            # The wrappers of handlers.py: named so, their frames stay out of tracebacks.
+            fn.__code__ = _renamed(code, handlers.__file__)
+        elif filename:
+            fn.__code__ = _renamed(code, filename)
+
+
+def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(
+        _renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _take_env(env: dict, local: bool) -> None:
+    for filename, lines in env["lines"].items():
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    if local:
+        if sys.path != env["path"]:
+            sys.path[:] = env["path"]
+        if env["cwd"] and os.getcwd() != env["cwd"]:
+            os.chdir(env["cwd"])
+
+
+_dask_ready = threading.Lock()
+_routed = False
+
+
+def run_on_dask(job: bytes) -> dict:
+    """The Dask task of one run (Dask workers run tasks on threads: output is kept apart
+    per thread by the same router a kernel uses)."""
+    global _routed
+    with _dask_ready:
+        if not _routed:
+            output.install()
+            _routed = True
+    emits = _local.emitter = _ListEmitter()
+    try:
+        outcome = run_job(job, local=False)
+    finally:
+        _local.emitter = None
+    outcome["emits"] = emits.emits
+    return outcome
+
+
+def main(fd: int) -> None:
+    """A pool process: run the jobs that come on the pipe ``fd`` until it closes."""
+    import signal
+    from multiprocessing.connection import Connection
+
+    global _process_emitter
+    # Interrupting the kernel (its process group gets SIGINT) must not fail background runs,
+    # as it does not in a kernel's own run threads.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    output.install()
+    _process_emitter = _PipeEmitter(conn)
+    while True:
+        try:
+            job = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the kernel closed the pipe (or died): nothing more to run
+        outcome = run_job(job, local=True)
+        try:
+            with _process_emitter.lock:
+                conn.send(("done", outcome))
+        except OSError:
+            return  # the kernel is gone
+
+
+def refuse_outside_kernel() -> None:
+    """nbworkers' other functions need the kernel's runtime, which is not on this side."""
+    if emitter() is not None:
+        raise NBWorkersError(
+            "this handler runs in another process (--executor processes or dask): there, "
+            "emit() reaches the notebook's queues but nothing else of nbworkers does. Call "
+            "nw.counts, nw.pause... from a cell, or use --executor threads"
+        )

@@ -1,0 +1,373 @@
+"""--executor threads|processes|dask: the same delivery, traces, counts, retries and pauses
+whichever executor runs a worker; what only another process can do (a time limit that kills,
+a crash that fails one run); and what cannot be sent elsewhere, refused clearly.
+
+The runtime tests use the module-level runtime (``fresh_runtime``) so that a cell's ``emit``
+is the one a notebook has; the Dask tests run on a ``distributed.LocalCluster`` with worker
+processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from distributed import Client, LocalCluster
+
+from nbworkers import api, handlers
+from nbworkers.errors import NBWorkersError
+from nbworkers.worker import Policy
+
+EXECUTORS = ["threads", "processes", "dask"]
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=2,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request, fresh_runtime):
+    """Each executor in turn, on a fresh module-level runtime (Dask: the module's cluster)."""
+    if request.param == "dask":
+        fresh_runtime.use_dask(request.getfixturevalue("dask_client"))
+    yield request.param
+    api._dask_client = None
+
+
+def cell(source: str, name: str = "w", kind: str = "worker", **names):
+    """A handler made from ``source`` the way %%worker makes one, in a notebook-like
+    namespace holding ``emit`` and ``names``."""
+    namespace = {"__name__": "__main__", "emit": api.emit, **names}
+    return handlers.from_cell(name, source, namespace, kind=kind)
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_delivery_traces_counts_retries_and_pause_are_the_same(executor):
+    # Given a worker that fails the first attempt of some messages, retried once
+    rt = api.runtime()
+    source = (
+        "if event.get('always') or (event['fail'] and message.attempt == 1):\n"
+        "    raise ValueError(f'attempt {message.attempt} of {event}')\n"
+        "print('ran', event['n'], 'attempt', message.attempt)\n"
+        "{'n': event['n'] * factor, 'attempt': message.attempt}\n"
+    )
+    rt.define(
+        "w", cell(source, factor=10), 2, policy=Policy(retries=1, backoff_s=0, executor=executor)
+    )
+    # When six messages (two failing once) and one that always fails are emitted
+    for n in range(6):
+        api.emit({"n": n, "fail": n in (1, 4)}, "w")
+    api.emit({"n": 99, "fail": True, "always": True}, "w")
+    assert rt.wait("w", 60)
+
+    # Then the counts are those of any executor
+    counts = rt.counts("w")
+    assert {k: counts[k] for k in ("queued", "running", "done", "failed", "dead", "retried")} == {
+        "queued": 0,
+        "running": 0,
+        "done": 6,
+        "failed": 1,
+        "dead": 1,
+        "retried": 3,
+    }
+    # and the traces hold each run's result, output and traceback
+    traces = rt.traces("w")
+    ok = {t.input["n"]: t for t in traces if t.ok}
+    assert ok[4].result == {"n": 40, "attempt": 2}
+    assert ok[4].attempt == 2
+    assert ok[4].stdout == "ran 4 attempt 2\n"
+    assert ok[4].result_repr == "{'attempt': 2, 'n': 40}"  # reprlib sorts keys
+    failed = [t for t in traces if t.input["n"] == 99]
+    assert [t.attempt for t in failed] == [2, 1]
+    error = failed[0].error
+    assert "ValueError: attempt 2 of {'n': 99" in error
+    assert 'File "<worker w #' in error  # the cell's own frame, with its line
+    assert "raise ValueError(f'attempt {message.attempt} of {event}')" in error
+    assert "child.py" not in error and "executors.py" not in error
+    letters = api.dead_letters("w")
+    assert len(letters) == 1 and "ValueError" in letters[0]["error"]
+
+    # When it is paused, new messages wait; resumed, they run
+    api.pause("w")
+    api.emit({"n": 7, "fail": False}, "w")
+    assert not rt.wait("w", 0.5)
+    assert rt.counts("w")["queued"] == 1
+    api.resume("w")
+    assert rt.wait("w", 60)
+    assert rt.counts("w")["done"] == 7
+
+    # And everything is on disk, as with threads
+    rt.flush()
+    rows = dict(api.sql("select worker, count(*) from traces group by worker").fetchall())
+    assert rows["w"] == len(rt.traces("w"))
+
+
+def test_emit_from_a_handler_reaches_the_notebook(executor):
+    # Given a worker that fans out to a sink running on the kernel's threads
+    rt = api.runtime()
+    got = []
+    lock = threading.Lock()
+
+    def sink(event):
+        with lock:
+            got.append(event)
+
+    rt.define("sink", handlers.from_function("sink", sink))
+    rt.define(
+        "fan",
+        cell("[emit({'from': event, 'i': i}, 'sink') for i in range(3)]", name="fan"),
+        policy=Policy(executor=executor),
+    )
+    # When two messages go to the fan-out worker
+    api.emit("a", "fan")
+    api.emit("b", "fan")
+    assert rt.wait(None, 60)
+    # Then the sink received all six, and the fan-out's result says what emit returned
+    assert sorted((e["from"], e["i"]) for e in got) == [(x, i) for x in "ab" for i in range(3)]
+    ids = [t.result for t in rt.traces("fan")]
+    if executor == "dask":
+        assert ids == [[None] * 3, [None] * 3]  # queued when the run ended
+    else:
+        assert all(len(r) == 3 and all(i.startswith("m") for i in r) for r in ids)
+
+
+def test_an_emit_error_reaches_the_handler_in_a_process(fresh_runtime):
+    rt = api.runtime()
+    rt.define(
+        "w",
+        cell(
+            "try:\n    emit(1, 'bad name!')\n    answer = 'no error'\n"
+            "except ValueError as exc:\n    answer = str(exc)\nanswer",
+        ),
+        policy=Policy(executor="processes"),
+    )
+    api.emit(None, "w")
+    assert rt.wait("w", 60)
+    assert "is not a valid worker name" in rt.traces("w")[0].result
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_runs_happen_in_another_process(executor, fresh_runtime, request):
+    if executor == "dask":
+        api.use_dask(request.getfixturevalue("dask_client"))
+    rt = api.runtime()
+    rt.define("w", cell("import os\nos.getpid()"), policy=Policy(executor=executor))
+    api.emit(None, "w")
+    assert rt.wait("w", 60)
+    trace = rt.traces("w")[0]
+    assert trace.ok, trace.error
+    assert isinstance(trace.result, int) and trace.result != os.getpid()
+    api._dask_client = None
+
+
+def test_a_cpu_heavy_handler_leaves_the_kernel_free(fresh_runtime):
+    # Given a pure-Python loop of about half a second per run, in two processes
+    rt = api.runtime()
+    busy = "s = 0\nfor i in range(event):\n    s += i * i\ns"
+    rt.define("w", cell(busy), 2, policy=Policy(executor="processes"))
+    api.emit(3_000_000, "w")
+    assert wait_until(lambda: rt.counts("w")["running"] == 1)
+    # When the kernel's own thread works meanwhile, it gets (nearly) all of its CPU
+    t0, c0 = time.perf_counter(), time.thread_time()
+    while rt.counts("w")["running"]:
+        sum(range(1000))
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    assert rt.wait("w", 60)
+    assert rt.traces("w")[0].result == sum(i * i for i in range(3_000_000))
+    # (the handler ran elsewhere: this thread was never held up by the GIL for long)
+    assert cpu > 0.5 * wall, (cpu, wall)
+
+
+def test_a_timeout_kills_the_process(fresh_runtime, tmp_path):
+    # Given a run that writes its pid, then sleeps past its time limit
+    rt = api.runtime()
+    pid_file = tmp_path / "pid"
+    source = (
+        "import os, pathlib, time\n"
+        "if event == 'slow':\n"
+        "    pathlib.Path(path).write_text(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "os.getpid()\n"
+    )
+    rt.define(
+        "w", cell(source, path=str(pid_file)), 1, policy=Policy(timeout_s=1, executor="processes")
+    )
+    api.emit("slow", "w")
+    assert wait_until(pid_file.exists)
+    pid = int(wait_until(pid_file.read_text) and pid_file.read_text())
+    # When the limit passes, the trace says so and the process is gone
+    assert wait_until(lambda: rt.counts("w")["failed"] == 1, 10)
+    trace = rt.traces("w")[0]
+    assert trace.timed_out
+    assert "time limit of 1 s" in trace.error and "process was killed" in trace.error
+    assert wait_until(lambda: not _alive(pid), 10)
+    # And the next message runs at once, in another process
+    api.emit("fast", "w")
+    assert rt.wait("w", 30)
+    assert rt.traces("w")[0].ok and rt.traces("w")[0].result != pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped) is not running
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_a_timeout_on_dask_cancels_the_task(fresh_runtime, dask_client):
+    api.use_dask(dask_client)
+    rt = api.runtime()
+    rt.define(
+        "w",
+        cell("import time\ntime.sleep(event)\n'slept'"),
+        policy=Policy(timeout_s=0.5, executor="dask"),
+    )
+    api.emit(3, "w")
+    assert wait_until(lambda: rt.counts("w")["failed"] == 1, 20)
+    trace = rt.traces("w")[0]
+    assert trace.timed_out and "Dask task was cancelled" in trace.error
+    api.emit(0, "w")
+    assert rt.wait("w", 30)
+    assert rt.traces("w")[0].result == "slept"
+    api._dask_client = None
+
+
+def test_a_process_that_dies_fails_only_its_run(fresh_runtime):
+    rt = api.runtime()
+    rt.define(
+        "w",
+        cell("import os\nif event == 'die':\n    os._exit(3)\nevent"),
+        1,
+        policy=Policy(executor="processes"),
+    )
+    api.emit("die", "w")
+    api.emit("next", "w")
+    assert rt.wait("w", 30)
+    died, ok = sorted(rt.traces("w"), key=lambda t: t.seq)
+    assert "the process running this handler died (exit code 3)" in died.error
+    assert ok.result == "next"
+    assert api.dead_letters("w")[0]["id"] == died.message_id
+
+
+def test_systemexit_in_a_process_is_a_failed_run(fresh_runtime):
+    rt = api.runtime()
+    rt.define("w", cell("raise SystemExit(4)"), policy=Policy(executor="processes"))
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    assert "SystemExit: 4" in rt.traces("w")[0].error
+
+
+def test_stopping_ends_every_pool_process_and_keeps_unfinished_messages(tmp_path):
+    # Given a runtime whose only process is busy with a run that never ends
+    from nbworkers.runtime import Runtime
+
+    path = str(tmp_path / "q.duckdb")
+    rt = Runtime(path)
+    namespace = {"__name__": "__main__"}
+    rt.define(
+        "w",
+        handlers.from_cell("w", "import time\ntime.sleep(600)", namespace),
+        1,
+        policy=Policy(executor="processes"),
+    )
+    rt.emit(None, "w")
+    assert wait_until(lambda: rt.counts("w")["running"] == 1)
+    pids = rt.executors.pool.pids()
+    assert len(pids) == 1
+    # When it stops
+    t0 = time.monotonic()
+    rt.stop(timeout_s=1)
+    # Then soon after its grace period the process is gone, and so is every run thread
+    assert time.monotonic() - t0 < 5
+    assert not any(_alive(p) for p in pids)
+    assert not [t for t in threading.enumerate() if t.name.startswith("nbworkers-run-w")]
+    # And the message is still queued for next time (at-least-once)
+    again = Runtime(path)
+    try:
+        assert again.counts("w")["queued"] == 1
+    finally:
+        again.stop()
+
+
+def test_an_unsendable_global_is_refused_when_the_worker_is_defined(fresh_runtime):
+    rt = api.runtime()
+    handler = cell("lock.acquire()", lock=threading.Lock())
+    with pytest.raises(NBWorkersError) as raised:
+        rt.define("w", handler, policy=Policy(executor="processes"))
+    message = str(raised.value)
+    assert "notebook global 'lock'" in message and "--executor threads" in message
+    assert "w" not in rt.workers()
+
+
+def test_ipython_syntax_is_refused_outside_threads(fresh_runtime):
+    handler = handlers.from_cell(
+        "w", "!echo hi", {"__name__": "__main__"}, transform=lambda s: "get_ipython().system('x')"
+    )
+    with pytest.raises(NBWorkersError, match="IPython syntax"):
+        api.runtime().define("w", handler, policy=Policy(executor="processes"))
+
+
+def test_dask_without_a_cluster_says_how_to_give_one(fresh_runtime):
+    with pytest.raises(NBWorkersError, match=r"nw.use_dask\(client\)"):
+        api.runtime().define("w", cell("1"), policy=Policy(executor="dask"))
+
+
+def test_a_bad_executor_is_refused():
+    with pytest.raises(ValueError, match="executor must be one of threads, processes, dask"):
+        Policy(executor="gpu")
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
+        api.use_dask("tcp://127.0.0.1:8786")
+
+
+def test_other_nbworkers_functions_say_they_need_the_kernel(fresh_runtime):
+    rt = api.runtime()
+    rt.define(
+        "w",
+        cell(
+            "import nbworkers as nw\ntry:\n    answer = nw.counts('w')\n"
+            "except Exception as exc:\n    answer = str(exc)\nanswer"
+        ),
+        policy=Policy(executor="processes"),
+    )
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    assert "emit() reaches the notebook's queues but nothing else" in rt.traces("w")[0].result
+
+
+def test_a_cron_runs_in_a_process(fresh_runtime):
+    from nbworkers import schedule
+
+    rt = api.runtime()
+    rt.define_cron(
+        "c",
+        cell("import os\nos.getpid()", name="c", kind="cron"),
+        schedule.parse("hourly"),
+        policy=Policy(executor="processes"),
+    )
+    assert rt.wait("c", 30)
+    trace = rt.traces("c")[0]
+    assert trace.ok and trace.result != os.getpid()
