@@ -32,6 +32,12 @@ def _on_db_path(change) -> None:
     api.reopen()
 
 
+def _on_dask_address(change) -> None:
+    rt = api.running()
+    if rt is not None:
+        rt.executors.dask.address = change["new"]
+
+
 def load_ipython_extension(ip) -> None:
     """Register the magics, put ``emit`` in the namespace, and flush after every cell."""
     if id(ip) in _shells:
@@ -39,6 +45,7 @@ def load_ipython_extension(ip) -> None:
     cfg = NBWorkers(parent=ip)
     ip.configurables = [c for c in ip.configurables if not isinstance(c, NBWorkers)] + [cfg]
     cfg.observe(_on_db_path, "db_path")
+    cfg.observe(_on_dask_address, "dask_address")
     api.use_config(cfg)
     ip.register_magics(WorkerMagics)
     ip.push({"emit": api.emit})

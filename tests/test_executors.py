@@ -181,24 +181,6 @@ def test_runs_happen_in_another_process(executor, fresh_runtime, request):
     api._dask_client = None
 
 
-def test_a_cpu_heavy_handler_leaves_the_kernel_free(fresh_runtime):
-    # Given a pure-Python loop of about half a second per run, in two processes
-    rt = api.runtime()
-    busy = "s = 0\nfor i in range(event):\n    s += i * i\ns"
-    rt.define("w", cell(busy), 2, policy=Policy(executor="processes"))
-    api.emit(3_000_000, "w")
-    assert wait_until(lambda: rt.counts("w")["running"] == 1)
-    # When the kernel's own thread works meanwhile, it gets (nearly) all of its CPU
-    t0, c0 = time.perf_counter(), time.thread_time()
-    while rt.counts("w")["running"]:
-        sum(range(1000))
-    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
-    assert rt.wait("w", 60)
-    assert rt.traces("w")[0].result == sum(i * i for i in range(3_000_000))
-    # (the handler ran elsewhere: this thread was never held up by the GIL for long)
-    assert cpu > 0.5 * wall, (cpu, wall)
-
-
 def test_a_timeout_kills_the_process(fresh_runtime, tmp_path):
     # Given a run that writes its pid, then sleeps past its time limit
     rt = api.runtime()
@@ -371,3 +353,102 @@ def test_a_cron_runs_in_a_process(fresh_runtime):
     assert rt.wait("c", 30)
     trace = rt.traces("c")[0]
     assert trace.ok and trace.result != os.getpid()
+
+
+# ----- in a real kernel, the way a notebook uses it ---------------------------------------------
+
+NOTEBOOK_SETUP = """
+import os
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+def norm(p):
+    return (p.x ** 2 + p.y ** 2) ** 0.5
+scale = 2
+"""
+
+
+def test_a_processes_worker_in_a_notebook(kernel):
+    # Given a notebook class, function and global, and a worker cell that uses them
+    kernel.ok(NOTEBOOK_SETUP)
+    kernel.ok(
+        "%%worker crunch --executor processes --concurrency 2\n"
+        "print('crunching', event.x)\n"
+        "{'norm': norm(event) * scale, 'pid': os.getpid()}\n"
+    )
+    # When notebook objects are emitted to it
+    kernel.ok("for i in range(1, 5):\n    emit(Point(3 * i, 4 * i), 'crunch')")
+    kernel.ok("assert nw.wait('crunch', 60)")
+    # Then each run's result and output are in its trace, made in other processes
+    runs = kernel.eval(
+        "sorted((t.input.x, t.result['norm'], t.result['pid'] != os.getpid(), t.stdout)"
+        " for t in nw.traces('crunch'))"
+    )
+    assert runs == [(3 * i, 10.0 * i, True, f"crunching {3 * i}\n") for i in range(1, 5)]
+    assert kernel.eval("nw.counts('crunch')['done']") == 4
+    # And a changed global reaches the next run, as with threads
+    kernel.ok("scale = 3\nemit(Point(3, 4), 'crunch')\nassert nw.wait('crunch', 60)")
+    assert kernel.eval("nw.traces('crunch')[0].result['norm']") == 15.0
+    # And the panel says where it runs
+    kernel.ok("from nbworkers.widgets.render import status_html")
+    assert "runs in processes" in kernel.eval("status_html(nw.api.runtime().snapshot('crunch'))")
+
+
+def test_executor_mistakes_in_a_notebook_are_refused_clearly(kernel):
+    reply = kernel.run("%%worker w --executor gpu\n1")
+    assert reply.ename == "UsageError" and "invalid choice: 'gpu'" in reply.evalue
+    kernel.ok("import threading\nlock = threading.Lock()")
+    reply = kernel.run("%%worker w --executor processes\nwith lock:\n    pass")
+    assert reply.ename == "UsageError"
+    assert "notebook global 'lock'" in reply.evalue and "--executor threads" in reply.evalue
+    reply = kernel.run("%%worker w --executor processes\n!echo hi")
+    assert reply.ename == "UsageError" and "IPython syntax" in reply.evalue
+    assert kernel.eval("nw.workers()") == []
+
+
+def test_unloading_ends_the_pool_processes(kernel):
+    kernel.ok("%%worker w --executor processes --concurrency 2\nimport time\ntime.sleep(event)")
+    kernel.ok("emit(0, 'w'); emit(30, 'w')")
+    kernel.ok("import time\nwhile nw.counts('w')['running'] < 1: time.sleep(0.05)")
+    kernel.ok("pids = nw.api.runtime().executors.pool.pids()\nassert len(pids) == 2, pids")
+    kernel.ok("%unload_ext nbworkers")
+    gone = kernel.eval("[not __import__('os').path.exists(f'/proc/{p}') for p in pids]", timeout=30)
+    assert gone == [True, True]
+    threads = kernel.eval(
+        "[t.name for t in __import__('threading').enumerate() if t.name.startswith('nbworkers')]"
+    )
+    assert threads == []
+
+
+def test_a_dask_worker_in_a_notebook(kernel):
+    # Given a local Dask cluster named by %config NBWorkers.dask_address
+    kernel.ok(NOTEBOOK_SETUP)
+    kernel.ok(
+        "from distributed import LocalCluster\n"
+        "cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True,"
+        " host='127.0.0.1', dashboard_address=None)\n"
+        "get_ipython().run_line_magic('config', "
+        "f'NBWorkers.dask_address = {cluster.scheduler_address!r}')",
+        timeout=120,
+    )
+    # And a worker cell on it that fails its first attempt
+    kernel.ok(
+        "%%worker d --executor dask --retries 1 --backoff 0\n"
+        "if message.attempt == 1:\n"
+        "    raise RuntimeError('first attempt')\n"
+        "print('on dask', event.x)\n"
+        "emit(event.x, 'sink')\n"
+        "(norm(event) * scale, os.getpid())\n"
+    )
+    kernel.ok("got = []\n@nw.worker('sink')\ndef sink(x):\n    got.append(x)")
+    # When a notebook object is emitted to it
+    kernel.ok("emit(Point(6, 8), 'd')\nassert nw.wait(timeout=120)", timeout=150)
+    # Then the retry ran on the cluster, and its emit reached the notebook
+    traces = kernel.eval(
+        "[(t.attempt, t.ok, t.stdout, t.result and t.result[0], t.result and"
+        " t.result[1] != os.getpid()) for t in nw.traces('d')]"
+    )
+    assert traces == [(2, True, "on dask 6\n", 20.0, True), (1, False, "", None, None)]
+    assert "RuntimeError: first attempt" in kernel.eval("nw.traces('d')[1].error")
+    assert kernel.eval("got") == [6]
+    kernel.ok("nw.shutdown()\ncluster.close()", timeout=60)

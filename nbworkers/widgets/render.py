@@ -67,6 +67,8 @@ def status_html(snap: dict) -> str:
             kind += f" · retries {policy.retries} (backoff {policy.backoff_s:g} s)"
         if policy.timeout_s is not None:
             kind += f" · timeout {policy.timeout_s:g} s"
+        if policy.executor != "threads":
+            kind += f" · runs in {policy.executor}"
     parts = [
         f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap["name"])}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',

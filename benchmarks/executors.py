@@ -1,0 +1,107 @@
+"""Where a handler runs: threads, a process pool, or a Dask cluster, on the same workloads.
+
+    python benchmarks/executors.py [--quick]
+
+Prints, for each executor:
+- CPU-heavy: messages/s for a pure-Python handler of about 50 ms (one core each), concurrency
+  2, and how fast a pure-Python loop in the notebook's own thread goes meanwhile, as a share of
+  its speed with an idle runtime (threads share the GIL with it; processes do not);
+- trivial: messages/s for a handler that returns its event (the cost of sending a run out and
+  its outcome back).
+
+The Dask rows use a ``distributed.LocalCluster`` with two single-threaded worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nbworkers import api, handlers
+from nbworkers.worker import Policy
+
+HEAVY = "s = 0\nfor i in range(event):\n    s += i * i\ns"
+
+
+def loop_rate(seconds: float) -> float:
+    """Iterations per second of a pure-Python loop on this thread, for ``seconds``."""
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            n += 1
+    return n / seconds
+
+
+def calibrate() -> int:
+    """A loop count that takes about 50 ms here."""
+    t0 = time.perf_counter()
+    n = 1_000_000
+    ns = {}
+    exec(compile(HEAVY.replace("event", str(n)), "calib", "exec"), ns)
+    return int(n * 0.05 / (time.perf_counter() - t0))
+
+
+def run(executor: str, source: str, events: list, concurrency: int, busy: bool):
+    rt = api.runtime()
+    name = f"{executor}-{len(rt.workers())}"
+    handler = handlers.from_cell(name, source, {"__name__": "__main__"})
+    rt.define(name, handler, concurrency, policy=Policy(executor=executor))
+    # Warm-up: a first run starts processes (or the cluster's import of nbworkers)
+    rt.emit(events[0], name)
+    assert rt.wait(name, 120)
+    t0 = time.perf_counter()
+    rt.emit_many(events, name)
+    notebook = None
+    if busy:
+        n = 0
+        while rt.counts(name)["queued"] or rt.counts(name)["running"]:
+            for _ in range(1000):
+                n += 1
+        notebook = n / (time.perf_counter() - t0)
+    assert rt.wait(name, 600)
+    elapsed = time.perf_counter() - t0
+    failed = rt.counts(name)["failed"]
+    assert failed == 0, rt.traces(name)[0].error
+    return len(events) / elapsed, notebook
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    args = parser.parse_args()
+    heavy_n = 8 if args.quick else 40
+    trivial_n = {"threads": 20_000, "processes": 5_000, "dask": 500}
+    if args.quick:
+        trivial_n = {k: v // 20 for k, v in trivial_n.items()}
+
+    folder = tempfile.mkdtemp(prefix="nbworkers-bench-")
+    api.config().db_path = os.path.join(folder, "bench.duckdb")
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    api.use_dask(Client(cluster))
+    count = calibrate()
+    idle = loop_rate(1.0)
+    print(f"nbworkers executors, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"CPU-heavy handler: {count:,} iterations (~50 ms), {heavy_n} messages, concurrency 2")
+    print(f"{'executor':<10} {'heavy msg/s':>12} {'notebook loop':>14} {'trivial msg/s':>14}")
+    for executor in ("threads", "processes", "dask"):
+        heavy, notebook = run(executor, HEAVY, [count] * heavy_n, 2, busy=True)
+        trivial, _ = run(executor, "event", list(range(trivial_n[executor])), 2, busy=False)
+        print(
+            f"{executor:<10} {heavy:>12.1f} {notebook / idle:>13.0%} {trivial:>14,.0f}",
+            flush=True,
+        )
+    api.shutdown()
+    cluster.close()
+
+
+if __name__ == "__main__":
+    main()
