@@ -427,7 +427,10 @@ def test_an_event_whose_class_is_not_defined_yet_waits_for_the_defining_cell(ker
     assert (counts["queued"], counts["done"], counts["failed"]) == (0, 2, 0)
 
 
-def test_reload_ext_writes_what_threads_emitted_and_leaves_no_thread(kernel):
+@pytest.mark.parametrize("magic", ["unload_ext", "reload_ext"])
+def test_unload_and_reload_ext_write_what_threads_emitted_and_leave_no_thread(
+    kernel, tmp_path, magic
+):
     # The writer waits 10 s between commits: only stopping writes what the thread emitted
     kernel.ok("%reload_ext nbworkers\n%config NBWorkers.flush_interval_s = 10.0")
     kernel.ok("emit(0, 'nobody')")
@@ -436,19 +439,33 @@ def test_reload_ext_writes_what_threads_emitted_and_leaves_no_thread(kernel):
         "t = threading.Thread(target=lambda: [emit(i, 'nobody') for i in range(1, 500)])\n"
         "t.start(); t.join()\n"
         "assert nw.api.runtime().has_unwritten\n"
-        "get_ipython().run_line_magic('reload_ext', 'nbworkers')\n"
+        f"get_ipython().run_line_magic({magic!r}, 'nbworkers')\n"
         "print(sorted(t.name for t in threading.enumerate() if t.name.startswith('nbw')))"
     )
     assert reply.stdout.strip() == "[]"
-    assert kernel.eval("nw.unhandled()") == {"nobody": 500}  # read back from the file
+    if magic == "unload_ext":  # the file is closed: another process may read it
+        assert rows(tmp_path / "q.duckdb", "select count(*) from messages") == [(500,)]
+    else:
+        assert kernel.eval("nw.unhandled()") == {"nobody": 500}  # read back from the file
 
 
 def test_kernel_shutdown_writes_what_handlers_emitted_and_exits_cleanly(tmp_path):
     db = tmp_path / "q.duckdb"
-    go, emitted = tmp_path / "go", tmp_path / "emitted"
+    go, emitted, left = tmp_path / "go", tmp_path / "emitted", tmp_path / "left"
     k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(db)})
     process = k.km.provisioner.process
     try:
+        # Registered before nbworkers' own handler, so it runs after it (atexit is LIFO): the
+        # threads still alive once nbworkers has stopped (they are daemons, which exiting
+        # would not wait for)
+        k.ok(
+            "import atexit, threading\n"
+            "def left():\n"
+            "    alive = [t.name for t in threading.enumerate() if t.name.startswith('nbw')]\n"
+            f"    with open({str(left)!r}, 'w') as f:\n"
+            "        f.write(repr(alive))\n"
+            "atexit.register(left)"
+        )
         # The writer waits 10 s between commits: only stopping writes what the run emits
         k.ok("%load_ext nbworkers\n%config NBWorkers.flush_interval_s = 10.0")
         k.ok(
@@ -471,7 +488,8 @@ def test_kernel_shutdown_writes_what_handlers_emitted_and_exits_cleanly(tmp_path
         assert emitted.read_text() == "True"  # its messages were not on disk yet
     finally:
         k.shutdown()
-    assert process.returncode == 0  # exited by itself: no thread kept it alive
+    assert process.returncode == 0  # exited by itself, not killed after a time-out
+    assert left.read_text() == "[]"  # no nbworkers thread was left running
     assert rows(db, "select count(*) from messages where worker = 'nobody'") == [(300,)]
     assert rows(db, "select done from workers where name = 'fan'") == [(1,)]
 
