@@ -5,7 +5,7 @@ Points already covered elsewhere (not repeated here): unpicklable events
 test_retries, test_schedule), syntax errors (test_kernel, test_handlers), a second kernel on
 the same file (test_kernel, test_store), a folder that cannot be created (test_store),
 damaged files at the store level (test_store), a simulated write failure in the runtime
-(test_runtime), %unload_ext leaving no thread (test_kernel).
+(test_runtime), the HTML payload in a browser (test_browser).
 """
 
 from __future__ import annotations
