@@ -366,6 +366,15 @@ class Store:
         except duckdb.Error as exc:
             self._drop()
             raise self._open_error(exc) from (None if _LOCK_RE.search(str(exc)) else exc)
+        except OSError as exc:
+            # An existing file in a folder that became read-only: DuckDB opens the file, but
+            # its write-ahead log cannot be created beside it (nor the file made private)
+            self._drop()
+            raise NBWorkersError(
+                f"nbworkers cannot write beside its queue database {self.path!r} "
+                f"({exc.strerror}: {exc.filename!r}): you cannot write into its folder, or change "
+                f"that file. Nothing was changed in the database. To go on, {_HOW_TO_MOVE}."
+            ) from exc
 
     @staticmethod
     def _make_folder(folder: Path) -> None:
@@ -373,7 +382,7 @@ class Store:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise NBWorkersError(
-                f"nbworkers cannot create the folder {str(folder)!r} for its queue "
+                f"nbworkers cannot create the folder {os.path.abspath(folder)!r} for its queue "
                 f"database ({exc.strerror}); {_HOW_TO_MOVE}"
             ) from exc
 

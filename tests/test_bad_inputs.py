@@ -5,17 +5,20 @@ Points already covered elsewhere (not repeated here): unpicklable events
 test_retries, test_schedule), syntax errors (test_kernel, test_handlers), a second kernel on
 the same file (test_kernel, test_store), a folder that cannot be created (test_store),
 damaged files at the store level (test_store), a simulated write failure in the runtime
-(test_runtime), %unload_ext leaving no thread (test_kernel).
+(test_runtime), the HTML payload in a browser (test_browser).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -186,23 +189,132 @@ def test_a_real_full_disk_loses_nothing_and_writing_resumes_when_space_returns(t
 # ----- folders and files ----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0,
-    reason="root writes into read-only folders; as root the unwritable place is simulated by "
-    "test_store.py::test_an_uncreatable_folder_says_what_to_do (a path under a regular file)",
-)
-def test_a_read_only_folder_says_what_to_do(tmp_path):
-    from nbworkers.errors import NBWorkersError
+class Unprivileged:
+    """Kernels that cannot write into a read-only folder, and folders for them.
 
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
+    Root writes into any folder (CAP_DAC_OVERRIDE), and CI runs as root. So as root, kernels
+    start through ``setpriv`` with no capabilities at all: root without capabilities obeys a
+    folder's mode bits like anyone, and a 0555 folder refuses it with a real EACCES. (Not
+    ``nobody``: the venv's interpreter and its standard library may live under /root, 0700,
+    where ``nobody`` cannot read them.) As another user, kernels start as they are."""
+
+    kernel_name = "python3"
+
+    def __init__(self, monkeypatch):
+        self.base = Path(tempfile.mkdtemp(prefix="nbworkers-ro-"))
+        if os.geteuid() != 0:
+            return
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            message = "as root, needs setpriv (util-linux) to start a kernel without capabilities"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        spec = self.base / "jupyter" / "kernels" / "no-capabilities"
+        spec.mkdir(parents=True)
+        argv = [setpriv, "--inh-caps=-all", "--bounding-set=-all", sys.executable]
+        argv += ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        (spec / "kernel.json").write_text(
+            json.dumps({"argv": argv, "display_name": "no capabilities", "language": "python"})
+        )
+        monkeypatch.setenv("JUPYTER_PATH", str(self.base / "jupyter"))
+        self.kernel_name = "no-capabilities"
+
+    def folder(self, name: str, writable: bool) -> Path:
+        folder = self.base / name
+        folder.mkdir(exist_ok=True)
+        self.set_writable(folder, writable)
+        return folder
+
+    @staticmethod
+    def set_writable(folder: Path, writable: bool) -> None:
+        folder.chmod(0o755 if writable else 0o555)
+
+    def kernel(self, cwd: Path, env: dict) -> Kernel:
+        """A kernel in ``cwd`` with nbworkers loaded (nothing opened yet)."""
+        k = Kernel(str(cwd), env=env, kernel_name=self.kernel_name)
+        try:
+            k.ok("%load_ext nbworkers\nimport os\nimport nbworkers as nw")
+            if self.kernel_name != "python3":
+                capabilities = k.eval(
+                    "[line.split()[1] for line in open('/proc/self/status') "
+                    "if line.startswith('CapEff')][0]"
+                )
+                assert int(capabilities, 16) == 0, capabilities
+        except BaseException:
+            k.shutdown()
+            raise
+        return k
+
+    def clean(self) -> None:
+        for folder in self.base.iterdir():
+            folder.chmod(0o755)
+        shutil.rmtree(self.base)
+
+
+@pytest.fixture
+def unprivileged(monkeypatch):
+    place = Unprivileged(monkeypatch)
     try:
-        with pytest.raises(NBWorkersError, match=r"NBWorkers\.db_path") as info:
-            Runtime(str(folder / "q.duckdb"))
-        assert "cannot open its queue database" in str(info.value)
+        yield place
     finally:
-        folder.chmod(0o700)
+        place.clean()
+
+
+def test_a_read_only_folder_says_what_to_do_and_another_file_works(unprivileged):
+    ro = unprivileged.folder("notebooks", writable=False)
+    rw = unprivileged.folder("elsewhere", writable=True)
+    k = unprivileged.kernel(ro, {"JPY_SESSION_NAME": str(ro / "analysis.ipynb")})
+    try:
+        assert k.eval("os.access('.', os.W_OK)") is False  # the real EACCES path, even as root
+        reply = k.run("%%worker w\nevent * 2")
+        assert reply.ename == "UsageError", reply.traceback
+        for words in (f"cannot create the folder {str(ro / '.nbworkers')!r}", "Permission denied"):
+            assert words in reply.evalue, reply.evalue
+        assert "%config NBWorkers.db_path = 'other.duckdb'" in reply.evalue
+        reply = k.run("emit(1, 'w')")
+        assert reply.ename == "NBWorkersError" and "Permission denied" in reply.evalue
+        assert nbworkers_threads(k) == []
+        assert not (ro / ".nbworkers").exists()
+        # What the message says to do works, and the worker cell runs as it is
+        k.ok(f"%config NBWorkers.db_path = {str(rw / 'q.duckdb')!r}")
+        k.ok("%%worker w\nevent * 2")
+        k.ok("emit(21, 'w')\nassert nw.wait('w', timeout=10)")
+        assert k.eval("nw.traces('w')[0].result") == 42
+    finally:
+        k.shutdown()
+    assert rows(rw / "q.duckdb", "select done from workers") == [(1,)]
+
+
+def test_a_database_in_a_folder_that_became_read_only_is_left_as_it_was(unprivileged):
+    shared = unprivileged.folder("shared", writable=True)
+    rw = unprivileged.folder("elsewhere", writable=True)
+    path = shared / "q.duckdb"
+    # A message queued by the user while the folder was writable
+    k = unprivileged.kernel(shared, {"NBWORKERS_DB": str(path)})
+    try:
+        k.ok("emit('kept', 'later')")
+        k.ok("%unload_ext nbworkers")
+    finally:
+        k.shutdown()
+    (shared / "q.duckdb.wal").unlink(missing_ok=True)  # empty after the last checkpoint
+    unprivileged.set_writable(shared, False)
+    before = path.read_bytes()
+    k = unprivileged.kernel(shared, {"NBWORKERS_DB": str(path)})
+    try:
+        reply = k.run("emit(1, 'later')")
+        assert reply.ename == "NBWorkersError", reply.traceback
+        assert f"cannot write beside its queue database {str(path)!r}" in reply.evalue
+        assert "Permission denied" in reply.evalue and "NBWorkers.db_path" in reply.evalue
+        assert nbworkers_threads(k) == []
+        # The file was closed again: the kernel moves on to another one
+        k.ok(f"%config NBWorkers.db_path = {str(rw / 'q.duckdb')!r}\nemit(2, 'later')")
+        assert k.eval("nw.unhandled()") == {"later": 1}
+    finally:
+        k.shutdown()
+    assert path.read_bytes() == before
+    assert not (shared / "q.duckdb.wal").exists()
+    assert rows(path, "select worker from messages") == [("later",)]
 
 
 def test_a_damaged_database_is_moved_aside_and_the_next_cell_starts_fresh(tmp_path):
@@ -315,7 +427,10 @@ def test_an_event_whose_class_is_not_defined_yet_waits_for_the_defining_cell(ker
     assert (counts["queued"], counts["done"], counts["failed"]) == (0, 2, 0)
 
 
-def test_reload_ext_writes_what_threads_emitted_and_leaves_no_thread(kernel):
+@pytest.mark.parametrize("magic", ["unload_ext", "reload_ext"])
+def test_unload_and_reload_ext_write_what_threads_emitted_and_leave_no_thread(
+    kernel, tmp_path, magic
+):
     # The writer waits 10 s between commits: only stopping writes what the thread emitted
     kernel.ok("%reload_ext nbworkers\n%config NBWorkers.flush_interval_s = 10.0")
     kernel.ok("emit(0, 'nobody')")
@@ -324,19 +439,33 @@ def test_reload_ext_writes_what_threads_emitted_and_leaves_no_thread(kernel):
         "t = threading.Thread(target=lambda: [emit(i, 'nobody') for i in range(1, 500)])\n"
         "t.start(); t.join()\n"
         "assert nw.api.runtime().has_unwritten\n"
-        "get_ipython().run_line_magic('reload_ext', 'nbworkers')\n"
+        f"get_ipython().run_line_magic({magic!r}, 'nbworkers')\n"
         "print(sorted(t.name for t in threading.enumerate() if t.name.startswith('nbw')))"
     )
     assert reply.stdout.strip() == "[]"
-    assert kernel.eval("nw.unhandled()") == {"nobody": 500}  # read back from the file
+    if magic == "unload_ext":  # the file is closed: another process may read it
+        assert rows(tmp_path / "q.duckdb", "select count(*) from messages") == [(500,)]
+    else:
+        assert kernel.eval("nw.unhandled()") == {"nobody": 500}  # read back from the file
 
 
 def test_kernel_shutdown_writes_what_handlers_emitted_and_exits_cleanly(tmp_path):
     db = tmp_path / "q.duckdb"
-    go, emitted = tmp_path / "go", tmp_path / "emitted"
+    go, emitted, left = tmp_path / "go", tmp_path / "emitted", tmp_path / "left"
     k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(db)})
     process = k.km.provisioner.process
     try:
+        # Registered before nbworkers' own handler, so it runs after it (atexit is LIFO): the
+        # threads still alive once nbworkers has stopped (they are daemons, which exiting
+        # would not wait for)
+        k.ok(
+            "import atexit, threading\n"
+            "def left():\n"
+            "    alive = [t.name for t in threading.enumerate() if t.name.startswith('nbw')]\n"
+            f"    with open({str(left)!r}, 'w') as f:\n"
+            "        f.write(repr(alive))\n"
+            "atexit.register(left)"
+        )
         # The writer waits 10 s between commits: only stopping writes what the run emits
         k.ok("%load_ext nbworkers\n%config NBWorkers.flush_interval_s = 10.0")
         k.ok(
@@ -359,7 +488,8 @@ def test_kernel_shutdown_writes_what_handlers_emitted_and_exits_cleanly(tmp_path
         assert emitted.read_text() == "True"  # its messages were not on disk yet
     finally:
         k.shutdown()
-    assert process.returncode == 0  # exited by itself: no thread kept it alive
+    assert process.returncode == 0  # exited by itself, not killed after a time-out
+    assert left.read_text() == "[]"  # no nbworkers thread was left running
     assert rows(db, "select count(*) from messages where worker = 'nobody'") == [(300,)]
     assert rows(db, "select done from workers where name = 'fan'") == [(1,)]
 

@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 QUICKSTART = Path(__file__).parent.parent / "notebooks" / "quickstart.ipynb"
 XSS = "<img src=x onerror=alert(1)>"
+RESULT = "<i id=result>result</i>"  # markup a run returns
 TIMEOUT_MS = 90_000  # a shared 2-core machine: generous, and only ever reached on failure
 
 # The notebook of checks, in the "Python 3 (nbworkers)" kernel: no %load_ext
@@ -40,8 +41,9 @@ CHECKS = [
     "%%worker slow --concurrency 1\nimport time\n\ntime.sleep(0.05)\nevent",
     'for i in range(3):\n    emit(i, "slow")',
     '%%cron hourly tick\n"tick"',
-    "%%worker echo\nprint(event)\nevent",
-    f"emit({XSS!r}, 'echo')",
+    "%%worker echo\nprint(event)\nevent + RESULT",
+    "%%worker hostile\nraise RuntimeError(event)",
+    f"RESULT = {RESULT!r}\nemit({XSS!r}, 'echo')\nemit({XSS!r}, 'hostile')",
     'emit({"to": "ada"}, "nobody-yet")\n%nbworkers',
 ]
 
@@ -266,7 +268,7 @@ def test_a_cron_panel_shows_its_schedule_and_runs_now(checks, shots):
     panel.screenshot(path=shots / "cron-panel.png")
 
 
-def test_html_in_an_event_shows_as_text(checks):
+def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(checks):
     from playwright.sync_api import expect
 
     panel = checks.panel("echo")
@@ -275,8 +277,15 @@ def test_html_in_an_event_shows_as_text(checks):
     traces.select_option(index=0)
     view = panel.locator(".nbw-trace-view")
     expect(view).to_contain_text(f"'{XSS}'")  # the input, as its repr
+    expect(view).to_contain_text(f"'{XSS}{RESULT}'")  # the result
     expect(view).to_contain_text(f"printed{XSS}")
-    assert checks.page.locator("img[src='x']").count() == 0
+    failed = checks.panel("hostile")
+    expect(failed.locator(".nbw-status")).to_contain_text(f"latest error: RuntimeError: {XSS}")
+    traces = failed.locator(".nbw-traces select")
+    expect(traces.locator("option")).to_have_count(1)
+    traces.select_option(index=0)
+    expect(failed.locator(".nbw-trace-view")).to_contain_text(f"RuntimeError: {XSS}")
+    assert checks.page.locator("img[src='x'], #result").count() == 0
     assert checks.dialogs == []
 
 
@@ -284,7 +293,9 @@ def test_the_dashboard_lists_an_unknown_worker_under_unhandled(checks):
     from playwright.sync_api import expect
 
     dashboard = checks.page.locator(".nbw-dashboard")
-    expect(dashboard.locator(".nbw-panel .nbw-status b")).to_have_text(["slow", "tick", "echo"])
+    expect(dashboard.locator(".nbw-panel .nbw-status b")).to_have_text(
+        ["slow", "tick", "echo", "hostile"]
+    )
     unhandled = dashboard.locator(".nbw-unhandled")
     expect(unhandled).to_contain_text("Unhandled")
     row = unhandled.locator("tr", has_text="nobody-yet")

@@ -86,7 +86,7 @@ def test_sigkill_at_random_moments_loses_no_message_of_a_finished_cell(tmp_path)
     started = time.monotonic()
     k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(db)})
     confirmed: set[int] = set()
-    moments = []
+    moments, kept_at_kills = [], []
     try:
         define_worker(k, out)
         k.ok(emit_cell(0, FIRST_CELL, pause_every=FIRST_CELL), timeout=120)
@@ -101,6 +101,7 @@ def test_sigkill_at_random_moments_loses_no_message_of_a_finished_cell(tmp_path)
             if done:
                 confirmed.update(range(first, first + PER_KILL))
             kept = opens_cleanly(db)
+            kept_at_kills.append(kept)
             handled = len(out.read_bytes().splitlines()) if out.exists() else 0
             moments.append(f"{moment:.2f}s (cell finished: {done}, file keeps {kept})")
             print(f"kill {kill + 1} after {moments[-1]}; {handled} lines handled so far")
@@ -119,6 +120,8 @@ def test_sigkill_at_random_moments_loses_no_message_of_a_finished_cell(tmp_path)
         f"seed {seed}: kills after {moments}; {len(confirmed)} messages from finished cells, "
         f"{len(handled)} handled, {duplicates} duplicates, {elapsed:.1f} s"
     )
+    # Every kill hit a kernel with messages still to drain (else it proved nothing)
+    assert min(kept_at_kills) > 0, f"a kill found nothing queued: {moments} (seed {seed})"
     assert not confirmed - handled, f"lost {len(confirmed - handled)} (seed {seed})"
     assert handled <= set(range(TOTAL))
     assert opens_cleanly(db) == 0

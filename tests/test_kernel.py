@@ -223,6 +223,9 @@ def test_a_second_kernel_on_the_same_file_gets_a_clear_message(kernel, tmp_path)
         other.ok(f"%config NBWorkers.db_path = {str(tmp_path / 'mine.duckdb')!r}\nemit(1, 'x')")
     finally:
         other.shutdown()
+    # Nothing was lost in the first kernel: its message is still there, and it goes on
+    kernel.ok("emit(2, 'x')")
+    assert kernel.eval("nw.unhandled()") == {"x": 2}
 
 
 def test_unload_flushes_and_leaves_no_thread(kernel, tmp_path):

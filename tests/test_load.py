@@ -1,7 +1,7 @@
 """Load: eight threads emitting at once while handlers fan out, some failing on purpose.
 
-Runs for ``NBWORKERS_LOAD_S`` seconds (20 by default; 60 is the full length the issue asks
-for): no deadlock, and the counts add up exactly, in memory and on disk.
+Runs for ``NBWORKERS_LOAD_S`` seconds (60 by default, the length the issue asks for; set it
+lower for a quick look): no deadlock, and the counts add up exactly, in memory and on disk.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
 
-LOAD_S = float(os.environ.get("NBWORKERS_LOAD_S", "20"))
+LOAD_S = float(os.environ.get("NBWORKERS_LOAD_S", "60"))
 EMITTERS = 8
 BACKLOG = 5_000  # emitters hold back while this many messages wait, so memory stays flat
 NAMES = ("fan", "leaf")
@@ -50,7 +50,7 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.timeout(LOAD_S + 240)
+@pytest.mark.timeout(LOAD_S + 300)  # the waits below add up to at most 300 s
 def test_eight_emitting_threads_and_fan_out_keep_exact_counts(tmp_path):
     path = str(tmp_path / "q.duckdb")
     rt = Runtime(path)
