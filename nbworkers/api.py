@@ -20,6 +20,9 @@ _runtime: Runtime | None = None
 _config: NBWorkers | None = None
 _on_start: list[Callable[[Runtime], None]] = []
 _dask_client = None  # the client given to use_dask, kept for runtimes started later
+# Handlers defined on a runtime that moved to another file (reopen), until one opens there:
+# a file that cannot be opened must not make the notebook lose its workers.
+_moving: list[tuple] = []
 
 
 def on_start(callback: Callable[[Runtime], None]) -> None:
@@ -75,6 +78,12 @@ def runtime() -> Runtime:
                 _runtime.executors.dask.use(_dask_client)
             for callback in _on_start:
                 callback(_runtime)
+            kept, _moving[:] = list(_moving), []
+            for name, handler, concurrency, plan, policy in kept:
+                if plan is not None:
+                    _runtime.define_cron(name, handler, plan, policy=policy)
+                else:
+                    _runtime.define(name, handler, concurrency, policy=policy)
         return _runtime
 
 
@@ -88,24 +97,22 @@ def shutdown() -> None:
     global _runtime
     with _lock:
         rt, _runtime = _runtime, None
+        _moving.clear()
     if rt is not None:
         rt.stop()
 
 
 def reopen() -> None:
-    """Move to the file the configuration now names, keeping the defined handlers."""
+    """Move to the file the configuration now names, keeping the defined handlers (also when
+    that file cannot be opened: they are defined on the first runtime that opens)."""
     with _lock:
         rt = _runtime
         if rt is None:
             return
         kept = rt.definitions()
         shutdown()
-        new = runtime()
-        for name, handler, concurrency, schedule, policy in kept:
-            if schedule is not None:
-                new.define_cron(name, handler, schedule, policy=policy)
-            else:
-                new.define(name, handler, concurrency, policy=policy)
+        _moving[:] = kept
+        runtime()
 
 
 def emit(event, name: str, *, key: str | None = None, delay: float | None = None, at=None) -> str:

@@ -204,6 +204,17 @@ def test_default_file_is_named_after_the_notebook_and_config_lists_options(tmp_p
         k.ok("import nbworkers as nw\nemit(5, 'x')\nassert nw.wait('x', timeout=10)")
         assert k.eval("nw.traces('x')[0].result") == 10
         assert (tmp_path / "other.duckdb").exists()
+        # Moving to a file that cannot be opened says so, and loses no handler: the next
+        # file that opens has them
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        reply = k.run("%config NBWorkers.db_path = 'notes.txt/q.duckdb'", timeout=30)
+        # (%config reports what the change raised on stderr)
+        assert "cannot create the folder" in reply.stderr and "notes.txt" in reply.stderr
+        assert k.run("nw.workers()").ename == "NBWorkersError"
+        k.ok("%config NBWorkers.db_path = 'third.duckdb'")
+        k.ok("emit(6, 'x')\nassert nw.wait('x', timeout=10)")
+        assert k.eval("nw.workers()") == ["x"]
+        assert k.eval("nw.traces('x')[0].result") == 12
     finally:
         k.shutdown()
 
