@@ -380,9 +380,12 @@ class DaskRunner:
         try:
             return future.result()
         except Exception as exc:  # noqa: BLE001 - reported in the run's trace
+            hint = ""
+            if isinstance(exc, ImportError) or "No module named" in str(exc):
+                hint = "; every Dask worker needs nbworkers and the modules the handler uses"
             return _failed(
-                f"nbworkers: the Dask cluster could not run it ({type(exc).__name__}: {exc}); "
-                "every Dask worker needs nbworkers and the modules the handler uses installed\n"
+                f"nbworkers: the Dask cluster could not run it ({type(exc).__name__}: {exc})"
+                f"{hint}\n"
             )
 
     def abandon(self, run) -> None:
