@@ -31,15 +31,19 @@ Then nbworkers alone:
 
 4. dispatch a handler that sleeps 10 ms, concurrency 8: throughput vs. the ideal 800 msg/s.
 5. flat     drain rate (to ``rt.wait`` and ``rt.flush``) with 10,000, 100,000 and 1,000,000
-            messages queued (medians of 9, 3 and 1 runs, interleaved), on a ``Runtime`` with
-            ``max_queued=2,000,000``: the storm guard pauses a worker with more than its default
-            1,000,000 queued; and the process's CPU time per message (every thread, DuckDB's
-            included), which the machine's other load disturbs much less than the wall clock.
+            messages queued, on a ``Runtime`` with ``max_queued=2,000,000`` (the storm guard
+            pauses a worker with more than its default 1,000,000 queued). In 3 rounds, each
+            draining every size (order alternating; 5 drains of 10,000 a round), after a warm-up
+            drain; each drain starts from a stopped (checkpointed) and reopened database. A
+            size's figure is its median over all its drains. Also the process's CPU time per
+            message (every thread, DuckDB's included) and the voluntary context switches per
+            message (threads that blocked: what the machine's other load multiplies).
             Within the largest drain, both over each tenth as the queue shrinks: a scan per
             claim would make the first tenths (queue long) cost more than the last (short).
             ``rt.counts`` cost at each queue length, and the time to open a database holding
-            1,000,000 queued messages (``Runtime(path)``, after ``stop``; the full
-            ``gc.collect()`` right after it is timed too, as it traverses what was loaded).
+            1,000,000 queued messages (``Runtime(path)`` after ``stop``, the slowest of the
+            rounds; the full ``gc.collect()`` right after it is timed too, as it traverses what
+            was loaded).
 6. busy     in-process: the main thread runs a CPU-bound pure-Python loop (what a cell does)
             with no runtime, with an idle runtime (5 workers defined, nothing queued), and
             with a busy one (a backlog draining, and a probe emitting every 20 ms whose
@@ -138,7 +142,18 @@ class NBWorkersPeer(Peer):
         self.flush_s: float | None = None
 
     def open(self, tmp, handler, threads=THREADS):
-        self.rt = Runtime(os.path.join(tmp, "nbworkers.duckdb"), **self.options)
+        self._reopen_args = (os.path.join(tmp, "nbworkers.duckdb"), handler, threads)
+        self.rt = Runtime(self._reopen_args[0], **self.options)
+        self.rt.define(WORKER, from_function(WORKER, handler), threads, paused=True)
+
+    def reopen(self):
+        """Stop (which checkpoints the file: the WAL is empty) and open the database again."""
+        path, handler, threads = self._reopen_args
+        self.rt.stop(60)
+        gc.collect()
+        t0 = time.perf_counter()
+        self.rt = Runtime(path, **self.options)
+        self.open_s = time.perf_counter() - t0
         self.rt.define(WORKER, from_function(WORKER, handler), threads, paused=True)
 
     def prequeue(self, n):
@@ -385,6 +400,7 @@ class Sizes:
     latency_warmup: int = 5
     dispatch_messages: int = 2_400
     flat_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    flat_rounds: int = 3
     counts_calls: int = 20_000
     busy_cell_s: float = 1.0  # the CPU loop's length with no runtime
     busy_repeats: int = 5
@@ -398,6 +414,7 @@ class Sizes:
             latency_warmup=3,
             dispatch_messages=800,
             flat_sizes=(10_000, 100_000),
+            flat_rounds=1,
             counts_calls=5_000,
             busy_cell_s=0.3,
             busy_repeats=3,
@@ -617,85 +634,119 @@ def time_counts(rt: Runtime, calls: int) -> float:
     return (time.perf_counter() - t0) / calls * 1e6
 
 
+def blocking_events() -> int:
+    """Voluntary context switches of every thread of this process so far: each is a thread
+    that blocked (on the GIL, a lock, a condition or I/O), the cost that the machine's other
+    load multiplies."""
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches"):
+                    total += int(line.split()[1])
+    return total
+
+
+def flat_drain(n: int, sizes: Sizes, options: dict) -> dict:
+    """One drain of ``n`` queued messages, started from a checkpointed, reopened database."""
+    handler, done, marked = marking_handler(n, max(1, n // 10))
+    peer = NBWorkersPeer(**options)
+    with opened(peer, handler):
+        t0 = time.perf_counter()
+        peer.prequeue(n)
+        queue_s = time.perf_counter() - t0
+        # Every size starts alike: a 10,000-message prequeue leaves ~0.7 MB in the WAL, so the
+        # 1 MB checkpoint fell inside its short drain now and then (+1.2 s once), while the
+        # larger prequeues had just checkpointed.
+        peer.reopen()
+        t_gc = time.perf_counter()
+        gc.collect()  # the first full collection traverses everything that was loaded
+        open_gc_s = time.perf_counter() - t_gc
+        counts_us = time_counts(peer.rt, sizes.counts_calls)
+        switches0 = blocking_events()
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        peer.start()
+        if not peer.drained(done, 600):
+            raise RuntimeError(f"flat: {n:,} did not drain")
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        switches = blocking_events() - switches0
+        # Rate and CPU per message over each tenth of the drain, as the queue shrinks.
+        edges = [(t0, cpu0), *marked]
+        tenth = n // 10
+        pairs = list(itertools.pairwise(edges))
+        counts_empty_us = time_counts(peer.rt, sizes.counts_calls)
+    return {
+        "rate": n / seconds,
+        "cpu_us": cpu / n * 1e6,
+        "blocked": switches / n,
+        "tenths": [tenth / (b[0] - a[0]) for a, b in pairs],
+        "tenths_cpu_us": [(b[1] - a[1]) / tenth * 1e6 for a, b in pairs],
+        "counts_us": counts_us,
+        "counts_empty_us": counts_empty_us,
+        "queue_s": queue_s,
+        "open_s": peer.open_s,
+        "open_gc_s": open_gc_s,
+        "load": load(),
+    }
+
+
 def measure_flat(sizes: Sizes) -> dict:
     """Drain rate and counts() cost at several queue lengths; open time with the largest."""
     options = {"max_queued": 2_000_000}
-    runs: dict[int, dict[str, list]] = {
-        n: {"rates": [], "cpu_us": [], "counts_us": []} for n in sizes.flat_sizes
-    }
-    small, *bigger = sorted(sizes.flat_sizes)
-    # Short drains are noisy here: 9 runs of the smallest size, 3 of the middle one, 1 of the
-    # largest, interleaved so that the machine's load hits every size alike.
-    schedule = []
-    for k in range(9):
-        schedule.append(small)
-        if bigger and k in (1, 4, 7):
-            schedule.append(bigger[0])
-        if len(bigger) > 1 and k == 4:
-            schedule += bigger[1:]
-    for n in schedule:
-        handler, done, marked = marking_handler(n, max(1, n // 10))
-        peer = NBWorkersPeer(**options)
-        with opened(peer, handler):
-            t0 = time.perf_counter()
-            peer.prequeue(n)
-            queue_s = time.perf_counter() - t0
-            runs[n]["counts_us"].append(time_counts(peer.rt, sizes.counts_calls))
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            peer.start()
-            if not peer.drained(done, 600):
-                raise RuntimeError(f"flat: {n:,} did not drain")
-            runs[n]["rates"].append(n / (time.perf_counter() - t0))
-            runs[n]["cpu_us"].append((time.process_time() - cpu0) / n * 1e6)
-            # Rate and CPU per message over each tenth of the drain, as the queue shrinks.
-            edges = [(t0, cpu0), *marked]
-            tenth = n // 10
-            pairs = list(itertools.pairwise(edges))
-            runs[n]["tenths"] = [tenth / (b[0] - a[0]) for a, b in pairs]
-            runs[n]["tenths_cpu_us"] = [(b[1] - a[1]) / tenth * 1e6 for a, b in pairs]
-            runs[n]["counts_empty_us"] = time_counts(peer.rt, sizes.counts_calls)
-        runs[n]["queue_s"] = queue_s
-        if n != small:
-            log(f"flat: {n:,} queued in {queue_s:.1f} s, drained at {runs[n]['rates'][-1]:,.0f}/s")
+    order = sorted(sizes.flat_sizes)
+    small = order[0]
+    # The machine's other load comes and goes over tens of seconds: one 20 s drain of the
+    # largest size against medians of short ones compared two different moments (spreads of
+    # 1.23 - 1.60 between runs). So every round drains every size, the order alternating, and
+    # each size's figure is its median over rounds; short drains repeat within a round.
+    repeats = {n: max(1, min(5, 100_000 // n)) for n in order}
+    runs: dict[int, list[dict]] = {n: [] for n in order}
+    per_round: list[dict[int, float]] = []
+    flat_drain(small, sizes, options)  # warm-up: imports, allocator, DuckDB caches
+    for r in range(sizes.flat_rounds):
+        rates = {}
+        for n in order if r % 2 == 0 else reversed(order):
+            drains = [flat_drain(n, sizes, options) for _ in range(repeats[n])]
+            runs[n] += drains
+            rates[n] = statistics.median(d["rate"] for d in drains)
+            log(
+                f"flat: round {r + 1}, {n:,} queued: {rates[n]:,.0f} msg/s "
+                f"(median of {len(drains)}), CPU "
+                f"{statistics.median(d['cpu_us'] for d in drains):.1f} us/msg, blocked "
+                f"{statistics.median(d['blocked'] for d in drains):.2f} times/msg"
+            )
+        per_round.append(rates)
     rows = []
-    for n in sorted(sizes.flat_sizes):
-        r = runs[n]
+    for n in order:
+        drains = runs[n]
+        last = drains[-1]
         row = {
             "n": n,
-            "rate": statistics.median(r["rates"]),
-            "rates": r["rates"],
-            "cpu_us": statistics.median(r["cpu_us"]),
-            "cpu_us_all": r["cpu_us"],
-            "tenths": r["tenths"],
-            "tenths_cpu_us": r["tenths_cpu_us"],
-            "queue_s": r["queue_s"],
-            "counts_us": statistics.median(r["counts_us"]),
-            "counts_empty_us": r["counts_empty_us"],
+            "rate": statistics.median(d["rate"] for d in drains),
+            "rates": [d["rate"] for d in drains],
+            "cpu_us": statistics.median(d["cpu_us"] for d in drains),
+            "cpu_us_all": [d["cpu_us"] for d in drains],
+            "blocked": statistics.median(d["blocked"] for d in drains),
+            "tenths": last["tenths"],
+            "tenths_cpu_us": last["tenths_cpu_us"],
+            "queue_s": last["queue_s"],
+            "counts_us": statistics.median(d["counts_us"] for d in drains),
+            "counts_empty_us": last["counts_empty_us"],
         }
         rows.append(row)
         log(
-            f"flat: {n:,} queued: drain {row['rate']:,.0f}/s (median of {len(r['rates'])}), "
+            f"flat: {n:,} queued: drain {row['rate']:,.0f}/s (median of {len(drains)}), "
             f"CPU {row['cpu_us']:.1f} us/msg, counts {row['counts_us']:.2f} us "
             f"({row['counts_empty_us']:.2f} us empty)"
         )
-    biggest = max(sizes.flat_sizes)
-    with tempfile.TemporaryDirectory(prefix="peers-reopen-") as tmp:
-        path = os.path.join(tmp, "nbworkers.duckdb")
-        rt = Runtime(path, **options)
-        rt.define(WORKER, from_function(WORKER, lambda e: None), 4, paused=True)
-        prequeue(rt, biggest)
-        rt.stop(60)
-        del rt
-        gc.collect()
-        t0 = time.perf_counter()
-        rt = Runtime(path, **options)
-        open_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        gc.collect()
-        gc_s = time.perf_counter() - t0
-        queued = rt.counts(WORKER)["queued"]
-        rt.stop(60)
-    log(f"flat: opening a database with {queued:,} queued took {open_s:.2f} s (+ GC {gc_s:.2f} s)")
+    # Opening the largest database, timed in each of its drains: the slowest counts.
+    biggest = runs[order[-1]]
+    open_s = max(d["open_s"] for d in biggest)
+    gc_s = max(d["open_gc_s"] for d in biggest)
+    log(
+        f"flat: opening a database with {order[-1]:,} queued took {open_s:.2f} s at most "
+        f"(+ GC {gc_s:.2f} s)"
+    )
     rates = [r["rate"] for r in rows]
     cpus = [r["cpu_us"] for r in rows]
     tenths = rows[-1]["tenths"]
@@ -706,11 +757,13 @@ def measure_flat(sizes: Sizes) -> dict:
         "tenths": tenths,
         "tenths_cpu_us": tenths_cpu,
         "spread": max(rates) / min(rates),
+        "round_spreads": [max(r.values()) / min(r.values()) for r in per_round],
+        "rounds": len(per_round),
         "cpu_spread": max(cpus) / min(cpus),
         # CPU per message with the queue long (first 3 tenths) vs. short (last 3).
         "cpu_long_vs_short": statistics.median(tenths_cpu[:3]) / statistics.median(tenths_cpu[-3:]),
         "counts_spread": max(r["counts_us"] for r in rows) / min(r["counts_us"] for r in rows),
-        "open_n": queued,
+        "open_n": order[-1],
         "open_s": open_s,
         "open_gc_s": gc_s,
         "max_queued": options["max_queued"],
@@ -1033,18 +1086,32 @@ def report(res: Results) -> None:
     if res.flat:
         f = res.flat
         print(f"\nflat cost (Runtime(max_queued={f['max_queued']:,})):")
-        rows = [["queued", "drain msg/s", "CPU us/msg", "counts() us", "counts() us, empty"]]
+        rows = [
+            [
+                "queued",
+                "drain msg/s",
+                "CPU us/msg",
+                "blocked /msg",
+                "counts() us",
+                "counts() us, empty",
+            ]
+        ]
         for r in f["rows"]:
             rows.append(
                 [
                     f"{r['n']:,}",
                     fmt_rate(r["rate"]),
                     f"{r['cpu_us']:.1f}",
+                    f"{r['blocked']:.2f}",
                     f"{r['counts_us']:.2f}",
                     f"{r['counts_empty_us']:.2f}",
                 ]
             )
-        print_rows(rows, right={0, 1, 2, 3, 4})
+        print_rows(rows, right={0, 1, 2, 3, 4, 5})
+        print(
+            f"(medians over {f['rounds']} round(s), each draining every size; spread "
+            "max/min within each round: " + ", ".join(f"{x:.2f}" for x in f["round_spreads"]) + ")"
+        )
         print(
             f"drain of {f['tenths_n']:,}, each tenth as the queue shrinks: msg/s "
             + ", ".join(fmt_rate(x) for x in f["tenths"])

@@ -637,8 +637,21 @@ class Runtime(QueueControl, Alerts, Listeners):
     def _run_loop(self, w: WorkerState, index: int) -> None:
         _thread.worker = w.name
         lock = self._lock
+        run = outcome = None
         while True:
+            # One critical section per message, not two: the run that ended is settled and the
+            # next message taken under the same acquisition, so a drain's run threads meet on
+            # the one runtime lock half as often.
             with lock:
+                if run is not None:
+                    if run.timed_out:
+                        return  # the timer recorded it and gave this slot to a new thread
+                    if outcome is None:
+                        # Stopping ended its process or Dask task: the message stays queued.
+                        del w.runs[index]
+                        w.running -= 1
+                        return
+                    self._end_run(w, run, *outcome)
                 while not self._stopping and index < w.concurrency and not w.ready():
                     w.idle += 1
                     w.cond.wait()
@@ -646,40 +659,44 @@ class Runtime(QueueControl, Alerts, Listeners):
                 if self._stopping or index >= w.concurrency or w.handler is None:
                     w.live.discard(index)
                     return
-                message = w.take()
-                w.running += 1
-                handler, policy = w.handler, w.policy
-                message.started = True
-                self.writer.update(message)
-                deadline = None
-                if policy.timeout_s is not None:
-                    deadline = self.clock() + policy.timeout_s
-                    self._wake_timer(deadline)
-                run = Run(
-                    message,
-                    index,
-                    time.time(),
-                    time.perf_counter(),
-                    output.Capture(),
-                    deadline,
-                    policy,
-                )
-                w.runs[index] = run
+                run = self._start_run(w, index)
+                handler = w.handler
             outcome = self._execute(handler, run, replay=False)
-            with lock:
-                if run.timed_out:
-                    return  # the timer recorded it and gave this slot to a new thread
-                del w.runs[index]
-                w.running -= 1
-                if outcome is None:
-                    return  # stopping: its process was ended; the message stays queued
-                result, error, unpicklable = outcome
-                trace = self._trace(run, error, result)
-                if unpicklable:
-                    self._park(w, message, unpicklable, trace)
-                else:
-                    w.parked_traced.discard(message.seq)
-                    self._settle(w, message, trace, policy)
+
+    def _start_run(self, w: WorkerState, index: int) -> Run:
+        """Take the next message of ``w`` and start its run (the lock is held; ``w.ready()``)."""
+        message = w.take()
+        w.running += 1
+        policy = w.policy
+        message.started = True
+        self.writer.update(message)
+        deadline = None
+        if policy.timeout_s is not None:
+            deadline = self.clock() + policy.timeout_s
+            self._wake_timer(deadline)
+        run = Run(
+            message,
+            index,
+            time.time(),
+            time.perf_counter(),
+            output.Capture(),
+            deadline,
+            policy,
+        )
+        w.runs[index] = run
+        return run
+
+    def _end_run(self, w: WorkerState, run: Run, result, error, unpicklable) -> None:
+        """``run`` ended in its own thread, in time (the lock is held)."""
+        message = run.message
+        del w.runs[run.index]
+        w.running -= 1
+        trace = self._trace(run, error, result)
+        if unpicklable:
+            self._park(w, message, unpicklable, trace)
+        else:
+            w.parked_traced.discard(message.seq)
+            self._settle(w, message, trace, run.policy)
 
     def _execute(self, handler: Handler, run: Run, replay: bool):
         """Run ``handler`` on ``run.message``: (result, error text, reason it was parked), or
