@@ -355,6 +355,10 @@ class Store:
         self.traces_kept = traces_kept
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()
+        # What the file holds, once load() read it, so that a batch updates those rows in
+        # one statement instead of deleting and inserting them (None: not known; as before).
+        self._worker_rows: set[str] | None = None
+        self._has_next_seq = False
         self.con = None
         if path != ":memory:":
             self._make_folder(Path(path).parent)
@@ -526,6 +530,8 @@ class Store:
                                (SELECT max(seq) FROM dead_letters))"""
         ).fetchone()[0]
         next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
+        self._worker_rows = {w.name for w in workers}
+        self._has_next_seq = "next_seq" in meta
         if meta.get("schema_version") != str(SCHEMA_VERSION):
             con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -616,34 +622,22 @@ class Store:
             if batch.traces:
                 self._write_traces(batch.traces)
             if batch.workers:
-                names = [w.name for w in batch.workers]
-                con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
-                con.execute(
-                    """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
-                                            pause_reason, retried, kind)
-                       SELECT unnest($1), unnest($2), unnest($3), unnest($4),
-                              unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
-                              unnest($8), unnest($9::VARCHAR[])""",
-                    [
-                        names,
-                        [w.paused for w in batch.workers],
-                        [w.done for w in batch.workers],
-                        [w.failed for w in batch.workers],
-                        [w.last_run for w in batch.workers],
-                        [w.skipped for w in batch.workers],
-                        [w.pause_reason for w in batch.workers],
-                        [w.retried for w in batch.workers],
-                        [w.kind for w in batch.workers],
-                    ],
-                )
+                self._write_workers(batch.workers)
             if batch.next_seq is not None:
-                con.execute("DELETE FROM meta WHERE key = 'next_seq'")
-                con.execute("INSERT INTO meta VALUES ('next_seq', ?)", [str(batch.next_seq)])
+                if self._has_next_seq:
+                    con.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'next_seq'", [str(batch.next_seq)]
+                    )
+                else:
+                    con.execute("DELETE FROM meta WHERE key = 'next_seq'")
+                    con.execute("INSERT INTO meta VALUES ('next_seq', ?)", [str(batch.next_seq)])
             con.execute("COMMIT")
+            self._committed(batch)
         except duckdb.FatalException as exc:
             # DuckDB invalidated the connection; opening the file again recovers.
             self._drop()
             if _COMMITTED_RE.search(str(exc)):
+                self._committed(batch)
                 return (
                     f"the changes are on disk, but DuckDB could not checkpoint {self.path!r} "
                     f"({_first_line(exc)}); it is opened again for the next write"
@@ -656,6 +650,43 @@ class Store:
                 pass  # the failed COMMIT ended the transaction already; raise its own error
             raise
         return None
+
+    def _write_workers(self, rows: list[WorkerRow]) -> None:
+        """Rows the file has are updated in place; new names (or all, before load) are
+        deleted and inserted."""
+        known = self._worker_rows
+        old = [] if known is None else [w for w in rows if w.name in known]
+        new = rows if known is None else [w for w in rows if w.name not in known]
+        if old:
+            self.con.execute(
+                """UPDATE workers SET paused = u.paused, done = u.done, failed = u.failed,
+                          last_run = u.last_run, skipped = u.skipped,
+                          pause_reason = u.pause_reason, retried = u.retried, kind = u.kind
+                   FROM (SELECT unnest($1) AS name, unnest($2) AS paused, unnest($3) AS done,
+                                unnest($4) AS failed, unnest($5::DOUBLE[]) AS last_run,
+                                unnest($6) AS skipped, unnest($7::VARCHAR[]) AS pause_reason,
+                                unnest($8) AS retried, unnest($9::VARCHAR[]) AS kind) u
+                   WHERE workers.name = u.name""",
+                _worker_columns(old),
+            )
+        if new:
+            names = [w.name for w in new]
+            self.con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
+            self.con.execute(
+                """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
+                                        pause_reason, retried, kind)
+                   SELECT unnest($1), unnest($2), unnest($3), unnest($4),
+                          unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
+                          unnest($8), unnest($9::VARCHAR[])""",
+                _worker_columns(new),
+            )
+
+    def _committed(self, batch: Batch) -> None:
+        """What a committed batch added to the file (for the next batches' statements)."""
+        if self._worker_rows is not None:
+            self._worker_rows.update(w.name for w in batch.workers)
+        if batch.next_seq is not None:
+            self._has_next_seq = True
 
     def _write_traces(self, rows: list[TraceRow]) -> None:
         cols = [list(col) for col in zip(*map(astuple, rows), strict=True)]
@@ -834,3 +865,17 @@ def _open_read_only(path: str):
         raise NBWorkersError(
             f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
         ) from exc
+
+
+def _worker_columns(rows: list[WorkerRow]) -> list[list]:
+    return [
+        [w.name for w in rows],
+        [w.paused for w in rows],
+        [w.done for w in rows],
+        [w.failed for w in rows],
+        [w.last_run for w in rows],
+        [w.skipped for w in rows],
+        [w.pause_reason for w in rows],
+        [w.retried for w in rows],
+        [w.kind for w in rows],
+    ]
