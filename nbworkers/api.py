@@ -139,6 +139,13 @@ def emit_many(events: Iterable, name: str) -> list[str]:
     return runtime().emit_many(events, name)
 
 
+def restart_processes() -> None:
+    """Run the next runs of ``--executor processes`` workers in fresh pool processes (idle
+    ones end now, busy ones after their run): after editing a module of yours that handlers
+    import, so that they import it anew. Nothing queued is touched."""
+    runtime().executors.restart_processes()
+
+
 def use_dask(client) -> None:
     """Run the workers defined with ``executor="dask"`` (``--executor dask``) on ``client``,
     a ``distributed.Client``. Without it they use ``%config NBWorkers.dask_address``.

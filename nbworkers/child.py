@@ -13,8 +13,10 @@ queues live in the kernel.
 
 from __future__ import annotations
 
+import importlib
 import linecache
 import os
+import pickle
 import sys
 import threading
 import types
@@ -68,6 +70,33 @@ class _PipeEmitter:
         return answer
 
 
+class _Refuser:
+    """``emit`` on a Dask worker from a thread the handler started: it cannot reach the
+    kernel (the messages would travel with no run's outcome), so it says so."""
+
+    def emit(self, *args, **kwargs):
+        raise NBWorkersError(
+            "emit from a thread the handler started cannot reach the notebook on Dask: emit "
+            "from the handler's own thread (its messages are queued when its run ends)"
+        )
+
+    emit_many = emit
+
+
+class _Streamed(output.Capture):
+    """A pool process's capture: each write goes to the kernel at once, so that a run
+    killed at its time limit, or crashing, keeps what it printed."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send):
+        super().__init__()
+        self.send = send
+
+    def write(self, text: str) -> None:
+        self.send(text)
+
+
 class _ListEmitter:
     """``emit`` on Dask: keep the messages; the kernel queues them when the run ends."""
 
@@ -83,23 +112,29 @@ class _ListEmitter:
         self.emits.append(("emit_many", ([pickle_event(e) for e in events], name)))
 
 
-def run_job(job: bytes, local: bool) -> dict:
-    """Run one job; the outcome as a dict of plain values (it always returns).
+def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
+    """Run one job, its output going to ``capture``; the outcome as a dict of plain values
+    (it always returns).
 
     ``local``: the job comes from a kernel on this machine, whose import path and working
     folder the run takes on (a Dask worker may be elsewhere: it keeps its own).
     """
     outcome = {"stdout": "", "error": None, "result_data": None, "result_repr": None}
-    with output.Capture() as capture:
+    with capture:
+        env, inner = pickle.loads(job)
+        _take_env(env, local)
+        _far_from(env["kernel_pid"])
         try:
-            call, event, meta, env = cloudpickle.loads(job)
+            if local:
+                _import_changed(env["modules"])
+            call, event, meta = cloudpickle.loads(inner)
         except BaseException as exc:  # noqa: BLE001 - a missing module, say: reported
             outcome["error"] = (
                 "the handler could not be loaded on this side (every module it uses must be "
-                "installed there too):\n" + handlers.format_error(exc, __file__)
+                "installed there too, and import without errors):\n"
+                + handlers.format_error(exc, __file__)
             )
             return outcome
-        _take_env(env, local)
         _refile(call, env["filename"])
         message = Message(*meta)
         try:
@@ -140,6 +175,28 @@ def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
+_module_times: dict[str, float] = {}  # when each module's file had changed, as last seen
+
+
+def _import_changed(modules: dict[str, float]) -> None:
+    """Import again the user's modules whose files changed since this process last ran a
+    job naming them (the kernel sends when each file last changed)."""
+    for name, changed_at in modules.items():
+        seen = _module_times.get(name)
+        _module_times[name] = changed_at
+        module = sys.modules.get(name)
+        if module is not None and seen is not None and seen != changed_at:
+            importlib.reload(module)
+
+
+def _far_from(kernel_pid: int) -> None:
+    """On a Dask worker outside the kernel's process, emits from threads the handler starts
+    are refused rather than opening a database here."""
+    global _process_emitter
+    if _process_emitter is None and os.getpid() != kernel_pid:
+        _process_emitter = _Refuser()
+
+
 def _take_env(env: dict, local: bool) -> None:
     for filename, lines in env["lines"].items():
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
@@ -164,15 +221,23 @@ def run_on_dask(job: bytes) -> dict:
             _routed = True
     emits = _local.emitter = _ListEmitter()
     try:
-        outcome = run_job(job, local=False)
+        outcome = run_job(job, local=False, capture=output.Capture())
     finally:
         _local.emitter = None
     outcome["emits"] = emits.emits
     return outcome
 
 
-def main(fd: int) -> None:
-    """A pool process: run the jobs that come on the pipe ``fd`` until it closes."""
+def _watch(lifeline: int) -> None:
+    """End this process when the kernel dies: the kernel holds the only write end of the
+    ``lifeline`` pipe, so reading it returns (empty) just then, even in the middle of a run."""
+    while os.read(lifeline, 1):
+        pass
+    os._exit(0)
+
+
+def main(fd: int, lifeline: int) -> None:
+    """A pool process: run the jobs that come on the socket ``fd`` until it closes."""
     import signal
     from multiprocessing.connection import Connection
 
@@ -180,15 +245,23 @@ def main(fd: int) -> None:
     # Interrupting the kernel (its process group gets SIGINT) must not fail background runs,
     # as it does not in a kernel's own run threads.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_watch, args=(lifeline,), name="nbworkers-lifeline", daemon=True
+    ).start()
     conn = Connection(fd)
     output.install()
     _process_emitter = _PipeEmitter(conn)
+
+    def send_output(text: str) -> None:
+        with _process_emitter.lock:
+            conn.send(("out", text))
+
     while True:
         try:
             job = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the kernel closed the pipe (or died): nothing more to run
-        outcome = run_job(job, local=True)
+        outcome = run_job(job, local=True, capture=_Streamed(send_output))
         try:
             with _process_emitter.lock:
                 conn.send(("done", outcome))

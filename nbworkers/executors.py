@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -27,13 +28,13 @@ from typing import NamedTuple
 
 import cloudpickle
 
-from . import child
+from . import child, handlers
 from .errors import NBWorkersError
 
 EXECUTORS = ("threads", "processes", "dask")
 
 # How a pool process starts: the child module's loop on the socket given by number.
-_BOOT = "import sys; from nbworkers.child import main; main(int(sys.argv[1]))"
+_BOOT = "import sys; from nbworkers.child import main; main(int(sys.argv[1]), int(sys.argv[2]))"
 
 
 def check(executor: object) -> str:
@@ -144,16 +145,48 @@ def _job(handler, event, message, executor: str) -> bytes:
     lines = {}
     if handler.filename:
         lines[handler.filename] = linecache.getlines(handler.filename)
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the kernel's folder was deleted: the run keeps the process's own
+        cwd = None
     env = {
         "filename": handler.filename,
         "lines": lines,
         "path": list(sys.path),
-        "cwd": os.getcwd(),
+        "cwd": cwd,
+        "kernel_pid": os.getpid(),
+        "modules": _own_modules(handler.call),
     }
     try:
-        return cloudpickle.dumps((handler.call, event, meta, env))
+        inner = cloudpickle.dumps((handler.call, event, meta))
     except Exception as exc:
         raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
+    # The far side reads env first: it imports changed modules again before unpickling the
+    # handler, whose globals may name them.
+    return pickle.dumps((env, inner), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _own_modules(call) -> dict[str, float]:
+    """The modules of the user's own (not installed in Python's folders) that the handler's
+    globals come from, with when each file last changed: a pool process imports a module
+    again when it changed, as ``importlib.reload`` or ``%autoreload`` do in the notebook."""
+    found = {}
+    for value in _used_globals(call).values():
+        name = value.__name__ if isinstance(value, types.ModuleType) else None
+        if name is None:
+            name = getattr(value, "__module__", None)
+        if not isinstance(name, str) or name.partition(".")[0] in ("nbworkers", "__main__"):
+            continue
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and not path.startswith(_PYTHON_FOLDERS):
+            try:
+                found[name] = os.stat(path).st_mtime
+            except OSError:
+                pass  # a module whose file is gone: nothing to import again
+    return found
+
+
+_PYTHON_FOLDERS = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
 
 
 def _failed(error: str) -> dict:
@@ -175,12 +208,12 @@ def _decode(kind: str, request: tuple) -> tuple:
 class _Process:
     """One pool process and the kernel's end of its socket."""
 
-    def __init__(self):
+    def __init__(self, lifeline: int):
         ours, theirs = socket.socketpair()
         try:
             self.popen = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(lifeline)],
+                pass_fds=(theirs.fileno(), lifeline),
                 stdin=subprocess.DEVNULL,
             )
         except BaseException:
@@ -190,6 +223,7 @@ class _Process:
             theirs.close()
         self.conn = Connection(ours.detach())
         self.run = None  # the run it is busy with
+        self.killed = False  # by a time limit: never to be reused
 
     def kill(self) -> None:
         if self.popen.poll() is None:
@@ -209,8 +243,11 @@ class ProcessPool:
     """Up to ``size`` processes shared by every worker with ``--executor processes``.
 
     A run takes an idle process (or starts one), sends its job, answers the job's emits
-    while it runs, and gives the process back. A run that finds every process busy waits
-    for one (the wait counts towards its time limit).
+    and takes its output while it runs, and gives the process back. A run that finds every
+    process busy waits for one (the wait counts towards its time limit).
+
+    Every process also holds the read end of one pipe whose write end only the kernel
+    has: when the kernel dies, however it dies, the pipe closes and the processes exit.
     """
 
     def __init__(self, size: int):
@@ -219,13 +256,40 @@ class ProcessPool:
         self._free = threading.Condition(self._lock)
         self._idle: list[_Process] = []
         self._busy: list[_Process] = []
+        self._starting = 0  # processes being started, outside the lock
         self._closed = False
+        self._lifeline: tuple[int, int] | None = None
+
+    def _room(self) -> bool:
+        return len(self._idle) + len(self._busy) + self._starting < self.size
+
+    def _start(self) -> _Process:
+        """A new process (the lock is not held: starting one takes milliseconds)."""
+        try:
+            return _Process(self._lifeline[0])
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._free.notify()
+
+    def _reserve(self) -> None:
+        """Count a process about to start (the lock is held)."""
+        if self._lifeline is None:
+            self._lifeline = os.pipe()  # not inheritable: only the pool's processes get it
+        self._starting += 1
 
     def warm(self, count: int) -> None:
         """Start processes until ``count`` (at most the pool's size) are there, ready."""
-        with self._lock:
-            while not self._closed and len(self._idle) + len(self._busy) < min(count, self.size):
-                self._idle.append(_Process())
+        while True:
+            with self._lock:
+                if self._closed or len(self._idle) + len(self._busy) + self._starting >= min(
+                    count, self.size
+                ):
+                    return
+                self._reserve()
+            process = self._start()
+            if not self._keep(process):
+                return
 
     def processes(self) -> int:
         with self._lock:
@@ -235,29 +299,56 @@ class ProcessPool:
         with self._lock:
             return [p.popen.pid for p in self._idle + self._busy]
 
-    def _take(self, run) -> _Process | None:
+    def restart(self) -> None:
+        """End the idle processes and mark the busy ones to end after their run, so that
+        every next run starts in a fresh process (modules imported anew)."""
         with self._lock:
-            while not self._closed and not run.timed_out:
-                while self._idle:
-                    process = self._idle.pop()
-                    if process.popen.poll() is None:
-                        break
-                    process.end()  # it died while idle (killed from outside): replace it
-                else:
-                    if len(self._busy) >= self.size:
+            idle, self._idle = self._idle, []
+            for process in self._busy:
+                process.killed = True  # not reused: ended when its run gives it back
+        for process in idle:
+            process.end()
+
+    def _take(self, run) -> _Process | None:
+        while True:
+            with self._lock:
+                process = None
+                while process is None:
+                    if self._closed or run.timed_out:
+                        self._free.notify()  # pass on a wake-up this run will not use
+                        return None
+                    while self._idle and process is None:
+                        process = self._idle.pop()
+                        if process.popen.poll() is not None:
+                            process.end()  # it died while idle (killed from outside)
+                            process = None
+                    if process is None:
+                        if self._room():
+                            self._reserve()
+                            break
                         self._free.wait()
-                        continue
-                    process = _Process()
-                process.run = run
-                self._busy.append(process)
-                return process
-            return None
+                if process is not None:
+                    process.run = run
+                    self._busy.append(process)
+                    return process
+            if not self._keep(self._start()):
+                return None  # taken on the next pass, unless timed out
+
+    def _keep(self, process: _Process) -> bool:
+        """Make a new process idle; False (and it ends) if the pool closed meanwhile."""
+        with self._lock:
+            if not self._closed:
+                self._idle.append(process)
+                self._free.notify()
+                return True
+        process.end()
+        return False
 
     def _give_back(self, process: _Process, reusable: bool) -> None:
         with self._lock:
             self._busy.remove(process)
             process.run = None
-            if reusable and not self._closed:
+            if reusable and not process.killed and not self._closed:
                 self._idle.append(process)
                 process = None
             self._free.notify()
@@ -270,16 +361,7 @@ class ProcessPool:
         if process is None:
             return None
         try:
-            process.conn.send_bytes(job)
-            while True:
-                kind, request = process.conn.recv()
-                if kind == "done":
-                    break
-                answer = on_emit(kind, _decode(kind, request))
-                try:
-                    process.conn.send(answer)
-                except (TypeError, AttributeError, ValueError) as exc:  # an unpicklable error
-                    process.conn.send(("error", NBWorkersError(f"{answer[1]!r} ({exc})")))
+            outcome = self._talk(process, job, run, on_emit)
         except (EOFError, OSError):
             abandoned = run.timed_out or self._closed
             self._give_back(process, reusable=False)
@@ -292,8 +374,33 @@ class ProcessPool:
                 "ended: the handler (or a library it called) crashed or exited it. The pool "
                 "starts another process for the next run.\n"
             )
-        self._give_back(process, reusable=not run.timed_out)
-        return request
+        except BaseException as exc:  # noqa: BLE001 - the run fails; the run thread goes on
+            self._give_back(process, reusable=False)
+            return _failed(
+                "nbworkers: talking to the pool process failed:\n" + handlers.format_error(exc)
+            )
+        self._give_back(process, reusable=True)
+        return outcome
+
+    @staticmethod
+    def _talk(process: _Process, job: bytes, run, on_emit) -> dict:
+        conn = process.conn
+        conn.send_bytes(job)
+        while True:
+            kind, request = conn.recv()
+            if kind == "done":
+                return request
+            if kind == "out":
+                run.capture.write(request)  # as it is printed: a run cut short keeps it
+                continue
+            try:
+                answer = on_emit(kind, _decode(kind, request))
+            except Exception as exc:  # noqa: BLE001 - the event would not unpickle here
+                answer = ("error", TypeError(f"emit: {exc!r}; nothing was enqueued"))
+            try:
+                conn.send(answer)
+            except (TypeError, AttributeError, ValueError) as exc:  # an unpicklable error
+                conn.send(("error", NBWorkersError(f"{answer[1]!r} ({exc})")))
 
     def abandon(self, run) -> None:
         """Kill the process busy with ``run`` (its time limit passed; ``run.timed_out`` is
@@ -301,7 +408,9 @@ class ProcessPool:
         with self._lock:
             for process in self._busy:
                 if process.run is run:
+                    process.killed = True
                     process.kill()
+            self._free.notify_all()  # a run of it waiting for a process gives up
 
     def close(self) -> None:
         """End every process: idle ones close their pipe and exit, busy ones are killed."""
@@ -309,10 +418,15 @@ class ProcessPool:
             self._closed = True
             idle, self._idle = self._idle, []
             for process in self._busy:
+                process.killed = True
                 process.kill()
             self._free.notify_all()
+            lifeline, self._lifeline = self._lifeline, None
         for process in idle:
             process.end()
+        if lifeline is not None:
+            for fd in lifeline:
+                os.close(fd)
 
 
 # ----- Dask ---------------------------------------------------------------------------------
@@ -326,13 +440,28 @@ class DaskRunner:
         self.address = address
         self.client = None
         self._own_client = False
+        self._connecting = threading.Lock()  # one connection attempt at a time
+        # Held only for a dict operation: the timer takes it with the runtime lock held.
         self._lock = threading.Lock()
         self._waits: dict[int, tuple] = {}  # id(run) -> (run, future, woken)
         self._closed = False
 
     def use(self, client) -> None:
         with self._lock:
+            old, own = self.client, self._own_client
             self.client, self._own_client = client, False
+        if own and old is not None and old is not client:
+            old.close()
+
+    def set_address(self, address: str) -> None:
+        """A new ``dask_address``: a client nbworkers made for the old one is closed."""
+        with self._lock:
+            self.address = address
+            old = self.client if self._own_client else None
+            if old is not None:
+                self.client, self._own_client = None, False
+        if old is not None:
+            old.close()
 
     def check(self) -> None:
         """NBWorkersError if no cluster can be reached the way the user set up."""
@@ -349,12 +478,17 @@ class DaskRunner:
             )
 
     def _get_client(self):
-        with self._lock:
+        client = self.client
+        if client is not None:
+            return client
+        with self._connecting:  # never with self._lock: connecting may take seconds
             if self.client is None:
                 self.check()
                 from distributed import Client
 
-                self.client, self._own_client = Client(self.address), True
+                client = Client(self.address, timeout="10s")
+                with self._lock:
+                    self.client, self._own_client = client, True
             return self.client
 
     def run(self, job: bytes, run, name: str) -> dict | None:
@@ -380,12 +514,9 @@ class DaskRunner:
         try:
             return future.result()
         except Exception as exc:  # noqa: BLE001 - reported in the run's trace
-            hint = ""
-            if isinstance(exc, ImportError) or "No module named" in str(exc):
-                hint = "; every Dask worker needs nbworkers and the modules the handler uses"
             return _failed(
                 f"nbworkers: the Dask cluster could not run it ({type(exc).__name__}: {exc})"
-                f"{hint}\n"
+                f"{_dask_hint(exc)}\n"
             )
 
     def abandon(self, run) -> None:
@@ -404,6 +535,15 @@ class DaskRunner:
             woken.set()
         if client is not None and own:
             client.close()
+
+
+def _dask_hint(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if isinstance(exc, ImportError) or "No module named" in str(exc):
+        return "; every Dask worker needs nbworkers and the modules the handler uses"
+    if "Closed" in name or "Cancelled" in name:
+        return "; the client is closed or the task was cancelled: nw.use_dask(an open client)"
+    return ""
 
 
 class Executors:
@@ -428,6 +568,14 @@ class Executors:
         """Run ``handler`` on ``event`` with ``executor``; the outcome (``stdout``,
         ``error``, ``result_data``, ``result_repr``), or None if the run was abandoned."""
         try:
+            return self._run(handler, event, run, executor, on_emit)
+        except BaseException as exc:  # noqa: BLE001 - the run fails; its run thread goes on
+            return _failed(
+                f"nbworkers: --executor {executor} failed to run it:\n" + handlers.format_error(exc)
+            )
+
+    def _run(self, handler, event, run, executor: str, on_emit) -> dict | None:
+        try:
             job = _job(handler, event, run.message, executor)
         except NBWorkersError as exc:
             return _failed(f"{exc}\n")
@@ -435,10 +583,22 @@ class Executors:
             return self.pool.run(job, run, on_emit)
         outcome = self.dask.run(job, run, run.message.worker)
         if outcome is not None:
+            failed = []
             for kind, request in outcome.pop("emits", ()):
-                status, answer = on_emit(kind, _decode(kind, request))
+                try:
+                    status, answer = on_emit(kind, _decode(kind, request))
+                except Exception as exc:  # noqa: BLE001 - the event would not unpickle here
+                    status, answer = "error", exc
                 if status == "error":
-                    outcome["stdout"] += f"nbworkers: an emit of this run failed: {answer}\n"
+                    failed.append(f"{type(answer).__name__}: {answer}")
+            if failed and outcome["error"] is None:
+                # The handler could not see these errors (its emits were queued at the end):
+                # the run fails, so that it is retried or dead-lettered, not lost.
+                outcome["error"] = (
+                    "nbworkers: emits of this run, queued when it ended on Dask, failed:\n"
+                    + "\n".join(failed)
+                    + "\n"
+                )
         return outcome
 
     def abandon(self, run) -> None:
@@ -448,6 +608,9 @@ class Executors:
             self.pool.abandon(run)
         elif executor == "dask":
             self.dask.abandon(run)
+
+    def restart_processes(self) -> None:
+        self.pool.restart()
 
     def close(self) -> None:
         self.pool.close()

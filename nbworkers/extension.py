@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 
 from . import api
@@ -35,7 +36,13 @@ def _on_db_path(change) -> None:
 def _on_dask_address(change) -> None:
     rt = api.running()
     if rt is not None:
-        rt.executors.dask.address = change["new"]
+        rt.executors.dask.set_address(change["new"])
+
+
+def _on_max_processes(change) -> None:
+    rt = api.running()
+    if rt is not None:
+        rt.executors.pool.size = change["new"] or os.cpu_count() or 1
 
 
 def load_ipython_extension(ip) -> None:
@@ -46,6 +53,7 @@ def load_ipython_extension(ip) -> None:
     ip.configurables = [c for c in ip.configurables if not isinstance(c, NBWorkers)] + [cfg]
     cfg.observe(_on_db_path, "db_path")
     cfg.observe(_on_dask_address, "dask_address")
+    cfg.observe(_on_max_processes, "max_processes")
     api.use_config(cfg)
     ip.register_magics(WorkerMagics)
     ip.push({"emit": api.emit})

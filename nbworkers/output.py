@@ -25,6 +25,9 @@ class Capture:
     def text(self) -> str:
         return "".join(self.parts)
 
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
     def __enter__(self):
         if not (isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router)):
             _wrap()  # something (%%capture, redirect_stdout) put its own stream in place
@@ -47,7 +50,7 @@ class _Router:
         capture = getattr(_local, "capture", None)
         if capture is None:
             return self._nbworkers_real.write(text)
-        capture.parts.append(text if isinstance(text, str) else str(text))
+        capture.write(text if isinstance(text, str) else str(text))
         if capture.tee:
             self._nbworkers_real.write(text)
         return len(text)

@@ -286,7 +286,7 @@ def test_stopping_ends_every_pool_process_and_keeps_unfinished_messages(tmp_path
     # Then soon after its grace period the process is gone, and so is every run thread
     assert time.monotonic() - t0 < 5
     assert not any(_alive(p) for p in pids)
-    assert not [t for t in threading.enumerate() if t.name.startswith("nbworkers-run-w")]
+    assert not [t.name for t in rt._threads if t.is_alive()]
     # And the message is still queued for next time (at-least-once)
     again = Runtime(path)
     try:
@@ -452,3 +452,211 @@ def test_a_dask_worker_in_a_notebook(kernel):
     assert "RuntimeError: first attempt" in kernel.eval("nw.traces('d')[1].error")
     assert kernel.eval("got") == [6]
     kernel.ok("nw.shutdown()\ncluster.close()", timeout=60)
+
+
+# ----- found in review: races, lost wake-ups, output of runs cut short, the kernel dying -----
+
+
+def test_a_run_timed_out_while_waiting_for_a_process_does_not_eat_the_wakeup(make_runtime):
+    # Given a pool of one process, busy with a slow run of worker "slow"
+    r = make_runtime(max_processes=1)
+    r.define("slow", cell("import time\ntime.sleep(2)"), 1, policy=Policy(executor="processes"))
+    # and a worker "quick" whose run waits for the process past its 0.5 s limit
+    r.define(
+        "quick", cell("1", name="quick"), 1, policy=Policy(timeout_s=0.5, executor="processes")
+    )
+    # and a worker "other" (no limit) whose run waits for the process too
+    r.define("other", cell("'other ran'", name="other"), 1, policy=Policy(executor="processes"))
+    r.emit(None, "slow")
+    assert wait_until(lambda: r.counts("slow")["running"] == 1)
+    time.sleep(0.3)
+    r.emit(None, "quick")
+    time.sleep(0.1)
+    r.emit(None, "other")
+    # When "quick" times out while waiting and "slow" then gives the process back
+    assert wait_until(lambda: r.counts("quick")["failed"] == 1, 10)
+    assert r.wait("slow", 10)
+    # Then "other" gets the idle process (the wakeup is not lost on the abandoned waiter)
+    assert r.wait("other", 10), (r.counts("other"), r.executors.pool._idle)
+
+
+BOOM = (
+    "class Boom:\n"
+    "    def __reduce__(self):\n"
+    "        return (int, ('not a number',))  # unpickling it raises ValueError\n"
+)
+
+
+def test_an_emit_whose_event_cannot_be_unpickled_in_the_kernel_fails_the_run_only(make_runtime):
+    # Given a processes worker that emits an event which pickles in the child but whose
+    # unpickling raises in the kernel
+    r = make_runtime(max_processes=1)
+    r.define(
+        "w", cell(BOOM + "emit(Boom(), 'sink')\n'emitted'"), 1, policy=Policy(executor="processes")
+    )
+    r.emit(None, "w")
+    # Then the run ends (failed, or the emit raised in the handler), its slot and its process
+    # are given back, and the next message runs
+    r.define("w2", cell("'w2 ran'", name="w2"), 1, policy=Policy(executor="processes"))
+    r.emit(None, "w2")
+    assert r.wait("w", 10), r.counts("w")
+    assert r.wait("w2", 10), r.counts("w2")
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_a_timed_out_run_keeps_what_it_printed(make_runtime, executor):
+    # Given a run that prints, then hangs past its limit
+    r = make_runtime()
+    source = "import sys, time\nprint('step 1 done', flush=True)\ntime.sleep(30)"
+    r.define("w", cell(source), 1, policy=Policy(timeout_s=1, executor=executor))
+    r.emit(None, "w")
+    assert wait_until(lambda: r.counts("w")["failed"] == 1, 15)
+    # Then its trace shows how far it got, whichever executor ran it (threads do)
+    trace = r.traces("w")[0]
+    assert trace.timed_out
+    assert "step 1 done" in trace.stdout, repr(trace.stdout)
+
+
+def test_a_crashed_process_run_keeps_what_it_printed(make_runtime):
+    r = make_runtime()
+    source = "import os\nprint('about to crash', flush=True)\nos._exit(3)"
+    r.define("w", cell(source), 1, policy=Policy(executor="processes"))
+    r.emit(None, "w")
+    assert r.wait("w", 15)
+    trace = r.traces("w")[0]
+    assert "died (exit code 3)" in trace.error
+    assert "about to crash" in trace.stdout, repr(trace.stdout)
+
+
+def test_emit_from_a_thread_the_handler_starts_on_dask_reaches_the_notebook(
+    fresh_runtime, dask_client, tmp_path
+):
+    # Given a Dask worker whose cell fans out with a thread pool of its own
+    api.use_dask(dask_client)
+    r = api.runtime()
+    got = []
+    r.define("sink", handlers.from_function("sink", got.append))
+    source = (
+        "import os\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(2) as pool:\n"
+        "    ids = list(pool.map(lambda i: emit(i, 'sink'), range(3)))\n"
+        "(ids, os.getcwd())\n"
+    )
+    r.define("d", cell(source, name="d"), 1, policy=Policy(executor="dask"))
+    api.emit(None, "d")
+    assert r.wait("d", 60)
+    trace = r.traces("d")[0]
+    try:
+        # Then its three emits reach the notebook's sink, or the emit says it cannot work
+        # there; they never go to a database of their own on the Dask worker
+        assert r.wait("sink", 10)
+        assert sorted(got) == [0, 1, 2] or "cannot reach the notebook on Dask" in (
+            trace.error or ""
+        ), (
+            trace.error,
+            trace.result,
+        )
+    finally:
+        api._dask_client = None
+
+
+def test_dask_emit_mistakes_reach_the_handler_as_on_threads(fresh_runtime, dask_client):
+    # Given a Dask worker whose emit is wrong in a way only the kernel checks (a negative
+    # delay) -- on threads and processes the handler gets the ValueError and the run fails
+    api.use_dask(dask_client)
+    r = api.runtime()
+    r.define("sink", handlers.from_function("sink", lambda e: None))
+    r.define(
+        "d", cell("emit('x', 'sink', delay=-1)\n'ok'", name="d"), 1, policy=Policy(executor="dask")
+    )
+    api.emit(None, "d")
+    try:
+        assert r.wait("d", 60)
+        trace = r.traces("d")[0]
+        # Then the run is not recorded as a success with the emit silently dropped
+        assert not trace.ok, (trace.result, trace.stdout)
+    finally:
+        api._dask_client = None
+
+
+def test_a_process_killed_by_its_time_limit_is_never_put_back_for_reuse(make_runtime, monkeypatch):
+    # Given a run that ends just as its time limit passes: the run thread has decided the
+    # process is reusable (run.timed_out was still False) but not yet given it back
+    from nbworkers import executors
+
+    original = executors.ProcessPool._give_back
+
+    def slow_give_back(self, process, reusable):
+        time.sleep(0.6)  # widens the window between reading run.timed_out and the pool lock
+        return original(self, process, reusable)
+
+    monkeypatch.setattr(executors.ProcessPool, "_give_back", slow_give_back)
+    r = make_runtime(max_processes=1)
+    r.define("w", cell("'quick'"), 1, policy=Policy(timeout_s=0.4, executor="processes"))
+    r.emit(None, "w")
+    # When the timer abandons it (and kills its process) inside that window
+    assert wait_until(lambda: r.counts("w")["failed"] == 1, 10)
+    time.sleep(1.0)
+    # Then the killed process is not in the idle list, where the next run would get it
+    pool = r.executors.pool
+    with pool._lock:
+        idle = list(pool._idle)
+    assert all(p.popen.returncode is None and p.popen.poll() is None for p in idle), [
+        p.popen.returncode for p in idle
+    ]
+
+
+def test_a_busy_pool_process_does_not_outlive_a_crashed_kernel(kernel):
+    # Given a processes worker busy with a long run
+    kernel.ok("%%worker w --executor processes --concurrency 1\nimport time\ntime.sleep(event)")
+    kernel.ok("emit(120, 'w')\nimport time\nwhile nw.counts('w')['running'] < 1: time.sleep(0.05)")
+    pids = kernel.eval("nw.api.runtime().executors.pool.pids()")
+    assert len(pids) == 1
+    # When the kernel dies (SIGKILL, as an out-of-memory kill does), before anything
+    # restarts it (a restart kills the kernel's process group, which hides this)
+    os.kill(kernel.km.provisioner.process.pid, 9)
+    # Then its pool process does not go on running the handler for two minutes, orphaned
+    try:
+        assert wait_until(lambda: not _alive(pids[0]), 10), f"pool process {pids[0]} left behind"
+    finally:
+        if _alive(pids[0]):
+            os.kill(pids[0], 9)
+
+
+def test_a_reloaded_notebook_module_reaches_the_next_process_run(kernel, tmp_path):
+    # Given a local module the notebook imports and a processes worker that calls it
+    (tmp_path / "helper.py").write_text("def version():\n    return 1\n")
+    kernel.ok("import importlib, helper")
+    kernel.ok("%%worker w --executor processes --concurrency 1\nhelper.version()")
+    kernel.ok("emit(None, 'w')\nassert nw.wait('w', 60)")
+    assert kernel.eval("nw.traces('w')[0].result") == 1
+    # When the module is edited and reloaded in the notebook (what %autoreload does)
+    (tmp_path / "helper.py").write_text("def version():\n    return 2\n")
+    kernel.ok("importlib.reload(helper)\nassert helper.version() == 2")
+    kernel.ok("emit(None, 'w')\nassert nw.wait('w', 60)")
+    # Then the next run uses the new code, as it would with threads
+    assert kernel.eval("nw.traces('w')[0].result") == 2
+
+
+def test_a_slow_dask_connection_does_not_freeze_the_runtime(make_runtime):
+    # Given a Dask address that accepts the connection but never answers (a scheduler that
+    # hangs, or a wrong port), and a dask worker with a 1 s limit
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+    r = make_runtime(dask_address=address)
+    r.define("d", cell("1", name="d"), 1, policy=Policy(timeout_s=1, executor="dask"))
+    r.emit(None, "d")  # its run connects, holding the Dask runner's lock
+    time.sleep(2.0)  # the timer has passed the limit: it calls abandon with the runtime lock
+    # When a cell emits to another worker
+    done = threading.Event()
+    threading.Thread(target=lambda: (r.emit(None, "elsewhere"), done.set()), daemon=True).start()
+    # Then the emit returns at once: the runtime is not frozen for the connect timeout
+    try:
+        assert done.wait(2), "emit blocked: the timer holds the runtime lock, waiting on Dask"
+    finally:
+        silent.close()
