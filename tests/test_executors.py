@@ -583,15 +583,15 @@ def test_dask_emit_mistakes_reach_the_handler_as_on_threads(fresh_runtime, dask_
 def test_a_process_killed_by_its_time_limit_is_never_put_back_for_reuse(make_runtime, monkeypatch):
     # Given a run that ends just as its time limit passes: the run thread has decided the
     # process is reusable (run.timed_out was still False) but not yet given it back
-    from nbworkers import executors
+    from nbworkers.pool import ProcessPool
 
-    original = executors.ProcessPool._give_back
+    original = ProcessPool._give_back
 
     def slow_give_back(self, process, reusable):
         time.sleep(0.6)  # widens the window between reading run.timed_out and the pool lock
         return original(self, process, reusable)
 
-    monkeypatch.setattr(executors.ProcessPool, "_give_back", slow_give_back)
+    monkeypatch.setattr(ProcessPool, "_give_back", slow_give_back)
     r = make_runtime(max_processes=1)
     r.define("w", cell("'quick'"), 1, policy=Policy(timeout_s=0.4, executor="processes"))
     r.emit(None, "w")

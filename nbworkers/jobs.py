@@ -1,0 +1,145 @@
+"""What travels with a run sent to another process: the job (the handler, the event and the
+notebook globals the handler uses, pickled with cloudpickle), why a handler cannot travel, and
+the emits and outcomes that come back."""
+
+from __future__ import annotations
+
+import linecache
+import os
+import pickle
+import sys
+import types
+
+import cloudpickle
+
+from .errors import NBWorkersError
+
+
+def _functions(call) -> list[types.FunctionType]:
+    """The user's function(s) behind a handler's ``call`` (wrappers keep it as ``_fn``)."""
+    found = [call] if isinstance(call, types.FunctionType) else []
+    for value in getattr(call, "__defaults__", None) or ():
+        if isinstance(value, types.FunctionType):
+            found.append(value)
+    return found
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _used_globals(call) -> dict[str, object]:
+    """The notebook globals the handler's code names (what cloudpickle sends with it)."""
+    used = {}
+    for fn in _functions(call):
+        for name in _global_names(fn.__code__):
+            if name in fn.__globals__:
+                used[name] = fn.__globals__[name]
+    return used
+
+
+def _why_unsendable(call, exc: BaseException, executor: str) -> str:
+    for name, value in sorted(_used_globals(call).items()):
+        try:
+            cloudpickle.dumps(value)
+        except Exception as inner:  # noqa: BLE001 - the culprit: named in the message
+            return (
+                f"--executor {executor}: the handler uses the notebook global {name!r} (a "
+                f"{type(value).__module__}.{type(value).__qualname__}), which cannot be sent to "
+                f"another process ({type(inner).__name__}: {inner}). Create it inside the cell, "
+                "pass what it needs in the event, or use --executor threads"
+            )
+    return (
+        f"--executor {executor}: the handler cannot be sent to another process "
+        f"({type(exc).__name__}: {exc}); use --executor threads"
+    )
+
+
+def check_sendable(handler, executor: str) -> None:
+    """NBWorkersError saying why ``handler`` cannot run in another process, if it cannot."""
+    # IPython puts get_ipython in the builtins, so look at the names the code uses.
+    if any("get_ipython" in _global_names(fn.__code__) for fn in _functions(handler.call)):
+        raise NBWorkersError(
+            f"--executor {executor}: the cell uses IPython syntax (!command or %magic), which "
+            "needs the kernel; it runs only with --executor threads"
+        )
+    try:
+        cloudpickle.dumps(handler.call)
+    except Exception as exc:
+        raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
+
+
+def make(handler, event, message, executor: str) -> bytes:
+    """The job of one run: what the far side (``child.run_job``) needs, pickled."""
+    meta = (
+        message.seq,
+        message.worker,
+        message.enqueued_at_s,
+        message.attempt,
+        b"",
+        None,
+        message.key,
+    )
+    lines = {}
+    if handler.filename:
+        lines[handler.filename] = linecache.getlines(handler.filename)
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the kernel's folder was deleted: the run keeps the process's own
+        cwd = None
+    env = {
+        "filename": handler.filename,
+        "lines": lines,
+        "path": list(sys.path),
+        "cwd": cwd,
+        "kernel_pid": os.getpid(),
+        "modules": _own_modules(handler.call),
+    }
+    try:
+        inner = cloudpickle.dumps((handler.call, event, meta))
+    except Exception as exc:
+        raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
+    # The far side reads env first: it imports changed modules again before unpickling the
+    # handler, whose globals may name them.
+    return pickle.dumps((env, inner), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _own_modules(call) -> dict[str, float]:
+    """The modules of the user's own (not installed in Python's folders) that the handler's
+    globals come from, with when each file last changed: a pool process imports a module
+    again when it changed, as ``importlib.reload`` or ``%autoreload`` do in the notebook."""
+    found = {}
+    for value in _used_globals(call).values():
+        name = value.__name__ if isinstance(value, types.ModuleType) else None
+        if name is None:
+            name = getattr(value, "__module__", None)
+        if not isinstance(name, str) or name.partition(".")[0] in ("nbworkers", "__main__"):
+            continue
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and not path.startswith(_PYTHON_FOLDERS):
+            try:
+                found[name] = os.stat(path).st_mtime
+            except OSError:
+                pass  # a module whose file is gone: nothing to import again
+    return found
+
+
+_PYTHON_FOLDERS = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+
+
+def failed(error: str) -> dict:
+    """The outcome of a run that failed on the kernel's side of the executor."""
+    return {"stdout": "", "error": error, "result_data": None, "result_repr": None}
+
+
+def decode(kind: str, request: tuple) -> tuple:
+    """An emit request from the far side, with its events unpickled."""
+    if kind == "emit":
+        data, name, key, delay, at = request
+        return (cloudpickle.loads(data), name, key, delay, at)
+    datas, name = request
+    return ([cloudpickle.loads(d) for d in datas], name)

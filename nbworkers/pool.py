@@ -1,0 +1,244 @@
+"""The process pool of ``--executor processes``: processes started with ``subprocess`` (never
+forked from a kernel full of threads), each talking to the kernel over a socket pair, so that
+nothing listens on a port. ``child.main`` is the other end."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+from . import handlers
+from .errors import NBWorkersError
+from .jobs import decode, failed
+
+# How a pool process starts: the child module's loop on the socket and the lifeline pipe
+# given by number.
+_BOOT = "import sys; from nbworkers.child import main; main(int(sys.argv[1]), int(sys.argv[2]))"
+
+
+class _Process:
+    """One pool process and the kernel's end of its socket."""
+
+    def __init__(self, lifeline: int):
+        ours, theirs = socket.socketpair()
+        try:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(lifeline)],
+                pass_fds=(theirs.fileno(), lifeline),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.run = None  # the run it is busy with
+        self.killed = False  # by a time limit: never to be reused
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+
+    def end(self) -> int | None:
+        """Close it (a process still running its job is killed); its exit code."""
+        self.conn.close()
+        try:
+            return self.popen.wait(2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.popen.wait()
+
+
+class ProcessPool:
+    """Up to ``size`` processes shared by every worker with ``--executor processes``.
+
+    A run takes an idle process (or starts one), sends its job, answers the job's emits
+    and takes its output while it runs, and gives the process back. A run that finds every
+    process busy waits for one (the wait counts towards its time limit).
+
+    Every process also holds the read end of one pipe whose write end only the kernel
+    has: when the kernel dies, however it dies, the pipe closes and the processes exit.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
+        self._idle: list[_Process] = []
+        self._busy: list[_Process] = []
+        self._starting = 0  # processes being started, outside the lock
+        self._closed = False
+        self._lifeline: tuple[int, int] | None = None
+
+    def _room(self) -> bool:
+        return len(self._idle) + len(self._busy) + self._starting < self.size
+
+    def _start(self) -> _Process:
+        """A new process (the lock is not held: starting one takes milliseconds)."""
+        try:
+            return _Process(self._lifeline[0])
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._free.notify()
+
+    def _reserve(self) -> None:
+        """Count a process about to start (the lock is held)."""
+        if self._lifeline is None:
+            self._lifeline = os.pipe()  # not inheritable: only the pool's processes get it
+        self._starting += 1
+
+    def warm(self, count: int) -> None:
+        """Start processes until ``count`` (at most the pool's size) are there, ready."""
+        while True:
+            with self._lock:
+                if self._closed or len(self._idle) + len(self._busy) + self._starting >= min(
+                    count, self.size
+                ):
+                    return
+                self._reserve()
+            process = self._start()
+            if not self._keep(process):
+                return
+
+    def processes(self) -> int:
+        with self._lock:
+            return len(self._idle) + len(self._busy)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.popen.pid for p in self._idle + self._busy]
+
+    def restart(self) -> None:
+        """End the idle processes and mark the busy ones to end after their run, so that
+        every next run starts in a fresh process (modules imported anew)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            for process in self._busy:
+                process.killed = True  # not reused: ended when its run gives it back
+        for process in idle:
+            process.end()
+
+    def _take(self, run) -> _Process | None:
+        while True:
+            with self._lock:
+                process = None
+                while process is None:
+                    if self._closed or run.timed_out:
+                        self._free.notify()  # pass on a wake-up this run will not use
+                        return None
+                    while self._idle and process is None:
+                        process = self._idle.pop()
+                        if process.popen.poll() is not None:
+                            process.end()  # it died while idle (killed from outside)
+                            process = None
+                    if process is None:
+                        if self._room():
+                            self._reserve()
+                            break
+                        self._free.wait()
+                if process is not None:
+                    process.run = run
+                    self._busy.append(process)
+                    return process
+            if not self._keep(self._start()):
+                return None  # taken on the next pass, unless timed out
+
+    def _keep(self, process: _Process) -> bool:
+        """Make a new process idle; False (and it ends) if the pool closed meanwhile."""
+        with self._lock:
+            if not self._closed:
+                self._idle.append(process)
+                self._free.notify()
+                return True
+        process.end()
+        return False
+
+    def _give_back(self, process: _Process, reusable: bool) -> None:
+        with self._lock:
+            self._busy.remove(process)
+            process.run = None
+            if reusable and not process.killed and not self._closed:
+                self._idle.append(process)
+                process = None
+            self._free.notify()
+        if process is not None:
+            process.end()
+
+    def run(self, job: bytes, run, on_emit) -> dict | None:
+        """The outcome of ``job``; None if the run was abandoned (time limit or stop)."""
+        process = self._take(run)
+        if process is None:
+            return None
+        try:
+            outcome = self._talk(process, job, run, on_emit)
+        except (EOFError, OSError):
+            abandoned = run.timed_out or self._closed
+            self._give_back(process, reusable=False)
+            if abandoned:
+                return None
+            code = process.popen.returncode
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return failed(
+                f"nbworkers: the process running this handler died ({how}) before the run "
+                "ended: the handler (or a library it called) crashed or exited it. The pool "
+                "starts another process for the next run.\n"
+            )
+        except BaseException as exc:  # noqa: BLE001 - the run fails; the run thread goes on
+            self._give_back(process, reusable=False)
+            return failed(
+                "nbworkers: talking to the pool process failed:\n" + handlers.format_error(exc)
+            )
+        self._give_back(process, reusable=True)
+        return outcome
+
+    @staticmethod
+    def _talk(process: _Process, job: bytes, run, on_emit) -> dict:
+        conn = process.conn
+        conn.send_bytes(job)
+        while True:
+            kind, request = conn.recv()
+            if kind == "done":
+                return request
+            if kind == "out":
+                run.capture.write(request)  # as it is printed: a run cut short keeps it
+                continue
+            try:
+                answer = on_emit(kind, decode(kind, request))
+            except Exception as exc:  # noqa: BLE001 - the event would not unpickle here
+                answer = ("error", TypeError(f"emit: {exc!r}; nothing was enqueued"))
+            try:
+                conn.send(answer)
+            except (TypeError, AttributeError, ValueError) as exc:  # an unpicklable error
+                conn.send(("error", NBWorkersError(f"{answer[1]!r} ({exc})")))
+
+    def abandon(self, run) -> None:
+        """Kill the process busy with ``run`` (its time limit passed; ``run.timed_out`` is
+        set). Called with the runtime's lock held: it only sends a signal."""
+        with self._lock:
+            for process in self._busy:
+                if process.run is run:
+                    process.killed = True
+                    process.kill()
+            self._free.notify_all()  # a run of it waiting for a process gives up
+
+    def close(self) -> None:
+        """End every process: idle ones close their pipe and exit, busy ones are killed."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            for process in self._busy:
+                process.killed = True
+                process.kill()
+            self._free.notify_all()
+            lifeline, self._lifeline = self._lifeline, None
+        for process in idle:
+            process.end()
+        if lifeline is not None:
+            for fd in lifeline:
+                os.close(fd)
