@@ -125,9 +125,10 @@ def emit(event, name: str, *, key: str | None = None, delay: float | None = None
     nothing and return that message's id. ``delay=seconds`` or ``at=datetime`` (naive: local
     time): the message waits until then (it counts as queued meanwhile).
     """
-    remote = child.emitter()
-    if remote is not None:  # a handler running in a pool process or on Dask
-        return remote.emit(event, name, key=key, delay=delay, at=at)
+    if child.active:  # this process runs handlers for a kernel: a pool process or Dask
+        remote = child.emitter()
+        if remote is not None:
+            return remote.emit(event, name, key=key, delay=delay, at=at)
     return runtime().emit(event, name, key=key, delay=delay, at=at)
 
 

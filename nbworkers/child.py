@@ -30,10 +30,15 @@ from .trace import preview
 
 _local = threading.local()  # .emitter: where emit goes on a Dask task's thread
 _process_emitter = None  # where emit goes in a child process, on any of its threads
+# Set once this process runs jobs (a pool process or a Dask worker): until then, as in every
+# kernel, emit goes straight to the runtime without looking further.
+active = False
 
 
 def emitter():
     """Where ``emit`` goes on this thread when it runs a job here, else None (the kernel)."""
+    if not active:
+        return None
     return getattr(_local, "emitter", None) or _process_emitter
 
 
@@ -214,7 +219,8 @@ _routed = False
 def run_on_dask(job: bytes) -> dict:
     """The Dask task of one run (Dask workers run tasks on threads: output is kept apart
     per thread by the same router a kernel uses)."""
-    global _routed
+    global _routed, active
+    active = True
     with _dask_ready:
         if not _routed:
             output.install()
@@ -241,7 +247,8 @@ def main(fd: int, lifeline: int) -> None:
     import signal
     from multiprocessing.connection import Connection
 
-    global _process_emitter
+    global _process_emitter, active
+    active = True
     # Interrupting the kernel (its process group gets SIGINT) must not fail background runs,
     # as it does not in a kernel's own run threads.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
