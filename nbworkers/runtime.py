@@ -614,8 +614,9 @@ class Runtime(QueueControl, Alerts, Listeners):
                 self._timer_at = None
 
     def _time_out(self, w: WorkerState, run: Run) -> None:
-        """End ``run``, which passed its time limit (the lock is held). Its thread cannot be
-        stopped: it is left to finish on its own, and a new thread takes its place."""
+        """End ``run``, which passed its time limit (the lock is held). A pool process running
+        it is killed and a Dask task cancelled; a thread cannot be stopped, so it is left to
+        finish on its own. A new thread takes the slot either way."""
         run.timed_out = True
         self.executors.abandon(run)
         del w.runs[run.index]
