@@ -667,7 +667,7 @@ class Store:
                                 unnest($6) AS skipped, unnest($7::VARCHAR[]) AS pause_reason,
                                 unnest($8) AS retried, unnest($9::VARCHAR[]) AS kind) u
                    WHERE workers.name = u.name""",
-                _worker_columns(old),
+                _columns(old),
             )
         if new:
             names = [w.name for w in new]
@@ -678,7 +678,7 @@ class Store:
                    SELECT unnest($1), unnest($2), unnest($3), unnest($4),
                           unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
                           unnest($8), unnest($9::VARCHAR[])""",
-                _worker_columns(new),
+                _columns(new),
             )
 
     def _committed(self, batch: Batch) -> None:
@@ -689,14 +689,13 @@ class Store:
             self._has_next_seq = True
 
     def _write_traces(self, rows: list[TraceRow]) -> None:
-        cols = [list(col) for col in zip(*map(astuple, rows), strict=True)]
         self.con.execute(
             """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
                                    result_repr, stdout, error, replay, attempt, timed_out)
                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                    unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
                    unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13)""",
-            cols,
+            _columns(rows),
         )
         self.con.execute(
             """DELETE FROM traces WHERE seq IN (
@@ -867,15 +866,6 @@ def _open_read_only(path: str):
         ) from exc
 
 
-def _worker_columns(rows: list[WorkerRow]) -> list[list]:
-    return [
-        [w.name for w in rows],
-        [w.paused for w in rows],
-        [w.done for w in rows],
-        [w.failed for w in rows],
-        [w.last_run for w in rows],
-        [w.skipped for w in rows],
-        [w.pause_reason for w in rows],
-        [w.retried for w in rows],
-        [w.kind for w in rows],
-    ]
+def _columns(rows: list) -> list[list]:
+    """Dataclass rows as one list per field, in field order (the ``unnest`` parameters)."""
+    return [list(col) for col in zip(*map(astuple, rows), strict=True)]
