@@ -78,20 +78,21 @@ class ProcessPool:
     def _room(self) -> bool:
         return len(self._idle) + len(self._busy) + self._starting < self.size
 
-    def _start(self) -> _Process:
+    def _start(self, lifeline: int) -> _Process:
         """A new process (the lock is not held: starting one takes milliseconds)."""
         try:
-            return _Process(self._lifeline[0])
+            return _Process(lifeline)
         finally:
             with self._lock:
                 self._starting -= 1
                 self._free.notify()
 
-    def _reserve(self) -> None:
-        """Count a process about to start (the lock is held)."""
+    def _reserve(self) -> int:
+        """Count a process about to start (the lock is held); the lifeline it gets."""
         if self._lifeline is None:
             self._lifeline = os.pipe()  # not inheritable: only the pool's processes get it
         self._starting += 1
+        return self._lifeline[0]
 
     def warm(self, count: int) -> None:
         """Start processes until ``count`` (at most the pool's size) are there, ready."""
@@ -101,9 +102,8 @@ class ProcessPool:
                     count, self.size
                 ):
                     return
-                self._reserve()
-            process = self._start()
-            if not self._keep(process):
+                lifeline = self._reserve()
+            if not self._keep(self._start(lifeline)):
                 return
 
     def processes(self) -> int:
@@ -139,14 +139,14 @@ class ProcessPool:
                             process = None
                     if process is None:
                         if self._room():
-                            self._reserve()
+                            lifeline = self._reserve()
                             break
                         self._free.wait()
                 if process is not None:
                     process.run = run
                     self._busy.append(process)
                     return process
-            if not self._keep(self._start()):
+            if not self._keep(self._start(lifeline)):
                 return None  # taken on the next pass, unless timed out
 
     def _keep(self, process: _Process) -> bool:
@@ -172,7 +172,12 @@ class ProcessPool:
 
     def run(self, job: bytes, run, on_emit) -> dict | None:
         """The outcome of ``job``; None if the run was abandoned (time limit or stop)."""
-        process = self._take(run)
+        try:
+            process = self._take(run)
+        except BaseException:
+            if self._closed:
+                return None  # the pool closed while a process started: the run stays queued
+            raise
         if process is None:
             return None
         try:
