@@ -1,8 +1,8 @@
 """The far side of ``--executor processes`` and ``--executor dask``: run one job, report back.
 
-A job is what ``executors.py`` sends: the handler, the event and the notebook globals the
-handler uses (pickled with cloudpickle), the message's details, and the cell's source for
-tracebacks. Running it gives an outcome: what it printed, its traceback or its result
+A job is what ``jobs.make`` builds in the kernel: the handler, the event and the notebook
+globals the handler uses (pickled with cloudpickle), the message's details, and the cell's
+source for tracebacks. Running it gives an outcome: what it printed, its traceback or its result
 (pickled here), and for Dask the messages it emitted.
 
 In a child process, ``emit`` goes back to the kernel through the pipe and returns the real
@@ -126,10 +126,10 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
     """
     outcome = {"stdout": "", "error": None, "result_data": None, "result_repr": None}
     with capture:
-        env, inner = pickle.loads(job)
-        _take_env(env, local)
-        _far_from(env["kernel_pid"])
         try:
+            env, inner = pickle.loads(job)
+            _take_env(env, local)
+            _far_from(env["kernel_pid"])
             if local:
                 _import_changed(env["modules"])
             call, event, meta = cloudpickle.loads(inner)
@@ -188,10 +188,10 @@ def _import_changed(modules: dict[str, float]) -> None:
     job naming them (the kernel sends when each file last changed)."""
     for name, changed_at in modules.items():
         seen = _module_times.get(name)
-        _module_times[name] = changed_at
         module = sys.modules.get(name)
         if module is not None and seen is not None and seen != changed_at:
-            importlib.reload(module)
+            importlib.reload(module)  # if it raises, the next run tries again
+        _module_times[name] = changed_at
 
 
 def _far_from(kernel_pid: int) -> None:

@@ -660,3 +660,41 @@ def test_a_slow_dask_connection_does_not_freeze_the_runtime(make_runtime):
         assert done.wait(2), "emit blocked: the timer holds the runtime lock, waiting on Dask"
     finally:
         silent.close()
+
+
+def test_a_changed_module_that_fails_to_import_is_tried_again_once_fixed(
+    fresh_runtime, tmp_path, monkeypatch
+):
+    # Given a module of the user's, imported in the kernel, that a processes worker calls
+    import importlib
+    import sys
+
+    path = tmp_path / "nbw_helper_mod.py"
+    path.write_text("def version():\n    return 1\n")
+    os.utime(path, (1_000_000, 1_000_000))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("nbw_helper_mod")
+    monkeypatch.setitem(sys.modules, "nbw_helper_mod", module)
+    rt = api.runtime()
+    rt.define(
+        "w",
+        cell("nbw_helper_mod.version()", nbw_helper_mod=module),
+        1,
+        policy=Policy(executor="processes"),
+    )
+    api.emit(None, "w")
+    assert rt.wait("w", 30) and rt.traces("w")[0].result == 1
+    # When it is edited with a mistake, a run fails saying why
+    path.write_text("def version(:\n")
+    os.utime(path, (2_000_000, 2_000_000))
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    assert "could not be loaded" in rt.traces("w")[0].error
+    assert "SyntaxError" in rt.traces("w")[0].error
+    # Then, once fixed, the next run imports it again and uses it, even when the fix kept
+    # the file's time (two saves within a file system's time resolution)
+    path.write_text("def version():\n    return 3\n")
+    os.utime(path, (2_000_000, 2_000_000))
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    assert rt.traces("w")[0].result == 3, rt.traces("w")[0].error
