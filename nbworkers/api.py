@@ -144,7 +144,7 @@ def restart_processes() -> None:
     """Run the next runs of ``--executor processes`` workers in fresh pool processes (idle
     ones end now, busy ones after their run): after editing a module of yours that handlers
     import, so that they import it anew. Nothing queued is touched."""
-    runtime().executors.restart_processes()
+    runtime().executors.pool.restart()
 
 
 def use_dask(client) -> None:

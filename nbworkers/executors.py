@@ -122,9 +122,6 @@ class Executors:
         elif executor == "dask":
             self.dask.abandon(run)
 
-    def restart_processes(self) -> None:
-        self.pool.restart()
-
     def close(self) -> None:
         self.pool.close()
         self.dask.close()

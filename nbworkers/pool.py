@@ -106,10 +106,6 @@ class ProcessPool:
             if not self._keep(self._start(lifeline)):
                 return
 
-    def processes(self) -> int:
-        with self._lock:
-            return len(self._idle) + len(self._busy)
-
     def pids(self) -> list[int]:
         with self._lock:
             return [p.popen.pid for p in self._idle + self._busy]

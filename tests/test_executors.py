@@ -698,3 +698,19 @@ def test_a_changed_module_that_fails_to_import_is_tried_again_once_fixed(
     api.emit(None, "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].result == 3, rt.traces("w")[0].error
+
+
+def test_restart_processes_runs_the_next_message_in_a_fresh_process(fresh_runtime):
+    rt = api.runtime()
+    rt.define("w", cell("import os\nos.getpid()"), 1, policy=Policy(executor="processes"))
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    first = rt.traces("w")[0].result
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    assert rt.traces("w")[0].result == first  # reused while nothing asks otherwise
+    api.restart_processes()
+    assert wait_until(lambda: not _alive(first), 10)
+    api.emit(None, "w")
+    assert rt.wait("w", 30)
+    assert rt.traces("w")[0].ok and rt.traces("w")[0].result != first
