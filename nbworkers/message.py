@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def message_id(seq: int) -> str:
@@ -63,14 +63,14 @@ class Message:
 
     @property
     def enqueued_at(self) -> datetime:
-        return datetime.fromtimestamp(self.enqueued_at_s, timezone.utc)
+        return datetime.fromtimestamp(self.enqueued_at_s, UTC)
 
     @property
     def due_at(self) -> datetime | None:
         """When a delayed message (or a retry) may run; None when it may run now."""
         if self.due_at_s is None:
             return None
-        return datetime.fromtimestamp(self.due_at_s, timezone.utc)
+        return datetime.fromtimestamp(self.due_at_s, UTC)
 
     def __repr__(self) -> str:
         return f"<Message {self.id} to {self.worker!r}, attempt {self.attempt}>"

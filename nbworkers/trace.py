@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import reprlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import NBWorkersError
 from .message import message_id
@@ -99,7 +99,7 @@ class Trace:
 
     @property
     def started_at(self) -> datetime:
-        return datetime.fromtimestamp(self.started_at_s, timezone.utc)
+        return datetime.fromtimestamp(self.started_at_s, UTC)
 
     @property
     def input(self):

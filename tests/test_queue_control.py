@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -114,7 +114,7 @@ def test_a_delayed_message_waits_counted_as_queued_and_runs_when_due(make_runtim
     seen = []
     define(rt, "w", seen.append)
     rt.emit("later", "w", delay=90)
-    at = datetime.fromtimestamp(clock.now + 30, timezone.utc)
+    at = datetime.fromtimestamp(clock.now + 30, UTC)
     rt.emit("sooner", "w", at=at)
     rt.emit("now", "w")
     assert rt.wait("w", 0.3) is False
@@ -141,10 +141,10 @@ def test_a_naive_at_is_local_time_and_a_past_one_runs_at_once(make_runtime):
     define(rt, "w", seen.append)
     rt.pause("w")
     rt.emit("x", "w", at=datetime(2100, 1, 1, 9, 30))
-    assert rt.messages("w")[0]["due_at"] == datetime(2100, 1, 1, 9, 30, tzinfo=timezone.utc)
+    assert rt.messages("w")[0]["due_at"] == datetime(2100, 1, 1, 9, 30, tzinfo=UTC)
     rt.purge("w")
     rt.resume("w")
-    rt.emit("y", "w", at=datetime.now(timezone.utc) - timedelta(hours=1))
+    rt.emit("y", "w", at=datetime.now(UTC) - timedelta(hours=1))
     assert rt.wait("w", 5) and seen == ["y"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -77,9 +77,7 @@ def rows(nw, query, params=None) -> list[dict]:
 
 
 def near_now(value: datetime, slack_s: float = 60) -> bool:
-    return value.tzinfo is not None and abs(value - datetime.now(timezone.utc)) < timedelta(
-        seconds=slack_s
-    )
+    return value.tzinfo is not None and abs(value - datetime.now(UTC)) < timedelta(seconds=slack_s)
 
 
 @pytest.mark.parametrize("view", sorted(COLUMNS))
