@@ -203,12 +203,16 @@ def cron(
     paused: bool = False,
     timeout: float | None = None,
     executor: str = "threads",
+    tz: str | None = None,
 ):
     """Decorator: run ``fn()`` (or ``fn(message)``) on a schedule, as cron ``name``.
 
     ``interval``: every-minute, hourly, every-12-hours, daily, weekly, fortnightly; a duration
-    (``30s``, ``5m``, ``2h``, ``3d``); or a 5-field cron expression (``"0 9 * * MON-FRI"``).
-    ``at="HH:MM"`` runs an interval at that wall-clock time. ``name`` defaults to the
+    (``30s``, ``5m``, ``2h``, ``3d``); a 5-field cron expression (``"0 9 * * MON-FRI"``,
+    with ``L``, ``W`` and ``#``) or ``@hourly``, ``@daily``, ``@weekly``, ``@monthly``,
+    ``@yearly``. ``at="HH:MM"`` runs an interval at that wall-clock time. ``tz``: the IANA
+    zone of ``at`` or the expression (default: ``NBWorkers.timezone``, else the kernel's
+    local zone). ``name`` defaults to the
     function's name. ``timeout``: seconds a run may take before it is abandoned.
     ``executor``: where it runs, as for ``worker``.
 
@@ -216,7 +220,7 @@ def cron(
     ... def report():
     ...     send(summary())
     """
-    plan = schedule.parse(interval, at)
+    plan = schedule.parse(interval, at, tz)
     policy = Policy(timeout_s=timeout, executor=executor)
 
     def register(fn):

@@ -76,8 +76,8 @@ class NBWorkers(Configurable):
 
     timezone = Unicode(
         "",
-        help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'. "
-        "Empty: the system's local time.",
+        help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'; "
+        "a cron's --tz (tz=) wins. Empty: the kernel's local zone.",
     ).tag(config=True)
 
     def resolved_db_path(self) -> str:

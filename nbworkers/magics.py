@@ -134,6 +134,12 @@ class WorkerMagics(Magics):
     )
     @argument("name", nargs="?", default=None, help="The cron's name (default: one per cell).")
     @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")
+    @argument(
+        "--tz",
+        default=None,
+        help="The IANA time zone of --at or the cron expression, such as Europe/Paris "
+        "(default: NBWorkers.timezone, else the kernel's local zone).",
+    )
     @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
     @_timeout_option
     @_executor_option
@@ -143,8 +149,10 @@ class WorkerMagics(Magics):
 
         The cell runs once per interval with ``message`` (``.id``, ``.attempt``...) and no
         ``event``. An interval cron runs at once, then every interval after its last run;
-        with ``--at`` or a cron expression it runs at those wall-clock times. Runs never
-        overlap: a tick that comes while a run is still going is skipped and counted.
+        with ``--at`` or a cron expression it runs at those wall-clock times, in ``--tz``'s
+        zone, else ``NBWorkers.timezone``'s, else the kernel's (daylight saving as Debian
+        cron: see the README's Crons section). Runs never overlap: a tick that comes while a
+        run is still going is skipped and counted.
 
         Examples::
 
@@ -154,7 +162,9 @@ class WorkerMagics(Magics):
             %%cron daily report --at 09:30
             send_report()
 
-            %%cron "0 9 * * MON-FRI" standup
+            %%cron "0 9 * * MON-FRI" standup --tz Europe/Paris
+
+            %%cron @daily cleanup
 
         ``nw.run_now(NAME)`` runs it once without moving the schedule; ``nw.next_run(NAME)``
         says when it runs next; ``nw.pause`` / ``nw.resume`` work as for workers.
@@ -162,7 +172,7 @@ class WorkerMagics(Magics):
         """
         args = parse_argstring(self.cron, line)
         try:
-            plan = schedule.parse(args.interval, args.at)
+            plan = schedule.parse(args.interval, args.at, args.tz)
             policy = Policy(timeout_s=args.timeout, executor=args.executor)
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None

@@ -92,6 +92,10 @@ def _undecodable(text: str) -> bool:
     return False
 
 
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _last_line(error: str) -> str:
     lines = [line for line in error.strip().splitlines() if line.strip()]
     return lines[-1] if lines else error
@@ -462,12 +466,17 @@ class Runtime(QueueControl, Alerts, Listeners):
         check_name(name)
         policy = policy or Policy()
         self._check_running()
+        try:
+            schedule.next_run(None, self.clock(), self.zone)
+        except Exception as exc:
+            raise NBWorkersError(f"cron {name!r} was not defined: {exc}") from exc
         self.executors.prepare(handler, policy.executor, 1)
         with self._lock:
             self._check_running()
             w = self._state(name)
             w.handler = handler
             w.schedule = schedule
+            w.schedule_error = None
             w.policy = policy
             w.kind = "cron"
             self.writer.worker_changed(w)
@@ -517,8 +526,11 @@ class Runtime(QueueControl, Alerts, Listeners):
                 raise NBWorkersError(f"no cron named {name!r} is defined; run its cell first")
             if w.paused:
                 return None
-            due = w.schedule.next_run(w.last_run_s, self.clock(), self.zone)
-            return self.zone.aware(due)
+            try:
+                due = w.schedule.next_run(w.last_run_s, self.clock(), self.zone)
+            except Exception as exc:
+                raise NBWorkersError(f"cron {name!r} has no next run: {_failure(exc)}") from exc
+            return (w.schedule.zone or self.zone).aware(due)
 
     def _tick(self, w: WorkerState, now: float) -> None:
         """The schedule of cron ``w`` fired (the lock is held)."""
@@ -584,13 +596,30 @@ class Runtime(QueueControl, Alerts, Listeners):
                     soonest(run.deadline_s)
             if w.schedule is None or w.handler is None or w.paused:
                 continue
-            due = w.schedule.next_run(w.last_run_s, now, self.zone)
-            if due <= now:
-                self._tick(w, now)
-                self._mark_changed(w.name)
+            try:
                 due = w.schedule.next_run(w.last_run_s, now, self.zone)
+                if due <= now:
+                    self._tick(w, now)
+                    self._mark_changed(w.name)
+                    due = w.schedule.next_run(w.last_run_s, now, self.zone)
+            except Exception as exc:  # noqa: BLE001 - shown in its panel; the others go on
+                self._schedule_failed(w, exc)
+                continue
+            if w.schedule_error is not None:
+                w.schedule_error = None
+                self._mark_changed(w.name)
             soonest(due)
         return wake_at
+
+    def _schedule_failed(self, w: WorkerState, exc: Exception) -> None:
+        """The next run of cron ``w`` could not be computed (the lock is held): its panel says
+        why, and the timer tries again on its next pass (at least once a minute)."""
+        error = _failure(exc)
+        if error != w.schedule_error:
+            w.schedule_error = error
+            self._mark_changed(w.name)
+            print(f"nbworkers: cron {w.name!r} has no next run:", file=sys.__stderr__)
+            traceback.print_exception(exc, file=sys.__stderr__)
 
     def _timer_loop(self) -> None:
         while True:
@@ -928,8 +957,12 @@ class Runtime(QueueControl, Alerts, Listeners):
             w = self._workers.get(name) or WorkerState(name, self._lock, self.traces_kept)
             now = self.clock()
             next_run_s = None
-            if w.is_cron and not w.paused:
-                next_run_s = w.schedule.next_run(w.last_run_s, now, self.zone)
+            schedule_error = w.schedule_error
+            if w.is_cron and not w.paused and schedule_error is None:
+                try:
+                    next_run_s = w.schedule.next_run(w.last_run_s, now, self.zone)
+                except Exception as exc:  # noqa: BLE001 - shown in the panel
+                    schedule_error = _failure(exc)
             last_error = next((t.error for t in w.traces if t.error), None)
             oldest_run = min((r.t0 for r in w.runs.values()), default=None)
             return {
@@ -943,6 +976,8 @@ class Runtime(QueueControl, Alerts, Listeners):
                 "policy": w.policy,
                 "schedule": w.schedule.describe() if w.is_cron else None,
                 "next_run_s": next_run_s,
+                "schedule_error": schedule_error,
+                "zone": (w.schedule.zone or self.zone).tz if w.is_cron else None,
                 "last_run_s": w.traces[0].started_at_s if w.is_cron and w.traces else None,
                 "last_error": last_error,
                 "failing": w.failing if w.failing >= self.failure_notice_after else 0,

@@ -1,16 +1,32 @@
-"""Cron schedules: parse an interval, describe it, and compute the next run. Pure functions.
+"""Cron schedules: parse one, describe it, and compute its next run. Pure functions.
 
-Times are epoch seconds; wall-clock schedules (``--at`` and cron expressions) are computed in
-local time (or a named time zone) so "daily at 09:30" stays 09:30 across daylight saving.
+Times are epoch seconds. Wall-clock schedules (``--at`` and cron expressions) are computed in a
+time zone (the cron's own ``--tz``, ``NBWorkers.timezone``, or the kernel's local zone), so
+"daily at 09:30" stays 09:30 across daylight saving. Cron expressions are parsed and evaluated by
+cronsim, with Debian cron's rules; ``--at`` intervals follow the same rules:
+
+- a job at a fixed time (a cron expression with its minute and hour given, such as
+  ``30 2 * * *``, or an ``--at`` interval longer than an hour) runs once on a day the clock jumps
+  over its time, at the jump (02:30 runs at 03:00 in New York), and once on a day the clock
+  repeats it, in its first pass;
+- a frequent job (``*`` in the minute or hour, such as ``*/15 * * * *`` and ``@hourly``, or an
+  ``--at`` interval of an hour or less) runs whenever the wall clock shows one of its times:
+  through both passes of a repeated hour, and not in a skipped one.
+
+A next run is always strictly after the time it is computed from.
 """
 
 from __future__ import annotations
 
+import calendar
 import re
-import time
+import warnings
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tzlocal
+from cronsim import CronSim, CronSimError
 
 MINUTE = 60
 HOUR = 3600
@@ -33,53 +49,225 @@ ALIASES = {
     "every 1week": "weekly",
     "every 2weeks": "fortnightly",
 }
+# Crontab's nicknames (Debian cron's: a weekly job runs on Sundays).
+NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 _UNITS = {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY}
-_DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
-_AT_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
+_DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$", re.ASCII)
+_AT_RE = re.compile(r"^(\d{1,2}):(\d{2})$", re.ASCII)
 # Wall-clock intervals count from this Monday, so weekly --at runs on Mondays.
 _ANCHOR = datetime(2024, 1, 1)
 
 VALID_FORMS = (
     "every-minute, hourly, every-12-hours, daily, weekly, fortnightly (or Darklang's "
-    '"every 1min", "every 1hr", "every 12hrs"); a duration such as 30s, 5m, 2h, 3d; or a quoted '
-    'cron expression such as "0 9 * * MON-FRI"'
+    '"every 1min", "every 1hr", "every 12hrs"); a duration such as 30s, 5m, 2h, 3d; a quoted '
+    'cron expression such as "0 9 * * MON-FRI"; or @hourly, @daily, @weekly, @monthly, @yearly'
 )
 
 
 class Zone:
-    """Local wall-clock time: the system's (default) or a named IANA zone."""
+    """A time zone for wall-clock schedules: a named IANA zone, or (no name) the kernel's
+    local zone, resolved to its IANA zone too so both follow the same rules."""
 
     def __init__(self, name: str | None = None):
-        self.name = name or None
-        self._zone: tzinfo | None = ZoneInfo(name) if name else None
+        if name:
+            try:
+                self.tz: tzinfo = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{name!r} is not a time zone; use an IANA name such as Europe/Paris"
+                ) from None
+            self.name = name
+        else:
+            self.tz, self.name = _local_zone()
 
     def wall(self, ts: float) -> datetime:
-        """The naive local wall-clock time at epoch ``ts``."""
-        if self._zone is None:
-            return datetime.fromtimestamp(ts)
-        return datetime.fromtimestamp(ts, self._zone).replace(tzinfo=None)
-
-    def epoch(self, wall: datetime) -> float:
-        """Epoch seconds of the naive local wall-clock time ``wall``."""
-        if self._zone is None:
-            return time.mktime((*wall.timetuple()[:8], -1)) + wall.microsecond / 1e6
-        return wall.replace(tzinfo=self._zone).timestamp()
+        """The naive wall-clock time at epoch ``ts``."""
+        return datetime.fromtimestamp(ts, self.tz).replace(tzinfo=None)
 
     def aware(self, ts: float) -> datetime:
         """A timezone-aware datetime for epoch ``ts``."""
-        if self._zone is None:
-            return datetime.fromtimestamp(ts).astimezone()
-        return datetime.fromtimestamp(ts, self._zone)
+        return datetime.fromtimestamp(ts, self.tz)
+
+    def epoch(self, wall: datetime) -> float:
+        """Epoch seconds of the naive wall-clock time ``wall`` (a repeated time: its first)."""
+        return wall.replace(tzinfo=self.tz).timestamp()
+
+    def fixed_time(self, wall: datetime) -> float:
+        """When a job at the fixed wall-clock time ``wall`` runs, as Debian cron runs it: a
+        repeated time in its first pass, a skipped time at the jump."""
+        t = wall.replace(tzinfo=self.tz, fold=0)
+        while _skipped(t):
+            t += timedelta(minutes=1)  # wall-clock arithmetic: same tzinfo
+        return t.timestamp()
+
+
+def _skipped(t: datetime) -> bool:
+    """Whether the aware ``t`` is a wall-clock time its zone skips (a spring jump)."""
+    # Aware datetimes with one tzinfo compare by their wall-clock fields.
+    return t != t.astimezone(UTC).astimezone(t.tzinfo)
+
+
+def _local_zone() -> tuple[tzinfo, str]:
+    try:
+        zone = tzlocal.get_localzone()
+        return zone, str(zone)
+    except Exception as exc:  # noqa: BLE001 - warned: crons fall back to a fixed offset
+        offset = datetime.now().astimezone().tzinfo
+        warnings.warn(
+            f"nbworkers: the local time zone is unknown ({exc}); wall-clock crons use the "
+            f"fixed offset {offset}, without daylight saving. Set "
+            '%config NBWorkers.timezone = "Europe/Paris" (your zone), or a cron\'s --tz.',
+            stacklevel=2,
+        )
+        return offset, str(offset)
+
+
+# ----- cron expressions ---------------------------------------------------------------------
+
+_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_FIELD_FORMS = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day-of-month": "1-31, L (the last day), LW (the last weekday) or 15W (the weekday nearest "
+    "the 15th)",
+    "month": "1-12 or JAN-DEC",
+    "day-of-week": "0-7 or SUN-SAT (0 and 7 are Sunday), FRI#1 (the first Friday) or 5L (the "
+    "last Friday)",
+}
+_NEAREST_RE = re.compile(r"^([0-9]{1,2})W$")
+# Never-matching expressions are found by searching from here (cronsim looks 50 years ahead).
+_REFERENCE_S = 946684800.0  # 2000-01-01 UTC
+
+
+@dataclass(frozen=True)
+class CronExpr:
+    """A 5-field cron expression (or a crontab nickname), evaluated by cronsim."""
+
+    text: str  # as written: "0 9 * * MON-FRI", "@daily"
+    expr: str  # what cronsim evaluates
+    nearest_weekday: int | None = None  # the day of a "15W" day-of-month
+
+    @classmethod
+    def parse(cls, text: str) -> CronExpr:
+        """The expression ``text``; ValueError naming the field that is wrong."""
+        expr = NICKNAMES.get(text.lower(), text)
+        fields = expr.split()
+        if len(fields) != 5:
+            raise ValueError(f"a cron expression has 5 fields, {text!r} has {len(fields)}")
+        for what, field in zip(_FIELDS, fields, strict=True):
+            if not field.isascii():
+                raise ValueError(_bad_field(text, what, field))
+        nearest = None
+        if match := _NEAREST_RE.match(fields[2].upper()):
+            nearest = int(match[1])
+            if not 1 <= nearest <= 31 or fields[4] != "*":
+                raise ValueError(
+                    f"{_bad_field(text, 'day-of-month', fields[2])} (W takes one day, 1W to "
+                    "31W, with * as the day-of-week)"
+                )
+            # cronsim knows LW only: it gives the days around, _nearest_ok keeps the one
+            fields[2] = f"{max(1, nearest - 2)}-{min(31, nearest + 2)}"
+        cron = cls(text=text, expr=" ".join(fields), nearest_weekday=nearest)
+        try:
+            CronSim(cron.expr, datetime(2000, 1, 1))
+        except CronSimError as exc:
+            what = str(exc).removeprefix("Bad ")
+            if what not in _FIELDS:
+                raise ValueError(f"{text!r} is not a cron expression: {exc}") from None
+            if what == "day-of-month" and _parses(" ".join([*fields[:3], "*", fields[4]])):
+                raise ValueError(cron.never_matches()) from None  # "31 2": no February 31st
+            raise ValueError(_bad_field(text, what, fields[_FIELDS.index(what)])) from None
+        cron.next_after(_REFERENCE_S, Zone("UTC"))  # ValueError if it never matches
+        return cron
+
+    def never_matches(self) -> str:
+        return (
+            f"the cron expression {self.text!r} never matches a date (no month it names has "
+            "that day); check its day-of-month and month"
+        )
+
+    def next_after(self, ts: float, zone: Zone) -> float:
+        """The first run strictly after ``ts``."""
+        start = zone.aware(ts)
+        runs = CronSim(self.expr, start)
+        while True:
+            try:
+                t = next(runs)
+            except StopIteration:
+                raise ValueError(self.never_matches()) from None
+            if t.year > start.year + 50:
+                raise ValueError(self.never_matches())
+            if t.timestamp() <= ts:
+                continue  # the first pass of a repeated hour, already gone: once is enough
+            if not self._nearest_ok(t.date()):
+                # Go on from the end of that day: a day matches whole or not at all
+                day_end = datetime.combine(t.date() + timedelta(days=1), datetime.min.time())
+                runs = CronSim(self.expr, zone.aware(zone.epoch(day_end) - 1))
+                continue
+            return t.timestamp()
+
+    def _nearest_ok(self, day: date) -> bool:
+        if self.nearest_weekday is None:
+            return True
+        return day.day == _nearest_weekday(day.year, day.month, self.nearest_weekday)
+
+    def describe(self) -> str:
+        """In words, with the expression: "at 09:00 on Monday through Friday (0 9 * * MON-FRI)"."""
+        if self.nearest_weekday is not None:
+            return f"on the weekday nearest day {self.nearest_weekday} of the month ({self.text})"
+        words = CronSim(self.expr, datetime(2000, 1, 1)).explain()
+        return f"{words[:1].lower()}{words[1:]} ({self.text})"
+
+
+def _parses(expr: str) -> bool:
+    try:
+        CronSim(expr, datetime(2000, 1, 1))
+    except CronSimError:
+        return False
+    return True
+
+
+def _bad_field(text: str, what: str, field: str) -> str:
+    return (
+        f"the {what} field {field!r} of the cron expression {text!r} is not valid: use "
+        f"{_FIELD_FORMS[what]}, *, lists (1,15), ranges (1-5) and steps (*/15, 1-30/5)"
+    )
+
+
+def _nearest_weekday(year: int, month: int, day: int) -> int | None:
+    """The weekday (Monday to Friday) of the month nearest its ``day``; None if it has none."""
+    last = calendar.monthrange(year, month)[1]
+    if day > last:
+        return None
+    weekday = date(year, month, day).weekday()
+    if weekday == 5:  # Saturday: the Friday before, unless that is last month
+        return day - 1 if day > 1 else day + 2
+    if weekday == 6:  # Sunday: the Monday after, unless that is next month
+        return day + 1 if day < last else day - 2
+    return day
+
+
+# ----- schedules ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """An interval (``every_s``, optionally at a wall-clock ``at``) or a cron expression."""
+    """An interval (``every_s``, optionally at a wall-clock ``at``) or a cron expression, with
+    its own time zone or None (the runtime's)."""
 
     spec: str
     every_s: int | None = None
     at: tuple[int, int] | None = None
     cron: CronExpr | None = None
+    zone: Zone | None = None
 
     @property
     def wall_clock(self) -> bool:
@@ -88,26 +276,35 @@ class Schedule:
     def next_after(self, ts: float, zone: Zone) -> float:
         """The first wall-clock run strictly after ``ts`` (wall-clock schedules only)."""
         if self.cron is not None:
-            return zone.epoch(self.cron.next_after(zone.wall(ts)))
+            return self.cron.next_after(ts, zone)
         hour, minute = self.at
         anchor = _ANCHOR.replace(hour=hour, minute=minute)
         step = timedelta(seconds=self.every_s)
-        wall = zone.wall(ts)
-        k = (wall - anchor) // step
-        candidate = anchor + k * step
-        while zone.epoch(candidate) <= ts:
+        if self.every_s <= HOUR:
+            # Frequent, as a wildcard cron: whenever the wall clock shows one of its times.
+            # Zones shift by whole quarter hours, so within step + 3 h of minutes one does.
+            t = (ts // MINUTE + 1) * MINUTE
+            for _ in range((self.every_s + 3 * HOUR) // MINUTE):
+                if not (zone.wall(t) - anchor) % step:
+                    return t
+                t += MINUTE
+            raise ValueError(f"{zone.name} shows no whole minutes: {self.describe()} never runs")
+        candidate = anchor + (zone.wall(ts) - anchor) // step * step
+        while (t := zone.fixed_time(candidate)) <= ts:
             candidate += step
-        return zone.epoch(candidate)
+        return t
 
     def next_run(self, last_run: float | None, now: float, zone: Zone) -> float:
         """When the cron should run next, given its last run (None: never) and ``now``.
 
-        An interval cron that never ran is due at once, then every interval after its last
-        run. A wall-clock one runs at its times; if one was missed (the kernel was down) it is
-        due at once, a single catch-up however many were missed.
+        ``zone`` is the runtime's: a schedule with a zone of its own uses its own. An interval
+        cron that never ran is due at once, then every interval after its last run. A
+        wall-clock one runs at its times; if one was missed (the kernel was down) it is due at
+        once, a single catch-up however many were missed.
         """
         if not self.wall_clock:
             return now if last_run is None else last_run + self.every_s
+        zone = self.zone or zone
         if last_run is None:
             return self.next_after(now, zone)
         missed = self.next_after(last_run, zone)
@@ -115,8 +312,12 @@ class Schedule:
 
     def describe(self) -> str:
         """The schedule in words: "every day at 09:30"."""
+        words = self._words()
+        return f"{words}, {self.zone.name} time" if self.zone is not None else words
+
+    def _words(self) -> str:
         if self.cron is not None:
-            return f"cron {self.cron.text}"
+            return self.cron.describe()
         words = _every_words(self.every_s)
         if self.at is None:
             return words
@@ -144,9 +345,11 @@ def _every_words(seconds: int) -> str:
     return f"every {seconds} seconds" if seconds != 1 else "every second"
 
 
-def parse(spec: str, at: str | None = None) -> Schedule:
-    """A Schedule from an interval spec and an optional ``HH:MM``; ValueError otherwise."""
+def parse(spec: str, at: str | None = None, tz: str | None = None) -> Schedule:
+    """A Schedule from an interval or cron expression, an optional ``HH:MM`` and an optional
+    IANA time zone; ValueError saying what is wrong otherwise."""
     text = " ".join(str(spec).strip().strip("\"'").split())
+    zone = Zone(tz) if tz else None
     key = ALIASES.get(text.lower(), text.lower())
     if key in DARKLANG:
         every = DARKLANG[key]
@@ -154,111 +357,22 @@ def parse(spec: str, at: str | None = None) -> Schedule:
         every = int(match[1]) * _UNITS[match[2]]
         if every < 1:
             raise ValueError(f"the interval {spec!r} is zero. Valid intervals: {VALID_FORMS}")
-    elif len(text.split()) == 5:
+    elif len(text.split()) == 5 or key in NICKNAMES:
         if at is not None:
             raise ValueError("--at goes with intervals; a cron expression already says when")
-        try:
-            return Schedule(spec=text, cron=CronExpr.parse(text))
-        except ValueError as exc:
-            raise ValueError(f"{exc}. Valid intervals: {VALID_FORMS}") from None
+        return Schedule(spec=text, cron=CronExpr.parse(text), zone=zone)
     else:
         raise ValueError(f"{spec!r} is not a cron interval. Valid intervals: {VALID_FORMS}")
     if at is None:
+        if zone is not None:
+            raise ValueError(
+                "--tz goes with --at or a cron expression: an interval without --at counts "
+                "time since its last run, whatever the zone"
+            )
         return Schedule(spec=text, every_s=every)
     match = _AT_RE.match(at.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         raise ValueError(f"--at {at!r} is not a time of day; use HH:MM, such as 09:30")
     if every < MINUTE or every % MINUTE:
         raise ValueError("--at needs an interval of whole minutes (hourly, daily, 15m, ...)")
-    return Schedule(spec=text, every_s=every, at=(int(match[1]), int(match[2])))
-
-
-_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
-
-
-def _field(text: str, low: int, high: int, names: list[str] | None, what: str) -> frozenset:
-    def value(token: str) -> int:
-        upper = token.upper()
-        if names and upper in names:
-            return names.index(upper) + (1 if what == "month" else 0)
-        if not token.isdigit():
-            raise ValueError(f"cron {what} {token!r} is not a number")
-        return int(token)
-
-    values: set[int] = set()
-    for part in text.split(","):
-        part, _, step_text = part.partition("/")
-        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
-        if step_text and step is None:
-            raise ValueError(f"cron {what} step {step_text!r} is not a positive number")
-        if part == "*":
-            first, last = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            first, last = value(a), value(b)
-        else:
-            first = last = value(part)
-            if step:
-                last = high
-        if not (low <= first <= high and low <= last <= high) or first > last:
-            raise ValueError(f"cron {what} {part!r} is outside {low}-{high}")
-        values.update(range(first, last + 1, step or 1))
-    if what == "weekday" and 7 in values:  # 7 is Sunday too
-        values = (values - {7}) | {0}
-    return frozenset(values)
-
-
-@dataclass(frozen=True)
-class CronExpr:
-    """A 5-field cron expression: minute hour day-of-month month day-of-week."""
-
-    text: str
-    minutes: frozenset
-    hours: frozenset
-    days: frozenset
-    months: frozenset
-    weekdays: frozenset  # 0 = Sunday
-    any_day: bool
-    any_weekday: bool
-
-    @classmethod
-    def parse(cls, text: str) -> CronExpr:
-        fields = text.split()
-        if len(fields) != 5:
-            raise ValueError(f"a cron expression has 5 fields, {text!r} has {len(fields)}")
-        minute, hour, day, month, weekday = fields
-        return cls(
-            text=text,
-            minutes=_field(minute, 0, 59, None, "minute"),
-            hours=_field(hour, 0, 23, None, "hour"),
-            days=_field(day, 1, 31, None, "day"),
-            months=_field(month, 1, 12, _MONTHS, "month"),
-            weekdays=_field(weekday, 0, 7, _DAYS, "weekday"),
-            any_day=day == "*",
-            any_weekday=weekday == "*",
-        )
-
-    def _day_matches(self, wall: datetime) -> bool:
-        day_ok = wall.day in self.days
-        weekday_ok = (wall.isoweekday() % 7) in self.weekdays
-        if self.any_day or self.any_weekday:  # cron's rule: both restricted means either
-            return day_ok and weekday_ok
-        return day_ok or weekday_ok
-
-    def next_after(self, wall: datetime) -> datetime:
-        """The first matching minute strictly after the naive wall-clock time ``wall``."""
-        t = wall.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        limit = t + timedelta(days=366 * 5)
-        while t < limit:
-            if t.month not in self.months:
-                t = (t.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0)
-            elif not self._day_matches(t):
-                t = (t + timedelta(days=1)).replace(hour=0, minute=0)
-            elif t.hour not in self.hours:
-                t = (t + timedelta(hours=1)).replace(minute=0)
-            elif t.minute not in self.minutes:
-                t += timedelta(minutes=1)
-            else:
-                return t
-        raise ValueError(f"the cron expression {self.text!r} never matches a date")
+    return Schedule(spec=text, every_s=every, at=(int(match[1]), int(match[2])), zone=zone)

@@ -134,6 +134,7 @@ class WorkerState:
         # nw.sql and `python -m nbworkers status`) while its code lives only in a kernel.
         self.kind: str | None = None
         self.last_run_s: float | None = None  # crons: when the schedule last fired
+        self.schedule_error: str | None = None  # crons: why no next run could be computed
         self.skipped = 0  # crons: ticks skipped because a run was still going
         self.forced: set[int] = set()  # run_now messages, which go through a pause
         # Storm guard: emits by this worker's own runs, per second of the clock.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
-from nbworkers.schedule import HOUR, parse
+from nbworkers.schedule import HOUR, MINUTE, parse
 from tests.conftest import Clock
 
 T0 = 1_800_000_000.0
@@ -20,8 +22,8 @@ T0 = 1_800_000_000.0
 def make_runtime(tmp_path):
     made = []
 
-    def make(clock):
-        rt = Runtime(str(tmp_path / "q.duckdb"), clock=clock, timezone="UTC")
+    def make(clock, timezone="UTC"):
+        rt = Runtime(str(tmp_path / "q.duckdb"), clock=clock, timezone=timezone)
         made.append(rt)
         return rt
 
@@ -176,3 +178,197 @@ def test_the_scheduler_thread_sleeps_until_due(make_runtime):
     assert len(runs) >= 3
     gaps = [b - a for a, b in itertools.pairwise(runs)]
     assert all(0.9 < g < 5 for g in gaps), gaps  # never early; late only under heavy load
+
+
+# ----- daylight saving: the clock walks each transition minute by minute -----------------------
+
+
+def instant(zone: str, *wall, fold=0) -> float:
+    """Epoch seconds of the wall-clock time ``wall`` in ``zone`` (fold=1: its second pass)."""
+    return datetime(*wall, tzinfo=ZoneInfo(zone), fold=fold).timestamp()
+
+
+def walk(rt, clock, start: float, minutes: int, runs: list) -> None:
+    """Move the clock a minute at a time for ``minutes``, passing the timer as its thread does:
+    again at once while it says something is due (bounded, so a runaway shows as many runs)."""
+    for i in range(minutes + 1):
+        clock.now = start + 60 * i
+        for _ in range(20):
+            wake_at = rt.run_timers()
+            assert rt.wait("c", 5)
+            if wake_at is None or wake_at > clock.now:
+                break
+
+
+def shown(zone: str, times: list) -> list[str]:
+    return [datetime.fromtimestamp(t, ZoneInfo(zone)).strftime("%m-%d %H:%M%z") for t in times]
+
+
+def test_a_cron_defined_in_the_repeated_hour_never_runs_away(make_runtime):
+    zone = "America/New_York"  # falls back from 02:00 EDT to 01:00 EST on 2026-11-01
+    start = instant(zone, 2026, 11, 1, 1, 45, fold=1)  # 01:45 EST, the second 01:45
+    clock = Clock(start)
+    rt = make_runtime(clock, zone)
+    runs = []
+    define(rt, "c", lambda: runs.append(clock.now), spec="50 1 * * *")
+    # Its 01:50 of today was an hour ago (01:50 EDT): the next is tomorrow's
+    walk(rt, clock, start, 26 * 60, runs)
+    assert rt.next_run("c").timestamp() > clock.now
+    assert shown(zone, runs) == ["11-02 01:50-0500"]
+
+
+@pytest.mark.parametrize("spec, at", [("50 1 * * *", None), ("daily", "01:50")])
+def test_a_catch_up_in_the_repeated_hour_runs_once(make_runtime, spec, at):
+    zone = "America/New_York"
+    clock = Clock(instant(zone, 2026, 10, 31, 1, 0))
+    rt = make_runtime(clock, zone)
+    runs = []
+    define(rt, "c", lambda: runs.append(clock.now), spec=spec, at=at)
+    walk(rt, clock, clock.now, 60, runs)
+    rt.stop()
+    # Given the kernel down from then until 01:40 EST the next day, the second 01:40
+    start = instant(zone, 2026, 11, 1, 1, 40, fold=1)
+    clock.now = start
+    rt2 = make_runtime(clock, zone)
+    define(rt2, "c", lambda: runs.append(clock.now), spec=spec, at=at)
+    walk(rt2, clock, start, 30, runs)
+    assert shown(zone, runs) == ["10-31 01:50-0400", "11-01 01:40-0500"]
+
+
+# ----- in a kernel: a cron that cannot be scheduled stops no other ------------------------------
+
+WAIT_FOR_TICKS = (
+    "import time\ndeadline = time.time() + 10\n"
+    "while len(ticks) < {n} and time.time() < deadline: time.sleep(0.05)"
+)
+
+
+def test_an_expression_that_never_matches_is_refused_and_stops_nothing(kernel):
+    for spec in ("0 0 31 2 *", "0 0 30 2 *"):
+        reply = kernel.run(f'%%cron "{spec}" impossible\npass')
+        assert reply.ename == "UsageError", reply.traceback
+        assert "never matches" in reply.evalue and spec in reply.evalue
+    assert kernel.eval("nw.workers()") == []
+    # Then a cron defined afterwards is defined and runs
+    kernel.ok("ticks = []")
+    kernel.ok("%%cron 1s ticker\nticks.append(1)")
+    kernel.ok(WAIT_FOR_TICKS.format(n=2))
+    assert kernel.eval("len(ticks) >= 2 and nw.workers() == ['ticker']")
+
+
+def test_a_cron_whose_next_run_fails_stops_no_other(kernel):
+    # Given a cron whose schedule starts failing once it is defined (a zone's data gone, say)
+    kernel.ok(
+        "from nbworkers import api\n"
+        "from nbworkers.handlers import from_function\n"
+        "from nbworkers.schedule import parse\n"
+        "broken = []\n"
+        "class Failing(type(parse('1s'))):\n"
+        "    def next_run(self, last_run, now, zone):\n"
+        "        if broken:\n"
+        "            raise RuntimeError('the zone data is gone')\n"
+        "        return super().next_run(last_run, now, zone)\n"
+        "handler = from_function('failing', lambda: None, kind='cron')\n"
+        "api.runtime().define_cron('failing', handler, Failing(spec='1s', every_s=1))\n"
+        "broken.append(1)"
+    )
+    # When other crons are defined and the timer passes
+    kernel.ok("ticks = []")
+    kernel.ok("%%cron 1s ticker\nticks.append(1)")
+    kernel.ok(WAIT_FOR_TICKS.format(n=3))
+    # Then they run, and the failing one's panel says why it does not
+    assert kernel.eval("len(ticks) >= 3")
+    kernel.ok("from nbworkers.widgets.render import status_html")
+    html = kernel.eval("status_html(api.runtime().snapshot('failing'))")
+    assert "the zone data is gone" in html
+    assert kernel.eval("api.runtime().snapshot('failing')['next_run_s']") is None
+    reply = kernel.run("nw.next_run('failing')")
+    assert reply.ename == "NBWorkersError" and "the zone data is gone" in reply.evalue
+
+
+# Each zone's two transitions in 2026: the wall-clock time and fold that name the instant
+SPRING = {
+    "America/New_York": (2026, 3, 8, 2, 0),  # 02:00 EST -> 03:00 EDT
+    "Europe/Berlin": (2026, 3, 29, 2, 0),  # 02:00 CET -> 03:00 CEST
+    "Australia/Lord_Howe": (2026, 10, 4, 2, 0),  # 02:00 +10:30 -> 02:30 +11, half an hour
+}
+FALL = {
+    "America/New_York": (2026, 11, 1, 1, 0),  # 02:00 EDT -> 01:00 EST
+    "Europe/Berlin": (2026, 10, 25, 2, 0),  # 03:00 CEST -> 02:00 CET
+    "Australia/Lord_Howe": (2026, 4, 5, 1, 30),  # 02:00 +11 -> 01:30 +10:30
+}
+
+
+def transition(zone: str, spring: bool) -> float:
+    return instant(zone, *SPRING[zone]) if spring else instant(zone, *FALL[zone], fold=1)
+
+
+def walk_transition(make_runtime, zone, spring, spec, at=None) -> tuple[float, list]:
+    """Define the cron 3 hours before the transition, walk 6 hours; (start, its runs)."""
+    start = transition(zone, spring) - 3 * HOUR
+    clock = Clock(start)
+    rt = make_runtime(clock, zone)
+    runs = []
+    define(rt, "c", lambda: runs.append(clock.now), spec=spec, at=at)
+    walk(rt, clock, start, 6 * 60, runs)
+    return start, runs
+
+
+@pytest.mark.parametrize("form", ["expression", "--at"])
+@pytest.mark.parametrize(
+    "zone, hour_minute, runs_at",
+    [
+        ("America/New_York", (2, 30), "03-08 03:00-0400"),
+        ("Europe/Berlin", (2, 30), "03-29 03:00+0200"),
+        ("Australia/Lord_Howe", (2, 15), "10-04 02:30+1100"),
+    ],
+)
+def test_a_job_in_the_skipped_hour_runs_once_at_the_jump(
+    make_runtime, zone, hour_minute, runs_at, form
+):
+    hour, minute = hour_minute
+    spec, at = (f"{minute} {hour} * * *", None)
+    if form == "--at":
+        spec, at = "daily", f"{hour:02d}:{minute:02d}"
+    _, runs = walk_transition(make_runtime, zone, True, spec, at)
+    assert shown(zone, runs) == [runs_at]
+
+
+@pytest.mark.parametrize("form", ["expression", "--at"])
+@pytest.mark.parametrize(
+    "zone, hour_minute, runs_at",
+    [
+        ("America/New_York", (1, 30), "11-01 01:30-0400"),
+        ("Europe/Berlin", (2, 30), "10-25 02:30+0200"),
+        ("Australia/Lord_Howe", (1, 45), "04-05 01:45+1100"),
+    ],
+)
+def test_a_job_in_the_repeated_hour_runs_once(make_runtime, zone, hour_minute, runs_at, form):
+    hour, minute = hour_minute
+    spec, at = (f"{minute} {hour} * * *", None)
+    if form == "--at":
+        spec, at = "daily", f"{hour:02d}:{minute:02d}"
+    _, runs = walk_transition(make_runtime, zone, False, spec, at)
+    assert shown(zone, runs) == [runs_at]
+
+
+@pytest.mark.parametrize("spec, at", [("*/15 * * * *", None), ("15m", "00:00")])
+@pytest.mark.parametrize("spring", [True, False], ids=["spring", "autumn"])
+@pytest.mark.parametrize("zone", list(SPRING))
+def test_frequent_jobs_run_on_the_wall_clock_through_both_transitions(
+    make_runtime, zone, spring, spec, at
+):
+    start, runs = walk_transition(make_runtime, zone, spring, spec, at)
+    # Every quarter hour of the wall clock is a quarter hour of real time in these zones:
+    # through the repeated hour twice, none in the skipped one
+    assert runs == [start + 15 * MINUTE * k for k in range(1, 25)]
+    walls = shown(zone, runs)
+    if not spring:
+        repeated = datetime(*FALL[zone], fold=1, tzinfo=ZoneInfo(zone)).strftime("%H:%M")
+        assert sum(w.endswith(repeated, 6, 11) for w in walls) == 2
+
+
+def test_an_hourly_job_runs_in_both_passes_of_the_repeated_hour(make_runtime):
+    zone = "America/New_York"
+    _, runs = walk_transition(make_runtime, zone, False, "@hourly")
+    assert shown(zone, runs)[1:4] == ["11-01 01:00-0400", "11-01 01:00-0500", "11-01 02:00-0500"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nbworkers.schedule import DAY, HOUR, MINUTE, Zone, parse
 
@@ -41,7 +43,7 @@ def test_intervals_parse(spec, seconds):
     assert parse(spec).every_s == seconds
 
 
-@pytest.mark.parametrize("spec", ["sometimes", "0s", "5x", "* * * *", "61 * * * *", ""])
+@pytest.mark.parametrize("spec", ["sometimes", "0s", "5x", "* * * *", "0 0 9 * * *", "@reboot", ""])
 def test_bad_intervals_list_the_valid_forms(spec):
     with pytest.raises(ValueError, match="every-minute, hourly") as info:
         parse(spec)
@@ -115,9 +117,8 @@ def test_cron_expressions():
     assert wall(either.next_run(None, at(2026, 11, 23, 1, 0), PARIS)) == datetime(
         2026, 11, 27, 0, 0
     )
-    assert parse("0 0 * * 7").cron.weekdays == frozenset({0})
-    with pytest.raises(ValueError, match="never matches"):
-        parse("0 0 31 2 *").next_run(None, friday_noon, PARIS)
+    sunday = parse("0 0 * * 7")  # 7 is Sunday too
+    assert wall(sunday.next_run(None, friday_noon, PARIS)) == datetime(2026, 11, 29, 0, 0)
 
 
 def test_descriptions():
@@ -125,4 +126,138 @@ def test_descriptions():
     assert parse("30s").describe() == "every 30 seconds"
     assert parse("2h").describe() == "every 2 hours"
     assert parse("fortnightly").describe() == "every two weeks"
-    assert parse("0 9 * * MON-FRI").describe() == "cron 0 9 * * MON-FRI"
+    assert parse("0 9 * * MON-FRI").describe() == (
+        "at 09:00 on Monday through Friday (0 9 * * MON-FRI)"
+    )
+    assert parse("@daily").describe() == "at 00:00 every day (@daily)"
+    assert parse("0 9 15W * *").describe() == (
+        "on the weekday nearest day 15 of the month (0 9 15W * *)"
+    )
+    assert parse("daily", at="09:30", tz="Asia/Tokyo").describe() == (
+        "every day at 09:30, Asia/Tokyo time"
+    )
+
+
+def _runs(spec: str, start: datetime, n: int, zone: Zone = PARIS) -> list[str]:
+    plan, ts, out = parse(spec), zone.epoch(start), []
+    for _ in range(n):
+        ts = plan.next_run(None, ts, zone)
+        out.append(zone.wall(ts).strftime("%a %Y-%m-%d %H:%M"))
+    return out
+
+
+@pytest.mark.parametrize(
+    "spec, runs",
+    [
+        ("@hourly", ["Sun 2026-11-01 13:00", "Sun 2026-11-01 14:00"]),
+        ("@daily", ["Mon 2026-11-02 00:00", "Tue 2026-11-03 00:00"]),
+        ("@midnight", ["Mon 2026-11-02 00:00", "Tue 2026-11-03 00:00"]),
+        ("@weekly", ["Sun 2026-11-08 00:00", "Sun 2026-11-15 00:00"]),  # Sundays, as crontab
+        ("@monthly", ["Tue 2026-12-01 00:00", "Fri 2027-01-01 00:00"]),
+        ("@yearly", ["Fri 2027-01-01 00:00", "Sat 2028-01-01 00:00"]),
+        ("@annually", ["Fri 2027-01-01 00:00", "Sat 2028-01-01 00:00"]),
+        ("0 6 L * *", ["Mon 2026-11-30 06:00", "Thu 2026-12-31 06:00", "Sun 2027-01-31 06:00"]),
+        ("0 6 LW * *", ["Mon 2026-11-30 06:00", "Thu 2026-12-31 06:00", "Fri 2027-01-29 06:00"]),
+        # The weekday nearest the 15th: Sunday 2026-11-15 gives Monday; Saturday 2027-05-15
+        # gives Friday; the nearest to the 1st never leaves its month (2027-05-01 a Saturday)
+        ("0 6 15W * *", ["Mon 2026-11-16 06:00", "Tue 2026-12-15 06:00", "Fri 2027-01-15 06:00"]),
+        ("0 6 15W 5 *", ["Fri 2027-05-14 06:00", "Mon 2028-05-15 06:00"]),
+        ("0 6 1W 5 *", ["Mon 2027-05-03 06:00", "Mon 2028-05-01 06:00"]),
+        ("0 6 31W 1 *", ["Fri 2027-01-29 06:00", "Mon 2028-01-31 06:00"]),
+        ("0 9 * * FRI#1", ["Fri 2026-11-06 09:00", "Fri 2026-12-04 09:00"]),
+        ("0 9 * * 5#1", ["Fri 2026-11-06 09:00", "Fri 2026-12-04 09:00"]),
+        ("0 9 * * 5L", ["Fri 2026-11-27 09:00", "Fri 2026-12-25 09:00"]),
+        ("0 9 * * fri#5", ["Fri 2027-01-29 09:00", "Fri 2027-04-30 09:00"]),
+        ("*/20 9-10 * jan-mar MON", ["Mon 2027-01-04 09:00", "Mon 2027-01-04 09:20"]),
+    ],
+)
+def test_every_standard_form(spec, runs):
+    assert _runs(spec, datetime(2026, 11, 1, 12, 30), len(runs)) == runs
+
+
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ("*/ * * * *", "minute"),
+        ("1-5/ * * * *", "minute"),
+        ("61 * * * *", "minute"),
+        ("\u0663 * * * *", "minute"),  # an Arabic-Indic digit three
+        ("0 \uff19 * * *", "hour"),  # a full-width nine
+        ("0 24 * * *", "hour"),
+        ("0 0 0 * *", "day-of-month"),
+        ("0 0 1-5/ * *", "day-of-month"),
+        ("0 0 15W * MON", "day-of-month"),
+        ("0 0 * 13 *", "month"),
+        ("0 0 * JANUARY *", "month"),
+        ("0 0 * * 8", "day-of-week"),
+        ("0 0 * * FRI#6", "day-of-week"),
+        ("0 0 * * \u017fun", "day-of-week"),  # a long s, which upper-cases to S
+    ],
+)
+def test_malformed_fields_are_refused_naming_the_field(spec, field):
+    with pytest.raises(ValueError, match=f"the {field} field") as info:
+        parse(spec)
+    assert repr(spec) in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["0 0 31 2 *", "0 0 30 2 *", "0 0 30,31 2 *", "0 0 31 4,6 *"])
+def test_an_expression_that_never_matches_is_refused(spec):
+    with pytest.raises(ValueError, match="never matches a date"):
+        parse(spec)
+
+
+def test_zones():
+    assert parse("0 9 * * *", tz="Asia/Tokyo").zone.name == "Asia/Tokyo"
+    with pytest.raises(ValueError, match="not a time zone; use an IANA name"):
+        parse("daily", at="09:00", tz="Mars/Olympus")
+    with pytest.raises(ValueError, match="--tz goes with --at or a cron expression"):
+        parse("hourly", tz="Europe/Paris")
+    # A cron's own zone wins over the runtime's
+    tokyo = parse("daily", at="09:00", tz="Asia/Tokyo")
+    due = tokyo.next_run(None, at(2026, 5, 1, 12, 0), PARIS)
+    assert Zone("Asia/Tokyo").wall(due) == datetime(2026, 5, 2, 9, 0)
+    # No name: the kernel's local zone, as a named zone
+    local = Zone()
+    assert local.name and local.tz.utcoffset(datetime(2026, 5, 1)) is not None
+
+
+_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe"]
+_SPECS = [
+    ("30 2 * * *", None),
+    ("50 1 * * *", None),
+    ("*/15 * * * *", None),
+    ("0 * * * *", None),
+    ("*/7 1-3 * * *", None),
+    ("0 2 * * SUN#1", None),
+    ("daily", "02:30"),
+    ("daily", "01:45"),
+    ("every-12-hours", "01:50"),
+    ("hourly", "00:40"),
+    ("7m", "00:03"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(_ZONES),
+    spec=st.sampled_from(_SPECS),
+    # Within two days of one of the zone's 2026 transitions, to the second
+    offset=st.integers(-2 * DAY, 2 * DAY),
+    spring=st.booleans(),
+)
+def test_a_next_run_is_always_after_the_time_it_is_computed_from(zone, spec, offset, spring):
+    z = Zone(zone)
+    middle = {
+        ("America/New_York", True): datetime(2026, 3, 8, 2),
+        ("America/New_York", False): datetime(2026, 11, 1, 1),
+        ("Europe/Berlin", True): datetime(2026, 3, 29, 2),
+        ("Europe/Berlin", False): datetime(2026, 10, 25, 2),
+        ("Australia/Lord_Howe", True): datetime(2026, 10, 4, 2),
+        ("Australia/Lord_Howe", False): datetime(2026, 4, 5, 1, 30),
+    }[zone, spring]
+    plan = parse(*spec)
+    ts = z.epoch(middle) + offset
+    assert plan.next_after(ts, z) > ts
+    # A catch-up is due at once, and the run after it is later: the timer never loops
+    assert plan.next_run(ts - 40 * DAY, ts, z) == ts
+    assert plan.next_run(ts, ts, z) > ts

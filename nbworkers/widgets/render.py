@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import time
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from ..trace import Trace, preview
 
@@ -31,8 +31,9 @@ def ago(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+def clock(ts: float, zone: tzinfo | None = None) -> str:
+    """The time of day at ``ts``, in ``zone`` (a cron's) or the kernel's local time."""
+    return datetime.fromtimestamp(ts, zone).strftime("%H:%M:%S")
 
 
 def _badge(text: str, colour: str) -> str:
@@ -109,12 +110,18 @@ def status_html(snap: dict) -> str:
         )
     if snap["schedule"]:
         line = esc(snap["schedule"])
-        if snap["next_run_s"] is None:
+        zone = snap.get("zone")
+        if snap.get("schedule_error"):
+            line += (
+                f' · <span style="color:{RED}">no next run: {esc(snap["schedule_error"])}</span>'
+            )
+        elif snap["next_run_s"] is None:
             line += " · paused: no next run"
         elif snap["next_run_s"] <= now:
             line += " · next run: now"
         else:
-            line += f" · next run in {ago(snap['next_run_s'] - now)} ({clock(snap['next_run_s'])})"
+            due = snap["next_run_s"]
+            line += f" · next run in {ago(due - now)} ({clock(due, zone)})"
         if snap["last_run_s"] is not None:
             line += f" · last run {ago(now - snap['last_run_s'])} ago"
         parts.append(f"<div>{line}</div>")
