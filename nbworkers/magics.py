@@ -130,7 +130,8 @@ class WorkerMagics(Magics):
     @argument(
         "interval",
         help="every-minute, hourly, every-12-hours, daily, weekly, fortnightly; a duration "
-        '(30s, 5m, 2h, 3d); or a quoted cron expression ("0 9 * * MON-FRI").',
+        '(30s, 5m, 2h, 3d); a quoted cron expression ("0 9 * * MON-FRI"); or @hourly, @daily, '
+        "@weekly, @monthly, @yearly.",
     )
     @argument("name", nargs="?", default=None, help="The cron's name (default: one per cell).")
     @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")

@@ -116,8 +116,9 @@ def _skipped(t: datetime) -> bool:
 
 
 def _local_zone() -> tuple[tzinfo, str]:
+    """The kernel's zone now (TZ, else the system's), and its name."""
     try:
-        zone = tzlocal.get_localzone()
+        zone = tzlocal.reload_localzone()  # not a zone cached before the kernel's TZ changed
         return zone, str(zone)
     except Exception as exc:  # noqa: BLE001 - warned: crons fall back to a fixed offset
         offset = datetime.now().astimezone().tzinfo

@@ -372,3 +372,27 @@ def test_an_hourly_job_runs_in_both_passes_of_the_repeated_hour(make_runtime):
     zone = "America/New_York"
     _, runs = walk_transition(make_runtime, zone, False, "@hourly")
     assert shown(zone, runs)[1:4] == ["11-01 01:00-0400", "11-01 01:00-0500", "11-01 02:00-0500"]
+
+
+def test_a_time_zone_per_cron(kernel):
+    kernel.ok("%config NBWorkers.timezone = 'Asia/Tokyo'")
+    kernel.ok('%%cron "0 9 * * MON-FRI" standup --tz Europe/Paris\npass')
+    assert kernel.eval("str(nw.next_run('standup').tzinfo)") == "Europe/Paris"
+    assert kernel.eval("(nw.next_run('standup').hour, nw.next_run('standup').minute)") == (9, 0)
+    kernel.ok(
+        "@nw.cron('daily', at='07:15', name='report', tz='America/New_York')\n"
+        "def report():\n    pass"
+    )
+    assert kernel.eval("str(nw.next_run('report').tzinfo)") == "America/New_York"
+    assert kernel.eval("nw.next_run('report').strftime('%H:%M')") == "07:15"
+    # Without --tz, NBWorkers.timezone's zone
+    kernel.ok("%%cron @daily nightly\npass")
+    assert kernel.eval("str(nw.next_run('nightly').tzinfo)") == "Asia/Tokyo"
+    # The panel says which zone
+    kernel.ok("from nbworkers import api\nfrom nbworkers.widgets.render import status_html")
+    assert "Europe/Paris time" in kernel.eval("status_html(api.runtime().snapshot('standup'))")
+    reply = kernel.run("%%cron daily r --at 09:00 --tz Mars/Olympus\npass")
+    assert reply.ename == "UsageError" and "not a time zone" in reply.evalue
+    reply = kernel.run("%%cron hourly r --tz Europe/Paris\npass")
+    assert reply.ename == "UsageError" and "--tz goes with --at" in reply.evalue
+    assert "r" not in kernel.eval("nw.workers()")

@@ -216,9 +216,17 @@ def test_zones():
     tokyo = parse("daily", at="09:00", tz="Asia/Tokyo")
     due = tokyo.next_run(None, at(2026, 5, 1, 12, 0), PARIS)
     assert Zone("Asia/Tokyo").wall(due) == datetime(2026, 5, 2, 9, 0)
-    # No name: the kernel's local zone, as a named zone
-    local = Zone()
-    assert local.name and local.tz.utcoffset(datetime(2026, 5, 1)) is not None
+
+
+def test_the_default_zone_is_the_kernels_resolved_as_a_named_one(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    local, named = Zone(), Zone("America/New_York")
+    assert local.name == "America/New_York"
+    # In the repeated hour too: the second 01:45, then the next 01:50 is tomorrow's
+    second_0145 = named.epoch(datetime(2026, 11, 1, 1, 45)) + HOUR
+    plan = parse("50 1 * * *")
+    assert plan.next_run(None, second_0145, local) == plan.next_run(None, second_0145, named)
+    assert named.wall(plan.next_run(None, second_0145, local)) == datetime(2026, 11, 2, 1, 50)
 
 
 _ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe"]
