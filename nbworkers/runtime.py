@@ -596,30 +596,32 @@ class Runtime(QueueControl, Alerts, Listeners):
                     soonest(run.deadline_s)
             if w.schedule is None or w.handler is None or w.paused:
                 continue
-            try:
-                due = w.schedule.next_run(w.last_run_s, now, self.zone)
-                if due <= now:
-                    self._tick(w, now)
-                    self._mark_changed(w.name)
-                    due = w.schedule.next_run(w.last_run_s, now, self.zone)
-            except Exception as exc:  # noqa: BLE001 - shown in its panel; the others go on
-                self._schedule_failed(w, exc)
-                continue
-            if w.schedule_error is not None:
-                w.schedule_error = None
+            due = self._cron_due(w, now)
+            if due is not None and due <= now:
+                self._tick(w, now)
                 self._mark_changed(w.name)
+                due = self._cron_due(w, now)
             soonest(due)
         return wake_at
 
-    def _schedule_failed(self, w: WorkerState, exc: Exception) -> None:
-        """The next run of cron ``w`` could not be computed (the lock is held): its panel says
-        why, and the timer tries again on its next pass (at least once a minute)."""
-        error = _failure(exc)
-        if error != w.schedule_error:
-            w.schedule_error = error
+    def _cron_due(self, w: WorkerState, now: float) -> float | None:
+        """When cron ``w`` runs next (the lock is held). None if that cannot be computed: its
+        panel says why, the other crons go on, and the timer tries again on its next pass (at
+        least once a minute)."""
+        try:
+            due = w.schedule.next_run(w.last_run_s, now, self.zone)
+        except Exception as exc:  # noqa: BLE001 - shown in its panel; the other crons go on
+            error = _failure(exc)
+            if error != w.schedule_error:
+                w.schedule_error = error
+                self._mark_changed(w.name)
+                print(f"nbworkers: cron {w.name!r} has no next run:", file=sys.__stderr__)
+                traceback.print_exception(exc, file=sys.__stderr__)
+            return None
+        if w.schedule_error is not None:
+            w.schedule_error = None
             self._mark_changed(w.name)
-            print(f"nbworkers: cron {w.name!r} has no next run:", file=sys.__stderr__)
-            traceback.print_exception(exc, file=sys.__stderr__)
+        return due
 
     def _timer_loop(self) -> None:
         while True:

@@ -222,9 +222,16 @@ class CronExpr:
 
     def describe(self) -> str:
         """In words, with the expression: "at 09:00 on Monday through Friday (0 9 * * MON-FRI)"."""
-        if self.nearest_weekday is not None:
-            return f"on the weekday nearest day {self.nearest_weekday} of the month ({self.text})"
-        words = CronSim(self.expr, datetime(2000, 1, 1)).explain()
+        expr, nearest = self.expr, self.nearest_weekday
+        if nearest is not None:  # explained as the 1st, then said as it is
+            expr = " ".join([*expr.split()[:2], "1", *expr.split()[3:]])
+        words = CronSim(expr, datetime(2000, 1, 1)).explain()
+        if nearest is not None:
+            nearest_words = f"the weekday nearest day {nearest}"
+            if "the first day" in words:
+                words = words.replace("the first day", nearest_words)
+            else:  # "on May 1"
+                words = f"{words.rsplit(' on ', 1)[0]} on {nearest_words} of the month"
         return f"{words[:1].lower()}{words[1:]} ({self.text})"
 
 

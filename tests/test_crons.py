@@ -284,6 +284,11 @@ def test_a_cron_whose_next_run_fails_stops_no_other(kernel):
     assert kernel.eval("api.runtime().snapshot('failing')['next_run_s']") is None
     reply = kernel.run("nw.next_run('failing')")
     assert reply.ename == "NBWorkersError" and "the zone data is gone" in reply.evalue
+    # When its schedule works again, the next timer pass schedules it again
+    kernel.ok(
+        "broken.clear()\nrt = api.runtime()\nrt.run_timers()\n"
+        "assert rt.snapshot('failing')['schedule_error'] is None\nassert nw.next_run('failing')"
+    )
 
 
 # Each zone's two transitions in 2026: the wall-clock time and fold that name the instant

@@ -131,7 +131,10 @@ def test_descriptions():
     )
     assert parse("@daily").describe() == "at 00:00 every day (@daily)"
     assert parse("0 9 15W * *").describe() == (
-        "on the weekday nearest day 15 of the month (0 9 15W * *)"
+        "at 09:00 on the weekday nearest day 15 of every month (0 9 15W * *)"
+    )
+    assert parse("0 9 15W 5 *").describe() == (
+        "at 09:00 on the weekday nearest day 15 of the month (0 9 15W 5 *)"
     )
     assert parse("daily", at="09:30", tz="Asia/Tokyo").describe() == (
         "every day at 09:30, Asia/Tokyo time"
