@@ -84,9 +84,10 @@ def test_shutdown_while_threads_emit_loses_nothing_and_opens_no_second_writer(
 
 
 def test_an_emit_after_the_last_write_raises_and_one_after_the_stop_starts_anew(
-    fresh_runtime, tmp_path
+    fresh_runtime, tmp_path, monkeypatch
 ):
     nw = fresh_runtime
+    monkeypatch.setattr(nw, "_GRACE_S", 0.5)  # the time a stop gives runs going
     release = threading.Event()
     during: list = []
 
@@ -107,9 +108,11 @@ def test_an_emit_after_the_last_write_raises_and_one_after_the_stop_starts_anew(
     _wait_until(lambda: first._stopping)
     joined = nw.emit(1, "other")
     assert nw.running() is None
-    # The run outlives the 5 s the stop gives it: its emit comes after the last write
-    stopper.join()
+    # The run outlives the time the stop gives it: its emit comes after the last write.
+    # nw.flush() returns once the stop's last write is done, and the file closed
+    nw.flush()
     assert first.store.con is None
+    stopper.join()
     release.set()
     _wait_until(lambda: during)
     assert isinstance(during[0], NBWorkersError), during
