@@ -11,12 +11,22 @@ from collections.abc import Callable, Iterable
 
 from . import child, handlers, schedule
 from .config import NBWorkers
-from .runtime import Runtime
+from .errors import NBWorkersError
+from .runtime import Runtime, run_owner
 from .trace import Trace
 from .worker import Policy
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None
+# The runtime shutdown() is stopping, until it has closed its file: emits go to it meanwhile
+# (they join its last write, or it refuses them), and no new runtime opens the file beside it.
+_stopping: Runtime | None = None
+_stopped = threading.Condition(_lock)
+_exiting = False  # the interpreter exits: nothing may start again
+_GRACE_S = 5.0  # how long stopping lets runs going end
+# At exit, less: Jupyter sends a kernel that has not exited SIGTERM 2.5 s after asking it to
+# shut down (half of KernelManager.shutdown_wait_time), which would end the stop mid-way.
+_EXIT_GRACE_S = 1.0
 _config: NBWorkers | None = None
 _on_start: list[Callable[[Runtime], None]] = []
 _dask_client = None  # the client given to use_dask, kept for runtimes started later
@@ -57,7 +67,14 @@ def runtime() -> Runtime:
     if rt is not None:
         return rt
     child.refuse_outside_kernel()
+    _refuse_stopped_run()
     with _lock:
+        if _exiting:
+            raise NBWorkersError(
+                "nbworkers has stopped because Python is exiting (kernel shutdown or restart); "
+                "nothing was done. Run it again in the new kernel."
+            )
+        _stopped.wait_for(lambda: _stopping is None)
         if _runtime is None:
             cfg = config()
             _runtime = Runtime(
@@ -87,19 +104,64 @@ def runtime() -> Runtime:
         return _runtime
 
 
+def _refuse_stopped_run() -> None:
+    """A run of a runtime that stops (or stopped) cannot start another: it would wait for
+    its own stop, then open the file again after %unload_ext."""
+    owner = run_owner()
+    if owner is not None and owner.stopping:
+        raise NBWorkersError(
+            "this run was still going when nbworkers stopped (nw.shutdown, %unload_ext, "
+            "%reload_ext or the kernel exiting): it may emit until the stop's last write, and "
+            "nothing else. Nothing was enqueued or done; everything emitted before is kept. A run "
+            "that outlives the stop leaves its message queued in the file, delivered again at "
+            "the next start."
+        )
+
+
 def running() -> Runtime | None:
     """The runtime if it has started, else None (never starts one)."""
     return _runtime
 
 
+def stopping() -> Runtime | None:
+    """The runtime being stopped, until it has closed its file; else None."""
+    return _stopping
+
+
 def shutdown() -> None:
-    """Write everything, stop every nbworkers thread and close the file. Idempotent."""
-    global _runtime
+    """Write everything, stop every nbworkers thread and close the file. Idempotent; returns
+    once the file is closed (also when another thread's shutdown is stopping it).
+
+    While it stops, emits join the last write; one that comes after it raises NBWorkersError
+    (nothing emitted is lost). Other calls wait until the file is closed, then start anew."""
+    _shutdown(_GRACE_S)
+
+
+def _shutdown(grace_s: float) -> None:
+    global _runtime, _stopping
     with _lock:
         rt, _runtime = _runtime, None
         _moving.clear()
-    if rt is not None:
-        rt.stop()
+        if rt is None:
+            if _stopping is not None and run_owner() is not _stopping:
+                _stopped.wait_for(lambda: _stopping is None)
+            return
+        _stopping = rt
+    try:
+        rt.stop(grace_s)
+    finally:
+        with _lock:
+            _stopping = None
+            _stopped.notify_all()
+
+
+def stop_for_exit() -> None:
+    """``shutdown`` when Python exits; nothing starts again after it (a thread still
+    emitting would get ids for messages that no one writes)."""
+    global _exiting
+    with _lock:
+        _exiting = True
+    _shutdown(_EXIT_GRACE_S)
 
 
 def reopen() -> None:
@@ -129,7 +191,7 @@ def emit(event, name: str, *, key: str | None = None, delay: float | None = None
         remote = child.emitter()
         if remote is not None:
             return remote.emit(event, name, key=key, delay=delay, at=at)
-    return runtime().emit(event, name, key=key, delay=delay, at=at)
+    return _emitting().emit(event, name, key=key, delay=delay, at=at)
 
 
 def emit_many(events: Iterable, name: str) -> list[str]:
@@ -137,7 +199,16 @@ def emit_many(events: Iterable, name: str) -> list[str]:
     remote = child.emitter()
     if remote is not None:
         return remote.emit_many(list(events), name)
-    return runtime().emit_many(events, name)
+    return _emitting().emit_many(events, name)
+
+
+def _emitting() -> Runtime:
+    """The runtime an emit goes to: the running one; while one stops, that one (its last
+    write takes the emit, or it raises NBWorkersError); else a new one."""
+    rt = _runtime
+    if rt is None:
+        rt = _stopping
+    return rt if rt is not None else runtime()
 
 
 def restart_processes() -> None:
@@ -368,3 +439,6 @@ def flush() -> None:
     rt = running()
     if rt is not None:
         rt.flush()
+    elif _stopping is not None and run_owner() is not _stopping:
+        with _lock:  # what joined a stop's last write is on disk once the stop has ended
+            _stopped.wait_for(lambda: _stopping is None)

@@ -67,8 +67,26 @@ def unload_ipython_extension(ip) -> None:
         return
     ip.events.unregister("post_run_cell", _after_cell)
     if ip.user_ns.get("emit") is api.emit:
-        del ip.user_ns["emit"]
+        # Runs still going (and threads) call the emit global: during the stop it joins the
+        # last write, after it it says what to do, instead of a NameError.
+        ip.user_ns["emit"] = _emit_after_unload(api.running() or api.stopping())
     api.shutdown()
 
 
-atexit.register(api.shutdown)
+def _emit_after_unload(rt):
+    """The ``emit`` global that ``%unload_ext`` leaves: it emits on ``rt`` (the runtime
+    being stopped) until its last write, then raises NBWorkersError."""
+
+    def emit(event, name: str, *, key=None, delay=None, at=None) -> str:
+        """nbworkers was unloaded: run ``%load_ext nbworkers`` to emit again."""
+        if rt is not None and rt.taking_emits:
+            return rt.emit(event, name, key=key, delay=delay, at=at)
+        raise NBWorkersError(
+            "nbworkers was unloaded (%unload_ext nbworkers): run %load_ext nbworkers to emit "
+            "again. Nothing was enqueued; everything emitted before is kept."
+        )
+
+    return emit
+
+
+atexit.register(api.stop_for_exit)

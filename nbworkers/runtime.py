@@ -48,7 +48,12 @@ _MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 # How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.
 _MAX_DELAY_S = 10 * 365 * 86400
 
-_thread = threading.local()  # .worker: the worker whose run thread this is
+_thread = threading.local()  # .worker, .runtime: the worker and runtime whose run thread this is
+
+
+def run_owner() -> Runtime | None:
+    """The runtime whose run thread this is (None on any other thread)."""
+    return getattr(_thread, "runtime", None)
 
 
 def snapshot(event) -> bytes:
@@ -302,12 +307,14 @@ class Runtime(QueueControl, Alerts, Listeners):
         key: str | None = None,
     ) -> list[Message]:
         """Queue ``datas`` for ``w`` (the lock is held)."""
-        # While stopping, runs that end within the grace period may still emit: the last
-        # batch writes it. Once the writer has stopped, nothing more can reach the file.
-        if self._stopping and self.writer.stopped:
+        # While stopping, emits (of runs still going, of other threads) join the last batch.
+        # Once the writer has taken it, nothing more can reach the file: refused, not lost.
+        if not self.taking_emits:
             raise NBWorkersError(
-                "nbworkers has been stopped (%unload_ext or shutdown); run "
-                "%load_ext nbworkers again to emit. Nothing was enqueued."
+                "nbworkers is stopping (nw.shutdown, %unload_ext, %reload_ext or the kernel "
+                "exiting) and has written its last batch: this emit came after it. Nothing was "
+                "enqueued; everything emitted before is kept. Emit again once the stop has "
+                "returned (nw.emit then starts nbworkers again)."
             )
         name = w.name
         seq = self.writer.number(len(datas))
@@ -668,6 +675,7 @@ class Runtime(QueueControl, Alerts, Listeners):
 
     def _run_loop(self, w: WorkerState, index: int) -> None:
         _thread.worker = w.name
+        _thread.runtime = self
         lock = self._lock
         run = outcome = None
         while True:
@@ -1050,6 +1058,16 @@ class Runtime(QueueControl, Alerts, Listeners):
 
     # ----- stopping ---------------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """True from the moment ``stop`` is called."""
+        return self._stopping
+
+    @property
+    def taking_emits(self) -> bool:
+        """False once a stop has taken its last batch: an emit then raises NBWorkersError."""
+        return not (self._stopping and self.writer.stopped)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Finish runs that end within ``timeout_s``, write everything, close the file.
 
@@ -1073,21 +1091,32 @@ class Runtime(QueueControl, Alerts, Listeners):
         ]
         for thread in others:
             thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            remote = any(
+                r.policy.executor != "threads"
+                for w in self._workers.values()
+                for r in w.runs.values()
+            )
         # Runs still going in a pool process are ended with it (their messages stay queued),
-        # so their threads end too; a Dask task is cancelled.
+        # so their threads end too (given 1 s, or half a shorter grace; a thread running a
+        # handler itself is not waited for again); a Dask task is cancelled.
         self.executors.close()
-        for thread in others:
-            thread.join(max(0.0, min(1.0, deadline + 1.0 - time.monotonic())))
-        # Runs that ended in time are acknowledged by this last batch.
+        if remote:
+            end = deadline + min(1.0, timeout_s / 2)
+            for thread in others:
+                thread.join(max(0.0, end - time.monotonic()))
+        # Runs that ended in time are acknowledged by this last batch, and what was emitted
+        # until now is in it. It is written however long that takes (if the write fails,
+        # the writer says what is lost): the file must be closed before another runtime may
+        # open it, and nbworkers' api opens none until then.
         with self._lock:
             self.writer.stop()
-        self._writer_thread.join(max(1.0, deadline - time.monotonic()))
+        self._writer_thread.join()
         try:
-            if not self._writer_thread.is_alive():
-                try:
-                    self.store.checkpoint()
-                finally:
-                    self.store.close()
+            try:
+                self.store.checkpoint()
+            finally:
+                self.store.close()
         finally:
             # A run still going keeps its output captured: the router stays until it ends.
             if not any(t.is_alive() for t in others):
