@@ -12,6 +12,7 @@ file read-only and never changes it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -324,7 +325,30 @@ def _create_views(con, tables: dict[str, set[str]]) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {body}")
 
 
+# Table functions a query of nw.sql may call: those that only read. The others change state
+# the read-only transaction does not cover (checkpoint, enable_logging writing files anywhere)
+# or run SQL on a connection of their own, outside it (query, json_execute_serialized_sql).
+_READING_TABLE_FUNCTIONS = frozenset(
+    """read_csv read_csv_auto read_json read_json_auto read_ndjson read_ndjson_auto
+    read_json_objects read_json_objects_auto read_ndjson_objects read_parquet parquet_scan
+    parquet_metadata parquet_file_metadata parquet_kv_metadata parquet_schema read_text
+    read_blob glob sniff_csv range generate_series unnest repeat repeat_row json_each json_tree
+    duckdb_columns duckdb_constraints duckdb_databases duckdb_dependencies duckdb_functions
+    duckdb_indexes duckdb_keywords duckdb_schemas duckdb_sequences duckdb_settings
+    duckdb_tables duckdb_types duckdb_views pragma_table_info pragma_storage_info
+    pragma_database_size pragma_version pragma_show pragma_platform pragma_collations
+    pg_timezone_names icu_calendar_names""".split()
+)
+_READ_ONLY_RE = re.compile(r"transaction is launched in read-only mode")
+_ONLY_READS = (
+    "nw.sql only reads: change queues with nw.cancel, nw.purge, nw.requeue or nw.discard, "
+    "which keep the live state and the file in step"
+)
+
+
 def _check_select(con, query: str) -> None:
+    """Refuse, through DuckDB's own parser, all but one SELECT calling only reading table
+    functions. What the SELECT itself would write is refused by its read-only transaction."""
     # nw.sql only reads: the runtime keeps the live state in memory, and a write behind its
     # back would be overwritten, or worse, disagree with it.
     statements = con.extract_statements(query)
@@ -332,9 +356,69 @@ def _check_select(con, query: str) -> None:
         found = ", ".join(s.type.name for s in statements) or "no statement"
         raise NBWorkersError(
             f"nw.sql runs one SELECT over the views {', '.join(VIEWS)}; this query is: "
-            f"{found}. It only reads: change queues with nw.cancel, nw.purge, nw.requeue or "
-            "nw.discard."
+            f"{found}. {_ONLY_READS}."
         )
+    (tree,) = con.execute("SELECT json_serialize_sql($1)", [query]).fetchall()[0]
+    parsed = json.loads(tree)
+    if parsed.get("error"):
+        raise NBWorkersError(
+            f"{_ONLY_READS}, and it cannot check this SELECT "
+            f"({parsed.get('error_message', 'DuckDB cannot serialize it')}): write it another "
+            "way."
+        )
+    called = sorted(_table_functions(parsed) - _READING_TABLE_FUNCTIONS)
+    if called:
+        raise NBWorkersError(
+            f"{_ONLY_READS}; the table functions it calls are those that only read (such as "
+            f"read_csv, read_parquet, read_json, read_text, range, unnest), and this query "
+            f"calls {', '.join(f'{name}()' for name in called)}."
+        )
+
+
+def _table_functions(node) -> set[str]:
+    """The names of the table functions a statement's parse tree (as JSON) calls."""
+    found = set()
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "TABLE_FUNCTION":
+                found.add(str(node.get("function", {}).get("function_name", "")).lower())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _read_only(cursor, query: str, params, results):
+    """Run the SELECT ``query`` in a read-only transaction, always rolled back, and return its
+    rows as a relation of ``results``, a connection to another (in-memory) database: neither
+    the query nor the relation's own methods (``query``, ``insert_into``...) can write to the
+    queue's database."""
+    cursor.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        relation = cursor.sql(query) if params is None else cursor.sql(query, params=params)
+        # Arrow's C stream interface: the rows pass from one database to the other without
+        # Python objects (and without pyarrow), their DuckDB types kept (lossless conversion).
+        incoming = results.from_arrow(relation.__arrow_c_stream__())
+        try:
+            results.execute("CREATE TEMP TABLE result AS FROM incoming")  # a replacement scan
+        finally:
+            # An unread stream keeps its result open on the cursor, which then refuses even
+            # the ROLLBACK: let it go first.
+            del incoming, relation
+    except duckdb.TransactionException as exc:
+        if not _READ_ONLY_RE.search(str(exc)):
+            raise
+        raise NBWorkersError(
+            f"{_ONLY_READS}; this SELECT writes (a data-modifying WITH?): {_first_line(exc)}"
+        ) from None
+    finally:
+        try:
+            cursor.execute("ROLLBACK")
+        except duckdb.TransactionException:
+            pass  # a failed statement ended the transaction already; raise its own error
+    return results.table("result")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -355,6 +439,7 @@ class Store:
         self.traces_kept = traces_kept
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()
+        self._results_db = None  # the in-memory database of nw.sql's results, once needed
         # What the file holds, once load() read it, so that a batch updates those rows in
         # one statement instead of deleting and inserting them (None: not known; as before).
         self._worker_rows: set[str] | None = None
@@ -716,7 +801,20 @@ class Store:
             raise TypeError(f"nw.sql: the query must be a string, not {type(query).__name__}")
         cursor = self._reader()
         _check_select(cursor, query)
-        return cursor.sql(query) if params is None else cursor.sql(query, params=params)
+        return _read_only(cursor, query, params, self._results())
+
+    def _results(self):
+        """A new connection to the in-memory database that holds nw.sql's results; each
+        result is a TEMP table of its own connection, gone with the relation."""
+        with self._readers_lock:
+            if self._results_db is None:
+                if self.con is None:
+                    raise NBWorkersError(
+                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
+                        "run %load_ext nbworkers again"
+                    )
+                self._results_db = duckdb.connect(":memory:")
+            return self._results_db.cursor()
 
     def _reader(self):
         """This thread's reading connection, with the views."""
@@ -734,6 +832,9 @@ class Store:
                     )
                 cursor = self.con.cursor()
             _create_views(cursor, _tables(cursor))
+            # A global setting, so that HUGEINT (a sum), UUID... keep their types on the way
+            # to nw.sql's results; nothing else in this database uses Arrow.
+            cursor.execute("SET arrow_lossless_conversion = true")
             self._readers.cursor = cursor
         return cursor
 
@@ -743,8 +844,11 @@ class Store:
         # Closing a connection closes its cursors (nw.sql's) too, and with them the file.
         with self._readers_lock:
             con, self.con = self.con, None
+            results, self._results_db = self._results_db, None
         if con is not None:
             con.close()
+        if results is not None:
+            results.close()  # and the relations nw.sql returned
 
 
 # ----- reading a file from outside a kernel (python -m nbworkers status) ---------------------
