@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
+from .errors import NBWorkersError, StatusTimeoutError, StoreCorruptError, StoreLockedError
 
 SCHEMA_VERSION = 2
 
@@ -297,20 +297,26 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _tables(con) -> dict[str, set[str]]:
-    """The columns of each table of the connection's database (its main schema)."""
+def _tables(con, database: str | None = None) -> dict[str, set[str]]:
+    """The columns of each table (never a view) in the main schema of ``database`` (by
+    default the connection's own)."""
     tables: dict[str, set[str]] = {}
     for table, column in con.execute(
         """SELECT table_name, column_name FROM duckdb_columns()
-           WHERE database_name = current_database() AND schema_name = 'main'"""
+           JOIN duckdb_tables() USING (database_name, schema_name, table_name)
+           WHERE database_name = coalesce($1, current_database()) AND schema_name = 'main'""",
+        [database],
     ).fetchall():
         tables.setdefault(table, set()).add(column)
     return tables
 
 
-def _create_views(con, tables: dict[str, set[str]]) -> None:
-    """Make the stable views on ``con``, as TEMP views that only ``con`` sees."""
-    db = _quote(con.execute("SELECT current_database()").fetchall()[0][0])
+def _create_views(con, tables: dict[str, set[str]], database: str | None = None) -> None:
+    """Make the stable views over the tables of ``database`` (by default the connection's own)
+    on ``con``, as TEMP views that only ``con`` sees."""
+    if database is None:
+        database = con.execute("SELECT current_database()").fetchall()[0][0]
+    db = _quote(database)
     sources = {}
     for table, inputs in _VIEW_INPUTS.items():
         present = tables.get(table, set())
@@ -904,57 +910,128 @@ _WHERE = (
 )
 
 
-def read_status(path: str, failures: int = 10) -> Status:
+STATUS_TIMEOUT_S = 10.0
+# The name the file is attached under: its own functions and macros are never searched, so a
+# function status calls is always DuckDB's.
+_FILE = "nbworkers_file"
+
+
+def read_status(path: str, failures: int = 10, timeout_s: float = STATUS_TIMEOUT_S) -> Status:
     """The workers, crons, unhandled names and latest failures of the database file ``path``,
-    read without changing the file: opened read-only, nothing created or migrated."""
+    read without changing the file: opened read-only, nothing created or migrated.
+
+    Safe on any file: only nbworkers' own tables are read, after checking they are tables (a
+    view's query, or a computed column, is SQL the file defines, which is never run); the
+    file's functions are never called; no other file can be read; StatusTimeoutError after
+    ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
     con = _open_read_only(path)
+
+    def fetch(query: str, params=None) -> list[tuple]:
+        # DuckDB's own limit interrupts a statement that runs past the deadline (no thread,
+        # no signal); it stays set for the statements made in between (views, metadata).
+        left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        con.execute(f"SET max_execution_time = {left_ms}")
+        return con.execute(query, params).fetchall()
+
     try:
-        tables = _tables(con)
-        missing = [t for t in _REQUIRED_TABLES if t not in tables]
-        if missing:
-            raise NBWorkersError(
-                f"{path!r} is a DuckDB database but not an nbworkers one (it has no "
-                f"{', '.join(missing)} table). {_WHERE}"
-            )
-        version = None
-        if "meta" in tables:
-            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            version = meta.get("schema_version")
-        _create_views(con, tables)
-        workers = [
-            WorkerStatus(*row)
-            for row in con.execute(
-                """SELECT worker, kind, paused, pause_reason, queued, running, done, failed,
-                          dead, retried, skipped, epoch(oldest_queued_at), epoch(last_run_at),
-                          epoch(last_scheduled_at)
-                   FROM workers ORDER BY worker"""
-            ).fetchall()
-        ]
-        latest = [
-            Failure(*row)
-            for row in con.execute(
-                """SELECT epoch(started_at), worker, id, message_id, attempt, timed_out, replay,
-                          error_line
-                   FROM traces WHERE NOT ok ORDER BY seq DESC LIMIT ?""",
-                [failures],
-            ).fetchall()
-        ]
-        return Status(path, version, workers, latest)
+        return _read_status(con, path, failures, fetch)
+    except duckdb.InterruptException:
+        raise StatusTimeoutError(
+            f"reading {path!r} took longer than {timeout_s:g} s, so it was stopped (nothing "
+            "was changed)"
+        ) from None
     finally:
         con.close()
 
 
+def _read_status(con, path: str, failures: int, fetch) -> Status:
+    """``read_status`` on the connection ``con`` to the attached file."""
+    _check_own_tables(path, fetch)
+    tables = _tables(con, _FILE)
+    missing = [t for t in _REQUIRED_TABLES if t not in tables]
+    if missing:
+        raise NBWorkersError(
+            f"{path!r} is a DuckDB database but not an nbworkers one (it has no "
+            f"{', '.join(missing)} table). {_WHERE}"
+        )
+    version = None
+    if "meta" in tables:
+        meta = dict(fetch(f"SELECT key, value FROM {_quote(_FILE)}.main.meta"))
+        version = meta.get("schema_version")
+    _create_views(con, tables, _FILE)
+    workers = [
+        WorkerStatus(*row)
+        for row in fetch(
+            """SELECT worker, kind, paused, pause_reason, queued, running, done, failed,
+                      dead, retried, skipped, epoch(oldest_queued_at), epoch(last_run_at),
+                      epoch(last_scheduled_at)
+               FROM workers ORDER BY worker"""
+        )
+    ]
+    latest = [
+        Failure(*row)
+        for row in fetch(
+            """SELECT epoch(started_at), worker, id, message_id, attempt, timed_out, replay,
+                      error_line
+               FROM traces WHERE NOT ok ORDER BY seq DESC LIMIT ?""",
+            [failures],
+        )
+    ]
+    return Status(path, version, workers, latest)
+
+
+def _check_own_tables(path: str, fetch) -> None:
+    """Refuse a file whose nbworkers names are views, or whose tables compute a column:
+    reading either would run SQL the file defines."""
+    names = ["meta", *_VIEW_INPUTS]
+    not_tables = fetch(
+        """SELECT view_name FROM duckdb_views()
+           WHERE database_name = $1 AND schema_name = 'main' AND list_contains($2, view_name)
+           ORDER BY view_name""",
+        [_FILE, names],
+    )
+    computed = fetch(
+        """SELECT table_name, string_agg(column_name, ', ' ORDER BY column_index)
+           FROM duckdb_columns()
+           WHERE database_name = $1 AND schema_name = 'main' AND list_contains($2, table_name)
+                 AND is_generated
+           GROUP BY table_name ORDER BY table_name""",
+        [_FILE, names],
+    )
+    if not_tables:
+        found = f"{not_tables[0][0]!r} is a view, not a table"
+    elif computed:
+        found = f"{computed[0][0]!r} has a computed column ({computed[0][1]})"
+    else:
+        return
+    raise NBWorkersError(
+        f"{path!r} was not written by nbworkers (or was changed by hand): {found}. nbworkers "
+        "makes only plain tables, and status runs no SQL a file defines (a view's query could "
+        "read your files, or run for ever), so it reads nothing more of this file."
+    )
+
+
 def _open_read_only(path: str):
-    """A read-only connection to the existing file ``path``; clear errors for everything else."""
+    """A connection to an in-memory database with the existing file ``path`` attached
+    read-only, and no access to other files; clear errors for everything else."""
     if not os.path.exists(path):
         raise NBWorkersError(f"there is no file {path!r} (nothing was created). {_WHERE}")
     if os.path.isdir(path):
         found = sorted(p.name for p in Path(path).glob("*.duckdb"))
         hint = f"its databases: {', '.join(found)}" if found else "it holds no .duckdb file"
         raise NBWorkersError(f"{path!r} is a folder, not a database file; {hint}.")
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoload_known_extensions": False, "autoinstall_known_extensions": False},
+    )
     try:
-        return duckdb.connect(path, read_only=True)
+        con.execute(f"ATTACH $1 AS {_quote(_FILE)} (READ_ONLY)", [path])
+        # From here on no file but the attached one can be read (nor written), whatever runs.
+        con.execute("SET enable_external_access = false")
     except duckdb.Error as exc:
+        con.close()
         text = str(exc)
         held = _LOCK_RE.search(text)
         if held:
@@ -968,6 +1045,7 @@ def _open_read_only(path: str):
         raise NBWorkersError(
             f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
         ) from exc
+    return con
 
 
 def _columns(rows: list) -> list[list]:
