@@ -494,3 +494,34 @@ def test_a_worker_can_query_too(fresh_runtime):
     assert nw.wait("w", 30)
     (trace,) = nw.traces("w")
     assert trace.error is None and trace.result == 3
+
+
+def test_sql_in_a_kernel_cannot_plant_a_message_that_runs_code_at_the_next_start(kernel, tmp_path):
+    """Issue #14.5, as met in a notebook: an INSERT in a WITH is refused, so no pickle is
+    planted in the queue to be unpickled (running its code) when the kernel starts again."""
+    marker = tmp_path / "planted-code-ran"
+    kernel.ok(
+        f"""
+import os, pickle
+class Planted:
+    def __reduce__(self):
+        return (os.system, ({f"touch {marker}"!r},))
+nw.pause("w")
+emit("real", "w")
+nw.flush()
+planted = pickle.dumps(Planted())
+"""
+    )
+    reply = kernel.run(
+        """nw.sql('''with i as (
+    insert into q.main.messages (seq, worker, enqueued_at, attempt, data)
+    values (999, 'w', 0, 1, $1) returning seq) select * from i''', [planted])"""
+    )
+    assert reply.ename == "NBWorkersError" and "nw.sql only reads" in reply.evalue
+    # When the kernel starts again and the worker runs its queue
+    kernel.restart()
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    kernel.ok("seen = []\nnw.worker('w')(seen.append)\nnw.resume('w')\nassert nw.wait('w', 30)")
+    # Then only the real message ran, and the planted code never did
+    assert kernel.eval("seen") == ["real"]
+    assert not marker.exists()
