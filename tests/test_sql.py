@@ -308,6 +308,8 @@ def test_a_relation_from_sql_cannot_change_the_queue_either(fresh_runtime, tmp_p
         nw.sql(
             f"select 999::BIGINT, 'w', 0::DOUBLE, 1, {PLANTED}, false, NULL::DOUBLE, NULL"
         ).insert_into("q.main.messages")
+    with pytest.raises(duckdb.Error, match="already attached"):
+        rel.query("x", f"attach '{tmp_path / 'q.duckdb'}' as again")
     nw.sql("select 1 as x").create("made_here")  # a table of the relation's own database
     assert rel.fetchall()[0][2] == "w"
     nw.shutdown()
