@@ -423,9 +423,12 @@ def replay(name: str, trace_id: str | None = None):
 def sql(query: str, params=None):
     """Run one SELECT over the views ``messages``, ``traces``, ``dead_letters`` and ``workers``.
 
-    Returns a DuckDB relation: shown as a table, or ``.df()`` (needs pandas), ``.fetchall()``.
-    Everything emitted so far is written first, so the views show it; a relation run again
-    later sees what has been written by then. ``params`` fill ``$1``, ``$2``... (or ``?``).
+    It only reads: a query that would write (another statement, a data-modifying WITH, a
+    table function that changes state) raises NBWorkersError. It runs at once, in a read-only
+    transaction, and returns its rows as a DuckDB relation of their own (an in-memory
+    database): shown as a table, or ``.df()`` (needs pandas), ``.fetchall()``. Everything
+    emitted so far is written first, so the views show it; call ``nw.sql`` again for newer
+    rows. ``params`` fill ``$1``, ``$2``... (or ``?``).
 
     >>> nw.sql("select worker, count(*) from traces where not ok group by worker").df()
     """

@@ -1,7 +1,8 @@
 """The command line: ``python -m nbworkers status PATH`` shows a database file's queues.
 
 ``status`` reads the file through ``store.read_status``, which opens it read-only: looking never
-changes a notebook's queues. Exit codes: 0 shown, 1 held by another process, 2 bad file.
+changes a notebook's queues, and runs no SQL the file defines. Exit codes: 0 shown, 1 held by
+another process, 2 bad file, 3 too slow to read.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import sys
 import time
 from datetime import datetime
 
-from .errors import NBWorkersError, StoreLockedError
-from .store import Status, WorkerStatus, read_status
+from .errors import NBWorkersError, StatusTimeoutError, StoreLockedError
+from .store import STATUS_TIMEOUT_S, Status, WorkerStatus, read_status
 
 EXIT_OK = 0
 EXIT_LOCKED = 1  # a kernel (or another process) holds the file
 EXIT_BAD_FILE = 2  # no such file, a folder, not a DuckDB or not an nbworkers database
+EXIT_TIMEOUT = 3  # reading took longer than --timeout
 
 _DESCRIPTION = """\
 nbworkers from a terminal. A notebook's workers, crons, queues, traces and dead letters live in a
@@ -28,13 +30,15 @@ _STATUS_DESCRIPTION = """\
 Print each worker and cron of a database file with its counts, the unhandled names (messages for
 a name that never had a worker) and the latest failed runs.
 
-The file is opened read-only and never changed. A running kernel holds its notebook's file, and
-DuckDB then lets no other process open it, not even to read: status says which process holds
-it. Look from inside that kernel instead (%nbworkers, or nw.sql("select * from workers")), or
-shut it down first.
+The file is opened read-only and never changed. Safe on any file: only nbworkers' own tables
+are read, and no SQL the file defines is run (a file whose nbworkers names are views, or whose
+tables compute a column, is refused); no other file is read; reading stops after --timeout
+seconds. A running kernel holds its notebook's file, and DuckDB then lets no other process open
+it, not even to read: status says which process holds it. Look from inside that kernel instead
+(%nbworkers, or nw.sql("select * from workers")), or shut it down first.
 
 exit codes: 0 shown; 1 the file is held by another process; 2 no such file, or not an nbworkers
-database."""
+database; 3 reading took longer than --timeout."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,16 +73,30 @@ def _parser() -> argparse.ArgumentParser:
         default=10,
         help="show the N latest failed runs (default 10)",
     )
+    status.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=STATUS_TIMEOUT_S,
+        help=f"stop reading after SECONDS (default {STATUS_TIMEOUT_S:g})",
+    )
     status.set_defaults(command=_status)
     return parser
 
 
 def _status(args) -> int:
     try:
-        status = read_status(args.path, failures=max(0, args.failures))
+        status = read_status(args.path, failures=max(0, args.failures), timeout_s=args.timeout)
     except StoreLockedError as exc:
         print(f"nbworkers status: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except StatusTimeoutError as exc:
+        print(
+            f"nbworkers status: {exc}. A large queue takes longer to read: --timeout SECONDS "
+            "waits longer.",
+            file=sys.stderr,
+        )
+        return EXIT_TIMEOUT
     except NBWorkersError as exc:
         print(f"nbworkers status: {exc}", file=sys.stderr)
         return EXIT_BAD_FILE

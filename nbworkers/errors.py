@@ -11,3 +11,7 @@ class StoreLockedError(NBWorkersError):
 
 class StoreCorruptError(NBWorkersError):
     """The queue database could not be read; it was moved aside and a fresh one will be used."""
+
+
+class StatusTimeoutError(NBWorkersError):
+    """Reading a database file for ``python -m nbworkers status`` took longer than allowed."""

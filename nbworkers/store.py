@@ -12,6 +12,7 @@ file read-only and never changes it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
+from .errors import NBWorkersError, StatusTimeoutError, StoreCorruptError, StoreLockedError
 
 SCHEMA_VERSION = 2
 
@@ -296,20 +297,26 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _tables(con) -> dict[str, set[str]]:
-    """The columns of each table of the connection's database (its main schema)."""
+def _tables(con, database: str | None = None) -> dict[str, set[str]]:
+    """The columns of each table (never a view) in the main schema of ``database`` (by
+    default the connection's own)."""
     tables: dict[str, set[str]] = {}
     for table, column in con.execute(
         """SELECT table_name, column_name FROM duckdb_columns()
-           WHERE database_name = current_database() AND schema_name = 'main'"""
+           JOIN duckdb_tables() USING (database_name, schema_name, table_name)
+           WHERE database_name = coalesce($1, current_database()) AND schema_name = 'main'""",
+        [database],
     ).fetchall():
         tables.setdefault(table, set()).add(column)
     return tables
 
 
-def _create_views(con, tables: dict[str, set[str]]) -> None:
-    """Make the stable views on ``con``, as TEMP views that only ``con`` sees."""
-    db = _quote(con.execute("SELECT current_database()").fetchall()[0][0])
+def _create_views(con, tables: dict[str, set[str]], database: str | None = None) -> None:
+    """Make the stable views over the tables of ``database`` (by default the connection's own)
+    on ``con``, as TEMP views that only ``con`` sees."""
+    if database is None:
+        database = con.execute("SELECT current_database()").fetchall()[0][0]
+    db = _quote(database)
     sources = {}
     for table, inputs in _VIEW_INPUTS.items():
         present = tables.get(table, set())
@@ -324,7 +331,30 @@ def _create_views(con, tables: dict[str, set[str]]) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {body}")
 
 
+# Table functions a query of nw.sql may call: those that only read. The others change state
+# the read-only transaction does not cover (checkpoint, enable_logging writing files anywhere)
+# or run SQL on a connection of their own, outside it (query, json_execute_serialized_sql).
+_READING_TABLE_FUNCTIONS = frozenset(
+    """read_csv read_csv_auto read_json read_json_auto read_ndjson read_ndjson_auto
+    read_json_objects read_json_objects_auto read_ndjson_objects read_parquet parquet_scan
+    parquet_metadata parquet_file_metadata parquet_kv_metadata parquet_schema read_text
+    read_blob glob sniff_csv range generate_series unnest repeat repeat_row json_each json_tree
+    duckdb_columns duckdb_constraints duckdb_databases duckdb_dependencies duckdb_functions
+    duckdb_indexes duckdb_keywords duckdb_schemas duckdb_sequences duckdb_settings
+    duckdb_tables duckdb_types duckdb_views pragma_table_info pragma_storage_info
+    pragma_database_size pragma_version pragma_show pragma_platform pragma_collations
+    pg_timezone_names icu_calendar_names""".split()
+)
+_READ_ONLY_RE = re.compile(r"transaction is launched in read-only mode")
+_ONLY_READS = (
+    "nw.sql only reads: change queues with nw.cancel, nw.purge, nw.requeue or nw.discard, "
+    "which keep the live state and the file in step"
+)
+
+
 def _check_select(con, query: str) -> None:
+    """Refuse, through DuckDB's own parser, all but one SELECT calling only reading table
+    functions. What the SELECT itself would write is refused by its read-only transaction."""
     # nw.sql only reads: the runtime keeps the live state in memory, and a write behind its
     # back would be overwritten, or worse, disagree with it.
     statements = con.extract_statements(query)
@@ -332,9 +362,69 @@ def _check_select(con, query: str) -> None:
         found = ", ".join(s.type.name for s in statements) or "no statement"
         raise NBWorkersError(
             f"nw.sql runs one SELECT over the views {', '.join(VIEWS)}; this query is: "
-            f"{found}. It only reads: change queues with nw.cancel, nw.purge, nw.requeue or "
-            "nw.discard."
+            f"{found}. {_ONLY_READS}."
         )
+    (tree,) = con.execute("SELECT json_serialize_sql($1)", [query]).fetchall()[0]
+    parsed = json.loads(tree)
+    if parsed.get("error"):
+        raise NBWorkersError(
+            f"{_ONLY_READS}, and it cannot check this SELECT "
+            f"({parsed.get('error_message', 'DuckDB cannot serialize it')}): write it another "
+            "way."
+        )
+    called = sorted(_table_functions(parsed) - _READING_TABLE_FUNCTIONS)
+    if called:
+        raise NBWorkersError(
+            f"{_ONLY_READS}; the table functions it calls are those that only read (such as "
+            f"read_csv, read_parquet, read_json, read_text, range, unnest), and this query "
+            f"calls {', '.join(f'{name}()' for name in called)}."
+        )
+
+
+def _table_functions(node) -> set[str]:
+    """The names of the table functions a statement's parse tree (as JSON) calls."""
+    found = set()
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "TABLE_FUNCTION":
+                found.add(str(node.get("function", {}).get("function_name", "")).lower())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _read_only(cursor, query: str, params, results):
+    """Run the SELECT ``query`` in a read-only transaction, always rolled back, and return its
+    rows as a relation of ``results``, a connection to another (in-memory) database: neither
+    the query nor the relation's own methods (``query``, ``insert_into``...) can write to the
+    queue's database."""
+    cursor.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        relation = cursor.sql(query) if params is None else cursor.sql(query, params=params)
+        # Arrow's C stream interface: the rows pass from one database to the other without
+        # Python objects (and without pyarrow), their DuckDB types kept (lossless conversion).
+        incoming = results.from_arrow(relation.__arrow_c_stream__())
+        try:
+            results.execute("CREATE TEMP TABLE result AS FROM incoming")  # a replacement scan
+        finally:
+            # An unread stream keeps its result open on the cursor, which then refuses even
+            # the ROLLBACK: let it go first.
+            del incoming, relation
+    except duckdb.TransactionException as exc:
+        if not _READ_ONLY_RE.search(str(exc)):
+            raise
+        raise NBWorkersError(
+            f"{_ONLY_READS}; this SELECT writes (a data-modifying WITH?): {_first_line(exc)}"
+        ) from None
+    finally:
+        try:
+            cursor.execute("ROLLBACK")
+        except duckdb.TransactionException:
+            pass  # a failed statement ended the transaction already; raise its own error
+    return results.table("result")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -355,6 +445,7 @@ class Store:
         self.traces_kept = traces_kept
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()
+        self._results_db = None  # the in-memory database of nw.sql's results, once needed
         # What the file holds, once load() read it, so that a batch updates those rows in
         # one statement instead of deleting and inserting them (None: not known; as before).
         self._worker_rows: set[str] | None = None
@@ -716,7 +807,20 @@ class Store:
             raise TypeError(f"nw.sql: the query must be a string, not {type(query).__name__}")
         cursor = self._reader()
         _check_select(cursor, query)
-        return cursor.sql(query) if params is None else cursor.sql(query, params=params)
+        return _read_only(cursor, query, params, self._results())
+
+    def _results(self):
+        """A new connection to the in-memory database that holds nw.sql's results; each
+        result is a TEMP table of its own connection, gone with the relation."""
+        with self._readers_lock:
+            if self._results_db is None:
+                if self.con is None:
+                    raise NBWorkersError(
+                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
+                        "run %load_ext nbworkers again"
+                    )
+                self._results_db = duckdb.connect(":memory:")
+            return self._results_db.cursor()
 
     def _reader(self):
         """This thread's reading connection, with the views."""
@@ -734,6 +838,9 @@ class Store:
                     )
                 cursor = self.con.cursor()
             _create_views(cursor, _tables(cursor))
+            # A global setting, so that HUGEINT (a sum), UUID... keep their types on the way
+            # to nw.sql's results; nothing else in this database uses Arrow.
+            cursor.execute("SET arrow_lossless_conversion = true")
             self._readers.cursor = cursor
         return cursor
 
@@ -743,8 +850,11 @@ class Store:
         # Closing a connection closes its cursors (nw.sql's) too, and with them the file.
         with self._readers_lock:
             con, self.con = self.con, None
+            results, self._results_db = self._results_db, None
         if con is not None:
             con.close()
+        if results is not None:
+            results.close()  # and the relations nw.sql returned
 
 
 # ----- reading a file from outside a kernel (python -m nbworkers status) ---------------------
@@ -800,57 +910,128 @@ _WHERE = (
 )
 
 
-def read_status(path: str, failures: int = 10) -> Status:
+STATUS_TIMEOUT_S = 10.0
+# The name the file is attached under: its own functions and macros are never searched, so a
+# function status calls is always DuckDB's.
+_FILE = "nbworkers_file"
+
+
+def read_status(path: str, failures: int = 10, timeout_s: float = STATUS_TIMEOUT_S) -> Status:
     """The workers, crons, unhandled names and latest failures of the database file ``path``,
-    read without changing the file: opened read-only, nothing created or migrated."""
+    read without changing the file: opened read-only, nothing created or migrated.
+
+    Safe on any file: only nbworkers' own tables are read, after checking they are tables (a
+    view's query, or a computed column, is SQL the file defines, which is never run); the
+    file's functions are never called; no other file can be read; StatusTimeoutError after
+    ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
     con = _open_read_only(path)
+
+    def fetch(query: str, params=None) -> list[tuple]:
+        # DuckDB's own limit interrupts a statement that runs past the deadline (no thread,
+        # no signal); it stays set for the statements made in between (views, metadata).
+        left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        con.execute(f"SET max_execution_time = {left_ms}")
+        return con.execute(query, params).fetchall()
+
     try:
-        tables = _tables(con)
-        missing = [t for t in _REQUIRED_TABLES if t not in tables]
-        if missing:
-            raise NBWorkersError(
-                f"{path!r} is a DuckDB database but not an nbworkers one (it has no "
-                f"{', '.join(missing)} table). {_WHERE}"
-            )
-        version = None
-        if "meta" in tables:
-            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            version = meta.get("schema_version")
-        _create_views(con, tables)
-        workers = [
-            WorkerStatus(*row)
-            for row in con.execute(
-                """SELECT worker, kind, paused, pause_reason, queued, running, done, failed,
-                          dead, retried, skipped, epoch(oldest_queued_at), epoch(last_run_at),
-                          epoch(last_scheduled_at)
-                   FROM workers ORDER BY worker"""
-            ).fetchall()
-        ]
-        latest = [
-            Failure(*row)
-            for row in con.execute(
-                """SELECT epoch(started_at), worker, id, message_id, attempt, timed_out, replay,
-                          error_line
-                   FROM traces WHERE NOT ok ORDER BY seq DESC LIMIT ?""",
-                [failures],
-            ).fetchall()
-        ]
-        return Status(path, version, workers, latest)
+        return _read_status(con, path, failures, fetch)
+    except duckdb.InterruptException:
+        raise StatusTimeoutError(
+            f"reading {path!r} took longer than {timeout_s:g} s, so it was stopped (nothing "
+            "was changed)"
+        ) from None
     finally:
         con.close()
 
 
+def _read_status(con, path: str, failures: int, fetch) -> Status:
+    """``read_status`` on the connection ``con`` to the attached file."""
+    _check_own_tables(path, fetch)
+    tables = _tables(con, _FILE)
+    missing = [t for t in _REQUIRED_TABLES if t not in tables]
+    if missing:
+        raise NBWorkersError(
+            f"{path!r} is a DuckDB database but not an nbworkers one (it has no "
+            f"{', '.join(missing)} table). {_WHERE}"
+        )
+    version = None
+    if "meta" in tables:
+        meta = dict(fetch(f"SELECT key, value FROM {_quote(_FILE)}.main.meta"))
+        version = meta.get("schema_version")
+    _create_views(con, tables, _FILE)
+    workers = [
+        WorkerStatus(*row)
+        for row in fetch(
+            """SELECT worker, kind, paused, pause_reason, queued, running, done, failed,
+                      dead, retried, skipped, epoch(oldest_queued_at), epoch(last_run_at),
+                      epoch(last_scheduled_at)
+               FROM workers ORDER BY worker"""
+        )
+    ]
+    latest = [
+        Failure(*row)
+        for row in fetch(
+            """SELECT epoch(started_at), worker, id, message_id, attempt, timed_out, replay,
+                      error_line
+               FROM traces WHERE NOT ok ORDER BY seq DESC LIMIT ?""",
+            [failures],
+        )
+    ]
+    return Status(path, version, workers, latest)
+
+
+def _check_own_tables(path: str, fetch) -> None:
+    """Refuse a file whose nbworkers names are views, or whose tables compute a column:
+    reading either would run SQL the file defines."""
+    names = ["meta", *_VIEW_INPUTS]
+    not_tables = fetch(
+        """SELECT view_name FROM duckdb_views()
+           WHERE database_name = $1 AND schema_name = 'main' AND list_contains($2, view_name)
+           ORDER BY view_name""",
+        [_FILE, names],
+    )
+    computed = fetch(
+        """SELECT table_name, string_agg(column_name, ', ' ORDER BY column_index)
+           FROM duckdb_columns()
+           WHERE database_name = $1 AND schema_name = 'main' AND list_contains($2, table_name)
+                 AND is_generated
+           GROUP BY table_name ORDER BY table_name""",
+        [_FILE, names],
+    )
+    if not_tables:
+        found = f"{not_tables[0][0]!r} is a view, not a table"
+    elif computed:
+        found = f"{computed[0][0]!r} has a computed column ({computed[0][1]})"
+    else:
+        return
+    raise NBWorkersError(
+        f"{path!r} was not written by nbworkers (or was changed by hand): {found}. nbworkers "
+        "makes only plain tables, and status runs no SQL a file defines (a view's query could "
+        "read your files, or run for ever), so it reads nothing more of this file."
+    )
+
+
 def _open_read_only(path: str):
-    """A read-only connection to the existing file ``path``; clear errors for everything else."""
+    """A connection to an in-memory database with the existing file ``path`` attached
+    read-only, and no access to other files; clear errors for everything else."""
     if not os.path.exists(path):
         raise NBWorkersError(f"there is no file {path!r} (nothing was created). {_WHERE}")
     if os.path.isdir(path):
         found = sorted(p.name for p in Path(path).glob("*.duckdb"))
         hint = f"its databases: {', '.join(found)}" if found else "it holds no .duckdb file"
         raise NBWorkersError(f"{path!r} is a folder, not a database file; {hint}.")
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoload_known_extensions": False, "autoinstall_known_extensions": False},
+    )
     try:
-        return duckdb.connect(path, read_only=True)
+        con.execute(f"ATTACH $1 AS {_quote(_FILE)} (READ_ONLY)", [path])
+        # From here on no file but the attached one can be read (nor written), whatever runs.
+        con.execute("SET enable_external_access = false")
     except duckdb.Error as exc:
+        con.close()
         text = str(exc)
         held = _LOCK_RE.search(text)
         if held:
@@ -864,6 +1045,7 @@ def _open_read_only(path: str):
         raise NBWorkersError(
             f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
         ) from exc
+    return con
 
 
 def _columns(rows: list) -> list[list]:

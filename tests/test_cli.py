@@ -257,3 +257,121 @@ def test_the_views_read_a_file_from_before_the_newer_columns(tmp_path):
     )
     assert status.schema_version is None
     assert (tmp_path / "old.duckdb").read_bytes() == before
+
+
+# ----- issue #14.9: status runs no SQL a file defines, and its time is bounded ------------------
+
+NBWORKERS_TABLES = {
+    "meta": "key VARCHAR, value VARCHAR",
+    "messages": "seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB",
+    "workers": "name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT, last_run DOUBLE, "
+    "skipped BIGINT",
+    "traces": "seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, "
+    "duration DOUBLE, input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, "
+    "error VARCHAR, replay BOOLEAN",
+}
+
+
+def crafted(path, *statements, replace=()):
+    """An nbworkers-looking file: its tables, except those in ``replace``, then ``statements``."""
+    con = duckdb.connect(str(path))
+    try:
+        for table, columns in NBWORKERS_TABLES.items():
+            if table not in replace:
+                con.execute(f"CREATE TABLE {table} ({columns})")
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def secret(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_text("the-password-is-hunter2")
+    return path
+
+
+def test_status_never_reads_a_workers_view_that_reads_a_local_file(tmp_path, secret):
+    path = tmp_path / "sent.duckdb"
+    crafted(
+        path,
+        f"""CREATE VIEW workers AS SELECT content AS name, false AS paused, 0::BIGINT AS done,
+                   0::BIGINT AS failed, NULL::DOUBLE AS last_run, 0::BIGINT AS skipped
+            FROM read_text('{secret}')""",
+        replace=("workers",),
+    )
+    before = snapshot(tmp_path)
+
+    done = status(path)
+
+    assert "hunter2" not in done.stdout + done.stderr
+    assert done.returncode == 2
+    assert "'workers' is a view, not a table" in done.stderr
+    assert "runs no SQL a file defines" in done.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_status_never_runs_a_slow_view(tmp_path):
+    path = tmp_path / "slow.duckdb"
+    crafted(
+        path,
+        """CREATE VIEW messages AS SELECT a.range AS seq, 'w' AS worker, 0::DOUBLE AS enqueued_at,
+                  1 AS attempt, NULL::BLOB AS data
+           FROM range(1000000) a, range(1000000) b""",
+        replace=("messages",),
+    )
+
+    done = status(path)  # the helper's own bound: 120 s
+
+    assert done.returncode == 2
+    assert "'messages' is a view, not a table" in done.stderr
+
+
+def test_status_never_calls_a_function_the_file_defines(tmp_path, secret):
+    """A macro in the file named like a built-in function status uses (trim, in a failure's
+    error line) is not called: status reads the file as an attached database, never searched
+    for functions."""
+    path = tmp_path / "macro.duckdb"
+    crafted(
+        path,
+        f"CREATE MACRO trim(x) AS (SELECT content FROM read_text('{secret}'))",
+        "INSERT INTO workers VALUES ('w', false, 0, 1, NULL, 0)",
+        "INSERT INTO traces VALUES (1, 'w', 1, 1700000000, 0.1, NULL, NULL, 'None', '', "
+        "'Traceback...\nValueError: bad\n', false)",
+    )
+
+    done = status(path)
+
+    assert "hunter2" not in done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "ValueError: bad" in done.stdout
+
+
+def test_status_refuses_a_generated_column(tmp_path, secret):
+    path = tmp_path / "generated.duckdb"
+    crafted(
+        path,
+        "CREATE TABLE workers (name VARCHAR GENERATED ALWAYS AS (repeat('x', 3)), "
+        "paused BOOLEAN, done BIGINT, failed BIGINT, last_run DOUBLE, skipped BIGINT)",
+        replace=("workers",),
+    )
+    done = status(path)
+    assert done.returncode == 2
+    assert "'workers' has a computed column (name)" in done.stderr
+
+
+def test_status_gives_up_after_its_time_limit(tmp_path):
+    """Reading is bounded: a file too big to read within --timeout is refused, saying how to
+    wait longer."""
+    path = tmp_path / "big.duckdb"
+    crafted(
+        path,
+        "INSERT INTO messages SELECT range, 'w' || (range % 1000), range, 1, NULL "
+        "FROM range(20000000)",
+    )
+
+    done = status(path, "--timeout", "0.01")
+
+    assert done.returncode == 3, done.stderr
+    assert "took longer than 0.01 s" in done.stderr and "--timeout" in done.stderr

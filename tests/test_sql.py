@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -214,6 +216,13 @@ def test_sql_takes_parameters(fresh_runtime):
         "select 1; delete from messages",
         "copy messages to 'out.csv'",
         "",
+        "attach 'other.duckdb' as other",
+        "pragma enable_checkpoint_on_shutdown",
+        "set threads = 1",
+        "install httpfs",
+        "load parquet",
+        "call checkpoint()",
+        "select 1; select 2",
     ],
 )
 def test_sql_only_reads(fresh_runtime, query, tmp_path, monkeypatch):
@@ -228,12 +237,158 @@ def test_sql_only_reads(fresh_runtime, query, tmp_path, monkeypatch):
     assert not (tmp_path / "out.csv").exists()
 
 
+def on_disk(path) -> dict:
+    """What the database file holds, read by a connection of its own."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            table: sorted(con.execute(f"select * from {table}").fetchall(), key=repr)
+            for table in ("messages", "workers", "meta", "dead_letters")
+        }
+    finally:
+        con.close()
+
+
+# A pickle that runs code when unpickled, as a message's data: what a write would plant.
+PLANTED = "'\\x80\\x04\\x95'::BLOB"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # Data-modifying WITH: DuckDB calls the whole statement a SELECT.
+        "with d as (delete from q.main.messages returning seq) select count(*) from d",
+        "with u as (update q.main.workers set paused = false returning name) select * from u",
+        "with i as (insert into q.main.messages (seq, worker, enqueued_at, attempt, data) "
+        f"values (999, 'w', 0, 1, {PLANTED}) returning seq) select * from i",
+        # Table functions that change state, or run SQL on a connection of their own.
+        "select * from json_execute_serialized_sql(json_serialize_sql("
+        "'with d as (delete from q.main.messages returning seq) select * from d'))",
+        "select * from messages where seq in (select 1 from json_execute_serialized_sql("
+        "json_serialize_sql('with d as (delete from q.main.messages returning seq) "
+        "select * from d')))",
+        "select * from checkpoint()",
+        "select * from enable_logging(storage = 'file', storage_path = 'logs')",
+        "select * from query('select 1')",
+    ],
+)
+def test_sql_cannot_change_the_queue(fresh_runtime, query, tmp_path, monkeypatch):
+    """Issue #14.5: a SELECT that writes (a data-modifying WITH, a table function with side
+    effects) is refused, and the file is as it was."""
+    nw = fresh_runtime
+    monkeypatch.chdir(tmp_path)
+    nw.pause("w")
+    queued = nw.emit(1, "w")
+    nw.flush()
+    files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("q.duckdb"))
+    with pytest.raises(NBWorkersError, match=r"nw\.sql only reads") as info:
+        nw.sql(query).fetchall()
+    assert "nw.cancel" in str(info.value)
+    assert nw.sql("select count(*) from messages").fetchall() == [(1,)]
+    nw.shutdown()
+    stored = on_disk(tmp_path / "q.duckdb")
+    assert [f"m{seq}" for seq, *_ in stored["messages"]] == [queued]
+    assert stored["workers"] == [("w", True, 0, 0, None, 0, None, 0, None)]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("q.duckdb")) == files
+
+
+def test_a_relation_from_sql_cannot_change_the_queue_either(fresh_runtime, tmp_path):
+    """The relation nw.sql returns holds its rows on a connection of its own: its methods
+    that run SQL or write tables never reach the queue's database."""
+    nw = fresh_runtime
+    nw.pause("w")
+    nw.emit(1, "w")
+    nw.flush()
+    rel = nw.sql("select * from messages")
+    with pytest.raises(duckdb.Error):
+        rel.query("x", "delete from q.main.messages")
+    with pytest.raises(duckdb.Error):
+        nw.sql(
+            f"select 999::BIGINT, 'w', 0::DOUBLE, 1, {PLANTED}, false, NULL::DOUBLE, NULL"
+        ).insert_into("q.main.messages")
+    with pytest.raises(duckdb.Error, match="already attached"):
+        rel.query("x", f"attach '{tmp_path / 'q.duckdb'}' as again")
+    nw.sql("select 1 as x").create("made_here")  # a table of the relation's own database
+    assert rel.fetchall()[0][2] == "w"
+    nw.shutdown()
+    stored = on_disk(tmp_path / "q.duckdb")
+    assert len(stored["messages"]) == 1
+    con = duckdb.connect(str(tmp_path / "q.duckdb"), read_only=True)
+    try:
+        tables = {t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+    assert "made_here" not in tables
+
+
+def test_sql_reads_local_files_as_the_kernel_may(fresh_runtime, tmp_path):
+    """Reading is the kernel user's own right: nw.sql may join the queues with a file."""
+    nw = fresh_runtime
+    (tmp_path / "names.csv").write_text("worker,team\nw,ops\n")
+    nw.pause("w")
+    nw.emit(1, "w")
+    got = nw.sql(
+        "select m.worker, n.team from messages m join read_csv($1) n using (worker)",
+        [str(tmp_path / "names.csv")],
+    ).fetchall()
+    assert got == [("w", "ops")]
+
+
+def open_for_writing(fifo, timeout_s=30) -> int:
+    """Open a named pipe for writing once a reader has it open (the bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def test_a_long_sql_query_does_not_hold_up_the_writer(fresh_runtime, tmp_path):
+    """nw.sql's read-only transaction stays open while its query runs (here until a named pipe
+    it reads is written): the writer commits meanwhile, and the query sees the database as it
+    was when it started."""
+    nw = fresh_runtime
+    nw.pause("w")
+    nw.emit(1, "w")
+    fifo = tmp_path / "slow"
+    os.mkfifo(fifo)
+    got = {}
+
+    def query():
+        got["rows"] = nw.sql(
+            "select (select count(*) from messages), content from read_text($1)", [str(fifo)]
+        ).fetchall()
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    fd = open_for_writing(fifo)  # the query is running, in its transaction
+    try:
+        # When the writer commits while it runs
+        nw.emit(2, "w")
+        nw.flush()  # raises after 30 s if the commit waited for the query
+        assert thread.is_alive()
+        os.write(fd, b"done")
+    finally:
+        os.close(fd)
+    thread.join(60)
+    # Then the query saw its snapshot, and the next one sees the commit
+    assert got["rows"] == [(1, "done")]
+    assert nw.sql("select count(*) from messages").fetchall() == [(2,)]
+
+
 def test_sql_errors_are_duckdb_s_own(fresh_runtime):
     nw = fresh_runtime
     with pytest.raises(duckdb.Error, match="nosuch"):
         nw.sql("select nosuch from messages").fetchall()
     with pytest.raises(TypeError, match="must be a string"):
         nw.sql(42)
+    # A query failing half-way through its rows leaves the next one working.
+    with pytest.raises(duckdb.Error, match="half-way"):
+        nw.sql("select if(range = 50000, error('half-way'), range) from range(100000)")
+    assert nw.sql("select count(*) from messages").fetchall() == [(0,)]
 
 
 def test_sql_from_threads_while_messages_flow(fresh_runtime):
@@ -339,3 +494,34 @@ def test_a_worker_can_query_too(fresh_runtime):
     assert nw.wait("w", 30)
     (trace,) = nw.traces("w")
     assert trace.error is None and trace.result == 3
+
+
+def test_sql_in_a_kernel_cannot_plant_a_message_that_runs_code_at_the_next_start(kernel, tmp_path):
+    """Issue #14.5, as met in a notebook: an INSERT in a WITH is refused, so no pickle is
+    planted in the queue to be unpickled (running its code) when the kernel starts again."""
+    marker = tmp_path / "planted-code-ran"
+    kernel.ok(
+        f"""
+import os, pickle
+class Planted:
+    def __reduce__(self):
+        return (os.system, ({f"touch {marker}"!r},))
+nw.pause("w")
+emit("real", "w")
+nw.flush()
+planted = pickle.dumps(Planted())
+"""
+    )
+    reply = kernel.run(
+        """nw.sql('''with i as (
+    insert into q.main.messages (seq, worker, enqueued_at, attempt, data)
+    values (999, 'w', 0, 1, $1) returning seq) select * from i''', [planted])"""
+    )
+    assert reply.ename == "NBWorkersError" and "nw.sql only reads" in reply.evalue
+    # When the kernel starts again and the worker runs its queue
+    kernel.restart()
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    kernel.ok("seen = []\nnw.worker('w')(seen.append)\nnw.resume('w')\nassert nw.wait('w', 30)")
+    # Then only the real message ran, and the planted code never did
+    assert kernel.eval("seen") == ["real"]
+    assert not marker.exists()
