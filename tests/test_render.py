@@ -204,6 +204,8 @@ def test_trace_label_says_how_each_run_ended():
     assert render.trace_label(failed) == f"{hhmmss(NOW)}  ERROR        12.3 ms attempt 2"
     late = make_trace(error="E", timed_out=True, replay=True)
     assert render.trace_label(late) == f"{hhmmss(NOW)}  TIMEOUT      12.3 ms (replay)"
+    again = make_trace(replay=True, attempt=3, duration=2.5)
+    assert render.trace_label(again) == f"{hhmmss(NOW)}  ok         2500.0 ms (replay) attempt 3"
 
 
 def test_trace_html_shows_input_result_output_and_traceback_escaped():
@@ -214,6 +216,7 @@ def test_trace_html_shows_input_result_output_and_traceback_escaped():
     shown = text(html)
     assert "t7 · message m3 · started " in shown and " · 12.3 ms · attempt 1" in shown
     assert "timed out" not in shown
+    assert " · 2000.0 ms · " in text(render.trace_html(make_trace(duration=2.0), "worker"))
     assert "input{&#x27;path&#x27;: &#x27;&lt;img" in shown
     assert "result[&#x27;&lt;img" in shown
     assert "printed" in shown and "traceback" not in shown
@@ -233,6 +236,8 @@ def test_long_text_is_cut_with_how_much_is_left():
     html = render.trace_html(make_trace(stdout="x" * (render._MAX_TEXT + 10)), "worker")
     assert "x" * render._MAX_TEXT + "\n… (10 more characters)" in html
     assert "x" * (render._MAX_TEXT + 1) not in html
+    exactly = render.trace_html(make_trace(stdout="y" * render._MAX_TEXT), "worker")
+    assert "y" * render._MAX_TEXT + "</pre>" in exactly and "more characters" not in exactly
 
 
 def test_the_unhandled_table():
