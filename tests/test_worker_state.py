@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -51,8 +51,8 @@ def test_ids_round_trip_and_anything_else_is_refused():
 def test_a_message_shows_its_times_in_utc_and_its_id_in_its_repr():
     m = Message(3, "resize", 0.0, 2, b"", due_at_s=60.0)
     assert m.id == "m3"
-    assert m.enqueued_at == datetime(1970, 1, 1, tzinfo=timezone.utc)
-    assert m.due_at == datetime(1970, 1, 1, 0, 1, tzinfo=timezone.utc)
+    assert m.enqueued_at == datetime(1970, 1, 1, tzinfo=UTC)
+    assert m.due_at == datetime(1970, 1, 1, 0, 1, tzinfo=UTC)
     assert repr(m) == "<Message m3 to 'resize', attempt 2>"
     assert Message(4, "w", 0.0, 1, b"").due_at is None
     assert (m.started, m.written) == (False, False)
