@@ -252,3 +252,55 @@ def test_a_symlink_is_refused(tmp_path, which):
     assert repr(str(link)) in text and "symbolic link" in text, text
     assert str(elsewhere) in text
     assert elsewhere.read_bytes() == b""
+
+
+def test_a_kernel_restarted_on_a_damaged_log_says_so_and_keeps_every_byte(tmp_path):
+    path = tmp_path / "q.duckdb"
+    k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(path)})
+    try:
+        k.ok("%load_ext nbworkers\nimport nbworkers as nw")
+        for i in range(3):
+            k.ok(f"emit({i}, 'later')")  # three commits, nothing checkpointed yet
+        k.kill()
+        wal = Path(f"{path}.wal")
+        damaged = _damage_log(wal.read_bytes(), "header")
+        wal.write_bytes(damaged)
+        db = path.read_bytes()
+        k.ok("%load_ext nbworkers\nimport nbworkers as nw")
+        reply = k.run("emit(3, 'later')")
+        assert reply.ename == "StoreCorruptError", reply.traceback
+        assert "write-ahead log cannot be replayed in full" in reply.evalue
+        kept = sorted(p for p in tmp_path.iterdir() if ".corrupt-" in p.name)
+        assert [p.read_bytes() for p in kept] == [db, damaged]
+        assert all(str(p) in reply.evalue for p in kept)
+        # Running the cell again starts a fresh database
+        k.ok("emit(3, 'later')")
+        assert k.eval("nw.unhandled()") == {"later": 1}
+    finally:
+        k.shutdown()
+
+
+@as_root
+def test_a_kernel_refuses_a_log_another_user_made_and_loses_nothing(tmp_path):
+    folder = _shared_folder(tmp_path)
+    path = folder / "q.duckdb"
+    wal = Path(f"{path}.wal")
+    k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(path)})
+    try:
+        k.ok("%load_ext nbworkers\nimport nbworkers as nw")
+        k.ok("emit('first', 'later')")
+        # Another user wins the race for the log between two writes
+        wal.unlink()
+        _foreign(wal, b"planted")
+        reply = k.run("emit('second', 'later')")
+        assert reply.status == "ok", reply.traceback  # the emit itself is kept in memory
+        for words in (repr(str(wal)), "belongs to nobody", "Nothing was written to it"):
+            assert words in reply.stderr, reply.stderr
+        assert wal.read_bytes() == b"planted"
+        # Once that file is gone (its owner or an administrator removed it), all is written
+        wal.unlink()
+        k.ok("nw.flush()")
+        k.ok("%unload_ext nbworkers")
+    finally:
+        k.shutdown()
+    assert rows(path, "select count(*) from messages") == [(2,)]
