@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import wal
 from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
 
 SCHEMA_VERSION = 2
@@ -177,9 +178,6 @@ _WAITING = (
     " What was not written yet stays in memory and is written as soon as that file is gone "
     "(in a shared folder such as /tmp, only its owner or an administrator can remove it)."
 )
-# The last entry of every commit in a write-ahead log: its size (5), its checksum, then the
-# entry type WAL_FLUSH (field 100 = 100) and the end of the object.
-_WAL_FLUSH = re.compile(rb"\x05\x00{7}.{8}d\x00d\xff\xff", re.DOTALL)
 
 
 def _owner(uid: int) -> str:
@@ -582,31 +580,27 @@ class Store:
 
     def _check_replayed(self, log: bytes) -> None:
         """Raise StoreCorruptError (the file and its log moved aside) if DuckDB, opening the
-        file, did not replay every commit of ``log``, the write-ahead log found beside it.
+        file, dropped commits of ``log``, the write-ahead log found beside it.
 
-        DuckDB stops replaying without a word at an entry whose header it cannot read or that
-        runs past the end of the file, and cuts the log there at its next write. For the last
-        commit that is right (a crash in the middle of writing it: it never returned), but a
-        damaged header or size field drops every commit after it. So one write shows where
-        DuckDB stopped, and a complete commit after that point means commits were lost."""
+        DuckDB says nothing when it stops replaying early (see ``wal``), but cuts the log
+        where it stopped at its next write: one small write shows how far it went."""
         con = self.con
         con.execute("SET checkpoint_threshold = '1TB'")  # keep the log to compare it
         con.execute("PRAGMA disable_checkpoint_on_shutdown")  # the file as it was, if damaged
-        con.execute("CREATE TABLE nbworkers_wal_check (x INTEGER)")
+        con.execute("CREATE OR REPLACE TABLE nbworkers_wal_check (x INTEGER)")
         con.execute("DROP TABLE nbworkers_wal_check")
         with open(self.path + ".wal", "rb") as f:
             now = f.read()
-        replayed = _common_prefix(now, log)
-        if replayed < len(log) and any(
-            m.end() > replayed for m in _WAL_FLUSH.finditer(log, replayed)
-        ):
-            self._drop()
-            self._restore_log(log)
-            raise self._set_aside(
-                f"its write-ahead log cannot be replayed in full: DuckDB stopped at byte "
-                f"{replayed} of {len(log)}, before commits",
-                log_only=True,
-            )
+        if now[: len(log)] != log:
+            replayed = _common_prefix(now, log)
+            if wal.lost_commits(log, replayed):
+                self._drop()
+                self._restore_log(log)
+                raise self._set_aside(
+                    "its write-ahead log cannot be replayed in full: DuckDB stopped at byte "
+                    f"{replayed} of {len(log)}, before commits",
+                    log_only=True,
+                )
         con.execute("PRAGMA enable_checkpoint_on_shutdown")
         con.execute(f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
 
