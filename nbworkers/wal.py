@@ -6,9 +6,9 @@ read or at an entry that runs past the end of the file: a crash in the middle of
 commit leaves one, and that commit never returned, so dropping it is right. But a damaged
 header or size field looks the same to DuckDB, and then every commit after it is dropped.
 
-The format (DuckDB 1.x and 2.x, checked by tests/test_files.py): a header object, then entries
-of [size: 8 bytes][checksum: 8 bytes][payload: size bytes], each payload an object whose first
-field (100) is the entry type. A commit is its entries followed by a flush entry; a checkpoint
+The format (log version 2, as DuckDB 2.0 writes it; tests/test_files.py fails if it changes):
+a header object, then entries of [size: 8 bytes][checksum: 8 bytes][payload: size bytes], each
+payload an object whose first field (100) is the entry type. A commit is its entries followed by a flush entry; a checkpoint
 writes a checkpoint entry (and a flush) before it writes the database, after which everything
 before it is in the database file.
 """
@@ -47,7 +47,9 @@ def header_end(log: bytes) -> int | None:
     try:
         if not log.startswith(_HEADER_START):
             return None
-        pos = _varint(log, len(_HEADER_START))  # the version
+        pos = _varint(log, len(_HEADER_START))
+        if log[len(_HEADER_START) : pos] != b"\x02":  # another version: not read here
+            return None
         if log[pos : pos + 2] != b"f\x00":  # field 102: the database's identifier
             return None
         count_end = _varint(log, pos + 2)
@@ -95,7 +97,7 @@ def lost_commits(log: bytes, replayed: int) -> bool:
     bytes up to its stop, and perhaps a few that happen to be the same after it), dropped a
     commit that changed tables and that no later checkpoint carried into the database."""
     start = header_end(log)
-    if start is None:  # DuckDB ignored the whole log
+    if start is None:  # DuckDB ignored the whole log (a version 2 commit is in it, or none)
         return FLUSH_ENTRY.search(log) is not None
     found, hidden = commits(log, start)
     if hidden:
