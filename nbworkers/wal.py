@@ -8,9 +8,9 @@ header or size field looks the same to DuckDB, and then every commit after it is
 
 The format (log version 2, as DuckDB 2.0 writes it; tests/test_files.py fails if it changes):
 a header object, then entries of [size: 8 bytes][checksum: 8 bytes][payload: size bytes], each
-payload an object whose first field (100) is the entry type. A commit is its entries followed by a flush entry; a checkpoint
-writes a checkpoint entry (and a flush) before it writes the database, after which everything
-before it is in the database file.
+payload an object whose first field (100) is the entry type. A commit is its entries followed
+by a flush entry; a checkpoint writes a checkpoint entry (and a flush) before it writes the
+database, after which everything before it is in the database file.
 """
 
 from __future__ import annotations
