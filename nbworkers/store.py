@@ -796,7 +796,6 @@ class Store:
                     con.execute("INSERT INTO meta VALUES ('next_seq', ?)", [str(batch.next_seq)])
             con.execute("COMMIT")
             self._committed(batch)
-            self._remake_wal()
         except duckdb.FatalException as exc:
             # DuckDB invalidated the connection; opening the file again recovers.
             self._drop()
@@ -813,6 +812,7 @@ class Store:
             except duckdb.TransactionException:
                 pass  # the failed COMMIT ended the transaction already; raise its own error
             raise
+        self._remake_wal()
         return None
 
     def _write_workers(self, rows: list[WorkerRow]) -> None:
