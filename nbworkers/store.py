@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
+import shutil
+import stat
+import tempfile
 import threading
 import time
 from dataclasses import astuple, dataclass, field
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import wal
 from .errors import NBWorkersError, StatusTimeoutError, StoreCorruptError, StoreLockedError
 
 SCHEMA_VERSION = 2
@@ -165,6 +170,22 @@ _HOW_TO_MOVE = (
     "pick another file with %config NBWorkers.db_path = 'other.duckdb' "
     "(or the NBWORKERS_DB environment variable)"
 )
+# A queue table is appended to and deleted from all day: checkpointing its WAL at 1 MB instead
+# of DuckDB's 16 MiB keeps the file and DuckDB's memory small (measured: RSS growth over 1M
+# messages 38 -> 21 MB) at no cost to throughput.
+_CHECKPOINT_THRESHOLD = "1MB"
+# Said when a write is refused: what was not written yet waits in memory.
+_WAITING = (
+    " What was not written yet stays in memory and is written as soon as that file is gone "
+    "(in a shared folder such as /tmp, only its owner or an administrator can remove it)."
+)
+
+
+def _owner(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _process_description(pid: str) -> str:
@@ -441,7 +462,9 @@ class Store:
     """
 
     def __init__(self, path: str, traces_kept: int = 10):
-        self.path = path
+        # Absolute from the start: %cd or os.chdir later must not move the file (nor its log,
+        # which DuckDB finds beside the path it was given)
+        self.path = path if path == ":memory:" else os.path.abspath(path)
         self.traces_kept = traces_kept
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()
@@ -452,15 +475,21 @@ class Store:
         self._has_next_seq = False
         self.con = None
         if path != ":memory:":
-            self._make_folder(Path(path).parent)
+            self._make_folder(Path(self.path).parent)
         try:
+            log = self._prepare_files()
             self._connect()
+            if log:
+                self._check_replayed(log)
             self._secure()  # before anything is written to the file or its log
             self.con.execute(_SCHEMA)
             self.con.execute(_MIGRATIONS)
         except duckdb.Error as exc:
             self._drop()
             raise self._open_error(exc) from (None if _LOCK_RE.search(str(exc)) else exc)
+        except NBWorkersError:
+            self._drop()
+            raise
         except OSError as exc:
             # An existing file in a folder that became read-only: DuckDB opens the file, but
             # its write-ahead log cannot be created beside it (nor the file made private)
@@ -483,10 +512,7 @@ class Store:
 
     def _connect(self) -> None:
         self.con = duckdb.connect(self.path)
-        # A queue table is appended to and deleted from all day: checkpointing its WAL at
-        # 1 MB instead of DuckDB's 16 MiB keeps the file and DuckDB's memory small (measured:
-        # RSS growth over 1M messages 38 -> 21 MB) at no cost to throughput.
-        self.con.execute("SET checkpoint_threshold = '1MB'")
+        self.con.execute(f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
 
     def _drop(self) -> None:
         """Forget the connection (DuckDB invalidated it, or opening failed half-way)."""
@@ -508,15 +534,16 @@ class Store:
                 "changed in the file."
             )
         if _CORRUPT_RE.search(text):
-            return self._set_aside(exc)
+            return self._set_aside(_first_line(exc), log_only="WAL file" in text)
         return NBWorkersError(
             f"nbworkers cannot open its queue database {self.path!r}: {text}. "
             f"To go on, {_HOW_TO_MOVE}."
         )
 
-    def _set_aside(self, exc: duckdb.Error) -> NBWorkersError:
+    def _set_aside(self, reason: str, log_only: bool = False) -> NBWorkersError:
         """Rename a file DuckDB cannot read (and its log) to ``NAME.corrupt-<time>``, so that
-        the next start makes a fresh one; never delete a byte of it."""
+        the next start makes a fresh one; never delete a byte of it. ``log_only``: the file
+        itself was fine, only its write-ahead log could not be replayed."""
         path = self.path
         kept = base = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
         n = 1
@@ -532,18 +559,18 @@ class Store:
         except OSError as error:
             return NBWorkersError(
                 f"nbworkers' queue database {path!r} is damaged and cannot be read "
-                f"({_first_line(exc)}), and it could not be moved aside ({error.strerror}). "
+                f"({reason}), and it could not be moved aside ({error.strerror}). "
                 f"Move or rename it yourself (nbworkers never deletes it), or {_HOW_TO_MOVE}."
             )
         wal_note = ""
-        if "WAL file" in str(exc):
+        if log_only:
             wal_note = (
                 f" Only its write-ahead log was unreadable: without {kept + '.wal'!r}, "
                 f"{kept!r} opens as of its last checkpoint."
             )
         return StoreCorruptError(
             f"nbworkers' queue database {path!r} is damaged and cannot be read "
-            f"({_first_line(exc)}). Nothing was deleted: it was moved aside to "
+            f"({reason}). Nothing was deleted: it was moved aside to "
             f"{' and '.join(map(repr, moved))}. Run the cell again to start with a fresh, "
             "empty database in its place; the queued messages, traces and pause states of the "
             f"damaged one are not in it (to look for them: "
@@ -551,7 +578,8 @@ class Store:
         )
 
     def _secure(self) -> None:
-        # Events can carry secrets: the database is readable by its owner only.
+        # Events can carry secrets: the database is readable by its owner only (a file made
+        # by an older nbworkers, or copied in, may not be).
         if self.path == ":memory:":
             return
         for name in (self.path, self.path + ".wal"):
@@ -559,17 +587,152 @@ class Store:
                 os.chmod(name, 0o600)
         self._private_wal()
 
+    def _prepare_files(self) -> bytes | None:
+        """Before DuckDB opens anything: refuse a database or log that is a link or another
+        user's, make a new database private from its first byte, and return the bytes of a
+        write-ahead log waiting to be replayed (None when there is none)."""
+        if self.path == ":memory:":
+            return None
+        if not self._own(self.path):
+            self._create_private()
+        wal = self.path + ".wal"
+        if not self._own(wal):
+            return None
+        with open(wal, "rb") as f:
+            return f.read() or None
+
+    def _own(self, name: str, writing: bool = False) -> bool:
+        """True if ``name`` is a file of this process's user, False if there is none; raise
+        NBWorkersError, writing nothing to it, if it is a symbolic link or someone else's (in
+        a shared folder such as /tmp, another user can make it first to read or change what
+        nbworkers writes there)."""
+        try:
+            st = os.lstat(name)
+        except FileNotFoundError:
+            return False
+        what = "queue database" if name == self.path else "queue database's write-ahead log"
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name)
+            if name == self.path:
+                fix = (
+                    "If the link is yours, give nbworkers the real file: %config "
+                    f"NBWorkers.db_path = {os.path.realpath(name)!r}; otherwise {_HOW_TO_MOVE}."
+                )
+            else:
+                fix = f"Remove the link (nbworkers makes the log itself), or {_HOW_TO_MOVE}."
+            raise NBWorkersError(
+                f"nbworkers will not use its {what} {name!r}: it is a symbolic link (to "
+                f"{target!r}), which could send your messages into another file. Nothing was "
+                f"written to it. {fix}{_WAITING if writing else ''}"
+            )
+        me = os.geteuid()
+        if st.st_uid != me:
+            raise NBWorkersError(
+                f"nbworkers will not use its {what} {name!r}: it belongs to "
+                f"{_owner(st.st_uid)}, not to you ({_owner(me)}), who could read and change "
+                "what nbworkers writes there. Nothing was written to it. Keep the database in "
+                f"a folder only you can write (the default, .nbworkers/ beside the notebook, "
+                f"is one): {_HOW_TO_MOVE}. If the file is yours after all (copied from "
+                f"another account), make it yours with chown.{_WAITING if writing else ''}"
+            )
+        return True
+
+    def _create_private(self) -> None:
+        """Make a new, empty database readable by its owner only from its first byte.
+
+        DuckDB creates files with the umask's mode (usually readable by everyone) and refuses
+        an empty file; the process-wide umask cannot be changed for one thread. So the empty
+        database is made in a private (0700) temporary folder beside it, and copied into a
+        file created 0600."""
+        scratch = tempfile.mkdtemp(prefix=".nbworkers-new-", dir=os.path.dirname(self.path))
+        try:
+            made = os.path.join(scratch, "new.duckdb")
+            duckdb.connect(made).close()
+            with open(made, "rb") as f:
+                empty = f.read()
+        finally:
+            shutil.rmtree(scratch)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            self._own(self.path)  # made meanwhile: used only if it is ours
+            return
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            view = memoryview(empty)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.unlink(self.path)  # ours, and holding nothing yet
+            raise
+        finally:
+            os.close(fd)
+
+    def _check_replayed(self, log: bytes) -> None:
+        """Raise StoreCorruptError (the file and its log moved aside) if DuckDB, opening the
+        file, dropped commits of ``log``, the write-ahead log found beside it.
+
+        DuckDB says nothing when it stops replaying early (see ``wal``), but cuts the log
+        where it stopped at its next write: one small write shows how far it went."""
+        con = self.con
+        con.execute("SET checkpoint_threshold = '1TB'")  # keep the log to compare it
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")  # the file as it was, if damaged
+        con.execute("CREATE OR REPLACE TABLE nbworkers_wal_check (x INTEGER)")
+        con.execute("DROP TABLE nbworkers_wal_check")
+        with open(self.path + ".wal", "rb") as f:
+            now = f.read()
+        if now[: len(log)] != log:
+            replayed = _common_prefix(now, log)
+            if wal.lost_commits(log, replayed):
+                self._drop()
+                self._restore_log(log)
+                raise self._set_aside(
+                    "its write-ahead log cannot be replayed in full: DuckDB stopped at byte "
+                    f"{replayed} of {len(log)}, before commits",
+                    log_only=True,
+                )
+        con.execute("PRAGMA enable_checkpoint_on_shutdown")
+        con.execute(f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
+
+    def _restore_log(self, log: bytes) -> None:
+        """Put back the write-ahead log as it was found (DuckDB cut it at its first write)."""
+        fd, name = tempfile.mkstemp(prefix=".nbworkers-log-", dir=os.path.dirname(self.path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(log)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, self.path + ".wal")
+
     def _private_wal(self) -> None:
         """Create the write-ahead log, empty and 0600, before DuckDB does: DuckDB deletes it at
         every checkpoint and would create it again readable by everyone (umask), whereas it
-        writes into an existing one keeping its mode."""
+        writes into an existing one keeping its mode. One that is there already must be this
+        user's file, not a link (``_own``)."""
+        if self.path != ":memory:" and not self._make_wal():
+            self._own(self.path + ".wal", writing=True)
+
+    def _make_wal(self) -> bool:
+        """Create the empty, private write-ahead log; False if there is one already."""
+        try:
+            fd = os.open(
+                self.path + ".wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+            )
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+    def _remake_wal(self) -> None:
+        """After a commit or checkpoint (which may have deleted the log): make the log again at
+        once, so that no one else can make it before the next write. Errors wait for that
+        write, which checks again (``_private_wal``) and reports them."""
         if self.path == ":memory:":
             return
         try:
-            fd = os.open(self.path + ".wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
-        os.close(fd)
+            self._make_wal()
+        except OSError:
+            pass  # reported by the next write's _private_wal, with nothing written
 
     def load(self) -> Loaded:
         """Read the state a new runtime starts from; StoreCorruptError (the file moved
@@ -580,7 +743,7 @@ class Store:
             if not _CORRUPT_RE.search(str(exc)):
                 raise
             self._drop()
-            raise self._set_aside(exc) from exc
+            raise self._set_aside(_first_line(exc), log_only="WAL file" in str(exc)) from exc
 
     def _load(self) -> Loaded:
         con = self.con
@@ -740,6 +903,7 @@ class Store:
             except duckdb.TransactionException:
                 pass  # the failed COMMIT ended the transaction already; raise its own error
             raise
+        self._remake_wal()
         return None
 
     def _write_workers(self, rows: list[WorkerRow]) -> None:
@@ -800,6 +964,7 @@ class Store:
         """Move the write-ahead log into the file and reclaim space of deleted rows."""
         if self.con is not None:
             self.con.execute("CHECKPOINT")
+            self._remake_wal()
 
     def sql(self, query: str, params=None):
         """A DuckDB relation for one SELECT over the stable views, as committed so far."""
@@ -1046,6 +1211,18 @@ def _open_read_only(path: str):
             f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
         ) from exc
     return con
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """How many first bytes ``a`` and ``b`` have in common."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _columns(rows: list) -> list[list]:
