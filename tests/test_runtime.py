@@ -309,6 +309,21 @@ def test_messages_running_at_a_crash_are_delivered_again(make_runtime, tmp_path)
     assert rt2.counts("w")["queued"] == 4
 
 
+def test_message_ids_are_never_reused_even_after_a_purge_and_a_restart(make_runtime):
+    # Given messages m1.. emitted, then purged: none is left in the file to count from
+    rt = make_runtime()
+    rt.pause("w")
+    ids = rt.emit_many(range(3), "w")
+    assert rt.purge("w") == 3
+    rt.stop()
+    # When the runtime starts again on the same file
+    rt2 = make_runtime()
+    assert rt2.counts("w")["queued"] == 0
+    # Then the next id is a new one, after the purged ones
+    new_id = rt2.emit("x", "w")
+    assert new_id not in ids and int(new_id[1:]) > max(int(i[1:]) for i in ids), (new_id, ids)
+
+
 def test_flush_puts_emits_on_disk(make_runtime, tmp_path):
     import duckdb
 
