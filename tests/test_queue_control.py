@@ -231,8 +231,8 @@ def test_the_storm_guard_trips_after_exactly_storm_seconds_whole_seconds(make_ru
         # When, in each whole second of the clock, one run emits 11 messages to itself
         clock.now = 1_000_000.0 + second + 0.5
         rt.emit("go", "loop")
-        done = 1 + 12 * second
-        assert wait_until(lambda: rt.counts("loop")["done"] >= done)  # noqa: B023
+        runs = 1 + 12 * second  # each "go" and the 11 it emitted
+        assert wait_until(lambda n=runs: rt.counts("loop")["done"] >= n)
         assert wait_until(lambda: rt.counts("loop")["running"] == 0)
         # Then it runs on through the first two seconds over the rate, and is paused in the
         # third: after exactly storm_seconds whole seconds over it, not one more
