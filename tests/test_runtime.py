@@ -354,6 +354,26 @@ def test_a_write_failure_is_reported_by_flush_and_nothing_is_lost(make_runtime, 
     assert rt.store.load().messages and len(rt.store.load().messages) == 3
 
 
+def test_stopping_while_writes_fail_says_what_is_lost(make_runtime, monkeypatch, capfd):
+    # Given a file that cannot be written (a full disk), and messages emitted since
+    rt = make_runtime()
+
+    def write(batch):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(rt.store, "write", write)
+    rt.emit_many(range(3), "nobody")
+    with pytest.raises(NBWorkersError, match="No space left"):
+        rt.flush()
+    # When the runtime stops (%unload_ext, kernel shutdown) with the write still failing
+    rt.stop()
+    # Then stderr says that what was emitted since the last write is lost, and it is
+    err = capfd.readouterr().err
+    assert "stopping with unwritten changes" in err, err
+    assert "messages emitted since the last successful write are lost" in err, err
+    assert make_runtime().unhandled() == {}
+
+
 def test_emit_after_stop_says_how_to_recover(make_runtime):
     rt = make_runtime()
     rt.stop()
