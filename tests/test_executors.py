@@ -580,6 +580,32 @@ def test_dask_emit_mistakes_reach_the_handler_as_on_threads(fresh_runtime, dask_
         api._dask_client = None
 
 
+def test_a_dask_task_that_fails_on_the_cluster_fails_its_run_only(fresh_runtime, dask_client):
+    # Given a cluster that gives up on a task at the first death of its Dask worker
+    scheduler = dask_client.cluster.scheduler
+    allowed = scheduler.allowed_failures
+    scheduler.allowed_failures = 0
+    api.use_dask(dask_client)
+    r = api.runtime()
+    source = "import os\nif event == 'die':\n    os._exit(1)\n'ran'"
+    r.define("d", cell(source, name="d"), 1, policy=Policy(executor="dask"))
+    try:
+        # When a run kills the Dask worker running it (the task fails on the cluster)
+        api.emit("die", "d")
+        assert r.wait("d", 60), r.counts("d")
+        # Then that run fails, saying what the cluster said
+        trace = r.traces("d")[0]
+        assert not trace.ok
+        assert "the Dask cluster could not run it (KilledWorker" in trace.error, trace.error
+        assert r.counts("d")["failed"] == 1
+        # and the worker goes on with its next message
+        api.emit("live", "d")
+        assert r.wait("d", 60) and r.traces("d")[0].result == "ran", r.traces("d")[0].error
+    finally:
+        scheduler.allowed_failures = allowed
+        api._dask_client = None
+
+
 def test_a_process_killed_by_its_time_limit_is_never_put_back_for_reuse(make_runtime, monkeypatch):
     # Given a run that ends just as its time limit passes: the run thread has decided the
     # process is reusable (run.timed_out was still False) but not yet given it back

@@ -274,6 +274,43 @@ def test_a_cron_cell_runs_every_second_and_can_be_paused_and_run_now(kernel):
     assert "NameError" in kernel.eval("nw.traces('noevent')[0].error")
 
 
+def run_in_cell(kernel: Kernel, code: str, cell_id: str) -> None:
+    """Run ``code`` as JupyterLab runs a cell: the request's metadata names the cell."""
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    msg = kernel.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+    kernel.kc.shell_channel.send(msg)
+    while True:
+        reply = kernel.kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            break
+    assert reply["content"]["status"] == "ok", reply["content"]
+
+
+def test_renaming_a_cron_cell_replaces_its_cron_and_keeps_the_old_ones_messages(kernel):
+    # Given a %%cron cell named "first" that has run
+    kernel.ok("runs = []")
+    run_in_cell(kernel, "%%cron hourly first\nruns.append('first')", "cell-a")
+    kernel.ok("assert nw.wait('first', 10)")
+    # When the same cell is run again under a new name
+    run_in_cell(kernel, "%%cron hourly second\nruns.append('second')", "cell-a")
+    kernel.ok("assert nw.wait('second', 10)")
+    # Then the cell owns one cron, the new one; the old name is no cron any more
+    assert kernel.eval("nw.workers()") == ["second"]
+    reply = kernel.run("nw.next_run('first')")
+    assert "no cron named 'first'" in reply.evalue
+    # and what is sent to the old name waits, unhandled
+    kernel.ok("emit(1, 'first')")
+    assert kernel.eval("nw.unhandled()") == {"first": 1}
+    assert kernel.eval("runs") == ["first", "second"]
+
+
 def test_cron_usage_errors_and_one_cron_per_cell(kernel):
     reply = kernel.run("%%cron sometimes\npass")
     assert reply.ename == "UsageError" and "every-minute, hourly" in reply.evalue
