@@ -394,6 +394,46 @@ def test_a_processes_worker_in_a_notebook(kernel):
     assert "runs in processes" in kernel.eval("status_html(nw.api.runtime().snapshot('crunch'))")
 
 
+SLOW_PID = (
+    "%%worker w --executor processes --concurrency 2\nimport os, time\ntime.sleep(1)\nos.getpid()"
+)
+
+
+def pids_of_two_runs(kernel) -> int:
+    """How many processes two overlapping runs of ``w`` used."""
+    kernel.ok("nw.emit_many([0, 1], 'w')\nassert nw.wait('w', 60)", timeout=90)
+    return kernel.eval("len({t.result for t in nw.traces('w')[:2]})")
+
+
+def test_config_max_processes_while_running_sizes_the_pool(kernel):
+    # Given a running runtime
+    kernel.ok("%%worker other\nevent")
+    # When the pool is limited to one process, then a worker runs two at a time in it
+    kernel.ok("%config NBWorkers.max_processes = 1")
+    kernel.ok(SLOW_PID)
+    # Then its two runs take turns in the one process
+    assert pids_of_two_runs(kernel) == 1
+    # When two are allowed, they run side by side
+    kernel.ok("%config NBWorkers.max_processes = 2")
+    assert pids_of_two_runs(kernel) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: lowering max_processes while processes are idle does not end the extra "
+    "ones; ProcessPool._take hands out idle processes without checking the size",
+)
+def test_config_max_processes_lowered_while_processes_run_limits_them(kernel):
+    # Given a worker whose two runs went side by side in two processes
+    kernel.ok("%config NBWorkers.max_processes = 2")
+    kernel.ok(SLOW_PID)
+    assert pids_of_two_runs(kernel) == 2
+    # When the pool is limited to one process
+    kernel.ok("%config NBWorkers.max_processes = 1")
+    # Then two runs take turns in one process
+    assert pids_of_two_runs(kernel) == 1
+
+
 def test_executor_mistakes_in_a_notebook_are_refused_clearly(kernel):
     reply = kernel.run("%%worker w --executor gpu\n1")
     assert reply.ename == "UsageError" and "invalid choice: 'gpu'" in reply.evalue
@@ -420,9 +460,11 @@ def test_unloading_ends_the_pool_processes(kernel):
     assert threads == []
 
 
-def test_a_dask_worker_in_a_notebook(kernel):
-    # Given a local Dask cluster named by %config NBWorkers.dask_address
+def test_a_dask_worker_in_a_notebook_on_a_cluster_named_while_running(kernel):
+    # Given a running runtime (a worker "sink" is defined)
     kernel.ok(NOTEBOOK_SETUP)
+    kernel.ok("got = []\n@nw.worker('sink')\ndef sink(x):\n    got.append(x)")
+    # and then a local Dask cluster named by %config NBWorkers.dask_address
     kernel.ok(
         "from distributed import LocalCluster\n"
         "cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True,"
@@ -440,7 +482,6 @@ def test_a_dask_worker_in_a_notebook(kernel):
         "emit(event.x, 'sink')\n"
         "(norm(event) * scale, os.getpid())\n"
     )
-    kernel.ok("got = []\n@nw.worker('sink')\ndef sink(x):\n    got.append(x)")
     # When a notebook object is emitted to it
     kernel.ok("emit(Point(6, 8), 'd')\nassert nw.wait(timeout=120)", timeout=150)
     # Then the retry ran on the cluster, and its emit reached the notebook
@@ -451,6 +492,10 @@ def test_a_dask_worker_in_a_notebook(kernel):
     assert traces == [(2, True, "on dask 6\n", 20.0, True), (1, False, "", None, None)]
     assert "RuntimeError: first attempt" in kernel.eval("nw.traces('d')[1].error")
     assert kernel.eval("got") == [6]
+    # When the address is cleared while running, the next run says it has no cluster
+    kernel.ok("%config NBWorkers.dask_address = ''")
+    kernel.ok("emit(Point(3, 4), 'd')\nassert nw.wait('d', timeout=60)", timeout=90)
+    assert "needs a cluster" in kernel.eval("nw.traces('d')[0].error")
     kernel.ok("nw.shutdown()\ncluster.close()", timeout=60)
 
 
