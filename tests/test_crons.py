@@ -62,6 +62,20 @@ def test_runs_at_once_then_once_per_interval(make_runtime):
     }
 
 
+def test_a_one_second_cron_runs_once_in_every_second_of_the_clock(make_runtime):
+    clock = Clock(T0)
+    rt = make_runtime(clock)
+    runs = []
+    define(rt, "c", lambda: runs.append(clock.now), spec="1s")
+    # When the clock moves on in steps of a quarter of a second, for three seconds
+    for step in range(13):
+        clock.now = T0 + step * 0.25
+        rt.run_timers()
+        assert rt.wait("c", 5)
+    # Then it ran at once and then at each whole second, never in between
+    assert runs == [T0, T0 + 1, T0 + 2, T0 + 3]
+
+
 def test_a_run_still_going_makes_the_tick_skip(make_runtime):
     clock = Clock(T0)
     rt = make_runtime(clock)
