@@ -423,15 +423,25 @@ def test_config_max_processes_while_running_sizes_the_pool(kernel):
     reason="bug: lowering max_processes while processes are idle does not end the extra "
     "ones; ProcessPool._take hands out idle processes without checking the size",
 )
-def test_config_max_processes_lowered_while_processes_run_limits_them(kernel):
+def test_config_max_processes_lowered_while_processes_run_limits_them(fresh_runtime):
+    from nbworkers import extension
+
     # Given a worker whose two runs went side by side in two processes
-    kernel.ok("%config NBWorkers.max_processes = 2")
-    kernel.ok(SLOW_PID)
-    assert pids_of_two_runs(kernel) == 2
-    # When the pool is limited to one process
-    kernel.ok("%config NBWorkers.max_processes = 1")
+    extension._on_max_processes({"new": 2})  # what %config NBWorkers.max_processes = 2 calls
+    rt = api.runtime()
+    source = "import os, time\ntime.sleep(1)\nos.getpid()"
+    rt.define("w", cell(source), 2, policy=Policy(executor="processes"))
+
+    def pids_of_two_runs():
+        api.emit_many([0, 1], "w")
+        assert rt.wait("w", 60)
+        return len({t.result for t in rt.traces("w")[:2]})
+
+    assert pids_of_two_runs() == 2
+    # When the pool is limited to one process (%config NBWorkers.max_processes = 1)
+    extension._on_max_processes({"new": 1})
     # Then two runs take turns in one process
-    assert pids_of_two_runs(kernel) == 1
+    assert pids_of_two_runs() == 1
 
 
 def test_executor_mistakes_in_a_notebook_are_refused_clearly(kernel):
