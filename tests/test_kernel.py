@@ -296,7 +296,7 @@ def run_in_cell(kernel: Kernel, code: str, cell_id: str) -> None:
     assert reply["content"]["status"] == "ok", reply["content"]
 
 
-def test_renaming_a_cron_cell_replaces_its_cron_and_keeps_the_old_ones_messages(kernel):
+def test_renaming_a_cron_cell_replaces_its_cron_and_leaves_the_old_name_unhandled(kernel):
     # Given a %%cron cell named "first" that has run
     kernel.ok("runs = []")
     run_in_cell(kernel, "%%cron hourly first\nruns.append('first')", "cell-a")
