@@ -1,6 +1,7 @@
 """The peers benchmark runs (a smoke run: nbworkers and the in-memory bound only, small sizes).
 
-No speed is asserted here: the targets live in the benchmark, and this machine is shared.
+No speed is asserted here: the targets live in the benchmark, and this machine is shared; what
+is checked is that the run completes, reports every target as judged and exits accordingly.
 """
 
 from __future__ import annotations
@@ -40,5 +41,14 @@ def test_peers_benchmark_quick_smoke(tmp_path):
         assert figures["drain"] > 0 and figures["emit"] > 0
         assert figures["latency_samples"] >= 50
     assert results["dispatch"]["n"] > 0
-    assert results["busy"]["busy_done"] >= 0
-    assert "PASS" in proc.stdout or "FAIL" in proc.stdout
+    # The runtime made progress beside a busy cell: messages ran and probes started
+    busy = results["busy"]
+    assert busy["busy_done"] > 0 and busy["probes_started"] > 0, busy
+    # Every target is reported as it was judged, and the exit code says whether all were met
+    targets = results["targets"]
+    assert targets, "no target was judged"
+    for target in targets:
+        verdict = "PASS" if target["passed"] else "FAIL"
+        assert f"{verdict}  {target['name']}: {target['measured']}" in proc.stdout
+    assert proc.returncode == (0 if all(t["passed"] for t in targets) else 1), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr

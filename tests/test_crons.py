@@ -64,6 +64,20 @@ def test_runs_at_once_then_once_per_interval(make_runtime):
     }
 
 
+def test_a_one_second_cron_runs_once_in_every_second_of_the_clock(make_runtime):
+    clock = Clock(T0)
+    rt = make_runtime(clock)
+    runs = []
+    define(rt, "c", lambda: runs.append(clock.now), spec="1s")
+    # When the clock moves on in steps of a quarter of a second, for three seconds
+    for step in range(13):
+        clock.now = T0 + step * 0.25
+        rt.run_timers()
+        assert rt.wait("c", 5)
+    # Then it ran at once and then at each whole second, never in between
+    assert runs == [T0, T0 + 1, T0 + 2, T0 + 3]
+
+
 def test_a_run_still_going_makes_the_tick_skip(make_runtime):
     clock = Clock(T0)
     rt = make_runtime(clock)
@@ -401,3 +415,68 @@ def test_a_time_zone_per_cron(kernel):
     reply = kernel.run("%%cron hourly r --tz Europe/Paris\npass")
     assert reply.ename == "UsageError" and "--tz goes with --at" in reply.evalue
     assert "r" not in kernel.eval("nw.workers()")
+
+
+def test_undefining_a_cron_stops_its_ticks_and_keeps_its_messages_unhandled(make_runtime):
+    # Given an hourly cron that has run once (renaming its %%cron cell undefines it)
+    clock = Clock(T0)
+    rt = make_runtime(clock)
+    runs = []
+    define(rt, "c", lambda: runs.append(clock.now))
+    rt.run_timers()
+    assert rt.wait("c", 5) and runs == [T0]
+    # When it is undefined
+    rt.undefine("c")
+    # Then it is no longer a worker or a cron, its run thread ends, and it never ticks again
+    assert rt.workers() == []
+    with pytest.raises(NBWorkersError, match="no cron named 'c'"):
+        rt.next_run("c")
+    assert _wait_for(lambda: "nbworkers-run-c-0" not in {t.name for t in threading.enumerate()})
+    clock.now = T0 + 3 * HOUR
+    assert rt.run_timers() is None
+    # and what is sent to its name waits, unhandled, for the next definition of that name
+    rt.emit("kept", "c")
+    assert rt.unhandled() == {"c": 1} and runs == [T0]
+    seen = []
+    rt.define("c", from_function("c", seen.append))
+    assert rt.wait("c", 5) and seen == ["kept"]
+
+
+def test_a_failing_timer_pass_is_reported_and_the_timer_goes_on(tmp_path, capfd):
+    # Given a runtime whose first timer pass raises (a bug, a schedule that cannot answer)
+    rt = Runtime(str(tmp_path / "q.duckdb"))
+    real_run_timers = rt.run_timers
+    passes = []
+
+    def run_timers(now=None):
+        passes.append(now)
+        if len(passes) == 1:
+            raise RuntimeError("this timer pass broke")
+        return real_run_timers(now)
+
+    rt.run_timers = run_timers
+    try:
+        seen = []
+        rt.define("w", from_function("w", seen.append))
+        # When a delayed message starts the timer thread
+        rt.emit("later", "w", delay=0.1)
+        # Then the failure is reported on the kernel's stderr, and the next pass delivers it
+        assert _wait_for(lambda: seen == ["later"])
+        assert len(passes) >= 2
+    finally:
+        rt.stop()
+    err = capfd.readouterr().err
+    assert "nbworkers: the timer failed (it goes on)" in err
+    assert "RuntimeError: this timer pass broke" in err
+
+
+def _wait_for(condition, timeout=10.0):
+    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -67,12 +67,14 @@ def test_prints_go_to_the_trace_not_into_the_running_cell(kernel):
     kernel.ok("%%worker w\nimport sys\nprint('out', event)\nprint('err', file=sys.stderr)")
     reply = kernel.ok(
         "import time\nfor i in range(20): emit(i, 'w')\n"
-        f"{WAIT}\ntime.sleep(0.2)\nprint('cell done')"
+        f"{WAIT}\nimport sys\nsys.stdout.flush(); sys.stderr.flush()\nprint('cell done')"
     )
     assert reply.stdout == "cell done\n"
-    assert "out" not in reply.stderr
-    assert kernel.eval("sorted(t.stdout for t in nw.traces('w'))")[0].startswith("out 1")
-    assert kernel.eval("'err' in nw.traces('w')[0].stdout")
+    assert "out" not in reply.stderr and "err" not in reply.stderr
+    # Each run's output is in its own trace, both streams, and no other run's
+    kept = kernel.eval("[(t.input, t.stdout) for t in nw.traces('w')]")
+    assert len(kept) == 10
+    assert all(stdout == f"out {event}\nerr\n" for event, stdout in kept), kept
 
 
 def test_snapshots_dataclasses_and_unpicklable_values(kernel):
@@ -254,7 +256,8 @@ def test_unload_flushes_and_leaves_no_thread(kernel, tmp_path):
     assert kernel.eval("nw.unhandled()") == {"nobody": 1}
 
 
-def test_a_cron_cell_runs_every_second_and_can_be_paused_and_run_now(kernel):
+def test_a_cron_cell_ticks_on_its_own_and_can_be_paused_and_run_now(kernel):
+    # (That a "1s" cron runs once every second is checked on a test clock in test_crons.)
     kernel.ok("ticks = []")
     reply = kernel.ok("%%cron 1s ticker\nimport time\nticks.append(time.time())\nmessage.id")
     assert reply.stdout == ""
@@ -272,8 +275,45 @@ def test_a_cron_cell_runs_every_second_and_can_be_paused_and_run_now(kernel):
     assert kernel.eval("len(ticks) == n + 1")
     # `event` is not defined in a cron
     kernel.ok("%%cron 1s noevent\nevent")
-    kernel.ok("time.sleep(0.5)\nassert nw.wait('noevent', 5)")
+    kernel.ok("assert nw.wait('noevent', 5)")  # its first run is queued by the cell
     assert "NameError" in kernel.eval("nw.traces('noevent')[0].error")
+
+
+def run_in_cell(kernel: Kernel, code: str, cell_id: str) -> None:
+    """Run ``code`` as JupyterLab runs a cell: the request's metadata names the cell."""
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    msg = kernel.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+    kernel.kc.shell_channel.send(msg)
+    while True:
+        reply = kernel.kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            break
+    assert reply["content"]["status"] == "ok", reply["content"]
+
+
+def test_renaming_a_cron_cell_replaces_its_cron_and_leaves_the_old_name_unhandled(kernel):
+    # Given a %%cron cell named "first" that has run
+    kernel.ok("runs = []")
+    run_in_cell(kernel, "%%cron hourly first\nruns.append('first')", "cell-a")
+    kernel.ok("assert nw.wait('first', 10)")
+    # When the same cell is run again under a new name
+    run_in_cell(kernel, "%%cron hourly second\nruns.append('second')", "cell-a")
+    kernel.ok("assert nw.wait('second', 10)")
+    # Then the cell owns one cron, the new one; the old name is no cron any more
+    assert kernel.eval("nw.workers()") == ["second"]
+    reply = kernel.run("nw.next_run('first')")
+    assert "no cron named 'first'" in reply.evalue
+    # and what is sent to the old name waits, unhandled
+    kernel.ok("emit(1, 'first')")
+    assert kernel.eval("nw.unhandled()") == {"first": 1}
+    assert kernel.eval("runs") == ["first", "second"]
 
 
 def test_cron_usage_errors_and_one_cron_per_cell(kernel):

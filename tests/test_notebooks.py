@@ -1,4 +1,6 @@
-"""Every notebook in notebooks/ runs top to bottom on a fresh kernel, as a user would run it."""
+"""Every notebook in notebooks/ runs top to bottom on a fresh kernel, as a user would run it,
+and tells the story it claims: its hidden check cells (tagged "check") assert the counts, totals
+and results the text describes, so a wrong output fails here, not only an exception."""
 
 from __future__ import annotations
 
@@ -20,9 +22,14 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is committed with outputs; clear them"
     )
+    checks = [c for c in nb.cells if "check" in c.metadata.get("tags", [])]
+    assert checks, f"{path.name} has no check cell asserting its story"
+    assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in checks)
+    # A failing check (or any cell that raises) stops the run: nbclient raises with its traceback
     NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
+    assert all(c.execution_count for c in checks), "a check cell did not run"
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
     ]

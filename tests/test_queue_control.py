@@ -13,6 +13,16 @@ from nbworkers.handlers import from_function
 from tests.conftest import Clock
 
 
+def wait_until(condition, timeout=10.0):
+    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def define(rt, name, fn, concurrency=None):
     rt.define(name, from_function(name, fn), concurrency)
 
@@ -29,7 +39,7 @@ def test_messages_lists_what_waits_with_age_attempt_and_preview(make_runtime):
     assert listed[0]["preview"] == "{'path': 'a.png'}"
     assert listed[0]["attempt"] == 1 and listed[0]["due_at"] is None
     assert 0 <= listed[0]["age_s"] < 5
-    assert rt.messages("w", limit=1) == listed[:1] or len(rt.messages("w", limit=1)) == 1
+    assert [m["id"] for m in rt.messages("w", limit=1)] == ids[:1]
     assert rt.messages("nobody") == []
     counts = rt.counts("w")
     assert counts["queued"] == 2 and 0 <= counts["oldest_age_s"] < 5
@@ -182,7 +192,10 @@ def test_bad_delays_are_refused_and_nothing_is_enqueued(make_runtime, kw, error,
 # ----- storm guard -----------------------------------------------------------------------------
 
 
-def test_a_worker_emitting_to_itself_in_a_loop_is_paused_with_the_reason(make_runtime):
+def test_a_worker_emitting_to_itself_in_a_loop_is_paused_with_the_reason_and_loses_nothing(
+    make_runtime,
+):
+    # (When exactly it trips is pinned on the test clock by the next test.)
     rt = make_runtime(storm_rate=200, storm_seconds=2)
 
     def loop(event):
@@ -191,21 +204,44 @@ def test_a_worker_emitting_to_itself_in_a_loop_is_paused_with_the_reason(make_ru
 
     define(rt, "loop", loop, concurrency=2)
     rt.emit(0, "loop")
-    deadline = time.monotonic() + 20
-    while not rt.is_paused("loop") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: rt.is_paused("loop"), 20)
     reason = rt.pause_reason("loop")
-    assert reason is not None and "storm guard" in reason and "200" in reason
+    assert "storm guard" in reason and "200" in reason
     # Nothing emitted is dropped, and the runtime still answers
-    deadline = time.monotonic() + 5
-    while rt.counts("loop")["running"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(lambda: rt.counts("loop")["running"] == 0, 5)
     counts = rt.counts("loop")
-    assert counts["running"] == 0 and counts["queued"] == counts["done"] + 1
+    assert counts["queued"] == counts["done"] + 1
     # Resuming clears the reason
     rt.purge("loop")
     rt.resume("loop")
     assert rt.pause_reason("loop") is None and not rt.is_paused("loop")
+
+
+def test_the_storm_guard_trips_after_exactly_storm_seconds_whole_seconds(make_runtime):
+    # Given a guard of 10 self-emits a second for 2 seconds, on a clock the test moves
+    clock = Clock(1_000_000.0)
+    rt = make_runtime(storm_rate=10, storm_seconds=2, clock=clock)
+
+    def handler(event):
+        if event == "go":
+            rt.emit_many(["x"] * 11, "loop")  # over the rate, in the current second
+
+    define(rt, "loop", handler, concurrency=1)
+    for second in range(3):
+        # When, in each whole second of the clock, one run emits 11 messages to itself
+        clock.now = 1_000_000.0 + second + 0.5
+        rt.emit("go", "loop")
+        runs = 1 + 12 * second  # each "go" and the 11 it emitted
+        assert wait_until(lambda n=runs: rt.counts("loop")["done"] >= n)
+        assert wait_until(lambda: rt.counts("loop")["running"] == 0)
+        # Then it runs on through the first two seconds over the rate, and is paused in the
+        # third: after exactly storm_seconds whole seconds over it, not one more
+        if second < 2:
+            assert rt.wait("loop", 10) and not rt.is_paused("loop"), (second, rt.counts("loop"))
+        else:
+            assert rt.is_paused("loop"), rt.counts("loop")
+            assert rt.counts("loop")["queued"] == 11  # nothing dropped
+    assert "more than 10 messages a second for 2 s" in rt.pause_reason("loop")
 
 
 def test_emits_from_other_workers_do_not_trip_the_rate_guard(make_runtime):

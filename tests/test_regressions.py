@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
 import sys
 import threading
 import time
@@ -22,6 +23,16 @@ def rt(tmp_path):
     runtime = Runtime(str(tmp_path / "q.duckdb"))
     yield runtime
     runtime.stop()
+
+
+def wait_until(condition, timeout=10.0):
+    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def rows(path, sql):
@@ -57,9 +68,10 @@ def test_undecodable_text_in_output_does_not_block_writes(rt, tmp_path):
 
 def test_a_cell_waits_for_a_batch_already_being_written(rt):
     real_write = rt.store.write
-    rt.store.write = lambda batch: time.sleep(0.3) or real_write(batch)
+    writing = threading.Event()
+    rt.store.write = lambda batch: writing.set() or time.sleep(0.3) or real_write(batch)
     rt.emit(1, "nobody")
-    time.sleep(0.05)  # the writer has taken the batch and is committing it
+    assert writing.wait(5)  # the writer has taken the batch and is committing it (slowly)
     assert rt.has_unwritten
     rt.flush()
     assert not rt.has_unwritten
@@ -74,7 +86,7 @@ def test_run_now_on_a_paused_cron_does_not_let_later_messages_through(rt):
         from_function("c", lambda message: gate.wait(5) and runs.append(message.id), "cron"),
         parse("hourly"),
     )
-    time.sleep(0.1)  # the first, immediate run holds the gate
+    assert wait_until(lambda: rt.counts("c")["running"] == 1)  # the first run holds the gate
     rt.pause("c")
     rt.run_now("c")
     rt.resume("c")
@@ -111,6 +123,8 @@ def test_a_result_whose_repr_raises_system_exit_does_not_kill_the_writer(rt):
     assert "unrepresentable" in rt.store.load().traces[0].result_repr
     rt.emit(2, "nobody")
     rt.flush(timeout=5)
+    # and the writer still writes: the message emitted after it is on disk
+    assert [(m.worker, pickle.loads(m.data)) for m in rt.store.load().messages] == [("nobody", 2)]
 
 
 def test_defining_a_worker_over_a_cron_stops_its_ticks(rt):
@@ -129,10 +143,10 @@ def test_wait_right_after_defining_an_interval_cron_covers_its_first_run(rt):
 def test_a_parked_message_leaves_one_trace_however_often_it_is_retried(rt):
     rt.define("w", from_function("w", lambda e: e), concurrency=1)
     rt._enqueue("w", [b"\x80\x04\x95not a pickle"])
-    time.sleep(0.2)
+    assert wait_until(lambda: rt.messages("w") and rt.messages("w")[0]["parked"])
     for _ in range(3):
         rt.retry_parked()
-        time.sleep(0.1)
+        assert wait_until(lambda: rt.messages("w") and rt.messages("w")[0]["parked"])
     assert len(rt.traces("w")) == 1
     assert "cannot be unpickled" in rt.traces("w")[0].error
     assert rt.counts("w")["queued"] == 1

@@ -85,6 +85,27 @@ def test_a_failing_message_is_tried_retries_plus_one_times_then_dead_lettered(ma
     assert dead["error"].strip().endswith("ValueError: bad event bad")
 
 
+def test_a_retry_with_no_backoff_runs_before_newer_messages(make_runtime):
+    # Given a worker, one run at a time, whose message "a" fails its first attempt and is
+    # retried with no backoff
+    rt = make_runtime()
+    runs = []
+
+    def handler(event, message):
+        runs.append((event, message.attempt))
+        if event == "a" and message.attempt == 1:
+            raise ValueError("first attempt of a")
+
+    rt.pause("w")
+    define(rt, "w", handler, retries=1, backoff_s=0, concurrency=1)
+    # When "b" and "c" were queued after "a" (the pause holds them all until resumed)
+    rt.emit_many(["a", "b", "c"], "w")
+    rt.resume("w")
+    assert rt.wait("w", 10)
+    # Then the retry of "a" runs next, before the newer "b" and "c" (README: nw.messages)
+    assert runs == [("a", 1), ("a", 2), ("b", 1), ("c", 1)]
+
+
 def test_a_retry_waits_for_its_backoff(make_runtime):
     clock = Clock(1_000_000.0)
     rt = make_runtime(clock=clock)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError, StoreCorruptError, StoreLockedError
@@ -69,7 +70,7 @@ def test_a_failed_batch_changes_nothing(tmp_path):
     store.write(Batch(inserts=[msg(1)]))
     bad = Batch(inserts=[msg(2)], traces=[TraceRow(*([None] * 11))])
     bad.traces[0].worker = object()  # not a string: the insert fails mid-transaction
-    with pytest.raises(Exception):  # noqa: B017 - DuckDB's own conversion error
+    with pytest.raises(duckdb.Error, match="Unable to transform python value"):
         store.write(bad)
     assert [m.seq for m in store.load().messages] == [1]
 

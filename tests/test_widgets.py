@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import time
 
 from tests.kernel import Kernel
@@ -89,6 +90,22 @@ def test_a_cron_panel_has_schedule_next_run_and_run_now(kernel):
     wait_for(kernel, "len(p.trace_list.options) == 1 and 'last run' in p.status.value")
 
 
+def test_a_panel_button_whose_action_fails_shows_the_error_in_the_panel(kernel):
+    # Given the panel of a cron that has since been undefined (its cell was renamed)
+    kernel.ok("%%cron hourly old\nNone")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('old')[0]")
+    kernel.ok("nw.api.runtime().undefine('old')")
+    # When its Run now button is clicked in the front end
+    click(kernel, "p.run_now_button")
+    # Then the panel says what went wrong, rather than losing it in a log
+    wait_for(kernel, "'no cron named' in p.notice.value")
+    assert "NBWorkersError" in kernel.eval("p.notice.value")
+    # and the next click that works clears it
+    kernel.ok("%%cron hourly old\nNone")
+    click(kernel, "p.run_now_button")
+    wait_for(kernel, "p.notice.value == ''")
+
+
 def test_everything_shown_is_escaped(kernel):
     kernel.ok(f"%%worker w\nprint({XSS!r})\nraise RuntimeError(event)")
     kernel.ok(f"emit({XSS!r}, 'w')\nemit({XSS!r}, 'nobody')\nnw.wait()")
@@ -136,7 +153,7 @@ def test_a_panel_sends_a_few_comm_messages_a_second_however_fast_messages_flow(k
     while True:  # drain what is already on iopub
         try:
             kc.get_iopub_msg(timeout=0.5)
-        except Exception:  # noqa: BLE001 - queue.Empty: nothing left
+        except queue.Empty:  # nothing left
             break
     started = time.monotonic()
     msg_id = kc.execute("nw.emit_many(range(20000), 'flow')\nassert nw.wait('flow', 120)")
