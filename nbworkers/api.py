@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 
 from . import child, handlers, schedule
 from .config import NBWorkers
-from .runtime import Runtime
+from .errors import ArgumentTypeError, ArgumentValueError
+from .runtime import Runtime, check_events
 from .trace import Trace
 from .worker import Policy
 
@@ -136,7 +137,7 @@ def emit_many(events: Iterable, name: str) -> list[str]:
     """Queue every event (all or nothing) for ``name``; returns their message ids."""
     remote = child.emitter()
     if remote is not None:
-        return remote.emit_many(list(events), name)
+        return remote.emit_many(list(check_events(events)), name)
     return runtime().emit_many(events, name)
 
 
@@ -156,7 +157,7 @@ def use_dask(client) -> None:
     """
     global _dask_client
     if type(client).__name__ != "Client" or not hasattr(client, "submit"):
-        raise TypeError(f"use_dask: give a distributed.Client, not {type(client).__name__}")
+        raise ArgumentTypeError(f"use_dask: give a distributed.Client, not {type(client).__name__}")
     with _lock:
         _dask_client = client
         rt = _runtime
@@ -187,6 +188,7 @@ def worker(
     ...     return make_thumb(event["path"])
     """
     handlers.check_name(name)
+    _check_paused(paused)
     policy = Policy(retries, backoff, timeout, executor)
 
     def register(fn):
@@ -216,16 +218,29 @@ def cron(
     ... def report():
     ...     send(summary())
     """
+    if name is not None:
+        handlers.check_name(name)
+    _check_paused(paused)
     plan = schedule.parse(interval, at)
     policy = Policy(timeout_s=timeout, executor=executor)
 
     def register(fn):
-        cron_name = handlers.check_name(name or fn.__name__)
+        cron_name = name or getattr(fn, "__name__", "")
+        if name is None and callable(fn) and not handlers.NAME_RE.fullmatch(cron_name):
+            raise ArgumentValueError(
+                f"a cron is named after its function, and {cron_name!r} is not a valid name: "
+                "give name=, for example nw.cron('daily', name='report')"
+            )
         handler = handlers.from_function(cron_name, fn, kind="cron")
         runtime().define_cron(cron_name, handler, plan, paused, policy)
         return fn
 
     return register
+
+
+def _check_paused(paused) -> None:
+    if not isinstance(paused, bool):
+        raise ArgumentTypeError(f"paused must be True or False, not {paused!r}")
 
 
 def run_now(name: str) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from .errors import ArgumentTypeError, ArgumentValueError
+
 MINUTE = 60
 HOUR = 3600
 DAY = 86400
@@ -145,7 +147,8 @@ def _every_words(seconds: int) -> str:
 
 
 def parse(spec: str, at: str | None = None) -> Schedule:
-    """A Schedule from an interval spec and an optional ``HH:MM``; ValueError otherwise."""
+    """A Schedule from an interval spec and an optional ``HH:MM``; ArgumentValueError (a
+    ValueError) otherwise."""
     text = " ".join(str(spec).strip().strip("\"'").split())
     key = ALIASES.get(text.lower(), text.lower())
     if key in DARKLANG:
@@ -153,23 +156,31 @@ def parse(spec: str, at: str | None = None) -> Schedule:
     elif match := _DURATION_RE.match(key):
         every = int(match[1]) * _UNITS[match[2]]
         if every < 1:
-            raise ValueError(f"the interval {spec!r} is zero. Valid intervals: {VALID_FORMS}")
+            raise ArgumentValueError(
+                f"the interval {spec!r} is zero. Valid intervals: {VALID_FORMS}"
+            )
     elif len(text.split()) == 5:
         if at is not None:
-            raise ValueError("--at goes with intervals; a cron expression already says when")
+            raise ArgumentValueError(
+                "--at goes with intervals; a cron expression already says when"
+            )
         try:
             return Schedule(spec=text, cron=CronExpr.parse(text))
         except ValueError as exc:
-            raise ValueError(f"{exc}. Valid intervals: {VALID_FORMS}") from None
+            raise ArgumentValueError(f"{exc}. Valid intervals: {VALID_FORMS}") from None
     else:
-        raise ValueError(f"{spec!r} is not a cron interval. Valid intervals: {VALID_FORMS}")
+        raise ArgumentValueError(f"{spec!r} is not a cron interval. Valid intervals: {VALID_FORMS}")
     if at is None:
         return Schedule(spec=text, every_s=every)
+    if not isinstance(at, str):
+        raise ArgumentTypeError(f"at must be a time of day as text, HH:MM, not {at!r}")
     match = _AT_RE.match(at.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise ValueError(f"--at {at!r} is not a time of day; use HH:MM, such as 09:30")
+        raise ArgumentValueError(f"--at {at!r} is not a time of day; use HH:MM, such as 09:30")
     if every < MINUTE or every % MINUTE:
-        raise ValueError("--at needs an interval of whole minutes (hourly, daily, 15m, ...)")
+        raise ArgumentValueError(
+            "--at needs an interval of whole minutes (hourly, daily, 15m, ...)"
+        )
     return Schedule(spec=text, every_s=every, at=(int(match[1]), int(match[2])))
 
 

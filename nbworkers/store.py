@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
+from .errors import ArgumentTypeError, NBWorkersError, StoreCorruptError, StoreLockedError
 
 SCHEMA_VERSION = 2
 
@@ -713,7 +713,9 @@ class Store:
     def sql(self, query: str, params=None):
         """A DuckDB relation for one SELECT over the stable views, as committed so far."""
         if not isinstance(query, str):
-            raise TypeError(f"nw.sql: the query must be a string, not {type(query).__name__}")
+            raise ArgumentTypeError(
+                f"nw.sql: the query must be a string, not {type(query).__name__}"
+            )
         cursor = self._reader()
         _check_select(cursor, query)
         return cursor.sql(query) if params is None else cursor.sql(query, params=params)
