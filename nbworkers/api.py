@@ -187,6 +187,8 @@ def worker(
     ... def resize(event):
     ...     return make_thumb(event["path"])
     """
+    if callable(name):
+        raise ArgumentTypeError("@nw.worker needs the worker's name: @nw.worker('resize')")
     handlers.check_name(name)
     _check_paused(paused)
     policy = Policy(retries, backoff, timeout, executor)
@@ -218,6 +220,8 @@ def cron(
     ... def report():
     ...     send(summary())
     """
+    if callable(interval):
+        raise ArgumentTypeError("@nw.cron needs an interval: @nw.cron('daily'), @nw.cron('5m')")
     if name is not None:
         handlers.check_name(name)
     _check_paused(paused)

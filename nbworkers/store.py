@@ -716,6 +716,11 @@ class Store:
             raise ArgumentTypeError(
                 f"nw.sql: the query must be a string, not {type(query).__name__}"
             )
+        if params is not None and not isinstance(params, list | tuple | dict):
+            raise ArgumentTypeError(
+                "nw.sql: params must be a list (for $1, $2... or ?) or a dict (for $name), "
+                f"not {type(params).__name__}"
+            )
         cursor = self._reader()
         _check_select(cursor, query)
         return cursor.sql(query) if params is None else cursor.sql(query, params=params)

@@ -125,6 +125,8 @@ BAD_CALLS = [
     ("nw.worker('w', timeout='5')", ValueError, "timeout must be a number"),
     ("nw.worker('w', executor='gpu')", ValueError, "executor must be one of"),
     ("nw.worker('w')(None)", TypeError, "must be a function"),
+    ("nw.worker(print)", TypeError, "@nw.worker('resize')"),
+    ("nw.cron(print)", TypeError, "@nw.cron('daily')"),
     ("nw.cron(None)", ValueError, "is not a cron interval"),
     ("nw.cron(5)", ValueError, "is not a cron interval"),
     ("nw.cron('daily', at=930)", TypeError, "at must be a time of day"),
@@ -157,6 +159,7 @@ BAD_CALLS = [
     ("nw.replay('w', 'm3')", ValueError, "ids look like t123"),
     ("nw.replay('c')", NBWorkersError, "no trace to replay"),
     ("nw.sql(None)", TypeError, "the query must be a string"),
+    ("nw.sql('select $1', params=5)", TypeError, "params must be a list"),
     ("nw.sql('delete from messages')", NBWorkersError, "one SELECT"),
     ("nw.use_dask(None)", TypeError, "give a distributed.Client"),
 ]
