@@ -7,7 +7,7 @@ there is one, and to the real stream otherwise.
 A run cannot break the kernel's streams: ``sys.stdout.close()`` in a run closes that run's
 capture only, and a stream a run leaves unusable (None, closed, or the process's own
 ``sys.__stdout__``, which in a kernel is its log and not the notebook) is put back when
-the run ends, with a line in the run's output saying so.
+the run ends, or when another run starts first, with a line in that run's output saying so.
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ class Capture:
 
     def __enter__(self):
         if not (isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router)):
-            _wrap()  # something (%%capture, redirect_stdout) put its own stream in place
+            # Something (%%capture, redirect_stdout) put its own stream in place, or a run
+            # still going left an unusable one
+            for name, stream in _wrap():
+                self.write(
+                    f"nbworkers: sys.{name} was {_describe(stream)} when this run started (set "
+                    "by another run or a cell); the kernel's stream was put back.\n"
+                )
         self._routers = (sys.stdout, sys.stderr)
         self._previous = getattr(_local, "capture", None)
         _local.capture = self
@@ -151,7 +157,9 @@ def install() -> None:
             _wrap()
 
 
-def _wrap() -> None:
+def _wrap() -> list[tuple[str, object]]:
+    """Put routers in place; the unusable streams that the last router replaced."""
+    replaced = []
     for name in _NAMES:
         stream = getattr(sys, name, None)
         if isinstance(stream, _Router):
@@ -159,9 +167,11 @@ def _wrap() -> None:
         last = _last.get(name)
         if _unusable(stream) and last is not None and not _unusable(last._nbworkers_real):
             setattr(sys, name, last)  # a run left it unusable: the kernel's stream again
-        elif stream is not None:
+            replaced.append((name, stream))
+        else:  # None too, in a process started without one: runs' output is still captured
             _last[name] = _Router(stream, name)
             setattr(sys, name, _last[name])
+    return replaced
 
 
 def uninstall() -> None:

@@ -84,3 +84,24 @@ def test_a_close_inside_a_run_closes_only_that_runs_capture(name):
         router.write("c")
         assert not router.closed
     assert (first.text(), second.text(), real.closed) == ("a", "c", False)
+
+
+def test_a_stream_a_run_sets_to_none_is_put_back_when_it_ends_and_its_output_says_so(monkeypatch):
+    import io
+    import sys
+
+    real = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", real)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with output.Capture() as run:
+        print("before")
+        sys.stdout = None
+        # A run starting meanwhile gets the kernel's stream back, not a router around None
+        with output.Capture() as other:
+            print("other run")
+    assert isinstance(sys.stdout, output._Router) and sys.stdout._nbworkers_real is real
+    assert other.text().startswith("nbworkers: sys.stdout was None when this run started")
+    assert other.text().endswith("put back.\nother run\n")
+    assert run.text() == "before\n"
+    print("after")
+    assert real.getvalue() == "after\n"
