@@ -43,7 +43,7 @@ class StoreCorruptError(NBWorkersError):
     """The queue database could not be read; it was moved aside and a fresh one will be used."""
 
 
-def ours(filename: str) -> bool:
+def _ours(filename: str) -> bool:
     """True for a file of the nbworkers package."""
     return os.path.abspath(filename).startswith(_PACKAGE)
 
@@ -52,7 +52,7 @@ def without_our_frames(tb: types.TracebackType | None) -> types.TracebackType | 
     """``tb`` without the frames inside nbworkers (a new chain; ``tb`` is left as it was)."""
     kept = []
     while tb is not None:
-        if not ours(tb.tb_frame.f_code.co_filename):
+        if not _ours(tb.tb_frame.f_code.co_filename):
             kept.append(tb)
         tb = tb.tb_next
     chain = None

@@ -26,7 +26,7 @@ EXECUTORS = ("threads", "processes", "dask")
 
 
 def check(executor: object) -> str:
-    """``executor`` if it is one nbworkers knows, else ValueError listing them."""
+    """``executor`` if it is one nbworkers knows, else ArgumentValueError listing them."""
     if executor in EXECUTORS:
         return executor
     raise ArgumentValueError(
