@@ -38,7 +38,13 @@ from .api import (
     workers,
 )
 from .config import NBWorkers
-from .errors import NBWorkersError, StoreCorruptError, StoreLockedError
+from .errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    NBWorkersError,
+    StoreCorruptError,
+    StoreLockedError,
+)
 from .extension import load_ipython_extension, unload_ipython_extension
 from .message import Message
 from .trace import Trace
@@ -46,6 +52,8 @@ from .trace import Trace
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentTypeError",
+    "ArgumentValueError",
     "Message",
     "NBWorkers",
     "NBWorkersError",

@@ -10,6 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from .errors import ArgumentTypeError
 from .trace import Trace
 
 
@@ -28,7 +29,7 @@ class Alerts:
         cell again does not call it twice.
         """
         if not callable(callback):
-            raise TypeError(f"on_failure needs a function, not {type(callback).__name__}")
+            raise ArgumentTypeError(f"on_failure needs a function, not {type(callback).__name__}")
         qualname = getattr(callback, "__qualname__", "")
         if qualname and "<lambda>" not in qualname:
             key = f"{getattr(callback, '__module__', '')}.{qualname}"

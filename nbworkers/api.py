@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 
 from . import child, handlers, schedule
 from .config import NBWorkers
-from .errors import NBWorkersError
-from .runtime import Runtime, run_owner
+from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
+from .runtime import Runtime, check_events, run_owner
 from .trace import Trace
 from .worker import Policy
 
@@ -198,7 +198,7 @@ def emit_many(events: Iterable, name: str) -> list[str]:
     """Queue every event (all or nothing) for ``name``; returns their message ids."""
     remote = child.emitter()
     if remote is not None:
-        return remote.emit_many(list(events), name)
+        return remote.emit_many(list(check_events(events)), name)
     return _emitting().emit_many(events, name)
 
 
@@ -227,7 +227,7 @@ def use_dask(client) -> None:
     """
     global _dask_client
     if type(client).__name__ != "Client" or not hasattr(client, "submit"):
-        raise TypeError(f"use_dask: give a distributed.Client, not {type(client).__name__}")
+        raise ArgumentTypeError(f"use_dask: give a distributed.Client, not {type(client).__name__}")
     with _lock:
         _dask_client = client
         rt = _runtime
@@ -257,7 +257,10 @@ def worker(
     ... def resize(event):
     ...     return make_thumb(event["path"])
     """
+    if callable(name):
+        raise ArgumentTypeError("@nw.worker needs the worker's name: @nw.worker('resize')")
     handlers.check_name(name)
+    _check_paused(paused)
     policy = Policy(retries, backoff, timeout, executor)
 
     def register(fn):
@@ -291,16 +294,31 @@ def cron(
     ... def report():
     ...     send(summary())
     """
+    if callable(interval):
+        raise ArgumentTypeError("@nw.cron needs an interval: @nw.cron('daily'), @nw.cron('5m')")
+    if name is not None:
+        handlers.check_name(name)
+    _check_paused(paused)
     plan = schedule.parse(interval, at, tz)
     policy = Policy(timeout_s=timeout, executor=executor)
 
     def register(fn):
-        cron_name = handlers.check_name(name or fn.__name__)
+        cron_name = name or getattr(fn, "__name__", "")
+        if name is None and callable(fn) and not handlers.NAME_RE.fullmatch(cron_name):
+            raise ArgumentValueError(
+                f"a cron is named after its function, and {cron_name!r} is not a valid name: "
+                "give name=, for example nw.cron('daily', name='report')"
+            )
         handler = handlers.from_function(cron_name, fn, kind="cron")
         runtime().define_cron(cron_name, handler, plan, paused, policy)
         return fn
 
     return register
+
+
+def _check_paused(paused) -> None:
+    if not isinstance(paused, bool):
+        raise ArgumentTypeError(f"paused must be True or False, not {paused!r}")
 
 
 def run_now(name: str) -> str:

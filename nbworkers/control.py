@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 import time
 
-from .errors import NBWorkersError
+from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from .handlers import check_name
 from .message import Message, parse_id
 from .trace import preview
@@ -38,6 +38,21 @@ def _describe(m: Message, now: float, **extra) -> dict:
     }
 
 
+def _ids(ids) -> list | None:
+    """``ids`` as a list: one id (``"m12"``), a list of them, or None (all)."""
+    if ids is None or isinstance(ids, list):
+        return ids
+    if isinstance(ids, str):
+        return [ids]
+    try:
+        return list(ids)
+    except TypeError:
+        raise ArgumentTypeError(
+            f"ids must be a message id such as 'm12', a list of them, or None (all), "
+            f"not {type(ids).__name__}"
+        ) from None
+
+
 class QueueControl:
     """Queue introspection and dead-letter handling, mixed into ``Runtime``."""
 
@@ -46,6 +61,14 @@ class QueueControl:
     def messages(self, name: str, limit: int | None = 100) -> list[dict]:
         """The messages of ``name`` waiting to run: ready ones oldest first, then delayed
         ones soonest first; at most ``limit`` (None: all)."""
+        check_name(name)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ArgumentValueError(
+                f"nw.messages: limit must be a whole number, 0 or more (or None: all), "
+                f"not {limit!r}"
+            )
         with self._lock:
             w = self._workers.get(name)
             waiting = w.waiting(limit) if w else []
@@ -79,6 +102,7 @@ class QueueControl:
 
     def dead_letters(self, name: str) -> list[dict]:
         """The dead letters of ``name``, oldest first, each with its last error."""
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             letters = list(w.dead) if w else []
@@ -95,6 +119,7 @@ class QueueControl:
 
     def _take_dead(self, w: WorkerState | None, name: str, ids) -> list[DeadLetter]:
         """Remove the dead letters ``ids`` (all when None) of ``w`` (the lock is held)."""
+        ids = _ids(ids)
         if w is None or not w.dead:
             if ids:
                 raise NBWorkersError(f"{name!r} has no dead letters")
@@ -102,8 +127,6 @@ class QueueControl:
         if ids is None:
             taken, w.dead = w.dead, []
         else:
-            if isinstance(ids, str):
-                ids = [ids]
             wanted = {parse_id(i, "m") for i in ids}
             have = {d.message.seq for d in w.dead}
             missing = sorted(wanted - have)

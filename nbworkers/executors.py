@@ -19,17 +19,17 @@ from typing import NamedTuple
 
 from . import handlers, jobs
 from .daskrunner import DaskRunner
-from .errors import NBWorkersError
+from .errors import ArgumentValueError, NBWorkersError
 from .pool import ProcessPool
 
 EXECUTORS = ("threads", "processes", "dask")
 
 
 def check(executor: object) -> str:
-    """``executor`` if it is one nbworkers knows, else ValueError listing them."""
+    """``executor`` if it is one nbworkers knows, else ArgumentValueError listing them."""
     if executor in EXECUTORS:
         return executor
-    raise ValueError(
+    raise ArgumentValueError(
         f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r} (threads: on the "
         "kernel's threads; processes: a process pool, for CPU-heavy handlers; dask: the "
         "cluster given to nw.use_dask)"

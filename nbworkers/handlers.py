@@ -17,15 +17,18 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError, without_our_frames
+
+NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # whole names only: fullmatch
 _versions = itertools.count(1)
 
 
 def check_name(name: object) -> str:
-    """``name`` if it is a valid worker or cron name, else ValueError saying what is allowed."""
-    if isinstance(name, str) and NAME_RE.match(name):
+    """``name`` if it is a valid worker or cron name, else ArgumentValueError (a ValueError)
+    saying what is allowed. The whole name must match: ``'resize\\n'`` is not ``'resize'``."""
+    if isinstance(name, str) and NAME_RE.fullmatch(name):
         return name
-    raise ValueError(
+    raise ArgumentValueError(
         f"{name!r} is not a valid worker name: use 1 to 64 letters, digits, '-', '_' or '.' "
         "(for example 'resize' or 'fetch-prices')"
     )
@@ -33,11 +36,14 @@ def check_name(name: object) -> str:
 
 def format_error(exc: BaseException, *skip_files: str) -> str:
     """The traceback of an exception a handler raised, from the handler's own frame: frames of
-    ``skip_files`` and of the function wrappers in this module are left out."""
+    ``skip_files`` and of the function wrappers in this module are left out, and for an
+    NBWorkersError (the handler called nbworkers wrongly) every frame inside nbworkers."""
     ours = {__file__, *skip_files}
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in ours:
         tb = tb.tb_next
+    if isinstance(exc, NBWorkersError):
+        tb = without_our_frames(tb)
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
@@ -147,7 +153,7 @@ def _refuse_generators(tree: ast.Module, filename: str) -> None:
 def from_function(name: str, fn: Callable, kind: str = "worker") -> Handler:
     """Wrap ``fn(event)`` or ``fn(event, message)``; for a cron, ``fn()`` or ``fn(message)``."""
     if not callable(fn):
-        raise TypeError(f"a {kind} must be a function, not {type(fn).__name__}")
+        raise ArgumentTypeError(f"a {kind} must be a function, not {type(fn).__name__}")
     takes = _positional_count(fn, 1 if kind == "worker" else 0)
 
     if kind == "cron":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .errors import ArgumentValueError
+
 
 def message_id(seq: int) -> str:
     """The id users see for message number ``seq``."""
@@ -14,7 +16,7 @@ def parse_id(text: str, prefix: str) -> int:
     """The number inside an id such as ``m12`` or ``t7``; ValueError for anything else."""
     if isinstance(text, str) and text.startswith(prefix) and text[1:].isdigit():
         return int(text[1:])
-    raise ValueError(f"{text!r} is not an nbworkers id (ids look like {prefix}123)")
+    raise ArgumentValueError(f"{text!r} is not an nbworkers id (ids look like {prefix}123)")
 
 
 class Message:

@@ -27,7 +27,7 @@ from datetime import datetime
 from . import handlers, output
 from .alerts import Alerts
 from .control import QueueControl
-from .errors import NBWorkersError
+from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from .executors import Executors, RemoteResult, timeout_note
 from .handlers import Handler, check_name
 from .listeners import Listeners
@@ -61,7 +61,7 @@ def snapshot(event) -> bytes:
     try:
         return pickle.dumps(event, protocol=_PICKLE)
     except Exception as exc:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"emit: a value of type {type(event).__module__}.{type(event).__qualname__} cannot "
             f"be snapshotted ({type(exc).__name__}: {exc}); emit data that pickles (dicts, "
             "lists, numbers, strings, DataFrames, arrays, dataclasses). Nothing was enqueued."
@@ -259,9 +259,11 @@ class Runtime(QueueControl, Alerts, Listeners):
         """
         check_name(name)
         if key is not None and not isinstance(key, str):
-            raise TypeError(f"emit: key must be a string, not {type(key).__name__}")
+            raise ArgumentTypeError(f"emit: key must be a string, not {type(key).__name__}")
         if key is not None and not key.isprintable() and _undecodable(key):
-            raise ValueError(f"emit: key {key!r} is not valid text (it holds a lone surrogate)")
+            raise ArgumentValueError(
+                f"emit: key {key!r} is not valid text (it holds a lone surrogate)"
+            )
         due_at = self._due_at(delay, at)
         data = snapshot(event)
         with self._lock:
@@ -274,21 +276,21 @@ class Runtime(QueueControl, Alerts, Listeners):
     def emit_many(self, events: Iterable, name: str) -> list[str]:
         """Queue every event of ``events`` (all or nothing) for worker ``name``."""
         check_name(name)
-        return self._enqueue(name, [snapshot(e) for e in events])
+        return self._enqueue(name, [snapshot(e) for e in check_events(events)])
 
     def _due_at(self, delay, at) -> float | None:
         if delay is not None and at is not None:
-            raise ValueError("emit: give delay= or at=, not both")
+            raise ArgumentValueError("emit: give delay= or at=, not both")
         if delay is not None:
             if not _number(delay) or not 0 <= delay <= _MAX_DELAY_S:
-                raise ValueError(
+                raise ArgumentValueError(
                     f"emit: delay must be seconds, from 0 to {_MAX_DELAY_S:,} (ten years), "
                     f"not {delay!r}"
                 )
             return self.clock() + delay if delay > 0 else None
         if at is not None:
             if not isinstance(at, datetime):
-                raise TypeError(f"emit: at must be a datetime, not {type(at).__name__}")
+                raise ArgumentTypeError(f"emit: at must be a datetime, not {type(at).__name__}")
             return at.timestamp() if at.tzinfo else self.zone.epoch(at)
         return None
 
@@ -395,6 +397,7 @@ class Runtime(QueueControl, Alerts, Listeners):
 
     def set_concurrency(self, name: str, concurrency: int) -> None:
         """Change how many runs of ``name`` may go at once, effective immediately."""
+        check_name(name)
         _check_concurrency(concurrency)
         with self._lock:
             w = self._workers.get(name)
@@ -443,12 +446,14 @@ class Runtime(QueueControl, Alerts, Listeners):
         self._notify(name)
 
     def is_paused(self, name: str) -> bool:
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             return bool(w and w.paused)
 
     def pause_reason(self, name: str) -> str | None:
         """Why ``name`` is paused (the storm guard says why it paused it); None if running."""
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             if w is None or not w.paused:
@@ -516,6 +521,7 @@ class Runtime(QueueControl, Alerts, Listeners):
     def run_now(self, name: str) -> str:
         """Run cron ``name`` once now, even while paused (after a run still going); its
         schedule does not move. Returns the run's message id."""
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             if w is None or not w.is_cron:
@@ -527,6 +533,7 @@ class Runtime(QueueControl, Alerts, Listeners):
 
     def next_run(self, name: str):
         """When cron ``name`` runs next (an aware datetime), or None while it is paused."""
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             if w is None or not w.is_cron:
@@ -891,6 +898,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         Output shows where the caller is and exceptions propagate (so ``%debug`` works); a new
         trace is recorded either way. Returns the run's result.
         """
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             if w is None or w.handler is None:
@@ -931,11 +939,13 @@ class Runtime(QueueControl, Alerts, Listeners):
     # ----- looking ----------------------------------------------------------------------------
 
     def counts(self, name: str) -> dict:
+        check_name(name)
         with self._lock:
             w = self._workers.get(name) or WorkerState(name, self._lock, self.traces_kept)
             return w.counts(self.clock())
 
     def traces(self, name: str) -> list[Trace]:
+        check_name(name)
         with self._lock:
             w = self._workers.get(name)
             return list(w.traces) if w else []
@@ -1024,6 +1034,10 @@ class Runtime(QueueControl, Alerts, Listeners):
         (or every defined, unpaused worker); False if ``timeout`` seconds passed first."""
         if name is not None:
             check_name(name)
+        if timeout is not None and (not _number(timeout) or timeout < 0):
+            raise ArgumentValueError(
+                f"wait: timeout must be seconds, 0 or more (or None: no limit), not {timeout!r}"
+            )
 
         def idle() -> bool:
             if name is not None:
@@ -1123,6 +1137,25 @@ class Runtime(QueueControl, Alerts, Listeners):
                 output.uninstall()
 
 
+def check_events(events) -> Iterable:
+    """``events`` if ``emit_many`` can take them (any iterable but one string), else say so."""
+    if isinstance(events, str | bytes):
+        raise ArgumentTypeError(
+            "emit_many: events must be a list (or another iterable) of events, not one "
+            f"{type(events).__name__}: to queue one value, use nw.emit(value, name)"
+        )
+    try:
+        iter(events)
+    except TypeError:
+        raise ArgumentTypeError(
+            "emit_many: events must be a list (or another iterable) of events, not "
+            f"{type(events).__name__}"
+        ) from None
+    return events
+
+
 def _check_concurrency(concurrency) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a whole number of at least 1, not {concurrency!r}")
+        raise ArgumentValueError(
+            f"concurrency must be a whole number of at least 1, not {concurrency!r}"
+        )

@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tzlocal
 from cronsim import CronSim, CronSimError
 
+from .errors import ArgumentTypeError, ArgumentValueError
+
 MINUTE = 60
 HOUR = 3600
 DAY = 86400
@@ -81,7 +83,7 @@ class Zone:
             try:
                 self.tz: tzinfo = ZoneInfo(name)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(
+                raise ArgumentValueError(
                     f"{name!r} is not a time zone; use an IANA name such as Europe/Paris"
                 ) from None
             self.name = name
@@ -162,15 +164,15 @@ class CronExpr:
         expr = NICKNAMES.get(text.lower(), text)
         fields = expr.split()
         if len(fields) != 5:
-            raise ValueError(f"a cron expression has 5 fields, {text!r} has {len(fields)}")
+            raise ArgumentValueError(f"a cron expression has 5 fields, {text!r} has {len(fields)}")
         for what, field in zip(_FIELDS, fields, strict=True):
             if not field.isascii():
-                raise ValueError(_bad_field(text, what, field))
+                raise ArgumentValueError(_bad_field(text, what, field))
         nearest = None
         if match := _NEAREST_RE.match(fields[2].upper()):
             nearest = int(match[1])
             if not 1 <= nearest <= 31 or fields[4] != "*":
-                raise ValueError(
+                raise ArgumentValueError(
                     f"{_bad_field(text, 'day-of-month', fields[2])} (W takes one day, 1W to "
                     "31W, with * as the day-of-week)"
                 )
@@ -182,10 +184,10 @@ class CronExpr:
         except CronSimError as exc:
             what = str(exc).removeprefix("Bad ")
             if what not in _FIELDS:
-                raise ValueError(f"{text!r} is not a cron expression: {exc}") from None
+                raise ArgumentValueError(f"{text!r} is not a cron expression: {exc}") from None
             if what == "day-of-month" and _parses(" ".join([*fields[:3], "*", fields[4]])):
-                raise ValueError(cron.never_matches()) from None  # "31 2": no February 31st
-            raise ValueError(_bad_field(text, what, fields[_FIELDS.index(what)])) from None
+                raise ArgumentValueError(cron.never_matches()) from None  # "31 2": no February 31st
+            raise ArgumentValueError(_bad_field(text, what, fields[_FIELDS.index(what)])) from None
         cron.next_after(_REFERENCE_S, Zone("UTC"))  # ValueError if it never matches
         return cron
 
@@ -364,23 +366,31 @@ def parse(spec: str, at: str | None = None, tz: str | None = None) -> Schedule:
     elif match := _DURATION_RE.match(key):
         every = int(match[1]) * _UNITS[match[2]]
         if every < 1:
-            raise ValueError(f"the interval {spec!r} is zero. Valid intervals: {VALID_FORMS}")
+            raise ArgumentValueError(
+                f"the interval {spec!r} is zero. Valid intervals: {VALID_FORMS}"
+            )
     elif len(text.split()) == 5 or key in NICKNAMES:
         if at is not None:
-            raise ValueError("--at goes with intervals; a cron expression already says when")
+            raise ArgumentValueError(
+                "--at goes with intervals; a cron expression already says when"
+            )
         return Schedule(spec=text, cron=CronExpr.parse(text), zone=zone)
     else:
-        raise ValueError(f"{spec!r} is not a cron interval. Valid intervals: {VALID_FORMS}")
+        raise ArgumentValueError(f"{spec!r} is not a cron interval. Valid intervals: {VALID_FORMS}")
     if at is None:
         if zone is not None:
-            raise ValueError(
+            raise ArgumentValueError(
                 "--tz goes with --at or a cron expression: an interval without --at counts "
                 "time since its last run, whatever the zone"
             )
         return Schedule(spec=text, every_s=every)
+    if not isinstance(at, str):
+        raise ArgumentTypeError(f"at must be a time of day as text, HH:MM, not {at!r}")
     match = _AT_RE.match(at.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise ValueError(f"--at {at!r} is not a time of day; use HH:MM, such as 09:30")
+        raise ArgumentValueError(f"--at {at!r} is not a time of day; use HH:MM, such as 09:30")
     if every < MINUTE or every % MINUTE:
-        raise ValueError("--at needs an interval of whole minutes (hourly, daily, 15m, ...)")
+        raise ArgumentValueError(
+            "--at needs an interval of whole minutes (hourly, daily, 15m, ...)"
+        )
     return Schedule(spec=text, every_s=every, at=(int(match[1]), int(match[2])), zone=zone)

@@ -27,7 +27,13 @@ from pathlib import Path
 import duckdb
 
 from . import wal
-from .errors import NBWorkersError, StatusTimeoutError, StoreCorruptError, StoreLockedError
+from .errors import (
+    ArgumentTypeError,
+    NBWorkersError,
+    StatusTimeoutError,
+    StoreCorruptError,
+    StoreLockedError,
+)
 
 SCHEMA_VERSION = 2
 
@@ -969,7 +975,14 @@ class Store:
     def sql(self, query: str, params=None):
         """A DuckDB relation for one SELECT over the stable views, as committed so far."""
         if not isinstance(query, str):
-            raise TypeError(f"nw.sql: the query must be a string, not {type(query).__name__}")
+            raise ArgumentTypeError(
+                f"nw.sql: the query must be a string, not {type(query).__name__}"
+            )
+        if params is not None and not isinstance(params, list | tuple | dict):
+            raise ArgumentTypeError(
+                "nw.sql: params must be a list (for $1, $2... or ?) or a dict (for $name), "
+                f"not {type(params).__name__}"
+            )
         cursor = self._reader()
         _check_select(cursor, query)
         return _read_only(cursor, query, params, self._results())

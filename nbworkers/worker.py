@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from .errors import ArgumentValueError
 from .executors import check as check_executor
 from .message import Message
 from .schedule import Schedule
@@ -39,13 +40,15 @@ class Policy:
     def __post_init__(self):
         check_executor(self.executor)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries must be a whole number, 0 or more, not {self.retries!r}")
+            raise ArgumentValueError(
+                f"retries must be a whole number, 0 or more, not {self.retries!r}"
+            )
         if not _number(self.backoff_s) or self.backoff_s < 0:
-            raise ValueError(
+            raise ArgumentValueError(
                 f"backoff must be a number of seconds, 0 or more, not {self.backoff_s!r}"
             )
         if self.timeout_s is not None and (not _number(self.timeout_s) or self.timeout_s <= 0):
-            raise ValueError(
+            raise ArgumentValueError(
                 f"timeout must be a number of seconds above 0 (or None), not {self.timeout_s!r}"
             )
 

@@ -58,11 +58,15 @@ def test_bad_cron_names_concurrency_and_decorator_arguments_change_nothing(kerne
         reply = kernel.run(cell)
         assert reply.ename == "UsageError" and words in reply.evalue, (cell, reply.evalue)
     for code, error, words in [
-        ("nw.set_concurrency('w', 0)", "ValueError", "at least 1"),
-        ("nw.worker('w', concurrency=0)(print)", "ValueError", "at least 1"),
-        ("nw.worker('bad name')(print)", "ValueError", "1 to 64 letters"),
-        ("nw.worker('w', retries=-1)(print)", "ValueError", "retries must be a whole number"),
-        ("nw.cron('sometimes')(print)", "ValueError", "every-minute, hourly"),
+        ("nw.set_concurrency('w', 0)", "ArgumentValueError", "at least 1"),
+        ("nw.worker('w', concurrency=0)(print)", "ArgumentValueError", "at least 1"),
+        ("nw.worker('bad name')(print)", "ArgumentValueError", "1 to 64 letters"),
+        (
+            "nw.worker('w', retries=-1)(print)",
+            "ArgumentValueError",
+            "retries must be a whole number",
+        ),
+        ("nw.cron('sometimes')(print)", "ArgumentValueError", "every-minute, hourly"),
     ]:
         reply = kernel.run(code)
         assert reply.ename == error and words in reply.evalue, (code, reply.evalue)

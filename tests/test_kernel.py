@@ -83,7 +83,7 @@ def test_snapshots_dataclasses_and_unpicklable_values(kernel):
     kernel.ok(f"job = Job('a.png')\nemit(job, 'w')\njob.path = 'changed'\n{WAIT}")
     assert kernel.eval("nw.traces('w')[0].result") == "A.PNG"
     reply = kernel.run("import threading\nemit({'lock': threading.Lock()}, 'w')")
-    assert reply.ename == "TypeError"
+    assert reply.ename == "ArgumentTypeError"
     assert "dict" in reply.evalue and "_thread.lock" in reply.evalue
     assert kernel.eval("nw.counts('w')") == {
         "queued": 0,

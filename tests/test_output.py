@@ -1,0 +1,107 @@
+"""A handler's output is its run's own: what it does to sys.stdout/sys.stderr stays in its run."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbworkers import output
+
+# Each event is what one run does to the streams; later cells must print all the same.
+MISCHIEF = {
+    "close": "sys.stdout.close()\nsys.stderr.close()",
+    "close-then-print": "sys.stdout.close()\nprint('lost', file=sys.stdout)",
+    "close-then-flush": "sys.stderr.close()\nsys.stderr.flush()",
+    "none": "sys.stdout = None\nsys.stderr = None",
+    "process-streams": "sys.stdout = sys.__stdout__\nsys.stderr = sys.__stderr__",
+}
+
+
+def test_a_handler_closing_or_replacing_the_streams_leaves_later_cells_printing(kernel):
+    kernel.ok(
+        "%%worker mischief --concurrency 1\n"
+        "import sys\n"
+        "print('before', event)\n"
+        "exec(MISCHIEF[event])\n"
+        "sys.stdout.closed if sys.stdout is not None else 'no stdout'"
+    )
+    kernel.ok(f"MISCHIEF = {MISCHIEF!r}")
+    for event in MISCHIEF:
+        kernel.ok(f"nw.emit({event!r}, 'mischief')\nassert nw.wait('mischief', timeout=20)")
+        reply = kernel.ok("import sys\nprint('cell out')\nprint('cell err', file=sys.stderr)")
+        assert (reply.stdout, reply.stderr) == ("cell out\n", "cell err\n"), event
+    traces = {t["input"]: t for t in kernel.eval(_TRACES)}
+    # A close closes the run's own capture: its later writes fail as on any closed file
+    assert traces["close"]["result"] is True and traces["close"]["error"] is None
+    assert traces["close"]["stdout"] == "before close\n"
+    for event in ("close-then-print", "close-then-flush"):
+        last_line = traces[event]["error"].splitlines()[-1]
+        assert last_line == "ValueError: I/O operation on closed file."
+        assert traces[event]["stdout"] == f"before {event}\n"
+    # Streams left unusable are put back when the run ends, and the trace says so
+    for event in ("none", "process-streams"):
+        assert traces[event]["error"] is None
+        stdout = traces[event]["stdout"]
+        assert stdout.startswith(f"before {event}\n"), stdout
+        assert "sys.stdout was set to" in stdout and "was put back" in stdout, stdout
+        assert "sys.stderr was set to" in stdout, stdout
+    # The next run on the same thread prints into its own trace as usual
+    kernel.ok("%%worker mischief --concurrency 1\nprint('fine', event)")
+    kernel.ok("nw.emit(1, 'mischief')\nassert nw.wait('mischief', timeout=20)")
+    assert kernel.eval("nw.traces('mischief')[0].stdout") == "fine 1\n"
+
+
+_TRACES = (
+    "[dict(input=t.input, result=t.result, error=t.error, stdout=t.stdout) "
+    "for t in nw.traces('mischief')]"
+)
+
+
+def test_a_close_from_a_cell_outside_any_run_still_reaches_the_real_stream():
+    class Real:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    router = output._Router(Real(), "stdout")
+    router.close()
+    assert router.closed and router._nbworkers_real.closed
+
+
+@pytest.mark.parametrize("name", ["stdout", "stderr"])
+def test_a_close_inside_a_run_closes_only_that_runs_capture(name):
+    import io
+
+    real = io.StringIO()
+    router = output._Router(real, name)
+    with output.Capture() as first:
+        router.write("a")
+        router.close()
+        assert router.closed
+        with pytest.raises(ValueError, match="closed file"):
+            router.write("b")
+    with output.Capture() as second:
+        router.write("c")
+        assert not router.closed
+    assert (first.text(), second.text(), real.closed) == ("a", "c", False)
+
+
+def test_a_stream_a_run_sets_to_none_is_put_back_when_it_ends_and_its_output_says_so(monkeypatch):
+    import io
+    import sys
+
+    real = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", real)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with output.Capture() as run:
+        print("before")
+        sys.stdout = None
+        # A run starting meanwhile gets the kernel's stream back, not a router around None
+        with output.Capture() as other:
+            print("other run")
+    assert isinstance(sys.stdout, output._Router) and sys.stdout._nbworkers_real is real
+    assert other.text().startswith("nbworkers: sys.stdout was None when this run started")
+    assert other.text().endswith("put back.\nother run\n")
+    assert run.text() == "before\n"
+    print("after")
+    assert real.getvalue() == "after\n"
