@@ -1031,8 +1031,22 @@ class Store:
             results, self._results_db = self._results_db, None
         if con is not None:
             con.close()
+            self._drop_empty_wal()
         if results is not None:
             results.close()  # and the relations nw.sql returned
+
+    def _drop_empty_wal(self) -> None:
+        """Once the file is closed, remove the empty log ``_remake_wal`` left after the last
+        checkpoint: nothing writes any more, and the next open makes it private again."""
+        if self.path == ":memory:":
+            return
+        wal = self.path + ".wal"
+        try:
+            st = os.lstat(wal)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_size == 0:
+                os.unlink(wal)
+        except FileNotFoundError:
+            pass  # DuckDB's own close removed it, or there was none
 
 
 # ----- reading a file from outside a kernel (python -m nbworkers status) ---------------------
