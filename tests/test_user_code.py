@@ -286,3 +286,37 @@ def test_a_parked_event_runs_once_its_class_is_defined(rt):
         assert rt.traces("w")[0].result == "NoSuchClassNbw"
     finally:
         del __main__.NoSuchClassNbw
+
+
+# ----- panels --------------------------------------------------------------------------------
+
+
+class _CountedRepr:
+    """An event that counts how often its repr is made."""
+
+    calls = 0
+
+    def __repr__(self):
+        type(self).calls += 1
+        return "<counted>"
+
+
+def test_a_panel_refresh_does_not_unpickle_the_shown_input_again(fresh_runtime):
+    from nbworkers.widgets.panel import Panel
+
+    rt = fresh_runtime.runtime()
+    rt.define("w", from_function("w", lambda e: None))
+    rt.emit(_CountedRepr(), "w")
+    assert rt.wait("w", 5)
+    panel = Panel("w")
+    try:
+        panel.trace_list.value = panel.trace_list.options[0][1]
+        assert "&lt;counted&gt;" in panel.trace_view.value
+        shown = _CountedRepr.calls
+        # The notifier thread refreshes panels every 0.4 s while anything changes: the input
+        # shown (user code: its unpickling and repr) is not made again each time
+        for _ in range(3):
+            panel.refresh()
+        assert _CountedRepr.calls == shown
+    finally:
+        panel.close()
