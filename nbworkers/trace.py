@@ -77,6 +77,8 @@ def run_result(value, max_bytes: int) -> RunResult:
         try:
             shown = repr(value)
         except ValueError:  # an int of more digits than sys.set_int_max_str_digits allows
+            shown = ""
+        if not shown or len(shown) > _preview.maxlong:  # reprlib shortens it: the same text
             shown = preview(value)
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return RunResult(value, data if len(data) <= max_bytes else None, shown)

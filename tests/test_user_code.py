@@ -12,7 +12,7 @@ import pytest
 
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
-from nbworkers.trace import NOT_COPIED
+from nbworkers.trace import NOT_COPIED, preview, run_result
 from nbworkers.worker import Policy
 from tests.kernel import Kernel
 from tests.test_widgets import wait_for
@@ -109,6 +109,23 @@ def test_a_result_past_result_max_bytes_keeps_only_its_repr(tmp_path):
         assert big.result_repr.startswith("b'xxx")
     finally:
         rt.stop()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *(None, 0, -7, 10**39, 10**40, 10**5000, 1.5, True),
+        *("", "a'b", "é" * 41, "\n" * 200, b"\x00" * 50),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_the_quick_copy_of_a_plain_result_is_the_same_as_the_general_one(value):
+    copy = run_result(value, 65536)
+    assert copy.repr == preview(value)
+    if value is None:
+        assert copy.data is None
+    else:
+        assert pickle.loads(copy.data) == value
 
 
 def test_a_drain_copies_the_results_of_the_traces_it_keeps(rt):
