@@ -686,9 +686,6 @@ class Runtime(QueueControl, Alerts, Listeners):
             deadline,
             policy,
         )
-        # At least traces_kept runs start after this one: its trace will not be among the
-        # kept ones, so a drain does not pay for copies of results no one will see.
-        run.copy_result = len(w.queue) < self.traces_kept
         w.runs[index] = run
         return run
 
@@ -759,11 +756,20 @@ class Runtime(QueueControl, Alerts, Listeners):
                         self._record_replay(run.message.worker, trace)
                         raise
                 else:
-                    if run.copy_result:
+                    if replay or not self._superseded(run.message.worker):
                         result = run_result(value, self.result_max_bytes)
                     else:
-                        result = RunResult(value, None, None)
+                        result = RunResult(value, None, None)  # no copies: see _superseded
         return result, error, unpicklable
+
+    def _superseded(self, name: str) -> bool:
+        """Whether the trace of a run of ``name`` ending now will be replaced anyway: at least
+        ``traces_kept`` of its messages wait to run, so that many newer traces will follow.
+        Its result's copies (repr and pickle: user code, a cost every run) are then skipped,
+        so that a drain does not pay for copies no one will see. Read without the lock: a
+        guess, which only decides that."""
+        w = self._workers.get(name)
+        return w is not None and not w.paused and len(w.queue) >= self.traces_kept
 
     def _remote_emit(self, kind: str, request: tuple) -> tuple:
         """An emit by a handler running in another process: ("ok", message id(s)) or

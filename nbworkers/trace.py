@@ -17,9 +17,9 @@ _preview.maxother = 200
 _preview.maxlevel = 3
 
 NO_RESULT = object()
-# The stored repr of a result that its run did not copy: the run started with enough messages
-# queued behind it that later traces would replace its own (a drain), yet they did not (the
-# worker was paused, or its queue purged, meanwhile).
+# The repr of a result that its run did not copy: the run ended with enough messages queued
+# that later traces would replace its own (a drain), yet they did not (the queue was purged,
+# or the runtime stopped, meanwhile).
 NOT_COPIED = "<not kept: runs queued after this one were to replace this trace>"
 
 

@@ -83,7 +83,6 @@ class Run:
 
     __slots__ = (
         "capture",
-        "copy_result",
         "deadline_s",
         "index",
         "message",
@@ -102,9 +101,6 @@ class Run:
         self.capture = capture
         self.deadline_s = deadline_s
         self.timed_out = False
-        # Make the trace's copies of the result (its repr and pickle: user code, a cost per
-        # run). False when enough messages queued behind it will replace its trace anyway.
-        self.copy_result = True
 
 
 class WorkerState:

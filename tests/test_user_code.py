@@ -139,32 +139,52 @@ def test_a_drain_copies_the_results_of_the_traces_it_keeps(rt):
     assert sorted(pickle.loads(t.result)["n"] for t in stored) == list(range(15, 25))
 
 
-def test_a_run_that_started_with_a_long_queue_behind_it_skips_the_copies(rt):
-    # Its trace was to be replaced by later ones (a drain does not pay for copies no one
-    # sees); a pause kept it among the newest: its value stays in memory, not on disk
-    entered, release = threading.Event(), threading.Event()
-
+def _blocking_on(n: int, entered: threading.Event, release: threading.Event):
     def handler(e):
-        if e == 0:
+        if e == n:
             entered.set()
             release.wait(10)
         return _PrintingRepr()
 
-    rt.define("w", from_function("w", handler), 1)
+    return handler
+
+
+def _wait_for_traces(rt, name: str, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(rt.traces(name)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_run_that_ends_with_a_long_queue_behind_it_skips_the_copies(rt):
+    # Its trace was to be replaced by later ones (a drain does not pay for copies no one
+    # sees); a purge kept it among the newest: its value stays in memory, not on disk
+    entered, release = threading.Event(), threading.Event()
+    rt.define("w", from_function("w", _blocking_on(1, entered, release)), 1)
+    rt.emit_many(range(20), "w")
+    assert entered.wait(5)  # run 0 ended with 19 messages queued
+    assert rt.purge("w") == 18
+    release.set()
+    _wait_for_traces(rt, "w", 2)
+    newest, first = rt.traces("w")
+    assert newest.result_repr == "<printing>" and newest.stdout == "made my repr\n"
+    assert first.result_repr == NOT_COPIED and first.stdout == ""
+    assert isinstance(first.result, _PrintingRepr)
+    rt.flush(timeout=5)
+    stored = {t.seq: t for t in rt.store.load().traces}
+    assert stored[first.seq].result_repr == NOT_COPIED and stored[first.seq].result is None
+    assert stored[newest.seq].result_repr == "<printing>"
+
+
+def test_a_run_that_ends_while_its_worker_is_paused_copies_its_result(rt):
+    entered, release = threading.Event(), threading.Event()
+    rt.define("w", from_function("w", _blocking_on(0, entered, release)), 1)
     rt.emit_many(range(20), "w")
     assert entered.wait(5)
-    rt.pause("w")
+    rt.pause("w")  # the 19 queued may wait a long time: this trace stays the newest
     release.set()
-    deadline = time.monotonic() + 5
-    while not rt.traces("w") and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert rt.counts("w")["queued"] == 19  # paused
-    (trace,) = rt.traces("w")
-    assert trace.result_repr == NOT_COPIED and trace.stdout == ""
-    assert isinstance(trace.result, _PrintingRepr)
-    rt.flush(timeout=5)
-    (stored,) = rt.store.load().traces
-    assert stored.result_repr == NOT_COPIED and stored.result is None
+    _wait_for_traces(rt, "w", 1)
+    assert rt.traces("w")[0].result_repr == "<printing>"
+    assert rt.counts("w")["queued"] == 19
 
 
 def test_a_finished_cells_emit_is_on_disk_while_a_slow_repr_runs(tmp_path):
