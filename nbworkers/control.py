@@ -7,22 +7,23 @@ records what changed with its writer, like the rest of the runtime.
 
 from __future__ import annotations
 
-import pickle
 import time
 
 from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from .handlers import check_name
-from .message import Message, parse_id
+from .message import ClassNotDefined, Message, load_event, parse_id
 from .trace import preview
 from .worker import DeadLetter, WorkerState
 
 
 def _event_preview(data: bytes | None) -> str:
     try:
-        return preview(pickle.loads(data)) if data is not None else "None"
+        return preview(load_event(data)) if data is not None else "None"
+    except ClassNotDefined as exc:
+        return f"<cannot be unpickled yet: {exc}>"
     # Unpickling runs user code, which may raise anything: shown as the reason instead.
     except BaseException as exc:  # noqa: BLE001
-        return f"<cannot be unpickled yet: {exc}>"
+        return f"<cannot be unpickled: {type(exc).__name__}: {exc}>"
 
 
 def _describe(m: Message, now: float, **extra) -> dict:

@@ -15,7 +15,6 @@ cancelled.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from . import handlers, jobs
 from .daskrunner import DaskRunner
@@ -34,14 +33,6 @@ def check(executor: object) -> str:
         "kernel's threads; processes: a process pool, for CPU-heavy handlers; dask: the "
         "cluster given to nw.use_dask)"
     )
-
-
-class RemoteResult(NamedTuple):
-    """A result that came back from another process: pickled (None if it did not pickle or
-    was None) and its repr preview."""
-
-    data: bytes | None
-    repr: str | None
 
 
 def timeout_note(executor: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import pickle
 from datetime import UTC, datetime
 
 from .errors import ArgumentValueError
@@ -17,6 +19,53 @@ def parse_id(text: str, prefix: str) -> int:
     if isinstance(text, str) and text.startswith(prefix) and text[1:].isdigit():
         return int(text[1:])
     raise ArgumentValueError(f"{text!r} is not an nbworkers id (ids look like {prefix}123)")
+
+
+class ClassNotDefined(Exception):
+    """An event names a class (or function) that cannot be found: not defined yet in the
+    notebook (after a restart, before its cell ran), or in a module that does not import."""
+
+    def __init__(self, module: str, name: str, error: BaseException):
+        super().__init__(
+            f"{module}.{name} is not defined ({type(error).__name__}: {error}); run the cell "
+            "that defines it (or make its module importable)"
+        )
+        self.error = error
+
+
+class _ClassFinder(pickle.Unpickler):
+    """Unpickles, remembering the class lookup that failed, if one did."""
+
+    missing: tuple[str, str, BaseException] | None = None
+
+    def find_class(self, module, name):
+        try:
+            return super().find_class(module, name)
+        except (AttributeError, ImportError) as exc:
+            self.missing = (module, name, exc)
+            raise
+
+
+def load_event(data: bytes):
+    """A fresh copy of the event pickled in ``data``.
+
+    Raises ClassNotDefined when a class it names cannot be found; anything else unpickling
+    raises (a ``__setstate__``, the callable of a ``__reduce__``: user code) as it is.
+    """
+    try:
+        return pickle.loads(data)
+    except (AttributeError, ImportError) as exc:
+        # The same types may come from user code (a __setstate__ reading a missing
+        # attribute): only a failed class lookup means "not defined yet". Finding out means
+        # unpickling again, up to the same failure, which only failures pay for.
+        finder = _ClassFinder(io.BytesIO(data))
+        try:
+            finder.load()
+        except BaseException:  # noqa: BLE001 - the same failure again: exc says it
+            pass
+        if finder.missing is None:
+            raise
+        raise ClassNotDefined(*finder.missing) from exc
 
 
 class Message:

@@ -28,13 +28,13 @@ from . import handlers, output
 from .alerts import Alerts
 from .control import QueueControl
 from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
-from .executors import Executors, RemoteResult, timeout_note
+from .executors import Executors, timeout_note
 from .handlers import Handler, check_name
 from .listeners import Listeners
-from .message import Message, parse_id
+from .message import ClassNotDefined, Message, load_event, parse_id
 from .schedule import Schedule, Zone
 from .store import Store
-from .trace import NO_RESULT, Trace
+from .trace import NO_RESULT, RunResult, Trace, run_result
 from .worker import DeadLetter, Policy, Run, WorkerState, _number
 from .writer import Writer
 
@@ -47,6 +47,8 @@ _MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 
 # How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.
 _MAX_DELAY_S = 10 * 365 * 86400
+
+_NOTHING = RunResult(NO_RESULT, None, None)  # what a failed run returned
 
 _thread = threading.local()  # .worker, .runtime: the worker and runtime whose run thread this is
 
@@ -86,7 +88,7 @@ def _gc_paused():
 
 
 def _format_error(exc: BaseException) -> str:
-    return handlers.format_error(exc, __file__)
+    return handlers.format_error(exc, __file__, load_event.__code__.co_filename)
 
 
 def _undecodable(text: str) -> bool:
@@ -137,6 +139,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         self.storm_seconds = storm_seconds
         self.max_queued = max_queued
         self.failure_notice_after = failure_notice_after
+        self.result_max_bytes = result_max_bytes
         self.store = Store(path, traces_kept)
         self.executors = Executors(max_processes, dask_address)
         self._lock = threading.Lock()
@@ -170,7 +173,6 @@ class Runtime(QueueControl, Alerts, Listeners):
                 self._lock,
                 loaded.next_seq,
                 traces_kept=traces_kept,
-                result_max_bytes=result_max_bytes,
                 flush_interval_s=flush_interval_s,
             )
             self._load(loaded)
@@ -746,24 +748,35 @@ class Runtime(QueueControl, Alerts, Listeners):
             self._settle(w, message, trace, run.policy)
 
     def _execute(self, handler: Handler, run: Run, replay: bool):
-        """Run ``handler`` on ``run.message``: (result, error text, reason it was parked), or
-        None when its process or Dask task was abandoned because the runtime stops.
+        """Run ``handler`` on ``run.message``: (RunResult or None, error text, reason it was
+        parked), or None when its process or Dask task was abandoned because the runtime
+        stops.
 
-        A replay always runs here, on the calling thread, whatever the executor: that is
-        where ``%debug`` can reach it."""
+        Everything of the run that is user code happens here, in the run's thread, within its
+        time limit: unpickling the event, the handler, the result's repr and pickling. A
+        replay always runs here, on the calling thread, whatever the executor: that is where
+        ``%debug`` can reach it."""
         result = error = unpicklable = None
         with run.capture:
             try:
-                event = pickle.loads(run.message.data)
-            # Unpickling runs user code (__setstate__, __reduce__), which may raise anything.
-            except BaseException as exc:
+                event = load_event(run.message.data)
+            except ClassNotDefined as exc:
                 unpicklable = (
-                    f"the event cannot be unpickled yet ({type(exc).__name__}: {exc}); it stays "
-                    "queued and is tried again after the next cell runs (define its class first)"
+                    f"the event cannot be unpickled yet: {exc}. It stays queued and is tried "
+                    "again after the next cell runs"
                 )
                 error = unpicklable
                 if replay:
                     raise NBWorkersError(unpicklable) from exc
+            # Unpickling runs user code (__setstate__, __reduce__), which may raise anything:
+            # a failed attempt like any other (retried, then a dead letter).
+            except BaseException as exc:
+                error = "the event cannot be unpickled, so the handler did not run:\n"
+                error += _format_error(exc)
+                if replay:
+                    raise NBWorkersError(
+                        f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
+                    ) from exc
             else:
                 if run.policy.executor != "threads" and not replay:
                     outcome = self.executors.run(
@@ -772,10 +785,14 @@ class Runtime(QueueControl, Alerts, Listeners):
                     if outcome is None:
                         return None
                     run.capture.parts.append(outcome["stdout"])
-                    result = RemoteResult(outcome["result_data"], outcome["result_repr"])
+                    if outcome["error"] is None:
+                        data = outcome["result_data"]
+                        if data is not None and len(data) > self.result_max_bytes:
+                            data = None
+                        result = RunResult(NO_RESULT, data, outcome["result_repr"])
                     return result, outcome["error"], None
                 try:
-                    result = handler.call(event, run.message)
+                    value = handler.call(event, run.message)
                 # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
                 # run fails and is recorded; the runtime goes on.
                 except BaseException as exc:
@@ -784,7 +801,21 @@ class Runtime(QueueControl, Alerts, Listeners):
                         trace = self._trace(run, error, None, replay=True)
                         self._record_replay(run.message.worker, trace)
                         raise
+                else:
+                    if replay or not self._superseded(run.message.worker):
+                        result = run_result(value, self.result_max_bytes)
+                    else:
+                        result = RunResult(value, None, None)  # no copies: see _superseded
         return result, error, unpicklable
+
+    def _superseded(self, name: str) -> bool:
+        """Whether the trace of a run of ``name`` ending now will be replaced anyway: at least
+        ``traces_kept`` of its messages wait to run, so that many newer traces will follow.
+        Its result's copies (repr and pickle: user code, a cost every run) are then skipped,
+        so that a drain does not pay for copies no one will see. Read without the lock: a
+        guess, which only decides that."""
+        w = self._workers.get(name)
+        return w is not None and not w.paused and len(w.queue) >= self.traces_kept
 
     def _remote_emit(self, kind: str, request: tuple) -> tuple:
         """An emit by a handler running in another process: ("ok", message id(s)) or
@@ -799,13 +830,12 @@ class Runtime(QueueControl, Alerts, Listeners):
         except Exception as exc:  # noqa: BLE001
             return ("error", exc)
 
-    def _trace(self, run: Run, error, result, replay=False, timed_out=False) -> Trace:
+    def _trace(
+        self, run: Run, error, result: RunResult | None, replay=False, timed_out=False
+    ) -> Trace:
         m = run.message
-        remote = {}
-        if isinstance(result, RemoteResult):
-            remote = {"result_data": result.data, "result_repr": result.repr}
-            result = NO_RESULT  # loaded from result_data when asked for
-        return Trace(
+        value, data, shown = _NOTHING if result is None else result
+        return Trace(  # positional: keywords cost a drain a microsecond a run
             0,  # numbered under the lock by _record
             m.seq,
             m.worker,
@@ -815,10 +845,11 @@ class Runtime(QueueControl, Alerts, Listeners):
             run.capture.text(),
             error,
             replay,
-            result=result,
-            attempt=m.attempt,
-            timed_out=timed_out,
-            **remote,
+            value,
+            data,
+            shown,
+            m.attempt,
+            timed_out,
         )
 
     def _park(self, w: WorkerState, message: Message, reason: str, trace: Trace) -> None:
@@ -922,7 +953,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         )
         result, error, _ = self._execute(handler, run, replay=True)
         self._record_replay(name, self._trace(run, error, result, replay=True))
-        return result
+        return result.value
 
     def _retry_parked(self, w: WorkerState) -> None:
         if w.parked:

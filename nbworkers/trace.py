@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import reprlib
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from .errors import NBWorkersError
-from .message import message_id
+from .message import ClassNotDefined, load_event, message_id
 
 _preview = reprlib.Repr()
 _preview.maxstring = 200
@@ -15,6 +17,10 @@ _preview.maxother = 200
 _preview.maxlevel = 3
 
 NO_RESULT = object()
+# The repr of a result that its run did not copy: the run ended with enough messages queued
+# that later traces would replace its own (a drain), yet they did not (the queue was purged,
+# or the runtime stopped, meanwhile).
+NOT_COPIED = "<not kept: runs queued after this one were to replace this trace>"
 
 
 def preview(value) -> str:
@@ -24,6 +30,66 @@ def preview(value) -> str:
     # A user's __repr__ may raise anything, SystemExit included: the trace is still kept.
     except BaseException as exc:  # noqa: BLE001
         return f"<unrepresentable {type(value).__qualname__}: {exc!r}>"
+
+
+class RunResult(NamedTuple):
+    """What a run returned, ready for its trace: the value itself (NO_RESULT when it came back
+    from another process), its pickled copy (None when the value is None, does not pickle or
+    pickles to more than ``result_max_bytes``) and its repr preview."""
+
+    value: object
+    data: bytes | None
+    repr: str | None
+
+
+class _TooBig(Exception):
+    """A result's pickle grew past its limit."""
+
+
+class _BoundedBuffer(io.BytesIO):
+    """Where a result is pickled: it refuses to grow past ``limit`` bytes, so that a huge
+    result stops being pickled as soon as it is known not to be kept."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data) -> int:
+        if self.tell() + memoryview(data).nbytes > self.limit:
+            raise _TooBig
+        return super().write(data)
+
+
+# Exact types whose repr and pickle run no user code and cost little (a result is copied on
+# every run, so a drain pays for it per message): copied without reprlib or a bounded buffer.
+_PLAIN = frozenset([int, float, bool, str, bytes])
+
+
+def run_result(value, max_bytes: int) -> RunResult:
+    """The trace's copies of a run's result: its repr preview, and its pickle if at most
+    ``max_bytes``. This runs user code (``__repr__``, ``__reduce__``...): call it in the
+    run's own thread, where its time limit applies and its output is captured."""
+    if value is None:
+        return RunResult(value, None, "None")
+    if type(value) in _PLAIN and (
+        not isinstance(value, str | bytes) or len(value) <= _preview.maxstring
+    ):
+        try:
+            shown = repr(value)
+        except ValueError:  # an int of more digits than sys.set_int_max_str_digits allows
+            shown = ""
+        if not shown or len(shown) > _preview.maxlong:  # reprlib shortens it: the same text
+            shown = preview(value)
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return RunResult(value, data if len(data) <= max_bytes else None, shown)
+    shown = preview(value)
+    buffer = _BoundedBuffer(max_bytes)
+    try:
+        pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    # Too big, or unpicklable (its __reduce__ may raise anything): only its repr is kept.
+    except BaseException:  # noqa: BLE001
+        return RunResult(value, None, shown)
+    return RunResult(value, buffer.getvalue(), shown)
 
 
 class Trace:
@@ -107,11 +173,14 @@ class Trace:
         if self.input_data is None:
             return None
         try:
-            return pickle.loads(self.input_data)
+            return load_event(self.input_data)
+        except ClassNotDefined as exc:
+            raise NBWorkersError(
+                f"trace {self.id}: its input cannot be unpickled yet: {exc}"
+            ) from exc
         except Exception as exc:
             raise NBWorkersError(
-                f"trace {self.id}: its input cannot be unpickled ({exc!r}); run the cell that "
-                "defines the event's class, then try again"
+                f"trace {self.id}: its input cannot be unpickled ({type(exc).__name__}: {exc})"
             ) from exc
 
     @property
@@ -126,20 +195,21 @@ class Trace:
     @property
     def result_repr(self) -> str:
         if self._result_repr is None:
-            self._result_repr = preview(self.result)
+            if self._uncopied:
+                return NOT_COPIED
+            return preview(self.result)  # a failed run: "None"
         return self._result_repr
 
-    def result_for_storage(self, max_bytes: int) -> tuple[bytes | None, str]:
-        """The pickled result when small and picklable, and the repr preview."""
-        data = self._result_data
-        if data is None and self._result is not NO_RESULT and self._result is not None:
-            try:
-                data = pickle.dumps(self._result, protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException:  # noqa: BLE001 - an unpicklable result keeps only its repr
-                data = None
-        if data is not None and len(data) > max_bytes:
-            data = None  # also a result pickled in another process (--executor processes)
-        return data, self.result_repr
+    @property
+    def _uncopied(self) -> bool:
+        return self._result is not NO_RESULT and self.error is None
+
+    def stored_result(self) -> tuple[bytes | None, str | None]:
+        """The pickled result and its repr preview, as made when the run ended (None, None
+        for a failed run): what the writer stores. It runs no user code."""
+        if self._result_repr is None and self._uncopied:
+            return None, NOT_COPIED  # its value is in memory only: .result still has it
+        return self._result_data, self._result_repr
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else "timed out" if self.timed_out else "error"

@@ -4,6 +4,10 @@ The runtime records every change here while holding its lock (an insert, an ack,
 letter, a trace...); the runtime's ``nbworkers-writer`` thread runs ``Writer.loop``, which
 takes everything pending at once and hands it to the store as one batch: a group commit of
 a few statements, whatever the number of messages.
+
+The writer never runs user code: events and results reach it already pickled, and a result's
+repr was made in its run's thread (``trace.run_result``). A slow ``__repr__`` delays its own
+run, never the writes of every other worker.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import sys
 import threading
 
-from . import output
 from .errors import NBWorkersError
 from .message import Message
 from .store import Batch, Store, TraceRow, storable
@@ -30,7 +33,6 @@ class Writer:
         next_seq: int,
         *,
         traces_kept: int,
-        result_max_bytes: int,
         flush_interval_s: float,
     ):
         self.store = store
@@ -38,7 +40,6 @@ class Writer:
         self.next_seq = next_seq  # the runtime numbers messages and traces from here
         self._saved_seq = next_seq
         self.traces_kept = traces_kept
-        self.result_max_bytes = result_max_bytes
         self.flush_interval_s = flush_interval_s
         self._inserts: list[Message] = []
         self._updates: dict[int, Message] = {}  # written messages whose attempt/due changed
@@ -162,7 +163,7 @@ class Writer:
             if kept.get(t.worker, 0) >= self.traces_kept:
                 continue
             kept[t.worker] = kept.get(t.worker, 0) + 1
-            result, result_repr = t.result_for_storage(self.result_max_bytes)
+            result, result_repr = t.stored_result()  # made by the run: no user code here
             rows.append(
                 TraceRow(
                     t.seq,
@@ -201,9 +202,7 @@ class Writer:
                 self._flush_now = False
             error = None
             try:
-                # A result's __repr__ and pickling are user code: keep their prints out of cells.
-                with output.Capture():
-                    batch.traces = self._trace_rows(traces)
+                batch.traces = self._trace_rows(traces)
                 if batch:
                     warning = self.store.write(batch)
                     if warning:

@@ -38,6 +38,7 @@ class Panel(widgets.VBox):
         self.name = name
         self._lock = threading.RLock()
         self._traces: dict[str, object] = {}
+        self._shown: object = None  # the trace in trace_view
         self._kind = "worker"
         self._running = False  # a run was going at the last refresh
         self._refreshed = 0.0  # time.monotonic() of the last refresh
@@ -168,6 +169,11 @@ class Panel(widgets.VBox):
 
     def _show(self, trace_id) -> None:
         trace = self._traces.get(trace_id)
+        if trace is not None and trace is self._shown:
+            # A trace never changes, and showing its input runs user code (its unpickling
+            # and repr): not again on every refresh of the notifier thread.
+            return
+        self._shown = trace
         self.trace_view.value = render.trace_html(trace, self._kind)
         self.replay_button.disabled = trace is None
         self.replay_code.value = (
