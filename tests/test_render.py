@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nbworkers.trace import Trace
+from nbworkers.trace import Trace, run_result
 from nbworkers.widgets import render
 from nbworkers.worker import Policy
 
@@ -184,6 +184,10 @@ def test_the_latest_error_shows_its_last_line_escaped():
 
 
 def make_trace(**kw) -> Trace:
+    """A trace as a run records it (its result copied as the run thread copies it)."""
+    if "result" in kw:
+        copied = run_result(kw.pop("result"), 65536)
+        kw.update(result=copied.value, result_data=copied.data, result_repr=copied.repr)
     fields = {
         "seq": 7,
         "message_seq": 3,
