@@ -42,7 +42,7 @@ def _on_dask_address(change) -> None:
 def _on_max_processes(change) -> None:
     rt = api.running()
     if rt is not None:
-        rt.executors.pool.size = change["new"] or os.cpu_count() or 1
+        rt.executors.pool.resize(change["new"] or os.cpu_count() or 1)
 
 
 def load_ipython_extension(ip) -> None:

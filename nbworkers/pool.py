@@ -78,6 +78,17 @@ class ProcessPool:
     def _room(self) -> bool:
         return len(self._idle) + len(self._busy) + self._starting < self.size
 
+    def resize(self, size: int) -> None:
+        """Let at most ``size`` processes be: idle ones past it end now, busy ones past it
+        after their run (``%config NBWorkers.max_processes`` while running)."""
+        with self._lock:
+            self.size = size
+            surplus = max(0, len(self._idle) + len(self._busy) - size)
+            ended, self._idle = self._idle[:surplus], self._idle[surplus:]
+            self._free.notify_all()
+        for process in ended:
+            process.end()
+
     def _start(self, lifeline: int) -> _Process:
         """A new process (the lock is not held: starting one takes milliseconds)."""
         try:
@@ -128,7 +139,9 @@ class ProcessPool:
                     if self._closed or run.timed_out:
                         self._free.notify()  # pass on a wake-up this run will not use
                         return None
-                    while self._idle and process is None:
+                    # A pool made smaller while its processes ran: no more runs at once than
+                    # its size, even with idle processes left (ended as they are given back).
+                    while self._idle and process is None and len(self._busy) < self.size:
                         process = self._idle.pop()
                         if process.popen.poll() is not None:
                             process.end()  # it died while idle (killed from outside)
@@ -159,7 +172,8 @@ class ProcessPool:
         with self._lock:
             self._busy.remove(process)
             process.run = None
-            if reusable and not process.killed and not self._closed:
+            kept = len(self._idle) + len(self._busy) < self.size  # not past a smaller size
+            if reusable and kept and not process.killed and not self._closed:
                 self._idle.append(process)
                 process = None
             self._free.notify()

@@ -418,11 +418,6 @@ def test_config_max_processes_while_running_sizes_the_pool(kernel):
     assert pids_of_two_runs(kernel) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: lowering max_processes while processes are idle does not end the extra "
-    "ones; ProcessPool._take hands out idle processes without checking the size",
-)
 def test_config_max_processes_lowered_while_processes_run_limits_them(fresh_runtime):
     from nbworkers import extension
 
