@@ -134,15 +134,23 @@ class Notebook:
 
     def run_all(self) -> None:
         """Run > Run All Cells, then wait until every code cell has its execution count."""
+        from playwright.sync_api import expect
+
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         label = self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
         self.page.locator(".lm-Menu-item").filter(has=label).click()
+        # A check cell whose input is hidden shows a placeholder prompt that never gets its
+        # count: wait on the visible cells' prompts, then for the kernel to be idle.
         self.page.wait_for_function(
             """() => {
-                const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+                const prompts = [...document.querySelectorAll(
+                    '.jp-CodeCell .jp-InputPrompt:not(.jp-Placeholder-prompt)')];
                 return prompts.length > 0
                     && prompts.every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim()));
             }"""
+        )
+        expect(self.page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+            "data-status", "idle"
         )
 
     def cell(self, index: int):
