@@ -133,8 +133,13 @@ def test_descriptions():
     assert parse("0 9 15W * *").describe() == (
         "at 09:00 on the weekday nearest day 15 of every month (0 9 15W * *)"
     )
+    # In one month: that month is said (cronsim says "on May 1")
     assert parse("0 9 15W 5 *").describe() == (
-        "at 09:00 on the weekday nearest day 15 of the month (0 9 15W 5 *)"
+        "at 09:00 on the weekday nearest day 15 of May (0 9 15W 5 *)"
+    )
+    assert parse("*/5 9 1W jan *").describe() == (
+        "every fifth minute from 09:00 through 09:59 on the weekday nearest day 1 of January "
+        "(*/5 9 1W jan *)"
     )
     assert parse("daily", at="09:30", tz="Asia/Tokyo").describe() == (
         "every day at 09:30, Asia/Tokyo time"
