@@ -146,6 +146,8 @@ _FIELD_FORMS = {
     "last Friday)",
 }
 _NEAREST_RE = re.compile(r"^([0-9]{1,2})W$")
+# cronsim's words for a day-of-month 1 in one month: "At 09:00 on May 1"
+_ONE_MONTH_RE = re.compile(r"(.*) on ([A-Z][a-z]+) 1")
 # Never-matching expressions are found by searching from here (cronsim looks 50 years ahead).
 _REFERENCE_S = 946684800.0  # 2000-01-01 UTC
 
@@ -232,8 +234,9 @@ class CronExpr:
             nearest_words = f"the weekday nearest day {nearest}"
             if "the first day" in words:
                 words = words.replace("the first day", nearest_words)
-            else:  # "on May 1"
-                words = f"{words.rsplit(' on ', 1)[0]} on {nearest_words} of the month"
+            else:  # "At 09:00 on May 1": one month, said by name
+                head, month = _ONE_MONTH_RE.fullmatch(words).groups()
+                words = f"{head} on {nearest_words} of {month}"
         return f"{words[:1].lower()}{words[1:]} ({self.text})"
 
 

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -87,6 +88,12 @@ def test_esc_escapes_quotes_too():
 
 def test_clock_is_local_hours_minutes_seconds():
     assert render.clock(NOW) == hhmmss(NOW)
+
+
+def test_clock_in_a_zone():
+    # NOW is 2027-01-15 08:00:00 UTC
+    assert render.clock(NOW, ZoneInfo("Asia/Tokyo")) == "17:00:00"
+    assert render.clock(NOW, ZoneInfo("America/New_York")) == "03:00:00"
 
 
 def test_a_running_worker_shows_its_name_concurrency_and_counts():
@@ -174,6 +181,37 @@ def test_a_cron_shows_its_schedule_next_and_last_run():
     assert "every day at 09:30 · next run: now" in due and "last run" not in due
     paused = text(render.status_html({**cron, "paused": True, "next_run_s": None}))
     assert "every day at 09:30 · paused: no next run" in paused
+
+
+def test_a_cron_shows_its_next_run_in_its_own_zone(utc):
+    tokyo = snap(
+        kind="cron",
+        schedule="at 09:00 every day (0 9 * * *), Asia/Tokyo time",
+        next_run_s=NOW + 90,  # 08:01:30 UTC
+        zone=ZoneInfo("Asia/Tokyo"),
+    )
+    shown = text(render.status_html(tokyo))
+    assert "at 09:00 every day (0 9 * * *), Asia/Tokyo time · next run in 2 min (17:01:30)" in shown
+    # The kernel's own zone (None: local time, UTC here)
+    local = text(render.status_html({**tokyo, "zone": None}))
+    assert "next run in 2 min (08:01:30)" in local
+
+
+def test_a_cron_without_a_next_run_says_why_in_red():
+    error = f"ValueError: Africa/Monrovia shows no whole minutes: every hour at :40 never runs{XSS}"
+    cron = snap(
+        kind="cron",
+        schedule="every hour at :40, Africa/Monrovia time",
+        schedule_error=error,
+        last_run_s=NOW - 60,
+    )
+    html = render.status_html(cron)
+    assert XSS not in html
+    assert (
+        f'<div>every hour at :40, Africa/Monrovia time · <span style="color:{render.RED}">no '
+        f"next run: {render.esc(error)}</span> · last run 1 min ago</div>"
+    ) in html
+    assert "next run in" not in html and "paused" not in html
 
 
 def test_the_latest_error_shows_its_last_line_escaped():
@@ -296,6 +334,18 @@ def golden_cases() -> dict[str, str]:
         last_run_s=NOW - 86400,
         counts={"skipped": 1},
     )
+    cron_zone = {
+        **cron,
+        "schedule": "at 09:00 every day (0 9 * * *), Asia/Tokyo time",
+        "zone": ZoneInfo("Asia/Tokyo"),
+    }
+    cron_error = {
+        **cron,
+        "schedule": "every hour at :40, Africa/Monrovia time",
+        "next_run_s": None,
+        "schedule_error": "ValueError: Africa/Monrovia shows no whole minutes: every hour at "
+        ":40, Africa/Monrovia time never runs",
+    }
     ok = make_trace(result={"n": 1}, stdout="hello\n", attempt=3)
     failed = make_trace(error="Traceback\nValueError: no", timed_out=True, replay=True)
     return {
@@ -303,6 +353,8 @@ def golden_cases() -> dict[str, str]:
         "status_busy": render.status_html(busy),
         "status_undefined": render.status_html(snap(defined=False, counts={"queued": 2})),
         "status_cron": render.status_html(cron),
+        "status_cron_zone": render.status_html(cron_zone),
+        "status_cron_error": render.status_html(cron_error),
         "label_ok": render.trace_label(ok),
         "label_failed": render.trace_label(failed),
         "trace_none": render.trace_html(None, "worker"),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import tzlocal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbworkers.schedule import DAY, HOUR, MINUTE, Zone, parse
+from nbworkers.schedule import DAY, HOUR, MINUTE, CronExpr, Zone, parse
 
 PARIS = Zone("Europe/Paris")
+NEW_YORK = Zone("America/New_York")
 
 
 def at(*args) -> float:
@@ -37,6 +41,7 @@ def wall(ts: float) -> datetime:
         ("5m", 5 * MINUTE),
         ("2h", 2 * HOUR),
         ("3d", 3 * DAY),
+        ("1s", 1),
     ],
 )
 def test_intervals_parse(spec, seconds):
@@ -51,11 +56,92 @@ def test_bad_intervals_list_the_valid_forms(spec):
 
 
 def test_bad_at_times_say_what_is_expected():
-    for bad in ["9", "25:00", "09:61", "noon"]:
+    for bad in ["9", "25:00", "24:00", "09:61", "00:60", "noon"]:
         with pytest.raises(ValueError, match="HH:MM"):
             parse("daily", at=bad)
-    with pytest.raises(ValueError, match="whole minutes"):
-        parse("30s", at="09:00")
+    for interval in ["30s", "90s"]:
+        with pytest.raises(ValueError, match="whole minutes"):
+            parse(interval, at="09:00")
+    # The edges are accepted
+    assert parse("daily", at="23:59").at == (23, 59)
+    assert parse("every-minute", at="00:00").describe() == "every minute at :00"
+
+
+def test_the_spec_is_kept_as_written_without_quotes_or_extra_spaces():
+    assert parse(' "0 9  *  * MON-FRI" ').spec == "0 9 * * MON-FRI"
+    assert parse("@Daily").spec == "@Daily"
+    assert parse("'every 1hr'").spec == "every 1hr"
+    assert parse(" 5m ").spec == "5m"
+    assert parse("daily", at="09:30").spec == "daily"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: CronExpr.parse("0 9 * *"),
+            "a cron expression has 5 fields, '0 9 * *' has 4",
+        ),
+        (
+            lambda: parse("61 * * * *"),
+            "the minute field '61' of the cron expression '61 * * * *' is not valid: use 0-59, "
+            "*, lists (1,15), ranges (1-5) and steps (*/15, 1-30/5)",
+        ),
+        (
+            lambda: parse("0 \uff19 * * *"),  # a full-width nine
+            "the hour field '\uff19' of the cron expression '0 \uff19 * * *' is not valid: use "
+            "0-23, *, lists (1,15), ranges (1-5) and steps (*/15, 1-30/5)",
+        ),
+        (
+            lambda: parse("0 0 32W * *"),
+            "the day-of-month field '32W' of the cron expression '0 0 32W * *' is not valid: "
+            "use 1-31, L (the last day), LW (the last weekday) or 15W (the weekday nearest the "
+            "15th), *, lists (1,15), ranges (1-5) and steps (*/15, 1-30/5) (W takes one day, 1W "
+            "to 31W, with * as the day-of-week)",
+        ),
+        (
+            lambda: parse("0 0 31 2 *"),
+            "the cron expression '0 0 31 2 *' never matches a date (no month it names has that "
+            "day); check its day-of-month and month",
+        ),
+        (
+            # cronsim accepts it (February 28th is in the days around the 30th), but February
+            # has no 30th: found by looking 50 years ahead
+            lambda: parse("0 0 30W 2 *"),
+            "the cron expression '0 0 30W 2 *' never matches a date (no month it names has that "
+            "day); check its day-of-month and month",
+        ),
+        (
+            lambda: parse("0 9 * * *", at="09:00"),
+            "--at goes with intervals; a cron expression already says when",
+        ),
+        (
+            lambda: parse("hourly", tz="Europe/Paris"),
+            "--tz goes with --at or a cron expression: an interval without --at counts time since "
+            "its last run, whatever the zone",
+        ),
+        (
+            lambda: parse("daily", at=930),
+            "at must be a time of day as text, HH:MM, not 930",
+        ),
+        (
+            lambda: parse("daily", at="24:00"),
+            "--at '24:00' is not a time of day; use HH:MM, such as 09:30",
+        ),
+        (
+            lambda: parse("90s", at="09:00"),
+            "--at needs an interval of whole minutes (hourly, daily, 15m, ...)",
+        ),
+        (
+            lambda: parse("daily", at="09:00", tz="Mars/Olympus"),
+            "'Mars/Olympus' is not a time zone; use an IANA name such as Europe/Paris",
+        ),
+    ],
+)
+def test_each_error_says_exactly_what_is_wrong(call, message):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    assert str(info.value) == message
 
 
 def test_an_interval_cron_runs_at_once_then_every_interval_after_its_last_run():
@@ -125,6 +211,10 @@ def test_descriptions():
     assert parse("every-minute").describe() == "every minute"
     assert parse("30s").describe() == "every 30 seconds"
     assert parse("2h").describe() == "every 2 hours"
+    assert parse("90m").describe() == "every 90 minutes"
+    assert parse("3d").describe() == "every 3 days"
+    assert parse("1s").describe() == "every second"
+    assert parse("2s").describe() == "every 2 seconds"
     assert parse("fortnightly").describe() == "every two weeks"
     assert parse("0 9 * * MON-FRI").describe() == (
         "at 09:00 on Monday through Friday (0 9 * * MON-FRI)"
@@ -133,8 +223,13 @@ def test_descriptions():
     assert parse("0 9 15W * *").describe() == (
         "at 09:00 on the weekday nearest day 15 of every month (0 9 15W * *)"
     )
+    # In one month: that month is said (cronsim says "on May 1")
     assert parse("0 9 15W 5 *").describe() == (
-        "at 09:00 on the weekday nearest day 15 of the month (0 9 15W 5 *)"
+        "at 09:00 on the weekday nearest day 15 of May (0 9 15W 5 *)"
+    )
+    assert parse("*/5 9 1W jan *").describe() == (
+        "every fifth minute from 09:00 through 09:59 on the weekday nearest day 1 of January "
+        "(*/5 9 1W jan *)"
     )
     assert parse("daily", at="09:30", tz="Asia/Tokyo").describe() == (
         "every day at 09:30, Asia/Tokyo time"
@@ -167,6 +262,11 @@ def _runs(spec: str, start: datetime, n: int, zone: Zone = PARIS) -> list[str]:
         ("0 6 15W 5 *", ["Fri 2027-05-14 06:00", "Mon 2028-05-15 06:00"]),
         ("0 6 1W 5 *", ["Mon 2027-05-03 06:00", "Mon 2028-05-01 06:00"]),
         ("0 6 31W 1 *", ["Fri 2027-01-29 06:00", "Mon 2028-01-31 06:00"]),
+        # Saturday 2027-01-02 gives Friday the 1st
+        ("0 6 2W * *", ["Mon 2026-11-02 06:00", "Wed 2026-12-02 06:00", "Fri 2027-01-01 06:00"]),
+        # At midnight: the days around the 15th that are not the nearest weekday are passed over
+        # whole, not the one after them
+        ("0 0 15W * *", ["Mon 2026-11-16 00:00", "Tue 2026-12-15 00:00"]),
         ("0 9 * * FRI#1", ["Fri 2026-11-06 09:00", "Fri 2026-12-04 09:00"]),
         ("0 9 * * 5#1", ["Fri 2026-11-06 09:00", "Fri 2026-12-04 09:00"]),
         ("0 9 * * 5L", ["Fri 2026-11-27 09:00", "Fri 2026-12-25 09:00"]),
@@ -195,6 +295,7 @@ def test_every_standard_form(spec, runs):
         ("0 0 * * 8", "day-of-week"),
         ("0 0 * * FRI#6", "day-of-week"),
         ("0 0 * * \u017fun", "day-of-week"),  # a long s, which upper-cases to S
+        ("0 0 * * X", "day-of-week"),
     ],
 )
 def test_malformed_fields_are_refused_naming_the_field(spec, field):
@@ -230,6 +331,79 @@ def test_the_default_zone_is_the_kernels_resolved_as_a_named_one(monkeypatch):
     plan = parse("50 1 * * *")
     assert plan.next_run(None, second_0145, local) == plan.next_run(None, second_0145, named)
     assert named.wall(plan.next_run(None, second_0145, local)) == datetime(2026, 11, 2, 1, 50)
+
+
+def utc(*args) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+def test_a_fixed_time_runs_in_the_first_pass_of_a_repeated_hour_and_at_the_jump_over_a_gap():
+    # New York falls back at 02:00 EDT on 2026-11-01 (01:00-01:59 twice) and springs forward at
+    # 02:00 EST on 2026-03-08 (02:00-02:59 skipped)
+    assert NEW_YORK.fixed_time(datetime(2026, 11, 1, 1, 30)) == utc(2026, 11, 1, 5, 30)
+    assert NEW_YORK.fixed_time(datetime(2026, 11, 1, 1, 30, fold=1)) == utc(2026, 11, 1, 5, 30)
+    assert NEW_YORK.fixed_time(datetime(2026, 3, 8, 2, 45)) == utc(2026, 3, 8, 7, 0)  # 03:00 EDT
+    assert NEW_YORK.fixed_time(datetime(2026, 3, 8, 3, 0)) == utc(2026, 3, 8, 7, 0)
+    daily = parse("daily", at="01:30")
+    first = daily.next_run(None, utc(2026, 10, 31, 16, 0), NEW_YORK)
+    assert first == utc(2026, 11, 1, 5, 30)  # 01:30 EDT, the first pass
+    assert daily.next_run(first, first + 60, NEW_YORK) == utc(2026, 11, 2, 6, 30)  # 01:30 EST
+    spring = parse("daily", at="02:45")
+    assert spring.next_run(None, utc(2026, 3, 7, 17, 0), NEW_YORK) == utc(2026, 3, 8, 7, 0)
+
+
+def test_a_frequent_at_runs_in_both_passes_of_a_repeated_hour_from_the_next_minute():
+    hourly = parse("hourly", at="00:40")
+    first_pass_0145 = utc(2026, 11, 1, 5, 45)  # 01:45 EDT
+    assert hourly.next_after(first_pass_0145, NEW_YORK) == utc(2026, 11, 1, 6, 40)  # 01:40 EST
+    # The very next minute, when it is one of its times
+    assert hourly.next_after(at(2026, 5, 1, 10, 39, 30), PARIS) == at(2026, 5, 1, 10, 40)
+    assert hourly.next_after(at(2026, 5, 1, 10, 40), PARIS) == at(2026, 5, 1, 11, 40)
+
+
+def test_wall_clock_intervals_work_before_the_day_they_count_from():
+    # --at intervals count from Monday 2024-01-01; a clock before it finds the next run too
+    daily = parse("daily", at="09:30")
+    assert wall(daily.next_after(at(2023, 6, 1, 10, 0), PARIS)) == datetime(2023, 6, 2, 9, 30)
+
+
+def test_a_zone_without_whole_minutes_says_a_frequent_at_never_runs():
+    monrovia = Zone("Africa/Monrovia")  # UTC-00:44:30 until 1972
+    with pytest.raises(ValueError) as info:
+        parse("hourly", at="00:40").next_after(utc(1960, 6, 1), monrovia)
+    assert str(info.value) == "Africa/Monrovia shows no whole minutes: every hour at :40 never runs"
+
+
+@pytest.fixture
+def kolkata(monkeypatch):
+    """The kernel's TZ is Asia/Kolkata (UTC+05:30, no daylight saving) while the test runs."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_an_unknown_local_zone_warns_and_falls_back_to_the_fixed_offset(kolkata, monkeypatch):
+    def unknown():
+        raise LookupError("no zone configured")
+
+    monkeypatch.setattr(tzlocal, "reload_localzone", unknown)
+    with pytest.warns(UserWarning) as warned:
+        zone = Zone()
+    assert [str(w.message) for w in warned] == [
+        "nbworkers: the local time zone is unknown (no zone configured); wall-clock crons use "
+        "the fixed offset IST, without daylight saving. Set %config NBWorkers.timezone = "
+        '"Europe/Paris" (your zone), or a cron\'s --tz.'
+    ]
+    assert zone.name == "IST"
+    assert zone.tz.utcoffset(None) == timedelta(hours=5, minutes=30)
+    assert zone.wall(utc(2026, 5, 1, 12, 0)) == datetime(2026, 5, 1, 17, 30)
+    # Parsing a cron never looks at the local zone: no warning for one with its own zone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse("0 9 * * *", tz="Asia/Tokyo").zone.name == "Asia/Tokyo"
+        assert parse("0 9 31 * *").cron.expr == "0 9 31 * *"
 
 
 _ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe"]
