@@ -113,6 +113,11 @@ class WorkerState:
         self.name = name
         self.queue: deque[Message] = deque()  # ready to run, oldest first
         self.delayed: list[tuple[float, int, Message]] = []  # heap: (due_at, seq, message)
+        # Delayed messages that came due went to the back of the queue, behind newer ones:
+        # their emit times, a heap (enqueued_at, seq) with entries for messages gone since
+        # dropped lazily, so that the oldest queued message is found without a scan.
+        self.late: list[tuple[float, int]] = []
+        self.late_seqs: set[int] = set()  # the late messages still in the queue
         self.parked: list[tuple[Message, str]] = []  # events that cannot be unpickled yet
         self.parked_traced: set[int] = set()  # parked messages that already left a trace
         self.keys: dict[str, Message] = {}  # dedupe keys of messages queued or running
@@ -157,7 +162,15 @@ class WorkerState:
         else:
             message = self.queue.popleft()
         self.forced.discard(message.seq)
+        if self.late_seqs:
+            self._not_late(message.seq)
         return message
+
+    def _not_late(self, seq: int) -> None:
+        self.late_seqs.discard(seq)
+        if len(self.late) > 2 * len(self.late_seqs) + 64:  # mostly gone: keep it small
+            self.late = [entry for entry in self.late if entry[1] in self.late_seqs]
+            heapq.heapify(self.late)
 
     def delay(self, message: Message) -> None:
         heapq.heappush(self.delayed, (message.due_at_s, message.seq, message))
@@ -166,7 +179,10 @@ class WorkerState:
         """Delayed messages whose time has come, taken off the heap."""
         ready = []
         while self.delayed and self.delayed[0][0] <= now:
-            ready.append(heapq.heappop(self.delayed)[2])
+            message = heapq.heappop(self.delayed)[2]
+            ready.append(message)
+            heapq.heappush(self.late, (message.enqueued_at_s, message.seq))
+            self.late_seqs.add(message.seq)
         return ready
 
     def next_due_s(self) -> float | None:
@@ -200,6 +216,8 @@ class WorkerState:
         for m in removed:
             self.forced.discard(m.seq)
             self.forget_key(m)
+            if self.late_seqs:
+                self._not_late(m.seq)
         return removed
 
     def forget_key(self, message: Message) -> None:
@@ -234,8 +252,13 @@ class WorkerState:
 
     def oldest_s(self) -> float | None:
         """When the oldest waiting message was emitted."""
-        # Retries with no backoff go to the front: the oldest is among the first few.
+        # Retries with no backoff go to the front, delayed messages that came due are in
+        # ``late``: the oldest of the others is the first in the queue, and among the first few.
         times = [m.enqueued_at_s for m in itertools.islice(self.queue, 64)]
+        while self.late and self.late[0][1] not in self.late_seqs:
+            heapq.heappop(self.late)
+        if self.late:
+            times.append(self.late[0][0])
         times += [m.enqueued_at_s for _, _, m in self.delayed]
         times += [m.enqueued_at_s for m, _ in self.parked]
         return min(times, default=None)

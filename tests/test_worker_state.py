@@ -319,17 +319,31 @@ def test_the_oldest_queued_message_is_found_among_retries_put_in_front():
     assert w.oldest_s() == 50.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="oldest_s looks at the first 64 queued messages only; a delayed message that came "
-    "due is appended behind the newer ones (Runtime: w.queue.extend(w.due(now)))",
-)
 def test_the_oldest_queued_message_is_found_when_a_delayed_one_came_due_behind_newer_ones():
     w = state()
+    w.handler = object()
     w.delay(msg(1, enqueued_at_s=100.0, due_at_s=160.0))  # emit(..., delay=60) at 100
+    w.delay(msg(70, enqueued_at_s=110.0, due_at_s=160.0))
     w.queue.extend(msg(seq, enqueued_at_s=130.0 + seq) for seq in range(2, 66))  # 64 newer
     w.queue.extend(w.due(160.0))  # as the runtime's timer moves it when it is due
     assert w.oldest_s() == 100.0
+    # Once it is purged (or has run), the next oldest is found
+    w.remove_waiting({1})
+    assert w.oldest_s() == 110.0
+    while w.queue:
+        w.take()
+    assert w.oldest_s() is None
+    assert w.late == [] and w.late_seqs == set()
+
+
+def test_the_late_messages_kept_stay_few_however_many_came_due():
+    w = state()
+    w.handler = object()
+    for seq in range(1000):
+        w.delay(msg(seq, enqueued_at_s=float(seq), due_at_s=1.0))
+        w.queue.extend(w.due(1.0))
+        w.take()
+    assert len(w.late) <= 64 and w.late_seqs == set()
 
 
 def test_a_cron_counts_skipped_ticks_and_says_what_it_is():
