@@ -199,6 +199,8 @@ class Runtime(QueueControl, Alerts, Listeners):
                 row.seq, row.worker, row.enqueued_at, attempt, row.data, row.due_at, row.key
             )
             m.written = True
+            if row.started:
+                self.writer.update(m)  # the file says so too: queued again, not running
             w = self._state(row.worker)
             if m.due_at_s is not None and m.due_at_s > now:
                 w.delay(m)
