@@ -1,0 +1,51 @@
+"""Regressions found by a hostile review of the hardening work (issue #14): each test does what
+a user does and checks that nothing is lost and the files stay private."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from nbworkers.message import Message
+from nbworkers.store import Batch, Store
+from tests.kernel import Kernel
+
+
+def msg(seq, data=b"x"):
+    return Message(seq, "w", 1000.0 + seq, 1, data)
+
+
+def test_every_folder_made_for_a_new_db_path_is_private_whatever_the_umask(tmp_path):
+    # A user with umask 000 (a shared-group setup) picks a db_path in folders that do not exist
+    # yet: no folder nbworkers makes may be writable by others (who could swap the database's
+    # folder for one of their own and its files for theirs).
+    old = os.umask(0)
+    try:
+        store = Store(str(tmp_path / "runs" / "2026" / "q.duckdb"))
+        store.write(Batch(inserts=[msg(1)], next_seq=2))
+        store.close()
+    finally:
+        os.umask(old)
+    made = {
+        p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+        for p in [tmp_path / "runs", tmp_path / "runs" / "2026"]
+    }
+    assert made == {"runs": 0o700, "runs/2026": 0o700}
+
+
+def test_reloading_the_extension_after_changing_folder_finds_the_queued_messages(tmp_path):
+    # The default database is .nbworkers/<notebook>.duckdb in the folder the kernel started in.
+    # A cell (or a handler) changes folder, then the user reloads the extension, as one does
+    # while writing handlers: the queue must be the same file, not a new empty one elsewhere.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    k = Kernel(str(tmp_path), env={"JPY_SESSION_NAME": str(tmp_path / "nb.ipynb")})
+    try:
+        k.ok("%load_ext nbworkers\nimport nbworkers as nw")
+        k.ok("emit('waiting', 'later')")
+        k.ok(f"%cd {str(elsewhere)!r}")
+        k.ok("%reload_ext nbworkers")
+        assert k.eval("nw.sql('select count(*) from messages').fetchall()") == [(1,)]
+    finally:
+        k.shutdown()
+    assert list(elsewhere.iterdir()) == []
