@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
 from nbworkers.message import Message
 from nbworkers.store import Batch, Store
 from tests.kernel import Kernel
@@ -49,3 +51,38 @@ def test_reloading_the_extension_after_changing_folder_finds_the_queued_messages
     finally:
         k.shutdown()
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="output._Router.close outside a run closes the kernel's real stream (on purpose: "
+    "test_a_close_from_a_cell_outside_any_run_still_reaches_the_real_stream), and a thread a "
+    "handler starts is outside any run (the capture is thread-local, not inherited): its "
+    "sys.stdout.close() closes the kernel's stdout and every later cell's print raises "
+    "ValueError. Fixing needs a decision: refuse closes off the cell's thread, or carry the "
+    "run's capture into threads it starts",
+)
+def test_a_thread_a_handler_starts_cannot_close_the_kernels_stdout(kernel):
+    # A handler hands work to a thread of its own (a library's background thread, say), and
+    # that thread closes sys.stdout: later cells must still print.
+    kernel.ok(
+        """
+import sys, threading
+closed = threading.Event()
+
+def close_it():
+    try:
+        sys.stdout.close()
+    finally:
+        closed.set()
+
+@nw.worker("closer")
+def closer(event):
+    t = threading.Thread(target=close_it)
+    t.start()
+    t.join()
+"""
+    )
+    kernel.ok("emit(1, 'closer')\nnw.wait('closer')\nassert closed.wait(30)")
+    reply = kernel.run("print('still printing')")
+    assert reply.status == "ok" and "still printing" in reply.stdout, reply.traceback
