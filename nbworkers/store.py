@@ -1139,6 +1139,13 @@ def read_status(path: str, failures: int = 10, timeout_s: float = STATUS_TIMEOUT
             f"reading {path!r} took longer than {timeout_s:g} s, so it was stopped (nothing "
             "was changed)"
         ) from None
+    except duckdb.Error as exc:
+        # nbworkers' table names with other columns or values (changed by hand, or another
+        # tool's file): not an nbworkers database status can read
+        raise NBWorkersError(
+            f"{path!r} cannot be read as an nbworkers database: its tables are not the ones "
+            f"nbworkers writes ({_first_line(exc)}). Nothing was changed. {_WHERE}"
+        ) from None
     finally:
         con.close()
 
