@@ -11,6 +11,8 @@ import sys
 import duckdb
 import pytest
 
+from nbworkers import wal
+from nbworkers.errors import StoreCorruptError
 from nbworkers.message import Message
 from nbworkers.store import Batch, Store
 from tests.kernel import Kernel
@@ -114,3 +116,49 @@ def test_status_of_a_file_whose_tables_were_changed_by_hand_says_so_with_exit_2(
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert str(path) in done.stderr and "cannot be read" in done.stderr
+
+
+def test_a_kill_while_writing_an_event_that_holds_a_duckdb_log_sets_nothing_aside(tmp_path):
+    # A pipeline archives DuckDB files through a worker: an event's bytes are another DuckDB
+    # write-ahead log (full of flush entries). The kernel is killed while that batch is being
+    # written: the log ends inside the event. That commit never returned; the file must open
+    # with the messages before it, not be set aside as damaged (an empty queue in its place).
+    other = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(other))
+    con.execute("SET checkpoint_threshold = '1TB'")
+    con.execute("create table t (x integer); insert into t values (1); insert into t values (2)")
+    archived = (tmp_path / "other.duckdb.wal").read_bytes()
+    con.close()
+    path = tmp_path / "q.duckdb"
+    store = Store(str(path))
+    store.write(Batch(inserts=[msg(1)], next_seq=2))
+    before = (tmp_path / "q.duckdb.wal").read_bytes()
+    store.write(Batch(inserts=[msg(2, data=archived + b"z" * 5000)], next_seq=3))
+    db, log = path.read_bytes(), (tmp_path / "q.duckdb.wal").read_bytes()
+    store.close()
+    inside = log.index(archived, len(before)) + len(archived) + 100  # in the event's bytes
+    path.write_bytes(db)
+    (tmp_path / "q.duckdb.wal").write_bytes(log[:inside])
+    store = Store(str(path))
+    try:
+        assert [m.seq for m in store.load().messages] == [1]
+    finally:
+        store.close()
+
+
+def test_a_log_whose_entry_size_was_made_smaller_is_still_moved_aside(tmp_path):
+    # The damage detection tells a torn last entry from a damaged one by its checksum: a size
+    # made smaller (its low byte damaged) must still be found, as a larger one is.
+    path = tmp_path / "q.duckdb"
+    store = Store(str(path))
+    for i in range(1, 4):
+        store.write(Batch(inserts=[msg(i, data=b"y" * 200)], next_seq=i + 1))
+    db, log = path.read_bytes(), (tmp_path / "q.duckdb.wal").read_bytes()
+    store.close()
+    first_commit = next(wal.FLUSH_ENTRY.finditer(log)).end()
+    damaged = bytearray(log)
+    damaged[first_commit] = max(0, damaged[first_commit] - 40)  # the next entry's size
+    path.write_bytes(db)
+    (tmp_path / "q.duckdb.wal").write_bytes(bytes(damaged))
+    with pytest.raises(StoreCorruptError):
+        Store(str(path)).load()
