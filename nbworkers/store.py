@@ -187,6 +187,14 @@ _WAITING = (
 )
 
 
+def _absolute(path: str) -> str:
+    """``path`` made absolute as the system resolves it: its folder's real path (a '..' after
+    a linked folder goes up from the link's target, not from the link), and its own name as
+    given (a database that is itself a link is refused, not followed)."""
+    folder, name = os.path.split(os.path.join(os.getcwd(), path))
+    return os.path.join(os.path.realpath(folder), name)
+
+
 def _owner(uid: int) -> str:
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
@@ -470,7 +478,7 @@ class Store:
     def __init__(self, path: str, traces_kept: int = 10):
         # Absolute from the start: %cd or os.chdir later must not move the file (nor its log,
         # which DuckDB finds beside the path it was given)
-        self.path = path if path == ":memory:" else os.path.abspath(path)
+        self.path = path if path == ":memory:" else _absolute(path)
         self.traces_kept = traces_kept
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()

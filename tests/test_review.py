@@ -182,3 +182,20 @@ def test_messages_an_older_version_queued_under_a_name_now_refused_stay_reachabl
     rt.flush()
     with pytest.raises(ValueError, match="not a valid worker name"):
         rt.emit(2, "resize\n")  # new messages under it are still refused
+
+
+def test_a_db_path_through_a_linked_folder_and_dotdot_is_the_file_the_system_opens(
+    tmp_path, monkeypatch
+):
+    # work/link -> ../real/sub; NBWORKERS_DB=link/../q.duckdb names real/q.duckdb for the
+    # system, DuckDB and python -m nbworkers status. Made absolute by dropping 'link/..' as
+    # text, it named work/q.duckdb: another, empty queue.
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "link").symlink_to("../real/sub")
+    monkeypatch.chdir(tmp_path / "work")
+    store = Store("link/../q.duckdb")
+    store.write(Batch(inserts=[msg(1)], next_seq=2))
+    store.close()
+    assert (tmp_path / "real" / "q.duckdb").exists()
+    assert not (tmp_path / "work" / "q.duckdb").exists()
