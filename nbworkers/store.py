@@ -400,7 +400,10 @@ def _check_select(con, query: str) -> None:
             f"{found}. {_ONLY_READS}."
         )
     (tree,) = con.execute("SELECT json_serialize_sql($1)", [query]).fetchall()[0]
-    parsed = json.loads(tree)
+    try:
+        parsed = json.loads(tree)
+    except RecursionError:
+        parsed = {"error": True, "error_message": "it is nested too deeply to be checked"}
     if parsed.get("error"):
         raise NBWorkersError(
             f"{_ONLY_READS}, and it cannot check this SELECT "

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from nbworkers import wal
-from nbworkers.errors import StoreCorruptError
+from nbworkers.errors import NBWorkersError, StoreCorruptError
 from nbworkers.message import Message
 from nbworkers.store import Batch, Store
 from tests.kernel import Kernel
@@ -199,3 +199,15 @@ def test_a_db_path_through_a_linked_folder_and_dotdot_is_the_file_the_system_ope
     store.close()
     assert (tmp_path / "real" / "q.duckdb").exists()
     assert not (tmp_path / "work" / "q.duckdb").exists()
+
+
+def test_nw_sql_of_a_deeply_nested_select_says_what_to_do(tmp_path):
+    # DuckDB parses it (its own limit is 1000 levels), but the check reading its parse tree
+    # hit Python's recursion limit: a RecursionError from the json module, not a message.
+    store = Store(str(tmp_path / "q.duckdb"))
+    try:
+        query = "select " + "abs(" * 600 + "1" + ")" * 600
+        with pytest.raises(NBWorkersError, match="nested too deeply"):
+            store.sql(query)
+    finally:
+        store.close()
