@@ -211,3 +211,25 @@ def test_nw_sql_of_a_deeply_nested_select_says_what_to_do(tmp_path):
             store.sql(query)
     finally:
         store.close()
+
+
+def test_a_traces_result_whose_class_is_not_defined_yet_says_so_after_a_restart(kernel):
+    # A worker returned an instance of a notebook class; after a restart, before that cell
+    # runs again, trace.result names the class and what to do, as trace.input does.
+    kernel.ok(
+        """
+class Price:
+    def __init__(self, value):
+        self.value = value
+
+@nw.worker("price")
+def price(event):
+    return Price(event)
+"""
+    )
+    kernel.ok("emit(3, 'price')\nnw.wait('price')\nnw.flush()")
+    kernel.restart()
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    reply = kernel.run("nw.traces('price')[0].result")
+    assert reply.ename == "NBWorkersError", reply.traceback
+    assert "Price" in reply.evalue and "run the cell" in reply.evalue
