@@ -233,3 +233,31 @@ def price(event):
     reply = kernel.run("nw.traces('price')[0].result")
     assert reply.ename == "NBWorkersError", reply.traceback
     assert "Price" in reply.evalue and "run the cell" in reply.evalue
+
+
+def test_a_run_that_starts_during_a_capture_cell_does_not_send_later_cells_output_there(kernel):
+    # A run starts while a %%capture cell runs (sys.stdout is IPython's capture buffer then).
+    # Later a handler sets sys.stdout = None and, while it is None, another run starts: the
+    # stream put back must be the kernel's, not that old capture buffer (cells would print
+    # into it, and nothing would show).
+    kernel.ok(
+        """
+import sys, time
+
+@nw.worker("quick")
+def quick(event):
+    return event
+
+@nw.worker("breaker")
+def breaker(event):
+    sys.stdout = None
+    nw.emit(2, "quick")  # a run starts while sys.stdout is None
+    deadline = time.monotonic() + 30
+    while nw.counts("quick")["done"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+    )
+    kernel.ok("%%capture captured\nemit(1, 'quick')\nnw.wait('quick')\nprint('in the capture')")
+    kernel.ok("emit(1, 'breaker')\nnw.wait('breaker')")
+    reply = kernel.run("print('shown')")
+    assert reply.status == "ok" and "shown" in reply.stdout, (reply.stdout, reply.traceback)
