@@ -74,17 +74,20 @@ def header_end(log: bytes) -> int | None:
 
 def commits(log: bytes, start: int) -> tuple[list[Commit], bool]:
     """The complete commits from ``start`` on, and whether commits hide behind a damaged
-    entry (its size wrong: a checksum that does not match, or one that matches only up to a
-    later entry; the entries after it hold flush entries)."""
+    entry (its size wrong: the entry before it then fails its checksum, or its own checksum
+    matches its bytes only up to a later entry; the entries after it hold flush entries)."""
     found: list[Commit] = []
     data = checkpoint = False
     pos = start
+    previous = None  # the last complete entry's position
     while pos + 16 <= len(log):
-        (size, stored) = struct.unpack_from("<QQ", log, pos)
+        (size,) = struct.unpack_from("<Q", log, pos)
         end = pos + 16 + size
-        payload = log[pos + 16 : min(end, len(log))]
-        if not _FIELD_TYPE.startswith(payload[:2]):
-            return found, FLUSH_ENTRY.search(log, pos + 16) is not None  # not an entry
+        if not _FIELD_TYPE.startswith(log[pos + 16 : min(end, pos + 18)]) or (
+            end > len(log) and previous is not None and not _intact(log, previous)
+        ):
+            # Not an entry: a size before it was damaged (made smaller)
+            return found, FLUSH_ENTRY.search(log, pos + 16) is not None
         if end > len(log):
             # A torn last entry (a kill while writing it: its bytes, which may be anything an
             # event holds, even another DuckDB log, run to the end), or a damaged size: then
@@ -94,10 +97,6 @@ def commits(log: bytes, start: int) -> tuple[list[Commit], bool]:
                 return found, False
             after, hidden = commits(log, real_end)
             return found, hidden or bool(after)
-        if checksum(payload) != stored:
-            # A damaged entry (a smaller size makes one of its start, and garbage of the
-            # rest): not a torn write, which leaves only the last entry incomplete
-            return found, FLUSH_ENTRY.search(log, pos + 16) is not None
         kind = log[pos + 18]
         if kind == _FLUSH:
             found.append(Commit(end, data, checkpoint))
@@ -106,6 +105,7 @@ def commits(log: bytes, start: int) -> tuple[list[Commit], bool]:
             checkpoint = True
         else:
             data = True
+        previous = pos
         pos = end
     return found, False
 
@@ -140,24 +140,33 @@ def checksum(payload: bytes) -> int:
     return result
 
 
+def _intact(log: bytes, pos: int) -> bool:
+    """Whether the complete entry at ``pos`` matches its checksum."""
+    size, stored = struct.unpack_from("<QQ", log, pos)
+    return checksum(log[pos + 16 : pos + 16 + size]) == stored
+
+
 def _real_end(log: bytes, pos: int) -> int | None:
-    """Where the entry at ``pos``, whose size runs past the end of ``log`` (or whose payload
-    is not an object), really ends: the start of a later entry such that the bytes between
-    have the entry's checksum. None if there is none: the entry was cut short by the end of
-    the file, the bytes after its header being its own."""
+    """Where the entry at ``pos``, whose size runs past the end of ``log``, really ends: the
+    start of a later entry such that the bytes between have the entry's checksum, if a flush
+    entry follows. None if there is none: the entry was cut short by the end of the file, the
+    bytes after its header being its own."""
     (stored,) = struct.unpack_from("<Q", log, pos + 8)
     start = pos + 16
-    prefix = [5381]  # the checksum of the first n whole blocks of 8 bytes after ``start``
-    acc = 5381
-    for (x,) in struct.iter_unpack("<Q", log[start : start + (len(log) - start) // 8 * 8]):
-        acc ^= (x * _MIX) & _M64
-        prefix.append(acc)
+    last_flush = None  # found in C: most torn entries hold none, and cost nothing more
+    for match in FLUSH_ENTRY.finditer(log, start):
+        last_flush = match.start()
+    if last_flush is None:
+        return None
+    acc, counted = 5381, 0  # the checksum of the first ``counted`` blocks of 8 bytes
     nxt = log.find(_FIELD_TYPE, start + 16)  # a later entry's payload starts at nxt
-    while nxt != -1:
+    while nxt != -1 and nxt <= last_flush + 16:
         end = nxt - 16
         blocks, rest = divmod(end - start, 8)
-        value = prefix[blocks] ^ (_remainder(log[end - rest : end]) if rest else 0)
-        if value == stored:
+        for (x,) in struct.iter_unpack("<Q", log[start + counted * 8 : start + blocks * 8]):
+            acc ^= (x * _MIX) & _M64
+        counted = blocks
+        if acc ^ (_remainder(log[end - rest : end]) if rest else 0) == stored:
             return end
         nxt = log.find(_FIELD_TYPE, nxt + 1)
     return None
