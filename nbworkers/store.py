@@ -521,11 +521,10 @@ class Store:
     def _make_folder(folder: Path) -> None:
         # Every folder made is 0700, not only the last: mkdir's parents get the umask's mode,
         # world-writable under umask 000, and whoever can write a folder can swap what is in it.
-        missing = [folder, *(p for p in folder.parents if not p.exists())]
-        missing = [p for p in missing if not p.exists()]
+        missing = [p for p in folder.parents if not p.exists()]
         try:
-            for path in reversed(missing):
-                path.mkdir(mode=0o700, exist_ok=True)
+            for path in [*reversed(missing), folder]:
+                path.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises
         except OSError as exc:
             raise NBWorkersError(
                 f"nbworkers cannot create the folder {os.path.abspath(folder)!r} for its queue "
