@@ -9,6 +9,12 @@ from traitlets import Float, Int, Unicode
 from traitlets.config import Configurable
 
 DB_ENV = "NBWORKERS_DB"
+# The folder the kernel started in (nbworkers is imported when the extension loads, before
+# any cell can change folder): where the default database lives.
+try:
+    _START_DIR = os.getcwd()
+except FileNotFoundError:  # started in a folder since removed: relative to the current one
+    _START_DIR = "."
 
 
 class NBWorkers(Configurable):
@@ -81,12 +87,16 @@ class NBWorkers(Configurable):
     ).tag(config=True)
 
     def resolved_db_path(self) -> str:
-        """The database path to open, from the option, the environment or the notebook name."""
+        """The database path to open, from the option, the environment or the notebook name.
+
+        The default (and a relative NBWORKERS_DB) is in the folder the kernel started in,
+        whatever folder a cell or a handler moved to since: %reload_ext or nw.shutdown after
+        a %cd must find the same queue, not make an empty one in the new folder."""
         if self.db_path:
             return self.db_path
         if os.environ.get(DB_ENV):
-            return os.environ[DB_ENV]
-        return str(Path(".nbworkers") / f"{notebook_stem()}.duckdb")
+            return os.path.join(_START_DIR, os.environ[DB_ENV])
+        return str(Path(_START_DIR) / ".nbworkers" / f"{notebook_stem()}.duckdb")
 
 
 def notebook_stem() -> str:

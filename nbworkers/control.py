@@ -59,10 +59,17 @@ class QueueControl:
 
     # ----- queue control ----------------------------------------------------------------------
 
+    def _known_or_valid(self, name) -> None:
+        """``check_name``, except for a name the file already holds: an older nbworkers let
+        names such as 'resize\\n' through, and their messages must stay reachable (counted,
+        purged, requeued or discarded)."""
+        if not (isinstance(name, str) and name in self._workers):
+            check_name(name)
+
     def messages(self, name: str, limit: int | None = 100) -> list[dict]:
         """The messages of ``name`` waiting to run: ready ones oldest first, then delayed
         ones soonest first; at most ``limit`` (None: all)."""
-        check_name(name)
+        self._known_or_valid(name)
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
@@ -91,7 +98,7 @@ class QueueControl:
 
     def purge(self, name: str) -> int:
         """Remove every waiting message of ``name``; how many there were."""
-        check_name(name)
+        self._known_or_valid(name)
         with self._lock:
             self._check_running()
             w = self._workers.get(name)
@@ -103,7 +110,7 @@ class QueueControl:
 
     def dead_letters(self, name: str) -> list[dict]:
         """The dead letters of ``name``, oldest first, each with its last error."""
-        check_name(name)
+        self._known_or_valid(name)
         with self._lock:
             w = self._workers.get(name)
             letters = list(w.dead) if w else []
@@ -144,7 +151,7 @@ class QueueControl:
     def requeue(self, name: str, ids=None) -> list[str]:
         """Queue dead letters of ``name`` again (all by default) as new messages, attempts
         from 1; returns the new message ids."""
-        check_name(name)
+        self._known_or_valid(name)
         with self._lock:
             self._check_running()
             w = self._workers.get(name)
@@ -163,7 +170,7 @@ class QueueControl:
 
     def discard(self, name: str, ids=None) -> int:
         """Drop dead letters of ``name`` (all by default); how many were dropped."""
-        check_name(name)
+        self._known_or_valid(name)
         with self._lock:
             self._check_running()
             w = self._workers.get(name)

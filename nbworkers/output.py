@@ -154,11 +154,14 @@ def install() -> None:
     with _install_lock:
         _installs += 1
         if _installs == 1:
-            _wrap()
+            _wrap(kernels=True)
 
 
-def _wrap() -> list[tuple[str, object]]:
-    """Put routers in place; the unusable streams that the last router replaced."""
+def _wrap(kernels: bool = False) -> list[tuple[str, object]]:
+    """Put routers in place; the unusable streams that the last router replaced.
+    ``kernels``: the streams found are the kernel's, to put back when a run leaves one
+    unusable; while installed, a usable stream a run finds in place is a cell's (such as
+    %%capture's buffer), wrapped only for now."""
     replaced = []
     for name in _NAMES:
         stream = getattr(sys, name, None)
@@ -169,8 +172,10 @@ def _wrap() -> list[tuple[str, object]]:
             setattr(sys, name, last)  # a run left it unusable: the kernel's stream again
             replaced.append((name, stream))
         else:  # None too, in a process started without one: runs' output is still captured
-            _last[name] = _Router(stream, name)
-            setattr(sys, name, _last[name])
+            router = _Router(stream, name)
+            if kernels or last is None or not _installs:
+                _last[name] = router
+            setattr(sys, name, router)
     return replaced
 
 

@@ -972,13 +972,13 @@ class Runtime(QueueControl, Alerts, Listeners):
     # ----- looking ----------------------------------------------------------------------------
 
     def counts(self, name: str) -> dict:
-        check_name(name)
+        self._known_or_valid(name)
         with self._lock:
             w = self._workers.get(name) or WorkerState(name, self._lock, self.traces_kept)
             return w.counts(self.clock())
 
     def traces(self, name: str) -> list[Trace]:
-        check_name(name)
+        self._known_or_valid(name)
         with self._lock:
             w = self._workers.get(name)
             return list(w.traces) if w else []

@@ -187,6 +187,14 @@ _WAITING = (
 )
 
 
+def _absolute(path: str) -> str:
+    """``path`` made absolute as the system resolves it: its folder's real path (a '..' after
+    a linked folder goes up from the link's target, not from the link), and its own name as
+    given (a database that is itself a link is refused, not followed)."""
+    folder, name = os.path.split(os.path.join(os.getcwd(), path))
+    return os.path.join(os.path.realpath(folder), name)
+
+
 def _owner(uid: int) -> str:
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
@@ -392,7 +400,10 @@ def _check_select(con, query: str) -> None:
             f"{found}. {_ONLY_READS}."
         )
     (tree,) = con.execute("SELECT json_serialize_sql($1)", [query]).fetchall()[0]
-    parsed = json.loads(tree)
+    try:
+        parsed = json.loads(tree)
+    except RecursionError:
+        parsed = {"error": True, "error_message": "it is nested too deeply to be checked"}
     if parsed.get("error"):
         raise NBWorkersError(
             f"{_ONLY_READS}, and it cannot check this SELECT "
@@ -470,7 +481,7 @@ class Store:
     def __init__(self, path: str, traces_kept: int = 10):
         # Absolute from the start: %cd or os.chdir later must not move the file (nor its log,
         # which DuckDB finds beside the path it was given)
-        self.path = path if path == ":memory:" else os.path.abspath(path)
+        self.path = path if path == ":memory:" else _absolute(path)
         self.traces_kept = traces_kept
         self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
         self._readers_lock = threading.Lock()
@@ -508,8 +519,12 @@ class Store:
 
     @staticmethod
     def _make_folder(folder: Path) -> None:
+        # Every folder made is 0700, not only the last: mkdir's parents get the umask's mode,
+        # world-writable under umask 000, and whoever can write a folder can swap what is in it.
+        missing = [p for p in folder.parents if not p.exists()]
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for path in [*reversed(missing), folder]:
+                path.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises
         except OSError as exc:
             raise NBWorkersError(
                 f"nbworkers cannot create the folder {os.path.abspath(folder)!r} for its queue "
@@ -1133,6 +1148,13 @@ def read_status(path: str, failures: int = 10, timeout_s: float = STATUS_TIMEOUT
         raise StatusTimeoutError(
             f"reading {path!r} took longer than {timeout_s:g} s, so it was stopped (nothing "
             "was changed)"
+        ) from None
+    except duckdb.Error as exc:
+        # nbworkers' table names with other columns or values (changed by hand, or another
+        # tool's file): not an nbworkers database status can read
+        raise NBWorkersError(
+            f"{path!r} cannot be read as an nbworkers database: its tables are not the ones "
+            f"nbworkers writes ({_first_line(exc)}). Nothing was changed. {_WHERE}"
         ) from None
     finally:
         con.close()

@@ -189,7 +189,17 @@ class Trace:
         if self._result is not NO_RESULT:
             return self._result
         if self._result_data is not None:
-            return pickle.loads(self._result_data)
+            try:
+                return load_event(self._result_data)
+            except ClassNotDefined as exc:
+                raise NBWorkersError(
+                    f"trace {self.id}: its result cannot be unpickled yet: {exc}"
+                ) from exc
+            except Exception as exc:
+                raise NBWorkersError(
+                    f"trace {self.id}: its result cannot be unpickled "
+                    f"({type(exc).__name__}: {exc}); result_repr shows what it was"
+                ) from exc
         return None
 
     @property
