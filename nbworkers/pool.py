@@ -30,6 +30,10 @@ class _Process:
                 [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(lifeline)],
                 pass_fds=(theirs.fileno(), lifeline),
                 stdin=subprocess.DEVNULL,
+                # A process group of its own: Jupyter signals the kernel's whole group (the
+                # interrupt button's SIGINT, SIGTERM at shutdown), which must not end a run
+                # midway; the kernel ends these processes itself, and the lifeline when it dies.
+                process_group=0,
             )
         except BaseException:
             ours.close()

@@ -10,6 +10,7 @@ processes.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 
@@ -449,6 +450,47 @@ def test_executor_mistakes_in_a_notebook_are_refused_clearly(kernel):
     reply = kernel.run("%%worker w --executor processes\n!echo hi")
     assert reply.ename == "UsageError" and "IPython syntax" in reply.evalue
     assert kernel.eval("nw.workers()") == []
+
+
+def test_the_interrupt_button_does_not_end_a_processes_run(kernel):
+    # Given a processes run going (Jupyter's interrupt signals the kernel's whole process group)
+    kernel.ok("%%worker w --executor processes\nimport time\ntime.sleep(event)\n'slept'")
+    kernel.ok("emit(2, 'w')\nimport time\nwhile nw.counts('w')['running'] < 1: time.sleep(0.05)")
+    # When the user presses the interrupt button while a cell waits
+    kernel.kc.execute("import time\ntime.sleep(30)")
+    time.sleep(0.5)  # the cell above has started: the interrupt has something to interrupt
+    kernel.km.interrupt_kernel()
+    kernel.kc.get_shell_msg(timeout=30)
+    # Then the cell was interrupted, and the run went on to its end
+    kernel.ok("assert nw.wait('w', 30)")
+    assert kernel.eval("nw.counts('w')['done'], nw.counts('w')['failed']") == (1, 0)
+    assert kernel.eval("nw.traces('w')[0].result") == "slept"
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle pool", "a run going"])
+def test_a_kernel_shutdown_with_pool_processes_closes_the_file_and_keeps_the_message(
+    tmp_path, busy
+):
+    from nbworkers.store import Store
+    from tests.kernel import Kernel
+
+    db = str(tmp_path / "q.duckdb")
+    k = Kernel(str(tmp_path), env={"NBWORKERS_DB": db}, kernel_name="nbworkers")
+    k.ok("%%worker w --executor processes\nimport time\ntime.sleep(event)")
+    k.ok("emit(0, 'w')\nimport nbworkers as nw\nassert nw.wait('w', 60)")
+    if busy:
+        k.ok("emit(30, 'w')\nimport time\nwhile nw.counts('w')['running'] < 1: time.sleep(0.05)")
+    # When Jupyter shuts the kernel down (SIGTERM to its process group if it is slow)
+    k.shutdown()
+    # Then nbworkers closed its file in time, and a run cut short stays queued, not dead
+    assert not os.path.exists(db + ".wal")
+    store = Store(db)
+    try:
+        loaded = store.load()
+    finally:
+        store.close()
+    assert [pickle.loads(m.data) for m in loaded.messages] == ([30] if busy else [])
+    assert loaded.dead == []
 
 
 def test_unloading_ends_the_pool_processes(kernel):
