@@ -14,11 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from nbworkers import store as store_module
-from nbworkers import wal
 from nbworkers.errors import NBWorkersError, StoreCorruptError
 from nbworkers.message import Message
-from nbworkers.store import Batch, Store
+from nbworkers.store import Batch, Store, wal
+from nbworkers.store import database as store_module
 from tests.kernel import Kernel
 
 NOBODY = 65534

@@ -11,10 +11,9 @@ import sys
 import duckdb
 import pytest
 
-from nbworkers import wal
 from nbworkers.errors import NBWorkersError, StoreCorruptError
 from nbworkers.message import Message
-from nbworkers.store import Batch, Store
+from nbworkers.store import Batch, Store, wal
 from tests.kernel import Kernel
 
 

@@ -1,0 +1,459 @@
+"""The ``Store``: one DuckDB file holding queues, worker state and traces; its schema, the
+start-up load, batched writes, checkpoints and nw.sql's reading connections.
+
+One writer (the runtime's writer thread) calls ``write`` with everything that changed since its
+last call: a statement costs about a millisecond here whatever it does, so each batch is a
+handful of statements in one transaction, never one per message. The runtime reads once, at
+open; live state is kept in memory by the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import duckdb
+
+from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
+from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
+from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, WorkerRow, _columns, storable
+from .views import _check_select, _create_views, _first_line, _read_only, _tables
+
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS messages (
+    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB);
+CREATE TABLE IF NOT EXISTS workers (
+    name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT, last_run DOUBLE, skipped BIGINT);
+CREATE TABLE IF NOT EXISTS traces (
+    seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, duration DOUBLE,
+    input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, error VARCHAR,
+    replay BOOLEAN);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
+    error VARCHAR, died_at DOUBLE);
+"""
+# Columns added after version 1: a file written by 0.1 gains them when opened.
+_MIGRATIONS = """
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS started BOOLEAN DEFAULT false;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS due_at DOUBLE;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS key VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS pause_reason VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
+"""
+
+
+_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+# What DuckDB says when a file or its write-ahead log cannot be read back: the bytes are
+# damaged (or not a DuckDB file at all), as opposed to locked, unreadable or too new.
+_CORRUPT_RE = re.compile(
+    r"not a valid DuckDB database file|Could not read enough bytes|Corrupt database file"
+    r"|Failure while replaying WAL file|data may be corrupt"
+)
+# A commit whose automatic checkpoint then failed (a full disk): the batch is durable in the
+# write-ahead log, but DuckDB has invalidated the connection until the file is opened again.
+_COMMITTED_RE = re.compile(r"COMMIT succeeded and is durable")
+
+
+def _absolute(path: str) -> str:
+    """``path`` made absolute as the system resolves it: its folder's real path (a '..' after
+    a linked folder goes up from the link's target, not from the link), and its own name as
+    given (a database that is itself a link is refused, not followed)."""
+    folder, name = os.path.split(os.path.join(os.getcwd(), path))
+    return os.path.join(os.path.realpath(folder), name)
+
+
+class Store:
+    """One DuckDB file (or ``:memory:``) holding queues, worker state and traces.
+
+    The file and its write-ahead log are readable by their owner only (events can carry
+    secrets). A file that cannot be read back is moved aside, never deleted
+    (``StoreCorruptError``). After DuckDB invalidates the connection (a checkpoint failed on a
+    full disk), the next ``write`` opens the file again.
+    """
+
+    def __init__(self, path: str, traces_kept: int = 10):
+        # Absolute from the start: %cd or os.chdir later must not move the file (nor its log,
+        # which DuckDB finds beside the path it was given)
+        self.path = path if path == ":memory:" else _absolute(path)
+        self.files = DatabaseFiles(self.path)
+        self.traces_kept = traces_kept
+        self._readers = threading.local()  # .cursor: this thread's connection for nw.sql
+        self._readers_lock = threading.Lock()
+        self._results_db = None  # the in-memory database of nw.sql's results, once needed
+        # What the file holds, once load() read it, so that a batch updates those rows in
+        # one statement instead of deleting and inserting them (None: not known; as before).
+        self._worker_rows: set[str] | None = None
+        self._has_next_seq = False
+        self.con = None
+        if path != ":memory:":
+            self._make_folder(Path(self.path).parent)
+        try:
+            log = self.files.prepare()
+            self._connect()
+            if log:
+                self.files.check_replayed(self.con, log, self._drop)
+            self.files.secure()  # before anything is written to the file or its log
+            self.con.execute(_SCHEMA)
+            self.con.execute(_MIGRATIONS)
+        except duckdb.Error as exc:
+            self._drop()
+            raise self._open_error(exc) from (None if _LOCK_RE.search(str(exc)) else exc)
+        except NBWorkersError:
+            self._drop()
+            raise
+        except OSError as exc:
+            # An existing file in a folder that became read-only: DuckDB opens the file, but
+            # its write-ahead log cannot be created beside it (nor the file made private)
+            self._drop()
+            raise NBWorkersError(
+                f"nbworkers cannot write beside its queue database {self.path!r} "
+                f"({exc.strerror}: {exc.filename!r}): you cannot write into its folder, or change "
+                f"that file. Nothing was changed in the database. To go on, {_HOW_TO_MOVE}."
+            ) from exc
+
+    @staticmethod
+    def _make_folder(folder: Path) -> None:
+        # Every folder made is 0700, not only the last: mkdir's parents get the umask's mode,
+        # world-writable under umask 000, and whoever can write a folder can swap what is in it.
+        missing = [p for p in folder.parents if not p.exists()]
+        try:
+            for path in [*reversed(missing), folder]:
+                path.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises
+        except OSError as exc:
+            raise NBWorkersError(
+                f"nbworkers cannot create the folder {os.path.abspath(folder)!r} for its queue "
+                f"database ({exc.strerror}); {_HOW_TO_MOVE}"
+            ) from exc
+
+    def _connect(self) -> None:
+        self.con = duckdb.connect(self.path)
+        self.con.execute(f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
+
+    def _drop(self) -> None:
+        """Forget the connection (DuckDB invalidated it, or opening failed half-way)."""
+        with self._readers_lock:
+            con, self.con = self.con, None
+            self._readers = threading.local()  # their cursors close with the connection
+        if con is not None:
+            con.close()
+
+    def _open_error(self, exc: duckdb.Error) -> NBWorkersError:
+        """The error to raise when the file cannot be opened; a damaged file is set aside."""
+        text = str(exc)
+        held = _LOCK_RE.search(text)
+        if held:
+            return StoreLockedError(
+                f"nbworkers' queue database {self.path!r} is in use by another process "
+                f"({_process_description(held['pid'])}); probably another kernel running "
+                f"this notebook. Shut that kernel down, or {_HOW_TO_MOVE}. Nothing was "
+                "changed in the file."
+            )
+        if _CORRUPT_RE.search(text):
+            return self.files.set_aside(_first_line(exc), log_only="WAL file" in text)
+        return NBWorkersError(
+            f"nbworkers cannot open its queue database {self.path!r}: {text}. "
+            f"To go on, {_HOW_TO_MOVE}."
+        )
+
+    def load(self) -> Loaded:
+        """Read the state a new runtime starts from; StoreCorruptError (the file moved
+        aside) if DuckDB finds it damaged."""
+        try:
+            return self._load()
+        except duckdb.Error as exc:
+            if not _CORRUPT_RE.search(str(exc)):
+                raise
+            self._drop()
+            raise self.files.set_aside(_first_line(exc), log_only="WAL file" in str(exc)) from exc
+
+    def _load(self) -> Loaded:
+        con = self.con
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        workers = [
+            WorkerRow(*row)
+            for row in con.execute(
+                """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
+                          coalesce(retried, 0), kind FROM workers"""
+            ).fetchall()
+        ]
+        messages = [
+            MessageRow(*row)
+            for row in con.execute(
+                """SELECT seq, worker, enqueued_at, attempt, data, coalesce(started, false),
+                          due_at, key FROM messages ORDER BY seq"""
+            ).fetchall()
+        ]
+        traces = [
+            TraceRow(*row)
+            for row in con.execute(
+                """SELECT seq, worker, message_seq, started_at, duration, input, result,
+                          result_repr, stdout, error, replay, coalesce(attempt, 1),
+                          coalesce(timed_out, false)
+                   FROM traces ORDER BY seq DESC"""
+            ).fetchall()
+        ]
+        dead = [
+            DeadRow(*row)
+            for row in con.execute(
+                """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at
+                   FROM dead_letters ORDER BY died_at, seq"""
+            ).fetchall()
+        ]
+        top = con.execute(
+            """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
+                               (SELECT max(message_seq) FROM traces),
+                               (SELECT max(seq) FROM dead_letters))"""
+        ).fetchone()[0]
+        next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
+        self._worker_rows = {w.name for w in workers}
+        self._has_next_seq = "next_seq" in meta
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        return Loaded(next_seq, workers, messages, traces, dead)
+
+    def write(self, batch: Batch) -> str | None:
+        """Apply one batch in one transaction (a few statements, whatever its size).
+
+        Returns a warning (and the batch is on disk) when DuckDB committed it but its
+        automatic checkpoint failed; raises, with nothing written, on any other failure.
+        """
+        if self.con is None:
+            self._connect()  # DuckDB invalidated the last connection: open the file again
+        self.files.private_wal()
+        inserts = batch.inserts
+        acks = batch.acks
+        if inserts and acks:
+            inserted = {m.seq for m in inserts}
+            done_before_written = inserted.intersection(acks)
+            if done_before_written:
+                inserts = [m for m in inserts if m.seq not in done_before_written]
+                acks = [s for s in acks if s not in done_before_written]
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            if inserts:
+                con.execute(
+                    """INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
+                                             due_at, key)
+                       SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
+                              unnest($6), unnest($7::DOUBLE[]), unnest($8::VARCHAR[])""",
+                    [
+                        [m.seq for m in inserts],
+                        [m.worker for m in inserts],
+                        [m.enqueued_at_s for m in inserts],
+                        [m.attempt for m in inserts],
+                        [m.data for m in inserts],
+                        [m.started for m in inserts],
+                        [m.due_at_s for m in inserts],
+                        [storable(m.key) for m in inserts],
+                    ],
+                )
+            if batch.updates:
+                ups = batch.updates
+                con.execute(
+                    """UPDATE messages SET attempt = u.attempt, started = u.started,
+                                           due_at = u.due_at
+                       FROM (SELECT unnest($1) AS seq, unnest($2) AS attempt,
+                                    unnest($3) AS started, unnest($4::DOUBLE[]) AS due_at) u
+                       WHERE messages.seq = u.seq""",
+                    [
+                        [m.seq for m in ups],
+                        [m.attempt for m in ups],
+                        [m.started for m in ups],
+                        [m.due_at_s for m in ups],
+                    ],
+                )
+            if acks:
+                # The range lets DuckDB skip row groups by their min/max: acks cluster at the
+                # head of a FIFO queue, so this stays cheap however long the queue is.
+                con.execute(
+                    """DELETE FROM messages WHERE seq BETWEEN $2 AND $3
+                       AND seq IN (SELECT unnest($1))""",
+                    [acks, min(acks), max(acks)],
+                )
+            if batch.dead_inserts:
+                dead = batch.dead_inserts
+                con.execute(
+                    """INSERT INTO dead_letters SELECT unnest($1), unnest($2), unnest($3),
+                           unnest($4), unnest($5), unnest($6::VARCHAR[]), unnest($7),
+                           unnest($8)""",
+                    [
+                        [d.message.seq for d in dead],
+                        [d.message.worker for d in dead],
+                        [d.message.enqueued_at_s for d in dead],
+                        [d.message.attempt for d in dead],
+                        [d.message.data for d in dead],
+                        [storable(d.message.key) for d in dead],
+                        [storable(d.error) for d in dead],
+                        [d.died_at_s for d in dead],
+                    ],
+                )
+            if batch.dead_deletes:
+                con.execute(
+                    "DELETE FROM dead_letters WHERE seq IN (SELECT unnest($1))",
+                    [batch.dead_deletes],
+                )
+            if batch.traces:
+                self._write_traces(batch.traces)
+            if batch.workers:
+                self._write_workers(batch.workers)
+            if batch.next_seq is not None:
+                if self._has_next_seq:
+                    con.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'next_seq'", [str(batch.next_seq)]
+                    )
+                else:
+                    con.execute("DELETE FROM meta WHERE key = 'next_seq'")
+                    con.execute("INSERT INTO meta VALUES ('next_seq', ?)", [str(batch.next_seq)])
+            con.execute("COMMIT")
+            self._committed(batch)
+        except duckdb.FatalException as exc:
+            # DuckDB invalidated the connection; opening the file again recovers.
+            self._drop()
+            if _COMMITTED_RE.search(str(exc)):
+                self._committed(batch)
+                return (
+                    f"the changes are on disk, but DuckDB could not checkpoint {self.path!r} "
+                    f"({_first_line(exc)}); it is opened again for the next write"
+                )
+            raise
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.TransactionException:
+                pass  # the failed COMMIT ended the transaction already; raise its own error
+            raise
+        self.files.remake_wal()
+        return None
+
+    def _write_workers(self, rows: list[WorkerRow]) -> None:
+        """Rows the file has are updated in place; new names (or all, before load) are
+        deleted and inserted."""
+        known = self._worker_rows
+        old = [] if known is None else [w for w in rows if w.name in known]
+        new = rows if known is None else [w for w in rows if w.name not in known]
+        if old:
+            self.con.execute(
+                """UPDATE workers SET paused = u.paused, done = u.done, failed = u.failed,
+                          last_run = u.last_run, skipped = u.skipped,
+                          pause_reason = u.pause_reason, retried = u.retried, kind = u.kind
+                   FROM (SELECT unnest($1) AS name, unnest($2) AS paused, unnest($3) AS done,
+                                unnest($4) AS failed, unnest($5::DOUBLE[]) AS last_run,
+                                unnest($6) AS skipped, unnest($7::VARCHAR[]) AS pause_reason,
+                                unnest($8) AS retried, unnest($9::VARCHAR[]) AS kind) u
+                   WHERE workers.name = u.name""",
+                _columns(old),
+            )
+        if new:
+            names = [w.name for w in new]
+            self.con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
+            self.con.execute(
+                """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
+                                        pause_reason, retried, kind)
+                   SELECT unnest($1), unnest($2), unnest($3), unnest($4),
+                          unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
+                          unnest($8), unnest($9::VARCHAR[])""",
+                _columns(new),
+            )
+
+    def _committed(self, batch: Batch) -> None:
+        """What a committed batch added to the file (for the next batches' statements)."""
+        if self._worker_rows is not None:
+            self._worker_rows.update(w.name for w in batch.workers)
+        if batch.next_seq is not None:
+            self._has_next_seq = True
+
+    def _write_traces(self, rows: list[TraceRow]) -> None:
+        self.con.execute(
+            """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
+                                   result_repr, stdout, error, replay, attempt, timed_out)
+               SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
+                   unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
+                   unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13)""",
+            _columns(rows),
+        )
+        self.con.execute(
+            """DELETE FROM traces WHERE seq IN (
+                   SELECT seq FROM (SELECT seq, row_number() OVER (
+                       PARTITION BY worker ORDER BY seq DESC) AS n FROM traces)
+                   WHERE n > $1)""",
+            [self.traces_kept],
+        )
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the file and reclaim space of deleted rows."""
+        if self.con is not None:
+            self.con.execute("CHECKPOINT")
+            self.files.remake_wal()
+
+    def sql(self, query: str, params=None):
+        """A DuckDB relation for one SELECT over the stable views, as committed so far."""
+        if not isinstance(query, str):
+            raise ArgumentTypeError(
+                f"nw.sql: the query must be a string, not {type(query).__name__}"
+            )
+        if params is not None and not isinstance(params, list | tuple | dict):
+            raise ArgumentTypeError(
+                "nw.sql: params must be a list (for $1, $2... or ?) or a dict (for $name), "
+                f"not {type(params).__name__}"
+            )
+        cursor = self._reader()
+        _check_select(cursor, query)
+        return _read_only(cursor, query, params, self._results())
+
+    def _results(self):
+        """A new connection to the in-memory database that holds nw.sql's results; each
+        result is a TEMP table of its own connection, gone with the relation."""
+        with self._readers_lock:
+            if self._results_db is None:
+                if self.con is None:
+                    raise NBWorkersError(
+                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
+                        "run %load_ext nbworkers again"
+                    )
+                self._results_db = duckdb.connect(":memory:")
+            return self._results_db.cursor()
+
+    def _reader(self):
+        """This thread's reading connection, with the views."""
+        cursor = getattr(self._readers, "cursor", None)
+        if cursor is None:
+            # A DuckDB connection is not to be used by two threads at once, and the writer
+            # thread uses self.con: each reading thread gets a cursor, a connection of its own
+            # to the same database, whose TEMP views only it sees. Made under a lock, so that
+            # none is made while close() closes them all.
+            with self._readers_lock:
+                if self.con is None:
+                    raise NBWorkersError(
+                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
+                        "run %load_ext nbworkers again"
+                    )
+                cursor = self.con.cursor()
+            _create_views(cursor, _tables(cursor))
+            # A global setting, so that HUGEINT (a sum), UUID... keep their types on the way
+            # to nw.sql's results; nothing else in this database uses Arrow.
+            cursor.execute("SET arrow_lossless_conversion = true")
+            self._readers.cursor = cursor
+        return cursor
+
+    def close(self) -> None:
+        # Drop the reference too: a traceback kept in sys.last_traceback may keep this object
+        # alive until exit, and DuckDB's bindings report live connections then as leaks.
+        # Closing a connection closes its cursors (nw.sql's) too, and with them the file.
+        with self._readers_lock:
+            con, self.con = self.con, None
+            results, self._results_db = self._results_db, None
+        if con is not None:
+            con.close()
+            self.files.drop_empty_wal()
+        if results is not None:
+            results.close()  # and the relations nw.sql returned

@@ -1,0 +1,112 @@
+"""The rows the store reads and writes: dataclasses for the runtime's state as it is on disk
+(``WorkerRow``, ``TraceRow``, ``MessageRow``, ``DeadRow``), everything loaded at start-up
+(``Loaded``), the changes of one transaction (``Batch``), and the helpers that turn them into
+statement parameters (``storable`` text, ``_columns`` for ``unnest``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, field
+
+
+@dataclass
+class WorkerRow:
+    name: str
+    paused: bool
+    done: int
+    failed: int
+    last_run: float | None = None  # crons: when the schedule last fired (run or skip)
+    skipped: int = 0  # crons: ticks skipped because the previous run was still going
+    pause_reason: str | None = None  # why it was paused, when nbworkers paused it
+    retried: int = 0  # failed runs that were tried again
+    kind: str | None = None  # "worker" or "cron": what the name was last defined as
+
+
+@dataclass
+class TraceRow:
+    seq: int
+    worker: str
+    message_seq: int
+    started_at: float
+    duration: float
+    input: bytes | None
+    result: bytes | None
+    result_repr: str
+    stdout: str
+    error: str | None
+    replay: bool
+    attempt: int = 1
+    timed_out: bool = False
+
+
+@dataclass
+class MessageRow:
+    seq: int
+    worker: str
+    enqueued_at: float
+    attempt: int
+    data: bytes
+    started: bool
+    due_at: float | None
+    key: str | None
+
+
+@dataclass
+class DeadRow:
+    seq: int
+    worker: str
+    enqueued_at: float
+    attempt: int
+    data: bytes
+    key: str | None
+    error: str
+    died_at: float
+
+
+@dataclass
+class Loaded:
+    """Everything the runtime needs from disk at start-up."""
+
+    next_seq: int
+    workers: list[WorkerRow]
+    messages: list[MessageRow]  # oldest first
+    traces: list[TraceRow]  # newest first
+    dead: list[DeadRow]  # oldest first
+
+
+@dataclass
+class Batch:
+    """Changes for one transaction. Acks of messages inserted in the same batch cancel out."""
+
+    inserts: list = field(default_factory=list)  # Message objects
+    updates: list = field(default_factory=list)  # Message objects whose attempt/due changed
+    acks: list[int] = field(default_factory=list)  # seqs of messages that left the queue
+    dead_inserts: list = field(default_factory=list)  # DeadLetter objects
+    dead_deletes: list[int] = field(default_factory=list)  # seqs of dead letters to drop
+    traces: list[TraceRow] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
+    next_seq: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.inserts
+            or self.updates
+            or self.acks
+            or self.dead_inserts
+            or self.dead_deletes
+            or self.traces
+            or self.workers
+            or self.next_seq is not None
+        )
+
+
+def storable(value: str | None) -> str | None:
+    """``value`` storable as UTF-8: lone surrogates (undecodable file names) are escaped."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _columns(rows: list) -> list[list]:
+    """Dataclass rows as one list per field, in field order (the ``unnest`` parameters)."""
+    return [list(col) for col in zip(*map(astuple, rows), strict=True)]
