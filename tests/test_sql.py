@@ -379,6 +379,26 @@ def test_a_long_sql_query_does_not_hold_up_the_writer(fresh_runtime, tmp_path):
     assert nw.sql("select count(*) from messages").fetchall() == [(2,)]
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "with d as (delete from messages returning *) select * from d",
+        "with u as (update workers set paused = false returning *) select * from u",
+        "with i as (insert into messages (seq) values (1) returning *) select * from i",
+    ],
+)
+def test_a_data_modifying_with_on_a_view_says_nw_sql_only_reads(fresh_runtime, query):
+    # DuckDB's binder refuses these first, in words ("Can only delete from base table") that
+    # suggest the table behind the view would do: nbworkers says what to do instead.
+    nw = fresh_runtime
+    nw.pause("w")
+    nw.emit(1, "w")
+    with pytest.raises(NBWorkersError, match=r"nw\.sql only reads.*nw\.purge"):
+        nw.sql(query)
+    assert nw.counts("w")["queued"] == 1
+    assert nw.sql("select count(*) from messages").fetchall() == [(1,)]
+
+
 def test_sql_errors_are_duckdb_s_own(fresh_runtime):
     nw = fresh_runtime
     with pytest.raises(duckdb.Error, match="nosuch"):
