@@ -5,6 +5,7 @@ from __future__ import annotations
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.utils.process import arg_split
 
 from . import api, handlers, schedule
 from .errors import NBWorkersError
@@ -171,7 +172,9 @@ class WorkerMagics(Magics):
         says when it runs next; ``nw.pause`` / ``nw.resume`` work as for workers.
         Running the cell again replaces the cron; it never adds a second one.
         """
-        args = parse_argstring(self.cron, line)
+        # Intermixed: the NAME may come after the options too (%%cron daily --at 09:30 digest),
+        # which plain argparse refuses for an optional positional
+        args = self.cron.parser.parse_intermixed_args(arg_split(line))
         try:
             plan = schedule.parse(args.interval, args.at, args.tz)
             policy = Policy(timeout_s=args.timeout, executor=args.executor)

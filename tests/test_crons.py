@@ -393,6 +393,16 @@ def test_an_hourly_job_runs_in_both_passes_of_the_repeated_hour(make_runtime):
     assert shown(zone, runs)[1:4] == ["11-01 01:00-0400", "11-01 01:00-0500", "11-01 02:00-0500"]
 
 
+def test_a_cron_name_may_come_after_the_options(kernel):
+    kernel.ok("%%cron daily --at 09:30 digest\npass")
+    kernel.ok('%%cron "0 9 * * MON-FRI" --tz America/New_York standup\npass')
+    kernel.ok("%%cron --paused hourly report\npass")
+    assert sorted(kernel.eval("nw.workers()")) == ["digest", "report", "standup"]
+    assert kernel.eval("nw.is_paused('report')")
+    reply = kernel.run("%%cron daily --at 09:30 digest extra\npass")
+    assert reply.ename == "UsageError" and "unrecognized arguments: extra" in reply.evalue
+
+
 def test_a_time_zone_per_cron(kernel):
     kernel.ok("%config NBWorkers.timezone = 'Asia/Tokyo'")
     kernel.ok('%%cron "0 9 * * MON-FRI" standup --tz Europe/Paris\npass')
