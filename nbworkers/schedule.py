@@ -358,6 +358,14 @@ def _every_words(seconds: int) -> str:
     return f"every {seconds} seconds" if seconds != 1 else "every second"
 
 
+def _cron_like(text: str) -> bool:
+    """Several fields, most of them numbers, ranges, steps or ``*``: a cron expression with a
+    field too few or too many (not a misspelt interval such as "every 2 days")."""
+    fields = text.split()
+    numeric = [f for f in fields if re.fullmatch(r"[\d*/,\-]+", f)]
+    return len(fields) > 1 and 2 * len(numeric) > len(fields)
+
+
 def parse(spec: str, at: str | None = None, tz: str | None = None) -> Schedule:
     """A Schedule from an interval or cron expression, an optional ``HH:MM`` and an optional
     IANA time zone; ValueError saying what is wrong otherwise."""
@@ -378,6 +386,13 @@ def parse(spec: str, at: str | None = None, tz: str | None = None) -> Schedule:
                 "--at goes with intervals; a cron expression already says when"
             )
         return Schedule(spec=text, cron=CronExpr.parse(text), zone=zone)
+    elif _cron_like(text):
+        fields = len(text.split())
+        raise ArgumentValueError(
+            f"{text!r} looks like a cron expression, but a cron expression has 5 fields "
+            f"(minute hour day-of-month month day-of-week) and it has {fields}; in %%cron, "
+            'quote it: %%cron "0 9 * * MON-FRI"'
+        )
     else:
         raise ArgumentValueError(f"{spec!r} is not a cron interval. Valid intervals: {VALID_FORMS}")
     if at is None:

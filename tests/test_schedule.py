@@ -48,7 +48,7 @@ def test_intervals_parse(spec, seconds):
     assert parse(spec).every_s == seconds
 
 
-@pytest.mark.parametrize("spec", ["sometimes", "0s", "5x", "* * * *", "0 0 9 * * *", "@reboot", ""])
+@pytest.mark.parametrize("spec", ["sometimes", "0s", "5x", "@reboot", ""])
 def test_bad_intervals_list_the_valid_forms(spec):
     with pytest.raises(ValueError, match="every-minute, hourly") as info:
         parse(spec)
@@ -446,3 +446,22 @@ def test_a_next_run_is_always_after_the_time_it_is_computed_from(zone, spec, off
     # A catch-up is due at once, and the run after it is later: the timer never loops
     assert plan.next_run(ts - 40 * DAY, ts, z) == ts
     assert plan.next_run(ts, ts, z) > ts
+
+
+@pytest.mark.parametrize(
+    ("spec", "fields"),
+    [("0 9 * *", 4), ("* * * *", 4), ('"0 9 * * * *"', 6), ("0 0 9 * * *", 6), ("1 2", 2)],
+)
+def test_a_cron_expression_with_a_field_too_few_or_many_says_so(spec, fields):
+    with pytest.raises(ValueError) as info:
+        parse(spec)
+    assert "a cron expression has 5 fields (minute hour day-of-month month day-of-week)" in str(
+        info.value
+    )
+    assert f"it has {fields}" in str(info.value) and '%%cron "0 9 * * MON-FRI"' in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["every day", "every 2 days", "bogus"])
+def test_a_misspelt_interval_lists_the_valid_ones(spec):
+    with pytest.raises(ValueError, match=r"is not a cron interval\. Valid intervals: every-minute"):
+        parse(spec)
