@@ -14,6 +14,7 @@ from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
 from nbworkers.schedule import HOUR, MINUTE, parse
 from tests.conftest import Clock
+from tests.waiting import wait_until
 
 T0 = 1_800_000_000.0
 
@@ -441,7 +442,7 @@ def test_undefining_a_cron_stops_its_ticks_and_keeps_its_messages_unhandled(make
     assert rt.workers() == []
     with pytest.raises(NBWorkersError, match="no cron named 'c'"):
         rt.next_run("c")
-    assert _wait_for(lambda: "nbworkers-run-c-0" not in {t.name for t in threading.enumerate()})
+    assert wait_until(lambda: "nbworkers-run-c-0" not in {t.name for t in threading.enumerate()})
     clock.now = T0 + 3 * HOUR
     assert rt.run_timers() is None
     # and what is sent to its name waits, unhandled, for the next definition of that name
@@ -471,22 +472,10 @@ def test_a_failing_timer_pass_is_reported_and_the_timer_goes_on(tmp_path, capfd)
         # When a delayed message starts the timer thread
         rt.emit("later", "w", delay=0.1)
         # Then the failure is reported on the kernel's stderr, and the next pass delivers it
-        assert _wait_for(lambda: seen == ["later"])
+        assert wait_until(lambda: seen == ["later"])
         assert len(passes) >= 2
     finally:
         rt.stop()
     err = capfd.readouterr().err
     assert "nbworkers: the timer failed (it goes on)" in err
     assert "RuntimeError: this timer pass broke" in err
-
-
-def _wait_for(condition, timeout=10.0):
-    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

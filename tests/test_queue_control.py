@@ -11,16 +11,7 @@ import pytest
 
 from nbworkers.handlers import from_function
 from tests.conftest import Clock
-
-
-def wait_until(condition, timeout=10.0):
-    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+from tests.waiting import wait_until
 
 
 def define(rt, name, fn, concurrency=None):

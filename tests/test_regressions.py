@@ -16,6 +16,7 @@ from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_cell, from_function
 from nbworkers.runtime import Runtime
 from nbworkers.schedule import parse
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -23,16 +24,6 @@ def rt(tmp_path):
     runtime = Runtime(str(tmp_path / "q.duckdb"))
     yield runtime
     runtime.stop()
-
-
-def wait_until(condition, timeout=10.0):
-    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def rows(path, sql):

@@ -11,6 +11,7 @@ from nbworkers import handlers, runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -317,16 +318,6 @@ def test_messages_running_at_a_crash_are_delivered_again(make_runtime, tmp_path)
     )
     assert rt2.wait("w", 10)
     assert sorted(runs) == [(0, 2), (1, 2), (2, 1), (3, 1)]
-
-
-def wait_until(condition, timeout=10.0):
-    """True once ``condition()`` is; False if ``timeout`` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_message_ids_are_never_reused_even_after_a_purge_and_a_restart(make_runtime):
