@@ -14,18 +14,9 @@ state in memory. Users read through the stable views (``messages``, ``traces``,
 from __future__ import annotations
 
 from .database import SCHEMA_VERSION, Store
-from .rows import (
-    Batch,
-    DeadRow,
-    Loaded,
-    MessageRow,
-    TraceRow,
-    WorkerRow,
-    _columns,
-    storable,
-)
+from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, WorkerRow, storable
 from .status import STATUS_TIMEOUT_S, Failure, Status, WorkerStatus, read_status
-from .views import VIEWS, _create_views, _quote, _tables
+from .views import VIEWS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,10 +32,6 @@ __all__ = [
     "TraceRow",
     "WorkerRow",
     "WorkerStatus",
-    "_columns",
-    "_create_views",
-    "_quote",
-    "_tables",
     "read_status",
     "storable",
 ]
