@@ -172,16 +172,7 @@ class Trace:
         """A fresh copy of the event this run received (None for a run with no input)."""
         if self.input_data is None:
             return None
-        try:
-            return load_event(self.input_data)
-        except ClassNotDefined as exc:
-            raise NBWorkersError(
-                f"trace {self.id}: its input cannot be unpickled yet: {exc}"
-            ) from exc
-        except Exception as exc:
-            raise NBWorkersError(
-                f"trace {self.id}: its input cannot be unpickled ({type(exc).__name__}: {exc})"
-            ) from exc
+        return self._load("input", self.input_data)
 
     @property
     def result(self):
@@ -189,18 +180,23 @@ class Trace:
         if self._result is not NO_RESULT:
             return self._result
         if self._result_data is not None:
-            try:
-                return load_event(self._result_data)
-            except ClassNotDefined as exc:
-                raise NBWorkersError(
-                    f"trace {self.id}: its result cannot be unpickled yet: {exc}"
-                ) from exc
-            except Exception as exc:
-                raise NBWorkersError(
-                    f"trace {self.id}: its result cannot be unpickled "
-                    f"({type(exc).__name__}: {exc}); result_repr shows what it was"
-                ) from exc
+            return self._load("result", self._result_data, "; result_repr shows what it was")
         return None
+
+    def _load(self, what: str, data: bytes, hint: str = ""):
+        """A fresh copy of the pickled ``what`` (input or result), or NBWorkersError saying
+        why it cannot be unpickled."""
+        try:
+            return load_event(data)
+        except ClassNotDefined as exc:
+            raise NBWorkersError(
+                f"trace {self.id}: its {what} cannot be unpickled yet: {exc}"
+            ) from exc
+        except Exception as exc:
+            raise NBWorkersError(
+                f"trace {self.id}: its {what} cannot be unpickled ({type(exc).__name__}: {exc})"
+                f"{hint}"
+            ) from exc
 
     @property
     def result_repr(self) -> str:
