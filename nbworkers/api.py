@@ -185,7 +185,8 @@ def emit(event, name: str, *, key: str | None = None, delay: float | None = None
 
     ``key="..."``: if a message with this key is queued or running for ``name``, enqueue
     nothing and return that message's id. ``delay=seconds`` or ``at=datetime`` (naive: local
-    time): the message waits until then (it counts as queued meanwhile).
+    time, or ``NBWorkers.timezone`` when set): the message waits until then (it counts as
+    queued meanwhile).
     """
     if child.active:  # this process runs handlers for a kernel: a pool process or Dask
         remote = child.emitter()

@@ -135,7 +135,12 @@ class WorkerMagics(Magics):
         "@weekly, @monthly, @yearly.",
     )
     @argument("name", nargs="?", default=None, help="The cron's name (default: one per cell).")
-    @argument("--at", default=None, help="Run at this wall-clock time, HH:MM (local time).")
+    @argument(
+        "--at",
+        default=None,
+        help="Run at this wall-clock time, HH:MM (in the zone of --tz, else "
+        "NBWorkers.timezone, else the kernel's local time).",
+    )
     @argument(
         "--tz",
         default=None,

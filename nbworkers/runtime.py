@@ -259,7 +259,8 @@ class Runtime(QueueControl, Alerts, Listeners):
 
         ``key``: enqueue nothing if a message with this key is queued or running for
         ``name``, and return that message's id. ``delay`` (seconds) or ``at`` (a datetime;
-        naive means local time): the message waits until then.
+        naive means local time, or ``NBWorkers.timezone`` when set): the message waits until
+        then.
         """
         check_name(name)
         if key is not None and not isinstance(key, str):
