@@ -24,7 +24,7 @@ class NBWorkers(Configurable):
         "",
         help=(
             "The DuckDB file holding queues and traces. Empty: $NBWORKERS_DB if set, else "
-            ".nbworkers/<notebook name>.duckdb in the kernel's working directory. "
+            ".nbworkers/<notebook name>.duckdb in the folder the kernel started in. "
             "':memory:' keeps everything in memory (nothing survives a restart). "
             "Changing it moves the runtime to the new file; handlers stay defined."
         ),
