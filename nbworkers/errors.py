@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import linecache
 import os
-import sys
 import types
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -66,8 +65,10 @@ def without_our_frames(tb: types.TracebackType | None) -> types.TracebackType | 
 
 
 def _render(exc: BaseException) -> list[str]:
-    shell = _shell()
-    ipython = os.path.dirname(os.path.abspath(sys.modules["IPython"].__file__)) + os.sep
+    import IPython  # the caller: this runs only when IPython shows the error
+
+    shell = IPython.get_ipython()
+    ipython = os.path.dirname(os.path.abspath(IPython.__file__)) + os.sep
     tb = without_our_frames(exc.__traceback__)
     # The outermost frames are IPython running the cell (run_code): not the user's either
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(ipython):
@@ -81,12 +82,6 @@ def _render(exc: BaseException) -> list[str]:
     lines.append(f"{type(exc).__name__}: {exc}")
     lines += getattr(exc, "__notes__", [])
     return lines
-
-
-def _shell():
-    from IPython import get_ipython
-
-    return get_ipython()
 
 
 def _where(shell, code: types.CodeType, lineno: int) -> str:
