@@ -13,7 +13,7 @@ from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from .handlers import check_name
 from .message import ClassNotDefined, Message, load_event, parse_id
 from .trace import preview
-from .worker import DeadLetter, WorkerState
+from .worker import DeadLetter, WorkerState, _whole
 
 
 def _event_preview(data: bytes | None) -> str:
@@ -70,9 +70,7 @@ class QueueControl:
         """The messages of ``name`` waiting to run: ready ones oldest first, then delayed
         ones soonest first; at most ``limit`` (None: all)."""
         self._known_or_valid(name)
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
+        if limit is not None and (not _whole(limit) or limit < 0):
             raise ArgumentValueError(
                 f"nw.messages: limit must be a whole number, 0 or more (or None: all), "
                 f"not {limit!r}"

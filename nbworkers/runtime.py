@@ -35,7 +35,7 @@ from .message import ClassNotDefined, Message, load_event, parse_id
 from .schedule import Schedule, Zone
 from .store import Store
 from .trace import NO_RESULT, RunResult, Trace, run_result
-from .worker import DeadLetter, Policy, Run, WorkerState, _number
+from .worker import DeadLetter, Policy, Run, WorkerState, _number, _whole
 from .writer import Writer
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -1189,7 +1189,7 @@ def check_events(events) -> Iterable:
 
 
 def _check_concurrency(concurrency) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    if not _whole(concurrency) or concurrency < 1:
         raise ArgumentValueError(
             f"concurrency must be a whole number of at least 1, not {concurrency!r}"
         )

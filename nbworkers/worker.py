@@ -39,7 +39,7 @@ class Policy:
 
     def __post_init__(self):
         check_executor(self.executor)
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+        if not _whole(self.retries) or self.retries < 0:
             raise ArgumentValueError(
                 f"retries must be a whole number, 0 or more, not {self.retries!r}"
             )
@@ -62,6 +62,11 @@ class Policy:
 
 def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value) -> bool:
+    """A whole number (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class DeadLetter:
