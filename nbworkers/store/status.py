@@ -198,8 +198,7 @@ def _open_read_only(path: str):
         con.execute("SET enable_external_access = false")
     except duckdb.Error as exc:
         con.close()
-        text = str(exc)
-        held = _LOCK_RE.search(text)
+        held = _LOCK_RE.search(str(exc))
         if held:
             raise StoreLockedError(
                 f"{path!r} is in use by another process ({_process_description(held['pid'])}), "
@@ -209,6 +208,6 @@ def _open_read_only(path: str):
                 "shut the kernel down and run this again. Nothing was changed."
             ) from None
         raise NBWorkersError(
-            f"{path!r} cannot be read as a DuckDB database ({text.splitlines()[0]}). {_WHERE}"
+            f"{path!r} cannot be read as a DuckDB database ({_first_line(exc)}). {_WHERE}"
         ) from exc
     return con
