@@ -50,12 +50,21 @@ def timeout_note(executor: str) -> str:
     )
 
 
+def _pool_size(max_processes: int) -> int:
+    """How many processes the pool may run: ``NBWorkers.max_processes``, 0 being one per CPU."""
+    return max_processes or os.cpu_count() or 1
+
+
 class Executors:
     """The process pool and the Dask runner of one runtime (both started only when used)."""
 
     def __init__(self, max_processes: int = 0, dask_address: str = ""):
-        self.pool = ProcessPool(max_processes or os.cpu_count() or 1)
+        self.pool = ProcessPool(_pool_size(max_processes))
         self.dask = DaskRunner(dask_address)
+
+    def set_max_processes(self, max_processes: int) -> None:
+        """``NBWorkers.max_processes`` changed while running (see ``ProcessPool.resize``)."""
+        self.pool.resize(_pool_size(max_processes))
 
     def prepare(self, handler, executor: str, concurrency: int) -> None:
         """Check, when a worker is defined, that its executor can run it (NBWorkersError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 
 from . import api
@@ -42,7 +41,7 @@ def _on_dask_address(change) -> None:
 def _on_max_processes(change) -> None:
     rt = api.running()
     if rt is not None:
-        rt.executors.pool.resize(change["new"] or os.cpu_count() or 1)
+        rt.executors.set_max_processes(change["new"])
 
 
 def load_ipython_extension(ip) -> None:
