@@ -93,6 +93,10 @@ def test_a_stream_a_run_sets_to_none_is_put_back_when_it_ends_and_its_output_say
     real = io.StringIO()
     monkeypatch.setattr(sys, "stdout", real)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
+    # As in a fresh process: no runtime installed, no router put in place yet (a runtime an
+    # earlier test left running would make its router the stream to put back)
+    monkeypatch.setattr(output, "_installs", 0)
+    monkeypatch.setattr(output, "_last", {})
     with output.Capture() as run:
         print("before")
         sys.stdout = None
