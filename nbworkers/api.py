@@ -1,180 +1,29 @@
 """The public functions: ``emit``, ``worker``, ``pause``, ``traces``... on one shared runtime.
 
 The runtime starts on first use, on the file the configuration names, so loading the
-extension in a kernel that never uses it creates no file.
+extension in a kernel that never uses it creates no file (``current.py`` keeps it).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 
-from . import child, handlers, schedule
-from .config import NBWorkers
-from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
-from .runtime import Runtime, check_events, run_owner
+from . import child, current, handlers, schedule
+
+# The runtime of this process (current.py), reached as api.runtime(), api.shutdown()...
+from .current import config as config
+from .current import on_start as on_start
+from .current import reopen as reopen
+from .current import running as running
+from .current import runtime as runtime
+from .current import shutdown as shutdown
+from .current import stop_for_exit as stop_for_exit
+from .current import stopping as stopping
+from .current import use_config as use_config
+from .errors import ArgumentTypeError, ArgumentValueError
+from .runtime import check_events
 from .trace import Trace
 from .worker import Policy
-
-_lock = threading.RLock()
-_runtime: Runtime | None = None
-# The runtime shutdown() is stopping, until it has closed its file: emits go to it meanwhile
-# (they join its last write, or it refuses them), and no new runtime opens the file beside it.
-_stopping: Runtime | None = None
-_stopped = threading.Condition(_lock)
-_exiting = False  # the interpreter exits: nothing may start again
-_GRACE_S = 5.0  # how long stopping lets runs going end
-# At exit, less: Jupyter sends a kernel that has not exited SIGTERM 2.5 s after asking it to
-# shut down (half of KernelManager.shutdown_wait_time), which would end the stop mid-way.
-_EXIT_GRACE_S = 1.0
-_config: NBWorkers | None = None
-_on_start: list[Callable[[Runtime], None]] = []
-_dask_client = None  # the client given to use_dask, kept for runtimes started later
-# Handlers defined on a runtime that moved to another file (reopen), until one opens there:
-# a file that cannot be opened must not make the notebook lose its workers.
-_moving: list[tuple] = []
-
-
-def on_start(callback: Callable[[Runtime], None]) -> None:
-    """Call ``callback(runtime)`` for every runtime started from now on (and the current one)."""
-    with _lock:
-        _on_start.append(callback)
-        rt = _runtime
-    if rt is not None:
-        callback(rt)
-
-
-def config() -> NBWorkers:
-    """The configuration in force (the kernel's ``NBWorkers`` once the extension is loaded)."""
-    global _config
-    with _lock:
-        if _config is None:
-            _config = NBWorkers()
-        return _config
-
-
-def use_config(cfg: NBWorkers) -> None:
-    """Make ``cfg`` the configuration; the extension passes the kernel's."""
-    global _config
-    with _lock:
-        _config = cfg
-
-
-def runtime() -> Runtime:
-    """The running runtime, started on the configured file if need be."""
-    global _runtime
-    rt = _runtime
-    if rt is not None:
-        return rt
-    child.refuse_outside_kernel()
-    _refuse_stopped_run()
-    with _lock:
-        if _exiting:
-            raise NBWorkersError(
-                "nbworkers has stopped because Python is exiting (kernel shutdown or restart); "
-                "nothing was done. Run it again in the new kernel."
-            )
-        _stopped.wait_for(lambda: _stopping is None)
-        if _runtime is None:
-            cfg = config()
-            _runtime = Runtime(
-                cfg.resolved_db_path(),
-                traces_kept=cfg.traces_kept,
-                default_concurrency=cfg.default_concurrency,
-                flush_interval_s=cfg.flush_interval_s,
-                result_max_bytes=cfg.result_max_bytes,
-                timezone=cfg.timezone or None,
-                storm_rate=cfg.storm_rate,
-                storm_seconds=cfg.storm_seconds,
-                max_queued=cfg.max_queued,
-                failure_notice_after=cfg.failure_notice_after,
-                max_processes=cfg.max_processes,
-                dask_address=cfg.dask_address,
-            )
-            if _dask_client is not None:
-                _runtime.executors.dask.use(_dask_client)
-            for callback in _on_start:
-                callback(_runtime)
-            kept, _moving[:] = list(_moving), []
-            for name, handler, concurrency, plan, policy in kept:
-                if plan is not None:
-                    _runtime.define_cron(name, handler, plan, policy=policy)
-                else:
-                    _runtime.define(name, handler, concurrency, policy=policy)
-        return _runtime
-
-
-def _refuse_stopped_run() -> None:
-    """A run of a runtime that stops (or stopped) cannot start another: it would wait for
-    its own stop, then open the file again after %unload_ext."""
-    owner = run_owner()
-    if owner is not None and owner.stopping:
-        raise NBWorkersError(
-            "this run was still going when nbworkers stopped (nw.shutdown, %unload_ext, "
-            "%reload_ext or the kernel exiting): it may emit until the stop's last write, and "
-            "nothing else. Nothing was enqueued or done; everything emitted before is kept. A run "
-            "that outlives the stop leaves its message queued in the file, delivered again at "
-            "the next start."
-        )
-
-
-def running() -> Runtime | None:
-    """The runtime if it has started, else None (never starts one)."""
-    return _runtime
-
-
-def stopping() -> Runtime | None:
-    """The runtime being stopped, until it has closed its file; else None."""
-    return _stopping
-
-
-def shutdown() -> None:
-    """Write everything, stop every nbworkers thread and close the file. Idempotent; returns
-    once the file is closed (also when another thread's shutdown is stopping it).
-
-    While it stops, emits join the last write; one that comes after it raises NBWorkersError
-    (nothing emitted is lost). Other calls wait until the file is closed, then start anew."""
-    _shutdown(_GRACE_S)
-
-
-def _shutdown(grace_s: float) -> None:
-    global _runtime, _stopping
-    with _lock:
-        rt, _runtime = _runtime, None
-        _moving.clear()
-        if rt is None:
-            if _stopping is not None and run_owner() is not _stopping:
-                _stopped.wait_for(lambda: _stopping is None)
-            return
-        _stopping = rt
-    try:
-        rt.stop(grace_s)
-    finally:
-        with _lock:
-            _stopping = None
-            _stopped.notify_all()
-
-
-def stop_for_exit() -> None:
-    """``shutdown`` when Python exits; nothing starts again after it (a thread still
-    emitting would get ids for messages that no one writes)."""
-    global _exiting
-    with _lock:
-        _exiting = True
-    _shutdown(_EXIT_GRACE_S)
-
-
-def reopen() -> None:
-    """Move to the file the configuration now names, keeping the defined handlers (also when
-    that file cannot be opened: they are defined on the first runtime that opens)."""
-    with _lock:
-        rt = _runtime
-        if rt is None:
-            return
-        kept = rt.definitions()
-        shutdown()
-        _moving[:] = kept
-        runtime()
 
 
 def emit(event, name: str, *, key: str | None = None, delay: float | None = None, at=None) -> str:
@@ -192,7 +41,7 @@ def emit(event, name: str, *, key: str | None = None, delay: float | None = None
         remote = child.emitter()
         if remote is not None:
             return remote.emit(event, name, key=key, delay=delay, at=at)
-    return _emitting().emit(event, name, key=key, delay=delay, at=at)
+    return current.emitting().emit(event, name, key=key, delay=delay, at=at)
 
 
 def emit_many(events: Iterable, name: str) -> list[str]:
@@ -200,16 +49,7 @@ def emit_many(events: Iterable, name: str) -> list[str]:
     remote = child.emitter()
     if remote is not None:
         return remote.emit_many(list(check_events(events)), name)
-    return _emitting().emit_many(events, name)
-
-
-def _emitting() -> Runtime:
-    """The runtime an emit goes to: the running one; while one stops, that one (its last
-    write takes the emit, or it raises NBWorkersError); else a new one."""
-    rt = _runtime
-    if rt is None:
-        rt = _stopping
-    return rt if rt is not None else runtime()
+    return current.emitting().emit_many(events, name)
 
 
 def restart_processes() -> None:
@@ -226,14 +66,9 @@ def use_dask(client) -> None:
     >>> from distributed import Client, LocalCluster
     >>> nw.use_dask(Client(LocalCluster(n_workers=2)))
     """
-    global _dask_client
     if type(client).__name__ != "Client" or not hasattr(client, "submit"):
         raise ArgumentTypeError(f"use_dask: give a distributed.Client, not {type(client).__name__}")
-    with _lock:
-        _dask_client = client
-        rt = _runtime
-    if rt is not None:
-        rt.executors.dask.use(client)
+    current.use_dask_client(client)
 
 
 def worker(
@@ -461,6 +296,5 @@ def flush() -> None:
     rt = running()
     if rt is not None:
         rt.flush()
-    elif _stopping is not None and run_owner() is not _stopping:
-        with _lock:  # what joined a stop's last write is on disk once the stop has ended
-            _stopped.wait_for(lambda: _stopping is None)
+    else:
+        current.wait_for_stop()

@@ -17,7 +17,7 @@ import time
 import pytest
 from distributed import Client, LocalCluster
 
-from nbworkers import api, handlers
+from nbworkers import api, current, handlers
 from nbworkers.errors import NBWorkersError
 from nbworkers.worker import Policy
 
@@ -45,7 +45,7 @@ def executor(request, fresh_runtime):
     if request.param == "dask":
         fresh_runtime.use_dask(request.getfixturevalue("dask_client"))
     yield request.param
-    api._dask_client = None
+    current._dask_client = None
 
 
 def cell(source: str, name: str = "w", kind: str = "worker", **names):
@@ -179,7 +179,7 @@ def test_runs_happen_in_another_process(executor, fresh_runtime, request):
     trace = rt.traces("w")[0]
     assert trace.ok, trace.error
     assert isinstance(trace.result, int) and trace.result != os.getpid()
-    api._dask_client = None
+    current._dask_client = None
 
 
 def test_a_timeout_kills_the_process(fresh_runtime, tmp_path):
@@ -236,7 +236,7 @@ def test_a_timeout_on_dask_cancels_the_task(fresh_runtime, dask_client):
     api.emit(0, "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].result == "slept"
-    api._dask_client = None
+    current._dask_client = None
 
 
 def test_a_process_that_dies_fails_only_its_run(fresh_runtime):
@@ -656,7 +656,7 @@ def test_emit_from_a_thread_the_handler_starts_on_dask_fails_the_run_saying_why(
         assert "from the handler's own thread" in trace.error
         assert got == [] and r.counts("sink")["queued"] == 0
     finally:
-        api._dask_client = None
+        current._dask_client = None
 
 
 def test_dask_emit_mistakes_reach_the_handler_as_on_threads(fresh_runtime, dask_client):
@@ -675,7 +675,7 @@ def test_dask_emit_mistakes_reach_the_handler_as_on_threads(fresh_runtime, dask_
         # Then the run is not recorded as a success with the emit silently dropped
         assert not trace.ok, (trace.result, trace.stdout)
     finally:
-        api._dask_client = None
+        current._dask_client = None
 
 
 def test_a_dask_task_that_fails_on_the_cluster_fails_its_run_only(fresh_runtime, dask_client):
@@ -701,7 +701,7 @@ def test_a_dask_task_that_fails_on_the_cluster_fails_its_run_only(fresh_runtime,
         assert r.wait("d", 60) and r.traces("d")[0].result == "ran", r.traces("d")[0].error
     finally:
         scheduler.allowed_failures = allowed
-        api._dask_client = None
+        current._dask_client = None
 
 
 def test_a_process_killed_by_its_time_limit_is_never_put_back_for_reuse(make_runtime, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nbworkers import current
 from nbworkers.errors import NBWorkersError
 from nbworkers.message import message_id
 from nbworkers.store import Store
@@ -87,7 +88,7 @@ def test_an_emit_after_the_last_write_raises_and_one_after_the_stop_starts_anew(
     fresh_runtime, tmp_path, monkeypatch
 ):
     nw = fresh_runtime
-    monkeypatch.setattr(nw, "_GRACE_S", 0.5)  # the time a stop gives runs going
+    monkeypatch.setattr(current, "_GRACE_S", 0.5)  # the time a stop gives runs going
     release = threading.Event()
     during: list = []
 
