@@ -20,21 +20,13 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
 from tests.kernel import Kernel
+from tests.ondisk import rows
 from tests.test_widgets import wait_for
-
-
-def rows(path, sql):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def nbworkers_threads(kernel: Kernel) -> list[str]:

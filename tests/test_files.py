@@ -19,6 +19,7 @@ from nbworkers.message import Message
 from nbworkers.store import Batch, Store, wal
 from nbworkers.store import database as store_module
 from tests.kernel import Kernel
+from tests.ondisk import rows
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file another's")
@@ -26,14 +27,6 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a fil
 
 def msg(seq, data=b"x"):
     return Message(seq, "w", 1000.0 + seq, 1, data)
-
-
-def rows(path, sql):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 # ----- the working directory may change -------------------------------------------------------

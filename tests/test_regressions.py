@@ -9,13 +9,13 @@ import sys
 import threading
 import time
 
-import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_cell, from_function
 from nbworkers.runtime import Runtime
 from nbworkers.schedule import parse
+from tests.ondisk import rows
 from tests.waiting import wait_until
 
 
@@ -24,14 +24,6 @@ def rt(tmp_path):
     runtime = Runtime(str(tmp_path / "q.duckdb"))
     yield runtime
     runtime.stop()
-
-
-def rows(path, sql):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_stop_writes_the_runs_that_end_while_it_waits(tmp_path):
