@@ -6,17 +6,11 @@ reported by whichever thread ended them, after it let go of the lock.
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import Callable
 
 from .errors import ArgumentTypeError
+from .log import log
 from .trace import Trace
-
-
-def _say(text: str) -> None:
-    """Tell the user, on the kernel's own stderr (its log; never into a running cell)."""
-    print(text, file=sys.__stderr__, flush=True)
 
 
 class Alerts:
@@ -57,8 +51,7 @@ class Alerts:
                         callback(name, trace)
                     # A callback may raise anything (sys.exit included): report it, go on.
                     except BaseException as exc:  # noqa: BLE001
-                        text = "".join(traceback.format_exception(exc))
-                        _say(f"nbworkers: the on_failure callback {callback!r} raised:\n{text}")
+                        log.error("the on_failure callback %r raised:", callback, exc_info=exc)
 
     def take_notices(self) -> list[str]:
         """The "keeps failing" notices not shown yet (the extension prints them after a cell)."""

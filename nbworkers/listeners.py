@@ -6,9 +6,9 @@ A part of ``Runtime`` (a mixin): names that changed collect under the runtime's 
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import Callable
+
+from .log import log
 
 # Listeners (panels) hear of changes at most this often, however fast messages flow, so a
 # panel sends a few comm messages a second and reflects a change within half a second.
@@ -57,7 +57,6 @@ class Listeners:
                 try:
                     callback(names)
                 except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
-                    print(f"nbworkers: a panel failed to update {names}:", file=sys.__stderr__)
-                    traceback.print_exc(file=sys.__stderr__)
+                    log.exception("a panel failed to update %s:", names)
             with lock:
                 self._notify_wake.wait_for(lambda: self._stopping, NOTIFY_INTERVAL_S)

@@ -17,10 +17,8 @@ import contextlib
 import gc
 import pickle
 import random
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -31,6 +29,7 @@ from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from .executors import Executors, timeout_note
 from .handlers import Handler, check_name
 from .listeners import Listeners
+from .log import log
 from .message import ClassNotDefined, Message, load_event, parse_id
 from .schedule import Schedule, Zone
 from .store import Store
@@ -128,6 +127,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         dask_address: str = "",
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        store: Store | None = None,
     ):
         self.path = path
         self.zone = Zone(timezone)
@@ -140,7 +140,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         self.max_queued = max_queued
         self.failure_notice_after = failure_notice_after
         self.result_max_bytes = result_max_bytes
-        self.store = Store(path, traces_kept)
+        self.store = store if store is not None else Store(path, traces_kept)
         self.executors = Executors(max_processes, dask_address)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
@@ -634,8 +634,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             if error != w.schedule_error:
                 w.schedule_error = error
                 self._mark_changed(w.name)
-                print(f"nbworkers: cron {w.name!r} has no next run:", file=sys.__stderr__)
-                traceback.print_exception(exc, file=sys.__stderr__)
+                log.error("cron %r has no next run:", w.name, exc_info=exc)
             return None
         if w.schedule_error is not None:
             w.schedule_error = None
@@ -647,8 +646,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             try:
                 wake_at = self.run_timers()
             except Exception:  # noqa: BLE001 - reported; crons and delays must go on
-                print("nbworkers: the timer failed (it goes on):", file=sys.__stderr__)
-                traceback.print_exc(file=sys.__stderr__)
+                log.exception("the timer failed (it goes on):")
                 wake_at = self.clock() + 1.0
             with self._lock:
                 if self._stopping:

@@ -12,10 +12,10 @@ run, never the writes of every other worker.
 
 from __future__ import annotations
 
-import sys
 import threading
 
 from .errors import NBWorkersError
+from .log import log
 from .message import Message
 from .store import Batch, Store, TraceRow, storable
 from .trace import Trace
@@ -206,20 +206,18 @@ class Writer:
                 if batch:
                     warning = self.store.write(batch)
                     if warning:
-                        print(f"nbworkers: {warning}", file=sys.__stderr__)
+                        log.warning("%s", warning)
             except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
                 error = exc
                 if self.error is None or str(self.error) != str(exc):  # once, not every retry
-                    print(
-                        f"nbworkers: could not write to {self.store.path!r} ({exc}); "
-                        "the changes stay in memory and are tried again every second",
-                        file=sys.__stderr__,
+                    log.error(
+                        "could not write to %r (%s); the changes stay in memory and are "
+                        "tried again every second",
+                        self.store.path,
+                        exc,
                     )
             if error is None and self.error is not None:
-                print(
-                    f"nbworkers: writing to {self.store.path!r} works again; nothing was lost",
-                    file=sys.__stderr__,
-                )
+                log.warning("writing to %r works again; nothing was lost", self.store.path)
             with lock:
                 if error is not None:
                     self._put_back(batch, traces, workers)
@@ -230,10 +228,10 @@ class Writer:
                 gap = self.flush_interval_s if error is None else 1.0
                 self._wake.wait_for(lambda: self._flush_now or self._stop, gap)
                 if error is not None and self._stop:
-                    print(
-                        f"nbworkers: stopping with unwritten changes to {self.store.path!r}: "
-                        "messages emitted since the last successful write are lost",
-                        file=sys.__stderr__,
+                    log.error(
+                        "stopping with unwritten changes to %r: messages emitted since the "
+                        "last successful write are lost",
+                        self.store.path,
                     )
                     return
 

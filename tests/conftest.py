@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from nbworkers.runtime import Runtime
@@ -51,3 +53,15 @@ def fresh_runtime(tmp_path):
     yield api
     api.shutdown()
     api.use_config(None)
+
+
+@pytest.fixture
+def logged(caplog):
+    """The records nbworkers logs (``logging.getLogger("nbworkers")``, which does not
+    propagate to the root logger that ``caplog`` listens on)."""
+    log = logging.getLogger("nbworkers")
+    log.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        log.removeHandler(caplog.handler)

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-import traceback
 import weakref
 
 from .. import api
+from ..log import log
 
 _views: weakref.WeakSet = weakref.WeakSet()
 _lock = threading.Lock()
@@ -41,5 +40,4 @@ def _changed(names: set[str]) -> None:
             try:
                 view.refresh()
             except Exception:  # noqa: BLE001 - one broken view must not stop the others
-                print(f"nbworkers: could not refresh {view!r}:", file=sys.__stderr__)
-                traceback.print_exc(file=sys.__stderr__)
+                log.exception("could not refresh %r:", view)
