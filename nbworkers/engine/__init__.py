@@ -1,0 +1,1 @@
+"""The engine: the runtime of one database file and the parts it is made of."""
