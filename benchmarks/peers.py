@@ -81,7 +81,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
+from nbworkers.engine import Runtime
 
 HIGHEST = pickle.HIGHEST_PROTOCOL
 WORKER = "bench"

@@ -20,8 +20,8 @@ from .current import shutdown as shutdown
 from .current import stop_for_exit as stop_for_exit
 from .current import stopping as stopping
 from .current import use_config as use_config
+from .engine import check_events
 from .errors import ArgumentTypeError, ArgumentValueError
-from .runtime import check_events
 from .trace import Trace
 from .worker import Policy
 

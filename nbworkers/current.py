@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from . import child
 from .config import NBWorkers
+from .engine import Runtime, run_owner
 from .errors import NBWorkersError
-from .runtime import Runtime, run_owner
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from nbworkers.runtime import Runtime
+from nbworkers.engine import Runtime
 from tests.kernel import Kernel
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from nbworkers.engine import Runtime
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 from tests.kernel import Kernel
 from tests.ondisk import rows
 from tests.test_widgets import wait_for
@@ -132,7 +132,7 @@ _FULL_DISK = """
 import json, os, resource, signal, sys
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
+from nbworkers.engine import Runtime
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
 path = sys.argv[1]
@@ -508,7 +508,7 @@ def test_a_run_ending_while_the_runtime_stops_may_still_emit(tmp_path):
     stopping = threading.Thread(target=rt.stop)
     stopping.start()
     deadline = time.monotonic() + 10
-    while not rt._stopping:
+    while not rt.stopping:
         assert time.monotonic() < deadline
         time.sleep(0.001)
     gate.set()

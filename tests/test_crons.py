@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nbworkers.engine import Runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 from nbworkers.schedule import HOUR, MINUTE, parse
 from tests.conftest import Clock
 from tests.waiting import wait_until
@@ -456,7 +456,7 @@ def test_undefining_a_cron_stops_its_ticks_and_keeps_its_messages_unhandled(make
 def test_a_failing_timer_pass_is_reported_and_the_timer_goes_on(tmp_path, capfd):
     # Given a runtime whose first timer pass raises (a bug, a schedule that cannot answer)
     rt = Runtime(str(tmp_path / "q.duckdb"))
-    real_run_timers = rt.run_timers
+    real_run_timers = rt.timers.run
     passes = []
 
     def run_timers(now=None):
@@ -465,7 +465,7 @@ def test_a_failing_timer_pass_is_reported_and_the_timer_goes_on(tmp_path, capfd)
             raise RuntimeError("this timer pass broke")
         return real_run_timers(now)
 
-    rt.run_timers = run_timers
+    rt.timers.run = run_timers
     try:
         seen = []
         rt.define("w", from_function("w", seen.append))

@@ -266,7 +266,7 @@ def test_systemexit_in_a_process_is_a_failed_run(fresh_runtime):
 
 def test_stopping_ends_every_pool_process_and_keeps_unfinished_messages(tmp_path):
     # Given a runtime whose only process is busy with a run that never ends
-    from nbworkers.runtime import Runtime
+    from nbworkers.engine import Runtime
 
     path = str(tmp_path / "q.duckdb")
     rt = Runtime(path)
@@ -287,7 +287,7 @@ def test_stopping_ends_every_pool_process_and_keeps_unfinished_messages(tmp_path
     # Then soon after its grace period the process is gone, and so is every run thread
     assert time.monotonic() - t0 < 5
     assert not any(_alive(p) for p in pids)
-    assert not [t.name for t in rt._threads if t.is_alive()]
+    assert not [t.name for t in rt.registry.threads() if t.is_alive()]
     # And the message is still queued for next time (at-least-once)
     again = Runtime(path)
     try:

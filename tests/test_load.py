@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 
+from nbworkers.engine import Runtime
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 
 LOAD_S = float(os.environ.get("NBWORKERS_LOAD_S", "60"))
 EMITTERS = 8

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from nbworkers.engine import Runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_cell, from_function
-from nbworkers.runtime import Runtime
 from nbworkers.schedule import parse
 from tests.ondisk import rows
 from tests.waiting import wait_until
@@ -78,7 +78,7 @@ def test_run_now_on_a_paused_cron_does_not_let_later_messages_through(rt):
     rt.pause("c")
     rt.run_now("c")  # goes through the pause
     assert rt.wait("c", 5) and len(runs) == 3
-    rt._enqueue("c", [b"\x80\x05N."])  # a plain tick while paused must wait
+    rt.intake.enqueue("c", [b"\x80\x05N."])  # a plain tick while paused must wait
     time.sleep(0.2)
     assert len(runs) == 3 and rt.counts("c")["queued"] == 1
 
@@ -125,7 +125,7 @@ def test_wait_right_after_defining_an_interval_cron_covers_its_first_run(rt):
 
 def test_a_parked_message_leaves_one_trace_however_often_it_is_retried(rt):
     rt.define("w", from_function("w", lambda e: e), concurrency=1)
-    rt._enqueue("w", [b"c__main__\nNotDefinedYetNbw\n)\x81."])  # a class the notebook lacks
+    rt.intake.enqueue("w", [b"c__main__\nNotDefinedYetNbw\n)\x81."])  # a class the notebook lacks
     assert wait_until(lambda: rt.messages("w") and rt.messages("w")[0]["parked"])
     for _ in range(3):
         rt.retry_parked()

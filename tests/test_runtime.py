@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from nbworkers import handlers, runtime
+from nbworkers import handlers
+from nbworkers.engine import Runtime
+from nbworkers.engine import dispatch as runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 from tests.waiting import wait_until
 
 

@@ -39,9 +39,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from nbworkers.engine import Runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 from nbworkers.store import Loaded, Store
 from nbworkers.worker import Policy
 from tests.conftest import Clock
@@ -546,7 +546,7 @@ class QueueMachine(RuleBasedStateMachine):
         rt = self.rt
         stopper = threading.Thread(target=rt.stop, kwargs={"timeout_s": 20})
         stopper.start()
-        _wait_until("stop begins", lambda: [] if rt._stopping else ["not stopping"])
+        _wait_until("stop begins", lambda: [] if rt.stopping else ["not stopping"])
         for w in self.models.values():
             for m in list(w.running):
                 outcome = data.draw(st.sampled_from(["ok", "fail"]), label=f"{m.id} ends")
@@ -612,8 +612,8 @@ class QueueMachine(RuleBasedStateMachine):
         """Nothing more will happen until the next step: every run thread of the runtime
         sleeps with nothing ready for it, or runs a run that waits on its gate."""
         blocked = self.gates.blocked(self.gen)
-        with self.rt._lock:
-            for w in self.rt._workers.values():
+        with self.rt.registry.lock:
+            for w in self.rt.registry.workers.values():
                 waiting = sum(
                     (r.message.seq, r.message.attempt) in blocked for r in w.runs.values()
                 )
@@ -625,8 +625,8 @@ class QueueMachine(RuleBasedStateMachine):
         """Adopt what the model cannot know: which thread runs what, in which order runs
         started and dead letters died (threads race there); the sets were checked equal."""
         for name, w in self.models.items():
-            with self.rt._lock:
-                state = self.rt._workers.get(name)
+            with self.rt.registry.lock:
+                state = self.rt.registry.workers.get(name)
                 runs = [(r.message.seq, index) for index, r in state.runs.items()] if state else []
             by_seq = {m.seq: m for m in w.running}
             assert sorted(by_seq) == sorted(s for s, _ in runs), (name, runs, sorted(by_seq))

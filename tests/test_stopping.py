@@ -106,7 +106,7 @@ def test_an_emit_after_the_last_write_raises_and_one_after_the_stop_starts_anew(
     stopper = threading.Thread(target=nw.shutdown)
     stopper.start()
     # While the stop waits for the run, emits join its last write
-    _wait_until(lambda: first._stopping)
+    _wait_until(lambda: first.stopping)
     joined = nw.emit(1, "other")
     assert nw.running() is None
     # The run outlives the time the stop gives it: its emit comes after the last write.

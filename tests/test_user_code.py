@@ -10,8 +10,8 @@ import time
 import duckdb
 import pytest
 
+from nbworkers.engine import Runtime
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
 from nbworkers.trace import NOT_COPIED, preview, run_result
 from nbworkers.worker import Policy
 from tests.kernel import Kernel
@@ -281,7 +281,7 @@ def test_an_attribute_error_raised_by_setstate_is_not_a_missing_class(rt, cls):
 )
 def test_an_event_whose_class_is_not_defined_is_parked_naming_the_error(rt, data, error):
     rt.define("w", from_function("w", lambda e: e), 1, policy=Policy(retries=3))
-    rt._enqueue("w", [data])
+    rt.intake.enqueue("w", [data])
     assert rt.wait("w", 0.3) is False  # parked: it waits for the defining cell
     (waiting,) = rt.messages("w")
     assert error in waiting["parked"]
@@ -310,7 +310,7 @@ def test_a_setstate_error_in_a_kernel_is_retried_then_dead_and_wait_returns(kern
 
 def test_a_parked_event_runs_once_its_class_is_defined(rt):
     rt.define("w", from_function("w", lambda e: type(e).__name__), 1)
-    rt._enqueue("w", [_MISSING_CLASS])
+    rt.intake.enqueue("w", [_MISSING_CLASS])
     deadline = time.monotonic() + 5
     while not rt.traces("w") and time.monotonic() < deadline:
         time.sleep(0.01)

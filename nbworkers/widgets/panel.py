@@ -8,7 +8,7 @@ import time
 import ipywidgets as widgets
 
 from .. import api
-from ..listeners import NOTIFY_IDLE_S
+from ..engine.events import NOTIFY_IDLE_S
 from . import render
 from .hub import register
 

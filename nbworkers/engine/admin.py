@@ -1,19 +1,19 @@
-"""Looking into and changing queues by hand: ``nw.messages``, ``cancel``, ``purge``, and the
-dead letters (``dead_letters``, ``requeue``, ``discard``).
-
-A part of ``Runtime`` (a mixin): it works on the runtime's worker states under its lock and
-records what changed with its writer, like the rest of the runtime.
-"""
+"""Admin: changing queues and workers by hand. Pausing and resuming (``nw.pause``), looking
+into and changing queues (``nw.messages``, ``cancel``, ``purge``) and the dead letters
+(``dead_letters``, ``requeue``, ``discard``)."""
 
 from __future__ import annotations
 
 import time
 
-from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
-from .handlers import check_name
-from .message import ClassNotDefined, Message, load_event, parse_id
-from .trace import preview
-from .worker import DeadLetter, WorkerState, _whole
+from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
+from ..handlers import check_name
+from ..message import ClassNotDefined, Message, load_event, parse_id
+from ..trace import preview
+from ..worker import DeadLetter, WorkerState, _whole
+from .registry import Registry
+
+MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 
 
 def _event_preview(data: bytes | None) -> str:
@@ -54,71 +54,118 @@ def _ids(ids) -> list | None:
         ) from None
 
 
-class QueueControl:
-    """Queue introspection and dead-letter handling, mixed into ``Runtime``."""
+class Admin:
+    """Pauses, queue control and dead letters, for one engine."""
+
+    def __init__(self, registry: Registry, writer, timers, events, intake, wake_all):
+        self.registry = registry
+        self.writer = writer
+        self.timers = timers
+        self.events = events
+        self.intake = intake
+        self.wake_all = wake_all  # Dispatch.wake_all
+
+    # ----- pausing ----------------------------------------------------------------------------
+
+    def pause(self, name: str) -> None:
+        """Stop starting runs of ``name`` (runs already going finish); kept in the database."""
+        check_name(name)
+        with self.registry.lock:
+            self.pause_locked(self.registry.state(name))
+        self.events.notify(name)
+
+    def pause_locked(self, w: WorkerState, reason: str | None = None) -> None:
+        if not w.paused or reason:
+            w.paused = True
+            w.pause_reason = reason
+            self.writer.worker_changed(w)
+            self.timers.changed()
+            self.events.mark_changed(w.name)
+
+    def resume(self, name: str) -> None:
+        """Lift a pause of ``name``; its queued messages start at once."""
+        check_name(name)
+        with self.registry.lock:
+            w = self.registry.state(name)
+            if w.paused:
+                w.paused = False
+                w.pause_reason = None
+                w.clear_storm()
+                self.writer.worker_changed(w)
+                self.wake_all(w)
+                self.timers.changed()
+        self.events.notify(name)
+
+    def is_paused(self, name: str) -> bool:
+        check_name(name)
+        with self.registry.lock:
+            w = self.registry.workers.get(name)
+            return bool(w and w.paused)
+
+    def pause_reason(self, name: str) -> str | None:
+        """Why ``name`` is paused (the storm guard says why it paused it); None if running."""
+        check_name(name)
+        with self.registry.lock:
+            w = self.registry.workers.get(name)
+            if w is None or not w.paused:
+                return None
+            return w.pause_reason or MANUAL_PAUSE
 
     # ----- queue control ----------------------------------------------------------------------
-
-    def _known_or_valid(self, name) -> None:
-        """``check_name``, except for a name the file already holds: an older nbworkers let
-        names such as 'resize\\n' through, and their messages must stay reachable (counted,
-        purged, requeued or discarded)."""
-        if not (isinstance(name, str) and name in self._workers):
-            check_name(name)
 
     def messages(self, name: str, limit: int | None = 100) -> list[dict]:
         """The messages of ``name`` waiting to run: ready ones oldest first, then delayed
         ones soonest first; at most ``limit`` (None: all)."""
-        self._known_or_valid(name)
+        self.registry.known_or_valid(name)
         if limit is not None and (not _whole(limit) or limit < 0):
             raise ArgumentValueError(
                 f"nw.messages: limit must be a whole number, 0 or more (or None: all), "
                 f"not {limit!r}"
             )
-        with self._lock:
-            w = self._workers.get(name)
+        with self.registry.lock:
+            w = self.registry.workers.get(name)
             waiting = w.waiting(limit) if w else []
             parked = {m.seq: why for m, why in w.parked} if w else {}
-        now = self.clock()
+        now = self.registry.clock()
         return [_describe(m, now, parked=parked.get(m.seq)) for m in waiting]
 
     def cancel(self, message_id: str) -> bool:
         """Remove one waiting message; False if it is not waiting (running, done or unknown)."""
         seq = parse_id(message_id, "m")
-        with self._lock:
-            self._check_running()
-            for w in self._workers.values():
+        with self.registry.lock:
+            self.registry.check_running()
+            for w in self.registry.workers.values():
                 if w.remove_waiting({seq}):
                     self.writer.ack([seq])
-                    self._after_change(w)
+                    self.events.after_change(w)
                     return True
         return False
 
     def purge(self, name: str) -> int:
         """Remove every waiting message of ``name``; how many there were."""
-        self._known_or_valid(name)
-        with self._lock:
-            self._check_running()
-            w = self._workers.get(name)
+        self.registry.known_or_valid(name)
+        with self.registry.lock:
+            self.registry.check_running()
+            w = self.registry.workers.get(name)
             removed = w.remove_waiting(None) if w else []
             if removed:
                 self.writer.ack([m.seq for m in removed])
-                self._after_change(w)
+                self.events.after_change(w)
         return len(removed)
 
     def dead_letters(self, name: str) -> list[dict]:
         """The dead letters of ``name``, oldest first, each with its last error."""
-        self._known_or_valid(name)
-        with self._lock:
-            w = self._workers.get(name)
+        self.registry.known_or_valid(name)
+        with self.registry.lock:
+            w = self.registry.workers.get(name)
             letters = list(w.dead) if w else []
-        now = self.clock()
+        now = self.registry.clock()
         return [
             _describe(
                 d.message,
                 now,
                 error=d.error,
-                died_at=self.zone.aware(d.died_at_s),
+                died_at=self.registry.zone.aware(d.died_at_s),
             )
             for d in letters
         ]
@@ -149,10 +196,10 @@ class QueueControl:
     def requeue(self, name: str, ids=None) -> list[str]:
         """Queue dead letters of ``name`` again (all by default) as new messages, attempts
         from 1; returns the new message ids."""
-        self._known_or_valid(name)
-        with self._lock:
-            self._check_running()
-            w = self._workers.get(name)
+        self.registry.known_or_valid(name)
+        with self.registry.lock:
+            self.registry.check_running()
+            w = self.registry.workers.get(name)
             taken = self._take_dead(w, name, ids)
             new = []
             now = time.time()
@@ -161,18 +208,18 @@ class QueueControl:
                 if key is not None and key in w.keys:
                     new.append(w.keys[key])
                 else:
-                    new += self._enqueue_locked(w, [d.message.data], now, None, key)
+                    new += self.intake.enqueue_locked(w, [d.message.data], now, None, key)
             if taken:
-                self._after_change(w)
+                self.events.after_change(w)
         return [m.id for m in new]
 
     def discard(self, name: str, ids=None) -> int:
         """Drop dead letters of ``name`` (all by default); how many were dropped."""
-        self._known_or_valid(name)
-        with self._lock:
-            self._check_running()
-            w = self._workers.get(name)
+        self.registry.known_or_valid(name)
+        with self.registry.lock:
+            self.registry.check_running()
+            w = self.registry.workers.get(name)
             taken = self._take_dead(w, name, ids)
             if taken:
-                self._after_change(w)
+                self.events.after_change(w)
         return len(taken)

@@ -1,0 +1,213 @@
+"""Dispatch: the run threads of every worker, which take its messages, run them with its
+executor and hand the outcome to ``Outcomes``.
+
+Threads on demand: a worker with nothing to do holds no thread. When messages become ready
+(``wake``), idle run threads of the worker are woken and, if there are more messages than
+threads free to take them, new ones start, up to its concurrency; a run thread that has had
+nothing to do for ``Settings.idle_thread_s`` ends.
+
+Everything of a run that is user code happens in the run's thread, within its time limit:
+unpickling the event, the handler, the result's repr and pickling.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import handlers, output
+from ..handlers import Handler
+from ..message import ClassNotDefined, load_event
+from ..trace import NO_RESULT, RunResult, run_result
+from ..worker import Run, WorkerState
+from .registry import Registry
+
+_thread = threading.local()  # .worker, .runtime: the worker and runtime whose run thread this is
+
+
+def run_owner():
+    """The runtime whose run thread this is (None on any other thread)."""
+    return getattr(_thread, "runtime", None)
+
+
+def current_worker() -> str | None:
+    """The worker whose run thread this is (None on any other thread)."""
+    return getattr(_thread, "worker", None)
+
+
+def format_error(exc: BaseException) -> str:
+    """A handler's traceback, from its own frame (nbworkers' frames left out)."""
+    return handlers.format_error(exc, __file__, load_event.__code__.co_filename)
+
+
+class Dispatch:
+    """The run threads of one engine."""
+
+    def __init__(self, registry: Registry, writer, executors, hooks, outcomes, owner):
+        self.registry = registry
+        self.writer = writer
+        self.executors = executors
+        self.hooks = hooks
+        self.outcomes = outcomes
+        self.owner = owner  # the Runtime: run_owner() and emits of remote runs
+        self.result_max_bytes = registry.settings.result_max_bytes
+
+    # ----- threads (the lock is held) ---------------------------------------------------------
+
+    def wake(self, w: WorkerState, count: int) -> None:
+        """``count`` messages of ``w`` became ready: wake that many idle run threads, and start
+        new ones while there are more ready messages than threads free to take them."""
+        if w.handler is None or (w.paused and not w.forced):
+            return
+        if w.idle:
+            w.cond.notify(count)
+        ready = len(w.forced) if w.paused else len(w.queue)
+        wanted = min(w.concurrency, w.running + ready)
+        if len(w.live) < wanted:
+            self._start_threads(w, wanted)
+
+    def wake_all(self, w: WorkerState) -> None:
+        """Whatever is ready of ``w`` may run (a resume, a new definition, a concurrency
+        change): every idle thread looks again, and threads start as needed."""
+        w.cond.notify_all()
+        self.wake(w, 0)
+
+    def _start_threads(self, w: WorkerState, wanted: int) -> None:
+        index = 0
+        while len(w.live) < wanted:
+            while index in w.live:
+                index += 1
+            w.live.add(index)
+            self.registry.spawn(self._loop, f"nbworkers-run-{w.name}-{index}", w, index)
+
+    def set_concurrency(self, w: WorkerState, concurrency: int) -> None:
+        """At most ``concurrency`` runs of ``w`` go at once from now on: threads past it end
+        after their run, and threads start for what is ready."""
+        w.concurrency = concurrency
+        self.wake_all(w)
+
+    def retry_parked(self, w: WorkerState) -> None:
+        """Parked messages of ``w`` (their event could not be unpickled) go back to the front."""
+        if w.parked:
+            w.queue.extendleft(reversed([m for m, _ in w.parked]))
+            w.parked.clear()
+            self.wake_all(w)
+
+    # ----- a run thread -----------------------------------------------------------------------
+
+    def _loop(self, w: WorkerState, index: int) -> None:
+        _thread.worker = w.name
+        _thread.runtime = self.owner
+        reg = self.registry
+        lock = reg.lock
+        idle_s = reg.settings.idle_thread_s
+        run = outcome = None
+        while True:
+            # One critical section per message, not two: the run that ended is settled and the
+            # next message taken under the same acquisition, so a drain's run threads meet on
+            # the one lock half as often.
+            with lock:
+                if run is not None:
+                    if run.timed_out:
+                        return  # the timer recorded it and gave its slot up
+                    if outcome is None:
+                        # Stopping ended its process or Dask task: the message stays queued.
+                        del w.runs[index]
+                        w.running -= 1
+                        w.live.discard(index)
+                        return
+                    self.outcomes.end_run(w, run, *outcome)
+                while not reg.stopping and index < w.concurrency and not w.ready():
+                    w.idle += 1
+                    woken = w.cond.wait(idle_s)
+                    w.idle -= 1
+                    if not woken and not w.ready():
+                        break  # nothing to do for a while: this thread ends
+                if reg.stopping or index >= w.concurrency or not w.ready():
+                    w.live.discard(index)
+                    return
+                run = self._start(w, index)
+                handler = w.handler
+            outcome = self.execute(handler, run)
+
+    def _start(self, w: WorkerState, index: int) -> Run:
+        """Take the next message of ``w`` and start its run (the lock is held; ``w.ready()``)."""
+        message = w.take()
+        w.running += 1
+        message.started = True
+        self.writer.update(message)
+        run = Run(
+            message, index, time.time(), time.perf_counter(), output.Capture(), None, w.policy
+        )
+        for hook in self.hooks.before_run:
+            hook(w, run)
+        w.runs[index] = run
+        return run
+
+    def execute(self, handler: Handler, run: Run):
+        """Run ``handler`` on ``run.message``: (RunResult or None, error text, reason it was
+        parked), or None when its process or Dask task was abandoned because the engine
+        stops."""
+        result = error = unpicklable = None
+        with run.capture:
+            try:
+                event = load_event(run.message.data)
+            except ClassNotDefined as exc:
+                unpicklable = (
+                    f"the event cannot be unpickled yet: {exc}. It stays queued and is tried "
+                    "again after the next cell runs"
+                )
+                error = unpicklable
+            # Unpickling runs user code (__setstate__, __reduce__), which may raise anything:
+            # a failed attempt like any other (retried, then a dead letter).
+            except BaseException as exc:  # noqa: BLE001
+                error = "the event cannot be unpickled, so the handler did not run:\n"
+                error += format_error(exc)
+            else:
+                if run.policy.executor != "threads":
+                    outcome = self.executors.run(
+                        handler, event, run, run.policy.executor, self.remote_emit
+                    )
+                    if outcome is None:
+                        return None
+                    run.capture.parts.append(outcome["stdout"])
+                    if outcome["error"] is None:
+                        data = outcome["result_data"]
+                        if data is not None and len(data) > self.result_max_bytes:
+                            data = None
+                        result = RunResult(NO_RESULT, data, outcome["result_repr"])
+                    return result, outcome["error"], None
+                try:
+                    value = handler.call(event, run.message)
+                # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
+                # run fails and is recorded; the engine goes on.
+                except BaseException as exc:  # noqa: BLE001
+                    error = format_error(exc)
+                else:
+                    if not self._superseded(run.message.worker):
+                        result = run_result(value, self.result_max_bytes)
+                    else:
+                        result = RunResult(value, None, None)  # no copies: see _superseded
+        return result, error, unpicklable
+
+    def _superseded(self, name: str) -> bool:
+        """Whether the trace of a run of ``name`` ending now will be replaced anyway: at least
+        ``traces_kept`` of its messages wait to run, so that many newer traces will follow.
+        Its result's copies (repr and pickle: user code, a cost every run) are then skipped,
+        so that a drain does not pay for copies no one will see. Read without the lock: a
+        guess, which only decides that."""
+        w = self.registry.workers.get(name)
+        return w is not None and not w.paused and len(w.queue) >= self.registry.traces_kept
+
+    def remote_emit(self, kind: str, request: tuple) -> tuple:
+        """An emit by a handler running in another process: ("ok", message id(s)) or
+        ("error", the exception), for the far side to return or raise."""
+        try:
+            if kind == "emit":
+                event, name, key, delay, at = request
+                return ("ok", self.owner.emit(event, name, key=key, delay=delay, at=at))
+            events, name = request
+            return ("ok", self.owner.emit_many(events, name))
+        # What emit raises is the handler's to see, as it would be on a thread.
+        except Exception as exc:  # noqa: BLE001
+            return ("error", exc)

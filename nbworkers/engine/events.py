@@ -1,0 +1,162 @@
+"""Events: telling panels what changed, ``nw.on_failure`` callbacks, and the "keeps failing"
+notices shown under the next cell.
+
+Names that changed and failed runs collect under the engine's lock; two threads, started on
+first use, pass them on without it: ``nbworkers-notify`` tells the listeners (panels) at most
+every 0.4 s, and ``nbworkers-alerts`` calls the ``on_failure`` callbacks, so that a slow or
+broken callback or panel delays only others of its kind, never a run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..errors import ArgumentTypeError
+from ..log import log
+from ..trace import Trace
+from ..worker import WorkerState
+from .registry import Registry
+
+# Listeners (panels) hear of changes at most this often, however fast messages flow, so a
+# panel sends a few comm messages a second and reflects a change within half a second.
+NOTIFY_INTERVAL_S = 0.4
+# With nothing changing, listeners still hear every so often (relative times, "in 12 min").
+NOTIFY_IDLE_S = 30.0
+
+
+def _callback_key(callback: Callable) -> str:
+    """A function registered again under the same name replaces the first (a cell run twice);
+    lambdas and partials have no name to replace by."""
+    qualname = getattr(callback, "__qualname__", "")
+    if qualname and "<lambda>" not in qualname:
+        return f"{getattr(callback, '__module__', '')}.{qualname}"
+    return str(id(callback))
+
+
+class Events:
+    """Listeners, failure callbacks and notices of one engine."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        lock = registry.lock
+        self.listeners: list[Callable[[set[str]], None]] = []
+        self._changed_names: set[str] = set()
+        self._notify_wake = threading.Condition(lock)
+        self._notifier_asleep = False
+        self._notifier: threading.Thread | None = None
+        self._on_failure: dict[str, Callable] = {}
+        self._failures: list[tuple[str, Trace]] = []  # to report to on_failure callbacks
+        self._alerts_wake = threading.Condition(lock)
+        self._alerter: threading.Thread | None = None
+        self._notices: list[str] = []  # "keeps failing" notices for the next cell
+
+    # ----- changes (the lock is held, unless said) --------------------------------------------
+
+    def after_change(self, w: WorkerState) -> None:
+        """A run of ``w`` ended or its queue changed: wake ``wait`` and tell the panels."""
+        reg = self.registry
+        if reg.change_waiters:
+            reg.changed.notify_all()
+        if self.listeners:
+            self.mark_changed(w.name)
+
+    def mark_changed(self, name: str) -> None:
+        """Tell the listeners about ``name`` soon."""
+        if self.listeners:
+            self._changed_names.add(name)
+            if self._notifier_asleep:
+                self._notify_wake.notify()
+
+    def notify(self, name: str) -> None:
+        """``mark_changed``, taking the lock."""
+        if self.listeners:
+            with self.registry.lock:
+                self.mark_changed(name)
+
+    def add_listener(self, callback: Callable[[set[str]], None]) -> None:
+        """Call ``callback(names)`` with the names that changed, at most every 0.4 s (and
+        with an empty set every 30 s when nothing changes), on the notifier thread."""
+        reg = self.registry
+        with reg.lock:
+            reg.check_running()
+            self.listeners.append(callback)
+            if self._notifier is None:
+                self._notifier = reg.spawn(self._notify_loop, "nbworkers-notify")
+
+    def _notify_loop(self) -> None:
+        reg = self.registry
+        lock = reg.lock
+        while True:
+            with lock:
+                if not self._changed_names and not reg.stopping:
+                    self._notifier_asleep = True
+                    self._notify_wake.wait(NOTIFY_IDLE_S)
+                    self._notifier_asleep = False
+                if reg.stopping:
+                    return
+                names, self._changed_names = self._changed_names, set()
+                listeners = list(self.listeners)
+            for callback in listeners:
+                try:
+                    callback(names)
+                except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
+                    log.exception("a panel failed to update %s:", names)
+            with lock:
+                self._notify_wake.wait_for(lambda: reg.stopping, NOTIFY_INTERVAL_S)
+
+    # ----- failures ----------------------------------------------------------------------------
+
+    def failed(self, name: str, trace: Trace) -> None:
+        """A run of ``name`` failed (the lock is held): tell the ``on_failure`` callbacks."""
+        if self._on_failure:
+            self._failures.append((name, trace))
+            self._alerts_wake.notify()
+
+    def notice(self, text: str) -> None:
+        """Show ``text`` under the next cell that runs (the lock is held)."""
+        self._notices.append(text)
+
+    def take_notices(self) -> list[str]:
+        """The notices not shown yet (the extension prints them after a cell)."""
+        with self.registry.lock:
+            notices, self._notices = self._notices, []
+        return notices
+
+    def on_failure(self, callback: Callable[[str, Trace], object]) -> Callable:
+        """Call ``callback(worker, trace)`` after every failed run, on the alerts thread.
+
+        A function of the same name registered before is replaced, so running the defining
+        cell again does not call it twice.
+        """
+        if not callable(callback):
+            raise ArgumentTypeError(f"on_failure needs a function, not {type(callback).__name__}")
+        reg = self.registry
+        with reg.lock:
+            reg.check_running()
+            self._on_failure[_callback_key(callback)] = callback
+            if self._alerter is None:
+                self._alerter = reg.spawn(self._alert_loop, "nbworkers-alerts")
+        return callback
+
+    def _alert_loop(self) -> None:
+        reg = self.registry
+        while True:
+            with reg.lock:
+                self._alerts_wake.wait_for(lambda: self._failures or reg.stopping)
+                if reg.stopping and not self._failures:
+                    return
+                failures, self._failures = self._failures, []
+                callbacks = list(self._on_failure.values())
+            for name, trace in failures:
+                for callback in callbacks:
+                    try:
+                        callback(name, trace)
+                    # A callback may raise anything (sys.exit included): report it, go on.
+                    except BaseException as exc:  # noqa: BLE001
+                        log.error("the on_failure callback %r raised:", callback, exc_info=exc)
+
+    def stop(self) -> None:
+        """Wake the notifier and alerts threads so that they end (the lock is held)."""
+        self._notify_wake.notify_all()
+        self._alerts_wake.notify_all()

@@ -1,0 +1,168 @@
+"""Intake: ``emit`` and ``emit_many``. An event is pickled at once (a snapshot: changing it
+afterwards changes nothing queued), numbered, queued in memory, recorded for the writer, and
+one run thread of its worker woken, all in one short hold of the lock; dedupe keys and
+delays are checked here, and the policies hear of what was queued (the storm guard)."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Iterable
+from datetime import datetime
+
+from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
+from ..handlers import check_name
+from ..message import Message
+from ..worker import WorkerState, _number
+from .registry import Registry
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+# How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.
+MAX_DELAY_S = 10 * 365 * 86400
+
+
+def pickled(event) -> bytes:
+    """The pickled copy of ``event`` that a message carries; TypeError naming the type."""
+    try:
+        return pickle.dumps(event, protocol=_PICKLE)
+    except Exception as exc:
+        raise ArgumentTypeError(
+            f"emit: a value of type {type(event).__module__}.{type(event).__qualname__} cannot "
+            f"be snapshotted ({type(exc).__name__}: {exc}); emit data that pickles (dicts, "
+            "lists, numbers, strings, DataFrames, arrays, dataclasses). Nothing was enqueued."
+        ) from exc
+
+
+def check_events(events) -> Iterable:
+    """``events`` if ``emit_many`` can take them (any iterable but one string), else say so."""
+    if isinstance(events, str | bytes):
+        raise ArgumentTypeError(
+            "emit_many: events must be a list (or another iterable) of events, not one "
+            f"{type(events).__name__}: to queue one value, use nw.emit(value, name)"
+        )
+    try:
+        iter(events)
+    except TypeError:
+        raise ArgumentTypeError(
+            "emit_many: events must be a list (or another iterable) of events, not "
+            f"{type(events).__name__}"
+        ) from None
+    return events
+
+
+def _undecodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class Intake:
+    """Queueing messages, for one engine."""
+
+    def __init__(self, registry: Registry, writer, timers, events, wake, hooks):
+        self.registry = registry
+        self.writer = writer
+        self.timers = timers
+        self.events = events
+        self.wake = wake  # Dispatch.wake
+        self.hooks = hooks
+
+    def emit(
+        self,
+        event,
+        name: str,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+    ) -> str:
+        """Queue ``event`` for worker ``name``; returns the message id at once."""
+        check_name(name)
+        if key is not None and not isinstance(key, str):
+            raise ArgumentTypeError(f"emit: key must be a string, not {type(key).__name__}")
+        if key is not None and not key.isprintable() and _undecodable(key):
+            raise ArgumentValueError(
+                f"emit: key {key!r} is not valid text (it holds a lone surrogate)"
+            )
+        due_at = self._due_at(delay, at)
+        data = pickled(event)
+        reg = self.registry
+        with reg.lock:
+            w = reg.state(name)
+            if key is not None and key in w.keys:
+                return w.keys[key].id
+            message = self.enqueue_locked(w, [data], time.time(), due_at, key)[0]
+        return message.id
+
+    def emit_many(self, events: Iterable, name: str) -> list[str]:
+        """Queue every event of ``events`` (all or nothing) for worker ``name``."""
+        check_name(name)
+        return self.enqueue(name, [pickled(e) for e in check_events(events)])
+
+    def _due_at(self, delay, at) -> float | None:
+        if delay is not None and at is not None:
+            raise ArgumentValueError("emit: give delay= or at=, not both")
+        if delay is not None:
+            if not _number(delay) or not 0 <= delay <= MAX_DELAY_S:
+                raise ArgumentValueError(
+                    f"emit: delay must be seconds, from 0 to {MAX_DELAY_S:,} (ten years), "
+                    f"not {delay!r}"
+                )
+            return self.registry.clock() + delay if delay > 0 else None
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise ArgumentTypeError(f"emit: at must be a datetime, not {type(at).__name__}")
+            return at.timestamp() if at.tzinfo else self.registry.zone.epoch(at)
+        return None
+
+    def enqueue(self, name: str, datas: list[bytes]) -> list[str]:
+        """Queue pickled events for ``name``; their message ids."""
+        now = time.time()
+        reg = self.registry
+        with reg.lock:
+            messages = self.enqueue_locked(reg.state(name), datas, now)
+        return [m.id for m in messages]
+
+    @property
+    def taking_emits(self) -> bool:
+        """False once a stop has taken its last batch: an emit then raises NBWorkersError."""
+        return not (self.registry.stopping and self.writer.stopped)
+
+    def enqueue_locked(
+        self,
+        w: WorkerState,
+        datas: list[bytes],
+        now: float,
+        due_at: float | None = None,
+        key: str | None = None,
+    ) -> list[Message]:
+        """Queue ``datas`` for ``w`` (the lock is held)."""
+        # While stopping, emits (of runs still going, of other threads) join the last batch.
+        # Once the writer has taken it, nothing more can reach the file: refused, not lost.
+        if self.registry.stopping and self.writer.stopped:
+            raise NBWorkersError(
+                "nbworkers is stopping (nw.shutdown, %unload_ext, %reload_ext or the kernel "
+                "exiting) and has written its last batch: this emit came after it. Nothing was "
+                "enqueued; everything emitted before is kept. Emit again once the stop has "
+                "returned (nw.emit then starts nbworkers again)."
+            )
+        name = w.name
+        seq = self.writer.number(len(datas))
+        messages = [Message(seq + i, name, now, 1, d, due_at, key) for i, d in enumerate(datas)]
+        if key is not None:
+            w.keys[key] = messages[0]
+        if due_at is not None and due_at > self.registry.clock():
+            for m in messages:
+                w.delay(m)
+            self.timers.wake_at(due_at)
+        else:
+            w.queue.extend(messages)
+            self.wake(w, len(messages))
+        self.writer.insert(messages)
+        for hook in self.hooks.after_enqueue:
+            hook(w, len(messages))
+        if self.events.listeners:
+            self.events.mark_changed(name)
+        return messages

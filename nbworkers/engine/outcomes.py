@@ -1,0 +1,118 @@
+"""Outcomes: what a run's end does to its message (done, retried, parked or dead) and the
+trace it leaves. Called with the engine's lock held, by the run's thread (or the timer for a
+run past its time limit)."""
+
+from __future__ import annotations
+
+import time
+
+from ..executors import timeout_note
+from ..message import Message
+from ..trace import NO_RESULT, RunResult, Trace
+from ..worker import DeadLetter, Run, WorkerState
+from .registry import Registry
+
+_NOTHING = RunResult(NO_RESULT, None, None)  # what a failed run returned
+
+
+def make_trace(run: Run, error, result: RunResult | None, replay=False, timed_out=False) -> Trace:
+    """The trace of ``run``, ended now."""
+    m = run.message
+    value, data, shown = _NOTHING if result is None else result
+    return Trace(  # positional: keywords cost a drain a microsecond a run
+        0,  # numbered under the lock by Outcomes.record
+        m.seq,
+        m.worker,
+        m.data,
+        run.started_at_s,
+        time.perf_counter() - run.t0,
+        run.capture.text(),
+        error,
+        replay,
+        value,
+        data,
+        shown,
+        m.attempt,
+        timed_out,
+    )
+
+
+class Outcomes:
+    """Settling runs that ended, for one engine."""
+
+    def __init__(self, registry: Registry, writer, events, executors):
+        self.registry = registry
+        self.writer = writer
+        self.events = events
+        self.executors = executors
+        self.hooks = None  # the policies' hooks, set by the runtime
+        self.wake = None  # Dispatch.wake, set by the runtime
+
+    def end_run(self, w: WorkerState, run: Run, result, error, unpicklable) -> None:
+        """``run`` ended in its own thread, in time."""
+        message = run.message
+        del w.runs[run.index]
+        w.running -= 1
+        trace = make_trace(run, error, result)
+        if unpicklable:
+            self._park(w, message, unpicklable, trace)
+        else:
+            w.parked_traced.discard(message.seq)
+            self.settle(w, run, trace)
+
+    def time_out(self, w: WorkerState, run: Run) -> None:
+        """End ``run``, which passed its time limit. A pool process running it is killed and a
+        Dask task cancelled; a thread cannot be stopped, so it is left to finish on its own,
+        and its slot is given up: a new thread takes the next message."""
+        run.timed_out = True
+        self.executors.abandon(run)
+        del w.runs[run.index]
+        w.running -= 1
+        w.live.discard(run.index)
+        limit = run.policy.timeout_s
+        error = (
+            f"TimeoutError: the run took longer than its time limit of {limit:g} s "
+            f"(--timeout) and was abandoned. {timeout_note(run.policy.executor)}\n"
+        )
+        self.settle(w, run, make_trace(run, error, None, timed_out=True))
+        if not self.registry.stopping:
+            self.wake(w, 0)
+
+    def _park(self, w: WorkerState, message: Message, reason: str, trace: Trace) -> None:
+        """Keep a message whose event cannot be unpickled yet."""
+        message.started = False  # it never really ran
+        self.writer.update(message)
+        w.parked.append((message, reason))
+        if message.seq not in w.parked_traced:  # one trace says why; retries add none
+            w.parked_traced.add(message.seq)
+            self.record(w, trace)
+        self.events.after_change(w)
+
+    def settle(self, w: WorkerState, run: Run, trace: Trace) -> None:
+        """A run ended: its message is done, taken by a policy (retried later), or dead."""
+        message = run.message
+        if trace.error is None:
+            w.done += 1
+            w.failing = 0
+            w.forget_key(message)
+            self.writer.ack([message.seq])
+        else:
+            w.failing += 1
+            if not self.hooks.after_failure_took(w, run, trace):
+                w.failed += 1
+                w.forget_key(message)
+                if w.is_cron:
+                    self.writer.ack([message.seq])
+                else:
+                    letter = DeadLetter(message, trace.error, self.registry.clock())
+                    w.dead.append(letter)
+                    self.writer.dead(letter)
+        self.writer.worker_changed(w)
+        self.record(w, trace)
+        self.events.after_change(w)
+
+    def record(self, w: WorkerState, trace: Trace) -> None:
+        """Keep ``trace``."""
+        trace.seq = self.writer.number()
+        w.traces.appendleft(trace)
+        self.writer.trace(trace)

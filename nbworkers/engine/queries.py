@@ -1,0 +1,137 @@
+"""What the live state answers, read under the lock: counts, traces, the workers defined,
+the panel's snapshot, and ``wait``."""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import ArgumentValueError
+from ..handlers import Handler, check_name
+from ..schedule import Schedule
+from ..trace import Trace
+from ..worker import Policy, WorkerState, _number
+from .registry import Registry
+from .timers import failure
+
+
+class Queries:
+    """Reading the live state of one engine."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def _state_or_blank(self, name: str) -> WorkerState:
+        reg = self.registry
+        return reg.workers.get(name) or WorkerState(name, reg.lock, reg.traces_kept)
+
+    def counts(self, name: str) -> dict:
+        reg = self.registry
+        reg.known_or_valid(name)
+        with reg.lock:
+            return self._state_or_blank(name).counts(reg.clock())
+
+    def traces(self, name: str) -> list[Trace]:
+        reg = self.registry
+        reg.known_or_valid(name)
+        with reg.lock:
+            w = reg.workers.get(name)
+            return list(w.traces) if w else []
+
+    def unhandled(self) -> dict[str, int]:
+        with self.registry.lock:
+            return {
+                name: w.queued()
+                for name, w in self.registry.workers.items()
+                if w.handler is None and w.queued()
+            }
+
+    def unhandled_details(self) -> list[tuple[str, int, float | None]]:
+        """(name, queued, oldest enqueued_at) for each name with messages but no worker."""
+        with self.registry.lock:
+            return [
+                (name, w.queued(), w.oldest_s())
+                for name, w in self.registry.workers.items()
+                if w.handler is None and w.queued()
+            ]
+
+    def workers(self) -> list[str]:
+        with self.registry.lock:
+            return [name for name, w in self.registry.workers.items() if w.handler is not None]
+
+    def definitions(self) -> list[tuple[str, Handler, int, Schedule | None, Policy]]:
+        """(name, handler, concurrency, schedule, policy) of every defined worker and cron."""
+        with self.registry.lock:
+            return [
+                (name, w.handler, w.concurrency, w.schedule, w.policy)
+                for name, w in self.registry.workers.items()
+                if w.handler is not None
+            ]
+
+    def snapshot(self, name: str) -> dict:
+        """Everything a panel shows about ``name``, read in one go."""
+        reg = self.registry
+        with reg.lock:
+            w = self._state_or_blank(name)
+            now = reg.clock()
+            next_run_s = None
+            schedule_error = w.schedule_error
+            if w.is_cron and not w.paused and schedule_error is None:
+                try:
+                    next_run_s = w.schedule.next_run(w.last_run_s, now, reg.zone)
+                except Exception as exc:  # noqa: BLE001 - shown in the panel
+                    schedule_error = failure(exc)
+            last_error = next((t.error for t in w.traces if t.error), None)
+            oldest_run = min((r.t0 for r in w.runs.values()), default=None)
+            return {
+                "name": name,
+                "defined": w.handler is not None,
+                "kind": w.kind_name,
+                "paused": w.paused,
+                "pause_reason": w.pause_reason,
+                "counts": w.counts(now),
+                "concurrency": w.concurrency,
+                "policy": w.policy,
+                "schedule": w.schedule.describe() if w.is_cron else None,
+                "next_run_s": next_run_s,
+                "schedule_error": schedule_error,
+                "zone": (w.schedule.zone or reg.zone).tz if w.is_cron else None,
+                "last_run_s": w.traces[0].started_at_s if w.is_cron and w.traces else None,
+                "last_error": last_error,
+                "failing": w.failing if w.failing >= reg.settings.failure_notice_after else 0,
+                "traces": list(w.traces),
+                "oldest_s": w.oldest_s(),
+                "delayed": len(w.delayed),
+                "next_due_s": w.next_due_s(),
+                # How long the longest run still going has taken so far (None: none going)
+                "longest_run_s": None if oldest_run is None else time.perf_counter() - oldest_run,
+                "now": now,
+            }
+
+    def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:
+        """Block until nothing is queued (delayed messages included) or running for ``name``
+        (or every defined, unpaused worker); False if ``timeout`` seconds passed first."""
+        if name is not None:
+            check_name(name)
+        if timeout is not None and (not _number(timeout) or timeout < 0):
+            raise ArgumentValueError(
+                f"wait: timeout must be seconds, 0 or more (or None: no limit), not {timeout!r}"
+            )
+        reg = self.registry
+        workers = reg.workers
+
+        def idle() -> bool:
+            if name is not None:
+                w = workers.get(name)
+                return w is None or not (w.queued() or w.running)
+            return not any(
+                w.queued() or w.running
+                for w in workers.values()
+                if w.handler is not None and not w.paused
+            )
+
+        with reg.lock:
+            reg.change_waiters += 1
+            try:
+                return reg.changed.wait_for(idle, timeout)
+            finally:
+                reg.change_waiters -= 1

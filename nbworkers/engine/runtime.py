@@ -1,0 +1,236 @@
+"""The runtime of one database file: it wires the engine's parts together and offers their
+public methods (``api.py`` and the panels call these).
+
+Live state (queues, counts, traces) is kept in memory under one lock (``registry.py``); DuckDB
+is the durable copy, written by the writer thread in group commits, so no statement is ever
+made per message and no thread ever polls. One message's path:
+
+- ``intake`` pickles the event, queues it in memory, records it for the writer and wakes a
+  run thread of its worker (``dispatch``), starting one if none is free;
+- the run thread takes it, runs it with the worker's executor (``executors/``), and
+  ``outcomes`` settles it: done, retried later or dead (``policies/`` decide), and a trace;
+- the writer (``store/writer.py``) writes the batch; a message leaves the database only in
+  the batch after its run ended (at-least-once);
+- ``timers`` releases delayed messages, starts crons and ends runs past their time limit;
+  ``events`` tells panels and ``on_failure`` callbacks; ``admin`` pauses and changes queues.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import replace
+
+from .. import output
+from ..executors import Executors
+from ..store import Store
+from ..writer import Writer
+from . import startup
+from .admin import Admin
+from .definitions import Definitions
+from .dispatch import Dispatch
+from .events import Events
+from .intake import Intake
+from .outcomes import Outcomes
+from .policies import Hooks
+from .policies.failure_notice import FailureNotice
+from .policies.retries import Retries
+from .policies.storm_guard import StormGuard
+from .policies.time_limit import TimeLimit
+from .queries import Queries
+from .registry import Registry
+from .replay import Replay
+from .settings import Settings
+from .timers import Timers
+
+# The public methods, by the part that owns each: ``rt.emit`` is ``rt.intake.emit``.
+PUBLIC = {
+    "intake": ("emit", "emit_many"),
+    "definitions_": ("define", "define_cron", "undefine", "set_concurrency", "run_now"),
+    "admin": (
+        "pause",
+        "resume",
+        "is_paused",
+        "pause_reason",
+        "messages",
+        "cancel",
+        "purge",
+        "dead_letters",
+        "requeue",
+        "discard",
+    ),
+    "timers": ("next_run",),
+    "replays": ("replay", "resend"),
+    "queries": (
+        "counts",
+        "traces",
+        "unhandled",
+        "unhandled_details",
+        "workers",
+        "definitions",
+        "snapshot",
+        "wait",
+    ),
+    "events": ("add_listener", "on_failure", "take_notices"),
+}
+
+
+class Runtime:
+    """Queues, run threads, timers and the writer for one database file."""
+
+    def __init__(
+        self,
+        path: str,
+        settings: Settings | None = None,
+        *,
+        clock=time.time,
+        rng: random.Random | None = None,
+        store=None,
+        **overrides,
+    ):
+        settings = replace(settings or Settings(), **overrides)
+        self.path = path
+        self.settings = settings
+        self.clock = clock
+        reg = self.registry = Registry(settings, clock, rng or random.Random())
+        self.zone = reg.zone
+        self.store = store if store is not None else Store(path, settings.traces_kept)
+        self.executors = Executors(settings.max_processes, settings.dask_address)
+        with startup.gc_paused():
+            try:
+                loaded = self.store.load()
+            except BaseException:
+                self.store.close()  # a damaged file was moved aside; any other error: unlocked
+                raise
+            self.writer = writer = Writer(
+                self.store,
+                reg.lock,
+                loaded.next_seq,
+                traces_kept=settings.traces_kept,
+                flush_interval_s=settings.flush_interval_s,
+            )
+            startup.load(reg, writer, loaded)
+        # The parts, each given the ones it calls.
+        self.events = events = Events(reg)
+        self.timers = timers = Timers(reg, writer, events)
+        self.outcomes = outcomes = Outcomes(reg, writer, events, self.executors)
+        self.dispatch = dispatch = Dispatch(reg, writer, self.executors, None, outcomes, self)
+        self.intake = intake = Intake(reg, writer, timers, events, dispatch.wake, None)
+        self.admin = admin = Admin(reg, writer, timers, events, intake, dispatch.wake_all)
+        # The policies, in the order they act.
+        self.hooks = hooks = Hooks(
+            [
+                TimeLimit(reg, timers),
+                StormGuard(reg, admin.pause_locked),
+                FailureNotice(reg, events),
+                Retries(reg, writer, timers, dispatch),
+            ]
+        )
+        dispatch.hooks = intake.hooks = outcomes.hooks = hooks
+        outcomes.wake = timers.wake_runs = dispatch.wake
+        timers.time_out = outcomes.time_out
+        self.definitions_ = Definitions(
+            reg, writer, self.executors, timers, events, dispatch, admin, intake
+        )
+        self.queries = Queries(reg)
+        self.replays = Replay(reg, outcomes, events, intake)
+        for part, names in PUBLIC.items():
+            for name in names:
+                setattr(self, name, getattr(getattr(self, part), name))
+        output.install()
+        self._writer_thread = reg.spawn(writer.loop, "nbworkers-writer")
+        if any(w.delayed for w in reg.workers.values()):
+            with reg.lock:
+                timers.ensure()
+
+    # ----- the public methods, by part ---------------------------------------------------------
+
+    def run_timers(self, now: float | None = None) -> float | None:
+        """One pass of the timer at ``now`` (the timer thread's, or a test's own clock): crons
+        due start, delayed messages due are released, runs past their limit end; returns
+        when the next of these is due (None: nothing waits)."""
+        return self.timers.run(now)
+
+    def retry_parked(self) -> None:
+        """Give every parked message (its event could not be unpickled) another try."""
+        with self.registry.lock:
+            for w in self.registry.workers.values():
+                self.dispatch.retry_parked(w)
+
+    # ----- writing ----------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30) -> None:
+        """Return once everything emitted or finished so far is on disk.
+
+        Raises NBWorkersError if the write failed (nothing is lost: it is retried).
+        """
+        self.writer.flush(timeout)
+
+    @property
+    def has_unwritten(self) -> bool:
+        """True while emitted messages wait for the writer or are being written."""
+        return self.writer.has_unwritten
+
+    # ----- stopping ---------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """True from the moment ``stop`` is called."""
+        return self.registry.stopping
+
+    @property
+    def taking_emits(self) -> bool:
+        """False once a stop has taken its last batch: an emit then raises NBWorkersError."""
+        return self.intake.taking_emits
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Finish runs that end within ``timeout_s``, write everything, close the file.
+
+        Runs still going after that are abandoned: their messages stay queued in the file
+        and are delivered again next time (at-least-once). Calling it twice is harmless.
+        """
+        reg = self.registry
+        with reg.lock:
+            if reg.stopping:
+                return
+            reg.stopping = True
+            for w in reg.workers.values():
+                w.cond.notify_all()
+            self.timers.stop()
+            self.events.stop()
+        deadline = time.monotonic() + timeout_s
+        me = threading.current_thread()
+        others = [t for t in reg.threads() if t is not self._writer_thread and t is not me]
+        for thread in others:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with reg.lock:
+            remote = any(
+                r.policy.executor != "threads"
+                for w in reg.workers.values()
+                for r in w.runs.values()
+            )
+        # Runs still going in a pool process are ended with it (their messages stay queued),
+        # so their threads end too (given 1 s, or half a shorter grace; a thread running a
+        # handler itself is not waited for again); a Dask task is cancelled.
+        self.executors.close()
+        if remote:
+            end = deadline + min(1.0, timeout_s / 2)
+            for thread in others:
+                thread.join(max(0.0, end - time.monotonic()))
+        # Runs that ended in time are acknowledged by this last batch, and what was emitted
+        # until now is in it. It is written however long that takes (if the write fails,
+        # the writer says what is lost): the file must be closed before another runtime may
+        # open it, and nbworkers' api opens none until then.
+        with reg.lock:
+            self.writer.stop()
+        self._writer_thread.join()
+        try:
+            try:
+                self.store.checkpoint()
+            finally:
+                self.store.close()
+        finally:
+            # A run still going keeps its output captured: the router stays until it ends.
+            if not any(t.is_alive() for t in others):
+                output.uninstall()

@@ -1,0 +1,78 @@
+"""Start-up: the live state a new engine builds from what its store loaded."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+
+from ..message import Message
+from ..store import Loaded
+from ..trace import Trace
+from ..worker import DeadLetter
+from .registry import Registry
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector (process-wide) while the block runs.
+
+    Loading a long queue builds millions of objects (rows, then messages) that form no
+    cycles; with the collector on, each collection traverses everything built so far:
+    opening 1,000,000 queued messages took 3.0-4.0 s with it and 1.3-1.7 s without.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def load(registry: Registry, writer, loaded: Loaded) -> None:
+    """Fill ``registry`` from ``loaded`` (before any thread runs)."""
+    now = registry.clock()
+    state = registry.state
+    for row in loaded.workers:
+        w = state(row.name)
+        w.paused, w.done, w.failed = bool(row.paused), int(row.done), int(row.failed)
+        w.last_run_s, w.skipped = row.last_run, int(row.skipped or 0)
+        w.pause_reason, w.retried = row.pause_reason, int(row.retried or 0)
+        w.kind = row.kind
+    for row in loaded.messages:
+        # A message whose attempt had started when the kernel died gets its next attempt.
+        attempt = row.attempt + 1 if row.started else row.attempt
+        m = Message(row.seq, row.worker, row.enqueued_at, attempt, row.data, row.due_at, row.key)
+        m.written = True
+        if row.started:
+            writer.update(m)  # the file says so too: queued again, not running
+        w = state(row.worker)
+        if m.due_at_s is not None and m.due_at_s > now:
+            w.delay(m)
+        else:
+            m.due_at_s = None
+            w.queue.append(m)
+        if m.key is not None:
+            w.keys[m.key] = m
+    for row in loaded.dead:
+        m = Message(row.seq, row.worker, row.enqueued_at, row.attempt, row.data, None, row.key)
+        letter = DeadLetter(m, row.error, row.died_at)
+        letter.written = True
+        state(row.worker).dead.append(letter)
+    for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
+        trace = Trace(
+            row.seq,
+            row.message_seq,
+            row.worker,
+            row.input,
+            row.started_at,
+            row.duration,
+            row.stdout,
+            row.error,
+            row.replay,
+            result_data=row.result,
+            result_repr=row.result_repr,
+            attempt=row.attempt,
+            timed_out=row.timed_out,
+        )
+        state(row.worker).traces.appendleft(trace)
