@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import child, current, handlers, schedule
+from . import current, handlers, schedule
 
 # The runtime of this process (current.py), reached as api.runtime(), api.shutdown()...
 from .current import config as config
@@ -21,6 +21,7 @@ from .current import stop_for_exit as stop_for_exit
 from .current import stopping as stopping
 from .current import use_config as use_config
 from .errors import ArgumentTypeError, ArgumentValueError
+from .executors import child
 from .runtime import check_events
 from .trace import Trace
 from .worker import Policy

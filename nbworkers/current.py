@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from . import child
 from .config import NBWorkers
 from .errors import NBWorkersError
+from .executors import child
 from .runtime import Runtime, run_owner
 
 _lock = threading.RLock()

@@ -26,7 +26,7 @@ from . import handlers, output
 from .alerts import Alerts
 from .control import QueueControl
 from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
-from .executors import Executors, timeout_note
+from .executors import Executors
 from .handlers import Handler, check_name
 from .listeners import Listeners
 from .log import log
@@ -141,7 +141,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         self.failure_notice_after = failure_notice_after
         self.result_max_bytes = result_max_bytes
         self.store = store if store is not None else Store(path, traces_kept)
-        self.executors = Executors(max_processes, dask_address)
+        self.executors = Executors(max_processes, dask_address, result_max_bytes)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
         self._change_waiters = 0
@@ -381,7 +381,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         _check_concurrency(concurrency)
         policy = policy or Policy()
         self._check_running()
-        self.executors.prepare(handler, policy.executor, concurrency)
+        self.executors[policy.executor].prepare(handler, concurrency)
         with self._lock:
             self._check_running()
             w = self._state(name)
@@ -487,7 +487,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             schedule.next_run(None, self.clock(), self.zone)
         except Exception as exc:
             raise NBWorkersError(f"cron {name!r} was not defined: {exc}") from exc
-        self.executors.prepare(handler, policy.executor, 1)
+        self.executors[policy.executor].prepare(handler, 1)
         with self._lock:
             self._check_running()
             w = self._state(name)
@@ -666,13 +666,14 @@ class Runtime(QueueControl, Alerts, Listeners):
         it is killed and a Dask task cancelled; a thread cannot be stopped, so it is left to
         finish on its own. A new thread takes the slot either way."""
         run.timed_out = True
-        self.executors.abandon(run)
+        executor = self.executors[run.policy.executor]
+        executor.abandon(run)
         del w.runs[run.index]
         w.running -= 1
         limit = run.policy.timeout_s
         error = (
             f"TimeoutError: the run took longer than its time limit of {limit:g} s "
-            f"(--timeout) and was abandoned. {timeout_note(run.policy.executor)}\n"
+            f"(--timeout) and was abandoned. {executor.timeout_note()}\n"
         )
         trace = self._trace(run, error, None, timed_out=True)
         self._settle(w, run.message, trace, run.policy)
@@ -779,34 +780,23 @@ class Runtime(QueueControl, Alerts, Listeners):
                         f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
                     ) from exc
             else:
-                if run.policy.executor != "threads" and not replay:
-                    outcome = self.executors.run(
-                        handler, event, run, run.policy.executor, self._remote_emit
+                if not replay:
+                    run.superseded = self._superseded  # for run.keep_result
+                    outcome = self.executors[run.policy.executor].run(
+                        handler, event, run, self._remote_emit
                     )
                     if outcome is None:
                         return None
-                    run.capture.parts.append(outcome["stdout"])
-                    if outcome["error"] is None:
-                        data = outcome["result_data"]
-                        if data is not None and len(data) > self.result_max_bytes:
-                            data = None
-                        result = RunResult(NO_RESULT, data, outcome["result_repr"])
-                    return result, outcome["error"], None
+                    return outcome.result, outcome.error, None
+                # A replay raises what the handler raises, for %debug.
                 try:
                     value = handler.call(event, run.message)
-                # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
-                # run fails and is recorded; the runtime goes on.
                 except BaseException as exc:
                     error = _format_error(exc)
-                    if replay:
-                        trace = self._trace(run, error, None, replay=True)
-                        self._record_replay(run.message.worker, trace)
-                        raise
-                else:
-                    if replay or not self._superseded(run.message.worker):
-                        result = run_result(value, self.result_max_bytes)
-                    else:
-                        result = RunResult(value, None, None)  # no copies: see _superseded
+                    trace = self._trace(run, error, None, replay=True)
+                    self._record_replay(run.message.worker, trace)
+                    raise
+                result = run_result(value, self.result_max_bytes)
         return result, error, unpicklable
 
     def _superseded(self, name: str) -> bool:
@@ -1139,7 +1129,7 @@ class Runtime(QueueControl, Alerts, Listeners):
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             remote = any(
-                r.policy.executor != "threads"
+                self.executors[r.policy.executor].remote
                 for w in self._workers.values()
                 for r in w.runs.values()
             )
