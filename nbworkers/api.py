@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import child, current, handlers, schedule
+from . import current, handlers, schedule
 
 # The runtime of this process (current.py), reached as api.runtime(), api.shutdown()...
 from .current import config as config
@@ -22,6 +22,7 @@ from .current import stopping as stopping
 from .current import use_config as use_config
 from .engine import check_events
 from .errors import ArgumentTypeError, ArgumentValueError
+from .executors import child
 from .trace import Trace
 from .worker import Policy
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from . import child
 from .config import NBWorkers
 from .engine import Runtime, run_owner
 from .errors import NBWorkersError
+from .executors import child
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None

@@ -35,7 +35,7 @@ def _on_db_path(change) -> None:
 def _on_dask_address(change) -> None:
     rt = api.running()
     if rt is not None:
-        rt.executors.dask.set_address(change["new"])
+        rt.executors.set_dask_address(change["new"])
 
 
 def _on_max_processes(change) -> None:

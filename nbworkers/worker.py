@@ -30,7 +30,7 @@ class Policy:
     """How a worker runs its messages: ``retries`` more attempts after a failed first,
     waiting ``backoff_s`` * 2**(n-1) (with jitter, at most an hour) before retry n; a run
     past ``timeout_s`` seconds is abandoned and counts as failed; ``executor`` says where the
-    code runs (``executors.py``)."""
+    code runs (``executors/``)."""
 
     retries: int = 0
     backoff_s: float = 1.0
@@ -96,6 +96,7 @@ class Run:
         "message",
         "policy",
         "started_at_s",
+        "superseded",
         "t0",
         "timed_out",
     )
@@ -109,6 +110,16 @@ class Run:
         self.capture = capture
         self.deadline_s = deadline_s
         self.timed_out = False
+        # Set by the engine: superseded(worker name) says whether a newer trace will replace
+        # this run's anyway (a guess, read without the lock).
+        self.superseded = None
+
+    @property
+    def keep_result(self) -> bool:
+        """Whether the executor makes the result's copies (repr and pickle: user code, a cost
+        every run of a drain): not when a newer trace will replace this run's anyway. Asked
+        when the handler has returned, so that a queue purged meanwhile counts."""
+        return self.superseded is None or not self.superseded(self.message.worker)
 
 
 class WorkerState:

@@ -707,7 +707,7 @@ def test_a_dask_task_that_fails_on_the_cluster_fails_its_run_only(fresh_runtime,
 def test_a_process_killed_by_its_time_limit_is_never_put_back_for_reuse(make_runtime, monkeypatch):
     # Given a run that ends just as its time limit passes: the run thread has decided the
     # process is reusable (run.timed_out was still False) but not yet given it back
-    from nbworkers.pool import ProcessPool
+    from nbworkers.executors.processes import ProcessPool
 
     original = ProcessPool._give_back
 
@@ -774,13 +774,13 @@ def test_a_slow_dask_connection_does_not_freeze_the_runtime(make_runtime):
     address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
     r = make_runtime(dask_address=address)
     abandoning = threading.Event()
-    real_abandon = r.executors.abandon
+    real_abandon = r.executors["dask"].abandon
 
     def abandon(run):
         abandoning.set()
         return real_abandon(run)
 
-    r.executors.abandon = abandon
+    r.executors["dask"].abandon = abandon
     r.define("d", cell("1", name="d"), 1, policy=Policy(timeout_s=1, executor="dask"))
     r.emit(None, "d")  # its run connects, holding the Dask runner's lock
     # The limit passes: the timer calls abandon, holding the runtime lock
@@ -847,3 +847,61 @@ def test_restart_processes_runs_the_next_message_in_a_fresh_process(fresh_runtim
     api.emit(None, "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].ok and rt.traces("w")[0].result != first
+
+
+class _FakeExecutor:
+    """A test double of the Executor protocol: runs the handler here, tells what it was asked."""
+
+    name = "fake"
+    remote = False
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.prepared = []
+        self.abandoned = threading.Event()
+        self.closed = False
+
+    def prepare(self, handler, concurrency):
+        self.prepared.append((handler.name, concurrency))
+
+    def run(self, handler, event, run, on_emit):
+        from nbworkers.executors import Outcome
+        from nbworkers.trace import run_result
+
+        if event == "hang":
+            assert self.abandoned.wait(10)
+            return None
+        value = ("fake", handler.call(event, run.message))
+        return Outcome(run_result(value, self.settings.result_max_bytes), None)
+
+    def abandon(self, run):
+        self.abandoned.set()
+
+    def timeout_note(self):
+        return "The fake let it go."
+
+    def close(self):
+        self.closed = True
+
+
+def test_an_executor_registered_in_the_map_is_accepted_and_used(make_runtime, monkeypatch):
+    from nbworkers import executors
+
+    # Given an executor registered under a new name in EXECUTORS, and nowhere else
+    monkeypatch.setitem(executors.EXECUTORS, "fake", _FakeExecutor)
+    # When a worker is defined with it (Policy checks the name against the map)
+    policy = Policy(executor="fake", timeout_s=0.5)
+    r = make_runtime()
+    r.define("w", handlers.from_function("w", lambda e: e * 2), 3, policy=policy)
+    fake = r.executors["fake"]
+    assert isinstance(fake, _FakeExecutor) and fake.prepared == [("w", 3)]
+    # Then its runs go through it, and a run past its time limit is abandoned by it
+    r.emit(21, "w")
+    assert r.wait("w", 10)
+    assert r.traces("w")[0].result == ("fake", 42)
+    r.emit("hang", "w")
+    assert wait_until(lambda: r.counts("w")["failed"] == 1, 10)
+    assert fake.abandoned.is_set()
+    assert "The fake let it go." in r.traces("w")[0].error
+    r.stop()
+    assert fake.closed

@@ -56,7 +56,7 @@ class Definitions:
         check_concurrency(concurrency)
         policy = policy or Policy()
         reg.check_running()
-        self.executors.prepare(handler, policy.executor, concurrency)
+        self.executors[policy.executor].prepare(handler, concurrency)
         with reg.lock:
             reg.check_running()
             w = reg.state(name)
@@ -89,7 +89,7 @@ class Definitions:
             schedule.next_run(None, reg.clock(), reg.zone)
         except Exception as exc:
             raise NBWorkersError(f"cron {name!r} was not defined: {exc}") from exc
-        self.executors.prepare(handler, policy.executor, 1)
+        self.executors[policy.executor].prepare(handler, 1)
         with reg.lock:
             reg.check_running()
             w = reg.state(name)

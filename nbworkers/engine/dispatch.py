@@ -18,7 +18,6 @@ import time
 from .. import handlers, output
 from ..handlers import Handler
 from ..message import ClassNotDefined, load_event
-from ..trace import NO_RESULT, RunResult, run_result
 from ..worker import Run, WorkerState
 from .registry import Registry
 
@@ -50,7 +49,6 @@ class Dispatch:
         self.hooks = hooks
         self.outcomes = outcomes
         self.owner = owner  # the Runtime: run_owner() and emits of remote runs
-        self.result_max_bytes = registry.settings.result_max_bytes
 
     # ----- threads (the lock is held) ---------------------------------------------------------
 
@@ -164,30 +162,13 @@ class Dispatch:
                 error = "the event cannot be unpickled, so the handler did not run:\n"
                 error += format_error(exc)
             else:
-                if run.policy.executor != "threads":
-                    outcome = self.executors.run(
-                        handler, event, run, run.policy.executor, self.remote_emit
-                    )
-                    if outcome is None:
-                        return None
-                    run.capture.parts.append(outcome["stdout"])
-                    if outcome["error"] is None:
-                        data = outcome["result_data"]
-                        if data is not None and len(data) > self.result_max_bytes:
-                            data = None
-                        result = RunResult(NO_RESULT, data, outcome["result_repr"])
-                    return result, outcome["error"], None
-                try:
-                    value = handler.call(event, run.message)
-                # A handler may raise anything, SystemExit and KeyboardInterrupt included: the
-                # run fails and is recorded; the engine goes on.
-                except BaseException as exc:  # noqa: BLE001
-                    error = format_error(exc)
-                else:
-                    if not self._superseded(run.message.worker):
-                        result = run_result(value, self.result_max_bytes)
-                    else:
-                        result = RunResult(value, None, None)  # no copies: see _superseded
+                run.superseded = self._superseded  # for run.keep_result
+                outcome = self.executors[run.policy.executor].run(
+                    handler, event, run, self.remote_emit
+                )
+                if outcome is None:
+                    return None
+                return outcome.result, outcome.error, None
         return result, error, unpicklable
 
     def _superseded(self, name: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ..executors import timeout_note
 from ..message import Message
 from ..trace import NO_RESULT, RunResult, Trace
 from ..worker import DeadLetter, Run, WorkerState
@@ -65,14 +64,15 @@ class Outcomes:
         Dask task cancelled; a thread cannot be stopped, so it is left to finish on its own,
         and its slot is given up: a new thread takes the next message."""
         run.timed_out = True
-        self.executors.abandon(run)
+        executor = self.executors[run.policy.executor]
+        executor.abandon(run)
         del w.runs[run.index]
         w.running -= 1
         w.live.discard(run.index)
         limit = run.policy.timeout_s
         error = (
             f"TimeoutError: the run took longer than its time limit of {limit:g} s "
-            f"(--timeout) and was abandoned. {timeout_note(run.policy.executor)}\n"
+            f"(--timeout) and was abandoned. {executor.timeout_note()}\n"
         )
         self.settle(w, run, make_trace(run, error, None, timed_out=True))
         if not self.registry.stopping:

@@ -8,7 +8,7 @@ import time
 
 from .. import output
 from ..errors import NBWorkersError
-from ..handlers import Handler
+from ..handlers import Handler, check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import Trace, run_result
 from ..worker import Policy, Run
@@ -29,6 +29,7 @@ class Replay:
 
     def _trace(self, name: str, trace_id: str | None) -> tuple[Handler, Trace]:
         """The handler of ``name`` and the trace to replay (the newest that is not a replay)."""
+        check_name(name)
         reg = self.registry
         with reg.lock:
             w = reg.defined(name)

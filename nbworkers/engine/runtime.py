@@ -96,7 +96,9 @@ class Runtime:
         reg = self.registry = Registry(settings, clock, rng or random.Random())
         self.zone = reg.zone
         self.store = store if store is not None else Store(path, settings.traces_kept)
-        self.executors = Executors(settings.max_processes, settings.dask_address)
+        self.executors = Executors(
+            settings.max_processes, settings.dask_address, settings.result_max_bytes
+        )
         with startup.gc_paused():
             try:
                 loaded = self.store.load()
@@ -206,7 +208,7 @@ class Runtime:
             thread.join(max(0.0, deadline - time.monotonic()))
         with reg.lock:
             remote = any(
-                r.policy.executor != "threads"
+                self.executors[r.policy.executor].remote
                 for w in reg.workers.values()
                 for r in w.runs.values()
             )

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from ..errors import NBWorkersError
+from ..handlers import check_name
 from ..log import log
 from ..message import Message
 from ..worker import Run, WorkerState
@@ -136,6 +137,7 @@ class Timers:
 
     def next_run(self, name: str):
         """When cron ``name`` runs next (an aware datetime), or None while it is paused."""
+        check_name(name)
         reg = self.registry
         with reg.lock:
             w = reg.workers.get(name)

@@ -23,10 +23,10 @@ import types
 
 import cloudpickle
 
-from . import handlers, output
-from .errors import NBWorkersError
-from .message import Message
-from .trace import preview
+from .. import handlers, output
+from ..errors import NBWorkersError
+from ..message import Message
+from ..trace import preview
 
 _local = threading.local()  # .emitter: where emit goes on a Dask task's thread
 _process_emitter = None  # where emit goes in a child process, on any of its threads

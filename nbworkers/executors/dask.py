@@ -1,14 +1,77 @@
-"""The Dask runner of ``--executor dask``: jobs become tasks on a ``distributed.Client``
-(``child.run_on_dask`` runs them there)."""
+"""``--executor dask``: the run thread sends the job (``jobs.py``) as a task to a Dask cluster
+(``child.run_on_dask`` runs it there) and waits for its outcome. What the handler emits there
+travels back with the outcome and is queued when the run ends. A run past its time limit has
+its task cancelled."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 
-from . import child
-from .errors import NBWorkersError
+from ..errors import NBWorkersError
+from . import child, jobs
 from .jobs import failed
+from .protocol import Outcome, Settings
+
+
+class DaskExecutor:
+    """Runs each run as a task of the ``DaskRunner``'s cluster."""
+
+    name = "dask"
+    remote = True
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.runner = DaskRunner(settings.dask_address)
+
+    def prepare(self, handler, concurrency: int) -> None:
+        self.runner.check()
+        jobs.check_sendable(handler, self.name)
+
+    def run(self, handler, event, run, on_emit) -> Outcome | None:
+        try:
+            done = self._run(handler, event, run, on_emit)
+        except BaseException as exc:  # noqa: BLE001 - the run fails; its run thread goes on
+            done = jobs.crashed(self.name, exc)
+        return jobs.outcome(done, run, self.settings.result_max_bytes)
+
+    def _run(self, handler, event, run, on_emit) -> dict | None:
+        try:
+            job = jobs.make(handler, event, run.message, self.name)
+        except NBWorkersError as exc:
+            return failed(f"{exc}\n")
+        done = self.runner.run(job, run, run.message.worker)
+        if done is None:
+            return None
+        failures = []
+        for kind, request in done.pop("emits", ()):
+            try:
+                status, answer = on_emit(kind, jobs.decode(kind, request))
+            except Exception as exc:  # noqa: BLE001 - the event would not unpickle here
+                status, answer = "error", exc
+            if status == "error":
+                failures.append(f"{type(answer).__name__}: {answer}")
+        if failures and done["error"] is None:
+            # The handler could not see these errors (its emits were queued at the end): the
+            # run fails, so that it is retried or dead-lettered, not lost.
+            done["error"] = (
+                "nbworkers: emits of this run, queued when it ended on Dask, failed:\n"
+                + "\n".join(failures)
+                + "\n"
+            )
+        return done
+
+    def abandon(self, run) -> None:
+        self.runner.abandon(run)
+
+    def timeout_note(self) -> str:
+        return (
+            "Its Dask task was cancelled; a task already running on a Dask worker cannot be "
+            "stopped there, and what it does from now on is not recorded."
+        )
+
+    def close(self) -> None:
+        self.runner.close()
 
 
 class DaskRunner:

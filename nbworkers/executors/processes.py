@@ -1,6 +1,9 @@
-"""The process pool of ``--executor processes``: processes started with ``subprocess`` (never
-forked from a kernel full of threads), each talking to the kernel over a socket pair, so that
-nothing listens on a port. ``child.main`` is the other end."""
+"""``--executor processes``: the run thread sends the job (``jobs.py``) to a process of a pool
+and waits for its outcome; for CPU-heavy handlers, off the kernel's GIL.
+
+The pool's processes are started with ``subprocess`` (never forked from a kernel full of
+threads), each talking to the kernel over a socket pair, so that nothing listens on a port.
+``child.main`` is the other end. A run past its time limit has its process killed."""
 
 from __future__ import annotations
 
@@ -11,13 +14,24 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
-from . import handlers
-from .errors import NBWorkersError
+from .. import handlers
+from ..errors import NBWorkersError
+from . import jobs
 from .jobs import decode, failed
+from .protocol import Outcome, Settings
+
+
+def pool_size(max_processes: int) -> int:
+    """How many processes the pool may run: ``NBWorkers.max_processes``, 0 being one per CPU."""
+    return max_processes or os.cpu_count() or 1
+
 
 # How a pool process starts: the child module's loop on the socket and the lifeline pipe
 # given by number.
-_BOOT = "import sys; from nbworkers.child import main; main(int(sys.argv[1]), int(sys.argv[2]))"
+_BOOT = (
+    "import sys; from nbworkers.executors.child import main; "
+    "main(int(sys.argv[1]), int(sys.argv[2]))"
+)
 
 
 class _Process:
@@ -261,3 +275,40 @@ class ProcessPool:
         if lifeline is not None:
             for fd in lifeline:
                 os.close(fd)
+
+
+class ProcessExecutor:
+    """Runs each run in a process of its ``ProcessPool``, shared by every worker with
+    ``--executor processes``."""
+
+    name = "processes"
+    remote = True
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pool = ProcessPool(pool_size(settings.max_processes))
+
+    def prepare(self, handler, concurrency: int) -> None:
+        jobs.check_sendable(handler, self.name)
+        self.pool.warm(concurrency)
+
+    def run(self, handler, event, run, on_emit) -> Outcome | None:
+        try:
+            try:
+                job = jobs.make(handler, event, run.message, self.name)
+            except NBWorkersError as exc:
+                done = failed(f"{exc}\n")
+            else:
+                done = self.pool.run(job, run, on_emit)
+        except BaseException as exc:  # noqa: BLE001 - the run fails; its run thread goes on
+            done = jobs.crashed(self.name, exc)
+        return jobs.outcome(done, run, self.settings.result_max_bytes)
+
+    def abandon(self, run) -> None:
+        self.pool.abandon(run)
+
+    def timeout_note(self) -> str:
+        return "Its process was killed (the pool starts another)."
+
+    def close(self) -> None:
+        self.pool.close()

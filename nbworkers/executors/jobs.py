@@ -12,7 +12,10 @@ import types
 
 import cloudpickle
 
-from .errors import NBWorkersError
+from .. import handlers
+from ..errors import NBWorkersError
+from ..trace import NO_RESULT, RunResult
+from .protocol import Outcome
 
 
 def _functions(call) -> list[types.FunctionType]:
@@ -134,6 +137,28 @@ _PYTHON_FOLDERS = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
 def failed(error: str) -> dict:
     """The outcome of a run that failed on the kernel's side of the executor."""
     return {"stdout": "", "error": error, "result_data": None, "result_repr": None}
+
+
+def crashed(executor: str, exc: BaseException) -> dict:
+    """The outcome of a run whose executor itself failed (a bug of nbworkers, or of the
+    cluster's client): the run fails, and its run thread goes on."""
+    return failed(
+        f"nbworkers: --executor {executor} failed to run it:\n" + handlers.format_error(exc)
+    )
+
+
+def outcome(done: dict | None, run, result_max_bytes: int) -> Outcome | None:
+    """The ``Outcome`` of a run from what came back (None: abandoned): what it printed goes
+    to the run's capture; its pickled result is kept if at most ``result_max_bytes``."""
+    if done is None:
+        return None
+    run.capture.parts.append(done["stdout"])
+    if done["error"] is not None:
+        return Outcome(None, done["error"])
+    data = done["result_data"]
+    if data is not None and len(data) > result_max_bytes:
+        data = None
+    return Outcome(RunResult(NO_RESULT, data, done["result_repr"]), None)
 
 
 def decode(kind: str, request: tuple) -> tuple:

@@ -1,0 +1,44 @@
+"""``--executor threads`` (the default): the handler runs on the run thread itself, in the
+kernel, where it sees the notebook's globals as they are now."""
+
+from __future__ import annotations
+
+from ..handlers import format_error
+from ..trace import RunResult, run_result
+from .protocol import Outcome, Settings
+
+
+class ThreadExecutor:
+    """Calls the handler on the run thread; nothing to prepare, nothing to close."""
+
+    name = "threads"
+    remote = False
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def prepare(self, handler, concurrency: int) -> None:
+        pass  # anything a cell can run, a thread of the kernel can
+
+    def run(self, handler, event, run, on_emit) -> Outcome:
+        try:
+            value = handler.call(event, run.message)
+        # A handler may raise anything, SystemExit and KeyboardInterrupt included: the run
+        # fails and is recorded; the runtime goes on. Its traceback starts at the handler.
+        except BaseException as exc:  # noqa: BLE001
+            return Outcome(None, format_error(exc, __file__))
+        if run.keep_result:
+            return Outcome(run_result(value, self.settings.result_max_bytes), None)
+        return Outcome(RunResult(value, None, None), None)  # no copies: see Run.keep_result
+
+    def abandon(self, run) -> None:
+        pass  # a Python thread cannot be stopped
+
+    def timeout_note(self) -> str:
+        return (
+            "A Python thread cannot be stopped: the handler goes on in the background until it "
+            "returns, and what it does from now on is not recorded."
+        )
+
+    def close(self) -> None:
+        pass
