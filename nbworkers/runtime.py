@@ -25,6 +25,8 @@ from datetime import datetime
 from . import handlers, output
 from .alerts import Alerts
 from .control import QueueControl
+from .engine.settings import Settings
+from .engine.snapshot import Definition, WorkerSnapshot
 from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from .executors import Executors, timeout_note
 from .handlers import Handler, check_name
@@ -113,35 +115,27 @@ class Runtime(QueueControl, Alerts, Listeners):
     def __init__(
         self,
         path: str,
+        settings: Settings | None = None,
         *,
-        traces_kept: int = 10,
-        default_concurrency: int = 4,
-        flush_interval_s: float = 0.005,
-        result_max_bytes: int = 65536,
-        timezone: str | None = None,
-        storm_rate: int = 1000,
-        storm_seconds: int = 5,
-        max_queued: int = 1_000_000,
-        failure_notice_after: int = 5,
-        max_processes: int = 0,
-        dask_address: str = "",
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         store: Store | None = None,
     ):
+        settings = settings if settings is not None else Settings()
+        self.settings = settings
         self.path = path
-        self.zone = Zone(timezone)
+        self.zone = Zone(settings.timezone)
         self.clock = clock
         self.rng = rng or random.Random()
-        self.traces_kept = traces_kept
-        self.default_concurrency = default_concurrency
-        self.storm_rate = storm_rate
-        self.storm_seconds = storm_seconds
-        self.max_queued = max_queued
-        self.failure_notice_after = failure_notice_after
-        self.result_max_bytes = result_max_bytes
-        self.store = store if store is not None else Store(path, traces_kept)
-        self.executors = Executors(max_processes, dask_address)
+        self.traces_kept = settings.traces_kept
+        self.default_concurrency = settings.default_concurrency
+        self.storm_rate = settings.storm_rate
+        self.storm_seconds = settings.storm_seconds
+        self.max_queued = settings.max_queued
+        self.failure_notice_after = settings.failure_notice_after
+        self.result_max_bytes = settings.result_max_bytes
+        self.store = store if store is not None else Store(path, self.traces_kept)
+        self.executors = Executors(settings.max_processes, settings.dask_address)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
         self._change_waiters = 0
@@ -172,8 +166,8 @@ class Runtime(QueueControl, Alerts, Listeners):
                 self.store,
                 self._lock,
                 loaded.next_seq,
-                traces_kept=traces_kept,
-                flush_interval_s=flush_interval_s,
+                traces_kept=self.traces_kept,
+                flush_interval_s=settings.flush_interval_s,
             )
             self._load(loaded)
         output.install()
@@ -994,16 +988,16 @@ class Runtime(QueueControl, Alerts, Listeners):
         with self._lock:
             return [name for name, w in self._workers.items() if w.handler is not None]
 
-    def definitions(self) -> list[tuple[str, Handler, int, Schedule | None, Policy]]:
-        """(name, handler, concurrency, schedule, policy) of every defined worker and cron."""
+    def definitions(self) -> list[Definition]:
+        """Every defined worker and cron, in definition order."""
         with self._lock:
             return [
-                (name, w.handler, w.concurrency, w.schedule, w.policy)
+                Definition(name, w.handler, w.concurrency, w.schedule, w.policy)
                 for name, w in self._workers.items()
                 if w.handler is not None
             ]
 
-    def snapshot(self, name: str) -> dict:
+    def snapshot(self, name: str) -> WorkerSnapshot:
         """Everything a panel shows about ``name``, read in one go."""
         with self._lock:
             w = self._workers.get(name) or WorkerState(name, self._lock, self.traces_kept)
@@ -1017,30 +1011,29 @@ class Runtime(QueueControl, Alerts, Listeners):
                     schedule_error = _failure(exc)
             last_error = next((t.error for t in w.traces if t.error), None)
             oldest_run = min((r.t0 for r in w.runs.values()), default=None)
-            return {
-                "name": name,
-                "defined": w.handler is not None,
-                "kind": w.kind_name,
-                "paused": w.paused,
-                "pause_reason": w.pause_reason,
-                "counts": w.counts(now),
-                "concurrency": w.concurrency,
-                "policy": w.policy,
-                "schedule": w.schedule.describe() if w.is_cron else None,
-                "next_run_s": next_run_s,
-                "schedule_error": schedule_error,
-                "zone": (w.schedule.zone or self.zone).tz if w.is_cron else None,
-                "last_run_s": w.traces[0].started_at_s if w.is_cron and w.traces else None,
-                "last_error": last_error,
-                "failing": w.failing if w.failing >= self.failure_notice_after else 0,
-                "traces": list(w.traces),
-                "oldest_s": w.oldest_s(),
-                "delayed": len(w.delayed),
-                "next_due_s": w.next_due_s(),
-                # How long the longest run still going has taken so far (None: none going)
-                "longest_run_s": None if oldest_run is None else time.perf_counter() - oldest_run,
-                "now": now,
-            }
+            return WorkerSnapshot(
+                name=name,
+                defined=w.handler is not None,
+                kind=w.kind_name,
+                paused=w.paused,
+                pause_reason=w.pause_reason,
+                counts=w.counts(now),
+                concurrency=w.concurrency,
+                policy=w.policy,
+                schedule=w.schedule.describe() if w.is_cron else None,
+                next_run_s=next_run_s,
+                schedule_error=schedule_error,
+                zone=(w.schedule.zone or self.zone).tz if w.is_cron else None,
+                last_run_s=w.traces[0].started_at_s if w.is_cron and w.traces else None,
+                last_error=last_error,
+                failing=w.failing if w.failing >= self.failure_notice_after else 0,
+                traces=list(w.traces),
+                oldest_s=w.oldest_s(),
+                delayed=len(w.delayed),
+                next_due_s=w.next_due_s(),
+                longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
+                now=now,
+            )
 
     def unhandled_details(self) -> list[tuple[str, int, float | None]]:
         """(name, queued, oldest enqueued_at) for each name with messages but no worker."""

@@ -10,7 +10,7 @@ import pytest
 from nbworkers import handlers, runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.runtime import Runtime
+from tests.conftest import open_runtime
 from tests.waiting import wait_until
 
 
@@ -19,7 +19,7 @@ def make_runtime(tmp_path):
     made = []
 
     def make(path=None, **kw):
-        rt = Runtime(str(path or tmp_path / "q.duckdb"), **kw)
+        rt = open_runtime(str(path or tmp_path / "q.duckdb"), **kw)
         made.append(rt)
         return rt
 

@@ -10,6 +10,7 @@ import time
 import duckdb
 import pytest
 
+from nbworkers.engine.settings import Settings
 from nbworkers.handlers import from_function
 from nbworkers.runtime import Runtime
 from nbworkers.trace import NOT_COPIED, preview, run_result
@@ -95,7 +96,7 @@ def test_what_a_result_repr_prints_goes_to_its_trace(rt):
 
 
 def test_a_result_past_result_max_bytes_keeps_only_its_repr(tmp_path):
-    rt = Runtime(str(tmp_path / "q.duckdb"), result_max_bytes=1000)
+    rt = Runtime(str(tmp_path / "q.duckdb"), Settings(result_max_bytes=1000))
     try:
         # One run at a time: the big result is the newest trace
         rt.define("w", from_function("w", lambda e: b"x" * e), 1)
