@@ -80,6 +80,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from nbworkers.engine.settings import Settings
 from nbworkers.handlers import from_function
 from nbworkers.engine import Runtime
 
@@ -143,7 +144,7 @@ class NBWorkersPeer(Peer):
 
     def open(self, tmp, handler, threads=THREADS):
         self._reopen_args = (os.path.join(tmp, "nbworkers.duckdb"), handler, threads)
-        self.rt = Runtime(self._reopen_args[0], **self.options)
+        self.rt = Runtime(self._reopen_args[0], Settings(**self.options))
         self.rt.define(WORKER, from_function(WORKER, handler), threads, paused=True)
 
     def reopen(self):
@@ -152,7 +153,7 @@ class NBWorkersPeer(Peer):
         self.rt.stop(60)
         gc.collect()
         t0 = time.perf_counter()
-        self.rt = Runtime(path, **self.options)
+        self.rt = Runtime(path, Settings(**self.options))
         self.open_s = time.perf_counter() - t0
         self.rt.define(WORKER, from_function(WORKER, handler), threads, paused=True)
 
@@ -826,7 +827,7 @@ def measure_busy(sizes: Sizes) -> dict:
     handler, _ = counting_handler(sizes.busy_backlog)
     with tempfile.TemporaryDirectory(prefix="peers-busy-") as tmp:
         clock = time.perf_counter
-        rt = Runtime(os.path.join(tmp, "busy.duckdb"), max_queued=2_000_000)
+        rt = Runtime(os.path.join(tmp, "busy.duckdb"), Settings(max_queued=2_000_000))
         rt.define(WORKER, from_function(WORKER, handler), 4, paused=True)
         rt.define("probe", from_function("probe", lambda e: starts.setdefault(e, clock())), 1)
         prequeue(rt, sizes.busy_backlog)
@@ -1093,7 +1094,7 @@ def report(res: Results) -> None:
         )
     if res.flat:
         f = res.flat
-        print(f"\nflat cost (Runtime(max_queued={f['max_queued']:,})):")
+        print(f"\nflat cost (Settings(max_queued={f['max_queued']:,})):")
         rows = [
             [
                 "queued",
@@ -1166,7 +1167,7 @@ def profile(what: str, size: int) -> None:
     """
     handler, _ = counting_handler(size)
     with tempfile.TemporaryDirectory(prefix="peers-profile-") as tmp:
-        rt = Runtime(os.path.join(tmp, "nbworkers.duckdb"), max_queued=2 * size)
+        rt = Runtime(os.path.join(tmp, "nbworkers.duckdb"), Settings(max_queued=2 * size))
         rt.define(WORKER, from_function(WORKER, handler), THREADS, paused=True)
         if what == "drain":
             prequeue(rt, size)

@@ -8,6 +8,8 @@ from pathlib import Path
 from traitlets import Float, Int, Unicode
 from traitlets.config import Configurable
 
+from .engine.settings import Settings
+
 DB_ENV = "NBWORKERS_DB"
 # The folder the kernel started in (nbworkers is imported when the extension loads, before
 # any cell can change folder): where the default database lives.
@@ -80,11 +82,34 @@ class NBWorkers(Configurable):
         "not called, such as 'tcp://127.0.0.1:8786'; connected on first use.",
     ).tag(config=True)
 
+    idle_thread_s = Float(
+        10.0,
+        help="How long a worker's run thread with nothing to do stays, in seconds; it ends "
+        "then, and a new one starts when a message arrives.",
+    ).tag(config=True)
+
     timezone = Unicode(
         "",
         help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'; "
         "a cron's --tz (tz=) wins. Empty: the kernel's local zone.",
     ).tag(config=True)
+
+    def settings(self) -> Settings:
+        """The runtime's settings, from these options."""
+        return Settings(
+            traces_kept=self.traces_kept,
+            default_concurrency=self.default_concurrency,
+            flush_interval_s=self.flush_interval_s,
+            result_max_bytes=self.result_max_bytes,
+            timezone=self.timezone or None,
+            storm_rate=self.storm_rate,
+            storm_seconds=self.storm_seconds,
+            max_queued=self.max_queued,
+            failure_notice_after=self.failure_notice_after,
+            max_processes=self.max_processes,
+            dask_address=self.dask_address,
+            idle_thread_s=self.idle_thread_s,
+        )
 
     def resolved_db_path(self) -> str:
         """The database path to open, from the option, the environment or the notebook name.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .config import NBWorkers
 from .engine import Runtime, run_owner
+from .engine.snapshot import Definition
 from .errors import NBWorkersError
 from .executors import child
 
@@ -32,7 +33,7 @@ _on_start: list[Callable[[Runtime], None]] = []
 _dask_client = None  # the client given to use_dask, kept for runtimes started later
 # Handlers defined on a runtime that moved to another file (reopen), until one opens there:
 # a file that cannot be opened must not make the notebook lose its workers.
-_moving: list[tuple] = []
+_moving: list[Definition] = []
 
 
 def on_start(callback: Callable[[Runtime], None]) -> None:
@@ -77,30 +78,17 @@ def runtime() -> Runtime:
         _stopped.wait_for(lambda: _stopping is None)
         if _runtime is None:
             cfg = config()
-            _runtime = Runtime(
-                cfg.resolved_db_path(),
-                traces_kept=cfg.traces_kept,
-                default_concurrency=cfg.default_concurrency,
-                flush_interval_s=cfg.flush_interval_s,
-                result_max_bytes=cfg.result_max_bytes,
-                timezone=cfg.timezone or None,
-                storm_rate=cfg.storm_rate,
-                storm_seconds=cfg.storm_seconds,
-                max_queued=cfg.max_queued,
-                failure_notice_after=cfg.failure_notice_after,
-                max_processes=cfg.max_processes,
-                dask_address=cfg.dask_address,
-            )
+            _runtime = Runtime(cfg.resolved_db_path(), cfg.settings())
             if _dask_client is not None:
                 _runtime.executors.dask.use(_dask_client)
             for callback in _on_start:
                 callback(_runtime)
             kept, _moving[:] = list(_moving), []
-            for name, handler, concurrency, plan, policy in kept:
-                if plan is not None:
-                    _runtime.define_cron(name, handler, plan, policy=policy)
+            for d in kept:
+                if d.schedule is not None:
+                    _runtime.define_cron(d.name, d.handler, d.schedule, policy=d.policy)
                 else:
-                    _runtime.define(name, handler, concurrency, policy=policy)
+                    _runtime.define(d.name, d.handler, d.concurrency, policy=d.policy)
         return _runtime
 
 

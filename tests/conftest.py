@@ -1,11 +1,22 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 
 import pytest
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.settings import Settings
 from tests.kernel import Kernel
+
+_SETTINGS = {f.name for f in fields(Settings)}
+
+
+def open_runtime(path: str, **kw) -> Runtime:
+    """``Runtime(path, Settings(...), ...)`` from one set of keywords: those that name a
+    ``Settings`` field go into the settings, the others (clock, rng, store) to ``Runtime``."""
+    settings = Settings(**{k: v for k, v in kw.items() if k in _SETTINGS})
+    return Runtime(path, settings, **{k: v for k, v in kw.items() if k not in _SETTINGS})
 
 
 class Clock:
@@ -24,7 +35,7 @@ def make_runtime(tmp_path):
     made = []
 
     def make(**kw):
-        rt = Runtime(str(tmp_path / "q.duckdb"), **kw)
+        rt = open_runtime(str(tmp_path / "q.duckdb"), **kw)
         made.append(rt)
         return rt
 

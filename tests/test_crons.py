@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.settings import Settings
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.schedule import HOUR, MINUTE, parse
@@ -24,7 +25,7 @@ def make_runtime(tmp_path):
     made = []
 
     def make(clock, timezone="UTC"):
-        rt = Runtime(str(tmp_path / "q.duckdb"), clock=clock, timezone=timezone)
+        rt = Runtime(str(tmp_path / "q.duckdb"), Settings(timezone=timezone), clock=clock)
         made.append(rt)
         return rt
 
@@ -296,13 +297,13 @@ def test_a_cron_whose_next_run_fails_stops_no_other(kernel):
     kernel.ok("from nbworkers.widgets.render import status_html")
     html = kernel.eval("status_html(api.runtime().snapshot('failing'))")
     assert "the zone data is gone" in html
-    assert kernel.eval("api.runtime().snapshot('failing')['next_run_s']") is None
+    assert kernel.eval("api.runtime().snapshot('failing').next_run_s") is None
     reply = kernel.run("nw.next_run('failing')")
     assert reply.ename == "NBWorkersError" and "the zone data is gone" in reply.evalue
     # When its schedule works again, the next timer pass schedules it again
     kernel.ok(
         "broken.clear()\nrt = api.runtime()\nrt.run_timers()\n"
-        "assert rt.snapshot('failing')['schedule_error'] is None\nassert nw.next_run('failing')"
+        "assert rt.snapshot('failing').schedule_error is None\nassert nw.next_run('failing')"
     )
 
 

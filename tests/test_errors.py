@@ -186,4 +186,4 @@ def test_bad_arguments_get_clear_errors_and_change_nothing(nw):
         assert isinstance(caught.value, NBWorkersError), (call, type(caught.value))
     assert sorted(nw.workers()) == ["c", "w"] and nw.unhandled() == {}
     assert [m["preview"] for m in nw.messages("w")] == ["'kept'"]
-    assert nw.runtime().snapshot("w")["concurrency"] == 4 and nw.is_paused("w")
+    assert nw.runtime().snapshot("w").concurrency == 4 and nw.is_paused("w")

@@ -113,7 +113,7 @@ def test_a_result_whose_repr_raises_system_exit_does_not_kill_the_writer(rt):
 def test_defining_a_worker_over_a_cron_stops_its_ticks(rt):
     rt.define_cron("d", from_function("d", lambda: None, "cron"), parse("1s"))
     rt.define("d", from_function("d", lambda e: e))
-    assert [d[3] for d in rt.definitions() if d[0] == "d"] == [None]
+    assert [d.schedule for d in rt.definitions() if d.name == "d"] == [None]
     assert rt.run_timers(time.time() + 3600) is None
 
 

@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nbworkers.engine.snapshot import WorkerSnapshot
 from nbworkers.trace import Trace, run_result
 from nbworkers.widgets import render
 from nbworkers.worker import Policy
@@ -29,7 +31,7 @@ def hhmmss(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
 
 
-def snap(**changes) -> dict:
+def snap(**changes) -> WorkerSnapshot:
     counts = {"queued": 0, "running": 0, "done": 0, "failed": 0, "dead": 0, "retried": 0}
     counts.update(changes.pop("counts", {}))
     base = {
@@ -43,6 +45,8 @@ def snap(**changes) -> dict:
         "policy": Policy(),
         "schedule": None,
         "next_run_s": None,
+        "schedule_error": None,
+        "zone": None,
         "last_run_s": None,
         "last_error": None,
         "failing": 0,
@@ -54,7 +58,7 @@ def snap(**changes) -> dict:
         "now": NOW,
     }
     base.update(changes)
-    return base
+    return WorkerSnapshot(**base)
 
 
 def text(html: str) -> str:
@@ -177,9 +181,9 @@ def test_a_cron_shows_its_schedule_next_and_last_run():
     assert (
         f"every day at 09:30 · next run in 2 min ({hhmmss(NOW + 90)}) · last run 1 h ago" in shown
     )
-    due = text(render.status_html({**cron, "next_run_s": NOW, "last_run_s": None}))
+    due = text(render.status_html(replace(cron, next_run_s=NOW, last_run_s=None)))
     assert "every day at 09:30 · next run: now" in due and "last run" not in due
-    paused = text(render.status_html({**cron, "paused": True, "next_run_s": None}))
+    paused = text(render.status_html(replace(cron, paused=True, next_run_s=None)))
     assert "every day at 09:30 · paused: no next run" in paused
 
 
@@ -193,7 +197,7 @@ def test_a_cron_shows_its_next_run_in_its_own_zone(utc):
     shown = text(render.status_html(tokyo))
     assert "at 09:00 every day (0 9 * * *), Asia/Tokyo time · next run in 2 min (17:01:30)" in shown
     # The kernel's own zone (None: local time, UTC here)
-    local = text(render.status_html({**tokyo, "zone": None}))
+    local = text(render.status_html(replace(tokyo, zone=None)))
     assert "next run in 2 min (08:01:30)" in local
 
 
@@ -334,18 +338,18 @@ def golden_cases() -> dict[str, str]:
         last_run_s=NOW - 86400,
         counts={"skipped": 1},
     )
-    cron_zone = {
-        **cron,
-        "schedule": "at 09:00 every day (0 9 * * *), Asia/Tokyo time",
-        "zone": ZoneInfo("Asia/Tokyo"),
-    }
-    cron_error = {
-        **cron,
-        "schedule": "every hour at :40, Africa/Monrovia time",
-        "next_run_s": None,
-        "schedule_error": "ValueError: Africa/Monrovia shows no whole minutes: every hour at "
+    cron_zone = replace(
+        cron,
+        schedule="at 09:00 every day (0 9 * * *), Asia/Tokyo time",
+        zone=ZoneInfo("Asia/Tokyo"),
+    )
+    cron_error = replace(
+        cron,
+        schedule="every hour at :40, Africa/Monrovia time",
+        next_run_s=None,
+        schedule_error="ValueError: Africa/Monrovia shows no whole minutes: every hour at "
         ":40, Africa/Monrovia time never runs",
-    }
+    )
     ok = make_trace(result={"n": 1}, stdout="hello\n", attempt=3)
     failed = make_trace(error="Traceback\nValueError: no", timed_out=True, replay=True)
     return {

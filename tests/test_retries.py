@@ -340,16 +340,16 @@ def test_a_worker_failing_again_and_again_leaves_one_notice(make_runtime):
     define(rt, "w", lambda e: 1 / 0, concurrency=1)
     rt.emit_many(range(2), "w")
     assert rt.wait("w", 5) and rt.take_notices() == []
-    assert rt.snapshot("w")["failing"] == 0
+    assert rt.snapshot("w").failing == 0
     rt.emit_many(range(4), "w")
     assert rt.wait("w", 5)
     [notice] = rt.take_notices()
     assert "'w' has failed 3 runs in a row" in notice and "ZeroDivisionError" in notice
-    assert rt.snapshot("w")["failing"] == 6
+    assert rt.snapshot("w").failing == 6
     # A success ends the streak
     define(rt, "w", lambda e: e)
     rt.emit(1, "w")
-    assert rt.wait("w", 5) and rt.snapshot("w")["failing"] == 0
+    assert rt.wait("w", 5) and rt.snapshot("w").failing == 0
 
 
 def test_a_slot_freed_by_a_timeout_after_lowering_concurrency_comes_back(make_runtime):

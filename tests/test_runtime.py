@@ -8,10 +8,10 @@ import time
 import pytest
 
 from nbworkers import handlers
-from nbworkers.engine import Runtime
 from nbworkers.engine import dispatch as runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
+from tests.conftest import open_runtime
 from tests.waiting import wait_until
 
 
@@ -20,7 +20,7 @@ def make_runtime(tmp_path):
     made = []
 
     def make(path=None, **kw):
-        rt = Runtime(str(path or tmp_path / "q.duckdb"), **kw)
+        rt = open_runtime(str(path or tmp_path / "q.duckdb"), **kw)
         made.append(rt)
         return rt
 

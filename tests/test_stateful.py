@@ -40,6 +40,7 @@ from hypothesis.stateful import (
 )
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.settings import Settings
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import Loaded, Store
@@ -212,7 +213,7 @@ class QueueMachine(RuleBasedStateMachine):
     # ----- the runtime ----------------------------------------------------------------------
 
     def _open(self) -> Runtime:
-        rt = Runtime(self.path, clock=self.clock, rng=LowJitter(), flush_interval_s=0.001)
+        rt = Runtime(self.path, Settings(flush_interval_s=0.001), clock=self.clock, rng=LowJitter())
         for name, (concurrency, policy) in WORKERS.items():
             rt.define(
                 name, from_function(name, self._handler(self.gen)), concurrency, policy=policy

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.settings import Settings
 from nbworkers.handlers import from_function
 from nbworkers.trace import NOT_COPIED, preview, run_result
 from nbworkers.worker import Policy
@@ -95,9 +96,10 @@ def test_what_a_result_repr_prints_goes_to_its_trace(rt):
 
 
 def test_a_result_past_result_max_bytes_keeps_only_its_repr(tmp_path):
-    rt = Runtime(str(tmp_path / "q.duckdb"), result_max_bytes=1000)
+    rt = Runtime(str(tmp_path / "q.duckdb"), Settings(result_max_bytes=1000))
     try:
-        rt.define("w", from_function("w", lambda e: b"x" * e))
+        # One run at a time: the big result is the newest trace
+        rt.define("w", from_function("w", lambda e: b"x" * e), 1)
         rt.emit(10, "w")
         rt.emit(100_000, "w")
         assert rt.wait("w", 5)

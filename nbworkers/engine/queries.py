@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 
 from ..errors import ArgumentValueError
-from ..handlers import Handler, check_name
-from ..schedule import Schedule
+from ..handlers import check_name
 from ..trace import Trace
-from ..worker import Policy, WorkerState, _number
+from ..worker import WorkerState, _number
 from .registry import Registry
+from .snapshot import Definition, WorkerSnapshot
 from .timers import failure
 
 
@@ -58,16 +58,16 @@ class Queries:
         with self.registry.lock:
             return [name for name, w in self.registry.workers.items() if w.handler is not None]
 
-    def definitions(self) -> list[tuple[str, Handler, int, Schedule | None, Policy]]:
-        """(name, handler, concurrency, schedule, policy) of every defined worker and cron."""
+    def definitions(self) -> list[Definition]:
+        """Every defined worker and cron, in definition order."""
         with self.registry.lock:
             return [
-                (name, w.handler, w.concurrency, w.schedule, w.policy)
+                Definition(name, w.handler, w.concurrency, w.schedule, w.policy)
                 for name, w in self.registry.workers.items()
                 if w.handler is not None
             ]
 
-    def snapshot(self, name: str) -> dict:
+    def snapshot(self, name: str) -> WorkerSnapshot:
         """Everything a panel shows about ``name``, read in one go."""
         reg = self.registry
         with reg.lock:
@@ -82,30 +82,29 @@ class Queries:
                     schedule_error = failure(exc)
             last_error = next((t.error for t in w.traces if t.error), None)
             oldest_run = min((r.t0 for r in w.runs.values()), default=None)
-            return {
-                "name": name,
-                "defined": w.handler is not None,
-                "kind": w.kind_name,
-                "paused": w.paused,
-                "pause_reason": w.pause_reason,
-                "counts": w.counts(now),
-                "concurrency": w.concurrency,
-                "policy": w.policy,
-                "schedule": w.schedule.describe() if w.is_cron else None,
-                "next_run_s": next_run_s,
-                "schedule_error": schedule_error,
-                "zone": (w.schedule.zone or reg.zone).tz if w.is_cron else None,
-                "last_run_s": w.traces[0].started_at_s if w.is_cron and w.traces else None,
-                "last_error": last_error,
-                "failing": w.failing if w.failing >= reg.settings.failure_notice_after else 0,
-                "traces": list(w.traces),
-                "oldest_s": w.oldest_s(),
-                "delayed": len(w.delayed),
-                "next_due_s": w.next_due_s(),
-                # How long the longest run still going has taken so far (None: none going)
-                "longest_run_s": None if oldest_run is None else time.perf_counter() - oldest_run,
-                "now": now,
-            }
+            return WorkerSnapshot(
+                name=name,
+                defined=w.handler is not None,
+                kind=w.kind_name,
+                paused=w.paused,
+                pause_reason=w.pause_reason,
+                counts=w.counts(now),
+                concurrency=w.concurrency,
+                policy=w.policy,
+                schedule=w.schedule.describe() if w.is_cron else None,
+                next_run_s=next_run_s,
+                schedule_error=schedule_error,
+                zone=(w.schedule.zone or reg.zone).tz if w.is_cron else None,
+                last_run_s=w.traces[0].started_at_s if w.is_cron and w.traces else None,
+                last_error=last_error,
+                failing=w.failing if w.failing >= reg.settings.failure_notice_after else 0,
+                traces=list(w.traces),
+                oldest_s=w.oldest_s(),
+                delayed=len(w.delayed),
+                next_due_s=w.next_due_s(),
+                longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
+                now=now,
+            )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:
         """Block until nothing is queued (delayed messages included) or running for ``name``

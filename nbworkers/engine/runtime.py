@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import replace
 
 from .. import output
 from ..executors import Executors
@@ -87,9 +86,8 @@ class Runtime:
         clock=time.time,
         rng: random.Random | None = None,
         store=None,
-        **overrides,
     ):
-        settings = replace(settings or Settings(), **overrides)
+        settings = settings if settings is not None else Settings()
         self.path = path
         self.settings = settings
         self.clock = clock

@@ -135,12 +135,12 @@ class Panel(widgets.VBox):
             return
         snap = rt.snapshot(self.name)
         with self._lock:
-            self._kind = snap["kind"]
-            self._running = bool(snap["counts"]["running"])
+            self._kind = snap.kind
+            self._running = bool(snap.counts["running"])
             self._refreshed = time.monotonic()
-            self._traces = {t.id: t for t in snap["traces"]}
+            self._traces = {t.id: t for t in snap.traces}
             self.status.value = render.status_html(snap)
-            paused = snap["paused"]
+            paused = snap.paused
             self.pause_button.description = "Play" if paused else "Pause"
             self.pause_button.icon = "play" if paused else "pause"
             self.pause_button.button_style = "warning" if paused else ""
@@ -149,13 +149,13 @@ class Panel(widgets.VBox):
                 if paused
                 else "Pause: start no new runs; queued messages wait (kept across restarts)"
             )
-            self.run_now_button.layout.display = None if snap["kind"] == "cron" else "none"
-            dead = snap["counts"].get("dead", 0)
+            self.run_now_button.layout.display = None if snap.kind == "cron" else "none"
+            dead = snap.counts.get("dead", 0)
             for button in (self.requeue_button, self.discard_button):
                 button.layout.display = None if dead else "none"
             self.requeue_button.description = f"Requeue {dead:,} dead"
             self.discard_button.description = f"Discard {dead:,} dead"
-            options = tuple((render.trace_label(t), t.id) for t in snap["traces"])
+            options = tuple((render.trace_label(t), t.id) for t in snap.traces)
             if options != self.trace_list.options:
                 selected = self.trace_list.value
                 with self.trace_list.hold_sync():

@@ -7,6 +7,7 @@ import html
 import time
 from datetime import datetime, tzinfo
 
+from ..engine.snapshot import WorkerSnapshot
 from ..trace import Trace, preview
 
 RED = "#c62828"
@@ -50,20 +51,20 @@ def _count(label: str, value: int, colour: str | None = None) -> str:
     return f'<span style="{style}">{esc(label)} {value:,}</span>'
 
 
-def status_html(snap: dict) -> str:
+def status_html(snap: WorkerSnapshot) -> str:
     """Name, kind, state, counts, schedule and latest error of one worker or cron."""
-    counts = snap["counts"]
-    if not snap["defined"]:
+    counts = snap.counts
+    if not snap.defined:
         state = _badge("not defined", "#757575")
-    elif snap["paused"]:
+    elif snap.paused:
         state = _badge("❚❚ paused", AMBER)
     else:
         state = _badge("▶ running", GREEN)
-    kind = snap["kind"]
-    if kind == "worker" and snap["defined"]:
-        kind += f" · concurrency {snap['concurrency']}"
-    policy = snap.get("policy")
-    if policy is not None and snap["defined"]:
+    kind = snap.kind
+    if kind == "worker" and snap.defined:
+        kind += f" · concurrency {snap.concurrency}"
+    policy = snap.policy
+    if snap.defined:
         if policy.retries:
             kind += f" · retries {policy.retries} (backoff {policy.backoff_s:g} s)"
         if policy.timeout_s is not None:
@@ -71,7 +72,7 @@ def status_html(snap: dict) -> str:
         if policy.executor != "threads":
             kind += f" · runs in {policy.executor}"
     parts = [
-        f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap["name"])}</b> '
+        f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap.name)}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
         "<div>"
         + _count("queued", counts["queued"])
@@ -83,50 +84,46 @@ def status_html(snap: dict) -> str:
         + (_count("skipped", counts["skipped"]) if "skipped" in counts else "")
         + "</div>",
     ]
-    now = snap["now"]
-    if snap["paused"] and snap.get("pause_reason"):
-        reason = esc(snap["pause_reason"])
+    now = snap.now
+    if snap.paused and snap.pause_reason:
+        reason = esc(snap.pause_reason)
         parts.append(f'<div style="color:{AMBER};font-weight:600">{reason}</div>')
-    if snap.get("failing"):
+    if snap.failing:
         parts.append(
             f'<div style="background:{RED};color:#fff;padding:2px 6px;border-radius:3px">'
-            f"failing: its last {snap['failing']:,} runs failed in a row</div>"
+            f"failing: its last {snap.failing:,} runs failed in a row</div>"
         )
-    longest = snap.get("longest_run_s")
+    longest = snap.longest_run_s
     if longest is not None and longest >= LONG_RUN_S:
         parts.append(
             f'<div style="color:{AMBER};font-weight:600">a run has been running for '
             f"{ago(longest)} (since {clock(time.time() - longest)})</div>"
         )
-    if snap["oldest_s"] is not None and counts["queued"]:
+    if snap.oldest_s is not None and counts["queued"]:
+        parts.append(f'<div style="color:#666">oldest queued: {ago(now - snap.oldest_s)} ago</div>')
+    if snap.delayed:
+        due = snap.next_due_s
         parts.append(
-            f'<div style="color:#666">oldest queued: {ago(now - snap["oldest_s"])} ago</div>'
-        )
-    if snap.get("delayed"):
-        due = snap["next_due_s"]
-        parts.append(
-            f'<div style="color:#666">{snap["delayed"]:,} of them waiting for a delay or a '
+            f'<div style="color:#666">{snap.delayed:,} of them waiting for a delay or a '
             f"retry; the next is due in {ago(due - now)} ({clock(due)})</div>"
         )
-    if snap["schedule"]:
-        line = esc(snap["schedule"])
-        zone = snap.get("zone")
-        if snap.get("schedule_error"):
-            line += (
-                f' · <span style="color:{RED}">no next run: {esc(snap["schedule_error"])}</span>'
-            )
-        elif snap["next_run_s"] is None:
+    if snap.schedule:
+        line = esc(snap.schedule)
+        zone = snap.zone
+        if snap.schedule_error:
+            line += f' · <span style="color:{RED}">no next run: {esc(snap.schedule_error)}</span>'
+        elif snap.next_run_s is None:
             line += " · paused: no next run"
-        elif snap["next_run_s"] <= now:
+        elif snap.next_run_s <= now:
             line += " · next run: now"
         else:
-            due = snap["next_run_s"]
+            due = snap.next_run_s
             line += f" · next run in {ago(due - now)} ({clock(due, zone)})"
-        if snap["last_run_s"] is not None:
-            line += f" · last run {ago(now - snap['last_run_s'])} ago"
+        if snap.last_run_s is not None:
+            line += f" · last run {ago(now - snap.last_run_s)} ago"
         parts.append(f"<div>{line}</div>")
-    if snap["last_error"]:
-        last_line = snap["last_error"].strip().splitlines()[-1]
+    if snap.last_error:
+        last_line = snap.last_error.strip().splitlines()[-1]
         parts.append(
             f'<div style="color:{RED};font-family:monospace">latest error: {esc(last_line)}</div>'
         )

@@ -1,0 +1,49 @@
+"""What the engine hands out about workers: a panel's snapshot, a worker's definition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from ..handlers import Handler
+from ..schedule import Schedule
+from ..trace import Trace
+from ..worker import Policy
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    """Everything a panel shows about one worker or cron, read in one go under the lock."""
+
+    name: str
+    defined: bool  # a handler is defined (else: messages wait for one)
+    kind: str  # "worker" or "cron"
+    paused: bool
+    pause_reason: str | None
+    counts: dict  # as ``Runtime.counts``
+    concurrency: int
+    policy: Policy
+    schedule: str | None  # a cron's schedule in words
+    next_run_s: float | None  # a cron's next run (None: paused, or schedule_error)
+    schedule_error: str | None  # why a cron has no next run
+    zone: tzinfo | None  # the zone a cron's times are shown in
+    last_run_s: float | None  # when a cron last ran
+    last_error: str | None  # the newest kept trace's error
+    failing: int  # failed runs in a row, once at least failure_notice_after; else 0
+    traces: list[Trace]  # newest first
+    oldest_s: float | None  # when the oldest queued message was enqueued
+    delayed: int  # messages waiting for a delay or a retry
+    next_due_s: float | None  # when the first of them is due
+    longest_run_s: float | None  # how long the longest run still going has taken so far
+    now: float  # the runtime's clock when this was read
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A defined worker or cron: what defining it again (on another file) needs."""
+
+    name: str
+    handler: Handler
+    concurrency: int
+    schedule: Schedule | None  # None: a worker
+    policy: Policy
