@@ -32,10 +32,10 @@ from .listeners import Listeners
 from .log import log
 from .message import ClassNotDefined, Message, load_event, parse_id
 from .schedule import Schedule, Zone
-from .store import Store
+from .store import DuckDBStore, Store
+from .store.writer import Writer
 from .trace import NO_RESULT, RunResult, Trace, run_result
 from .worker import DeadLetter, Policy, Run, WorkerState, _number, _whole
-from .writer import Writer
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _NO_EVENT = pickle.dumps(None, protocol=_PICKLE)  # what a cron tick carries
@@ -140,7 +140,7 @@ class Runtime(QueueControl, Alerts, Listeners):
         self.max_queued = max_queued
         self.failure_notice_after = failure_notice_after
         self.result_max_bytes = result_max_bytes
-        self.store = store if store is not None else Store(path, traces_kept)
+        self.store = store if store is not None else DuckDBStore(path, traces_kept)
         self.executors = Executors(max_processes, dask_address)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a run ended or a queue emptied
