@@ -166,10 +166,10 @@ class DuckDBStore:
         inserts = batch.inserts
         acks = batch.acks
         if inserts and acks:
-            inserted = {m.seq for m in inserts}
+            inserted = {m[0] for m in inserts}  # seqs: rows are read by position
             done_before_written = inserted.intersection(acks)
             if done_before_written:
-                inserts = [m for m in inserts if m.seq not in done_before_written]
+                inserts = [m for m in inserts if m[0] not in done_before_written]
                 acks = [s for s in acks if s not in done_before_written]
         con = self.con
         con.execute("BEGIN")

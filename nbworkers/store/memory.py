@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
+from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, UpdateRow, WorkerRow
 
 
 class MemoryStore:
@@ -57,9 +57,9 @@ class MemoryStore:
         if self.fail_with is not None:
             raise self.fail_with
         self.closed = False  # as DuckDBStore opens its file again
-        for row in batch.inserts:
+        for row in map(MessageRow._make, batch.inserts):  # plain tuples from the writer
             self.messages[row.seq] = row
-        for row in batch.updates:
+        for row in map(UpdateRow._make, batch.updates):
             if row.seq in self.messages:
                 self.messages[row.seq] = self.messages[row.seq]._replace(
                     attempt=row.attempt, started=row.started, due_at=row.due_at

@@ -20,17 +20,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import NBWorkersError
 from ..log import log
-from .rows import Batch, DeadRow, MessageRow, TraceRow, UpdateRow, WorkerRow, storable
+from .rows import Batch, DeadRow, TraceRow, WorkerRow, storable
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
     from ..message import Message
     from ..trace import Trace
     from ..worker import DeadLetter
     from . import Store
-
-# A NamedTuple's own constructor is a Python function: building the tuple directly costs half
-# as much, which counts at a few hundred thousand messages a batch.
-_row = tuple.__new__
 
 
 class _Taken(NamedTuple):
@@ -187,25 +183,22 @@ class Writer:
     def _batch(self, taken: _Taken) -> Batch:
         """The rows of what was taken (the lock is not held: runs go on meanwhile)."""
         return Batch(
+            # Plain tuples in MessageRow's and UpdateRow's field order (see rows.py: the
+            # garbage collector untracks them, not NamedTuples)
             inserts=[
-                _row(
-                    MessageRow,
-                    (
-                        m.seq,
-                        m.worker,
-                        m.enqueued_at_s,
-                        m.attempt,
-                        m.data,
-                        m.started,
-                        m.due_at_s,
-                        None if m.key is None else storable(m.key),
-                    ),
+                (
+                    m.seq,
+                    m.worker,
+                    m.enqueued_at_s,
+                    m.attempt,
+                    m.data,
+                    m.started,
+                    m.due_at_s,
+                    None if m.key is None else storable(m.key),
                 )
                 for m in taken.inserts
             ],
-            updates=[
-                _row(UpdateRow, (m.seq, m.attempt, m.started, m.due_at_s)) for m in taken.updates
-            ],
+            updates=[(m.seq, m.attempt, m.started, m.due_at_s) for m in taken.updates],
             acks=taken.acks,
             dead_inserts=[
                 DeadRow(
