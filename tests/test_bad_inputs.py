@@ -103,13 +103,13 @@ def test_a_full_disk_is_said_under_the_cell_and_nothing_is_lost(kernel, tmp_path
     kernel.ok(
         "import errno\n"
         "rt = nw.api.runtime()\n"
-        "real_write = rt.store.write\n"
+        "real_write = rt.store.apply\n"
         "full = True\n"
         "def write(batch):\n"
         "    if full:\n"
         "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
         "    return real_write(batch)\n"
-        "rt.store.write = write"
+        "rt.store.apply = write"
     )
     reply = kernel.ok("ids = [emit(i, 'later') for i in range(50)]")
     # The cell that emitted says it, once, with what to do; the cell itself succeeded

@@ -471,7 +471,7 @@ def test_the_interrupt_button_does_not_end_a_processes_run(kernel):
 def test_a_kernel_shutdown_with_pool_processes_closes_the_file_and_keeps_the_message(
     tmp_path, busy
 ):
-    from nbworkers.store import Store
+    from nbworkers.store import DuckDBStore
     from tests.kernel import Kernel
 
     db = str(tmp_path / "q.duckdb")
@@ -484,7 +484,7 @@ def test_a_kernel_shutdown_with_pool_processes_closes_the_file_and_keeps_the_mes
     k.shutdown()
     # Then nbworkers closed its file in time, and a run cut short stays queued, not dead
     assert not os.path.exists(db + ".wal")
-    store = Store(db)
+    store = DuckDBStore(db)
     try:
         loaded = store.load()
     finally:

@@ -15,8 +15,7 @@ import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError, StoreCorruptError
-from nbworkers.message import Message
-from nbworkers.store import Batch, Store, wal
+from nbworkers.store import Batch, DuckDBStore, MessageRow, wal
 from nbworkers.store import database as store_module
 from tests.kernel import Kernel
 from tests.ondisk import rows
@@ -26,7 +25,7 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a fil
 
 
 def msg(seq, data=b"x"):
-    return Message(seq, "w", 1000.0 + seq, 1, data)
+    return MessageRow(seq, "w", 1000.0 + seq, 1, data, False, None, None)
 
 
 # ----- the working directory may change -------------------------------------------------------
@@ -78,8 +77,8 @@ def test_a_new_database_is_private_from_its_first_byte(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.duckdb, "connect", connect)
     old = os.umask(0o022)
     try:
-        store = Store(str(path))
-        store.write(Batch(inserts=[msg(1)]))
+        store = DuckDBStore(str(path))
+        store.apply(Batch(inserts=[msg(1)]))
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
         store.close()
     finally:
@@ -87,7 +86,7 @@ def test_a_new_database_is_private_from_its_first_byte(tmp_path, monkeypatch):
     assert seen and all(mode == 0o600 for _, mode in seen), seen
     assert modes == {"q.duckdb": 0o600, "q.duckdb.wal": 0o600}
     assert sorted(p.name for p in folder.iterdir()) == ["q.duckdb"]
-    assert Store(str(path)).load().messages[0].seq == 1
+    assert DuckDBStore(str(path)).load().messages[0].seq == 1
 
 
 # ----- a write-ahead log that cannot be replayed in full ----------------------------------------
@@ -98,9 +97,9 @@ _FLUSH = wal.FLUSH_ENTRY  # the last entry of every commit
 def _crashed_before_any_checkpoint(path: Path, commits: int = 3) -> tuple[bytes, bytes]:
     """The file and its log as a kill leaves them: nothing checkpointed yet, ``commits``
     batches of one message each in the log."""
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     for i in range(1, commits + 1):
-        store.write(Batch(inserts=[msg(i, data=b"y" * 200)], next_seq=i + 1))
+        store.apply(Batch(inserts=[msg(i, data=b"y" * 200)], next_seq=i + 1))
     saved = path.read_bytes(), Path(f"{path}.wal").read_bytes()
     store.close()
     return saved
@@ -137,7 +136,7 @@ def test_a_log_that_cannot_be_replayed_in_full_is_moved_aside_with_the_database(
     con.close()
     _put_back(path, db, damaged)
     with pytest.raises(StoreCorruptError) as info:
-        Store(str(path)).load()
+        DuckDBStore(str(path)).load()
     text = str(info.value)
     assert "is damaged and cannot be read" in text and "Nothing was deleted" in text
     assert "write-ahead log" in text
@@ -149,7 +148,7 @@ def test_a_log_that_cannot_be_replayed_in_full_is_moved_aside_with_the_database(
     assert not path.exists() and not Path(f"{path}.wal").exists()
     # With the log repaired, every message is there
     _put_back(path, db, wal)
-    assert [m.seq for m in Store(str(path)).load().messages] == [1, 2, 3]
+    assert [m.seq for m in DuckDBStore(str(path)).load().messages] == [1, 2, 3]
 
 
 def test_a_log_cut_short_in_its_last_commit_is_no_damage(tmp_path):
@@ -158,21 +157,21 @@ def test_a_log_cut_short_in_its_last_commit_is_no_damage(tmp_path):
     db, wal = _crashed_before_any_checkpoint(path)
     last = [m.end() for m in _FLUSH.finditer(wal)]
     _put_back(path, db, wal[: (last[-2] + last[-1]) // 2])
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     assert [m.seq for m in store.load().messages] == [1, 2]
-    store.write(Batch(inserts=[msg(7)]))
+    store.apply(Batch(inserts=[msg(7)]))
     store.close()
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
-    assert [m.seq for m in Store(str(path)).load().messages] == [1, 2, 7]
+    assert [m.seq for m in DuckDBStore(str(path)).load().messages] == [1, 2, 7]
 
 
 _CHECKPOINTING = textwrap.dedent("""
     import sys
-    from nbworkers.message import Message
-    from nbworkers.store import Batch, Store
-    store = Store(sys.argv[1])
+    from nbworkers.store import Batch, DuckDBStore, MessageRow
+    store = DuckDBStore(sys.argv[1])
     for i in range(1, 4):
-        store.write(Batch(inserts=[Message(i, "w", 1.0, 1, b"z" * 300)], next_seq=i + 1))
+        row = MessageRow(i, "w", 1.0, 1, b"z" * 300, False, None, None)
+        store.apply(Batch(inserts=[row], next_seq=i + 1))
     store.checkpoint()
 """)
 
@@ -188,7 +187,7 @@ def test_a_kill_at_any_step_of_a_checkpoint_is_no_damage(tmp_path, at):
     # between, the log holds commits DuckDB rightly does not replay (they are in the file, or
     # are replayed up to the marker)
     path = tmp_path / "q.duckdb"
-    Store(str(path)).close()
+    DuckDBStore(str(path)).close()
     if at == "log deleted":
         kill = ["-P", f"{path}.wal", "-e", "trace=unlink,unlinkat"]
         kill += ["-e", "inject=unlink,unlinkat:signal=SIGKILL"]
@@ -207,7 +206,7 @@ def test_a_kill_at_any_step_of_a_checkpoint_is_no_damage(tmp_path, at):
     )
     assert done.returncode != 0, done.stderr  # killed
     assert Path(f"{path}.wal").stat().st_size > 0
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     assert [m.seq for m in store.load().messages] == [1, 2, 3]
     store.close()
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
@@ -215,14 +214,16 @@ def test_a_kill_at_any_step_of_a_checkpoint_is_no_damage(tmp_path, at):
 
 _WRITING = textwrap.dedent("""
     import os, sys
-    from nbworkers.message import Message
-    from nbworkers.store import Batch, Store
-    store = Store(sys.argv[1])
+    from nbworkers.store import Batch, DuckDBStore, MessageRow
+    store = DuckDBStore(sys.argv[1])
     seq = store.load().next_seq
     while True:
         n = 1 + seq % 300  # from one small message to 300 of up to 10 KB: commits of many writes
-        batch = [Message(seq + i, "w", 1.0, 1, os.urandom(200) * (1 + i % 50)) for i in range(n)]
-        store.write(Batch(inserts=batch, next_seq=seq + n))
+        batch = [
+            MessageRow(seq + i, "w", 1.0, 1, os.urandom(200) * (1 + i % 50), False, None, None)
+            for i in range(n)
+        ]
+        store.apply(Batch(inserts=batch, next_seq=seq + n))
         seq += n
         print(seq, flush=True)
 """)
@@ -249,7 +250,7 @@ def test_kills_at_random_moments_of_writing_lose_no_commit_and_damage_nothing(tm
         finally:
             child.kill()
             child.wait()
-        store = Store(str(path))
+        store = DuckDBStore(str(path))
         loaded = store.load()
         store.close()
         assert loaded.next_seq >= committed
@@ -279,7 +280,7 @@ def test_a_file_someone_else_owns_is_refused_and_never_written(tmp_path, which):
     folder = _shared_folder(tmp_path)
     path = folder / "q.duckdb"
     if which == "log":
-        Store(str(path)).close()
+        DuckDBStore(str(path)).close()
     target = path if which == "database" else Path(f"{path}.wal")
     before = b"planted by another user" if which == "log" else b""
     if which == "database":
@@ -292,7 +293,7 @@ def test_a_file_someone_else_owns_is_refused_and_never_written(tmp_path, which):
     else:
         _foreign(target, before)
     with pytest.raises(NBWorkersError) as info:
-        Store(str(path))
+        DuckDBStore(str(path))
     text = str(info.value)
     assert repr(str(target)) in text and "nobody" in text, text
     assert "NBWorkers.db_path" in text
@@ -305,35 +306,35 @@ def test_a_log_someone_else_made_between_two_writes_is_refused_and_nothing_is_lo
     folder = _shared_folder(tmp_path)
     path = folder / "q.duckdb"
     wal = Path(f"{path}.wal")
-    store = Store(str(path))
-    store.write(Batch(inserts=[msg(1)]))
+    store = DuckDBStore(str(path))
+    store.apply(Batch(inserts=[msg(1)]))
     store.checkpoint()
     # Another user wins the race: the log is theirs before the next write
     wal.unlink(missing_ok=True)
     _foreign(wal, b"planted")
     with pytest.raises(NBWorkersError) as info:
-        store.write(Batch(inserts=[msg(2)]))
+        store.apply(Batch(inserts=[msg(2)]))
     text = str(info.value)
     assert repr(str(wal)) in text and "nobody" in text, text
     assert wal.read_bytes() == b"planted"
     # Once it is gone, the same batch goes through
     wal.unlink()
-    store.write(Batch(inserts=[msg(2)]))
+    store.apply(Batch(inserts=[msg(2)]))
     store.close()
-    assert [m.seq for m in Store(str(path)).load().messages] == [1, 2]
+    assert [m.seq for m in DuckDBStore(str(path)).load().messages] == [1, 2]
 
 
 @pytest.mark.parametrize("which", ["database", "log"])
 def test_a_symlink_is_refused(tmp_path, which):
     path = tmp_path / "q.duckdb"
     if which == "log":
-        Store(str(path)).close()
+        DuckDBStore(str(path)).close()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_bytes(b"")
     link = path if which == "database" else Path(f"{path}.wal")
     link.symlink_to(elsewhere)
     with pytest.raises(NBWorkersError) as info:
-        Store(str(path))
+        DuckDBStore(str(path))
     text = str(info.value)
     assert repr(str(link)) in text and "symbolic link" in text, text
     assert str(elsewhere) in text

@@ -15,6 +15,7 @@ from nbworkers.engine import Runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_cell, from_function
 from nbworkers.schedule import parse
+from nbworkers.store import MemoryStore
 from tests.ondisk import rows
 from tests.waiting import wait_until
 
@@ -49,16 +50,20 @@ def test_undecodable_text_in_output_does_not_block_writes(rt, tmp_path):
     assert rt.store.load().traces[0].stdout == "bad \\udcff name\n"
 
 
-def test_a_cell_waits_for_a_batch_already_being_written(rt):
-    real_write = rt.store.write
-    writing = threading.Event()
-    rt.store.write = lambda batch: writing.set() or time.sleep(0.3) or real_write(batch)
-    rt.emit(1, "nobody")
-    assert writing.wait(5)  # the writer has taken the batch and is committing it (slowly)
-    assert rt.has_unwritten
-    rt.flush()
-    assert not rt.has_unwritten
-    assert len(rt.store.load().messages) == 1
+def test_a_cell_waits_for_a_batch_already_being_written(tmp_path):
+    store = MemoryStore()
+    rt = Runtime(str(tmp_path / "q.duckdb"), store=store)
+    try:
+        writing = threading.Event()
+        store.on_apply = lambda batch: writing.set() or time.sleep(0.3)
+        rt.emit(1, "nobody")
+        assert writing.wait(5)  # the writer has taken the batch and is committing it (slowly)
+        assert rt.has_unwritten
+        rt.flush()
+        assert not rt.has_unwritten
+        assert len(rt.store.load().messages) == 1
+    finally:
+        rt.stop()
 
 
 def test_run_now_on_a_paused_cron_does_not_let_later_messages_through(rt):

@@ -10,6 +10,7 @@ import pytest
 
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
+from nbworkers.store import MemoryStore
 from nbworkers.worker import MAX_BACKOFF_S, Policy
 from tests.conftest import Clock
 
@@ -201,21 +202,19 @@ def test_a_dead_letter_discarded_before_it_was_written_never_reaches_the_file(ma
 
 
 def test_an_attempt_interrupted_by_a_crash_counts(make_runtime):
-    rt = make_runtime()
+    store = MemoryStore()
+    rt = make_runtime(store=store)
     started, release = threading.Event(), threading.Event()
     define(rt, "w", lambda e: started.set() or release.wait(30), concurrency=1)
     rt.emit("x", "w")
     assert started.wait(5)
     rt.flush()
     # The kernel dies mid-run: nothing more reaches the file
-
-    def gone(batch):
-        raise OSError("the process died")
-
-    rt.store.write = gone
+    store.fail_with = OSError("the process died")
     rt.stop(timeout_s=0.1)
+    store.fail_with = None
     try:
-        rt2 = make_runtime()
+        rt2 = make_runtime(store=store)
         [waiting] = rt2.messages("w")
         assert waiting["attempt"] == 2
     finally:

@@ -12,13 +12,12 @@ import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError, StoreCorruptError
-from nbworkers.message import Message
-from nbworkers.store import Batch, Store, wal
+from nbworkers.store import Batch, DuckDBStore, MessageRow, wal
 from tests.kernel import Kernel
 
 
 def msg(seq, data=b"x"):
-    return Message(seq, "w", 1000.0 + seq, 1, data)
+    return MessageRow(seq, "w", 1000.0 + seq, 1, data, False, None, None)
 
 
 def test_every_folder_made_for_a_new_db_path_is_private_whatever_the_umask(tmp_path):
@@ -27,8 +26,8 @@ def test_every_folder_made_for_a_new_db_path_is_private_whatever_the_umask(tmp_p
     # folder for one of their own and its files for theirs).
     old = os.umask(0)
     try:
-        store = Store(str(tmp_path / "runs" / "2026" / "q.duckdb"))
-        store.write(Batch(inserts=[msg(1)], next_seq=2))
+        store = DuckDBStore(str(tmp_path / "runs" / "2026" / "q.duckdb"))
+        store.apply(Batch(inserts=[msg(1)], next_seq=2))
         store.close()
     finally:
         os.umask(old)
@@ -129,16 +128,16 @@ def test_a_kill_while_writing_an_event_that_holds_a_duckdb_log_sets_nothing_asid
     archived = (tmp_path / "other.duckdb.wal").read_bytes()
     con.close()
     path = tmp_path / "q.duckdb"
-    store = Store(str(path))
-    store.write(Batch(inserts=[msg(1)], next_seq=2))
+    store = DuckDBStore(str(path))
+    store.apply(Batch(inserts=[msg(1)], next_seq=2))
     before = (tmp_path / "q.duckdb.wal").read_bytes()
-    store.write(Batch(inserts=[msg(2, data=archived + b"z" * 5000)], next_seq=3))
+    store.apply(Batch(inserts=[msg(2, data=archived + b"z" * 5000)], next_seq=3))
     db, log = path.read_bytes(), (tmp_path / "q.duckdb.wal").read_bytes()
     store.close()
     inside = log.index(archived, len(before)) + len(archived) + 100  # in the event's bytes
     path.write_bytes(db)
     (tmp_path / "q.duckdb.wal").write_bytes(log[:inside])
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     try:
         assert [m.seq for m in store.load().messages] == [1]
     finally:
@@ -149,9 +148,9 @@ def test_a_log_whose_entry_size_was_made_smaller_is_still_moved_aside(tmp_path):
     # The damage detection tells a torn last entry from a damaged one by its checksum: a size
     # made smaller (its low byte damaged) must still be found, as a larger one is.
     path = tmp_path / "q.duckdb"
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     for i in range(1, 4):
-        store.write(Batch(inserts=[msg(i, data=b"y" * 200)], next_seq=i + 1))
+        store.apply(Batch(inserts=[msg(i, data=b"y" * 200)], next_seq=i + 1))
     db, log = path.read_bytes(), (tmp_path / "q.duckdb.wal").read_bytes()
     store.close()
     first_commit = next(wal.FLUSH_ENTRY.finditer(log)).end()
@@ -160,7 +159,7 @@ def test_a_log_whose_entry_size_was_made_smaller_is_still_moved_aside(tmp_path):
     path.write_bytes(db)
     (tmp_path / "q.duckdb.wal").write_bytes(bytes(damaged))
     with pytest.raises(StoreCorruptError):
-        Store(str(path)).load()
+        DuckDBStore(str(path)).load()
 
 
 def test_messages_an_older_version_queued_under_a_name_now_refused_stay_reachable(
@@ -193,8 +192,8 @@ def test_a_db_path_through_a_linked_folder_and_dotdot_is_the_file_the_system_ope
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "link").symlink_to("../real/sub")
     monkeypatch.chdir(tmp_path / "work")
-    store = Store("link/../q.duckdb")
-    store.write(Batch(inserts=[msg(1)], next_seq=2))
+    store = DuckDBStore("link/../q.duckdb")
+    store.apply(Batch(inserts=[msg(1)], next_seq=2))
     store.close()
     assert (tmp_path / "real" / "q.duckdb").exists()
     assert not (tmp_path / "work" / "q.duckdb").exists()
@@ -203,7 +202,7 @@ def test_a_db_path_through_a_linked_folder_and_dotdot_is_the_file_the_system_ope
 def test_nw_sql_of_a_deeply_nested_select_says_what_to_do(tmp_path):
     # DuckDB parses it (its own limit is 1000 levels), but the check reading its parse tree
     # hit Python's recursion limit: a RecursionError from the json module, not a message.
-    store = Store(str(tmp_path / "q.duckdb"))
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
     try:
         query = "select " + "abs(" * 600 + "1" + ")" * 600
         with pytest.raises(NBWorkersError, match="nested too deeply"):

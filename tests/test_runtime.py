@@ -11,6 +11,7 @@ from nbworkers import handlers
 from nbworkers.engine import dispatch as runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
+from nbworkers.store import MemoryStore
 from tests.conftest import open_runtime
 from tests.waiting import wait_until
 
@@ -347,33 +348,22 @@ def test_flush_puts_emits_on_disk(make_runtime, tmp_path):
     assert con.execute("select count(*) from messages").fetchone()[0] == 7
 
 
-def test_a_write_failure_is_reported_by_flush_and_nothing_is_lost(make_runtime, monkeypatch):
-    rt = make_runtime()
-    real_write = rt.store.write
-    broken = {"on": True}
-
-    def write(batch):
-        if broken["on"]:
-            raise OSError("No space left on device")
-        real_write(batch)
-
-    monkeypatch.setattr(rt.store, "write", write)
+def test_a_write_failure_is_reported_by_flush_and_nothing_is_lost(make_runtime):
+    rt = make_runtime(store=MemoryStore())
+    rt.store.fail_with = OSError("No space left on device")
     rt.emit_many(range(3), "nobody")
     with pytest.raises(NBWorkersError, match="No space left"):
         rt.flush()
-    broken["on"] = False
+    rt.store.fail_with = None
     rt.flush()
     assert rt.store.load().messages and len(rt.store.load().messages) == 3
 
 
-def test_stopping_while_writes_fail_says_what_is_lost(make_runtime, monkeypatch, capfd):
+def test_stopping_while_writes_fail_says_what_is_lost(make_runtime, capfd):
     # Given a file that cannot be written (a full disk), and messages emitted since
-    rt = make_runtime()
-
-    def write(batch):
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(rt.store, "write", write)
+    store = MemoryStore()
+    rt = make_runtime(store=store)
+    store.fail_with = OSError("No space left on device")
     rt.emit_many(range(3), "nobody")
     with pytest.raises(NBWorkersError, match="No space left"):
         rt.flush()
@@ -383,7 +373,8 @@ def test_stopping_while_writes_fail_says_what_is_lost(make_runtime, monkeypatch,
     err = capfd.readouterr().err
     assert "stopping with unwritten changes" in err, err
     assert "messages emitted since the last successful write are lost" in err, err
-    assert make_runtime().unhandled() == {}
+    store.fail_with = None
+    assert make_runtime(store=store).unhandled() == {}
 
 
 def test_emit_after_stop_says_how_to_recover(make_runtime):

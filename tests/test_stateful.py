@@ -43,7 +43,8 @@ from nbworkers.engine import Runtime
 from nbworkers.engine.settings import Settings
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
-from nbworkers.store import Loaded, Store
+from nbworkers.store import DuckDBStore, Loaded
+from nbworkers.store.schema import read
 from nbworkers.worker import Policy
 from tests.conftest import Clock
 
@@ -709,7 +710,7 @@ def test_a_run_interrupted_by_a_crash_is_its_next_attempt_in_the_file_too(make_r
     def gone(batch):
         raise OSError("the process died")
 
-    rt.store.write = gone  # the kernel dies mid-run: nothing more reaches the file
+    rt.store.apply = gone  # the kernel dies mid-run: nothing more reaches the file
     rt.stop(timeout_s=0.1)
     release.set()
     # When a new kernel opens the file and the message waits (its worker not defined yet)
@@ -731,7 +732,7 @@ def _copy_database(src: str, dst: str) -> None:
 def _load_copy(path: str, copy: str) -> Loaded:
     """What a new runtime would load from a copy of the files of ``path`` taken now."""
     _copy_database(path, copy)
-    store = Store(copy)
+    store = DuckDBStore(copy)
     try:
         return store.load()
     finally:
@@ -741,15 +742,14 @@ def _load_copy(path: str, copy: str) -> Loaded:
                 os.remove(copy + suffix)
 
 
-def _load_live(store: Store) -> Loaded:
+def _load_live(store: DuckDBStore) -> Loaded:
     """The same rows, read through a cursor on the runtime's open database (opening a file
     costs 50-100 ms here, a read a few)."""
-    reader = Store.__new__(Store)
-    reader.con = store.con.cursor()
+    cursor = store.con.cursor()
     try:
-        return reader._load()
+        return read(cursor)[0]
     finally:
-        reader.con.close()
+        cursor.close()
 
 
 # Shrinking a failure (Hypothesis gives up after 5 minutes) must not be cut short.

@@ -12,13 +12,13 @@ import pytest
 from nbworkers import current
 from nbworkers.errors import NBWorkersError
 from nbworkers.message import message_id
-from nbworkers.store import Store
+from nbworkers.store import DuckDBStore
 from tests.kernel import Kernel
 
 
 def _kept(path: str) -> set[str]:
     """The ids of the messages queued, and of the dead letters, in the file at ``path``."""
-    store = Store(path)
+    store = DuckDBStore(path)
     try:
         loaded = store.load()
     finally:

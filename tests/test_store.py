@@ -10,12 +10,11 @@ import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError, StoreCorruptError, StoreLockedError
-from nbworkers.message import Message
-from nbworkers.store import Batch, Store, TraceRow, WorkerRow
+from nbworkers.store import Batch, DuckDBStore, MessageRow, TraceRow, WorkerRow
 
 
 def msg(seq, worker="w", data=b"x"):
-    return Message(seq, worker, 1000.0 + seq, 1, data)
+    return MessageRow(seq, worker, 1000.0 + seq, 1, data, False, None, None)
 
 
 def trace_row(seq, worker="w"):
@@ -24,61 +23,61 @@ def trace_row(seq, worker="w"):
 
 def test_written_messages_load_back_in_order(tmp_path):
     path = str(tmp_path / "q.duckdb")
-    store = Store(path)
-    store.write(Batch(inserts=[msg(3, "a"), msg(1, "b"), msg(2, "a")], next_seq=4))
+    store = DuckDBStore(path)
+    store.apply(Batch(inserts=[msg(3, "a"), msg(1, "b"), msg(2, "a")], next_seq=4))
     store.close()
 
-    loaded = Store(path).load()
+    loaded = DuckDBStore(path).load()
     assert [m.seq for m in loaded.messages] == [1, 2, 3]
     assert [(m.worker, m.data) for m in loaded.messages] == [("b", b"x"), ("a", b"x"), ("a", b"x")]
     assert loaded.next_seq == 4
 
 
 def test_acks_delete_and_cancel_with_inserts_of_the_same_batch(tmp_path):
-    store = Store(str(tmp_path / "q.duckdb"))
-    store.write(Batch(inserts=[msg(i) for i in range(1, 6)]))
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
+    store.apply(Batch(inserts=[msg(i) for i in range(1, 6)]))
     # Given message 6 is inserted and acked in one batch, and 2 and 4 were written before
-    store.write(Batch(inserts=[msg(6)], acks=[2, 4, 6]))
+    store.apply(Batch(inserts=[msg(6)], acks=[2, 4, 6]))
     assert [m.seq for m in store.load().messages] == [1, 3, 5]
 
 
 def test_worker_rows_are_upserted(tmp_path):
-    store = Store(str(tmp_path / "q.duckdb"))
-    store.write(Batch(workers=[WorkerRow("a", True, 1, 0)]))
-    store.write(Batch(workers=[WorkerRow("a", False, 5, 2), WorkerRow("b", True, 0, 0)]))
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
+    store.apply(Batch(workers=[WorkerRow("a", True, 1, 0)]))
+    store.apply(Batch(workers=[WorkerRow("a", False, 5, 2), WorkerRow("b", True, 0, 0)]))
     rows = {w.name: w for w in store.load().workers}
     assert rows["a"] == WorkerRow("a", False, 5, 2)
     assert rows["b"].paused is True
 
 
 def test_traces_are_trimmed_to_the_newest_per_worker(tmp_path):
-    store = Store(str(tmp_path / "q.duckdb"), traces_kept=3)
-    store.write(Batch(traces=[trace_row(i, "a") for i in range(1, 6)] + [trace_row(9, "b")]))
-    store.write(Batch(traces=[trace_row(10, "a")]))
+    store = DuckDBStore(str(tmp_path / "q.duckdb"), traces_kept=3)
+    store.apply(Batch(traces=[trace_row(i, "a") for i in range(1, 6)] + [trace_row(9, "b")]))
+    store.apply(Batch(traces=[trace_row(10, "a")]))
     seqs = [(t.worker, t.seq) for t in store.load().traces]
     assert seqs == [("a", 10), ("b", 9), ("a", 5), ("a", 4)]
 
 
 def test_next_seq_never_reuses_a_stored_number(tmp_path):
-    store = Store(str(tmp_path / "q.duckdb"))
-    store.write(Batch(inserts=[msg(41)], traces=[trace_row(50)]))
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
+    store.apply(Batch(inserts=[msg(41)], traces=[trace_row(50)]))
     assert store.load().next_seq == 51
 
 
 def test_a_failed_batch_changes_nothing(tmp_path):
-    store = Store(str(tmp_path / "q.duckdb"))
-    store.write(Batch(inserts=[msg(1)]))
-    bad = Batch(inserts=[msg(2)], traces=[TraceRow(*([None] * 11))])
-    bad.traces[0].worker = object()  # not a string: the insert fails mid-transaction
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
+    store.apply(Batch(inserts=[msg(1)]))
+    # A worker that is not a string: the insert fails mid-transaction
+    bad = Batch(inserts=[msg(2)], traces=[TraceRow(*([None] * 11))._replace(worker=object())])
     with pytest.raises(duckdb.Error, match="Unable to transform python value"):
-        store.write(bad)
+        store.apply(bad)
     assert [m.seq for m in store.load().messages] == [1]
 
 
 def test_files_are_private(tmp_path):
     path = tmp_path / "sub" / "q.duckdb"
-    store = Store(str(path))
-    store.write(Batch(inserts=[msg(1)]))
+    store = DuckDBStore(str(path))
+    store.apply(Batch(inserts=[msg(1)]))
     store.close()
     assert (path.parent.stat().st_mode & 0o777) == 0o700
     assert (path.stat().st_mode & 0o777) == 0o600
@@ -103,7 +102,7 @@ def test_a_file_held_by_another_process_names_it(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(StoreLockedError) as info:
-            Store(path)
+            DuckDBStore(path)
         text = str(info.value)
         assert f"PID {holder.pid}" in text
         assert "NBWorkers.db_path" in text and "NBWORKERS_DB" in text
@@ -116,7 +115,7 @@ def test_an_uncreatable_folder_says_what_to_do(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(NBWorkersError, match=r"NBWorkers\.db_path"):
-        Store(str(blocker / "q.duckdb"))
+        DuckDBStore(str(blocker / "q.duckdb"))
 
 
 def test_the_write_ahead_log_stays_private_across_checkpoints(tmp_path):
@@ -124,10 +123,10 @@ def test_the_write_ahead_log_stays_private_across_checkpoints(tmp_path):
     # with the umask's mode unless nbworkers made it first
     path = tmp_path / "q.duckdb"
     wal = tmp_path / "q.duckdb.wal"
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     modes = set()
     for round_ in range(3):
-        store.write(Batch(inserts=[msg(round_ * 10 + i, data=b"x" * 300_000) for i in range(5)]))
+        store.apply(Batch(inserts=[msg(round_ * 10 + i, data=b"x" * 300_000) for i in range(5)]))
         assert wal.exists()
         modes.add(wal.stat().st_mode & 0o777)
         store.checkpoint()
@@ -142,8 +141,8 @@ def _damage(path, how):
     if how == "not a database":
         path.write_bytes(b"name,age\nalice,3\n" * 100)
         return
-    store = Store(str(path))
-    store.write(Batch(inserts=[msg(i, data=b"y" * 200) for i in range(1, 2001)]))
+    store = DuckDBStore(str(path))
+    store.apply(Batch(inserts=[msg(i, data=b"y" * 200) for i in range(1, 2001)]))
     if how == "corrupt log":
         # As if the kernel died: the file and its log as they are before any checkpoint
         saved = path.read_bytes(), (path.parent / (path.name + ".wal")).read_bytes()
@@ -169,7 +168,7 @@ def test_a_damaged_file_is_moved_aside_never_deleted_and_a_fresh_one_follows(tmp
     _damage(path, how)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(StoreCorruptError) as info:
-        Store(str(path)).load()
+        DuckDBStore(str(path)).load()
     text = str(info.value)
     assert "is damaged and cannot be read" in text and "Nothing was deleted" in text
     assert "Run the cell again to start with a fresh, empty database" in text
@@ -182,8 +181,8 @@ def test_a_damaged_file_is_moved_aside_never_deleted_and_a_fresh_one_follows(tmp
     if how == "corrupt log":
         assert "Only its write-ahead log was unreadable" in text
     # The next start makes a fresh file in its place
-    store = Store(str(path))
+    store = DuckDBStore(str(path))
     assert store.load().messages == []
-    store.write(Batch(inserts=[msg(1)]))
+    store.apply(Batch(inserts=[msg(1)]))
     store.close()
     assert (path.stat().st_mode & 0o777) == 0o600

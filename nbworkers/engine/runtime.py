@@ -23,8 +23,8 @@ import time
 
 from .. import output
 from ..executors import Executors
-from ..store import Store
-from ..writer import Writer
+from ..store import DuckDBStore, Store
+from ..store.writer import Writer
 from . import startup
 from .admin import Admin
 from .definitions import Definitions
@@ -85,7 +85,7 @@ class Runtime:
         *,
         clock=time.time,
         rng: random.Random | None = None,
-        store=None,
+        store: Store | None = None,
     ):
         settings = settings if settings is not None else Settings()
         self.path = path
@@ -93,7 +93,7 @@ class Runtime:
         self.clock = clock
         reg = self.registry = Registry(settings, clock, rng or random.Random())
         self.zone = reg.zone
-        self.store = store if store is not None else Store(path, settings.traces_kept)
+        self.store = store if store is not None else DuckDBStore(path, settings.traces_kept)
         self.executors = Executors(
             settings.max_processes, settings.dask_address, settings.result_max_bytes
         )

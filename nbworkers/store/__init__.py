@@ -1,9 +1,15 @@
-"""The store: one DuckDB file (or ``:memory:``) holding queues, worker state and traces, and
-the only place with SQL. ``database`` has the ``Store`` (schema, start-up load, batched writes,
-checkpoints, nw.sql); ``rows`` the rows it reads and writes; ``views`` the stable views users
-query and nw.sql's read-only sandbox; ``files`` the file and its write-ahead log kept private
-and safe (``wal`` reads the log's format); ``status`` what ``python -m nbworkers status`` reads
-of a file, opened read-only and never changed.
+"""The store: what the runtime keeps on disk, behind the ``Store`` protocol, and the only place
+with SQL.
+
+``Store`` is what the runtime asks of a store: ``load`` once at start-up, ``apply`` one
+``Batch`` of rows at a time, ``sql`` for nw.sql, ``checkpoint`` and ``close``. Two implement it:
+``database.DuckDBStore`` (one DuckDB file or ``:memory:``; its tables and start-up read in
+``schema``) and ``memory.MemoryStore`` (dicts, for fast tests; it can be told to fail).
+``writer`` has the runtime's writer thread, which turns what changed into a ``Batch``;
+``rows`` the rows stores read and write; ``views`` the stable views users query and nw.sql's
+read-only sandbox; ``files`` the file and its write-ahead log kept private and safe (``wal``
+reads the log's format); ``status`` what ``python -m nbworkers status`` reads of a file, opened
+read-only and never changed.
 
 One writer (the runtime's writer thread) group-commits everything that changed since its last
 call in one transaction of a few statements; the runtime reads once, at open, and keeps live
@@ -13,10 +19,47 @@ state in memory. Users read through the stable views (``messages``, ``traces``,
 
 from __future__ import annotations
 
-from .database import SCHEMA_VERSION, Store
-from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, WorkerRow, storable
+from typing import Protocol
+
+from .database import DuckDBStore
+from .memory import MemoryStore
+from .rows import (
+    Batch,
+    DeadRow,
+    Loaded,
+    MessageRow,
+    TraceRow,
+    UpdateRow,
+    WorkerRow,
+    storable,
+)
+from .schema import SCHEMA_VERSION
 from .status import STATUS_TIMEOUT_S, Failure, Status, WorkerStatus, read_status
 from .views import VIEWS
+
+
+class Store(Protocol):
+    """What the runtime needs of a store. It reads and writes rows (``rows``), never the
+    runtime's objects; one thread applies batches, any thread may call ``sql``."""
+
+    path: str  # where it is, as error messages name it
+
+    def load(self) -> Loaded:
+        """Everything a new runtime starts from; StoreCorruptError if it cannot be read."""
+
+    def apply(self, batch: Batch) -> str | None:
+        """Make ``batch`` durable, all of it or none of it (then raise). A returned text is a
+        warning to log: the batch is durable, but something went wrong after."""
+
+    def sql(self, query: str, params=None):
+        """A DuckDB relation for one SELECT over the stable views, as applied so far."""
+
+    def checkpoint(self) -> None:
+        """Compact what was applied (the runtime calls it before ``close``)."""
+
+    def close(self) -> None:
+        """Release what the store holds open (a file, its connections)."""
+
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -24,12 +67,15 @@ __all__ = [
     "VIEWS",
     "Batch",
     "DeadRow",
+    "DuckDBStore",
     "Failure",
     "Loaded",
+    "MemoryStore",
     "MessageRow",
     "Status",
     "Store",
     "TraceRow",
+    "UpdateRow",
     "WorkerRow",
     "WorkerStatus",
     "read_status",

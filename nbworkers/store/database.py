@@ -1,7 +1,8 @@
-"""The ``Store``: one DuckDB file holding queues, worker state and traces; its schema, the
-start-up load, batched writes, checkpoints and nw.sql's reading connections.
+"""``DuckDBStore``: the store on one DuckDB file (or ``:memory:``) holding queues, worker
+state and traces: opening it, batched writes (``apply``), checkpoints and nw.sql's reading
+connections. The tables and the start-up read are in ``schema``.
 
-One writer (the runtime's writer thread) calls ``write`` with everything that changed since its
+One writer (the runtime's writer thread) calls ``apply`` with everything that changed since its
 last call: a statement costs about a millisecond here whatever it does, so each batch is a
 handful of statements in one transaction, never one per message. The runtime reads once, at
 open; live state is kept in memory by the runtime.
@@ -18,37 +19,9 @@ import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
-from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, WorkerRow, _columns, storable
+from .rows import Batch, Loaded, TraceRow, WorkerRow, columns
+from .schema import MIGRATIONS, SCHEMA, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
-
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
-CREATE TABLE IF NOT EXISTS messages (
-    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB);
-CREATE TABLE IF NOT EXISTS workers (
-    name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT, last_run DOUBLE, skipped BIGINT);
-CREATE TABLE IF NOT EXISTS traces (
-    seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, duration DOUBLE,
-    input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, error VARCHAR,
-    replay BOOLEAN);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
-    error VARCHAR, died_at DOUBLE);
-"""
-# Columns added after version 1: a file written by 0.1 gains them when opened.
-_MIGRATIONS = """
-ALTER TABLE messages ADD COLUMN IF NOT EXISTS started BOOLEAN DEFAULT false;
-ALTER TABLE messages ADD COLUMN IF NOT EXISTS due_at DOUBLE;
-ALTER TABLE messages ADD COLUMN IF NOT EXISTS key VARCHAR;
-ALTER TABLE workers ADD COLUMN IF NOT EXISTS pause_reason VARCHAR;
-ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
-ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
-ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
-ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
-"""
-
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 # What DuckDB says when a file or its write-ahead log cannot be read back: the bytes are
@@ -70,13 +43,13 @@ def _absolute(path: str) -> str:
     return os.path.join(os.path.realpath(folder), name)
 
 
-class Store:
+class DuckDBStore:
     """One DuckDB file (or ``:memory:``) holding queues, worker state and traces.
 
     The file and its write-ahead log are readable by their owner only (events can carry
     secrets). A file that cannot be read back is moved aside, never deleted
     (``StoreCorruptError``). After DuckDB invalidates the connection (a checkpoint failed on a
-    full disk), the next ``write`` opens the file again.
+    full disk), the next ``apply`` opens the file again.
     """
 
     def __init__(self, path: str, traces_kept: int = 10):
@@ -101,8 +74,8 @@ class Store:
             if log:
                 self.files.check_replayed(self.con, log, self._drop)
             self.files.secure()  # before anything is written to the file or its log
-            self.con.execute(_SCHEMA)
-            self.con.execute(_MIGRATIONS)
+            self.con.execute(SCHEMA)
+            self.con.execute(MIGRATIONS)
         except duckdb.Error as exc:
             self._drop()
             raise self._open_error(exc) from (None if _LOCK_RE.search(str(exc)) else exc)
@@ -175,52 +148,13 @@ class Store:
             raise self.files.set_aside(_first_line(exc), log_only="WAL file" in str(exc)) from exc
 
     def _load(self) -> Loaded:
-        con = self.con
-        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        workers = [
-            WorkerRow(*row)
-            for row in con.execute(
-                """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
-                          coalesce(retried, 0), kind FROM workers"""
-            ).fetchall()
-        ]
-        messages = [
-            MessageRow(*row)
-            for row in con.execute(
-                """SELECT seq, worker, enqueued_at, attempt, data, coalesce(started, false),
-                          due_at, key FROM messages ORDER BY seq"""
-            ).fetchall()
-        ]
-        traces = [
-            TraceRow(*row)
-            for row in con.execute(
-                """SELECT seq, worker, message_seq, started_at, duration, input, result,
-                          result_repr, stdout, error, replay, coalesce(attempt, 1),
-                          coalesce(timed_out, false)
-                   FROM traces ORDER BY seq DESC"""
-            ).fetchall()
-        ]
-        dead = [
-            DeadRow(*row)
-            for row in con.execute(
-                """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at
-                   FROM dead_letters ORDER BY died_at, seq"""
-            ).fetchall()
-        ]
-        top = con.execute(
-            """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
-                               (SELECT max(message_seq) FROM traces),
-                               (SELECT max(seq) FROM dead_letters))"""
-        ).fetchone()[0]
-        next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
-        self._worker_rows = {w.name for w in workers}
+        loaded, meta = read(self.con)
+        self._worker_rows = {w.name for w in loaded.workers}
         self._has_next_seq = "next_seq" in meta
-        if meta.get("schema_version") != str(SCHEMA_VERSION):
-            con.execute("DELETE FROM meta WHERE key = 'schema_version'")
-            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        return Loaded(next_seq, workers, messages, traces, dead)
+        stamp_version(self.con, meta)
+        return loaded
 
-    def write(self, batch: Batch) -> str | None:
+    def apply(self, batch: Batch) -> str | None:
         """Apply one batch in one transaction (a few statements, whatever its size).
 
         Returns a warning (and the batch is on disk) when DuckDB committed it but its
@@ -232,10 +166,10 @@ class Store:
         inserts = batch.inserts
         acks = batch.acks
         if inserts and acks:
-            inserted = {m.seq for m in inserts}
+            inserted = {m[0] for m in inserts}  # seqs: rows are read by position
             done_before_written = inserted.intersection(acks)
             if done_before_written:
-                inserts = [m for m in inserts if m.seq not in done_before_written]
+                inserts = [m for m in inserts if m[0] not in done_before_written]
                 acks = [s for s in acks if s not in done_before_written]
         con = self.con
         con.execute("BEGIN")
@@ -246,31 +180,16 @@ class Store:
                                              due_at, key)
                        SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                               unnest($6), unnest($7::DOUBLE[]), unnest($8::VARCHAR[])""",
-                    [
-                        [m.seq for m in inserts],
-                        [m.worker for m in inserts],
-                        [m.enqueued_at_s for m in inserts],
-                        [m.attempt for m in inserts],
-                        [m.data for m in inserts],
-                        [m.started for m in inserts],
-                        [m.due_at_s for m in inserts],
-                        [storable(m.key) for m in inserts],
-                    ],
+                    columns(inserts),
                 )
             if batch.updates:
-                ups = batch.updates
                 con.execute(
                     """UPDATE messages SET attempt = u.attempt, started = u.started,
                                            due_at = u.due_at
                        FROM (SELECT unnest($1) AS seq, unnest($2) AS attempt,
                                     unnest($3) AS started, unnest($4::DOUBLE[]) AS due_at) u
                        WHERE messages.seq = u.seq""",
-                    [
-                        [m.seq for m in ups],
-                        [m.attempt for m in ups],
-                        [m.started for m in ups],
-                        [m.due_at_s for m in ups],
-                    ],
+                    columns(batch.updates),
                 )
             if acks:
                 # The range lets DuckDB skip row groups by their min/max: acks cluster at the
@@ -281,21 +200,11 @@ class Store:
                     [acks, min(acks), max(acks)],
                 )
             if batch.dead_inserts:
-                dead = batch.dead_inserts
                 con.execute(
                     """INSERT INTO dead_letters SELECT unnest($1), unnest($2), unnest($3),
                            unnest($4), unnest($5), unnest($6::VARCHAR[]), unnest($7),
                            unnest($8)""",
-                    [
-                        [d.message.seq for d in dead],
-                        [d.message.worker for d in dead],
-                        [d.message.enqueued_at_s for d in dead],
-                        [d.message.attempt for d in dead],
-                        [d.message.data for d in dead],
-                        [storable(d.message.key) for d in dead],
-                        [storable(d.error) for d in dead],
-                        [d.died_at_s for d in dead],
-                    ],
+                    columns(batch.dead_inserts),
                 )
             if batch.dead_deletes:
                 con.execute(
@@ -351,7 +260,7 @@ class Store:
                                 unnest($6) AS skipped, unnest($7::VARCHAR[]) AS pause_reason,
                                 unnest($8) AS retried, unnest($9::VARCHAR[]) AS kind) u
                    WHERE workers.name = u.name""",
-                _columns(old),
+                columns(old),
             )
         if new:
             names = [w.name for w in new]
@@ -362,7 +271,7 @@ class Store:
                    SELECT unnest($1), unnest($2), unnest($3), unnest($4),
                           unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
                           unnest($8), unnest($9::VARCHAR[])""",
-                _columns(new),
+                columns(new),
             )
 
     def _committed(self, batch: Batch) -> None:
@@ -379,7 +288,7 @@ class Store:
                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                    unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
                    unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13)""",
-            _columns(rows),
+            columns(rows),
         )
         self.con.execute(
             """DELETE FROM traces WHERE seq IN (

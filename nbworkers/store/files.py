@@ -1,7 +1,7 @@
 """The database file and its write-ahead log on disk, kept safe: refused when a link or another
 user's, a new database private (0600) from its first byte, a private log made again after each
 checkpoint, a log DuckDB could not replay in full detected, and a damaged file set aside, never
-deleted. ``DatabaseFiles(path)`` does this for one path; the ``Store`` holds one.
+deleted. ``DatabaseFiles(path)`` does this for one path; the ``DuckDBStore`` holds one.
 """
 
 from __future__ import annotations

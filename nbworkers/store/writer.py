@@ -2,8 +2,11 @@
 
 The runtime records every change here while holding its lock (an insert, an ack, a dead
 letter, a trace...); the runtime's ``nbworkers-writer`` thread runs ``Writer.loop``, which
-takes everything pending at once and hands it to the store as one batch: a group commit of
-a few statements, whatever the number of messages.
+takes everything pending at once and hands it to the store as one batch of rows: a group
+commit of a few statements, whatever the number of messages.
+
+The lock is the runtime's one lock, which every run thread takes: under it the writer only swaps
+its lists for empty ones; the rows (one tuple per message) are made after it is released.
 
 The writer never runs user code: events and results reach it already pickled, and a result's
 repr was made in its run's thread (``trace.run_result``). A slow ``__repr__`` delays its own
@@ -13,13 +16,32 @@ run, never the writes of every other worker.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import NBWorkersError
-from .log import log
-from .message import Message
-from .store import Batch, Store, TraceRow, storable
-from .trace import Trace
-from .worker import DeadLetter
+from ..errors import NBWorkersError
+from ..log import log
+from .rows import Batch, DeadRow, TraceRow, WorkerRow, storable
+
+if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
+    from ..message import Message
+    from ..trace import Trace
+    from ..worker import DeadLetter
+    from . import Store
+
+
+class _Taken(NamedTuple):
+    """What one batch took from the pending lists: the runtime's objects, kept to put them
+    back if the write fails."""
+
+    inserts: list[Message]
+    updates: list[Message]
+    acks: list[int]
+    dead_inserts: list[DeadLetter]
+    dead_deletes: list[int]
+    traces: list[Trace]
+    workers: dict  # name -> WorkerState
+    worker_rows: list[WorkerRow]  # made under the lock: a worker's counts change together
+    next_seq: int | None
 
 
 class Writer:
@@ -120,40 +142,82 @@ class Writer:
 
     # ----- the write loop (the writer thread) -----------------------------------------------
 
-    def _take(self) -> tuple[Batch, list[Trace], dict]:
+    def _take(self) -> _Taken:
         """Everything to write, leaving empty lists behind (the lock is held)."""
         for m in self._inserts:
             m.written = True
         for d in self._dead_inserts:
             d.written = True
+        next_seq = None
+        if self.next_seq != self._saved_seq:
+            next_seq = self._saved_seq = self.next_seq
         workers = self._workers
-        batch = Batch(
-            inserts=self._inserts,
-            updates=list(self._updates.values()),
-            acks=self._acks,
-            dead_inserts=self._dead_inserts,
-            dead_deletes=self._dead_deletes,
-            workers=[w.row() for w in workers.values()],
+        taken = _Taken(
+            self._inserts,
+            list(self._updates.values()),
+            self._acks,
+            self._dead_inserts,
+            self._dead_deletes,
+            self._traces,
+            workers,
+            [w.row() for w in workers.values()],
+            next_seq,
         )
-        traces = self._traces
         self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
         self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
-        if self.next_seq != self._saved_seq:
-            batch.next_seq = self._saved_seq = self.next_seq
-        return batch, traces, workers
+        return taken
 
-    def _put_back(self, batch: Batch, traces: list[Trace], workers: dict) -> None:
-        self._inserts[:0] = batch.inserts
-        for m in batch.updates:
+    def _put_back(self, taken: _Taken) -> None:
+        self._inserts[:0] = taken.inserts
+        for m in taken.updates:
             self._updates.setdefault(m.seq, m)
-        self._acks[:0] = batch.acks
-        self._dead_inserts[:0] = batch.dead_inserts
-        self._dead_deletes[:0] = batch.dead_deletes
-        self._traces[:0] = traces
-        for name, w in workers.items():
+        self._acks[:0] = taken.acks
+        self._dead_inserts[:0] = taken.dead_inserts
+        self._dead_deletes[:0] = taken.dead_deletes
+        self._traces[:0] = taken.traces
+        for name, w in taken.workers.items():
             self._workers.setdefault(name, w)
-        if batch.next_seq is not None:
+        if taken.next_seq is not None:
             self._saved_seq = -1
+
+    def _batch(self, taken: _Taken) -> Batch:
+        """The rows of what was taken (the lock is not held: runs go on meanwhile)."""
+        return Batch(
+            # Plain tuples in MessageRow's and UpdateRow's field order (see rows.py: the
+            # garbage collector untracks them, not NamedTuples)
+            inserts=[
+                (
+                    m.seq,
+                    m.worker,
+                    m.enqueued_at_s,
+                    m.attempt,
+                    m.data,
+                    m.started,
+                    m.due_at_s,
+                    None if m.key is None else storable(m.key),
+                )
+                for m in taken.inserts
+            ],
+            updates=[(m.seq, m.attempt, m.started, m.due_at_s) for m in taken.updates],
+            acks=taken.acks,
+            dead_inserts=[
+                DeadRow(
+                    d.message.seq,
+                    d.message.worker,
+                    d.message.enqueued_at_s,
+                    d.message.attempt,
+                    d.message.data,
+                    storable(d.message.key),
+                    storable(d.error),
+                    d.died_at_s,
+                )
+                for d in taken.dead_inserts
+            ],
+            dead_deletes=taken.dead_deletes,
+            traces=self._trace_rows(taken.traces),
+            workers=taken.worker_rows,
+            next_seq=taken.next_seq,
+        )
 
     def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
         """The newest ``traces_kept`` of each worker, ready for the store."""
@@ -197,14 +261,14 @@ class Writer:
                     self._written = self._taken
                     self._written_cond.notify_all()
                     return
-                batch, traces, workers = self._take()
+                taken = self._take()
                 self._taken += 1
                 self._flush_now = False
             error = None
             try:
-                batch.traces = self._trace_rows(traces)
+                batch = self._batch(taken)
                 if batch:
-                    warning = self.store.write(batch)
+                    warning = self.store.apply(batch)
                     if warning:
                         log.warning("%s", warning)
             except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
@@ -220,7 +284,7 @@ class Writer:
                 log.warning("writing to %r works again; nothing was lost", self.store.path)
             with lock:
                 if error is not None:
-                    self._put_back(batch, traces, workers)
+                    self._put_back(taken)
                 self.error = error
                 self._written = self._taken
                 self._written_cond.notify_all()

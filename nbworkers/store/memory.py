@@ -1,0 +1,101 @@
+"""``MemoryStore``: a store in dicts, for fast tests of the writer and the runtime.
+
+It keeps what DuckDB would (queued messages, dead letters, the newest traces of each worker,
+workers' rows, the next sequence number) and can be told to fail the way a disk does::
+
+    store = MemoryStore()
+    rt = Runtime(path, store=store)
+    store.fail_with = OSError("No space left on device")  # every apply raises, nothing applied
+    store.fail_with = None  # the disk has room again
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, UpdateRow, WorkerRow
+
+
+class MemoryStore:
+    """The ``Store`` protocol in dicts. ``applied`` lists the batches applied, in order.
+
+    ``fail_with``: an exception every ``apply`` raises, with nothing applied, until set to
+    None. ``committed_warning``: a text every ``apply`` returns after applying its batch (DuckDB
+    committed, then could not checkpoint). ``on_apply``: called with each batch before it is
+    applied (to make a write slow, or see one start).
+    """
+
+    def __init__(self, path: str = ":memory:", traces_kept: int = 10, next_seq: int = 1):
+        self.path = path
+        self.traces_kept = traces_kept
+        self.next_seq = next_seq
+        self.messages: dict[int, MessageRow] = {}
+        self.dead: dict[int, DeadRow] = {}
+        self.traces: dict[int, TraceRow] = {}
+        self.workers: dict[str, WorkerRow] = {}
+        self.applied: list[Batch] = []
+        self.fail_with: BaseException | None = None
+        self.committed_warning: str | None = None
+        self.on_apply: Callable[[Batch], object] | None = None
+        self.checkpoints = 0
+        self.closed = False
+
+    def load(self) -> Loaded:
+        seqs = [*self.messages, *self.traces, *self.dead]
+        seqs += [t.message_seq for t in self.traces.values()]
+        return Loaded(
+            max(self.next_seq, max(seqs, default=0) + 1),
+            list(self.workers.values()),
+            [self.messages[seq] for seq in sorted(self.messages)],
+            [self.traces[seq] for seq in sorted(self.traces, reverse=True)],
+            sorted(self.dead.values(), key=lambda d: (d.died_at, d.seq)),
+        )
+
+    def apply(self, batch: Batch) -> str | None:
+        if self.on_apply is not None:
+            self.on_apply(batch)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.closed = False  # as DuckDBStore opens its file again
+        for row in map(MessageRow._make, batch.inserts):  # plain tuples from the writer
+            self.messages[row.seq] = row
+        for row in map(UpdateRow._make, batch.updates):
+            if row.seq in self.messages:
+                self.messages[row.seq] = self.messages[row.seq]._replace(
+                    attempt=row.attempt, started=row.started, due_at=row.due_at
+                )
+        for seq in batch.acks:
+            self.messages.pop(seq, None)
+        for row in batch.dead_inserts:
+            self.dead[row.seq] = row
+        for seq in batch.dead_deletes:
+            self.dead.pop(seq, None)
+        for row in batch.traces:
+            self.traces[row.seq] = row
+        if batch.traces:
+            self._keep_newest_traces()
+        for row in batch.workers:
+            self.workers[row.name] = row
+        if batch.next_seq is not None:
+            self.next_seq = batch.next_seq
+        self.applied.append(batch)
+        return self.committed_warning
+
+    def _keep_newest_traces(self) -> None:
+        kept: dict[str, int] = {}
+        for seq in sorted(self.traces, reverse=True):
+            worker = self.traces[seq].worker
+            kept[worker] = kept.get(worker, 0) + 1
+            if kept[worker] > self.traces_kept:
+                del self.traces[seq]
+
+    def sql(self, query: str, params=None):
+        raise NotImplementedError(
+            "MemoryStore has no SQL: test nw.sql with a DuckDBStore (a file, or ':memory:')"
+        )
+
+    def checkpoint(self) -> None:
+        self.checkpoints += 1
+
+    def close(self) -> None:
+        self.closed = True

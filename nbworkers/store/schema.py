@@ -1,0 +1,85 @@
+"""The database's tables: their schema, the migrations a file from an older version gets when
+opened, and the start-up read of everything a new runtime starts from (``read``).
+"""
+
+from __future__ import annotations
+
+from .rows import DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
+
+SCHEMA_VERSION = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS messages (
+    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB);
+CREATE TABLE IF NOT EXISTS workers (
+    name VARCHAR, paused BOOLEAN, done BIGINT, failed BIGINT, last_run DOUBLE, skipped BIGINT);
+CREATE TABLE IF NOT EXISTS traces (
+    seq BIGINT, worker VARCHAR, message_seq BIGINT, started_at DOUBLE, duration DOUBLE,
+    input BLOB, result BLOB, result_repr VARCHAR, stdout VARCHAR, error VARCHAR,
+    replay BOOLEAN);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
+    error VARCHAR, died_at DOUBLE);
+"""
+# Columns added after version 1: a file written by 0.1 gains them when opened.
+MIGRATIONS = """
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS started BOOLEAN DEFAULT false;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS due_at DOUBLE;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS key VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS pause_reason VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
+"""
+
+
+def read(con) -> tuple[Loaded, dict[str, str]]:
+    """Everything a new runtime starts from, and the ``meta`` table, read through ``con``
+    (a DuckDB connection or cursor on a database with the schema and migrations)."""
+    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    workers = [
+        WorkerRow(*row)
+        for row in con.execute(
+            """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
+                      coalesce(retried, 0), kind FROM workers"""
+        ).fetchall()
+    ]
+    messages = [
+        MessageRow(*row)
+        for row in con.execute(
+            """SELECT seq, worker, enqueued_at, attempt, data, coalesce(started, false),
+                      due_at, key FROM messages ORDER BY seq"""
+        ).fetchall()
+    ]
+    traces = [
+        TraceRow(*row)
+        for row in con.execute(
+            """SELECT seq, worker, message_seq, started_at, duration, input, result,
+                      result_repr, stdout, error, replay, coalesce(attempt, 1),
+                      coalesce(timed_out, false)
+               FROM traces ORDER BY seq DESC"""
+        ).fetchall()
+    ]
+    dead = [
+        DeadRow(*row)
+        for row in con.execute(
+            """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at
+               FROM dead_letters ORDER BY died_at, seq"""
+        ).fetchall()
+    ]
+    top = con.execute(
+        """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
+                           (SELECT max(message_seq) FROM traces),
+                           (SELECT max(seq) FROM dead_letters))"""
+    ).fetchone()[0]
+    next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
+    return Loaded(next_seq, workers, messages, traces, dead), meta
+
+
+def stamp_version(con, meta: dict[str, str]) -> None:
+    """Record this version's schema number in the file, unless ``meta`` has it already."""
+    if meta.get("schema_version") != str(SCHEMA_VERSION):
+        con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

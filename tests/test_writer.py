@@ -1,0 +1,290 @@
+"""The writer and the runtime on the in-memory store: group commit, a failing disk, and what
+runs, retries, delays and cron ticks hand to the store. No file, no DuckDB."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import threading
+
+import pytest
+
+from nbworkers.errors import NBWorkersError
+from nbworkers.handlers import from_function
+from nbworkers.message import Message
+from nbworkers.schedule import parse
+from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow
+from nbworkers.store.writer import Writer
+from nbworkers.trace import Trace
+from nbworkers.worker import DeadLetter, Policy, WorkerState
+from tests.conftest import Clock, open_runtime
+from tests.waiting import wait_until
+
+T0 = 1_800_000_000.0
+FULL = "No space left on device"
+
+
+@pytest.fixture
+def make_writer():
+    """Writers on a MemoryStore (``make(**options)``), each with its loop in a thread of the
+    test's own (in nbworkers only the runtime starts threads); stopped and joined afterwards."""
+    made = []
+
+    def make(traces_kept=10, next_seq=1):
+        store = MemoryStore(traces_kept=traces_kept)
+        writer = Writer(
+            store,
+            threading.Lock(),
+            next_seq,
+            traces_kept=traces_kept,
+            flush_interval_s=0.005,
+        )
+        thread = threading.Thread(target=writer.loop, name="test-writer", daemon=True)
+        thread.start()
+        made.append((writer, thread))
+        return writer, store
+
+    def stop(writer: Writer) -> None:
+        with writer.lock:
+            writer.stop()
+        [thread] = [t for w, t in made if w is writer]
+        thread.join(10)
+        assert not thread.is_alive()
+
+    make.stop = stop
+    yield make
+    for writer, _ in made:
+        stop(writer)
+
+
+def messages(writer: Writer, count: int, worker="w") -> list[Message]:
+    """``count`` new messages, numbered by the writer (the lock is held)."""
+    first = writer.number(count)
+    return [Message(seq, worker, T0 + seq, 1, b"x") for seq in range(first, first + count)]
+
+
+def trace(seq: int, worker: str) -> Trace:
+    return Trace(seq, seq, worker, b"in", T0, 0.1, "", None, result_data=None, result_repr="1")
+
+
+def stored(store: MemoryStore) -> list[int]:
+    return [m.seq for m in store.load().messages]
+
+
+# ----- the writer -------------------------------------------------------------------------------
+
+
+def test_everything_recorded_between_two_writes_is_one_batch(make_writer):
+    writer, store = make_writer()
+    w = WorkerState("w", writer.lock, 10)
+    # Given ten emits, an ack, a worker's change and a trace recorded while the writer waits
+    with writer.lock:
+        emitted = []
+        for _ in range(10):
+            batch = messages(writer, 100)
+            writer.insert(batch)
+            emitted += batch
+        writer.ack([emitted[0].seq])
+        w.done = 1
+        writer.worker_changed(w)
+        writer.trace(trace(writer.number(), "w"))
+    writer.flush()
+    # Then the store got them all in one batch of rows
+    [batch] = store.applied
+    assert len(batch.inserts) == 1000 and batch.acks == [1]
+    assert MessageRow._make(batch.inserts[1]) == MessageRow(
+        2, "w", T0 + 2, 1, b"x", False, None, None
+    )
+    assert batch.workers == [WorkerRow("w", False, 1, 0, kind=None)]
+    assert [t.seq for t in batch.traces] == [1001] and batch.next_seq == 1002
+    assert stored(store) == list(range(2, 1001))
+
+
+def test_a_failed_write_is_put_back_whole_and_written_with_what_came_after(make_writer, logged):
+    writer, store = make_writer()
+    w = WorkerState("w", writer.lock, 10)
+    with writer.lock:
+        [kept, dying, changing] = messages(writer, 3)
+        writer.insert([kept, dying, changing])
+    writer.flush()
+    # Given a full disk, and one change of every kind
+    store.fail_with = OSError(FULL)
+    with writer.lock:
+        [new] = messages(writer, 1)
+        writer.insert([new])
+        changing.attempt, changing.due_at_s = 2, T0 + 60
+        writer.update(changing)
+        writer.dead(DeadLetter(dying, "ValueError: bad", T0 + 5))
+        w.failed = 1
+        writer.worker_changed(w)
+        writer.trace(trace(writer.number(), "w"))
+    with pytest.raises(NBWorkersError, match=FULL):
+        writer.flush()
+    assert len(store.applied) == 1  # nothing of the failed batch reached the store
+    # When the disk has room again, after one more emit
+    store.fail_with = None
+    with writer.lock:
+        [later] = messages(writer, 1)
+        writer.insert([later])
+    writer.flush()
+    # Then the failed batch's changes are all written, before the later emit
+    batch = store.applied[-1]
+    assert [m[0] for m in batch.inserts] == [new.seq, later.seq]
+    assert [UpdateRow._make(u) for u in batch.updates] == [UpdateRow(3, 2, False, T0 + 60)]
+    assert batch.acks == [dying.seq]
+    assert [(d.seq, d.error) for d in batch.dead_inserts] == [(2, "ValueError: bad")]
+    assert [r.failed for r in batch.workers] == [1] and len(batch.traces) == 1
+    assert batch.next_seq == writer.next_seq
+    loaded = store.load()
+    assert [m.seq for m in loaded.messages] == [kept.seq, changing.seq, new.seq, later.seq]
+    assert loaded.messages[1].attempt == 2 and [d.seq for d in loaded.dead] == [dying.seq]
+
+
+def test_flush_raises_while_the_disk_is_full_says_it_once_and_recovers(make_writer, logged):
+    writer, store = make_writer()
+    store.fail_with = OSError(FULL)
+    with writer.lock:
+        writer.insert(messages(writer, 3))
+    for _ in range(2):  # the writer tries again at every flush
+        with pytest.raises(NBWorkersError, match=f"{FULL}.*kept in memory"):
+            writer.flush()
+    assert writer.has_unwritten and store.load().messages == []
+    store.fail_with = None
+    writer.flush()
+    assert not writer.has_unwritten and stored(store) == [1, 2, 3]
+    errors = [r.getMessage() for r in logged.records if "could not write" in r.getMessage()]
+    assert len(errors) == 1 and FULL in errors[0], errors
+    assert any("works again; nothing was lost" in r.getMessage() for r in logged.records)
+
+
+def test_a_write_committed_but_not_checkpointed_is_a_warning_and_not_written_again(
+    make_writer, logged
+):
+    writer, store = make_writer()
+    store.committed_warning = "the changes are on disk, but DuckDB could not checkpoint"
+    with writer.lock:
+        writer.insert(messages(writer, 2))
+    writer.flush()
+    store.committed_warning = None
+    with writer.lock:
+        writer.insert(messages(writer, 1))
+    writer.flush()
+    assert [len(b.inserts) for b in store.applied] == [2, 1]
+    assert any("could not checkpoint" in r.getMessage() for r in logged.records)
+
+
+def test_stopping_with_unwritten_changes_says_they_are_lost(make_writer, logged):
+    writer, store = make_writer()
+    store.fail_with = OSError(FULL)
+    with writer.lock:
+        writer.insert(messages(writer, 3))
+    with pytest.raises(NBWorkersError, match=FULL):
+        writer.flush()
+    make_writer.stop(writer)  # the runtime stops (%unload_ext, kernel shutdown)
+    lost = [r for r in logged.records if "stopping with unwritten changes" in r.getMessage()]
+    assert lost and "messages emitted since the last successful write are lost" in (
+        lost[0].getMessage()
+    )
+    assert store.load().messages == []
+
+
+def test_the_update_of_a_message_acked_before_the_write_is_dropped(make_writer):
+    writer, store = make_writer()
+    with writer.lock:
+        [m, unwritten] = messages(writer, 2)
+        writer.insert([m])
+    writer.flush()
+    with writer.lock:
+        m.attempt = 2
+        writer.update(m)
+        writer.ack([m.seq])
+        unwritten.attempt = 2
+        writer.update(unwritten)  # its insert, still to come, carries it
+    writer.flush()
+    batch = store.applied[-1]
+    assert batch.updates == [] and batch.acks == [m.seq]
+
+
+def test_only_the_newest_traces_kept_of_each_worker_are_written(make_writer):
+    writer, store = make_writer(traces_kept=2)
+    with writer.lock:
+        for worker in ["a", "a", "b", "a", "a"]:
+            writer.trace(trace(writer.number(), worker))
+    writer.flush()
+    [batch] = store.applied
+    assert sorted((t.worker, t.seq) for t in batch.traces) == [("a", 4), ("a", 5), ("b", 3)]
+
+
+# ----- the runtime, on the in-memory store --------------------------------------------------------
+
+
+@pytest.fixture
+def make_runtime(tmp_path):
+    """Runtimes on a MemoryStore (``make(**options)``): the file is never created."""
+    made = []
+
+    def make(**kw):
+        rt = open_runtime(str(tmp_path / "q.duckdb"), store=MemoryStore(), **kw)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.stop()
+    assert not (tmp_path / "q.duckdb").exists()
+
+
+def test_a_run_ends_with_its_ack_and_trace_in_the_store(make_runtime):
+    rt = make_runtime()
+    gate = threading.Event()
+    rt.define("w", from_function("w", lambda e: gate.wait(10) and e * 2), 1)
+    [seq] = [int(i[1:]) for i in rt.emit_many([21], "w")]
+    assert wait_until(lambda: rt.counts("w")["running"] == 1)
+    rt.flush()
+    assert [m.seq for m in rt.store.load().messages] == [seq]  # queued, on disk
+    gate.set()
+    assert rt.wait("w", 5)
+    rt.flush()
+    loaded = rt.store.load()
+    assert loaded.messages == [] and any(seq in b.acks for b in rt.store.applied)
+    assert [(t.message_seq, t.result_repr) for t in loaded.traces] == [(seq, "42")]
+    assert [(w.name, w.done) for w in loaded.workers] == [("w", 1)]
+
+
+def test_a_retry_is_an_update_with_its_next_attempt_and_due_time(make_runtime):
+    clock = Clock(T0)
+    rng = random.Random()
+    rng.uniform = lambda a, b: b  # the whole backoff
+    rt = make_runtime(clock=clock, rng=rng)
+    rt.define("w", from_function("w", lambda e: 1 / 0), 1, policy=Policy(retries=1, backoff_s=60))
+    rt.emit("x", "w")
+    assert wait_until(lambda: rt.counts("w")["retried"] == 1)
+    rt.flush()
+    [row] = rt.store.load().messages
+    assert (row.attempt, row.due_at, row.started) == (2, T0 + 60, False)
+
+
+def test_a_delayed_message_is_stored_with_its_due_time(make_runtime):
+    rt = make_runtime(clock=Clock(T0))
+    rt.emit("later", "w", delay=90)
+    rt.flush()
+    [row] = rt.store.load().messages
+    assert row.due_at == T0 + 90 and pickle.loads(row.data) == "later"
+
+
+def test_a_cron_tick_inserts_its_message_and_its_run_acks_it(make_runtime):
+    clock = Clock(T0)
+    rt = make_runtime(clock=clock)
+    gate = threading.Event()
+    rt.define_cron("c", from_function("c", lambda: gate.wait(10), kind="cron"), parse("hourly"))
+    rt.run_timers()
+    assert wait_until(lambda: rt.counts("c")["running"] == 1)
+    rt.flush()
+    [row] = rt.store.load().messages
+    assert (row.worker, pickle.loads(row.data)) == ("c", None)
+    gate.set()
+    assert rt.wait("c", 5)
+    rt.flush()
+    loaded = rt.store.load()
+    assert loaded.messages == []
+    assert [(w.name, w.done, w.last_run) for w in loaded.workers] == [("c", 1, T0)]
