@@ -80,9 +80,9 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from nbworkers.engine import Runtime
 from nbworkers.engine.settings import Settings
 from nbworkers.handlers import from_function
-from nbworkers.engine import Runtime
 
 HIGHEST = pickle.HIGHEST_PROTOCOL
 WORKER = "bench"

@@ -21,10 +21,10 @@ from .current import stop_for_exit as stop_for_exit
 from .current import stopping as stopping
 from .current import use_config as use_config
 from .engine import check_events
+from .engine.worker import Policy
 from .errors import ArgumentTypeError, ArgumentValueError
 from .executors import child
 from .trace import Trace
-from .worker import Policy
 
 
 def emit(event, name: str, *, key: str | None = None, delay: float | None = None, at=None) -> str:

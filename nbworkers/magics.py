@@ -8,9 +8,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 
 from . import api, handlers, schedule
+from .engine.worker import Policy
 from .errors import NBWorkersError
 from .executors import EXECUTORS
-from .worker import Policy
 
 _timeout_option = argument(
     "--timeout",

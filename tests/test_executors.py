@@ -18,8 +18,8 @@ import pytest
 from distributed import Client, LocalCluster
 
 from nbworkers import api, current, handlers
+from nbworkers.engine.worker import Policy
 from nbworkers.errors import NBWorkersError
-from nbworkers.worker import Policy
 
 EXECUTORS = ["threads", "processes", "dask"]
 

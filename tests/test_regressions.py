@@ -151,7 +151,7 @@ def test_generator_and_async_cells_are_refused(body):
 
 
 def test_redefining_without_a_timeout_during_a_timed_run_keeps_the_timer_alive(rt):
-    from nbworkers.worker import Policy
+    from nbworkers.engine.worker import Policy
 
     release = threading.Event()
     started = threading.Event()

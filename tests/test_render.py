@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nbworkers.engine.snapshot import WorkerSnapshot
+from nbworkers.engine.worker import Policy
 from nbworkers.trace import Trace, run_result
 from nbworkers.widgets import render
-from nbworkers.worker import Policy
 
 XSS = "<img src=x onerror=alert(1)>"
 NOW = 1_800_000_000.0

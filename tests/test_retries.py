@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from nbworkers.engine.worker import MAX_BACKOFF_S, Policy
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import MemoryStore
-from nbworkers.worker import MAX_BACKOFF_S, Policy
 from tests.conftest import Clock
 
 

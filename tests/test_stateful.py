@@ -41,11 +41,11 @@ from hypothesis.stateful import (
 
 from nbworkers.engine import Runtime
 from nbworkers.engine.settings import Settings
+from nbworkers.engine.worker import Policy
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import DuckDBStore, Loaded
 from nbworkers.store.schema import read
-from nbworkers.worker import Policy
 from tests.conftest import Clock
 
 EXAMPLES = int(os.environ.get("NBWORKERS_STATEFUL_EXAMPLES") or 0)

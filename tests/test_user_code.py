@@ -12,9 +12,9 @@ import pytest
 
 from nbworkers.engine import Runtime
 from nbworkers.engine.settings import Settings
+from nbworkers.engine.worker import Policy
 from nbworkers.handlers import from_function
 from nbworkers.trace import NOT_COPIED, preview, run_result
-from nbworkers.worker import Policy
 from tests.kernel import Kernel
 from tests.test_widgets import wait_for
 

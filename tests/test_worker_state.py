@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nbworkers.engine.worker import MAX_BACKOFF_S, DeadLetter, Policy, Run, WorkerState
 from nbworkers.message import ClassNotDefined, Message, load_event, message_id, parse_id
 from nbworkers.schedule import parse
-from nbworkers.worker import MAX_BACKOFF_S, DeadLetter, Policy, Run, WorkerState
 
 
 def state(traces_kept: int = 10) -> WorkerState:

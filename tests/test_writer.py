@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from nbworkers.engine.worker import DeadLetter, Policy, WorkerState
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.message import Message
@@ -16,7 +17,6 @@ from nbworkers.schedule import parse
 from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow
 from nbworkers.store.writer import Writer
 from nbworkers.trace import Trace
-from nbworkers.worker import DeadLetter, Policy, WorkerState
 from tests.conftest import Clock, open_runtime
 from tests.waiting import wait_until
 

@@ -10,8 +10,8 @@ from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import preview
-from ..worker import DeadLetter, WorkerState, _whole
 from .registry import Registry
+from .worker import DeadLetter, WorkerState, _whole
 
 MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 

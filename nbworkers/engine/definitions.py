@@ -8,9 +8,9 @@ import time
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import Handler, check_name
 from ..schedule import Schedule
-from ..worker import Policy, WorkerState, _whole
 from .registry import Registry
 from .timers import NO_EVENT
+from .worker import Policy, WorkerState, _whole
 
 
 def check_concurrency(concurrency) -> None:

@@ -18,8 +18,8 @@ import time
 from .. import handlers, output
 from ..handlers import Handler
 from ..message import ClassNotDefined, load_event
-from ..worker import Run, WorkerState
 from .registry import Registry
+from .worker import Run, WorkerState
 
 _thread = threading.local()  # .worker, .runtime: the worker and runtime whose run thread this is
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from ..errors import ArgumentTypeError
 from ..log import log
 from ..trace import Trace
-from ..worker import WorkerState
 from .registry import Registry
+from .worker import WorkerState
 
 # Listeners (panels) hear of changes at most this often, however fast messages flow, so a
 # panel sends a few comm messages a second and reflects a change within half a second.

@@ -13,8 +13,8 @@ from datetime import datetime
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import Message
-from ..worker import WorkerState, _number
 from .registry import Registry
+from .worker import WorkerState, _number
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 # How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.

@@ -8,8 +8,8 @@ import time
 
 from ..message import Message
 from ..trace import NO_RESULT, RunResult, Trace
-from ..worker import DeadLetter, Run, WorkerState
 from .registry import Registry
+from .worker import DeadLetter, Run, WorkerState
 
 _NOTHING = RunResult(NO_RESULT, None, None)  # what a failed run returned
 

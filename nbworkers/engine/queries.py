@@ -8,10 +8,10 @@ import time
 from ..errors import ArgumentValueError
 from ..handlers import check_name
 from ..trace import Trace
-from ..worker import WorkerState, _number
 from .registry import Registry
 from .snapshot import Definition, WorkerSnapshot
 from .timers import failure
+from .worker import WorkerState, _number
 
 
 class Queries:

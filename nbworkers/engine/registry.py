@@ -18,8 +18,8 @@ from collections.abc import Callable
 from ..errors import NBWorkersError
 from ..handlers import check_name
 from ..schedule import Zone
-from ..worker import WorkerState
 from .settings import Settings
+from .worker import WorkerState
 
 
 class Registry:

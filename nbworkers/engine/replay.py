@@ -11,11 +11,11 @@ from ..errors import NBWorkersError
 from ..handlers import Handler, check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import Trace, run_result
-from ..worker import Policy, Run
 from .dispatch import format_error
 from .outcomes import make_trace
 from .registry import Registry
 from .timers import NO_EVENT
+from .worker import Policy, Run
 
 
 class Replay:

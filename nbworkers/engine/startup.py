@@ -8,8 +8,8 @@ import gc
 from ..message import Message
 from ..store import Loaded
 from ..trace import Trace
-from ..worker import DeadLetter
 from .registry import Registry
+from .worker import DeadLetter
 
 
 @contextlib.contextmanager

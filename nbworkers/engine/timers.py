@@ -12,8 +12,8 @@ from ..errors import NBWorkersError
 from ..handlers import check_name
 from ..log import log
 from ..message import Message
-from ..worker import Run, WorkerState
 from .registry import Registry
+from .worker import Run, WorkerState
 
 NO_EVENT = pickle.dumps(None, protocol=pickle.HIGHEST_PROTOCOL)  # what a cron tick carries
 # The timer sleeps until the next due time, but wakes at least this often so that a

@@ -23,9 +23,9 @@ from ..log import log
 from .rows import Batch, DeadRow, TraceRow, WorkerRow, storable
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
+    from ..engine.worker import DeadLetter
     from ..message import Message
     from ..trace import Trace
-    from ..worker import DeadLetter
     from . import Store
 
 

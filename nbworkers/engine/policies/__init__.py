@@ -16,7 +16,7 @@ policies that override that hook (``Hooks``), so a hook no one uses costs a drai
 from __future__ import annotations
 
 from ...trace import Trace
-from ...worker import Run, WorkerState
+from ..worker import Run, WorkerState
 
 HOOKS = ("after_enqueue", "before_run", "after_failure")
 

@@ -5,7 +5,7 @@ after ``NBWorkers.failure_notice_after`` failures in a row a notice shows under 
 from __future__ import annotations
 
 from ...trace import Trace
-from ...worker import Run, WorkerState
+from ..worker import Run, WorkerState
 from . import RunPolicy
 
 

@@ -5,7 +5,7 @@ at the front of its queue, before newer messages."""
 from __future__ import annotations
 
 from ...trace import Trace
-from ...worker import Run, WorkerState
+from ..worker import Run, WorkerState
 from . import RunPolicy
 
 

@@ -3,8 +3,8 @@ past ``NBWorkers.max_queued``, is paused with a reason that says so; nothing is 
 
 from __future__ import annotations
 
-from ...worker import WorkerState
 from ..dispatch import current_worker
+from ..worker import WorkerState
 from . import RunPolicy
 
 

@@ -3,7 +3,7 @@ once the deadline passes (``Dispatch.time_out``), and the run counts as failed."
 
 from __future__ import annotations
 
-from ...worker import Run, WorkerState
+from ..worker import Run, WorkerState
 from . import RunPolicy
 
 

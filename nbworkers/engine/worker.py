@@ -14,12 +14,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from .errors import ArgumentValueError
-from .executors import check as check_executor
-from .message import Message
-from .schedule import Schedule
-from .store import WorkerRow
-from .trace import Trace
+from ..errors import ArgumentValueError
+from ..executors import check as check_executor
+from ..message import Message
+from ..schedule import Schedule
+from ..store import WorkerRow
+from ..trace import Trace
 
 # The longest a retry waits, however many attempts failed before it.
 MAX_BACKOFF_S = 3600.0
