@@ -13,6 +13,19 @@ def run_threads(prefix: str = "nbworkers-run-") -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
 
 
+def gated(rt, concurrency: int):
+    """Define worker "w" whose runs wait for ``release``; ``started`` lists their events."""
+    release = threading.Event()
+    started = []
+
+    def handler(event):
+        started.append(event)
+        release.wait(10)
+
+    rt.define("w", from_function("w", handler), concurrency=concurrency)
+    return release, started
+
+
 def test_defined_workers_with_nothing_to_do_hold_no_thread(make_runtime):
     # Given 500 workers defined with a concurrency of 4 (2,000 threads before)
     rt = make_runtime()
@@ -29,14 +42,7 @@ def test_defined_workers_with_nothing_to_do_hold_no_thread(make_runtime):
 
 def test_threads_start_up_to_the_concurrency_and_end_after_an_idle_while(make_runtime):
     rt = make_runtime(idle_thread_s=0.2)
-    release = threading.Event()
-    started = []
-
-    def handler(event):
-        started.append(event)
-        release.wait(10)
-
-    rt.define("w", from_function("w", handler), concurrency=3)
+    release, started = gated(rt, concurrency=3)
     # When more messages arrive than its concurrency
     rt.emit_many(range(10), "w")
     # Then exactly that many threads start, each running one
@@ -54,14 +60,7 @@ def test_threads_start_up_to_the_concurrency_and_end_after_an_idle_while(make_ru
 
 def test_a_concurrency_raised_while_messages_wait_starts_threads_for_them(make_runtime):
     rt = make_runtime()
-    release = threading.Event()
-    started = []
-
-    def handler(event):
-        started.append(event)
-        release.wait(10)
-
-    rt.define("w", from_function("w", handler), concurrency=1)
+    release, started = gated(rt, concurrency=1)
     rt.emit_many(range(4), "w")
     assert wait_until(lambda: len(started) == 1)
     rt.set_concurrency("w", 3)
