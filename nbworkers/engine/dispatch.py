@@ -55,7 +55,7 @@ class Dispatch:
     def wake(self, w: WorkerState, count: int) -> None:
         """``count`` messages of ``w`` became ready: wake that many idle run threads, and start
         new ones while there are more ready messages than threads free to take them."""
-        if w.handler is None or (w.paused and not w.forced):
+        if w.handler is None or (w.paused and not w.forced) or self.registry.stopping:
             return
         if w.idle:
             w.cond.notify(count)
