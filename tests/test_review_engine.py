@@ -127,3 +127,17 @@ def test_a_run_past_its_time_limit_gives_its_slot_to_the_next_message(make_runti
     assert rt.wait("w", 5) and seen == ["slow", "next"]
     assert rt.counts("w")["failed"] == 1
     gate.set()
+
+
+def test_run_threads_that_never_idle_out_keep_running_messages(make_runtime):
+    # Given run threads told never to end (%config NBWorkers.idle_thread_s = float("inf"))
+    rt = make_runtime(idle_thread_s=float("inf"))
+    seen = []
+    rt.define("w", from_function("w", seen.append), concurrency=1)
+    # When a message runs, its thread then has nothing to do, and another comes
+    rt.emit(1, "w")
+    assert rt.wait("w", 5)
+    rt.emit(2, "w")
+    # Then the second runs too (the idle thread's wait must not fail)
+    assert rt.wait("w", 5), f"the second never ran: {rt.counts('w')}"
+    assert seen == [1, 2]

@@ -113,7 +113,8 @@ class Dispatch:
         _thread.runtime = self.owner
         reg = self.registry
         lock = reg.lock
-        idle_s = reg.settings.idle_thread_s
+        # A lock's wait takes at most TIMEOUT_MAX (about 292 years; more, such as inf, raises)
+        idle_s = min(reg.settings.idle_thread_s, threading.TIMEOUT_MAX)
         run = outcome = None
         while True:
             # One critical section per message, not two: the run that ended is settled and the
