@@ -141,3 +141,27 @@ def test_run_threads_that_never_idle_out_keep_running_messages(make_runtime):
     # Then the second runs too (the idle thread's wait must not fail)
     assert rt.wait("w", 5), f"the second never ran: {rt.counts('w')}"
     assert seen == [1, 2]
+
+
+def test_a_failed_replay_traces_from_the_handler_frame_as_a_run_does(make_runtime):
+    # Given a worker whose handler raises, run once in the background
+    rt = make_runtime()
+
+    def boom(event):
+        raise ValueError("bad")
+
+    rt.define("w", from_function("w", boom), concurrency=1)
+    rt.emit(1, "w")
+    assert rt.wait("w", 5)
+    run_error = rt.traces("w")[0].error
+    # When it is replayed here
+    try:
+        rt.replay("w")
+    except ValueError:
+        pass
+    # Then the replay's trace shows the same traceback, from the handler's frame: no frame of
+    # nbworkers (engine/replay.py, handlers.py) before it
+    replay_error = rt.traces("w")[0].error
+    assert "nbworkers" not in replay_error, replay_error
+    assert replay_error.splitlines()[1].endswith("in boom")
+    assert run_error.splitlines()[1].endswith("in boom")
