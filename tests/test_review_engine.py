@@ -165,3 +165,40 @@ def test_a_failed_replay_traces_from_the_handler_frame_as_a_run_does(make_runtim
     assert "nbworkers" not in replay_error, replay_error
     assert replay_error.splitlines()[1].endswith("in boom")
     assert run_error.splitlines()[1].endswith("in boom")
+
+
+def test_a_delayed_emit_while_stopping_starts_no_timer(make_runtime):
+    # Given a run going when nbworkers stops, and no timer started yet (nothing delayed)
+    rt = make_runtime()
+    started, gate = threading.Event(), threading.Event()
+    emitted = []
+
+    def handler(event):
+        started.set()
+        gate.wait(10)
+        try:
+            emitted.append(rt.emit("later", "other", delay=60))
+        except Exception as exc:  # noqa: BLE001 - what the test looks at
+            emitted.append(exc)
+
+    rt.define("w", from_function("w", handler), concurrency=1)
+    rt.emit("first", "w")
+    assert started.wait(5)
+    stopper = threading.Thread(target=rt.stop, args=(5,))
+    stopper.start()
+    assert wait_until(lambda: rt.stopping)
+    spawned = []
+
+    def refuse(target, name, *args):  # Python >= 3.12 at exit
+        spawned.append(name)
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    rt.registry.spawn = refuse
+    # When the run emits a delayed message
+    gate.set()
+    stopper.join(10)
+    # Then the emit worked and its message is kept in the file, due later
+    assert len(emitted) == 1 and isinstance(emitted[0], str), emitted
+    assert spawned == []
+    again = make_runtime()
+    assert [m["id"] for m in again.messages("other")] == emitted
