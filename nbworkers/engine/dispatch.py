@@ -17,6 +17,7 @@ import time
 
 from .. import handlers, output
 from ..handlers import Handler
+from ..log import log
 from ..message import ClassNotDefined, load_event
 from .registry import Registry
 from .worker import Run, WorkerState
@@ -59,6 +60,8 @@ class Dispatch:
             return
         if w.idle:
             w.cond.notify(count)
+        if self.registry.stopping:
+            return  # no run starts any more (and at exit Python refuses new threads)
         ready = len(w.forced) if w.paused else len(w.queue)
         wanted = min(w.concurrency, w.running + ready)
         if len(w.live) < wanted:
@@ -76,7 +79,19 @@ class Dispatch:
             while index in w.live:
                 index += 1
             w.live.add(index)
-            self.registry.spawn(self._loop, f"nbworkers-run-{w.name}-{index}", w, index)
+            try:
+                self.registry.spawn(self._loop, f"nbworkers-run-{w.name}-{index}", w, index)
+            # The process is out of threads: the messages stay queued (and are written); the
+            # next wake of this worker (an emit, a run ending...) tries again.
+            except RuntimeError as exc:
+                w.live.discard(index)
+                log.error(
+                    "could not start a run thread for %r (%s): its messages wait for the next "
+                    "emit, resume or run that ends",
+                    w.name,
+                    exc,
+                )
+                return
 
     def set_concurrency(self, w: WorkerState, concurrency: int) -> None:
         """At most ``concurrency`` runs of ``w`` go at once from now on: threads past it end
@@ -98,7 +113,8 @@ class Dispatch:
         _thread.runtime = self.owner
         reg = self.registry
         lock = reg.lock
-        idle_s = reg.settings.idle_thread_s
+        # A lock's wait takes at most TIMEOUT_MAX (about 292 years; more, such as inf, raises)
+        idle_s = min(reg.settings.idle_thread_s, threading.TIMEOUT_MAX)
         run = outcome = None
         while True:
             # One critical section per message, not two: the run that ended is settled and the
@@ -123,6 +139,9 @@ class Dispatch:
                         break  # nothing to do for a while: this thread ends
                 if reg.stopping or index >= w.concurrency or not w.ready():
                     w.live.discard(index)
+                    # Past a lowered concurrency, this thread may have been the one counted
+                    # on for what waits: another (of a lower index) starts if needed.
+                    self.wake(w, 0)
                     return
                 run = self._start(w, index)
                 handler = w.handler

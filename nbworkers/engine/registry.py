@@ -78,7 +78,12 @@ class Registry:
         thread = threading.Thread(target=run, name=name, daemon=True)
         with self._threads_lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            with self._threads_lock:
+                self._threads.discard(thread)
+            raise
         return thread
 
     def threads(self) -> list[threading.Thread]:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import time
 
-from .. import output
+from .. import handlers, output
 from ..errors import NBWorkersError
 from ..handlers import Handler, check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import Trace, run_result
-from .dispatch import format_error
 from .outcomes import make_trace
 from .registry import Registry
 from .timers import NO_EVENT
 from .worker import Policy, Run
+
+
+def _format_error(exc: BaseException) -> str:
+    """The handler's traceback, from its own frame: this module's frame left out."""
+    return handlers.format_error(exc, __file__, load_event.__code__.co_filename)
 
 
 class Replay:
@@ -77,7 +81,7 @@ class Replay:
                 value = handler.call(event, message)
             # Whatever the handler raised is recorded, then propagates to the caller.
             except BaseException as exc:
-                self._record(name, make_trace(run, format_error(exc), None, replay=True))
+                self._record(name, make_trace(run, _format_error(exc), None, replay=True))
                 raise
             result = run_result(value, self.registry.settings.result_max_bytes)
         self._record(name, make_trace(run, None, result, replay=True))

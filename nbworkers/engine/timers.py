@@ -44,8 +44,9 @@ class Timers:
     # ----- waking the timer (the lock is held) ------------------------------------------------
 
     def ensure(self) -> None:
-        """Start the timer thread if it is not going yet."""
-        if self._thread is None:
+        """Start the timer thread if it is not going yet (not once stopping: it would end at
+        once, and at exit Python refuses new threads)."""
+        if self._thread is None and not self.registry.stopping:
             self._thread = self.registry.spawn(self._loop, "nbworkers-timer")
 
     def changed(self) -> None:

@@ -1,5 +1,5 @@
 """The time limit (``--timeout``): a run gets a deadline when it starts; the timer abandons it
-once the deadline passes (``Dispatch.time_out``), and the run counts as failed."""
+once the deadline passes (``Outcomes.time_out``), and the run counts as failed."""
 
 from __future__ import annotations
 
