@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import NBWorkersError
 
@@ -22,8 +22,9 @@ _HEADER = ("trace", "input", "old result", "new result", "changed", "old took", 
 
 @dataclass
 class TryRow:
-    """One trace tried: its input, what its run ended with (``old``) and what the new code
-    gives (``new``); ``*_error`` when that is an exception's ``Type: message`` line.
+    """One trace tried (``trace``): its input's preview, what its run ended with (``old``)
+    and what the new code gives (``new``); ``*_error`` when that is an exception's
+    ``Type: message`` line.
     ``changed`` is None when it cannot be told (the old result was not kept, or the input
     cannot be unpickled)."""
 
@@ -38,6 +39,7 @@ class TryRow:
     changed: bool | None = None
     printed: str = ""  # what the new code printed
     traceback: str = ""  # the new code's traceback, when it raised
+    trace: object = field(default=None, repr=False)  # the Trace tried (``.input``...)
 
     @property
     def fixed(self) -> bool:
@@ -51,6 +53,8 @@ class TryRow:
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
@@ -240,13 +244,13 @@ def table_html(result: TryResult) -> str:
     for r in result.rows:
         shade = ' style="background:#fff6e0"' if r.changed else ""
         new_colour = RED if r.new_error else GREEN if r.fixed and r.changed else None
-        old_style = f";color:{RED}" if r.old_error else ""
-        new_style = f";color:{new_colour}" if new_colour else ""
+        old_style = f" style='color:{RED}'" if r.old_error else ""
+        new_style = f" style='color:{new_colour}'" if new_colour else ""
         body.append(
             f"<tr{shade}><td style='{_TD}'>{esc(r.trace_id)}</td>"
             f"<td style='{_TD}'><code>{esc(r.input)}</code></td>"
-            f"<td style='{_TD}{old_style}'><code>{esc(r.old)}</code></td>"
-            f"<td style='{_TD}{new_style}'><code>{esc(r.new)}</code>{_folds(r)}</td>"
+            f"<td style='{_TD}'><code{old_style}>{esc(r.old)}</code></td>"
+            f"<td style='{_TD}'><code{new_style}>{esc(r.new)}</code>{_folds(r)}</td>"
             f"<td style='{_TD}'>{'<b>changed</b>' if r.changed else esc(_changed_word(r))}</td>"
             f"<td style='{_TD}'>{_ms(r.old_duration_s)}</td>"
             f"<td style='{_TD}'>{_ms(r.new_duration_s)}</td></tr>"
@@ -259,17 +263,20 @@ def table_html(result: TryResult) -> str:
     )
 
 
+_SUMMARY = "<details><summary style='white-space:nowrap'>"
+
+
 def _folds(row: TryRow) -> str:
     parts = []
     if row.printed:
         lines = row.printed.count("\n") + (not row.printed.endswith("\n"))
         parts.append(
-            f"<details><summary>printed ({lines} line{'s' if lines != 1 else ''})</summary>"
+            f"{_SUMMARY}printed ({lines} line{'s' if lines != 1 else ''})</summary>"
             f"<pre style='margin:0'>{esc(row.printed)}</pre></details>"
         )
     if row.traceback:
         parts.append(
-            f"<details><summary>traceback</summary><pre style='margin:0;color:{RED}'>"
+            f"{_SUMMARY}traceback</summary><pre style='margin:0;color:{RED}'>"
             f"{esc(row.traceback)}</pre></details>"
         )
     return "".join(parts)

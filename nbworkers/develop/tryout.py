@@ -166,7 +166,7 @@ def run_on(handler: Handler, trace: Trace, name: str, max_bytes: int) -> TryRow:
     raises (but KeyboardInterrupt) caught and shown."""
     old, old_error = _old_result(trace)
     shown_input, event, unpicklable = _input(trace)
-    row = TryRow(trace.id, shown_input, old, old_error, trace.duration)
+    row = TryRow(trace.id, shown_input, old, old_error, trace.duration, trace=trace)
     if unpicklable is not None:
         row.new, row.new_error = unpicklable, True
         return row
