@@ -11,6 +11,7 @@ again, or the worker's cell is run without ``--try``.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 import traceback
@@ -73,11 +74,12 @@ def try_code(
     """Run new code for worker ``name`` on the inputs of its last ``n`` traces, here, without
     replacing its live code, and return the table of old and new results.
 
-    ``code`` is a cell's source (compiled like a ``%%worker`` cell, in the notebook's
-    namespace, or ``namespace``) or a function (as for ``@nw.worker``). The other options are
-    ``@nw.worker``'s: ``nw.apply(name)`` (or the table's Apply button) then defines the worker
-    with this code and these options. A cron's code is tried with no event, and applying it
-    keeps its schedule. Exceptions the code raises are shown in their row, never raised here.
+    ``code`` is a cell's source (compiled like a ``%%worker`` cell, in ``namespace``: by
+    default the notebook's, or outside IPython the caller's globals) or a function (as for
+    ``@nw.worker``). The other options are ``@nw.worker``'s: ``nw.apply(name)`` (or the
+    table's Apply button) then defines the worker with this code and these options. A cron's
+    code is tried with no event, and applying it keeps its schedule. Exceptions the code
+    raises are shown in their row, never raised here.
     """
     handlers.check_name(name)
     _check_n(n)
@@ -89,8 +91,8 @@ def try_code(
     kind = "cron" if plan is not None else "worker"
     if isinstance(code, str):
         shell = _shell()
-        if namespace is None:
-            namespace = shell.user_ns if shell is not None else {}
+        if namespace is None:  # the notebook's, as for a %%worker cell; else the caller's
+            namespace = shell.user_ns if shell is not None else sys._getframe(1).f_globals
         transform = shell.transform_cell if shell is not None else None
         try:
             handler = handlers.from_cell(name, code, namespace, transform, kind)
@@ -267,8 +269,9 @@ def apply_tried(tried: Tried) -> None:
         live = definition.handler if definition is not None else None
         if rt is not tried.runtime or live is not tried.live_handler:
             raise NBWorkersError(
-                f"{name!r} was defined again since this code was tried, so the table compares "
-                f"with code that is not live any more: try it again (%%worker {name} --try)"
+                f"{name!r} was defined again (or nbworkers restarted) since this code was tried, "
+                "so the table compared it with code that is not live any more: try it again "
+                f"(%%worker {name} --try)"
             )
         if tried.schedule is not None:
             rt.define_cron(name, tried.handler, tried.schedule, tried.paused, tried.policy)
