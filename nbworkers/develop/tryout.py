@@ -3,7 +3,7 @@
 
 The new code runs here, in the calling cell's thread, on the inputs of the worker's last N
 traces (replays aside), while the worker goes on running its current code on new messages. A
-try records no trace and counts nothing; its result is a table (``table.TryResult``) with an
+try records no trace and counts nothing; its result is a table (``tryout_table.TryResult``) with an
 Apply button. The last code tried for a name waits in ``_pending`` until it is applied, tried
 again, or the worker's cell is run without ``--try``.
 """
@@ -25,7 +25,7 @@ from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import Handler
 from ..message import Message, load_event
 from ..trace import NOT_COPIED, Trace, preview, run_result
-from .table import TryResult, TryRow
+from .tryout_table import TryResult, TryRow
 
 DEFAULT_N = 10
 
