@@ -151,10 +151,9 @@ def try_handler(
     )
     rows = []
     interrupted = False
-    max_bytes = rt.settings.result_max_bytes
     for trace in traces:
         try:
-            rows.append(run_on(handler, trace, name, max_bytes))
+            rows.append(run_on(handler, trace, name))
         except KeyboardInterrupt:  # the user stopped the cell: the rows so far are the table
             interrupted = True
             break
@@ -163,7 +162,7 @@ def try_handler(
     return TryResult(name, n, rows, tried=tried, interrupted=interrupted, apply=apply_tried)
 
 
-def run_on(handler: Handler, trace: Trace, name: str, max_bytes: int) -> TryRow:
+def run_on(handler: Handler, trace: Trace, name: str) -> TryRow:
     """One row: ``handler`` run here on ``trace``'s input, its output captured, anything it
     raises (but KeyboardInterrupt) caught and shown."""
     old, old_error = _old_result(trace)
@@ -180,8 +179,9 @@ def run_on(handler: Handler, trace: Trace, name: str, max_bytes: int) -> TryRow:
             try:
                 with _recorded_calls(trace):
                     value = handler.call(event, message)
-                # The same repr the trace's old result has, so that equal results compare equal
-                new = run_result(value, max_bytes).repr
+                # The repr a trace makes of its result, so that equal results compare equal;
+                # with no room for the pickle, which a try does not keep
+                new = run_result(value, 0).repr
             except KeyboardInterrupt:
                 raise
             # Whatever the tried code raised belongs in its row (SystemExit included).
