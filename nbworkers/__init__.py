@@ -7,6 +7,7 @@ From Python: ``import nbworkers as nw``; ``@nw.worker("NAME")``, ``nw.emit(...)`
 from __future__ import annotations
 
 from .api import (
+    apply,
     cancel,
     counts,
     cron,
@@ -31,6 +32,7 @@ from .api import (
     shutdown,
     sql,
     traces,
+    try_code,
     unhandled,
     use_dask,
     wait,
@@ -60,6 +62,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreLockedError",
     "Trace",
+    "apply",
     "cancel",
     "counts",
     "cron",
@@ -85,6 +88,7 @@ __all__ = [
     "shutdown",
     "sql",
     "traces",
+    "try_code",
     "unhandled",
     "unload_ipython_extension",
     "use_dask",

@@ -8,6 +8,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 
 from . import api, handlers, schedule
+from .develop import tryout
 from .engine.worker import Policy
 from .errors import NBWorkersError
 from .executors import EXECUTORS
@@ -52,6 +53,17 @@ class WorkerMagics(Magics):
         default=1.0,
         help="Seconds before the first retry, doubling each time (with jitter; at most 1 h).",
     )
+    @argument(
+        "--try",
+        dest="try_n",
+        nargs="?",
+        const=10,
+        type=int,
+        default=None,
+        metavar="N",
+        help="Run this code on the inputs of the last N traces (default 10) and show old "
+        "against new results, without making it live: Apply (or nw.apply(NAME)) does.",
+    )
     @_timeout_option
     @_executor_option
     @cell_magic
@@ -82,7 +94,15 @@ class WorkerMagics(Magics):
         globals it names are pickled (cloudpickle) and run elsewhere: changes it makes to
         globals stay there; ``emit`` still reaches the notebook.
 
-        Running the cell again replaces the code for the next messages.
+        Running the cell again replaces the code for the next messages. To check new code on
+        real inputs first, add ``--try``: it runs on the inputs of the last 10 traces (``--try
+        25``: 25), here, and a table shows old and new results while the worker goes on with
+        its current code; the table's Apply button, ``nw.apply(NAME)`` or running the cell
+        without ``--try`` makes it live, with the options of its line::
+
+            %%worker resize --try --retries 3
+            thumb = make_thumb(event["path"], quality=90)
+            thumb.size
         """
         args = parse_argstring(self.worker, line)
         try:
@@ -101,10 +121,20 @@ class WorkerMagics(Magics):
                 f"The cell was not registered: worker {name!r} keeps its previous code, if any."
             )
             raise
+        if args.try_n is not None:
+            if args.try_n < 1:
+                raise UsageError(f"--try takes a number of traces of at least 1, not {args.try_n}")
+            try:
+                return tryout.try_handler(
+                    name, handler, args.try_n, args.concurrency, args.paused, policy
+                )
+            except NBWorkersError as exc:
+                raise UsageError(str(exc)) from None
         try:
             api.runtime().define(name, handler, args.concurrency, args.paused, policy)
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
+        tryout.forget(name)
         self._show_panel(name)
 
     def _show_panel(self, name: str) -> None:
