@@ -24,9 +24,8 @@ import pytest
 
 from nbworkers.engine import Runtime
 from nbworkers.handlers import from_function
-from tests.kernel import Kernel
+from tests.kernel import Kernel, wait_for
 from tests.ondisk import rows
-from tests.test_widgets import wait_for
 
 
 def nbworkers_threads(kernel: Kernel) -> list[str]:

@@ -15,8 +15,7 @@ from nbworkers.engine.settings import Settings
 from nbworkers.engine.worker import Policy
 from nbworkers.handlers import from_function
 from nbworkers.trace import NOT_COPIED, preview, run_result
-from tests.kernel import Kernel
-from tests.test_widgets import wait_for
+from tests.kernel import Kernel, wait_for
 
 
 @pytest.fixture
