@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
 
 from nbworkers import output
+from nbworkers.handlers import from_function
 
 # Each event is what one run does to the streams; later cells must print all the same.
 MISCHIEF = {
@@ -109,3 +113,14 @@ def test_a_stream_a_run_sets_to_none_is_put_back_when_it_ends_and_its_output_say
     assert run.text() == "before\n"
     print("after")
     assert real.getvalue() == "after\n"
+
+
+def test_handler_output_stays_captured_after_a_redirect_replaced_the_router(rt):
+    rt.define("w", from_function("w", lambda e: print("HANDLER PRINT")))
+    cell = io.StringIO()
+    # As %%capture or redirect_stdout do: a plain stream stands where the router was
+    with contextlib.redirect_stdout(cell):
+        rt.emit(1, "w")
+        assert rt.wait("w", 5)
+    assert "HANDLER PRINT" not in cell.getvalue()
+    assert rt.traces("w")[0].stdout == "HANDLER PRINT\n"
