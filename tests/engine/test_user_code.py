@@ -397,3 +397,25 @@ def test_an_event_whose_unpickling_raises_systemexit_is_a_failed_run_not_a_dead_
     assert rt.counts("w")["running"] == 0
     rt.emit("fine", "w")
     assert rt.wait("w", 5) and rt.counts("w")["done"] == 1
+
+
+def test_a_traces_result_whose_class_is_not_defined_yet_says_so_after_a_restart(kernel):
+    # A worker returned an instance of a notebook class; after a restart, before that cell
+    # runs again, trace.result names the class and what to do, as trace.input does.
+    kernel.ok(
+        """
+class Price:
+    def __init__(self, value):
+        self.value = value
+
+@nw.worker("price")
+def price(event):
+    return Price(event)
+"""
+    )
+    kernel.ok("emit(3, 'price')\nnw.wait('price')\nnw.flush()")
+    kernel.restart()
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    reply = kernel.run("nw.traces('price')[0].result")
+    assert reply.ename == "NBWorkersError", reply.traceback
+    assert "Price" in reply.evalue and "run the cell" in reply.evalue
