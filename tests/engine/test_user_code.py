@@ -374,10 +374,10 @@ def test_a_result_whose_repr_raises_system_exit_does_not_kill_the_writer(rt):
 def test_a_parked_message_leaves_one_trace_however_often_it_is_retried(rt):
     rt.define("w", from_function("w", lambda e: e), concurrency=1)
     rt.intake.enqueue("w", [b"c__main__\nNotDefinedYetNbw\n)\x81."])  # a class the notebook lacks
-    assert wait_until(lambda: rt.messages("w") and rt.messages("w")[0]["parked"])
+    assert wait_until(lambda: (m := rt.messages("w")) and m[0]["parked"])
     for _ in range(3):
         rt.retry_parked()
-        assert wait_until(lambda: rt.messages("w") and rt.messages("w")[0]["parked"])
+        assert wait_until(lambda: (m := rt.messages("w")) and m[0]["parked"])
     assert len(rt.traces("w")) == 1
     assert "cannot be unpickled" in rt.traces("w")[0].error
     assert rt.counts("w")["queued"] == 1
