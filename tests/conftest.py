@@ -45,6 +45,14 @@ def make_runtime(tmp_path):
 
 
 @pytest.fixture
+def rt(tmp_path):
+    """A runtime with the default settings on a temporary file, stopped afterwards."""
+    runtime = Runtime(str(tmp_path / "q.duckdb"))
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture
 def kernel(tmp_path):
     """A fresh kernel in a temporary folder, with nbworkers loaded and its own database."""
     k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(tmp_path / "q.duckdb")})

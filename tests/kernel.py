@@ -117,3 +117,22 @@ class Kernel:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=False)
+
+
+def wait_for(kernel: Kernel, expr: str, timeout: float = 10) -> None:
+    """Wait until ``expr`` is true in the kernel (no fixed sleeps)."""
+    kernel.ok(
+        f"import time as _t\n_d = _t.time() + {timeout}\n"
+        f"while not ({expr}) and _t.time() < _d: _t.sleep(0.02)\n"
+        f"assert {expr}, {expr!r}"
+    )
+
+
+def click(kernel: Kernel, model_expr: str) -> None:
+    """Click a button the way JupyterLab does: a comm message from the front end."""
+    model_id = kernel.eval(f"{model_expr}.model_id")
+    msg = kernel.kc.session.msg(
+        "comm_msg",
+        {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}},
+    )
+    kernel.kc.shell_channel.send(msg)

@@ -1,11 +1,12 @@
 """Bad inputs and a hostile environment: each gets a clear message, and nothing is lost.
 
 Points already covered elsewhere (not repeated here): unpicklable events
-(test_runtime, test_kernel), bad names and options (test_kernel, test_kernel_failures,
-test_retries, test_schedule), syntax errors (test_kernel, test_handlers), a second kernel on
-the same file (test_kernel, test_store), a folder that cannot be created (test_store),
-damaged files at the store level (test_store), a simulated write failure in the runtime
-(test_runtime), the HTML payload in a browser (test_browser).
+(engine/test_runtime, test_kernel), bad names and options (test_kernel, test_kernel_failures,
+engine/test_retries, test_schedule), syntax errors (test_kernel, test_handlers), a second
+kernel on the same file (test_kernel, store/test_store), a folder that cannot be created
+(store/test_store), damaged files at the store level (store/test_store), a simulated write
+failure in the runtime (engine/test_runtime), the HTML payload in a browser
+(widgets/test_browser).
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ import pytest
 
 from nbworkers.engine import Runtime
 from nbworkers.handlers import from_function
-from tests.kernel import Kernel
+from tests.kernel import Kernel, wait_for
 from tests.ondisk import rows
-from tests.test_widgets import wait_for
 
 
 def nbworkers_threads(kernel: Kernel) -> list[str]:

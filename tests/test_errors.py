@@ -3,6 +3,7 @@ the user's own line and the message rather than nbworkers' insides."""
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError
@@ -187,3 +188,23 @@ def test_bad_arguments_get_clear_errors_and_change_nothing(nw):
     assert sorted(nw.workers()) == ["c", "w"] and nw.unhandled() == {}
     assert [m["preview"] for m in nw.messages("w")] == ["'kept'"]
     assert nw.runtime().snapshot("w").concurrency == 4 and nw.is_paused("w")
+
+
+def test_messages_an_older_version_queued_under_a_name_now_refused_stay_reachable(
+    make_runtime, tmp_path
+):
+    # Before names were exact, emit(x, 'resize\n') was accepted and its message is in the
+    # file. The new check must not make it unreachable: it can be counted and purged.
+    rt = make_runtime()
+    rt.emit(1, "resize")
+    rt.stop()
+    con = duckdb.connect(str(tmp_path / "q.duckdb"))
+    con.execute("update messages set worker = 'resize' || chr(10)")
+    con.close()
+    rt = make_runtime()
+    assert rt.counts("resize\n")["queued"] == 1
+    assert len(rt.messages("resize\n")) == 1
+    assert rt.purge("resize\n") == 1
+    rt.flush()
+    with pytest.raises(ValueError, match="not a valid worker name"):
+        rt.emit(2, "resize\n")  # new messages under it are still refused

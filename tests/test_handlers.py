@@ -8,6 +8,7 @@ import traceback
 import pytest
 
 from nbworkers import handlers
+from nbworkers.handlers import from_cell
 
 
 def run_cell(source, event=None, ns=None, message=None):
@@ -62,3 +63,10 @@ def test_functions_take_the_event_or_event_and_message():
     assert handlers.from_function("w", abs).call(-3, "m") == 3
     with pytest.raises(TypeError, match="function"):
         handlers.from_function("w", 3)
+
+
+@pytest.mark.parametrize("body", ["yield event", "x = yield", "await thing()"])
+def test_generator_and_async_cells_are_refused(body):
+    with pytest.raises(SyntaxError, match="top level"):
+        from_cell("w", body, {})
+    from_cell("w", "def gen():\n    yield 1\nlist(gen())", {})  # nested is fine

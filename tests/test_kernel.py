@@ -257,7 +257,7 @@ def test_unload_flushes_and_leaves_no_thread(kernel, tmp_path):
 
 
 def test_a_cron_cell_ticks_on_its_own_and_can_be_paused_and_run_now(kernel):
-    # (That a "1s" cron runs once every second is checked on a test clock in test_crons.)
+    # (That a "1s" cron runs once every second is checked on a test clock in engine/test_crons.)
     kernel.ok("ticks = []")
     reply = kernel.ok("%%cron 1s ticker\nimport time\nticks.append(time.time())\nmessage.id")
     assert reply.stdout == ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.test_widgets import click, wait_for
+from tests.kernel import click, wait_for
 
 
 def test_retries_and_dead_letters_from_the_magic_and_the_panel(kernel):

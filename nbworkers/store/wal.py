@@ -9,7 +9,7 @@ Each entry's checksum (DuckDB's own, ``checksum``) tells them apart: a torn entr
 to the end of the file, whatever they hold (even another DuckDB log inside an event), whereas
 a damaged size leaves a checksum that matches the bytes up to where the next entry starts.
 
-The format (log version 2, as DuckDB 2.0 writes it; tests/test_files.py fails if it changes):
+The format (log version 2, as DuckDB 2.0 writes it; tests/store/test_files.py fails if it changes):
 a header object, then entries of [size: 8 bytes][checksum: 8 bytes][payload: size bytes], each
 payload an object whose first field (100) is the entry type. A commit is its entries followed
 by a flush entry; a checkpoint writes a checkpoint entry (and a flush) before it writes the

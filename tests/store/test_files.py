@@ -391,3 +391,102 @@ def test_a_kernel_refuses_a_log_another_user_made_and_loses_nothing(tmp_path):
     finally:
         k.shutdown()
     assert rows(path, "select count(*) from messages") == [(2,)]
+
+
+def test_every_folder_made_for_a_new_db_path_is_private_whatever_the_umask(tmp_path):
+    # A user with umask 000 (a shared-group setup) picks a db_path in folders that do not exist
+    # yet: no folder nbworkers makes may be writable by others (who could swap the database's
+    # folder for one of their own and its files for theirs).
+    old = os.umask(0)
+    try:
+        store = DuckDBStore(str(tmp_path / "runs" / "2026" / "q.duckdb"))
+        store.apply(Batch(inserts=[msg(1)], next_seq=2))
+        store.close()
+    finally:
+        os.umask(old)
+    made = {
+        p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+        for p in [tmp_path / "runs", tmp_path / "runs" / "2026"]
+    }
+    assert made == {"runs": 0o700, "runs/2026": 0o700}
+
+
+def test_reloading_the_extension_after_changing_folder_finds_the_queued_messages(tmp_path):
+    # The default database is .nbworkers/<notebook>.duckdb in the folder the kernel started in.
+    # A cell (or a handler) changes folder, then the user reloads the extension, as one does
+    # while writing handlers: the queue must be the same file, not a new empty one elsewhere.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    k = Kernel(str(tmp_path), env={"JPY_SESSION_NAME": str(tmp_path / "nb.ipynb")})
+    try:
+        k.ok("%load_ext nbworkers\nimport nbworkers as nw")
+        k.ok("emit('waiting', 'later')")
+        k.ok(f"%cd {str(elsewhere)!r}")
+        k.ok("%reload_ext nbworkers")
+        assert k.eval("nw.sql('select count(*) from messages').fetchall()") == [(1,)]
+    finally:
+        k.shutdown()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_db_path_through_a_linked_folder_and_dotdot_is_the_file_the_system_opens(
+    tmp_path, monkeypatch
+):
+    # work/link -> ../real/sub; NBWORKERS_DB=link/../q.duckdb names real/q.duckdb for the
+    # system, DuckDB and python -m nbworkers status. Made absolute by dropping 'link/..' as
+    # text, it named work/q.duckdb: another, empty queue.
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "link").symlink_to("../real/sub")
+    monkeypatch.chdir(tmp_path / "work")
+    store = DuckDBStore("link/../q.duckdb")
+    store.apply(Batch(inserts=[msg(1)], next_seq=2))
+    store.close()
+    assert (tmp_path / "real" / "q.duckdb").exists()
+    assert not (tmp_path / "work" / "q.duckdb").exists()
+
+
+def test_a_kill_while_writing_an_event_that_holds_a_duckdb_log_sets_nothing_aside(tmp_path):
+    # A pipeline archives DuckDB files through a worker: an event's bytes are another DuckDB
+    # write-ahead log (full of flush entries). The kernel is killed while that batch is being
+    # written: the log ends inside the event. That commit never returned; the file must open
+    # with the messages before it, not be set aside as damaged (an empty queue in its place).
+    other = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(other))
+    con.execute("SET checkpoint_threshold = '1TB'")
+    con.execute("create table t (x integer); insert into t values (1); insert into t values (2)")
+    archived = (tmp_path / "other.duckdb.wal").read_bytes()
+    con.close()
+    path = tmp_path / "q.duckdb"
+    store = DuckDBStore(str(path))
+    store.apply(Batch(inserts=[msg(1)], next_seq=2))
+    before = (tmp_path / "q.duckdb.wal").read_bytes()
+    store.apply(Batch(inserts=[msg(2, data=archived + b"z" * 5000)], next_seq=3))
+    db, log = path.read_bytes(), (tmp_path / "q.duckdb.wal").read_bytes()
+    store.close()
+    inside = log.index(archived, len(before)) + len(archived) + 100  # in the event's bytes
+    path.write_bytes(db)
+    (tmp_path / "q.duckdb.wal").write_bytes(log[:inside])
+    store = DuckDBStore(str(path))
+    try:
+        assert [m.seq for m in store.load().messages] == [1]
+    finally:
+        store.close()
+
+
+def test_a_log_whose_entry_size_was_made_smaller_is_still_moved_aside(tmp_path):
+    # The damage detection tells a torn last entry from a damaged one by its checksum: a size
+    # made smaller (its low byte damaged) must still be found, as a larger one is.
+    path = tmp_path / "q.duckdb"
+    store = DuckDBStore(str(path))
+    for i in range(1, 4):
+        store.apply(Batch(inserts=[msg(i, data=b"y" * 200)], next_seq=i + 1))
+    db, log = path.read_bytes(), (tmp_path / "q.duckdb.wal").read_bytes()
+    store.close()
+    first_commit = next(wal.FLUSH_ENTRY.finditer(log)).end()
+    damaged = bytearray(log)
+    damaged[first_commit] = max(0, damaged[first_commit] - 40)  # the next entry's size
+    path.write_bytes(db)
+    (tmp_path / "q.duckdb.wal").write_bytes(bytes(damaged))
+    with pytest.raises(StoreCorruptError):
+        DuckDBStore(str(path)).load()

@@ -4,6 +4,7 @@ the writer, and a failure in it ends like any failed run."""
 from __future__ import annotations
 
 import pickle
+import sys
 import threading
 import time
 
@@ -15,15 +16,8 @@ from nbworkers.engine.settings import Settings
 from nbworkers.engine.worker import Policy
 from nbworkers.handlers import from_function
 from nbworkers.trace import NOT_COPIED, preview, run_result
-from tests.kernel import Kernel
-from tests.test_widgets import wait_for
-
-
-@pytest.fixture
-def rt(tmp_path):
-    runtime = Runtime(str(tmp_path / "q.duckdb"))
-    yield runtime
-    runtime.stop()
+from tests.kernel import Kernel, wait_for
+from tests.waiting import wait_until
 
 
 class _SlowRepr:
@@ -359,3 +353,69 @@ def test_a_panel_refresh_does_not_unpickle_the_shown_input_again(fresh_runtime):
         assert _CountedRepr.calls == shown
     finally:
         panel.close()
+
+
+def test_a_result_whose_repr_raises_system_exit_does_not_kill_the_writer(rt):
+    class Nasty:
+        def __repr__(self):
+            raise SystemExit("no repr for you")
+
+    rt.define("w", from_function("w", lambda e: Nasty()))
+    rt.emit(1, "w")
+    assert rt.wait("w", 5)
+    rt.flush(timeout=5)
+    assert "unrepresentable" in rt.store.load().traces[0].result_repr
+    rt.emit(2, "nobody")
+    rt.flush(timeout=5)
+    # and the writer still writes: the message emitted after it is on disk
+    assert [(m.worker, pickle.loads(m.data)) for m in rt.store.load().messages] == [("nobody", 2)]
+
+
+def test_a_parked_message_leaves_one_trace_however_often_it_is_retried(rt):
+    rt.define("w", from_function("w", lambda e: e), concurrency=1)
+    rt.intake.enqueue("w", [b"c__main__\nNotDefinedYetNbw\n)\x81."])  # a class the notebook lacks
+    assert wait_until(lambda: (m := rt.messages("w")) and m[0]["parked"])
+    for _ in range(3):
+        rt.retry_parked()
+        assert wait_until(lambda: (m := rt.messages("w")) and m[0]["parked"])
+    assert len(rt.traces("w")) == 1
+    assert "cannot be unpickled" in rt.traces("w")[0].error
+    assert rt.counts("w")["queued"] == 1
+
+
+class _ExitsWhenUnpickled:
+    def __reduce__(self):
+        return (sys.exit, (3,))
+
+
+def test_an_event_whose_unpickling_raises_systemexit_is_a_failed_run_not_a_dead_thread(rt):
+    rt.define("w", from_function("w", lambda e: e), 1)
+    rt.emit(_ExitsWhenUnpickled(), "w")
+    assert rt.wait("w", 5)
+    assert "cannot be unpickled" in rt.traces("w")[0].error
+    assert "SystemExit: 3" in rt.dead_letters("w")[0]["error"]
+    assert rt.counts("w")["running"] == 0
+    rt.emit("fine", "w")
+    assert rt.wait("w", 5) and rt.counts("w")["done"] == 1
+
+
+def test_a_traces_result_whose_class_is_not_defined_yet_says_so_after_a_restart(kernel):
+    # A worker returned an instance of a notebook class; after a restart, before that cell
+    # runs again, trace.result names the class and what to do, as trace.input does.
+    kernel.ok(
+        """
+class Price:
+    def __init__(self, value):
+        self.value = value
+
+@nw.worker("price")
+def price(event):
+    return Price(event)
+"""
+    )
+    kernel.ok("emit(3, 'price')\nnw.wait('price')\nnw.flush()")
+    kernel.restart()
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    reply = kernel.run("nw.traces('price')[0].result")
+    assert reply.ename == "NBWorkersError", reply.traceback
+    assert "Price" in reply.evalue and "run the cell" in reply.evalue

@@ -1,4 +1,5 @@
-"""The DuckDB store on its own: schema, batched writes, load, trace trimming, locking."""
+"""The DuckDB store: schema, batched writes, load, trace trimming, locking, and text DuckDB
+cannot hold as it is (lone surrogates in output and errors) written all the same."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError, StoreCorruptError, StoreLockedError
+from nbworkers.handlers import from_function
 from nbworkers.store import Batch, DuckDBStore, MessageRow, TraceRow, WorkerRow
 
 
@@ -186,3 +188,28 @@ def test_a_damaged_file_is_moved_aside_never_deleted_and_a_fresh_one_follows(tmp
     store.apply(Batch(inserts=[msg(1)]))
     store.close()
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_undecodable_text_in_output_does_not_block_writes(rt, tmp_path):
+    rt.define("w", from_function("w", lambda e: print("bad \udcff name")))
+    rt.emit(1, "w")
+    assert rt.wait("w", 5)
+    rt.flush()
+    rt.emit(2, "nobody")
+    rt.flush()
+    assert rt.store.load().traces[0].stdout == "bad \\udcff name\n"
+
+
+def test_a_lone_surrogate_in_a_dead_letters_error_does_not_block_writes(rt):
+    def fail(event):
+        raise FileNotFoundError(f"no such file: {event}")
+
+    rt.define("w", from_function("w", fail), 1)
+    rt.emit("caf\udce9.txt", "w")
+    assert rt.wait("w", 5)
+    rt.emit("x", "other")
+    rt.flush()  # raised for ever before
+    loaded = rt.store.load()
+    assert "caf\\udce9.txt" in loaded.dead[0].error and len(loaded.messages) == 1
+    with pytest.raises(ValueError, match="not valid text"):
+        rt.emit(1, "w", key="caf\udce9")

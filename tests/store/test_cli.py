@@ -375,3 +375,28 @@ def test_status_gives_up_after_its_time_limit(tmp_path):
 
     assert done.returncode == 3, done.stderr
     assert "took longer than 0.01 s" in done.stderr and "--timeout" in done.stderr
+
+
+def test_status_of_a_file_whose_tables_were_changed_by_hand_says_so_with_exit_2(tmp_path):
+    # nbworkers' table names, with columns of other types (a file changed by hand, or another
+    # tool's): status says the file is not one it can read (exit 2), no DuckDB traceback and
+    # not exit 1, which means "held by another process".
+    path = tmp_path / "odd.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        """create table meta (key integer);
+           create table messages (seq varchar, worker integer, data varchar);
+           create table traces (seq varchar, error integer);
+           create table workers (name integer, paused varchar, done varchar);
+           insert into workers values (1, 'maybe', 'lots')"""
+    )
+    con.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "nbworkers", "status", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert str(path) in done.stderr and "cannot be read" in done.stderr

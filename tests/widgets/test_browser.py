@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.lab import start_lab
+from tests.widgets.lab import start_lab
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +31,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-QUICKSTART = Path(__file__).parent.parent / "notebooks" / "quickstart.ipynb"
+QUICKSTART = Path(__file__).parents[2] / "notebooks" / "quickstart.ipynb"
 XSS = "<img src=x onerror=alert(1)>"
 RESULT = "<i id=result>result</i>"  # markup a run returns
 TIMEOUT_MS = 90_000  # a shared 2-core machine: generous, and only ever reached on failure

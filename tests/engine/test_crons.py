@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -480,3 +481,44 @@ def test_a_failing_timer_pass_is_reported_and_the_timer_goes_on(tmp_path, capfd)
     err = capfd.readouterr().err
     assert "nbworkers: the timer failed (it goes on)" in err
     assert "RuntimeError: this timer pass broke" in err
+
+
+def test_run_now_on_a_paused_cron_does_not_let_later_messages_through(rt):
+    gate = threading.Event()
+    runs = []
+    rt.define_cron(
+        "c",
+        from_function("c", lambda message: gate.wait(5) and runs.append(message.id), "cron"),
+        parse("hourly"),
+    )
+    assert wait_until(lambda: rt.counts("c")["running"] == 1)  # the first run holds the gate
+    rt.pause("c")
+    rt.run_now("c")
+    rt.resume("c")
+    gate.set()
+    assert rt.wait("c", 5)
+    rt.pause("c")
+    rt.run_now("c")  # goes through the pause
+    assert rt.wait("c", 5) and len(runs) == 3
+    rt.intake.enqueue("c", [b"\x80\x05N."])  # a plain tick while paused must wait
+    time.sleep(0.2)
+    assert len(runs) == 3 and rt.counts("c")["queued"] == 1
+
+
+def test_defining_a_worker_over_a_cron_stops_its_ticks(rt):
+    rt.define_cron("d", from_function("d", lambda: None, "cron"), parse("1s"))
+    rt.define("d", from_function("d", lambda e: e))
+    assert [d.schedule for d in rt.definitions() if d.name == "d"] == [None]
+    assert rt.run_timers(time.time() + 3600) is None
+
+
+def test_wait_right_after_defining_an_interval_cron_covers_its_first_run(rt):
+    runs = []
+    rt.define_cron("c", from_function("c", lambda: runs.append(1), "cron"), parse("hourly"))
+    assert rt.wait(timeout=5) and runs == [1]
+
+
+def test_a_cron_cannot_be_given_more_concurrency(rt):
+    rt.define_cron("c", from_function("c", lambda: None, kind="cron"), parse("hourly"))
+    with pytest.raises(NBWorkersError, match="crons run one at a time"):
+        rt.set_concurrency("c", 3)

@@ -302,7 +302,8 @@ def test_the_unhandled_table():
 # The tests above check what a reader sees; these pin every byte of the HTML of representative
 # states (styles included), so that any change to a panel is a deliberate one: after changing
 # the rendering on purpose, look at the panels (pytest -m browser saves screenshots), then run
-# NBWORKERS_UPDATE_GOLDEN=1 pytest tests/test_render.py and review the diff of the JSON file.
+# NBWORKERS_UPDATE_GOLDEN=1 pytest tests/widgets/test_render.py and review the diff of the JSON
+# file.
 
 GOLDEN = Path(__file__).parent / "golden" / "render.json"
 

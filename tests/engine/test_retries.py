@@ -378,3 +378,40 @@ def test_a_slot_freed_by_a_timeout_after_lowering_concurrency_comes_back(make_ru
     assert rt.counts("w")["running"] == 2
     release.set()
     assert rt.wait("w", 5) and sorted(running) == ["a", "b", "c", "d"]
+
+
+def test_redefining_without_a_timeout_during_a_timed_run_keeps_the_timer_alive(rt):
+    from nbworkers.engine.worker import Policy
+
+    release = threading.Event()
+    started = threading.Event()
+    rt.define(
+        "w",
+        from_function("w", lambda e: (started.set(), release.wait(10))),
+        1,
+        policy=Policy(timeout_s=0.2),
+    )
+    rt.emit("x", "w")
+    assert started.wait(5)
+    rt.define("w", from_function("w", lambda e: e), 1)  # the cell run again, no --timeout
+    # The run still times out under the limit it started with, and the timer goes on
+    assert rt.wait("w", 5) and rt.counts("w")["failed"] == 1
+    assert "time limit of 0.2 s" in rt.traces("w")[0].error
+    rt.emit("later", "w", delay=0.1)
+    assert rt.wait("w", 5) and rt.counts("w")["done"] == 1
+    release.set()
+
+
+def test_a_slow_on_failure_callback_does_not_hold_up_delays(rt):
+    gate = threading.Event()
+    rt.on_failure(lambda worker, trace: gate.wait(10))
+    rt.define("bad", from_function("bad", lambda e: 1 / 0), 1)
+    seen = []
+    rt.define("w", from_function("w", seen.append), 1)
+    rt.emit(1, "bad")
+    assert rt.wait("bad", 5)
+    started = time.monotonic()
+    rt.emit("late", "w", delay=0.1)
+    assert rt.wait("w", 5) and seen == ["late"]
+    assert time.monotonic() - started < 3
+    gate.set()

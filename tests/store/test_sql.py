@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from nbworkers.errors import NBWorkersError
+from nbworkers.store import DuckDBStore
 
 # The contract the README documents: every view's columns, in order, with their types.
 COLUMNS = {
@@ -545,3 +546,15 @@ planted = pickle.dumps(Planted())
     # Then only the real message ran, and the planted code never did
     assert kernel.eval("seen") == ["real"]
     assert not marker.exists()
+
+
+def test_nw_sql_of_a_deeply_nested_select_says_what_to_do(tmp_path):
+    # DuckDB parses it (its own limit is 1000 levels), but the check reading its parse tree
+    # hit Python's recursion limit: a RecursionError from the json module, not a message.
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
+    try:
+        query = "select " + "abs(" * 600 + "1" + ")" * 600
+        with pytest.raises(NBWorkersError, match="nested too deeply"):
+            store.sql(query)
+    finally:
+        store.close()

@@ -271,3 +271,28 @@ def test_a_manual_pause_has_a_reason_too_and_pause_reasons_survive_a_restart(mak
     rt.stop()
     rt2 = make_runtime()
     assert rt2.pause_reason("w") == reason and "storm guard" in reason
+
+
+def test_a_purge_or_a_pause_counts_as_unwritten_until_written(rt):
+    rt.pause("w")
+    rt.emit_many(range(3), "w")
+    rt.flush()
+    rt.purge("w")
+    assert rt.has_unwritten
+    rt.flush()
+    assert not rt.has_unwritten and rt.store.load().messages == []
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), 1e12])
+def test_impossible_delays_are_refused(rt, delay):
+    with pytest.raises(ValueError, match="ten years"):
+        rt.emit(1, "w", delay=delay)
+
+
+def test_a_delayed_message_that_came_due_has_no_due_time(rt):
+    rt.pause("w")
+    rt.emit(1, "w", delay=0.05)
+    deadline = time.monotonic() + 5
+    while rt.messages("w")[0]["due_at"] is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rt.messages("w")[0]["due_at"] is None

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pickle
 import random
 import threading
+import time
 
 import pytest
 
+from nbworkers.engine import Runtime
 from nbworkers.engine.worker import DeadLetter, Policy, WorkerState
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
@@ -288,3 +290,19 @@ def test_a_cron_tick_inserts_its_message_and_its_run_acks_it(make_runtime):
     loaded = rt.store.load()
     assert loaded.messages == []
     assert [(w.name, w.done, w.last_run) for w in loaded.workers] == [("c", 1, T0)]
+
+
+def test_a_cell_waits_for_a_batch_already_being_written(tmp_path):
+    store = MemoryStore()
+    rt = Runtime(str(tmp_path / "q.duckdb"), store=store)
+    try:
+        writing = threading.Event()
+        store.on_apply = lambda batch: writing.set() or time.sleep(0.3)
+        rt.emit(1, "nobody")
+        assert writing.wait(5)  # the writer has taken the batch and is committing it (slowly)
+        assert rt.has_unwritten
+        rt.flush()
+        assert not rt.has_unwritten
+        assert len(rt.store.load().messages) == 1
+    finally:
+        rt.stop()

@@ -8,11 +8,13 @@ import time
 import pytest
 
 from nbworkers import handlers
+from nbworkers.engine import Runtime
 from nbworkers.engine import dispatch as runtime
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import MemoryStore
 from tests.conftest import open_runtime
+from tests.ondisk import rows
 from tests.waiting import wait_until
 
 
@@ -412,3 +414,16 @@ def test_emit_from_handlers_and_threads(make_runtime):
     while len(seen) < 40 and time.monotonic() < deadline:
         rt.wait(timeout=1)
     assert len(seen) == 40
+
+
+def test_stop_writes_the_runs_that_end_while_it_waits(tmp_path):
+    rt = Runtime(str(tmp_path / "q.duckdb"))
+    started = threading.Event()
+    rt.define("w", from_function("w", lambda e: started.set() or time.sleep(0.3)))
+    rt.emit(1, "w")
+    assert started.wait(5)
+    rt.stop(timeout_s=5)
+    path = tmp_path / "q.duckdb"
+    assert rows(path, "select count(*) from messages") == [(0,)]
+    assert rows(path, "select done from workers where name = 'w'") == [(1,)]
+    assert rows(path, "select count(*) from traces") == [(1,)]
