@@ -7,7 +7,7 @@ import pytest
 
 from nbworkers.develop import tryout
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
-from tests.test_widgets import click, wait_for
+from tests.kernel import click, wait_for
 
 
 @pytest.fixture
