@@ -38,6 +38,7 @@ from .api import (
     workers,
 )
 from .config import NBWorkers
+from .develop.live import live
 from .errors import (
     ArgumentTypeError,
     ArgumentValueError,
@@ -69,6 +70,7 @@ __all__ = [
     "emit_many",
     "flush",
     "is_paused",
+    "live",
     "load_ipython_extension",
     "messages",
     "next_run",
