@@ -119,7 +119,7 @@ def html_view(live) -> str:
         lineno = live.first_lineno + i
         kind, note = _line_note(live, lineno)
         record = live.records.get(lineno)
-        row_style = _FADED if kind == "faded" else ""
+        row_style = f"{_FADED};" if kind == "faded" else ""
         classes = "nbw-live-line" + (" nbw-live-unreached" if kind == "faded" else "")
         if kind == "faded":
             shown = f'<span style="{_MUTED};font-style:italic">not reached</span>'
@@ -139,7 +139,7 @@ def html_view(live) -> str:
         else:
             shown = ""
         parts.append(
-            f'<tr class="{classes}" style="{row_style};background:transparent">'
+            f'<tr class="{classes}" style="{row_style}background:transparent">'
             f'<td style="{cell};{_MUTED};text-align:right">{lineno}</td>'
             f'<td style="{cell}">{esc(line.rstrip()) or " "}</td>'
             f'<td style="{cell};white-space:normal">{shown}</td></tr>'

@@ -105,7 +105,7 @@ class Recorder:
         prepared,
         capture=None,
         deadline_s: float | None = None,
-        max_events: int = MAX_EVENTS,
+        max_events: int | None = None,
         keep: int = KEEP,
     ):
         self.prepared = prepared
@@ -114,7 +114,7 @@ class Recorder:
         self.returns = prepared.returns
         self.parts = capture.parts if capture is not None else []
         self.deadline_s = deadline_s  # time.perf_counter() at which to stop
-        self.max_events = max_events
+        self.max_events = max_events or MAX_EVENTS
         self.keep = keep
         self.lines: dict[int, LineRecord] = {}
         self.frames: dict = {}
