@@ -7,6 +7,7 @@ values; an exception the handler raises is shown at its line, never raised out o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import time
@@ -127,11 +128,14 @@ def live(name: str, trace_id: str | None = None, *, timeout_s: float | None = No
         raise NBWorkersError(
             f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
         ) from exc
-    return run(name, trace.id, handler, event, message, timeout_s)
+    # Recorded calls (nbworkers/develop/recorded.py) will be replayed from the trace here: a
+    # context manager taking the place of nullcontext().
+    return run(name, trace.id, handler, event, message, timeout_s, contextlib.nullcontext())
 
 
-def run(name, trace_id, handler, event, message, timeout_s=None) -> Live:
-    """Run ``handler`` on ``event`` under the tracer, in this thread; its ``Live``."""
+def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None) -> Live:
+    """Run ``handler`` on ``event`` under the tracer, in this thread, inside ``replaying``
+    (recorded calls); its ``Live``."""
     recorder = None
 
     def hook(line, value):
@@ -147,8 +151,8 @@ def run(name, trace_id, handler, event, message, timeout_s=None) -> Live:
         previous = sys.gettrace()
         sys.settrace(recorder.global_trace)
         try:
-            # Recorded calls (nbworkers/develop/recorded.py) are replayed around this call.
-            value = prepared.call(event, message)
+            with replaying or contextlib.nullcontext():
+                value = prepared.call(event, message)
         # Shown at its line and in the live values' header, never raised from here
         except BaseException as exc:  # noqa: BLE001
             error = exc

@@ -145,7 +145,7 @@ class Recorder:
                 step = self._start(self.owner.get(frame.f_lineno, frame.f_lineno))
                 step.error = "stopped: the time limit passed"
                 self._stop("stopped at the time limit")
-                raise LiveTimeout("live values stopped at the worker's time limit")
+                raise LiveTimeout("live values stopped at their time limit")
             lineno = frame.f_lineno
             owner = self.owner.get(lineno, lineno)
             if state.step is not None and owner == state.owner and lineno != state.raw:

@@ -76,7 +76,8 @@ class Panel(widgets.VBox):
             disabled=True,
             tooltip="Send this trace's input through the current code again, in the "
             "background; its new trace appears in the list",
-            layout=widgets.Layout(width="auto"),
+            # Not shrunk by the replay line beside it (nor is Live values)
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
         )
         self.replay_code = widgets.HTML()
         self.live_button = widgets.Button(
@@ -85,7 +86,7 @@ class Panel(widgets.VBox):
             disabled=True,
             tooltip="Run the current code on this trace's input, line by line, and show the "
             "values beside each line (records no trace; uses the worker's time limit)",
-            layout=widgets.Layout(width="auto"),
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
         )
         self.live_view = widgets.HTML()
         self.pause_button.on_click(_action(self, self._toggle_pause))
@@ -232,7 +233,8 @@ class Panel(widgets.VBox):
     def _compute_live(self, trace_id: str, token: int, timeout_s: float | None) -> None:
         try:
             shown = live(self.name, trace_id, timeout_s=timeout_s)._repr_html_()
-        except Exception as exc:  # noqa: BLE001 - shown to the user in the panel
+        # On this thread nobody else would see it: shown in the panel, whatever it is
+        except BaseException as exc:  # noqa: BLE001
             shown = render.live_error_html(trace_id, exc)
         with self._lock:
             if token == self._live_token:

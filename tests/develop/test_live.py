@@ -291,7 +291,7 @@ UNCHANGED = "(nw.counts('w'), [(t.id, t.result, t.error) for t in nw.traces('w')
 def test_live_values_in_a_kernel_record_nothing_and_count_nothing(kernel):
     # Given a worker with a loop, a branch and a failure for some inputs, and two traces
     kernel.ok(
-        "%%worker w\n"
+        "%%worker w --concurrency 1\n"
         "total = 0\n"
         "for i in range(event):\n"
         "    total += i\n"
@@ -303,6 +303,7 @@ def test_live_values_in_a_kernel_record_nothing_and_count_nothing(kernel):
     kernel.ok(f"emit(4, 'w')\nemit(3, 'w')\n{WAIT}")
     before = kernel.eval(UNCHANGED)
     # When live values of the newest trace (3: total is 3, a division by zero) are computed
+    assert kernel.eval("[t.input for t in nw.traces('w')]") == [3, 4]  # one at a time
     reply = kernel.ok("lv = nw.live('w')\nlv")
     # Then the failure shows at its line, the loop its count, the branch not taken is faded
     assert kernel.eval("lv.failed") and kernel.eval("lv.error") == (
