@@ -45,6 +45,7 @@ class Prepared:
     statements: frozenset = frozenset()  # lines where a statement starts
     targets: dict[int, tuple[str, ...]] = field(default_factory=dict)  # line -> names assigned
     returns: frozenset = frozenset()  # lines of a ``return VALUE``, whose value is shown
+    quiet: frozenset = frozenset()  # lines of a def or class: what they bind is not shown
     notes: list[str] = field(default_factory=list)
 
     def traced(self, code) -> bool:
@@ -76,6 +77,8 @@ def prepare(handler: Handler, hook) -> Prepared:
     if handler.kind == "cell":
         python = "".join(linecache.getlines(code.co_filename))
         lines, first = python.splitlines(), 1
+        if len(handler.source.splitlines()) == len(lines):
+            lines = handler.source.splitlines()  # as written: %magic and !cmd, not their Python
         tree = _cell_function(python, code) if python else None
     else:
         try:
@@ -147,12 +150,17 @@ def _read_statements(func: ast.FunctionDef, prepared: Prepared) -> None:
     targets: dict[int, list[str]] = {}
     starts = set()
     returns = set()
+    quiet = set()
     # Preorder: a statement nested in another (a loop's body) takes its lines back
     for node in _preorder(func.body):
         if not isinstance(node, ast.stmt):
             continue
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring: no code runs there
+        if isinstance(node, ast.Global | ast.Nonlocal):
+            continue
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            quiet.add(node.lineno)
         starts.add(node.lineno)
         if isinstance(node, ast.Return) and node.value is not None:
             returns.add(node.lineno)
@@ -165,6 +173,7 @@ def _read_statements(func: ast.FunctionDef, prepared: Prepared) -> None:
     prepared.owner = owner
     prepared.statements = frozenset(starts)
     prepared.returns = frozenset(returns)
+    prepared.quiet = frozenset(quiet)
     prepared.targets = {line: tuple(names) for line, names in targets.items() if names}
 
 
@@ -237,9 +246,24 @@ def _compile(func: ast.FunctionDef, params: list[str], filename: str, flags: int
     ast.fix_missing_locations(module)
     code = compile(module, filename, "exec", flags=flags, dont_inherit=True)
     outer_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return next(
+    inner = next(
         c for c in outer_code.co_consts if isinstance(c, types.CodeType) and c.co_name == func.name
     )
+    return _unnest(inner, outer.name + ".<locals>.")
+
+
+def _unnest(code, prefix: str):
+    """``code`` with the outer function left out of its qualified names (and of those of the
+    functions and classes it defines), as the handler's own code has them."""
+    consts = tuple(
+        _unnest(c, prefix)
+        if isinstance(c, types.CodeType)
+        else c.removeprefix(prefix)
+        if isinstance(c, str) and c.startswith(prefix)  # a class body's __qualname__
+        else c
+        for c in code.co_consts
+    )
+    return code.replace(co_consts=consts, co_qualname=code.co_qualname.removeprefix(prefix))
 
 
 def _recompile(func: ast.FunctionDef, fn: types.FunctionType, hook) -> types.FunctionType:

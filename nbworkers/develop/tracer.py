@@ -12,6 +12,7 @@ lines (the run goes on untraced, and the live values say so).
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections import deque
@@ -87,10 +88,11 @@ class LineRecord:
 
 
 class _Frame:
-    __slots__ = ("locals", "step", "owner", "raw", "raising")
+    __slots__ = ("locals", "step", "owner", "raw", "raising", "skip")
 
-    def __init__(self, local_values: dict):
+    def __init__(self, local_values: dict, skip: int):
         self.locals = local_values
+        self.skip = skip  # a class body starts on its class line: not another run of it
         self.step: Step | None = None
         self.owner = 0
         self.raw = 0
@@ -112,6 +114,7 @@ class Recorder:
         self.owner = prepared.owner
         self.targets = prepared.targets
         self.returns = prepared.returns
+        self.quiet = prepared.quiet
         self.parts = capture.parts if capture is not None else []
         self.deadline_s = deadline_s  # time.perf_counter() at which to stop
         self.max_events = max_events or MAX_EVENTS
@@ -128,7 +131,9 @@ class Recorder:
     def global_trace(self, frame, event, arg):
         if event != "call" or self.stopped or not self.prepared.traced(frame.f_code):
             return None
-        self.frames[frame] = _Frame(dict(frame.f_locals))
+        code = frame.f_code
+        skip = 0 if code.co_flags & inspect.CO_NEWLOCALS else code.co_firstlineno
+        self.frames[frame] = _Frame(dict(frame.f_locals), skip)
         return self.local_trace
 
     def local_trace(self, frame, event, arg):
@@ -147,6 +152,8 @@ class Recorder:
                 self._stop("stopped at the time limit")
                 raise LiveTimeout("live values stopped at their time limit")
             lineno = frame.f_lineno
+            if lineno == state.skip:
+                return self.local_trace
             owner = self.owner.get(lineno, lineno)
             if state.step is not None and owner == state.owner and lineno != state.raw:
                 state.raw = lineno  # another line of the same statement
@@ -193,14 +200,17 @@ class Recorder:
             return
         now = frame.f_locals
         before = state.locals
-        names = [n for n in self.targets.get(state.owner, ()) if n in now]
-        names += [n for n, v in now.items() if before.get(n, _MISSING) is not v and n not in names]
-        for name in names:
-            if name.startswith(("__nw", ".")):
-                continue
-            value = now[name]
-            shown = None if values.is_immutable(value) else values.show(value)
-            step.values.append([name, value, shown])
+        if state.owner not in self.quiet:
+            found = frame.f_globals  # a target not local is global (``global n; n += 1``)
+            targets = self.targets.get(state.owner, ())
+            names = [n for n in targets if n in now or n in found]
+            names += [n for n, v in now.items() if before.get(n, _MISSING) is not v]
+            for name in dict.fromkeys(names):
+                if name.startswith(("__nw", ".")) or name in ("__module__", "__qualname__"):
+                    continue
+                value = now[name] if name in now else found[name]
+                shown = None if values.is_immutable(value) else values.show(value)
+                step.values.append([name, value, shown])
         state.locals = dict(now)
         if len(self.parts) > self.printed_at:
             step.printed += "".join(self.parts[self.printed_at :])

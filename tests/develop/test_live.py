@@ -364,6 +364,37 @@ def test_function_workers_crons_and_process_workers_run_here(kernel):
     assert kernel.eval("nw.live('c').show(2)") == "\u2192 'tick'"
 
 
+def test_a_cell_shows_as_written_with_globals_classes_and_generators(kernel):
+    kernel.ok("counter = 0")
+    kernel.ok(
+        "%%worker w\n"
+        "global counter\n"
+        "counter += event\n"
+        "echoed = !echo hi\n"
+        "class P:\n"
+        "    def __init__(self, v):\n"
+        "        self.v = v\n"
+        "p = P(event)\n"
+        "def gen(n):\n"
+        "    yield from range(n)\n"
+        "list(gen(2))"
+    )
+    kernel.ok(f"emit(5, 'w')\n{WAIT}")
+    kernel.ok("lv = nw.live('w')")
+    assert kernel.eval("lv.notes") == []
+    assert kernel.eval("str(lv)").splitlines()[1:6] == [
+        "   1  global counter",
+        "   2  counter += event            # counter = 10",  # a global: it ran again
+        "   3  echoed = !echo hi           # echoed = ['hi']",  # as written (IPython syntax)
+        "   4  class P:",
+        "   5      def __init__(self, v):",
+    ]
+    assert kernel.eval("lv.show(6)").startswith("self = <__main__.worker_w.<locals>.P object at 0x")
+    assert kernel.eval("lv.show(7)").startswith("p = <__main__.worker_w.<locals>.P object")
+    assert kernel.eval("lv.runs(4)") == 1
+    assert kernel.eval("lv.show(10)") == "\u2192 [0, 1]" and kernel.eval("lv.result") == [0, 1]
+
+
 def test_the_panel_shows_live_values_of_the_selected_trace(kernel):
     kernel.ok("%%worker w\nprint('saw', event)\nif event > 5:\n    big = True\nhalf = event / 2")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
