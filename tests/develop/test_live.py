@@ -147,6 +147,13 @@ def test_a_time_limit_stops_the_handler_and_says_so():
     assert "stopped: the time limit passed" in str(live)
 
 
+def test_an_interrupt_stops_the_run_and_shows_what_ran():
+    live = cell("done = 1\nraise KeyboardInterrupt\nnever = 2\n")
+    assert live.failed and live.error == "KeyboardInterrupt: "
+    assert live.show(1) == "done = 1" and live.show(2) == "\u2717 KeyboardInterrupt: "
+    assert live.show(3) == "(not reached)"
+
+
 def test_what_the_handler_prints_is_captured_not_printed(capsys):
     live = cell("print('hello')\nprint('to stderr', file=__import__('sys').stderr)\n")
     assert live.printed == "hello\nto stderr\n"
@@ -393,6 +400,25 @@ def test_a_cell_shows_as_written_with_globals_classes_and_generators(kernel):
     assert kernel.eval("lv.show(7)").startswith("p = <__main__.worker_w.<locals>.P object")
     assert kernel.eval("lv.runs(4)") == 1
     assert kernel.eval("lv.show(10)") == "\u2192 [0, 1]" and kernel.eval("lv.result") == [0, 1]
+
+
+def test_from_the_panel_the_workers_time_limit_stops_live_values(kernel):
+    # Given a trace of a worker with a time limit, whose current code never ends
+    kernel.ok("%%worker w --timeout 0.5\nn = event")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    kernel.ok(f"emit(1, 'w')\n{WAIT}")
+    wait_for(kernel, "len(p.trace_list.options) == 1")
+    kernel.ok("%%worker w --timeout 0.5\nn = event\nwhile True:\n    n += 1")
+    kernel.ok("p = panels('w')[-1]")
+    wait_for(kernel, "len(p.trace_list.options) == 1")
+    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
+    # When its live values are asked for from the panel
+    click(kernel, "p.live_button")
+    # Then they stop at the time limit, and say so where the handler was
+    wait_for(kernel, "'failed: LiveTimeout' in p.live_view.value", timeout=30)
+    shown = kernel.eval("p.live_view.value")
+    assert "stopped: the time limit passed" in shown and "stopped at the time limit" in shown
+    assert kernel.eval("nw.counts('w')['failed']") == 0
 
 
 def test_the_panel_shows_live_values_of_the_selected_trace(kernel):
