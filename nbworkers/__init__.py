@@ -16,6 +16,7 @@ from .api import (
     emit_many,
     flush,
     is_paused,
+    live,
     messages,
     next_run,
     on_failure,
@@ -38,7 +39,6 @@ from .api import (
     workers,
 )
 from .config import NBWorkers
-from .develop.live import live
 from .errors import (
     ArgumentTypeError,
     ArgumentValueError,

@@ -12,7 +12,7 @@ import copy
 import sys
 import time
 
-from .. import output
+from .. import current, output
 from ..engine.timers import NO_EVENT
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import format_error
@@ -111,9 +111,7 @@ def live(name: str, trace_id: str | None = None, *, timeout_s: float | None = No
     """Live values of ``name``'s current code on a trace's input (the newest that is not a
     replay by default), run here under a line tracer. ``timeout_s`` stops it (where the
     handler's own Python code runs) after that many seconds."""
-    from .. import api
-
-    rt = api.runtime()
+    rt = current.runtime()
     handler, trace = rt.replays._trace(name, trace_id)
     data = trace.input_data or NO_EVENT
     message = Message(trace.message_seq, name, trace.started_at_s, 1, data)

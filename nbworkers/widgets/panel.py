@@ -8,7 +8,6 @@ import time
 import ipywidgets as widgets
 
 from .. import api
-from ..develop.live import live
 from ..engine.events import NOTIFY_IDLE_S
 from . import render
 from .hub import register
@@ -232,7 +231,7 @@ class Panel(widgets.VBox):
 
     def _compute_live(self, trace_id: str, token: int, timeout_s: float | None) -> None:
         try:
-            shown = live(self.name, trace_id, timeout_s=timeout_s)._repr_html_()
+            shown = api.live(self.name, trace_id, timeout_s=timeout_s)._repr_html_()
         # On this thread nobody else would see it: shown in the panel, whatever it is
         except BaseException as exc:  # noqa: BLE001
             shown = render.live_error_html(trace_id, exc)
