@@ -73,7 +73,11 @@ def prepare(handler: Handler, hook) -> Prepared:
     fn = user_function(handler)
     code = getattr(fn, "__code__", None)
     if not isinstance(fn, types.FunctionType) or code is None:
-        return Prepared(handler.call, handler.source.splitlines(), 1, handler.filename)
+        prepared = Prepared(handler.call, handler.source.splitlines(), 1, handler.filename)
+        prepared.notes.append(
+            f"the handler is a {type(fn).__name__}, not a Python function: no values per line"
+        )
+        return prepared
     if handler.kind == "cell":
         python = "".join(linecache.getlines(code.co_filename))
         lines, first = python.splitlines(), 1

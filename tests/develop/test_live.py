@@ -201,6 +201,14 @@ def test_a_handler_whose_source_cannot_be_read_still_shows_names():
     assert live.records[2].latest().values[0][:1] == ["x"]
 
 
+def test_a_handler_that_is_not_a_python_function_runs_and_says_why_nothing_shows():
+    live = run("f", "t2", handlers.from_function("f", abs), -3, None)
+    assert live.ok and live.result == 3 and live.records == {}
+    assert live.notes[0] == (
+        "the handler is a builtin_function_or_method, not a Python function: no values per line"
+    )
+
+
 def test_the_tracer_gives_back_the_trace_function_it_found():
     def previous(frame, event, arg):
         return None
