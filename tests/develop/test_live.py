@@ -20,7 +20,7 @@ from nbworkers.widgets import render
 from tests.test_widgets import click, wait_for
 
 HAS_PANDAS = importlib.util.find_spec("pandas") is not None
-GOLDEN = Path(__file__).parent.parent / "golden" / "live.json"
+GOLDEN = Path(__file__).parent / "golden" / "live.json"
 
 
 def cell(source: str, event=None, namespace=None, kind="worker", **kw):
