@@ -137,7 +137,9 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
     recorder = None
 
     def hook(line, value):
-        return recorder.hook(line, value) if recorder is not None else value
+        if recorder is not None:
+            recorder.expression(sys._getframe(1), line, value)
+        return value
 
     prepared = prepare(handler, hook)
     capture = output.Capture()

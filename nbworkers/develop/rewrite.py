@@ -102,7 +102,8 @@ def prepare(handler: Handler, hook) -> Prepared:
     except (_Mismatch, SyntaxError, ValueError) as exc:
         prepared.notes.append(f"bare expressions not shown: {exc}")
         return prepared
-    prepared.codes = _nested(new.__code__) | {new.__code__}
+    # The handler's own code too: a recursive handler calls itself by its global name
+    prepared.codes |= _nested(new.__code__) | {new.__code__}
     prepared.call = _caller(handler, fn, new)
     return prepared
 
@@ -246,6 +247,10 @@ def _compile(func: ast.FunctionDef, params: list[str], filename: str, flags: int
         end_col_offset=0,
     )
     outer.body[1].lineno = outer.body[1].end_lineno = end
+    if func.name not in params:
+        # The function's own name stays a global in it, as it is in the handler (a recursive
+        # handler calls itself through its module). The outer function never runs.
+        outer.body.insert(0, ast.Global(names=[func.name], lineno=func.lineno))
     module = ast.Module(body=[outer], type_ignores=[])
     ast.fix_missing_locations(module)
     code = compile(module, filename, "exec", flags=flags, dont_inherit=True)
@@ -276,7 +281,7 @@ def _recompile(func: ast.FunctionDef, fn: types.FunctionType, hook) -> types.Fun
     flags = code.co_flags & _FUTURE_FLAGS
     plain = _compile(copy.deepcopy(func), free, code.co_filename, flags)
     if plain.co_code != code.co_code or plain.co_freevars != code.co_freevars:
-        raise _Mismatch("the handler's source has changed since it was defined")
+        raise _Mismatch("its source does not compile to its code (changed since defined?)")
     hooked = _compile(_Hook().visit(copy.deepcopy(func)), [HOOK, *free], code.co_filename, flags)
     cells = dict(zip(code.co_freevars, fn.__closure__ or (), strict=True))
     cells[HOOK] = types.CellType(hook)

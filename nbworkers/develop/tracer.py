@@ -177,13 +177,17 @@ class Recorder:
             del self.frames[frame]
         return self.local_trace
 
-    def hook(self, line: int, value):
-        """Called by the recompiled handler with the value of the bare expression at ``line``."""
-        record = self.lines.get(line)
+    def expression(self, frame, line: int, value) -> None:
+        """The value of the bare expression at ``line``, computed in ``frame`` (the recompiled
+        handler calls its hook with it)."""
         # None is what print() and list.append() give: not worth a place beside the line
-        if record is not None and value is not None and not self.stopped:
-            record.latest().set_expr(value)
-        return value
+        if value is None or self.stopped:
+            return
+        state = self.frames.get(frame)
+        if state is not None and state.step is not None and state.owner == line:
+            state.step.set_expr(value)  # the run of that frame, even with recursion
+        elif line in self.lines:
+            self.lines[line].latest().set_expr(value)
 
     # ----- recording -----------------------------------------------------------------------
 

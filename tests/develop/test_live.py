@@ -191,6 +191,16 @@ def test_a_function_worker_with_a_closure_and_a_nested_function():
     assert live.show(first + 1) == "(no code on this line)"  # the docstring
 
 
+def test_a_recursive_function_worker_shows_its_bare_expressions():
+    live = run("f", "t2", handlers.from_function("f", countdown), 3, None)
+    first = countdown.__code__.co_firstlineno
+    assert live.ok and live.result == 0 and live.notes == []
+    # Seven calls on 3, 2, 1 (each calls itself twice), all traced; the first run's value is
+    # its own (recursive calls through the global name run the handler's original code)
+    assert live.runs(first + 3) == 7 and live.show(first + 3, 1) == "\u2192 0"
+    assert live.show(first + 4, -1) == "\u2192 0"
+
+
 def test_a_handler_whose_source_cannot_be_read_still_shows_names():
     namespace: dict = {}
     exec("def handle(event):\n    x = event + 1\n    x\n    return x\n", namespace)
@@ -448,3 +458,10 @@ def test_the_panel_shows_live_values_of_the_selected_trace(kernel):
     assert kernel.eval("p.live_view.value") == ""
     kernel.ok("p._compute_live('t999', p._live_token, None)")
     assert "Live values of t999 failed: NBWorkersError" in kernel.eval("p.live_view.value")
+
+
+def countdown(event):
+    if event <= 0:
+        return 0
+    countdown(event - 1)  # a bare expression
+    return countdown(event - 1)
