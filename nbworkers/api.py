@@ -20,6 +20,7 @@ from .current import shutdown as shutdown
 from .current import stop_for_exit as stop_for_exit
 from .current import stopping as stopping
 from .current import use_config as use_config
+from .develop.live import live as live
 from .develop.tryout import apply as apply
 from .develop.tryout import try_code as try_code
 from .engine import check_events

@@ -41,6 +41,8 @@ class Panel(widgets.VBox):
         self._shown: object = None  # the trace in trace_view
         self._kind = "worker"
         self._running = False  # a run was going at the last refresh
+        self._timeout_s = None  # the worker's time limit, for live values
+        self._live_token = 0  # the live values being computed (or shown), to drop stale ones
         self._refreshed = 0.0  # time.monotonic() of the last refresh
         self.status = widgets.HTML()
         self.notice = widgets.HTML()
@@ -73,12 +75,23 @@ class Panel(widgets.VBox):
             disabled=True,
             tooltip="Send this trace's input through the current code again, in the "
             "background; its new trace appears in the list",
-            layout=widgets.Layout(width="auto"),
+            # Not shrunk by the replay line beside it (nor is Live values)
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
         )
         self.replay_code = widgets.HTML()
+        self.live_button = widgets.Button(
+            description="Live values",
+            icon="eye",
+            disabled=True,
+            tooltip="Run the current code on this trace's input, line by line, and show the "
+            "values beside each line (records no trace; uses the worker's time limit)",
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
+        )
+        self.live_view = widgets.HTML()
         self.pause_button.on_click(_action(self, self._toggle_pause))
         self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
         self.replay_button.on_click(_action(self, self._replay))
+        self.live_button.on_click(_action(self, self._live))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
         self.discard_button.on_click(_action(self, lambda: api.discard(self.name)))
         self.trace_list.observe(self._on_select, "value")
@@ -86,8 +99,9 @@ class Panel(widgets.VBox):
             [
                 widgets.HTML("<b>Last traces</b>, newest first: select one to see it"),
                 self.trace_list,
-                widgets.HBox([self.replay_button, self.replay_code]),
+                widgets.HBox([self.replay_button, self.live_button, self.replay_code]),
                 self.trace_view,
+                self.live_view,
             ]
         )
         super().__init__(
@@ -115,6 +129,8 @@ class Panel(widgets.VBox):
         self.trace_list.add_class("nbw-traces")
         self.trace_view.add_class("nbw-trace-view")
         self.replay_button.add_class("nbw-replay")
+        self.live_button.add_class("nbw-live-values")
+        self.live_view.add_class("nbw-live-view")
         self.refresh()
         register(self)
 
@@ -136,6 +152,7 @@ class Panel(widgets.VBox):
         snap = rt.snapshot(self.name)
         with self._lock:
             self._kind = snap.kind
+            self._timeout_s = snap.policy.timeout_s
             self._running = bool(snap.counts["running"])
             self._refreshed = time.monotonic()
             self._traces = {t.id: t for t in snap.traces}
@@ -176,6 +193,9 @@ class Panel(widgets.VBox):
         self._shown = trace
         self.trace_view.value = render.trace_html(trace, self._kind)
         self.replay_button.disabled = trace is None
+        self.live_button.disabled = trace is None
+        self._live_token += 1  # live values of the trace shown before are stale
+        self.live_view.value = ""
         self.replay_code.value = (
             ""
             if trace is None
@@ -194,6 +214,30 @@ class Panel(widgets.VBox):
         trace_id = self.trace_list.value
         if trace_id is not None:
             api.runtime().resend(self.name, trace_id)
+
+    def _live(self) -> None:
+        """Live values of the selected trace, computed on an engine thread (user code must not
+        run on the widget's thread) and shown below the trace when done."""
+        trace_id = self.trace_list.value
+        if trace_id is None:
+            return
+        with self._lock:
+            self._live_token += 1
+            token = self._live_token
+            self.live_view.value = render.live_running_html(trace_id, self._timeout_s)
+        api.runtime().registry.spawn(
+            self._compute_live, "nbworkers-live", trace_id, token, self._timeout_s
+        )
+
+    def _compute_live(self, trace_id: str, token: int, timeout_s: float | None) -> None:
+        try:
+            shown = api.live(self.name, trace_id, timeout_s=timeout_s)._repr_html_()
+        # On this thread nobody else would see it: shown in the panel, whatever it is
+        except BaseException as exc:  # noqa: BLE001
+            shown = render.live_error_html(trace_id, exc)
+        with self._lock:
+            if token == self._live_token:
+                self.live_view.value = shown
 
     def close(self) -> None:
         """Close the panel and every widget in it."""
