@@ -196,6 +196,10 @@ def test_a_timeout_kills_the_process(fresh_runtime, tmp_path):
     rt.define(
         "w", cell(source, path=str(pid_file)), 1, policy=Policy(timeout_s=1, executor="processes")
     )
+    # (a first run, so that the pool's process has started: a loaded machine may take longer
+    # than the time limit to start one)
+    api.emit("warm-up", "w")
+    assert rt.wait("w", 30)
     api.emit("slow", "w")
     assert wait_until(pid_file.exists)
     pid = int(wait_until(pid_file.read_text) and pid_file.read_text())
