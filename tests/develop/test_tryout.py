@@ -273,8 +273,9 @@ def test_try_cell_then_apply_in_a_kernel(kernel):
 
 
 def test_try_then_nw_apply_or_running_the_cell_in_a_kernel(kernel):
-    # A worker with no traces: nothing to try on, nothing changes
-    kernel.ok("%%worker w\nevent")
+    # A worker with no traces: nothing to try on, nothing changes (one run at a time, so that
+    # its traces are in emit order)
+    kernel.ok("%%worker w --concurrency 1\nevent")
     reply = kernel.ok("%%worker w --try\nevent + 1")
     assert "Nothing to try on yet" in reply.value and "no traces" in reply.value
     reply = kernel.run("nw.apply('w')")
