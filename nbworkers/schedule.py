@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import calendar
 import re
-import warnings
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date, datetime, timedelta
 
-import tzlocal
 from cronsim import CronSim, CronSimError
 
 from .errors import ArgumentTypeError, ArgumentValueError
+from .zone import Zone
 
 MINUTE = 60
 HOUR = 3600
@@ -72,65 +70,6 @@ VALID_FORMS = (
     '"every 1min", "every 1hr", "every 12hrs"); a duration such as 30s, 5m, 2h, 3d; a quoted '
     'cron expression such as "0 9 * * MON-FRI"; or @hourly, @daily, @weekly, @monthly, @yearly'
 )
-
-
-class Zone:
-    """A time zone for wall-clock schedules: a named IANA zone, or (no name) the kernel's
-    local zone, resolved to its IANA zone too so both follow the same rules."""
-
-    def __init__(self, name: str | None = None):
-        if name:
-            try:
-                self.tz: tzinfo = ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ArgumentValueError(
-                    f"{name!r} is not a time zone; use an IANA name such as Europe/Paris"
-                ) from None
-            self.name = name
-        else:
-            self.tz, self.name = _local_zone()
-
-    def wall(self, ts: float) -> datetime:
-        """The naive wall-clock time at epoch ``ts``."""
-        return datetime.fromtimestamp(ts, self.tz).replace(tzinfo=None)
-
-    def aware(self, ts: float) -> datetime:
-        """A timezone-aware datetime for epoch ``ts``."""
-        return datetime.fromtimestamp(ts, self.tz)
-
-    def epoch(self, wall: datetime) -> float:
-        """Epoch seconds of the naive wall-clock time ``wall`` (a repeated time: its first)."""
-        return wall.replace(tzinfo=self.tz).timestamp()
-
-    def fixed_time(self, wall: datetime) -> float:
-        """When a job at the fixed wall-clock time ``wall`` runs, as Debian cron runs it: a
-        repeated time in its first pass, a skipped time at the jump."""
-        t = wall.replace(tzinfo=self.tz, fold=0)
-        while _skipped(t):
-            t += timedelta(minutes=1)  # wall-clock arithmetic: same tzinfo
-        return t.timestamp()
-
-
-def _skipped(t: datetime) -> bool:
-    """Whether the aware ``t`` is a wall-clock time its zone skips (a spring jump)."""
-    # Aware datetimes with one tzinfo compare by their wall-clock fields.
-    return t != t.astimezone(UTC).astimezone(t.tzinfo)
-
-
-def _local_zone() -> tuple[tzinfo, str]:
-    """The kernel's zone now (TZ, else the system's), and its name."""
-    try:
-        zone = tzlocal.reload_localzone()  # not a zone cached before the kernel's TZ changed
-        return zone, str(zone)
-    except Exception as exc:  # noqa: BLE001 - warned: crons fall back to a fixed offset
-        offset = datetime.now().astimezone().tzinfo
-        warnings.warn(
-            f"nbworkers: the local time zone is unknown ({exc}); wall-clock crons use the "
-            f"fixed offset {offset}, without daylight saving. Set "
-            '%config NBWorkers.timezone = "Europe/Paris" (your zone), or a cron\'s --tz.',
-            stacklevel=2,
-        )
-        return offset, str(offset)
 
 
 # ----- cron expressions ---------------------------------------------------------------------

@@ -11,7 +11,8 @@ import tzlocal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbworkers.schedule import DAY, HOUR, MINUTE, CronExpr, Zone, parse
+from nbworkers.schedule import DAY, HOUR, MINUTE, CronExpr, parse
+from nbworkers.zone import Zone
 
 PARIS = Zone("Europe/Paris")
 NEW_YORK = Zone("America/New_York")

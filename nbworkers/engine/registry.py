@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from ..errors import NBWorkersError
 from ..handlers import check_name
-from ..schedule import Zone
+from ..zone import Zone
 from .settings import Settings
 from .worker import WorkerState
 
