@@ -166,11 +166,37 @@ def trace_html(trace: Trace | None, kind: str) -> str:
     ]
     if trace.ok:
         parts.append(_block("result", trace.result_repr))
+    if trace.calls:
+        parts.append(calls_html(trace.calls))
     if trace.stdout:
         parts.append(_block("printed", trace.stdout))
     if trace.error:
         parts.append(_block("traceback", trace.error, RED))
     return "".join(parts)
+
+
+def calls_html(calls) -> str:
+    """A trace's ``@nw.recorded`` calls, one a line, in call order: what each returned or
+    raised (raised in red), whether a replay took it from the trace, and why a value was not
+    kept."""
+    lines = []
+    for call in calls:
+        outcome = (
+            f'<span style="color:{RED}">raised {esc(call.error)}</span>'
+            if call.error is not None
+            else f"→ {esc(call.result)}"
+        )
+        extra = ' <span style="color:#666">[replayed]</span>' if call.replayed else ""
+        if call.note:
+            extra += f' <span style="color:{AMBER}">[not kept: {esc(call.note)}]</span>'
+        lines.append(f"<div>{esc(call.name)}({esc(call.args)}) {outcome}{extra}</div>")
+    if getattr(calls, "dropped", 0):
+        lines.append(f'<div style="color:{AMBER}">… {calls.dropped:,} more calls, not kept</div>')
+    style = "margin:2px 0 6px 0;padding:4px;background:#f5f5f5;font-family:monospace;"
+    style += "max-height:16em;overflow:auto;font-size:0.9em;white-space:pre-wrap"
+    title = f"recorded calls ({len(calls) + getattr(calls, 'dropped', 0):,})"
+    body = "".join(lines)
+    return f'<div class="nbw-calls"><b>{esc(title)}</b><div style="{style}">{body}</div></div>'
 
 
 def unhandled_html(rows: list[tuple[str, int, float | None]], now: float) -> str:
