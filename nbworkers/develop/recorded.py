@@ -54,6 +54,7 @@ def recorded(fn):
             f"@nw.recorded marks a function, not {type(fn).__name__}: put it on a def"
         )
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    name = name.rpartition("<locals>.")[2]  # "fetch", not "make_client.<locals>.fetch"
 
     # A closure naming only module-level functions, so that cloudpickle can send it to a
     # process or Dask worker (a threading.local cannot be pickled).
