@@ -71,6 +71,8 @@ def status_html(snap: WorkerSnapshot) -> str:
             kind += f" · timeout {policy.timeout_s:g} s"
         if policy.executor != "threads":
             kind += f" · runs in {policy.executor}"
+        if policy.keep is not None:
+            kind += f" · keeps {policy.keep:,} traces"
     parts = [
         f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap.name)}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
