@@ -31,6 +31,7 @@ from .calls import Call, Calls, args_text
 # The ``Replaying`` of this thread, while a ``replaying`` block runs on it.
 _local = threading.local()
 
+NOT_COPIED_CALL = "runs queued after this one were to replace this trace"
 NOT_RECORDED_ELSEWHERE = (
     "nbworkers: {name}() was called for real and not recorded: @nw.recorded calls are "
     "recorded only for workers that run in the kernel (--executor threads)\n"
@@ -78,6 +79,11 @@ def _call(fn, name: str, args: tuple, kwargs: dict):
     calls = run.calls
     if calls is None:
         calls = run.calls = Calls()
+    if not run.keep_result:
+        # A drain: newer traces will replace this run's, so its calls are not copied (as its
+        # result is not); the trace, if kept after all, says so.
+        calls.append(Call(name, "", None, None, None, NOT_COPIED_CALL))
+        return fn(*args, **kwargs)
     return _record(calls, fn, name, args, kwargs)
 
 

@@ -171,6 +171,61 @@ def test_processes_do_not_record_and_say_so(fresh_runtime):
     assert NOT_RECORDED_ELSEWHERE.format(name="now") in trace.stdout
 
 
+def test_a_drain_copies_the_calls_of_the_traces_it_keeps_only(make_runtime, service):
+    fetch = nw.recorded(service.get)
+    rt = make_runtime()
+    define(rt, lambda event: fetch(event)["hit"])
+    rt.pause("w")
+    rt.emit_many([f"u{i}" for i in range(30)], "w")
+    rt.resume("w")
+    assert rt.wait("w", 30)
+    # The 10 traces kept have their calls with values, whatever the drain skipped before them
+    traces = rt.traces("w")
+    assert [t.calls[0].args for t in traces] == [f"'u{i}'" for i in range(29, 19, -1)]
+    assert all(t.calls[0].kept and t.calls[0].value()["url"] == t.input for t in traces)
+    assert service.hits == 30
+
+
+def test_a_run_whose_trace_will_be_replaced_does_not_copy_its_calls(service):
+    # Given a run that newer traces will replace (Run.keep_result is False)
+    from types import SimpleNamespace
+
+    from nbworkers.develop.recorded import NOT_COPIED_CALL
+    from nbworkers.engine.worker import CURRENT, Run
+
+    fetch = nw.recorded(service.get)
+    run = Run(SimpleNamespace(worker="w"), 0, 0.0, 0.0, None, None, None)
+    run.superseded = lambda name: True
+    CURRENT.run = run
+    try:
+        assert fetch("u") == {"url": "u", "hit": 1}
+    finally:
+        CURRENT.run = None
+    (call,) = run.calls
+    assert call.name == "Service.get" and not call.kept and call.note == NOT_COPIED_CALL
+
+
+def test_a_timed_out_run_keeps_the_calls_made_before_its_limit(make_runtime, service):
+    fetch = nw.recorded(service.get)
+    gate, done = threading.Event(), threading.Event()
+
+    def handler(event):
+        fetch("before")
+        gate.wait(30)
+        fetch("after")  # the thread goes on after its trace was made
+        done.set()
+
+    rt = make_runtime()
+    define(rt, handler, timeout_s=0.2)
+    rt.emit(None, "w")
+    assert rt.wait("w", 30)
+    (trace,) = rt.traces("w")
+    assert trace.timed_out
+    gate.set()
+    assert done.wait(30)
+    assert [c.args for c in trace.calls] == ["'before'"]
+
+
 # ----- stored -----------------------------------------------------------------------------------
 
 
