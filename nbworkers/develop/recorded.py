@@ -145,8 +145,13 @@ class Replaying:
         NBWorkersError when strict)."""
         queue = self._pending.get(name)
         found = queue.popleft() if queue else None
-        if found is None:
-            held = sum(1 for c in self.trace.calls or () if c.name == name)
+        if found is None and self.trace.calls is None:
+            why = (
+                "the trace holds no recorded calls: its run made none, or ran under "
+                "--executor processes or dask, where calls are not recorded"
+            )
+        elif found is None:
+            held = sum(1 for c in self.trace.calls if c.name == name)
             why = f"the trace holds {held} call{'s' if held != 1 else ''} of {name}()"
             if getattr(self.trace.calls, "dropped", 0):
                 why += f" (and {self.trace.calls.dropped:,} calls past its limit, not kept)"

@@ -7,7 +7,7 @@ import pytest
 from nbworkers import handlers
 from nbworkers.engine.worker import Policy
 from nbworkers.errors import ArgumentValueError
-from nbworkers.store import MemoryStore
+from nbworkers.store import Batch, DuckDBStore, MemoryStore, TraceRow, WorkerRow
 from nbworkers.trace import NOT_COPIED
 from tests.conftest import open_runtime
 
@@ -146,3 +146,29 @@ def test_keep_in_a_kernel_the_panel_and_the_file_after_a_restart(kernel):
     wait_for(kernel, "len(p.trace_list.options) == 50")
     reply = kernel.run("%%worker w --keep 0\nevent")
     assert reply.ename == "UsageError" and "--keep must be a whole number" in reply.evalue
+
+
+@pytest.mark.parametrize("make_store", [DuckDBStore, MemoryStore], ids=["duckdb", "memory"])
+def test_the_store_prunes_each_worker_to_its_own_keep(make_store):
+    def trace(seq, worker):
+        return TraceRow(seq, worker, seq, 1.0, 0.1, b"in", None, "None", "", None, False)
+
+    store = make_store(":memory:", traces_kept=2)
+    try:
+        # Given a worker whose row keeps 3, and one with no row (the default, 2)
+        store.apply(
+            Batch(
+                workers=[WorkerRow("kept", False, 0, 0, keep=3)],
+                traces=[trace(seq, "kept") for seq in range(1, 6)]
+                + [trace(seq, "plain") for seq in range(6, 11)],
+            )
+        )
+        loaded = store.load()
+        assert [t.seq for t in loaded.traces if t.worker == "kept"] == [5, 4, 3]
+        assert [t.seq for t in loaded.traces if t.worker == "plain"] == [10, 9]
+        assert [w.keep for w in loaded.workers] == [3]
+        # When the row goes back to the default, the next write prunes to it
+        store.apply(Batch(workers=[WorkerRow("kept", False, 0, 0)], traces=[trace(11, "kept")]))
+        assert [t.seq for t in store.load().traces if t.worker == "kept"] == [11, 5]
+    finally:
+        store.close()

@@ -329,6 +329,17 @@ def test_a_call_not_recorded_is_called_for_real_or_in_strict_mode_an_error(make_
     assert "NBWorkersError" in rt.traces("w")[0].error  # the failed replay left a trace
 
 
+def test_strict_replay_of_a_trace_without_calls_says_why(make_runtime, service):
+    fetch = nw.recorded(service.get)
+    rt = make_runtime()
+    define(rt, lambda event: event)
+    original = run_one(rt, "u")
+    define(rt, lambda event: fetch(event)["hit"])
+    with pytest.raises(NBWorkersError, match="holds no recorded calls: its run made none, or"):
+        rt.replay("w", original.id, recorded="strict")
+    assert service.hits == 0
+
+
 def test_recorded_must_be_false_true_or_strict(make_runtime):
     rt = make_runtime()
     define(rt, lambda event: event)
