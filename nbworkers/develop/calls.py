@@ -133,17 +133,19 @@ def _fields(call: Call) -> tuple:
 
 class Calls(list):
     """A trace's recorded calls, in call order: at most ``MAX_CALLS`` (``dropped`` counts the
-    calls past them), their values at most ``TRACE_MAX_BYTES`` in all (``nbytes``)."""
+    calls past them), their values at most ``TRACE_MAX_BYTES`` in all (``nbytes``); ``note``
+    says why none was kept (``NOT_COPIED``), else None."""
 
-    __slots__ = ("dropped", "nbytes")
+    __slots__ = ("dropped", "nbytes", "note")
 
-    def __init__(self, calls=()):
+    def __init__(self, calls=(), note: str | None = None):
         super().__init__(calls)
         self.dropped = 0
         self.nbytes = 0
+        self.note = note
 
     def copy(self) -> Calls:
-        new = Calls(self)
+        new = Calls(self, self.note)
         new.dropped, new.nbytes = self.dropped, self.nbytes
         return new
 
@@ -175,6 +177,8 @@ class Calls(list):
     def lines(self) -> list[str]:
         """One line a call (``Call.line``), and one for the calls not kept."""
         shown = [c.line() for c in self]
+        if self.note:
+            shown.append(f"(calls not kept: {self.note})")
         if self.dropped:
             shown.append(f"… {self.dropped:,} more calls, not kept (at most {MAX_CALLS:,})")
         return shown
@@ -183,9 +187,12 @@ class Calls(list):
         """What the store keeps: the calls pickled (plain values only), and as JSON text
         (without their values) for ``nw.sql``'s ``traces.calls``."""
         blob = pickle.dumps(
-            (_FORMAT, self.dropped, [_fields(c) for c in self]), protocol=pickle.HIGHEST_PROTOCOL
+            (_FORMAT, self.dropped, [_fields(c) for c in self], self.note),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
         shown = [c.as_dict() for c in self]
+        if self.note:
+            shown.append({"call": None, "not_kept": self.note})
         if self.dropped:
             shown.append({"call": None, "not_kept": self.dropped})
         return blob, json.dumps(shown, ensure_ascii=False)
@@ -195,14 +202,19 @@ class Calls(list):
         """The calls ``stored`` kept. A blob that cannot be read gives one call saying so
         (the trace still loads)."""
         try:
-            _, dropped, rows = pickle.loads(blob)
-            calls = cls(Call(*row) for row in rows)
+            _, dropped, rows, note = pickle.loads(blob)
+            calls = cls((Call(*row) for row in rows), note)
         except Exception as exc:  # noqa: BLE001 - a damaged row must not stop start-up
             calls = cls([Call("?", "", None, None, None, f"unreadable ({exc!r})")])
             return calls
         calls.dropped = dropped
         calls.nbytes = sum(len(c.data) for c in calls if c.data is not None)
         return calls
+
+
+# The calls of a run that newer traces were to replace (a drain): not copied, as its result
+# is not (``Run.keep_result``). Shared by every such run, never changed.
+NOT_COPIED = Calls(note="runs queued after this one were to replace this trace")
 
 
 def _pickled(exc: BaseException) -> bytes | None:

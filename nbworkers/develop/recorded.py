@@ -26,12 +26,11 @@ from ..engine.worker import CURRENT
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..executors import child
 from ..trace import Trace
-from .calls import Call, Calls, args_text
+from .calls import NOT_COPIED, Call, Calls, args_text
 
 # The ``Replaying`` of this thread, while a ``replaying`` block runs on it.
 _local = threading.local()
 
-NOT_COPIED_CALL = "runs queued after this one were to replace this trace"
 NOT_RECORDED_ELSEWHERE = (
     "nbworkers: {name}() was called for real and not recorded: @nw.recorded calls are "
     "recorded only for workers that run in the kernel (--executor threads)\n"
@@ -78,11 +77,13 @@ def _call(fn, name: str, args: tuple, kwargs: dict):
         return fn(*args, **kwargs)
     calls = run.calls
     if calls is None:
+        if not run.keep_result:
+            # A drain: newer traces will replace this run's, so its calls are not copied (as
+            # its result is not), and cost no object; the trace, if kept after all, says so.
+            run.calls = NOT_COPIED
+            return fn(*args, **kwargs)
         calls = run.calls = Calls()
-    if not run.keep_result:
-        # A drain: newer traces will replace this run's, so its calls are not copied (as its
-        # result is not); the trace, if kept after all, says so.
-        calls.append(Call(name, "", None, None, None, NOT_COPIED_CALL))
+    elif calls is NOT_COPIED:
         return fn(*args, **kwargs)
     return _record(calls, fn, name, args, kwargs)
 
@@ -145,7 +146,9 @@ class Replaying:
         NBWorkersError when strict)."""
         queue = self._pending.get(name)
         found = queue.popleft() if queue else None
-        if found is None and self.trace.calls is None:
+        if found is None and self.trace.calls is not None and self.trace.calls.note:
+            why = f"the trace's calls were not kept: {self.trace.calls.note}"
+        elif found is None and self.trace.calls is None:
             why = (
                 "the trace holds no recorded calls: its run made none, or ran under "
                 "--executor processes or dask, where calls are not recorded"

@@ -168,7 +168,7 @@ def trace_html(trace: Trace | None, kind: str) -> str:
     ]
     if trace.ok:
         parts.append(_block("result", trace.result_repr))
-    if trace.calls:
+    if trace.calls is not None:
         parts.append(calls_html(trace.calls))
     if trace.stdout:
         parts.append(_block("printed", trace.stdout))
@@ -192,6 +192,8 @@ def calls_html(calls) -> str:
         if call.note:
             extra += f' <span style="color:{AMBER}">[not kept: {esc(call.note)}]</span>'
         lines.append(f"<div>{esc(call.name)}({esc(call.args)}) {outcome}{extra}</div>")
+    if getattr(calls, "note", None):
+        lines.append(f'<div style="color:{AMBER}">calls not kept: {esc(calls.note)}</div>')
     if getattr(calls, "dropped", 0):
         lines.append(f'<div style="color:{AMBER}">… {calls.dropped:,} more calls, not kept</div>')
     style = "margin:2px 0 6px 0;padding:4px;background:#f5f5f5;font-family:monospace;"

@@ -190,7 +190,7 @@ def test_a_run_whose_trace_will_be_replaced_does_not_copy_its_calls(service):
     # Given a run that newer traces will replace (Run.keep_result is False)
     from types import SimpleNamespace
 
-    from nbworkers.develop.recorded import NOT_COPIED_CALL
+    from nbworkers.develop.calls import NOT_COPIED
     from nbworkers.engine.worker import CURRENT, Run
 
     fetch = nw.recorded(service.get)
@@ -199,10 +199,18 @@ def test_a_run_whose_trace_will_be_replaced_does_not_copy_its_calls(service):
     CURRENT.run = run
     try:
         assert fetch("u") == {"url": "u", "hit": 1}
+        assert fetch("v") == {"url": "v", "hit": 2}
     finally:
         CURRENT.run = None
-    (call,) = run.calls
-    assert call.name == "Service.get" and not call.kept and call.note == NOT_COPIED_CALL
+    # Its calls are one shared, empty, marker that says why
+    assert run.calls is NOT_COPIED and len(NOT_COPIED) == 0
+    assert NOT_COPIED.lines() == [
+        "(calls not kept: runs queued after this one were to replace this trace)"
+    ]
+    assert "calls not kept: runs queued after" in render.calls_html(NOT_COPIED)
+    blob, text = NOT_COPIED.stored()
+    assert Calls.load(blob).note == NOT_COPIED.note
+    assert json.loads(text) == [{"call": None, "not_kept": NOT_COPIED.note}]
 
 
 def test_a_timed_out_run_keeps_the_calls_made_before_its_limit(make_runtime, service):
