@@ -449,3 +449,25 @@ def test_in_a_kernel_a_recorded_fetch_is_not_repeated_by_a_replay(kernel):
     kernel.ok("p.trace_list.value = p.trace_list.options[-1][1]")  # the first run
     shown = kernel.eval("p.trace_view.value")
     assert "recorded calls (1)" in shown and "fetch(&#x27;http://example/a&#x27;)" in shown
+
+
+# ----- the benchmark ----------------------------------------------------------------------------
+
+
+def test_the_benchmark_runs_and_prints_its_figures():
+    """A smoke run of benchmarks/recorded.py --quick: no speed asserted (a shared machine)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "recorded.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for line in ("beyond its pickle", "this tree, no recorded call", "one recorded call"):
+        assert line in proc.stdout
