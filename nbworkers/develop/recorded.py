@@ -9,8 +9,9 @@ Cost: a worker whose code makes no recorded call pays nothing per run but one as
 result (``Calls.add``: a preview and a pickle, as a run's result) and a few microseconds more
 (``benchmarks/recorded.py``).
 
-Where the code runs elsewhere (``--executor processes`` or ``dask``) calls are not recorded:
-the function is called as it is, and the run's output says so once a call.
+Where the code runs elsewhere (``--executor processes`` or ``dask``) the calls made on the
+handler's thread are recorded there and sent back with the run's outcome (``far_run``); a
+call made on a thread the handler started is not, and the run's output says so.
 """
 
 from __future__ import annotations
@@ -32,9 +33,31 @@ from .calls import NOT_COPIED, Call, Calls, args_text
 _local = threading.local()
 
 NOT_RECORDED_ELSEWHERE = (
-    "nbworkers: {name}() was called for real and not recorded: @nw.recorded calls are "
-    "recorded only for workers that run in the kernel (--executor threads)\n"
+    "nbworkers: {name}() was called for real and not recorded: in a pool process or on Dask, "
+    "only the calls made on the handler's own thread are recorded\n"
 )
+
+
+class _FarRun:
+    """What a run in a pool process or on Dask records calls into (``child.run_job``)."""
+
+    __slots__ = ("calls",)
+    keep_result = True  # its trace is made in the kernel, which decides what it keeps
+
+    def __init__(self):
+        self.calls = None
+
+
+def far_run() -> _FarRun:
+    """Start recording this thread's calls for a run in a pool process or on Dask."""
+    run = CURRENT.run = _FarRun()
+    return run
+
+
+def far_run_ended(run: _FarRun) -> bytes | None:
+    """Stop recording; the run's calls as ``Calls.stored`` keeps them (None: none made)."""
+    CURRENT.run = None
+    return None if run.calls is None else run.calls.stored()[0]
 
 
 def recorded(fn):

@@ -9,10 +9,10 @@ import threading
 import pytest
 
 import nbworkers as nw
-from nbworkers import api, handlers
+from nbworkers import api, current, handlers
 from nbworkers.develop import calls as calls_module
 from nbworkers.develop.calls import Call, Calls
-from nbworkers.develop.recorded import NOT_RECORDED_ELSEWHERE, replaying
+from nbworkers.develop.recorded import replaying
 from nbworkers.engine.worker import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from nbworkers.widgets import render
@@ -153,22 +153,57 @@ def test_a_trace_keeps_a_bounded_number_of_calls_and_bytes(make_runtime, monkeyp
     assert calls.lines()[-1] == "… 2 more calls, not kept (at most 3)"
 
 
-def test_processes_do_not_record_and_say_so(fresh_runtime):
-    # A handler in a pool process calls the function for real; its output says it was not
-    # recorded there.
+def test_a_pool_process_records_and_sends_the_calls_back(fresh_runtime):
+    # Given a handler running in a pool process, calling a recorded function on its own thread
+    # and on a thread it starts
     namespace = {"__name__": "__main__"}
-    exec("import nbworkers as nw\n@nw.recorded\ndef now():\n    return 7\n", namespace)
+    exec(
+        "import threading\nimport nbworkers as nw\n"
+        "@nw.recorded\ndef now(n):\n    return 7 * n\n"
+        "def elsewhere():\n    t = threading.Thread(target=now, args=(0,))\n"
+        "    t.start()\n    t.join()\n",
+        namespace,
+    )
     rt = api.runtime()
     rt.define(
         "w",
-        handlers.from_cell("w", "now() * 6", namespace),
+        handlers.from_cell("w", "elsewhere()\nnow(event) * 2", namespace),
         policy=Policy(executor="processes"),
     )
-    api.emit(None, "w")
+    api.emit(3, "w")
     assert rt.wait("w", 60)
     trace = rt.traces("w")[0]
-    assert trace.result == 42 and trace.calls is None
-    assert NOT_RECORDED_ELSEWHERE.format(name="now") in trace.stdout
+    # The call on its own thread is in the trace; the other is not (as with threads)
+    assert trace.result == 42
+    assert [c.line() for c in trace.calls] == ["now(3) -> 21"]
+    # And a replay in the kernel takes it from the trace
+    exec("@nw.recorded\ndef now(n):\n    return 0\n", namespace)  # were it called: 0
+    assert rt.replay("w", recorded="strict") == 42
+
+
+def test_a_dask_worker_records_and_sends_the_calls_back(fresh_runtime):
+    from distributed import Client, LocalCluster
+
+    namespace = {"__name__": "__main__"}
+    exec("import nbworkers as nw\n@nw.recorded\ndef now(n):\n    return 7 * n\n", namespace)
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    client = Client(cluster)
+    try:
+        api.use_dask(client)
+        rt = api.runtime()
+        handler = handlers.from_cell("w", "now(event) * 2", namespace)
+        rt.define("w", handler, policy=Policy(executor="dask"))
+        api.emit(3, "w")
+        assert rt.wait("w", 120)
+        trace = rt.traces("w")[0]
+        assert trace.result == 42 and [c.line() for c in trace.calls] == ["now(3) -> 21"]
+    finally:
+        api.shutdown()
+        current._dask_client = None
+        client.close()
+        cluster.close()
 
 
 def test_a_drain_copies_the_calls_of_the_traces_it_keeps_only(make_runtime, service):
