@@ -172,3 +172,17 @@ def test_the_store_prunes_each_worker_to_its_own_keep(make_store):
         assert [t.seq for t in store.load().traces if t.worker == "kept"] == [11, 5]
     finally:
         store.close()
+
+
+def test_decorators_take_keep_too(fresh_runtime):
+    nw = fresh_runtime
+    nw.worker("w", keep=3)(lambda event: event)
+    nw.cron("1h", name="c", keep=2)(lambda: "tick")  # runs once at once
+    nw.emit_many(list(range(5)), "w")
+    for _ in range(3):
+        nw.run_now("c")
+        assert nw.wait("c", 30)
+    assert nw.wait("w", 30)
+    assert (len(nw.traces("w")), len(nw.traces("c"))) == (3, 2)
+    with pytest.raises(ArgumentValueError, match="keep must be a whole number"):
+        nw.worker("w", keep=0)
