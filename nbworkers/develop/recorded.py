@@ -10,8 +10,9 @@ result (``Calls.add``: a preview and a pickle, as a run's result) and a few micr
 (``benchmarks/recorded.py``).
 
 Where the code runs elsewhere (``--executor processes`` or ``dask``) the calls made on the
-handler's thread are recorded there and sent back with the run's outcome (``far_run``); a
-call made on a thread the handler started is not, and the run's output says so.
+handler's thread are recorded there and sent back with the run's outcome (``far_run``). A
+call made on a thread the handler started is not recorded, with any executor (there, a line
+to that thread's output says so).
 """
 
 from __future__ import annotations
