@@ -41,6 +41,7 @@ from .api import (
     workers,
 )
 from .config import NBWorkers
+from .develop.recorded import recorded
 from .errors import (
     ArgumentTypeError,
     ArgumentValueError,
@@ -81,6 +82,7 @@ __all__ = [
     "pause",
     "pause_reason",
     "purge",
+    "recorded",
     "replay",
     "requeue",
     "restart_processes",

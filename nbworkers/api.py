@@ -83,6 +83,7 @@ def worker(
     backoff: float = 1.0,
     timeout: float | None = None,
     executor: str = "threads",
+    keep: int | None = None,
 ) -> Callable:
     """Decorator: make ``fn(event)`` (or ``fn(event, message)``) the handler of ``name``.
 
@@ -91,7 +92,8 @@ def worker(
     becomes a dead letter (``nw.dead_letters``). ``timeout``: seconds a run may take before
     it is abandoned and counts as failed. ``executor``: ``"threads"`` (the kernel's
     threads), ``"processes"`` (a process pool, for CPU-heavy code) or ``"dask"`` (the
-    cluster given to ``use_dask``).
+    cluster given to ``use_dask``). ``keep``: how many of its traces are kept, in memory and
+    on disk (default ``NBWorkers.traces_kept``, 10).
 
     >>> @worker("resize", concurrency=4, retries=3, backoff=2)
     ... def resize(event):
@@ -101,7 +103,7 @@ def worker(
         raise ArgumentTypeError("@nw.worker needs the worker's name: @nw.worker('resize')")
     handlers.check_name(name)
     _check_paused(paused)
-    policy = Policy(retries, backoff, timeout, executor)
+    policy = Policy(retries, backoff, timeout, executor, keep)
 
     def register(fn):
         runtime().define(name, handlers.from_function(name, fn), concurrency, paused, policy)
@@ -118,6 +120,7 @@ def cron(
     timeout: float | None = None,
     executor: str = "threads",
     tz: str | None = None,
+    keep: int | None = None,
 ):
     """Decorator: run ``fn()`` (or ``fn(message)``) on a schedule, as cron ``name``.
 
@@ -128,7 +131,7 @@ def cron(
     zone of ``at`` or the expression (default: ``NBWorkers.timezone``, else the kernel's
     local zone). ``name`` defaults to the
     function's name. ``timeout``: seconds a run may take before it is abandoned.
-    ``executor``: where it runs, as for ``worker``.
+    ``executor``: where it runs, and ``keep``: how many traces are kept, as for ``worker``.
 
     >>> @cron("daily", at="09:30", name="report")
     ... def report():
@@ -140,7 +143,7 @@ def cron(
         handlers.check_name(name)
     _check_paused(paused)
     plan = schedule.parse(interval, at, tz)
-    policy = Policy(timeout_s=timeout, executor=executor)
+    policy = Policy(timeout_s=timeout, executor=executor, keep=keep)
 
     def register(fn):
         cron_name = name or getattr(fn, "__name__", "")
@@ -271,11 +274,15 @@ def wait(name: str | None = None, timeout: float | None = 30) -> bool:
     return runtime().wait(name, timeout)
 
 
-def replay(name: str, trace_id: str | None = None):
+def replay(name: str, trace_id: str | None = None, recorded=False):
     """Run the current code of ``name`` here, in the foreground, on a trace's input (the
     newest by default). Output shows in this cell, exceptions propagate so ``%debug`` works,
-    and a new trace is recorded. Returns the result."""
-    return runtime().replay(name, trace_id)
+    and a new trace is recorded. Returns the result.
+
+    ``recorded=True``: calls of ``@nw.recorded`` functions take their results from the trace,
+    in call order, instead of calling again; a call the trace does not hold is called for
+    real, or, with ``recorded="strict"``, raises NBWorkersError."""
+    return runtime().replay(name, trace_id, recorded)
 
 
 def sql(query: str, params=None):

@@ -28,6 +28,15 @@ _executor_option = argument(
 )
 
 
+_keep_option = argument(
+    "--keep",
+    type=int,
+    default=None,
+    help="How many of its traces to keep, in memory and on disk (default 10, or %%config "
+    "NBWorkers.traces_kept).",
+)
+
+
 @magics_class
 class WorkerMagics(Magics):
     """Magics that turn cells into background handlers: ``%%worker`` and ``%%cron``."""
@@ -66,6 +75,7 @@ class WorkerMagics(Magics):
     )
     @_timeout_option
     @_executor_option
+    @_keep_option
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -90,6 +100,9 @@ class WorkerMagics(Magics):
             %%worker crunch --executor processes --concurrency 2
             heavy_pure_python(event)                 # in a process pool, off the GIL
 
+            %%worker score --keep 50
+            model.predict(event)                     # its last 50 traces are kept
+
         With ``--executor processes`` or ``dask`` the cell, the event and the notebook
         globals it names are pickled (cloudpickle) and run elsewhere: changes it makes to
         globals stay there; ``emit`` still reaches the notebook.
@@ -107,7 +120,7 @@ class WorkerMagics(Magics):
         args = parse_argstring(self.worker, line)
         try:
             name = handlers.check_name(args.name)
-            policy = Policy(args.retries, args.backoff, args.timeout, args.executor)
+            policy = Policy(args.retries, args.backoff, args.timeout, args.executor, args.keep)
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
         if args.concurrency is not None and args.concurrency < 1:
@@ -180,6 +193,7 @@ class WorkerMagics(Magics):
     @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
     @_timeout_option
     @_executor_option
+    @_keep_option
     @cell_magic
     def cron(self, line, cell):
         """Run this cell on a schedule, in the background.
@@ -212,7 +226,7 @@ class WorkerMagics(Magics):
         args = self.cron.parser.parse_intermixed_args(arg_split(line))
         try:
             plan = schedule.parse(args.interval, args.at, args.tz)
-            policy = Policy(timeout_s=args.timeout, executor=args.executor)
+            policy = Policy(timeout_s=args.timeout, executor=args.executor, keep=args.keep)
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
         cell_id = _cell_id(self.shell)
@@ -250,7 +264,7 @@ _cron_of_cell: dict[str, str] = {}
 
 def _as_option(text: str) -> str:
     """A Policy error in the magic's words: --retries rather than retries."""
-    for option in ("retries", "backoff", "timeout"):
+    for option in ("retries", "backoff", "timeout", "keep"):
         if text.startswith(option):
             return "--" + text
     return text

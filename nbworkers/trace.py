@@ -99,7 +99,9 @@ class Trace:
     ``result``, ``result_repr``, ``error`` (the traceback text, or None), ``stdout`` (everything
     the run printed, stderr included), ``started_at`` (aware datetime), ``duration``
     (seconds), ``replay`` (True when made by ``nw.replay``), ``attempt`` (the message's
-    attempt, from 1), ``timed_out`` (True when the run passed its ``--timeout``).
+    attempt, from 1), ``timed_out`` (True when the run passed its ``--timeout``), ``calls``
+    (the calls of ``@nw.recorded`` functions the run made, in call order, or None when it
+    made none: a list of ``nbworkers.develop.calls.Call``).
     """
 
     __slots__ = (
@@ -114,6 +116,7 @@ class Trace:
         "replay",
         "attempt",
         "timed_out",
+        "calls",
         "_result",
         "_result_data",
         "_result_repr",
@@ -135,6 +138,7 @@ class Trace:
         result_repr: str | None = None,
         attempt: int = 1,
         timed_out: bool = False,
+        calls=None,
     ):
         self.seq = seq
         self.message_seq = message_seq
@@ -147,6 +151,7 @@ class Trace:
         self.replay = replay
         self.attempt = attempt
         self.timed_out = timed_out
+        self.calls = calls
         self._result = result
         self._result_data = result_data
         self._result_repr = result_repr

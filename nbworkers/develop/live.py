@@ -18,6 +18,7 @@ from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import format_error
 from ..message import ClassNotDefined, Message, load_event
 from . import live_view
+from . import recorded as _recorded
 from .rewrite import prepare
 from .tracer import LineRecord, Recorder, Step
 from .values import show
@@ -107,10 +108,17 @@ def _pick(record: LineRecord, k: int) -> Step | None:
     return next((s for s in record.kept() if s.run == run), None)
 
 
-def live(name: str, trace_id: str | None = None, *, timeout_s: float | None = None) -> Live:
+def live(
+    name: str, trace_id: str | None = None, *, timeout_s: float | None = None, recorded=True
+) -> Live:
     """Live values of ``name``'s current code on a trace's input (the newest that is not a
     replay by default), run here under a line tracer. ``timeout_s`` stops it (where the
-    handler's own Python code runs) after that many seconds."""
+    handler's own Python code runs) after that many seconds. ``@nw.recorded`` calls take their
+    results from the trace (``recorded=True``, as ``nw.replay(..., recorded=True)``): a call
+    the trace does not hold is called for real and noted; ``"strict"`` makes it an error
+    (shown at its line); ``False`` calls everything for real."""
+    if recorded is not False:
+        _recorded.check_mode(recorded)  # a wrong value is said before anything runs
     rt = current.runtime()
     handler, trace = rt.replays._trace(name, trace_id)
     data = trace.input_data or NO_EVENT
@@ -126,9 +134,8 @@ def live(name: str, trace_id: str | None = None, *, timeout_s: float | None = No
         raise NBWorkersError(
             f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
         ) from exc
-    # Recorded calls (nbworkers/develop/recorded.py) will be replayed from the trace here: a
-    # context manager taking the place of nullcontext().
-    return run(name, trace.id, handler, event, message, timeout_s, contextlib.nullcontext())
+    calls = _recorded.replaying(trace, recorded) if recorded is not False else None
+    return run(name, trace.id, handler, event, message, timeout_s, calls)
 
 
 def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None) -> Live:
@@ -151,7 +158,7 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
         previous = sys.gettrace()
         sys.settrace(recorder.global_trace)
         try:
-            with replaying or contextlib.nullcontext():
+            with replaying or contextlib.nullcontext() as calls:
                 value = prepared.call(event, message)
         # Shown at its line and in the live values' header, never raised from here
         except BaseException as exc:  # noqa: BLE001
@@ -160,6 +167,8 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
             sys.settrace(previous)
             recorder.finish()
     result = Live(name, trace_id, prepared, recorder)
+    for call, why in getattr(calls, "not_recorded", ()):
+        result.notes.append(f"not recorded, called for real: {call.line()} ({why})")
     result.duration_s = time.perf_counter() - t0
     result.printed = capture.text()
     if error is None:

@@ -10,7 +10,6 @@ again, or the worker's cell is run without ``--try``.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import Handler
 from ..message import Message, load_event
 from ..trace import NOT_COPIED, Trace, preview, run_result
+from .recorded import replaying
 from .tryout_table import TryResult, TryRow
 
 DEFAULT_N = 10
@@ -50,9 +50,10 @@ _lock = threading.Lock()  # Apply may be clicked on a subshell thread while a ce
 
 
 def _recorded_calls(trace: Trace):
-    """Where a tried run takes its recorded calls from ``trace`` (``@nw.recorded``): one line
-    to change once ``develop/recorded.py`` exists, ``return replaying(trace, mode)``."""
-    return contextlib.nullcontext()
+    """A tried run takes the results of its ``@nw.recorded`` calls from ``trace``, as
+    ``nw.replay(..., recorded=True)`` does: tried code sends no request the trace holds the
+    answer to; a call the trace does not hold is made for real."""
+    return replaying(trace, True)
 
 
 # ----- trying --------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ class Definitions:
         w.handler = handler
         w.policy = policy
         w.kind = kind
+        w.keep(policy.keep, self.registry.traces_kept)
+        if policy.keep is None:
+            self.writer.kept.pop(w.name, None)
+        else:
+            self.writer.kept[w.name] = policy.keep
         self.writer.worker_changed(w)
 
     def define(

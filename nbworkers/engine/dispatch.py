@@ -20,7 +20,7 @@ from ..handlers import Handler
 from ..log import log
 from ..message import ClassNotDefined, load_event
 from .registry import Registry
-from .worker import Run, WorkerState
+from .worker import CURRENT, Run, WorkerState
 
 _thread = threading.local()  # .worker, .runtime: the worker and runtime whose run thread this is
 
@@ -182,6 +182,7 @@ class Dispatch:
                 error += format_error(exc)
             else:
                 run.superseded = self._superseded  # for run.keep_result
+                CURRENT.run = run  # for @nw.recorded calls (develop/recorded.py)
                 outcome = self.executors[run.policy.executor].run(
                     handler, event, run, self.remote_emit
                 )
@@ -192,12 +193,13 @@ class Dispatch:
 
     def _superseded(self, name: str) -> bool:
         """Whether the trace of a run of ``name`` ending now will be replaced anyway: at least
-        ``traces_kept`` of its messages wait to run, so that many newer traces will follow.
+        as many of its messages as it keeps traces wait to run, so that many newer traces
+        will follow.
         Its result's copies (repr and pickle: user code, a cost every run) are then skipped,
         so that a drain does not pay for copies no one will see. Read without the lock: a
         guess, which only decides that."""
         w = self.registry.workers.get(name)
-        return w is not None and not w.paused and len(w.queue) >= self.registry.traces_kept
+        return w is not None and not w.paused and len(w.queue) >= w.traces.maxlen
 
     def remote_emit(self, kind: str, request: tuple) -> tuple:
         """An emit by a handler running in another process: ("ok", message id(s)) or

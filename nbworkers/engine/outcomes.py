@@ -18,6 +18,9 @@ def make_trace(run: Run, error, result: RunResult | None, replay=False, timed_ou
     """The trace of ``run``, ended now."""
     m = run.message
     value, data, shown = _NOTHING if result is None else result
+    calls = run.calls
+    if timed_out and calls is not None:
+        calls = calls.copy()  # its thread may go on recording into the run's own
     return Trace(  # positional: keywords cost a drain a microsecond a run
         0,  # numbered under the lock by Outcomes.record
         m.seq,
@@ -33,6 +36,7 @@ def make_trace(run: Run, error, result: RunResult | None, replay=False, timed_ou
         shown,
         m.attempt,
         timed_out,
+        calls,
     )
 
 

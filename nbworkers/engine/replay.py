@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from .. import handlers, output
+from ..develop import recorded as _recorded  # a module: it imports the engine in turn
 from ..errors import NBWorkersError
 from ..handlers import Handler, check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
@@ -14,7 +15,7 @@ from ..trace import Trace, run_result
 from .outcomes import make_trace
 from .registry import Registry
 from .timers import NO_EVENT
-from .worker import Policy, Run
+from .worker import CURRENT, Policy, Run
 
 
 def _format_error(exc: BaseException) -> str:
@@ -53,12 +54,16 @@ class Replay:
             raise NBWorkersError(f"worker {name!r} has no trace {trace_id!r} (kept: {kept})")
         return handler, trace
 
-    def replay(self, name: str, trace_id: str | None = None):
+    def replay(self, name: str, trace_id: str | None = None, recorded=False):
         """Run the current code of ``name`` on a trace's input, here, in the calling thread.
 
         Output shows where the caller is and exceptions propagate (so ``%debug`` works); a new
-        trace is recorded either way. Returns the run's result.
+        trace is recorded either way. Returns the run's result. ``recorded``: True takes the
+        results of ``@nw.recorded`` calls from the trace (``develop.recorded.replaying``),
+        ``"strict"`` too and makes a call the trace does not hold an error.
         """
+        if recorded is not False:
+            _recorded.check_mode(recorded)
         handler, trace = self._trace(name, trace_id)
         message = Message(trace.message_seq, name, trace.started_at_s, 1, trace.input_data)
         run = Run(
@@ -78,7 +83,7 @@ class Replay:
                     f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
                 ) from exc
             try:
-                value = handler.call(event, message)
+                value = self._call(handler, event, message, run, trace, recorded)
             # Whatever the handler raised is recorded, then propagates to the caller.
             except BaseException as exc:
                 self._record(name, make_trace(run, _format_error(exc), None, replay=True))
@@ -86,6 +91,23 @@ class Replay:
             result = run_result(value, self.registry.settings.result_max_bytes)
         self._record(name, make_trace(run, None, result, replay=True))
         return result.value
+
+    @staticmethod
+    def _call(handler: Handler, event, message: Message, run: Run, trace: Trace, recorded):
+        """The handler's call, its @nw.recorded calls kept in ``run.calls`` (and, when
+        ``recorded``, taken from ``trace``)."""
+        outer = getattr(CURRENT, "run", None)
+        CURRENT.run = run
+        try:
+            if recorded is False:
+                return handler.call(event, message)
+            with _recorded.replaying(trace, recorded) as replaying:
+                try:
+                    return handler.call(event, message)
+                finally:
+                    run.calls = replaying.calls if replaying.calls else None
+        finally:
+            CURRENT.run = outer
 
     def _record(self, name: str, trace: Trace) -> None:
         with self.registry.lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 
+from ..develop.calls import Calls
 from ..message import Message
 from ..store import Loaded
 from ..trace import Trace
@@ -39,6 +40,9 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
         w.last_run_s, w.skipped = row.last_run, int(row.skipped or 0)
         w.pause_reason, w.retried = row.pause_reason, int(row.retried or 0)
         w.kind = row.kind
+        if row.keep is not None:  # its --keep holds until the cell runs again
+            w.keep(row.keep, registry.traces_kept)
+            writer.kept[row.name] = row.keep
     for row in loaded.messages:
         # A message whose attempt had started when the kernel died gets its next attempt.
         attempt = row.attempt + 1 if row.started else row.attempt
@@ -74,5 +78,6 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
             result_repr=row.result_repr,
             attempt=row.attempt,
             timed_out=row.timed_out,
+            calls=None if row.calls is None else Calls.load(row.calls),
         )
         state(row.worker).traces.appendleft(trace)

@@ -23,6 +23,13 @@ from ..trace import Trace
 
 # The longest a retry waits, however many attempts failed before it.
 MAX_BACKOFF_S = 3600.0
+# The most traces a worker may keep (--keep): each holds its input, result and output in memory.
+MAX_KEEP = 10_000
+
+# The run going on in this thread, for @nw.recorded (develop/recorded.py): set once a run by
+# Dispatch.execute (and by nw.replay around its handler), never cleared, so that a worker
+# with no recorded call pays one assignment a run and nothing else.
+CURRENT = threading.local()
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,14 @@ class Policy:
     """How a worker runs its messages: ``retries`` more attempts after a failed first,
     waiting ``backoff_s`` * 2**(n-1) (with jitter, at most an hour) before retry n; a run
     past ``timeout_s`` seconds is abandoned and counts as failed; ``executor`` says where the
-    code runs (``executors/``)."""
+    code runs (``executors/``); ``keep`` is how many of its traces are kept (None: the
+    runtime's ``traces_kept``)."""
 
     retries: int = 0
     backoff_s: float = 1.0
     timeout_s: float | None = None
     executor: str = "threads"
+    keep: int | None = None
 
     def __post_init__(self):
         check_executor(self.executor)
@@ -50,6 +59,10 @@ class Policy:
         if self.timeout_s is not None and (not _number(self.timeout_s) or self.timeout_s <= 0):
             raise ArgumentValueError(
                 f"timeout must be a number of seconds above 0 (or None), not {self.timeout_s!r}"
+            )
+        if self.keep is not None and (not _whole(self.keep) or not 1 <= self.keep <= MAX_KEEP):
+            raise ArgumentValueError(
+                f"keep must be a whole number of traces from 1 to {MAX_KEEP:,}, not {self.keep!r}"
             )
 
     def retry_delay_s(self, failed_attempt: int, rng=random) -> float:
@@ -87,9 +100,11 @@ class DeadLetter:
 
 
 class Run:
-    """One run going on: what a timeout needs to end it from another thread."""
+    """One run going on: what a timeout needs to end it from another thread, and the calls
+    of ``@nw.recorded`` functions it made (``calls``: None until the first)."""
 
     __slots__ = (
+        "calls",
         "capture",
         "deadline_s",
         "index",
@@ -110,6 +125,7 @@ class Run:
         self.capture = capture
         self.deadline_s = deadline_s
         self.timed_out = False
+        self.calls = None  # a develop.recorded.Calls, made by the first recorded call
         # Set by the engine: superseded(worker name) says whether a newer trace will replace
         # this run's anyway (a guess, read without the lock).
         self.superseded = None
@@ -150,6 +166,9 @@ class WorkerState:
         self.retried = 0
         self.failing = 0  # runs failed in a row
         self.traces: deque[Trace] = deque(maxlen=traces_kept)  # newest first
+        # --keep N of its last definition (None: the runtime's traces_kept), kept in the file
+        # so that a restarted kernel keeps that many before the cell runs again.
+        self.keep_traces: int | None = None
         self.cond = threading.Condition(lock)
         self.idle = 0  # run threads asleep on cond
         self.live: set[int] = set()  # indexes of run threads alive
@@ -165,6 +184,13 @@ class WorkerState:
         self.storm_second = 0
         self.storm_count = 0
         self.storm_seconds = 0  # whole seconds in a row above the rate, before storm_second
+
+    def keep(self, keep: int | None, default: int) -> None:
+        """Keep the newest ``keep`` traces (None: ``default``) from now on (the lock is held)."""
+        self.keep_traces = keep
+        count = default if keep is None else keep
+        if self.traces.maxlen != count:
+            self.traces = deque(itertools.islice(self.traces, count), maxlen=count)
 
     def ready(self) -> bool:
         """A run may start now (the runtime lock is held)."""
@@ -305,4 +331,5 @@ class WorkerState:
             self.pause_reason,
             self.retried,
             self.kind,
+            self.keep_traces,
         )

@@ -142,6 +142,10 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
             return outcome
         _refile(call, env["filename"])
         message = Message(*meta)
+        # Loaded with the handler's globals when they hold a @nw.recorded function: its calls
+        # are recorded here and travel back with the outcome.
+        recorded = sys.modules.get("nbworkers.develop.recorded")
+        calls = None if recorded is None else recorded.far_run()
         try:
             result = call(event, message)
         # A handler may raise anything, SystemExit and KeyboardInterrupt included: the run
@@ -155,6 +159,9 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
                     outcome["result_data"] = cloudpickle.dumps(result)
                 except BaseException:  # noqa: BLE001 - an unpicklable result keeps its repr
                     outcome["result_data"] = None
+        finally:
+            if calls is not None:
+                outcome["calls"] = recorded.far_run_ended(calls)
     outcome["stdout"] = capture.text()
     return outcome
 

@@ -13,6 +13,7 @@ import types
 import cloudpickle
 
 from .. import handlers
+from ..develop.calls import Calls
 from ..errors import NBWorkersError
 from ..trace import NO_RESULT, RunResult
 from .protocol import Outcome
@@ -153,6 +154,8 @@ def outcome(done: dict | None, run, result_max_bytes: int) -> Outcome | None:
     if done is None:
         return None
     run.capture.parts.append(done["stdout"])
+    if done.get("calls") is not None:  # @nw.recorded calls made there (develop/recorded.py)
+        run.calls = Calls.load(done["calls"])
     if done["error"] is not None:
         return Outcome(None, done["error"])
     data = done["result_data"]

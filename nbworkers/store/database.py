@@ -215,6 +215,8 @@ class DuckDBStore:
                 self._write_traces(batch.traces)
             if batch.workers:
                 self._write_workers(batch.workers)
+            if batch.traces:
+                self._prune_traces()  # after the workers' rows: they say how many to keep
             if batch.next_seq is not None:
                 if self._has_next_seq:
                     con.execute(
@@ -254,11 +256,13 @@ class DuckDBStore:
             self.con.execute(
                 """UPDATE workers SET paused = u.paused, done = u.done, failed = u.failed,
                           last_run = u.last_run, skipped = u.skipped,
-                          pause_reason = u.pause_reason, retried = u.retried, kind = u.kind
+                          pause_reason = u.pause_reason, retried = u.retried, kind = u.kind,
+                          keep = u.keep
                    FROM (SELECT unnest($1) AS name, unnest($2) AS paused, unnest($3) AS done,
                                 unnest($4) AS failed, unnest($5::DOUBLE[]) AS last_run,
                                 unnest($6) AS skipped, unnest($7::VARCHAR[]) AS pause_reason,
-                                unnest($8) AS retried, unnest($9::VARCHAR[]) AS kind) u
+                                unnest($8) AS retried, unnest($9::VARCHAR[]) AS kind,
+                                unnest($10::INTEGER[]) AS keep) u
                    WHERE workers.name = u.name""",
                 columns(old),
             )
@@ -267,10 +271,10 @@ class DuckDBStore:
             self.con.execute("DELETE FROM workers WHERE name IN (SELECT unnest($1))", [names])
             self.con.execute(
                 """INSERT INTO workers (name, paused, done, failed, last_run, skipped,
-                                        pause_reason, retried, kind)
+                                        pause_reason, retried, kind, keep)
                    SELECT unnest($1), unnest($2), unnest($3), unnest($4),
                           unnest($5::DOUBLE[]), unnest($6), unnest($7::VARCHAR[]),
-                          unnest($8), unnest($9::VARCHAR[])""",
+                          unnest($8), unnest($9::VARCHAR[]), unnest($10::INTEGER[])""",
                 columns(new),
             )
 
@@ -284,17 +288,25 @@ class DuckDBStore:
     def _write_traces(self, rows: list[TraceRow]) -> None:
         self.con.execute(
             """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
-                                   result_repr, stdout, error, replay, attempt, timed_out)
+                                   result_repr, stdout, error, replay, attempt, timed_out,
+                                   calls, calls_text)
                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                    unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
-                   unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13)""",
+                   unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13),
+                   unnest($14::BLOB[]), unnest($15::VARCHAR[])""",
             columns(rows),
         )
+
+    def _prune_traces(self) -> None:
+        """Keep the newest traces of each worker: as many as its row says (``--keep``), else
+        ``traces_kept``."""
         self.con.execute(
             """DELETE FROM traces WHERE seq IN (
-                   SELECT seq FROM (SELECT seq, row_number() OVER (
-                       PARTITION BY worker ORDER BY seq DESC) AS n FROM traces)
-                   WHERE n > $1)""",
+                   SELECT seq FROM (
+                       SELECT t.seq, coalesce(w.keep, $1) AS keep, row_number() OVER (
+                           PARTITION BY t.worker ORDER BY t.seq DESC) AS n
+                       FROM traces t LEFT JOIN workers w ON w.name = t.worker)
+                   WHERE n > keep)""",
             [self.traces_kept],
         )
 

@@ -72,10 +72,10 @@ class MemoryStore:
             self.dead.pop(seq, None)
         for row in batch.traces:
             self.traces[row.seq] = row
-        if batch.traces:
-            self._keep_newest_traces()
         for row in batch.workers:
             self.workers[row.name] = row
+        if batch.traces:
+            self._keep_newest_traces()  # after the workers' rows: they say how many to keep
         if batch.next_seq is not None:
             self.next_seq = batch.next_seq
         self.applied.append(batch)
@@ -86,7 +86,9 @@ class MemoryStore:
         for seq in sorted(self.traces, reverse=True):
             worker = self.traces[seq].worker
             kept[worker] = kept.get(worker, 0) + 1
-            if kept[worker] > self.traces_kept:
+            row = self.workers.get(worker)
+            keep = row.keep if row is not None and row.keep is not None else self.traces_kept
+            if kept[worker] > keep:
                 del self.traces[seq]
 
     def sql(self, query: str, params=None):

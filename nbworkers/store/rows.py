@@ -27,6 +27,7 @@ class WorkerRow(NamedTuple):
     pause_reason: str | None = None  # why it was paused, when nbworkers paused it
     retried: int = 0  # failed runs that were tried again
     kind: str | None = None  # "worker" or "cron": what the name was last defined as
+    keep: int | None = None  # how many traces it keeps (--keep N; None: traces_kept)
 
 
 class TraceRow(NamedTuple):
@@ -43,6 +44,8 @@ class TraceRow(NamedTuple):
     replay: bool
     attempt: int = 1
     timed_out: bool = False
+    calls: bytes | None = None  # its @nw.recorded calls, pickled (develop/recorded.py)
+    calls_text: str | None = None  # the same without their values, as JSON, for nw.sql
 
 
 class MessageRow(NamedTuple):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .rows import DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -32,6 +32,9 @@ ALTER TABLE workers ADD COLUMN IF NOT EXISTS retried BIGINT DEFAULT 0;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS attempt INTEGER DEFAULT 1;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS timed_out BOOLEAN DEFAULT false;
 ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
+ALTER TABLE workers ADD COLUMN IF NOT EXISTS keep INTEGER;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS calls BLOB;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS calls_text VARCHAR;
 """
 
 
@@ -43,7 +46,7 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         WorkerRow(*row)
         for row in con.execute(
             """SELECT name, paused, done, failed, last_run, skipped, pause_reason,
-                      coalesce(retried, 0), kind FROM workers"""
+                      coalesce(retried, 0), kind, keep FROM workers"""
         ).fetchall()
     ]
     messages = [
@@ -58,7 +61,7 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         for row in con.execute(
             """SELECT seq, worker, message_seq, started_at, duration, input, result,
                       result_repr, stdout, error, replay, coalesce(attempt, 1),
-                      coalesce(timed_out, false)
+                      coalesce(timed_out, false), calls, calls_text
                FROM traces ORDER BY seq DESC"""
         ).fetchall()
     ]

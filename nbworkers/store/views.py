@@ -49,6 +49,7 @@ _VIEW_INPUTS = {
         "replay": "BOOLEAN",
         "attempt": "INTEGER",
         "timed_out": "BOOLEAN",
+        "calls_text": "VARCHAR",
     },
     "dead_letters": {
         "seq": "BIGINT",
@@ -93,7 +94,7 @@ _VIEW_SQL = {
                error IS NULL AS ok, error, {error_line} AS error_line, stdout,
                CASE WHEN error IS NULL THEN result_repr END AS result_repr,
                coalesce(attempt, 1) AS attempt, coalesce(timed_out, false) AS timed_out,
-               coalesce(replay, false) AS replay
+               coalesce(replay, false) AS replay, calls_text AS calls
         FROM {traces}""",
     "dead_letters": """
         SELECT 'm' || seq AS id, seq, worker, to_timestamp(enqueued_at) AS enqueued_at,

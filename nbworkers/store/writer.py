@@ -62,6 +62,8 @@ class Writer:
         self.next_seq = next_seq  # the runtime numbers messages and traces from here
         self._saved_seq = next_seq
         self.traces_kept = traces_kept
+        # Workers keeping another number of traces (--keep N), set by the engine under the lock
+        self.kept: dict[str, int] = {}
         self.flush_interval_s = flush_interval_s
         self._inserts: list[Message] = []
         self._updates: dict[int, Message] = {}  # written messages whose attempt/due changed
@@ -220,14 +222,19 @@ class Writer:
         )
 
     def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
-        """The newest ``traces_kept`` of each worker, ready for the store."""
+        """The newest traces of each worker (``traces_kept``, or its ``--keep``), ready for
+        the store."""
         kept: dict[str, int] = {}
+        limits, default = self.kept, self.traces_kept
         rows = []
         for t in reversed(traces):
-            if kept.get(t.worker, 0) >= self.traces_kept:
+            if kept.get(t.worker, 0) >= limits.get(t.worker, default):
                 continue
             kept[t.worker] = kept.get(t.worker, 0) + 1
             result, result_repr = t.stored_result()  # made by the run: no user code here
+            calls = calls_text = None
+            if t.calls is not None:
+                calls, calls_text = t.calls.stored()  # plain values: no user code either
             rows.append(
                 TraceRow(
                     t.seq,
@@ -243,6 +250,8 @@ class Writer:
                     t.replay,
                     t.attempt,
                     t.timed_out,
+                    calls,
+                    storable(calls_text),
                 )
             )
         return rows

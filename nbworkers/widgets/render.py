@@ -71,6 +71,8 @@ def status_html(snap: WorkerSnapshot) -> str:
             kind += f" · timeout {policy.timeout_s:g} s"
         if policy.executor != "threads":
             kind += f" · runs in {policy.executor}"
+        if policy.keep is not None:
+            kind += f" · keeps {policy.keep:,} traces"
     parts = [
         f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap.name)}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
@@ -166,6 +168,8 @@ def trace_html(trace: Trace | None, kind: str) -> str:
     ]
     if trace.ok:
         parts.append(_block("result", trace.result_repr))
+    if trace.calls is not None:
+        parts.append(calls_html(trace.calls))
     if trace.stdout:
         parts.append(_block("printed", trace.stdout))
     if trace.error:
@@ -188,6 +192,32 @@ def live_error_html(trace_id: str, exc: BaseException) -> str:
         f'<div style="color:{RED}">Live values of {esc(trace_id)} failed: '
         f"{esc(type(exc).__name__)}: {esc(exc)}</div>"
     )
+
+
+def calls_html(calls) -> str:
+    """A trace's ``@nw.recorded`` calls, one a line, in call order: what each returned or
+    raised (raised in red), whether a replay took it from the trace, and why a value was not
+    kept."""
+    lines = []
+    for call in calls:
+        outcome = (
+            f'<span style="color:{RED}">raised {esc(call.error)}</span>'
+            if call.error is not None
+            else f"→ {esc(call.result)}"
+        )
+        extra = ' <span style="color:#666">[replayed]</span>' if call.replayed else ""
+        if call.note:
+            extra += f' <span style="color:{AMBER}">[not kept: {esc(call.note)}]</span>'
+        lines.append(f"<div>{esc(call.name)}({esc(call.args)}) {outcome}{extra}</div>")
+    if getattr(calls, "note", None):
+        lines.append(f'<div style="color:{AMBER}">calls not kept: {esc(calls.note)}</div>')
+    if getattr(calls, "dropped", 0):
+        lines.append(f'<div style="color:{AMBER}">… {calls.dropped:,} more calls, not kept</div>')
+    style = "margin:2px 0 6px 0;padding:4px;background:#f5f5f5;font-family:monospace;"
+    style += "max-height:16em;overflow:auto;font-size:0.9em;white-space:pre-wrap"
+    title = f"recorded calls ({len(calls) + getattr(calls, 'dropped', 0):,})"
+    body = "".join(lines)
+    return f'<div class="nbw-calls"><b>{esc(title)}</b><div style="{style}">{body}</div></div>'
 
 
 def unhandled_html(rows: list[tuple[str, int, float | None]], now: float) -> str:

@@ -42,6 +42,7 @@ COLUMNS = {
         ("attempt", "INTEGER"),
         ("timed_out", "BOOLEAN"),
         ("replay", "BOOLEAN"),
+        ("calls", "VARCHAR"),
     ],
     "dead_letters": [
         ("id", "VARCHAR"),
@@ -289,7 +290,7 @@ def test_sql_cannot_change_the_queue(fresh_runtime, query, tmp_path, monkeypatch
     nw.shutdown()
     stored = on_disk(tmp_path / "q.duckdb")
     assert [f"m{seq}" for seq, *_ in stored["messages"]] == [queued]
-    assert stored["workers"] == [("w", True, 0, 0, None, 0, None, 0, None)]
+    assert stored["workers"] == [("w", True, 0, 0, None, 0, None, 0, None, None)]
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("q.duckdb")) == files
 
 
