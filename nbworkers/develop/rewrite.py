@@ -85,6 +85,9 @@ def prepare(handler: Handler, hook) -> Prepared:
             lines = handler.source.splitlines()  # as written: %magic and !cmd, not their Python
         tree = _cell_function(python, code) if python else None
     else:
+        inner = inspect.unwrap(fn)
+        if inner is not fn and isinstance(inner, types.FunctionType):
+            return _wrapped(handler, inner)
         try:
             lines, first = inspect.getsourcelines(fn)
             lines = [line.rstrip("\n").rstrip("\r") for line in lines]
@@ -110,6 +113,28 @@ def prepare(handler: Handler, hook) -> Prepared:
 
 class _Mismatch(Exception):
     pass
+
+
+def _wrapped(handler: Handler, inner: types.FunctionType) -> Prepared:
+    """A function under another decorator (``functools.wraps``): the wrapper calls ``inner``
+    through its closure, so ``inner``'s own code is traced and left as it is (no hook)."""
+    code = inner.__code__
+    prepared = Prepared(
+        handler.call, [], code.co_firstlineno, code.co_filename, codes=_nested(code) | {code}
+    )
+    try:
+        lines, prepared.first_lineno = inspect.getsourcelines(inner)
+        prepared.lines = [line.rstrip("\n").rstrip("\r") for line in lines]
+        tree = _source_function(prepared.lines, prepared.first_lineno, inner)
+    except (OSError, TypeError, SyntaxError):
+        prepared.lines, tree = handler.source.splitlines(), None
+    if tree is not None:
+        _read_statements(tree, prepared)
+    prepared.notes.append(
+        f"{inner.__qualname__} is wrapped by another decorator: its lines are shown, not the "
+        "wrapper's, and bare expressions are not"
+    )
+    return prepared
 
 
 def _cell_function(python: str, code) -> ast.FunctionDef:

@@ -1,0 +1,39 @@
+"""Review of #17 (live values and tries), as users break them: each test is a problem found."""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+
+from nbworkers import handlers
+from nbworkers.develop.live import run
+
+
+def cell(source: str, event=None, namespace=None, kind="worker", **kw):
+    """Live values of a ``%%worker`` cell body run on ``event``."""
+    handler = handlers.from_cell("w", textwrap.dedent(source), namespace or {}, kind=kind)
+    return run("w", "t1", handler, event, None, **kw)
+
+
+def times_ten(fn):
+    @functools.wraps(fn)
+    def wrapper(event):
+        return fn(event) * 10
+
+    return wrapper
+
+
+@times_ten
+def wrapped(event):
+    a = event + 1
+    return a
+
+
+def test_live_values_of_a_function_under_another_decorator_show_its_lines():
+    # Given an @nw.worker function wrapped by a decorator of its own (functools.wraps)
+    live = run("f", "t2", handlers.from_function("f", wrapped), 1, None)
+    first = wrapped.__wrapped__.__code__.co_firstlineno  # the decorator's line
+    # Then its lines show what they did (they ran: the result is 20), not "(not reached)"
+    assert live.ok and live.result == 20
+    assert live.show(first + 2) == "a = 2"
+    assert live.show(first + 3) == "\u2192 2"
