@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import sys
 import time
+import traceback
 
 from .. import current, output
 from ..engine.timers import NO_EVENT
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import format_error
 from ..message import ClassNotDefined, Message, load_event
-from . import live_view
+from . import live_view, rewrite, tracer
 from .rewrite import prepare
 from .tracer import LineRecord, Recorder, Step
 from .values import show
@@ -169,5 +171,19 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
     else:
         result.ok = False
         result.error = f"{type(error).__name__}: {error}"
-        result.traceback = format_error(error, __file__)
+        result.traceback = _traceback(error)
     return result
+
+
+def _traceback(error: BaseException) -> str:
+    """``error``'s traceback from the handler's frame, without the tracer's frames (an
+    interrupt or a recursion too deep can be raised inside a trace function)."""
+    text = format_error(error, __file__)
+    ours = (tracer.__file__, rewrite.__file__)
+    if not any(f'File "{path}"' in text for path in ours):
+        return text
+    tb = traceback.TracebackException.from_exception(error)
+    skip = sum(1 for _ in itertools.takewhile(lambda f: f.filename == __file__, tb.stack))
+    frames = [f for f in tb.stack[skip:] if f.filename not in ours]
+    tb.stack = traceback.StackSummary.from_list(frames)
+    return "".join(tb.format())

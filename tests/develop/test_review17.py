@@ -37,3 +37,11 @@ def test_live_values_of_a_function_under_another_decorator_show_its_lines():
     assert live.ok and live.result == 20
     assert live.show(first + 2) == "a = 2"
     assert live.show(first + 3) == "\u2192 2"
+
+
+def test_a_live_traceback_shows_no_frame_of_the_tracer():
+    # A recursion too deep fails in the tracer's own call event: the user's frames only
+    live = cell("def f(n):\n    return 0 if n == 0 else f(n - 1)\nf(event)\n", 100_000)
+    assert live.failed and live.error.startswith("RecursionError")
+    assert "nbworkers" not in live.traceback
+    assert 'File "<worker w #' in live.traceback
