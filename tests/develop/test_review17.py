@@ -45,3 +45,29 @@ def test_a_live_traceback_shows_no_frame_of_the_tracer():
     assert live.failed and live.error.startswith("RecursionError")
     assert "nbworkers" not in live.traceback
     assert 'File "<worker w #' in live.traceback
+
+
+CRON_TRY = """\
+%%cron 1h tick --try
+'new'
+"""
+
+
+def test_a_cron_cell_can_be_tried_and_applying_keeps_it_a_cron(kernel):
+    # Given a cron that ran once
+    kernel.ok("%%cron 1h tick\n'old'")
+    kernel.ok("assert nw.wait('tick', 20)")
+    # When its cell is run with --try
+    reply = kernel.ok(CRON_TRY)
+    # Then the table compares the old and new results, and the cron keeps its code
+    assert "'old'" in reply.value and "'new'" in reply.value
+    assert kernel.eval("nw.traces('tick')[0].result") == "old"
+    assert kernel.eval("len(nw.traces('tick'))") == 1
+    # And applying it keeps it a cron, on its schedule
+    kernel.ok("nw.apply('tick')")
+    assert kernel.eval("nw.next_run('tick') is not None") is True
+    kernel.ok(
+        "nw.run_now('tick')\nimport time\n_d = time.time() + 20\n"
+        "while len(nw.traces('tick')) < 2 and time.time() < _d: time.sleep(0.02)"
+    )
+    assert kernel.eval("nw.traces('tick')[0].result") == "new"
