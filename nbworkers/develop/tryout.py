@@ -154,7 +154,10 @@ def try_handler(
     for trace in traces:
         try:
             rows.append(run_on(handler, trace, name))
-        except KeyboardInterrupt:  # the user stopped the cell: the rows so far are the table
+        # The user stopped the cell: the rows so far are the table, with the one it stopped in
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, _Interrupted):
+                rows.append(exc.row)
             interrupted = True
             break
     with _lock:
@@ -182,8 +185,11 @@ def run_on(handler: Handler, trace: Trace, name: str) -> TryRow:
                 # The repr a trace makes of its result, so that equal results compare equal;
                 # with no room for the pickle, which a try does not keep
                 new = run_result(value, 0).repr
-            except KeyboardInterrupt:
-                raise
+            except KeyboardInterrupt as exc:
+                row.new, row.new_error = "KeyboardInterrupt: stopped here (interrupted)", True
+                row.traceback = handlers.format_error(exc, __file__)
+                row.changed = None
+                raise _Interrupted(row) from exc
             # Whatever the tried code raised belongs in its row (SystemExit included).
             except BaseException as exc:  # noqa: BLE001
                 row.new, row.new_error = _error_line(exc), True
@@ -198,6 +204,14 @@ def run_on(handler: Handler, trace: Trace, name: str) -> TryRow:
     else:
         row.changed = (old_error, old) != (row.new_error, row.new)
     return row
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C while tried code ran: ``row`` is what it did until then."""
+
+    def __init__(self, row: TryRow):
+        super().__init__()
+        self.row = row
 
 
 def _old_result(trace: Trace) -> tuple[str, bool]:

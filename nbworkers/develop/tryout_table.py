@@ -47,7 +47,8 @@ class TryRow:
 
     @property
     def broken(self) -> bool:
-        return self.new_error and not self.old_error
+        """It fails now and did not (not when that cannot be told: ``changed`` is None)."""
+        return self.new_error and not self.old_error and self.changed is not None
 
 
 def _ms(seconds: float | None) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import textwrap
 
+import pytest
+
 from nbworkers import handlers
+from nbworkers.develop import tryout, tryout_table
 from nbworkers.develop.live import run
 
 
@@ -71,3 +74,58 @@ def test_a_cron_cell_can_be_tried_and_applying_keeps_it_a_cron(kernel):
         "while len(nw.traces('tick')) < 2 and time.time() < _d: time.sleep(0.02)"
     )
     assert kernel.eval("nw.traces('tick')[0].result") == "new"
+
+
+@pytest.fixture
+def nw(fresh_runtime):
+    """nbworkers on a fresh runtime, with no try pending from another test."""
+    import nbworkers
+
+    tryout._pending.clear()
+    yield nbworkers
+    tryout._pending.clear()
+
+
+def test_an_interrupted_try_shows_the_row_it_stopped_in_with_what_it_printed(nw):
+    # Given a worker with three traces
+    nw.worker("w", concurrency=1)(lambda e: e)
+    nw.emit_many([1, 2, 3], "w")
+    assert nw.wait("w", 10)
+
+    # When the tried code hangs on the second and the user presses Ctrl-C
+    def hangs(event):
+        print("working on", event)
+        if event == 2:
+            raise KeyboardInterrupt
+        return event
+
+    result = nw.try_code("w", hangs)
+    # Then the table has the row it stopped in, with what it printed, as neither changed nor
+    # newly failing
+    assert result.interrupted and [r.input for r in result.rows] == ["3", "2"]
+    stopped = result.rows[1]
+    assert stopped.printed == "working on 2\n" and stopped.new_error
+    assert "interrupted" in stopped.new and stopped.changed is None
+    assert "1 unknown" in result.summary() and "newly failing" not in result.summary()
+    assert (nw.counts("w")["done"], len(nw.traces("w"))) == (3, 3)
+
+
+def test_an_input_that_cannot_be_unpickled_is_unknown_not_newly_failing(nw):
+    nw.worker("w")(lambda e: e)
+    nw.emit(1, "w")
+    assert nw.wait("w", 10)
+    trace = nw.traces("w")[0]
+    # The trace's input cannot be unpickled any more (its class was removed, say)
+    row = tryout.run_on(handlers.from_function("w", lambda e: e), _unpicklable(trace), "w")
+    result = tryout_table.TryResult("w", 10, [row])
+    assert row.changed is None and not row.broken
+    assert result.summary().endswith("0 changed, 0 unchanged, 1 unknown.")
+
+
+def _unpicklable(trace):
+    import copy
+    import pickle
+
+    broken = copy.copy(trace)
+    broken.input_data = pickle.dumps(1)[:-3]  # cut short
+    return broken
