@@ -129,3 +129,28 @@ def _unpicklable(trace):
     broken = copy.copy(trace)
     broken.input_data = pickle.dumps(1)[:-3]  # cut short
     return broken
+
+
+def test_ctrl_c_on_a_try_that_never_ends_shows_its_row_in_the_kernel(kernel, tmp_path):
+    import threading
+    import time
+
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("emit(1, 'w')\nassert nw.wait('w', 20)")
+    started = tmp_path / "started"
+    cell = (
+        "%%worker w --try\nprint('before the loop')\n"
+        f"open({str(started)!r}, 'w').close()\nwhile True:\n    pass\n"
+    )
+
+    def interrupt_once_started():
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kernel.km.interrupt_kernel()
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    reply = kernel.ok(cell)
+    assert "Interrupted" in reply.value and "before the loop" in reply.value
+    assert "stopped here (interrupted)" in kernel.eval("_.rows[0].new")
+    assert kernel.eval("(nw.counts('w')['done'], len(nw.traces('w')))") == (1, 1)
