@@ -65,7 +65,15 @@ class Live:
         record = self.records.get(line)
         if record is None:
             return "(not reached)" if line in self.statements else "(no code on this line)"
+        if not isinstance(k, int) or isinstance(k, bool) or k == 0:
+            raise ArgumentValueError(f"k must be a run number: 1, 2, ... or -1, -2, ..., not {k!r}")
         step = _pick(record, k)
+        if step is None and abs(k) > record.count:
+            times = "once" if record.count == 1 else f"{record.count:,} times"
+            raise ArgumentValueError(
+                f"line {line} ran {times}: there is no run {k}; pick 1 to {record.count:,}, or "
+                "-1 for the last"
+            )
         if step is None:
             kept = ", ".join(f"{s.run:,}" for s in record.kept())
             raise ArgumentValueError(

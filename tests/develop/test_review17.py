@@ -10,6 +10,7 @@ import pytest
 from nbworkers import handlers
 from nbworkers.develop import tryout, tryout_table
 from nbworkers.develop.live import run
+from nbworkers.errors import ArgumentValueError
 
 
 def cell(source: str, event=None, namespace=None, kind="worker", **kw):
@@ -154,3 +155,13 @@ def test_ctrl_c_on_a_try_that_never_ends_shows_its_row_in_the_kernel(kernel, tmp
     assert "Interrupted" in reply.value and "before the loop" in reply.value
     assert "stopped here (interrupted)" in kernel.eval("_.rows[0].new")
     assert kernel.eval("(nw.counts('w')['done'], len(nw.traces('w')))") == (1, 1)
+
+
+def test_asking_for_a_run_a_line_never_had_says_how_many_it_had():
+    live = cell("for i in range(event):\n    sq = i * i\n", 2)
+    with pytest.raises(ArgumentValueError, match=r"line 2 ran 2 times: there is no run 5"):
+        live.show(2, 5)
+    with pytest.raises(ArgumentValueError, match=r"line 2 ran 2 times: there is no run -3"):
+        live.show(2, -3)
+    with pytest.raises(ArgumentValueError, match="k must be a run number"):
+        live.show(2, 0)
