@@ -9,6 +9,7 @@ import reprlib
 TIMES = "\u00d7"  # the multiplication sign, as in "(\u00d73)" runs and a "4\u00d72" shape
 MAX_CHARS = 120  # the longest a value is shown
 MAX_HEAD = 3  # rows (or elements) of a DataFrame, Series or array shown
+MAX_BLOCK = 4000  # characters of printed output or a traceback shown (as the panels do)
 
 _repr = reprlib.Repr()
 _repr.maxlevel = 3
@@ -27,6 +28,14 @@ def one_line(text: str, limit: int = MAX_CHARS) -> str:
     """``text`` on one line (newlines shown as ⏎), cut to ``limit`` characters with '…'."""
     text = text.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(text: str, limit: int = MAX_BLOCK) -> str:
+    """``text`` cut to its first ``limit`` characters, saying how many more there were (what
+    a run printed, its traceback: shown in a cell or a panel, kept whole elsewhere)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
 
 
 def is_immutable(value) -> bool:

@@ -165,3 +165,22 @@ def test_asking_for_a_run_a_line_never_had_says_how_many_it_had():
         live.show(2, -3)
     with pytest.raises(ArgumentValueError, match="k must be a run number"):
         live.show(2, 0)
+
+
+def test_a_handler_printing_megabytes_shows_a_bounded_view_and_keeps_it_all(nw):
+    # Given a worker whose run printed 10 MB (a progress line in a long loop, say)
+    nw.worker("big", concurrency=1)(_prints)
+    nw.emit(10_000_000, "big")
+    assert nw.wait("big", 30)
+    # Its live values and a try show the start of it, and say how much more there is
+    live = nw.live("big")
+    tried = nw.try_code("big", _prints)
+    for shown in (live._repr_html_(), str(live), tried._repr_html_(), repr(tried)):
+        assert len(shown) < 50_000 and "more characters)" in shown
+    # while the whole of it is kept
+    assert len(live.printed) == len(tried.rows[0].printed) == 10_000_001
+
+
+def _prints(event):
+    print("y" * event)
+    return len("x" * event)
