@@ -117,10 +117,13 @@ def _pick(record: LineRecord, k: int) -> Step | None:
     return next((s for s in record.kept() if s.run == run), None)
 
 
-def live(name: str, trace_id: str | None = None, *, timeout_s: float | None = None) -> Live:
+def live(
+    name: str, trace_id: str | None = None, *, timeout_s: float | None = None, stop=None
+) -> Live:
     """Live values of ``name``'s current code on a trace's input (the newest that is not a
     replay by default), run here under a line tracer. ``timeout_s`` stops it (where the
-    handler's own Python code runs) after that many seconds."""
+    handler's own Python code runs) after that many seconds; so does ``stop()`` returning
+    True (the panel's: its values are no longer wanted)."""
     rt = current.runtime()
     handler, trace = rt.replays._trace(name, trace_id)
     data = trace.input_data or NO_EVENT
@@ -138,10 +141,10 @@ def live(name: str, trace_id: str | None = None, *, timeout_s: float | None = No
         ) from exc
     # Recorded calls (nbworkers/develop/recorded.py) will be replayed from the trace here: a
     # context manager taking the place of nullcontext().
-    return run(name, trace.id, handler, event, message, timeout_s, contextlib.nullcontext())
+    return run(name, trace.id, handler, event, message, timeout_s, contextlib.nullcontext(), stop)
 
 
-def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None) -> Live:
+def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None, stop=None) -> Live:
     """Run ``handler`` on ``event`` under the tracer, in this thread, inside ``replaying``
     (recorded calls); its ``Live``."""
     recorder = None
@@ -155,7 +158,7 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
     capture = output.Capture()
     t0 = time.perf_counter()
     deadline_s = t0 + timeout_s if timeout_s is not None else None
-    recorder = Recorder(prepared, capture, deadline_s)
+    recorder = Recorder(prepared, capture, deadline_s, stop=stop)
     error = None
     with capture:
         previous = sys.gettrace()

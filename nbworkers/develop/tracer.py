@@ -109,6 +109,7 @@ class Recorder:
         deadline_s: float | None = None,
         max_events: int | None = None,
         keep: int = KEEP,
+        stop=None,
     ):
         self.prepared = prepared
         self.owner = prepared.owner
@@ -117,6 +118,7 @@ class Recorder:
         self.quiet = prepared.quiet
         self.parts = capture.parts if capture is not None else []
         self.deadline_s = deadline_s  # time.perf_counter() at which to stop
+        self.stop = stop  # stop() is True: stop (the panel no longer wants these values)
         self.max_events = max_events or MAX_EVENTS
         self.keep = keep
         self.lines: dict[int, LineRecord] = {}
@@ -146,11 +148,11 @@ class Recorder:
                 self._stop(f"tracing stopped after {self.max_events:,} lines; the run went on")
                 return None
             if self.deadline_s is not None and time.perf_counter() > self.deadline_s:
-                self._close(frame, state)
-                step = self._start(self.owner.get(frame.f_lineno, frame.f_lineno))
-                step.error = "stopped: the time limit passed"
-                self._stop("stopped at the time limit")
+                self._halt(frame, state, "the time limit passed", "stopped at the time limit")
                 raise LiveTimeout("live values stopped at their time limit")
+            if self.stop is not None and self.stop():
+                self._halt(frame, state, "no longer wanted", "stopped: no longer wanted")
+                raise LiveTimeout("live values no longer wanted")
             lineno = frame.f_lineno
             if lineno == state.skip:
                 return self.local_trace
@@ -219,6 +221,14 @@ class Recorder:
         if len(self.parts) > self.printed_at:
             step.printed += "".join(self.parts[self.printed_at :])
             self.printed_at = len(self.parts)
+
+    def _halt(self, frame, state: _Frame, at_line: str, why: str) -> None:
+        """Stop tracing at this line of ``frame``, saying ``at_line`` there and ``why``; the
+        caller then raises LiveTimeout to stop the run."""
+        self._close(frame, state)
+        step = self._start(self.owner.get(frame.f_lineno, frame.f_lineno))
+        step.error = f"stopped: {at_line}"
+        self._stop(why)
 
     def _stop(self, why: str) -> None:
         self.stopped = why
