@@ -25,8 +25,9 @@ from .. import handlers
 from ..handlers import Handler
 
 HOOK = "__nw_live__"
-# Their frames are not traced: a comprehension's loop is one line of the handler
-COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+# Their frames are not traced: a comprehension's loop, and a lambda's calls (a sort key, say),
+# are part of one run of their line, whose value their runs would hide
+COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>", "<lambda>"})
 _FUTURE_FLAGS = 0
 for _name in __future__.all_feature_names:
     _FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag

@@ -215,3 +215,15 @@ def test_panel_live_values_of_code_that_never_ends_stop_with_nbworkers(kernel):
     wait_for(kernel, f"{LIVE_THREADS} == 1")
     kernel.ok("nw.shutdown()")
     wait_for(kernel, f"{LIVE_THREADS} == 0", timeout=20)
+
+
+def test_a_lambda_runs_as_part_of_its_line_and_hides_no_value():
+    # A key function called once per item: its calls are not runs of the line
+    live = cell("ys = sorted(event, key=lambda r: -r)\nlen(ys)\n", [1, 2, 3])
+    assert live.runs(1) == 1 and live.show(1) == "ys = [3, 2, 1]"
+    live = cell("f = lambda x: x + 1\nys = [f(i) for i in event]\n", [1, 2])
+    assert live.runs(1) == 1 and "<lambda> at 0x" in live.show(1)
+    assert live.show(2) == "ys = [2, 3]"
+    # An exception raised in one shows at the line that called it
+    live = cell("f = lambda x: 1 / x\nf(event)\n", 0)
+    assert live.show(2) == "\u2717 ZeroDivisionError: division by zero"
