@@ -124,6 +124,12 @@ def live(
     replay by default), run here under a line tracer. ``timeout_s`` stops it (where the
     handler's own Python code runs) after that many seconds; so does ``stop()`` returning
     True (the panel's: its values are no longer wanted)."""
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0
+    ):
+        raise ArgumentValueError(
+            f"timeout_s must be a number of seconds above 0 (or None), not {timeout_s!r}"
+        )
     rt = current.runtime()
     handler, trace = rt.replays._trace(name, trace_id)
     data = trace.input_data or NO_EVENT

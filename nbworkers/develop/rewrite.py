@@ -42,6 +42,7 @@ class Prepared:
     first_lineno: int  # the number of lines[0] (a function's line in its file)
     filename: str | None
     codes: frozenset = frozenset()  # the code objects traced (a function's)
+    top: frozenset = frozenset()  # the handler's own code: traced even if it is a lambda
     owner: dict[int, int] = field(default_factory=dict)  # line -> its statement's first line
     statements: frozenset = frozenset()  # lines where a statement starts
     targets: dict[int, tuple[str, ...]] = field(default_factory=dict)  # line -> names assigned
@@ -52,7 +53,7 @@ class Prepared:
     def traced(self, code) -> bool:
         """Whether frames of ``code`` are the handler's (and traced line by line)."""
         if code.co_name in COMPREHENSIONS:
-            return False
+            return code in self.top
         if self.codes:
             return code in self.codes
         return self.filename is not None and code.co_filename == self.filename
@@ -95,7 +96,9 @@ def prepare(handler: Handler, hook) -> Prepared:
             tree = _source_function(lines, first, fn)
         except (OSError, TypeError, SyntaxError):
             lines, first, tree = handler.source.splitlines(), code.co_firstlineno, None
-    prepared = Prepared(handler.call, lines, first, code.co_filename, codes=_nested(code) | {code})
+    prepared = Prepared(
+        handler.call, lines, first, code.co_filename, codes=_nested(code) | {code}, top={code}
+    )
     if tree is None:
         prepared.notes.append("the handler's source was not found: bare expressions not shown")
         return prepared
@@ -108,6 +111,7 @@ def prepare(handler: Handler, hook) -> Prepared:
         return prepared
     # The handler's own code too: a recursive handler calls itself by its global name
     prepared.codes |= _nested(new.__code__) | {new.__code__}
+    prepared.top |= {new.__code__}
     prepared.call = _caller(handler, fn, new)
     return prepared
 
@@ -121,7 +125,12 @@ def _wrapped(handler: Handler, inner: types.FunctionType) -> Prepared:
     through its closure, so ``inner``'s own code is traced and left as it is (no hook)."""
     code = inner.__code__
     prepared = Prepared(
-        handler.call, [], code.co_firstlineno, code.co_filename, codes=_nested(code) | {code}
+        handler.call,
+        [],
+        code.co_firstlineno,
+        code.co_filename,
+        codes=_nested(code) | {code},
+        top={code},
     )
     try:
         lines, prepared.first_lineno = inspect.getsourcelines(inner)

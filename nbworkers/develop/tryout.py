@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import current, handlers, output, schedule
+from ..engine.definitions import check_concurrency
 from ..engine.dispatch import current_worker
 from ..engine.worker import Policy
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
@@ -122,6 +123,8 @@ def try_handler(
     ``--try``); what applying it does is ``define`` with the other arguments (``define_cron``
     with ``plan``)."""
     _check_n(n)
+    if concurrency is not None:
+        check_concurrency(concurrency)  # here, not when Apply is clicked
     worker = current_worker()
     if worker is not None:
         raise NBWorkersError(

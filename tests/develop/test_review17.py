@@ -227,3 +227,33 @@ def test_a_lambda_runs_as_part_of_its_line_and_hides_no_value():
     # An exception raised in one shows at the line that called it
     live = cell("f = lambda x: 1 / x\nf(event)\n", 0)
     assert live.show(2) == "\u2717 ZeroDivisionError: division by zero"
+
+
+def test_a_lambda_worker_is_still_traced():
+    live = run("f", "t2", handlers.from_function("f", lambda e: [e] * 2), 1, None)
+    assert live.ok and live.result == [1, 1]
+    assert live.runs(live.first_lineno) == 1
+
+
+def test_live_refuses_a_time_limit_that_is_not_a_number_of_seconds(nw):
+    nw.worker("w")(double)
+    nw.emit(1, "w")
+    assert nw.wait("w", 10)
+    for bad in ("5", -1, 0, float("nan"), True):
+        with pytest.raises(ArgumentValueError, match="timeout_s must be a number of seconds"):
+            nw.live("w", timeout_s=bad)
+    assert nw.live("w", timeout_s=5).ok
+
+
+def test_a_try_refuses_a_concurrency_its_apply_would_refuse(nw):
+    nw.worker("w")(double)
+    nw.emit(1, "w")
+    assert nw.wait("w", 10)
+    for bad in (0, "x", 1.5):
+        with pytest.raises(ArgumentValueError, match="concurrency must be a whole number"):
+            nw.try_code("w", double, concurrency=bad)
+    assert tryout.pending("w") is None
+
+
+def double(event):
+    return event * 2
