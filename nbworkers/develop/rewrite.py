@@ -240,11 +240,19 @@ def _assigned(node: ast.stmt):
     else:
         return
     for target in found:
-        for sub in ast.walk(target):
-            while isinstance(sub, ast.Subscript | ast.Attribute | ast.Starred):
-                sub = sub.value
-            if isinstance(sub, ast.Name):
-                yield sub.id
+        yield from _target_names(target)
+
+
+def _target_names(target: ast.expr):
+    """The names a target binds: ``a``, each of ``a, (b, *c)``, and the base of ``d[k]`` or
+    ``o.x`` (changed in place), not the names in its subscript (``k`` is only read)."""
+    while isinstance(target, ast.Subscript | ast.Attribute | ast.Starred):
+        target = target.value
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _target_names(element)
 
 
 class _Hook(ast.NodeTransformer):

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from nbworkers import handlers
-from nbworkers.develop import tryout, tryout_table
+from nbworkers.develop import tryout, tryout_table, values
 from nbworkers.develop.live import run
 from nbworkers.errors import ArgumentValueError
 from tests.kernel import click, wait_for
@@ -257,3 +257,32 @@ def test_a_try_refuses_a_concurrency_its_apply_would_refuse(nw):
 
 def double(event):
     return event * 2
+
+
+class _Key:
+    """A dict key that counts how often it is compared (a sort would compare them)."""
+
+    compared = 0
+
+    def __init__(self, n):
+        self.n = n
+
+    def __lt__(self, other):
+        _Key.compared += 1
+        return self.n < other.n
+
+    def __repr__(self):
+        return f"K{self.n}"
+
+
+def test_a_dict_or_set_is_shown_in_its_own_order_without_sorting_it():
+    # A dict keeps insertion order; sorting it at each run of a loop made a loop that fills a
+    # dict take time in the square of its size (40,000 items: ten seconds)
+    assert values.show({"b": 1, "a": 2}) == "{'b': 1, 'a': 2}"
+    _Key.compared = 0
+    keys = [_Key(n) for n in (3, 1, 2)]
+    assert values.show(dict.fromkeys(keys, 0)) == "{K3: 0, K1: 0, K2: 0}"
+    assert values.show(set(keys)).startswith("{K") and values.show(frozenset(keys))
+    assert _Key.compared == 0
+    live = cell("d = {}\nfor i in event:\n    d[i] = i\n", [5, 4])
+    assert live.show(3) == "d = {5: 5, 4: 4}"
