@@ -175,7 +175,7 @@ class Recorder:
             self._close(frame, state)
             step = state.step
             if step is not None and not state.raising and state.owner in self.returns:
-                step.set_expr(arg)
+                self._unprinted(step.set_expr, arg)
             del self.frames[frame]
         return self.local_trace
 
@@ -187,9 +187,9 @@ class Recorder:
             return
         state = self.frames.get(frame)
         if state is not None and state.step is not None and state.owner == line:
-            state.step.set_expr(value)  # the run of that frame, even with recursion
+            self._unprinted(state.step.set_expr, value)  # that frame's run, even in recursion
         elif line in self.lines:
-            self.lines[line].latest().set_expr(value)
+            self._unprinted(self.lines[line].latest().set_expr, value)
 
     # ----- recording -----------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class Recorder:
                 if name.startswith(("__nw", ".")) or name in ("__module__", "__qualname__"):
                     continue
                 value = now[name] if name in now else found[name]
-                shown = None if values.is_immutable(value) else values.show(value)
+                shown = None if values.is_immutable(value) else self._unprinted(values.show, value)
                 step.values.append([name, value, shown])
         state.locals = dict(now)
         if len(self.parts) > self.printed_at:
@@ -243,4 +243,13 @@ class Recorder:
         self.frames.clear()
         for record in self.lines.values():
             for step in record.kept():
-                step.finish()
+                self._unprinted(step.finish)
+
+    def _unprinted(self, show, *args):
+        """``show(*args)``, which calls the values' ``__repr__``: what they print is not the
+        handler's output."""
+        mark = len(self.parts)
+        try:
+            return show(*args)
+        finally:
+            del self.parts[mark:]

@@ -286,3 +286,18 @@ def test_a_dict_or_set_is_shown_in_its_own_order_without_sorting_it():
     assert _Key.compared == 0
     live = cell("d = {}\nfor i in event:\n    d[i] = i\n", [5, 4])
     assert live.show(3) == "d = {5: 5, 4: 4}"
+
+
+class _Chatty:
+    """A value whose __repr__ prints (a debug line left in a class, say)."""
+
+    def __repr__(self):
+        print("repr called")
+        return "Chatty()"
+
+
+def test_what_a_values_repr_prints_is_not_the_handlers_output():
+    live = cell("c = event\nprint('mine')\n[c]\n", _Chatty())
+    assert live.printed == "mine\n"
+    assert live.show(1) == "c = Chatty()" and live.show(2) == "\u00bb mine"
+    assert live.show(3) == "\u2192 [Chatty()]"
