@@ -15,6 +15,7 @@ import time
 import traceback
 
 from .. import current, output
+from ..engine.dispatch import current_worker
 from ..engine.timers import NO_EVENT
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import format_error
@@ -129,6 +130,12 @@ def live(
     ):
         raise ArgumentValueError(
             f"timeout_s must be a number of seconds above 0 (or None), not {timeout_s!r}"
+        )
+    worker = current_worker()
+    if worker is not None:
+        raise NBWorkersError(
+            f"live values run the handler in the foreground of a cell: call it from a cell, not "
+            f"from inside a run of {worker!r}"
         )
     rt = current.runtime()
     handler, trace = rt.replays._trace(name, trace_id)

@@ -301,3 +301,14 @@ def test_what_a_values_repr_prints_is_not_the_handlers_output():
     assert live.printed == "mine\n"
     assert live.show(1) == "c = Chatty()" and live.show(2) == "\u00bb mine"
     assert live.show(3) == "\u2192 [Chatty()]"
+
+
+def test_live_values_from_inside_a_run_are_refused_as_a_try_is(nw):
+    nw.worker("w")(double)
+    nw.emit(1, "w")
+    assert nw.wait("w", 10)
+    nw.worker("inner")(lambda e: str(nw.live("w")))
+    nw.emit(1, "inner")
+    assert nw.wait("inner", 10)
+    error = nw.traces("inner")[0].error
+    assert error and "call it from a cell, not from inside a run of 'inner'" in error
