@@ -133,14 +133,22 @@ def try_handler(
         )
     rt = current.runtime()
     definition = _definition(name, rt)
-    kind = "cron" if definition is not None and definition.schedule is not None else "worker"
+    cron = plan is not None or (definition is not None and definition.schedule is not None)
+    kind = "cron" if cron else "worker"
     traces = [t for t in rt.traces(name) if not t.replay][:n]
     if not traces:
+        how = (
+            f"Run it once (nw.run_now({name!r})) or wait for its next run"
+            if cron and definition is not None
+            else "Define it and wait for its first run"
+            if cron
+            else "Emit a few messages to it"
+        )
         return TryResult(
             name,
             n,
             nothing=f"Nothing to try on yet: {kind} {name!r} has no traces (replays aside). "
-            "Emit a few messages to it and try again; nothing was changed.",
+            f"{how} and try again; nothing was changed.",
         )
     tried = Tried(
         name,

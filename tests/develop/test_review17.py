@@ -312,3 +312,11 @@ def test_live_values_from_inside_a_run_are_refused_as_a_try_is(nw):
     assert nw.wait("inner", 10)
     error = nw.traces("inner")[0].error
     assert error and "call it from a cell, not from inside a run of 'inner'" in error
+
+
+def test_a_cron_cell_tried_before_it_ever_ran_is_called_a_cron(nw):
+    from nbworkers import schedule
+
+    handler = handlers.from_cell("tick", "1", {}, kind="cron")
+    result = tryout.try_handler("tick", handler, plan=schedule.parse("1h"))
+    assert result.summary().startswith("Nothing to try on yet: cron 'tick' has no traces")
