@@ -27,6 +27,18 @@ _executor_option = argument(
     "pool, for CPU-heavy code) or dask (the cluster given to nw.use_dask).",
 )
 
+_try_option = argument(
+    "--try",
+    dest="try_n",
+    nargs="?",
+    const=10,
+    type=int,
+    default=None,
+    metavar="N",
+    help="Run this code on the inputs of the last N traces (default 10) and show old "
+    "against new results, without making it live: Apply (or nw.apply(NAME)) does.",
+)
+
 
 _keep_option = argument(
     "--keep",
@@ -62,17 +74,7 @@ class WorkerMagics(Magics):
         default=1.0,
         help="Seconds before the first retry, doubling each time (with jitter; at most 1 h).",
     )
-    @argument(
-        "--try",
-        dest="try_n",
-        nargs="?",
-        const=10,
-        type=int,
-        default=None,
-        metavar="N",
-        help="Run this code on the inputs of the last N traces (default 10) and show old "
-        "against new results, without making it live: Apply (or nw.apply(NAME)) does.",
-    )
+    @_try_option
     @_timeout_option
     @_executor_option
     @_keep_option
@@ -135,14 +137,7 @@ class WorkerMagics(Magics):
             )
             raise
         if args.try_n is not None:
-            if args.try_n < 1:
-                raise UsageError(f"--try takes a number of traces of at least 1, not {args.try_n}")
-            try:
-                return tryout.try_handler(
-                    name, handler, args.try_n, args.concurrency, args.paused, policy
-                )
-            except NBWorkersError as exc:
-                raise UsageError(str(exc)) from None
+            return _try(name, handler, args.try_n, args.concurrency, args.paused, policy)
         try:
             api.runtime().define(name, handler, args.concurrency, args.paused, policy)
         except NBWorkersError as exc:
@@ -191,6 +186,7 @@ class WorkerMagics(Magics):
         "(default: NBWorkers.timezone, else the kernel's local zone).",
     )
     @argument("--paused", action="store_true", help="Pause the cron (kept until nw.resume).")
+    @_try_option
     @_timeout_option
     @_executor_option
     @_keep_option
@@ -219,7 +215,10 @@ class WorkerMagics(Magics):
 
         ``nw.run_now(NAME)`` runs it once without moving the schedule; ``nw.next_run(NAME)``
         says when it runs next; ``nw.pause`` / ``nw.resume`` work as for workers.
-        Running the cell again replaces the cron; it never adds a second one.
+        Running the cell again replaces the cron; it never adds a second one. ``--try``
+        runs the cell's new code on the last 10 runs (``--try N``: N) without making it live,
+        as ``%%worker NAME --try`` does; Apply (or ``nw.apply(NAME)``) makes it live on the
+        schedule of its line.
         """
         # Intermixed: the NAME may come after the options too (%%cron daily --at 09:30 digest),
         # which plain argparse refuses for an optional positional
@@ -244,6 +243,8 @@ class WorkerMagics(Magics):
                 f"The cell was not registered: cron {name!r} keeps its previous code, if any."
             )
             raise
+        if args.try_n is not None:
+            return _try(name, handler, args.try_n, None, args.paused, policy, plan)
         try:
             rt = api.runtime()
             previous = _cron_of_cell.get(cell_id) if cell_id else None
@@ -252,6 +253,7 @@ class WorkerMagics(Magics):
             rt.define_cron(name, handler, plan, args.paused, policy)
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
+        tryout.forget(name)
         if cell_id:
             _cron_of_cell[cell_id] = name
         if not args.name:
@@ -260,6 +262,16 @@ class WorkerMagics(Magics):
 
 
 _cron_of_cell: dict[str, str] = {}
+
+
+def _try(name, handler, n, concurrency, paused, policy, plan=None):
+    """``--try N``: the table of ``handler`` tried on the last ``n`` traces of ``name``."""
+    if n < 1:
+        raise UsageError(f"--try takes a number of traces of at least 1, not {n}")
+    try:
+        return tryout.try_handler(name, handler, n, concurrency, paused, policy, plan)
+    except NBWorkersError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _as_option(text: str) -> str:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import sys
 import time
+import traceback
 
 from .. import current, output
+from ..engine.dispatch import current_worker
 from ..engine.timers import NO_EVENT
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import format_error
 from ..message import ClassNotDefined, Message, load_event
-from . import live_view
+from . import live_view, rewrite, tracer
 from . import recorded as _recorded
 from .rewrite import prepare
 from .tracer import LineRecord, Recorder, Step
@@ -64,7 +67,15 @@ class Live:
         record = self.records.get(line)
         if record is None:
             return "(not reached)" if line in self.statements else "(no code on this line)"
+        if not isinstance(k, int) or isinstance(k, bool) or k == 0:
+            raise ArgumentValueError(f"k must be a run number: 1, 2, ... or -1, -2, ..., not {k!r}")
         step = _pick(record, k)
+        if step is None and abs(k) > record.count:
+            times = "once" if record.count == 1 else f"{record.count:,} times"
+            raise ArgumentValueError(
+                f"line {line} ran {times}: there is no run {k}; pick 1 to {record.count:,}, or "
+                "-1 for the last"
+            )
         if step is None:
             kept = ", ".join(f"{s.run:,}" for s in record.kept())
             raise ArgumentValueError(
@@ -109,16 +120,34 @@ def _pick(record: LineRecord, k: int) -> Step | None:
 
 
 def live(
-    name: str, trace_id: str | None = None, *, timeout_s: float | None = None, recorded=True
+    name: str,
+    trace_id: str | None = None,
+    *,
+    timeout_s: float | None = None,
+    recorded=True,
+    stop=None,
 ) -> Live:
     """Live values of ``name``'s current code on a trace's input (the newest that is not a
     replay by default), run here under a line tracer. ``timeout_s`` stops it (where the
-    handler's own Python code runs) after that many seconds. ``@nw.recorded`` calls take their
+    handler's own Python code runs) after that many seconds; so does ``stop()`` returning
+    True (the panel's: its values are no longer wanted). ``@nw.recorded`` calls take their
     results from the trace (``recorded=True``, as ``nw.replay(..., recorded=True)``): a call
     the trace does not hold is called for real and noted; ``"strict"`` makes it an error
     (shown at its line); ``False`` calls everything for real."""
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0
+    ):
+        raise ArgumentValueError(
+            f"timeout_s must be a number of seconds above 0 (or None), not {timeout_s!r}"
+        )
     if recorded is not False:
         _recorded.check_mode(recorded)  # a wrong value is said before anything runs
+    worker = current_worker()
+    if worker is not None:
+        raise NBWorkersError(
+            f"live values run the handler in the foreground of a cell: call it from a cell, not "
+            f"from inside a run of {worker!r}"
+        )
     rt = current.runtime()
     handler, trace = rt.replays._trace(name, trace_id)
     data = trace.input_data or NO_EVENT
@@ -135,10 +164,10 @@ def live(
             f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
         ) from exc
     calls = _recorded.replaying(trace, recorded) if recorded is not False else None
-    return run(name, trace.id, handler, event, message, timeout_s, calls)
+    return run(name, trace.id, handler, event, message, timeout_s, calls, stop)
 
 
-def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None) -> Live:
+def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None, stop=None) -> Live:
     """Run ``handler`` on ``event`` under the tracer, in this thread, inside ``replaying``
     (recorded calls); its ``Live``."""
     recorder = None
@@ -152,7 +181,7 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
     capture = output.Capture()
     t0 = time.perf_counter()
     deadline_s = t0 + timeout_s if timeout_s is not None else None
-    recorder = Recorder(prepared, capture, deadline_s)
+    recorder = Recorder(prepared, capture, deadline_s, stop=stop)
     error = None
     with capture:
         previous = sys.gettrace()
@@ -178,5 +207,19 @@ def run(name, trace_id, handler, event, message, timeout_s=None, replaying=None)
     else:
         result.ok = False
         result.error = f"{type(error).__name__}: {error}"
-        result.traceback = format_error(error, __file__)
+        result.traceback = _traceback(error)
     return result
+
+
+def _traceback(error: BaseException) -> str:
+    """``error``'s traceback from the handler's frame, without the tracer's frames (an
+    interrupt or a recursion too deep can be raised inside a trace function)."""
+    text = format_error(error, __file__)
+    ours = (tracer.__file__, rewrite.__file__)
+    if not any(f'File "{path}"' in text for path in ours):
+        return text
+    tb = traceback.TracebackException.from_exception(error)
+    skip = sum(1 for _ in itertools.takewhile(lambda f: f.filename == __file__, tb.stack))
+    frames = [f for f in tb.stack[skip:] if f.filename not in ours]
+    tb.stack = traceback.StackSummary.from_list(frames)
+    return "".join(tb.format())

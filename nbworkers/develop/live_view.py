@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from .values import TIMES, one_line
+from .values import TIMES, clip, one_line
 
 MAX_SOURCE = 60  # the source column's width, at most, in the text form
 _FADED = "opacity:0.4"
@@ -71,10 +71,10 @@ def text(live) -> str:
         out.append(f"{row}  # {note}" if note else row.rstrip())
     if live.printed:
         out.append("printed:")
-        out.extend("  " + line for line in live.printed.rstrip("\n").splitlines())
+        out.extend("  " + line for line in clip(live.printed.rstrip("\n")).splitlines())
     if not live.ok and live.traceback:
         out.append("traceback:")
-        out.extend("  " + line for line in live.traceback.rstrip("\n").splitlines())
+        out.extend("  " + line for line in clip(live.traceback.rstrip("\n")).splitlines())
     out.extend(f"note: {note}" for note in live.notes)
     return "\n".join(out)
 
@@ -150,11 +150,12 @@ def html_view(live) -> str:
         "background:var(--jp-layout-color2, #f5f5f5)"
     )
     if live.printed:
-        parts.append(f'<div><b>printed</b><pre style="{block}">{esc(live.printed)}</pre></div>')
+        printed = esc(clip(live.printed))
+        parts.append(f'<div><b>printed</b><pre style="{block}">{printed}</pre></div>')
     if not live.ok and live.traceback:
         parts.append(
             f'<div><b>traceback</b><pre style="{block};{_ERROR};font-weight:normal">'
-            f"{esc(live.traceback)}</pre></div>"
+            f"{esc(clip(live.traceback))}</pre></div>"
         )
     parts.extend(f'<div style="{_MUTED}">note: {esc(note)}</div>' for note in live.notes)
     parts.append("</div>")

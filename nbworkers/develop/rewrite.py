@@ -25,8 +25,9 @@ from .. import handlers
 from ..handlers import Handler
 
 HOOK = "__nw_live__"
-# Their frames are not traced: a comprehension's loop is one line of the handler
-COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+# Their frames are not traced: a comprehension's loop, and a lambda's calls (a sort key, say),
+# are part of one run of their line, whose value their runs would hide
+COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>", "<lambda>"})
 _FUTURE_FLAGS = 0
 for _name in __future__.all_feature_names:
     _FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
@@ -41,6 +42,7 @@ class Prepared:
     first_lineno: int  # the number of lines[0] (a function's line in its file)
     filename: str | None
     codes: frozenset = frozenset()  # the code objects traced (a function's)
+    top: frozenset = frozenset()  # the handler's own code: traced even if it is a lambda
     owner: dict[int, int] = field(default_factory=dict)  # line -> its statement's first line
     statements: frozenset = frozenset()  # lines where a statement starts
     targets: dict[int, tuple[str, ...]] = field(default_factory=dict)  # line -> names assigned
@@ -51,7 +53,7 @@ class Prepared:
     def traced(self, code) -> bool:
         """Whether frames of ``code`` are the handler's (and traced line by line)."""
         if code.co_name in COMPREHENSIONS:
-            return False
+            return code in self.top
         if self.codes:
             return code in self.codes
         return self.filename is not None and code.co_filename == self.filename
@@ -85,13 +87,18 @@ def prepare(handler: Handler, hook) -> Prepared:
             lines = handler.source.splitlines()  # as written: %magic and !cmd, not their Python
         tree = _cell_function(python, code) if python else None
     else:
+        inner = inspect.unwrap(fn)
+        if inner is not fn and isinstance(inner, types.FunctionType):
+            return _wrapped(handler, inner)
         try:
             lines, first = inspect.getsourcelines(fn)
             lines = [line.rstrip("\n").rstrip("\r") for line in lines]
             tree = _source_function(lines, first, fn)
         except (OSError, TypeError, SyntaxError):
             lines, first, tree = handler.source.splitlines(), code.co_firstlineno, None
-    prepared = Prepared(handler.call, lines, first, code.co_filename, codes=_nested(code) | {code})
+    prepared = Prepared(
+        handler.call, lines, first, code.co_filename, codes=_nested(code) | {code}, top={code}
+    )
     if tree is None:
         prepared.notes.append("the handler's source was not found: bare expressions not shown")
         return prepared
@@ -104,12 +111,40 @@ def prepare(handler: Handler, hook) -> Prepared:
         return prepared
     # The handler's own code too: a recursive handler calls itself by its global name
     prepared.codes |= _nested(new.__code__) | {new.__code__}
+    prepared.top |= {new.__code__}
     prepared.call = _caller(handler, fn, new)
     return prepared
 
 
 class _Mismatch(Exception):
     pass
+
+
+def _wrapped(handler: Handler, inner: types.FunctionType) -> Prepared:
+    """A function under another decorator (``functools.wraps``): the wrapper calls ``inner``
+    through its closure, so ``inner``'s own code is traced and left as it is (no hook)."""
+    code = inner.__code__
+    prepared = Prepared(
+        handler.call,
+        [],
+        code.co_firstlineno,
+        code.co_filename,
+        codes=_nested(code) | {code},
+        top={code},
+    )
+    try:
+        lines, prepared.first_lineno = inspect.getsourcelines(inner)
+        prepared.lines = [line.rstrip("\n").rstrip("\r") for line in lines]
+        tree = _source_function(prepared.lines, prepared.first_lineno, inner)
+    except (OSError, TypeError, SyntaxError):
+        prepared.lines, tree = handler.source.splitlines(), None
+    if tree is not None:
+        _read_statements(tree, prepared)
+    prepared.notes.append(
+        f"{inner.__qualname__} is wrapped by another decorator: its lines are shown, not the "
+        "wrapper's, and bare expressions are not"
+    )
+    return prepared
 
 
 def _cell_function(python: str, code) -> ast.FunctionDef:
@@ -205,11 +240,19 @@ def _assigned(node: ast.stmt):
     else:
         return
     for target in found:
-        for sub in ast.walk(target):
-            while isinstance(sub, ast.Subscript | ast.Attribute | ast.Starred):
-                sub = sub.value
-            if isinstance(sub, ast.Name):
-                yield sub.id
+        yield from _target_names(target)
+
+
+def _target_names(target: ast.expr):
+    """The names a target binds: ``a``, each of ``a, (b, *c)``, and the base of ``d[k]`` or
+    ``o.x`` (changed in place), not the names in its subscript (``k`` is only read)."""
+    while isinstance(target, ast.Subscript | ast.Attribute | ast.Starred):
+        target = target.value
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _target_names(element)
 
 
 class _Hook(ast.NodeTransformer):

@@ -109,6 +109,7 @@ class Recorder:
         deadline_s: float | None = None,
         max_events: int | None = None,
         keep: int = KEEP,
+        stop=None,
     ):
         self.prepared = prepared
         self.owner = prepared.owner
@@ -117,6 +118,7 @@ class Recorder:
         self.quiet = prepared.quiet
         self.parts = capture.parts if capture is not None else []
         self.deadline_s = deadline_s  # time.perf_counter() at which to stop
+        self.stop = stop  # stop() is True: stop (the panel no longer wants these values)
         self.max_events = max_events or MAX_EVENTS
         self.keep = keep
         self.lines: dict[int, LineRecord] = {}
@@ -146,11 +148,11 @@ class Recorder:
                 self._stop(f"tracing stopped after {self.max_events:,} lines; the run went on")
                 return None
             if self.deadline_s is not None and time.perf_counter() > self.deadline_s:
-                self._close(frame, state)
-                step = self._start(self.owner.get(frame.f_lineno, frame.f_lineno))
-                step.error = "stopped: the time limit passed"
-                self._stop("stopped at the time limit")
+                self._halt(frame, state, "the time limit passed", "stopped at the time limit")
                 raise LiveTimeout("live values stopped at their time limit")
+            if self.stop is not None and self.stop():
+                self._halt(frame, state, "no longer wanted", "stopped: no longer wanted")
+                raise LiveTimeout("live values no longer wanted")
             lineno = frame.f_lineno
             if lineno == state.skip:
                 return self.local_trace
@@ -173,7 +175,7 @@ class Recorder:
             self._close(frame, state)
             step = state.step
             if step is not None and not state.raising and state.owner in self.returns:
-                step.set_expr(arg)
+                self._unprinted(step.set_expr, arg)
             del self.frames[frame]
         return self.local_trace
 
@@ -185,9 +187,9 @@ class Recorder:
             return
         state = self.frames.get(frame)
         if state is not None and state.step is not None and state.owner == line:
-            state.step.set_expr(value)  # the run of that frame, even with recursion
+            self._unprinted(state.step.set_expr, value)  # that frame's run, even in recursion
         elif line in self.lines:
-            self.lines[line].latest().set_expr(value)
+            self._unprinted(self.lines[line].latest().set_expr, value)
 
     # ----- recording -----------------------------------------------------------------------
 
@@ -213,12 +215,20 @@ class Recorder:
                 if name.startswith(("__nw", ".")) or name in ("__module__", "__qualname__"):
                     continue
                 value = now[name] if name in now else found[name]
-                shown = None if values.is_immutable(value) else values.show(value)
+                shown = None if values.is_immutable(value) else self._unprinted(values.show, value)
                 step.values.append([name, value, shown])
         state.locals = dict(now)
         if len(self.parts) > self.printed_at:
             step.printed += "".join(self.parts[self.printed_at :])
             self.printed_at = len(self.parts)
+
+    def _halt(self, frame, state: _Frame, at_line: str, why: str) -> None:
+        """Stop tracing at this line of ``frame``, saying ``at_line`` there and ``why``; the
+        caller then raises LiveTimeout to stop the run."""
+        self._close(frame, state)
+        step = self._start(self.owner.get(frame.f_lineno, frame.f_lineno))
+        step.error = f"stopped: {at_line}"
+        self._stop(why)
 
     def _stop(self, why: str) -> None:
         self.stopped = why
@@ -233,4 +243,13 @@ class Recorder:
         self.frames.clear()
         for record in self.lines.values():
             for step in record.kept():
-                step.finish()
+                self._unprinted(step.finish)
+
+    def _unprinted(self, show, *args):
+        """``show(*args)``, which calls the values' ``__repr__``: what they print is not the
+        handler's output."""
+        mark = len(self.parts)
+        try:
+            return show(*args)
+        finally:
+            del self.parts[mark:]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import current, handlers, output, schedule
+from ..engine.definitions import check_concurrency
 from ..engine.dispatch import current_worker
 from ..engine.worker import Policy
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
@@ -123,6 +124,8 @@ def try_handler(
     ``--try``); what applying it does is ``define`` with the other arguments (``define_cron``
     with ``plan``)."""
     _check_n(n)
+    if concurrency is not None:
+        check_concurrency(concurrency)  # here, not when Apply is clicked
     worker = current_worker()
     if worker is not None:
         raise NBWorkersError(
@@ -131,14 +134,22 @@ def try_handler(
         )
     rt = current.runtime()
     definition = _definition(name, rt)
-    kind = "cron" if definition is not None and definition.schedule is not None else "worker"
+    cron = plan is not None or (definition is not None and definition.schedule is not None)
+    kind = "cron" if cron else "worker"
     traces = [t for t in rt.traces(name) if not t.replay][:n]
     if not traces:
+        how = (
+            f"Run it once (nw.run_now({name!r})) or wait for its next run"
+            if cron and definition is not None
+            else "Define it and wait for its first run"
+            if cron
+            else "Emit a few messages to it"
+        )
         return TryResult(
             name,
             n,
             nothing=f"Nothing to try on yet: {kind} {name!r} has no traces (replays aside). "
-            "Emit a few messages to it and try again; nothing was changed.",
+            f"{how} and try again; nothing was changed.",
         )
     tried = Tried(
         name,
@@ -155,7 +166,10 @@ def try_handler(
     for trace in traces:
         try:
             rows.append(run_on(handler, trace, name))
-        except KeyboardInterrupt:  # the user stopped the cell: the rows so far are the table
+        # The user stopped the cell: the rows so far are the table, with the one it stopped in
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, _Interrupted):
+                rows.append(exc.row)
             interrupted = True
             break
     with _lock:
@@ -183,8 +197,11 @@ def run_on(handler: Handler, trace: Trace, name: str) -> TryRow:
                 # The repr a trace makes of its result, so that equal results compare equal;
                 # with no room for the pickle, which a try does not keep
                 new = run_result(value, 0).repr
-            except KeyboardInterrupt:
-                raise
+            except KeyboardInterrupt as exc:
+                row.new, row.new_error = "KeyboardInterrupt: stopped here (interrupted)", True
+                row.traceback = handlers.format_error(exc, __file__)
+                row.changed = None
+                raise _Interrupted(row) from exc
             # Whatever the tried code raised belongs in its row (SystemExit included).
             except BaseException as exc:  # noqa: BLE001
                 row.new, row.new_error = _error_line(exc), True
@@ -199,6 +216,14 @@ def run_on(handler: Handler, trace: Trace, name: str) -> TryRow:
     else:
         row.changed = (old_error, old) != (row.new_error, row.new)
     return row
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C while tried code ran: ``row`` is what it did until then."""
+
+    def __init__(self, row: TryRow):
+        super().__init__()
+        self.row = row
 
 
 def _old_result(trace: Trace) -> tuple[str, bool]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import NBWorkersError
+from .values import clip
 
 # The panels' colours (widgets/render.py), not imported: that would import ipywidgets with
 # nbworkers itself.
@@ -47,7 +48,8 @@ class TryRow:
 
     @property
     def broken(self) -> bool:
-        return self.new_error and not self.old_error
+        """It fails now and did not (not when that cannot be told: ``changed`` is None)."""
+        return self.new_error and not self.old_error and self.changed is not None
 
 
 def _ms(seconds: float | None) -> str:
@@ -149,7 +151,7 @@ class TryResult:
         for i, cells in enumerate(table):
             lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
             if i and self.rows[i - 1].printed:
-                printed = self.rows[i - 1].printed.rstrip("\n").replace("\n", "\n    | ")
+                printed = clip(self.rows[i - 1].printed.rstrip("\n")).replace("\n", "\n    | ")
                 lines.append(f"    printed: {printed}")
         return "\n".join(lines)
 
@@ -272,11 +274,11 @@ def _folds(row: TryRow) -> str:
         lines = row.printed.count("\n") + (not row.printed.endswith("\n"))
         parts.append(
             f"{_SUMMARY}printed ({lines} line{'s' if lines != 1 else ''})</summary>"
-            f"<pre style='margin:0'>{esc(row.printed)}</pre></details>"
+            f"<pre style='margin:0'>{esc(clip(row.printed))}</pre></details>"
         )
     if row.traceback:
         parts.append(
             f"{_SUMMARY}traceback</summary><pre style='margin:0;color:{RED}'>"
-            f"{esc(row.traceback)}</pre></details>"
+            f"{esc(clip(row.traceback))}</pre></details>"
         )
     return "".join(parts)

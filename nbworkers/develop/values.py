@@ -4,13 +4,45 @@ value is recognised by its type's module and name)."""
 
 from __future__ import annotations
 
+import itertools
 import reprlib
 
 TIMES = "\u00d7"  # the multiplication sign, as in "(\u00d73)" runs and a "4\u00d72" shape
 MAX_CHARS = 120  # the longest a value is shown
 MAX_HEAD = 3  # rows (or elements) of a DataFrame, Series or array shown
+MAX_BLOCK = 4000  # characters of printed output or a traceback shown (as the panels do)
 
-_repr = reprlib.Repr()
+
+class _Repr(reprlib.Repr):
+    """reprlib's, with dicts and sets in their own order as ``repr`` shows them: reprlib sorts
+    them, which costs a sort of the whole container each time one is shown (a loop filling a
+    dict shows it at every iteration) and shows a dict out of its insertion order."""
+
+    def repr_dict(self, x, level):
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [
+            f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+            for k, v in itertools.islice(x.items(), self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+    def repr_set(self, x, level):
+        if not x:
+            return "set()"
+        return self._repr_iterable(x, level, "{", "}", self.maxset)
+
+    def repr_frozenset(self, x, level):
+        if not x:
+            return "frozenset()"
+        return self._repr_iterable(x, level, "frozenset({", "})", self.maxfrozenset)
+
+
+_repr = _Repr()
 _repr.maxlevel = 3
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = _repr.maxdeque = 8
 _repr.maxdict = 6
@@ -27,6 +59,14 @@ def one_line(text: str, limit: int = MAX_CHARS) -> str:
     """``text`` on one line (newlines shown as ⏎), cut to ``limit`` characters with '…'."""
     text = text.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(text: str, limit: int = MAX_BLOCK) -> str:
+    """``text`` cut to its first ``limit`` characters, saying how many more there were (what
+    a run printed, its traceback: shown in a cell or a panel, kept whole elsewhere)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
 
 
 def is_immutable(value) -> bool:

@@ -225,13 +225,18 @@ class Panel(widgets.VBox):
             self._live_token += 1
             token = self._live_token
             self.live_view.value = render.live_running_html(trace_id, self._timeout_s)
-        api.runtime().registry.spawn(
-            self._compute_live, "nbworkers-live", trace_id, token, self._timeout_s
-        )
+        rt = api.runtime()
+        timeout_s = self._timeout_s
+        rt.registry.spawn(self._compute_live, "nbworkers-live", trace_id, token, timeout_s, rt)
 
-    def _compute_live(self, trace_id: str, token: int, timeout_s: float | None) -> None:
+    def _compute_live(self, trace_id: str, token: int, timeout_s: float | None, rt=None) -> None:
+        rt = rt if rt is not None else api.runtime()
+
+        def unwanted() -> bool:  # another trace or Live values asked for, or nbworkers stopping
+            return token != self._live_token or rt.stopping
+
         try:
-            shown = api.live(self.name, trace_id, timeout_s=timeout_s)._repr_html_()
+            shown = api.live(self.name, trace_id, timeout_s=timeout_s, stop=unwanted)._repr_html_()
         # On this thread nobody else would see it: shown in the panel, whatever it is
         except BaseException as exc:  # noqa: BLE001
             shown = render.live_error_html(trace_id, exc)
@@ -240,7 +245,9 @@ class Panel(widgets.VBox):
                 self.live_view.value = shown
 
     def close(self) -> None:
-        """Close the panel and every widget in it."""
+        """Close the panel and every widget in it (live values being computed stop)."""
+        with self._lock:
+            self._live_token += 1
         for child in _descendants(self):
             child.close()
         super().close()
