@@ -50,6 +50,11 @@ class Dispatch:
         self.hooks = hooks
         self.outcomes = outcomes
         self.owner = owner  # the Runtime: run_owner() and emits of remote runs
+        self._executor: dict[str, object] = {}  # by name: one dict lookup a run
+
+    def _executor_of(self, name: str):
+        executor = self._executor[name] = self.executors[name]
+        return executor
 
     # ----- threads (the lock is held) ---------------------------------------------------------
 
@@ -131,13 +136,14 @@ class Dispatch:
                         w.live.discard(index)
                         return
                     self.outcomes.end_run(w, run, *outcome)
-                while not reg.stopping and index < w.concurrency and not w.ready():
+                # (``ready`` asked once per message: this loop is a drain's hot path)
+                while not (go := w.ready()) and not reg.stopping and index < w.concurrency:
                     w.idle += 1
                     woken = w.cond.wait(idle_s)
                     w.idle -= 1
                     if not woken and not w.ready():
                         break  # nothing to do for a while: this thread ends
-                if reg.stopping or index >= w.concurrency or not w.ready():
+                if not go or reg.stopping or index >= w.concurrency:
                     w.live.discard(index)
                     # Past a lowered concurrency, this thread may have been the one counted
                     # on for what waits: another (of a lower index) starts if needed.
@@ -183,9 +189,9 @@ class Dispatch:
             else:
                 run.superseded = self._superseded  # for run.keep_result
                 CURRENT.run = run  # for @nw.recorded calls (develop/recorded.py)
-                outcome = self.executors[run.policy.executor].run(
-                    handler, event, run, self.remote_emit
-                )
+                name = run.policy.executor
+                executor = self._executor.get(name) or self._executor_of(name)
+                outcome = executor.run(handler, event, run, self.remote_emit)
                 if outcome is None:
                     return None
                 return outcome.result, outcome.error, None
