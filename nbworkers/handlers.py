@@ -72,26 +72,15 @@ class Handler:
         return f"<Handler {self.name!r} ({self.kind})>"
 
 
-def from_cell(
-    name: str, source: str, namespace: dict, transform=None, kind: str = "worker"
-) -> Handler:
-    """Compile a ``%%worker`` (or, with ``kind="cron"``, ``%%cron``) cell body.
-
-    SyntaxError if it does not compile. ``transform`` turns IPython syntax (``!cmd``,
-    ``%magic``) into Python; the shell's ``transform_cell`` in a notebook. A cron cell gets
-    ``message`` but no ``event``.
-    """
-    python = transform(source) if transform else source
-    filename = f"<{kind} {name} #{next(_versions)}>"
-    params = ["message"] if kind == "cron" else ["event", "message"]
-    tree = ast.parse(python, filename=filename)
-    _refuse_generators(tree, filename)
+def function_of_cell(tree: ast.Module, name: str, params: list[str]) -> ast.FunctionDef:
+    """The function a cell becomes: its statements in a ``def name(*params)``, a last bare
+    expression returned (the run's result). Live values rebuild it the same way."""
     body = tree.body or [ast.Pass()]
     if isinstance(body[-1], ast.Expr):
         last = body[-1]
         body[-1] = ast.copy_location(ast.Return(value=last.value), last)
-    func = ast.FunctionDef(
-        name=f"{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}",
+    return ast.FunctionDef(
+        name=name,
         args=ast.arguments(
             posonlyargs=[],
             args=[ast.arg(arg=p) for p in params],
@@ -106,6 +95,23 @@ def from_cell(
         lineno=1,
         col_offset=0,
     )
+
+
+def from_cell(
+    name: str, source: str, namespace: dict, transform=None, kind: str = "worker"
+) -> Handler:
+    """Compile a ``%%worker`` (or, with ``kind="cron"``, ``%%cron``) cell body.
+
+    SyntaxError if it does not compile. ``transform`` turns IPython syntax (``!cmd``,
+    ``%magic``) into Python; the shell's ``transform_cell`` in a notebook. A cron cell gets
+    ``message`` but no ``event``.
+    """
+    python = transform(source) if transform else source
+    filename = f"<{kind} {name} #{next(_versions)}>"
+    params = ["message"] if kind == "cron" else ["event", "message"]
+    tree = ast.parse(python, filename=filename)
+    _refuse_generators(tree, filename)
+    func = function_of_cell(tree, f"{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}", params)
     module = ast.Module(body=[func], type_ignores=[])
     ast.fix_missing_locations(module)
     code = compile(module, filename, "exec")

@@ -150,27 +150,8 @@ def _wrapped(handler: Handler, inner: types.FunctionType) -> Prepared:
 def _cell_function(python: str, code) -> ast.FunctionDef:
     """The function ``handlers.from_cell`` made of a cell, as an AST."""
     tree = ast.parse(python, filename=code.co_filename)
-    body = tree.body or [ast.Pass()]
-    if isinstance(body[-1], ast.Expr):
-        last = body[-1]
-        body[-1] = ast.copy_location(ast.Return(value=last.value), last)
-    params = code.co_varnames[: code.co_argcount]
-    return ast.FunctionDef(
-        name=code.co_name,
-        args=ast.arguments(
-            posonlyargs=[],
-            args=[ast.arg(arg=p) for p in params],
-            kwonlyargs=[],
-            kw_defaults=[],
-            defaults=[],
-        ),
-        body=body,
-        decorator_list=[],
-        returns=None,
-        type_params=[],
-        lineno=1,
-        col_offset=0,
-    )
+    params = list(code.co_varnames[: code.co_argcount])
+    return handlers.function_of_cell(tree, code.co_name, params)
 
 
 def _source_function(lines: list[str], first: int, fn) -> ast.FunctionDef | None:
