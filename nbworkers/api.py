@@ -30,7 +30,16 @@ from .executors import child
 from .trace import Trace
 
 
-def emit(event, name: str, *, key: str | None = None, delay: float | None = None, at=None) -> str:
+def emit(
+    event,
+    name: str,
+    *,
+    key: str | None = None,
+    delay: float | None = None,
+    at=None,
+    priority: int = 0,
+    ttl: float | None = None,
+) -> str:
     """Queue ``event`` for the worker ``name`` and return the message id at once.
 
     The value is snapshotted (pickled) now: later changes to it do not reach the worker.
@@ -39,21 +48,29 @@ def emit(event, name: str, *, key: str | None = None, delay: float | None = None
     ``key="..."``: if a message with this key is queued or running for ``name``, enqueue
     nothing and return that message's id. ``delay=seconds`` or ``at=datetime`` (naive: local
     time, or ``NBWorkers.timezone`` when set): the message waits until then (it counts as
-    queued meanwhile).
+    queued meanwhile). ``priority``: a whole number from -1000 to 1000 (default 0); among
+    the worker's ready messages, higher runs first, first in first out within one.
+    ``ttl=seconds``: if it is still queued that long after now, it does not run and becomes
+    a dead letter with reason "expired" (default: the worker's ``--ttl``, if any).
     """
     if child.active:  # this process runs handlers for a kernel: a pool process or Dask
         remote = child.emitter()
         if remote is not None:
-            return remote.emit(event, name, key=key, delay=delay, at=at)
-    return current.emitting().emit(event, name, key=key, delay=delay, at=at)
+            return remote.emit(event, name, key=key, delay=delay, at=at, priority=priority, ttl=ttl)
+    return current.emitting().emit(
+        event, name, key=key, delay=delay, at=at, priority=priority, ttl=ttl
+    )
 
 
-def emit_many(events: Iterable, name: str) -> list[str]:
-    """Queue every event (all or nothing) for ``name``; returns their message ids."""
+def emit_many(
+    events: Iterable, name: str, *, priority: int = 0, ttl: float | None = None
+) -> list[str]:
+    """Queue every event (all or nothing) for ``name``; returns their message ids.
+    ``priority`` and ``ttl`` apply to each, as for ``emit``."""
     remote = child.emitter()
     if remote is not None:
-        return remote.emit_many(list(check_events(events)), name)
-    return current.emitting().emit_many(events, name)
+        return remote.emit_many(list(check_events(events)), name, priority=priority, ttl=ttl)
+    return current.emitting().emit_many(events, name, priority=priority, ttl=ttl)
 
 
 def restart_processes() -> None:
@@ -84,6 +101,7 @@ def worker(
     timeout: float | None = None,
     executor: str = "threads",
     keep: int | None = None,
+    ttl: float | None = None,
 ) -> Callable:
     """Decorator: make ``fn(event)`` (or ``fn(event, message)``) the handler of ``name``.
 
@@ -93,7 +111,9 @@ def worker(
     it is abandoned and counts as failed. ``executor``: ``"threads"`` (the kernel's
     threads), ``"processes"`` (a process pool, for CPU-heavy code) or ``"dask"`` (the
     cluster given to ``use_dask``). ``keep``: how many of its traces are kept, in memory and
-    on disk (default ``NBWorkers.traces_kept``, 10).
+    on disk (default ``NBWorkers.traces_kept``, 10). ``ttl``: seconds a message may wait in
+    the queue from its emit; one still queued after that becomes a dead letter with reason
+    "expired" instead of running (a message's own ``emit(..., ttl=)`` wins).
 
     >>> @worker("resize", concurrency=4, retries=3, backoff=2)
     ... def resize(event):
@@ -103,7 +123,7 @@ def worker(
         raise ArgumentTypeError("@nw.worker needs the worker's name: @nw.worker('resize')")
     handlers.check_name(name)
     _check_paused(paused)
-    policy = Policy(retries, backoff, timeout, executor, keep)
+    policy = Policy(retries, backoff, timeout, executor, keep, ttl_s=ttl)
 
     def register(fn):
         runtime().define(name, handlers.from_function(name, fn), concurrency, paused, policy)

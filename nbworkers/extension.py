@@ -76,10 +76,10 @@ def _emit_after_unload(rt):
     """The ``emit`` global that ``%unload_ext`` leaves: it emits on ``rt`` (the runtime
     being stopped) until its last write, then raises NBWorkersError."""
 
-    def emit(event, name: str, *, key=None, delay=None, at=None) -> str:
+    def emit(event, name: str, *, key=None, delay=None, at=None, **options) -> str:
         """nbworkers was unloaded: run ``%load_ext nbworkers`` to emit again."""
         if rt is not None and rt.taking_emits:
-            return rt.emit(event, name, key=key, delay=delay, at=at)
+            return rt.emit(event, name, key=key, delay=delay, at=at, **options)
         raise NBWorkersError(
             "nbworkers was unloaded (%unload_ext nbworkers): run %load_ext nbworkers to emit "
             "again. Nothing was enqueued; everything emitted before is kept."

@@ -78,6 +78,13 @@ class WorkerMagics(Magics):
     @_timeout_option
     @_executor_option
     @_keep_option
+    @argument(
+        "--ttl",
+        type=float,
+        default=None,
+        help="Seconds a message may wait in the queue from its emit; one still queued after "
+        "that is not run but becomes a dead letter (reason expired). emit(..., ttl=) wins.",
+    )
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -105,6 +112,9 @@ class WorkerMagics(Magics):
             %%worker score --keep 50
             model.predict(event)                     # its last 50 traces are kept
 
+            %%worker quote --ttl 30
+            price(event)                             # a message queued 30 s is dropped
+
         With ``--executor processes`` or ``dask`` the cell, the event and the notebook
         globals it names are pickled (cloudpickle) and run elsewhere: changes it makes to
         globals stay there; ``emit`` still reaches the notebook.
@@ -122,7 +132,9 @@ class WorkerMagics(Magics):
         args = parse_argstring(self.worker, line)
         try:
             name = handlers.check_name(args.name)
-            policy = Policy(args.retries, args.backoff, args.timeout, args.executor, args.keep)
+            policy = Policy(
+                args.retries, args.backoff, args.timeout, args.executor, args.keep, ttl_s=args.ttl
+            )
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
         if args.concurrency is not None and args.concurrency < 1:
@@ -276,7 +288,7 @@ def _try(name, handler, n, concurrency, paused, policy, plan=None):
 
 def _as_option(text: str) -> str:
     """A Policy error in the magic's words: --retries rather than retries."""
-    for option in ("retries", "backoff", "timeout", "keep"):
+    for option in ("retries", "backoff", "timeout", "keep", "ttl"):
         if text.startswith(option):
             return "--" + text
     return text

@@ -73,7 +73,10 @@ class Message:
 
     ``data`` is the value pickled at emit time: each run unpickles its own copy.
     ``attempt`` counts runs from 1; ``due_at_s`` is set while it waits for a delay or a
-    retry's backoff; ``key`` is its dedupe key.
+    retry's backoff; ``key`` is its dedupe key. ``priority``: higher runs first among its
+    worker's ready messages; ``expires_at_s``: when its own time to live (``emit(...,
+    ttl=)``) ends, or None (its worker's ``--ttl`` may still apply); ``expired``: it expired,
+    and became a dead letter instead of running.
     """
 
     __slots__ = (
@@ -86,6 +89,9 @@ class Message:
         "key",
         "started",
         "written",
+        "priority",
+        "expires_at_s",
+        "expired",
     )
 
     def __init__(
@@ -97,6 +103,8 @@ class Message:
         data: bytes,
         due_at_s: float | None = None,
         key: str | None = None,
+        priority: int = 0,
+        expires_at_s: float | None = None,
     ):
         self.seq = seq
         self.worker = worker
@@ -107,6 +115,9 @@ class Message:
         self.key = key
         self.started = False  # this attempt has begun (a crash then means the next attempt)
         self.written = False  # its row is in the database (or in a batch being written)
+        self.priority = priority
+        self.expires_at_s = expires_at_s
+        self.expired = False
 
     @property
     def id(self) -> str:
@@ -122,6 +133,13 @@ class Message:
         if self.due_at_s is None:
             return None
         return datetime.fromtimestamp(self.due_at_s, UTC)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When its own time to live ends (``emit(..., ttl=)``); None without one."""
+        if self.expires_at_s is None:
+            return None
+        return datetime.fromtimestamp(self.expires_at_s, UTC)
 
     def __repr__(self) -> str:
         return f"<Message {self.id} to {self.worker!r}, attempt {self.attempt}>"

@@ -5,6 +5,7 @@ into and changing queues (``nw.messages``, ``cancel``, ``purge``) and the dead l
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
@@ -34,9 +35,19 @@ def _describe(m: Message, now: float, **extra) -> dict:
         "attempt": m.attempt,
         "due_at": m.due_at,
         "key": m.key,
+        "priority": m.priority,
         "preview": _event_preview(m.data),
         **extra,
     }
+
+
+def _expires_at(m: Message, ttl_s: float | None) -> datetime | None:
+    """When waiting ``m`` expires: its own time to live, else its worker's (``ttl_s``)."""
+    if m.expires_at_s is not None:
+        return m.expires_at
+    if ttl_s is None:
+        return None
+    return datetime.fromtimestamp(m.enqueued_at_s + ttl_s, UTC)
 
 
 def _ids(ids) -> list | None:
@@ -126,8 +137,12 @@ class Admin:
             w = self.registry.workers.get(name)
             waiting = w.waiting(limit) if w else []
             parked = {m.seq: why for m, why in w.parked} if w else {}
+            ttl_s = w.policy.ttl_s if w else None
         now = self.registry.clock()
-        return [_describe(m, now, parked=parked.get(m.seq)) for m in waiting]
+        return [
+            _describe(m, now, parked=parked.get(m.seq), expires_at=_expires_at(m, ttl_s))
+            for m in waiting
+        ]
 
     def cancel(self, message_id: str) -> bool:
         """Remove one waiting message; False if it is not waiting (running, done or unknown)."""
@@ -166,6 +181,7 @@ class Admin:
                 now,
                 error=d.error,
                 died_at=self.registry.zone.aware(d.died_at_s),
+                reason=d.reason,
             )
             for d in letters
         ]
@@ -190,6 +206,7 @@ class Admin:
                 )
             taken = [d for d in w.dead if d.message.seq in wanted]
             w.dead = [d for d in w.dead if d.message.seq not in wanted]
+        w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
         self.writer.undead(taken)
         return taken
 
@@ -204,11 +221,14 @@ class Admin:
             new = []
             now = time.time()
             for d in taken:
-                key = d.message.key
+                m = d.message
+                key = m.key
                 if key is not None and key in w.keys:
                     new.append(w.keys[key])
                 else:
-                    new += self.intake.enqueue_locked(w, [d.message.data], now, None, key)
+                    # Its priority, and its own time to live again from now (a fresh expiry).
+                    ttl = None if m.expires_at_s is None else m.expires_at_s - m.enqueued_at_s
+                    new += self.intake.enqueue_locked(w, [m.data], now, None, key, m.priority, ttl)
             if taken:
                 self.events.after_change(w)
         return [m.id for m in new]

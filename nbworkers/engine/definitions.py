@@ -34,10 +34,13 @@ class Definitions:
         self.dispatch = dispatch
         self.admin = admin
         self.intake = intake
+        self.expiry = None  # Expiry, set by the runtime
 
     def _set(self, w: WorkerState, handler: Handler, policy: Policy, kind: str) -> None:
         w.handler = handler
-        w.policy = policy
+        old_ttl_s, w.policy = w.policy.ttl_s, policy
+        if policy.ttl_s != old_ttl_s:
+            self.expiry.policy_changed(w, old_ttl_s)
         w.kind = kind
         w.keep(policy.keep, self.registry.traces_kept)
         if policy.keep is None:

@@ -51,6 +51,7 @@ class Dispatch:
         self.outcomes = outcomes
         self.owner = owner  # the Runtime: run_owner() and emits of remote runs
         self._executor: dict[str, object] = {}  # by name: one dict lookup a run
+        self.expiry = None  # Expiry, set by the runtime
 
     def _executor_of(self, name: str):
         executor = self._executor[name] = self.executors[name]
@@ -143,6 +144,8 @@ class Dispatch:
                     w.idle -= 1
                     if not woken and not w.ready():
                         break  # nothing to do for a while: this thread ends
+                if go and (w.expiring or w.aging) and not w.paused:
+                    go = self.expiry.at_take(w)  # the messages at the front may have expired
                 if not go or reg.stopping or index >= w.concurrency:
                     w.live.discard(index)
                     # Past a lowered concurrency, this thread may have been the one counted
@@ -211,11 +214,16 @@ class Dispatch:
         """An emit by a handler running in another process: ("ok", message id(s)) or
         ("error", the exception), for the far side to return or raise."""
         try:
+            # The keyword options (priority=, ttl=...) come last, as a dict.
             if kind == "emit":
-                event, name, key, delay, at = request
-                return ("ok", self.owner.emit(event, name, key=key, delay=delay, at=at))
-            events, name = request
-            return ("ok", self.owner.emit_many(events, name))
+                event, name, key, delay, at, *options = request
+                options = options[0] if options else {}
+                return (
+                    "ok",
+                    self.owner.emit(event, name, key=key, delay=delay, at=at, **options),
+                )
+            events, name, *options = request
+            return ("ok", self.owner.emit_many(events, name, **(options[0] if options else {})))
         # What emit raises is the handler's to see, as it would be on a thread.
         except Exception as exc:  # noqa: BLE001
             return ("error", exc)

@@ -13,8 +13,9 @@ from datetime import datetime
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import Message
+from .ready import MAX_PRIORITY
 from .registry import Registry
-from .worker import WorkerState, _number
+from .worker import WorkerState, _number, _whole
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 # How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.
@@ -50,6 +51,33 @@ def check_events(events) -> Iterable:
     return events
 
 
+def check_priority(priority, where: str = "emit") -> int:
+    """``priority`` if it is one (a whole number from -MAX_PRIORITY to MAX_PRIORITY)."""
+    if not _whole(priority):
+        raise ArgumentTypeError(
+            f"{where}: priority must be a whole number (an int) from {-MAX_PRIORITY:,} to "
+            f"{MAX_PRIORITY:,}, higher first, not {type(priority).__name__} {priority!r}. "
+            "Nothing was enqueued."
+        )
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ArgumentValueError(
+            f"{where}: priority must be from {-MAX_PRIORITY:,} to {MAX_PRIORITY:,} (higher "
+            f"runs first; default 0), not {priority!r}. Nothing was enqueued."
+        )
+    return priority
+
+
+def check_ttl(ttl, where: str = "emit") -> float | None:
+    """``ttl`` if it is one: None, or seconds above 0, at most ten years."""
+    if ttl is not None and (not _number(ttl) or not 0 < ttl <= MAX_DELAY_S):
+        raise ArgumentValueError(
+            f"{where}: ttl must be seconds above 0 (how long the message may wait in the queue "
+            f"before it expires), at most {MAX_DELAY_S:,} (ten years), or None, not {ttl!r}. "
+            "Nothing was enqueued."
+        )
+    return ttl
+
+
 def _undecodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -68,6 +96,7 @@ class Intake:
         self.events = events
         self.wake = wake  # Dispatch.wake
         self.hooks = hooks
+        self.expiry = None  # Expiry, set by the runtime
 
     def emit(
         self,
@@ -77,9 +106,13 @@ class Intake:
         key: str | None = None,
         delay: float | None = None,
         at: datetime | None = None,
+        priority: int = 0,
+        ttl: float | None = None,
     ) -> str:
         """Queue ``event`` for worker ``name``; returns the message id at once."""
         check_name(name)
+        check_priority(priority)
+        check_ttl(ttl)
         if key is not None and not isinstance(key, str):
             raise ArgumentTypeError(f"emit: key must be a string, not {type(key).__name__}")
         if key is not None and not key.isprintable() and _undecodable(key):
@@ -87,19 +120,29 @@ class Intake:
                 f"emit: key {key!r} is not valid text (it holds a lone surrogate)"
             )
         due_at = self._due_at(delay, at)
+        if ttl is not None and due_at is not None and due_at - self.registry.clock() >= ttl:
+            raise ArgumentValueError(
+                f"emit: its ttl of {ttl:g} s would end before it is due (delay= or at=), so it "
+                "could never run: give a longer ttl. Nothing was enqueued."
+            )
         data = pickled(event)
         reg = self.registry
         with reg.lock:
             w = reg.state(name)
             if key is not None and key in w.keys:
                 return w.keys[key].id
-            message = self.enqueue_locked(w, [data], time.time(), due_at, key)[0]
+            now = time.time()
+            message = self.enqueue_locked(w, [data], now, due_at, key, priority, ttl)[0]
         return message.id
 
-    def emit_many(self, events: Iterable, name: str) -> list[str]:
+    def emit_many(
+        self, events: Iterable, name: str, *, priority: int = 0, ttl: float | None = None
+    ) -> list[str]:
         """Queue every event of ``events`` (all or nothing) for worker ``name``."""
         check_name(name)
-        return self.enqueue(name, [pickled(e) for e in check_events(events)])
+        check_priority(priority, "emit_many")
+        check_ttl(ttl, "emit_many")
+        return self.enqueue(name, [pickled(e) for e in check_events(events)], priority, ttl)
 
     def _due_at(self, delay, at) -> float | None:
         if delay is not None and at is not None:
@@ -117,12 +160,14 @@ class Intake:
             return at.timestamp() if at.tzinfo else self.registry.zone.epoch(at)
         return None
 
-    def enqueue(self, name: str, datas: list[bytes]) -> list[str]:
+    def enqueue(
+        self, name: str, datas: list[bytes], priority: int = 0, ttl: float | None = None
+    ) -> list[str]:
         """Queue pickled events for ``name``; their message ids."""
         now = time.time()
         reg = self.registry
         with reg.lock:
-            messages = self.enqueue_locked(reg.state(name), datas, now)
+            messages = self.enqueue_locked(reg.state(name), datas, now, None, None, priority, ttl)
         return [m.id for m in messages]
 
     @property
@@ -137,8 +182,11 @@ class Intake:
         now: float,
         due_at: float | None = None,
         key: str | None = None,
+        priority: int = 0,
+        ttl: float | None = None,
     ) -> list[Message]:
-        """Queue ``datas`` for ``w`` (the lock is held)."""
+        """Queue ``datas`` for ``w`` (the lock is held), with ``priority`` and a time to live
+        of ``ttl`` seconds from ``now`` of their own (None: their worker's, if any)."""
         # While stopping, emits (of runs still going, of other threads) join the last batch.
         # Once the writer has taken it, nothing more can reach the file: refused, not lost.
         if self.registry.stopping and self.writer.stopped:
@@ -150,7 +198,14 @@ class Intake:
             )
         name = w.name
         seq = self.writer.number(len(datas))
-        messages = [Message(seq + i, name, now, 1, d, due_at, key) for i, d in enumerate(datas)]
+        if priority or ttl is not None:
+            expires = None if ttl is None else now + ttl
+            messages = [
+                Message(seq + i, name, now, 1, d, due_at, key, priority, expires)
+                for i, d in enumerate(datas)
+            ]
+        else:
+            messages = [Message(seq + i, name, now, 1, d, due_at, key) for i, d in enumerate(datas)]
         if key is not None:
             w.keys[key] = messages[0]
         if due_at is not None and due_at > self.registry.clock():
@@ -158,8 +213,10 @@ class Intake:
                 w.delay(m)
             self.timers.wake_at(due_at)
         else:
-            w.queue.extend(messages)
+            w.queue.extend(messages, priority)
             self.wake(w, len(messages))
+        if ttl is not None or w.policy.ttl_s is not None:
+            self.expiry.track(w, messages)
         self.writer.insert(messages)
         for hook in self.hooks.after_enqueue:
             hook(w, len(messages))

@@ -100,10 +100,11 @@ class Queries:
                 failing=w.failing if w.failing >= reg.settings.failure_notice_after else 0,
                 traces=list(w.traces),
                 oldest_s=w.oldest_s(),
-                delayed=len(w.delayed),
+                delayed=len(w.delayed) - len(w.delayed_gone),
                 next_due_s=w.next_due_s(),
                 longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
                 now=now,
+                priorities=w.queue.by_priority(),
             )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:

@@ -30,6 +30,7 @@ from .admin import Admin
 from .definitions import Definitions
 from .dispatch import Dispatch
 from .events import Events
+from .expiry import Expiry
 from .intake import Intake
 from .outcomes import Outcomes
 from .policies import Hooks
@@ -118,6 +119,7 @@ class Runtime:
         self.dispatch = dispatch = Dispatch(reg, writer, self.executors, None, outcomes, self)
         self.intake = intake = Intake(reg, writer, timers, events, dispatch.wake, None)
         self.admin = admin = Admin(reg, writer, timers, events, intake, dispatch.wake_all)
+        expiry = Expiry(reg, writer, timers, events)
         # The policies, in the order they act.
         self.hooks = hooks = Hooks(
             [
@@ -125,14 +127,18 @@ class Runtime:
                 StormGuard(reg, admin.pause_locked),
                 FailureNotice(reg, events),
                 Retries(reg, writer, timers, dispatch),
+                expiry,  # after Retries: a message it took back may expire while it waits
             ]
         )
+        intake.expiry = dispatch.expiry = expiry
+        timers.expire = expiry.expire_due
         dispatch.hooks = intake.hooks = outcomes.hooks = hooks
         outcomes.wake = timers.wake_runs = dispatch.wake
         timers.time_out = outcomes.time_out
         self.definitions_ = Definitions(
             reg, writer, self.executors, timers, events, dispatch, admin, intake
         )
+        self.definitions_.expiry = expiry
         self.queries = Queries(reg)
         self.replays = Replay(reg, outcomes, events, intake)
         for part, names in PUBLIC.items():
@@ -140,7 +146,7 @@ class Runtime:
                 setattr(self, name, getattr(getattr(self, part), name))
         output.install()
         self._writer_thread = reg.spawn(writer.loop, "nbworkers-writer")
-        if any(w.delayed for w in reg.workers.values()):
+        if any(w.delayed or w.expiring for w in reg.workers.values()):
             with reg.lock:
                 timers.ensure()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from ..handlers import Handler
@@ -36,6 +36,8 @@ class WorkerSnapshot:
     next_due_s: float | None  # when the first of them is due
     longest_run_s: float | None  # how long the longest run still going has taken so far
     now: float  # the runtime's clock when this was read
+    # Ready messages by priority, highest first ({} when none is ready).
+    priorities: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 
 from ..develop.calls import Calls
 from ..message import Message
@@ -46,7 +47,17 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
     for row in loaded.messages:
         # A message whose attempt had started when the kernel died gets its next attempt.
         attempt = row.attempt + 1 if row.started else row.attempt
-        m = Message(row.seq, row.worker, row.enqueued_at, attempt, row.data, row.due_at, row.key)
+        m = Message(
+            row.seq,
+            row.worker,
+            row.enqueued_at,
+            attempt,
+            row.data,
+            row.due_at,
+            row.key,
+            row.priority,
+            row.expires_at,
+        )
         m.written = True
         if row.started:
             writer.update(m)  # the file says so too: queued again, not running
@@ -58,11 +69,29 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
             w.queue.append(m)
         if m.key is not None:
             w.keys[m.key] = m
+        if m.expires_at_s is not None:  # its own time to live: a heap once all are loaded
+            w.expiring.append((m.expires_at_s, m.seq, m))
+    for w in registry.workers.values():
+        heapq.heapify(w.expiring)
     for row in loaded.dead:
-        m = Message(row.seq, row.worker, row.enqueued_at, row.attempt, row.data, None, row.key)
-        letter = DeadLetter(m, row.error, row.died_at)
+        m = Message(
+            row.seq,
+            row.worker,
+            row.enqueued_at,
+            row.attempt,
+            row.data,
+            None,
+            row.key,
+            row.priority,
+            row.expires_at,
+        )
+        letter = DeadLetter(m, row.error, row.died_at, row.reason)
         letter.written = True
-        state(row.worker).dead.append(letter)
+        w = state(row.worker)
+        w.dead.append(letter)
+        if letter.reason == "expired":
+            m.expired = True
+            w.expired_dead += 1
     for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
         trace = Trace(
             row.seq,

@@ -40,6 +40,9 @@ class Timers:
         # time_out(w, run) abandons a run past its deadline.
         self.wake_runs: Callable[[WorkerState, int], None] = lambda w, n: None
         self.time_out: Callable[[WorkerState, Run], None] = lambda w, run: None
+        # expire(w, now) dead-letters the messages of w past their time to live and says
+        # when the next may expire (engine/expiry.py).
+        self.expire: Callable[[WorkerState, float], float | None] = lambda w, now: None
 
     # ----- waking the timer (the lock is held) ------------------------------------------------
 
@@ -91,6 +94,8 @@ class Timers:
                     self.wake_runs(w, len(ready))
                     self.events.mark_changed(w.name)
                 soonest(w.next_due_s())
+            if w.expiring or w.aging:
+                soonest(self.expire(w, now))
             for run in [r for r in w.runs.values() if r.deadline_s is not None]:
                 if run.deadline_s <= now:
                     self.time_out(w, run)

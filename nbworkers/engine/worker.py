@@ -20,6 +20,7 @@ from ..message import Message
 from ..schedule import Schedule
 from ..store import WorkerRow
 from ..trace import Trace
+from .ready import ReadyQueue
 
 # The longest a retry waits, however many attempts failed before it.
 MAX_BACKOFF_S = 3600.0
@@ -38,13 +39,15 @@ class Policy:
     waiting ``backoff_s`` * 2**(n-1) (with jitter, at most an hour) before retry n; a run
     past ``timeout_s`` seconds is abandoned and counts as failed; ``executor`` says where the
     code runs (``executors/``); ``keep`` is how many of its traces are kept (None: the
-    runtime's ``traces_kept``)."""
+    runtime's ``traces_kept``); ``ttl_s``: a message still queued that many seconds after
+    its emit expires (a dead letter) instead of running, unless it has a ttl of its own."""
 
     retries: int = 0
     backoff_s: float = 1.0
     timeout_s: float | None = None
     executor: str = "threads"
     keep: int | None = None
+    ttl_s: float | None = None
 
     def __post_init__(self):
         check_executor(self.executor)
@@ -63,6 +66,10 @@ class Policy:
         if self.keep is not None and (not _whole(self.keep) or not 1 <= self.keep <= MAX_KEEP):
             raise ArgumentValueError(
                 f"keep must be a whole number of traces from 1 to {MAX_KEEP:,}, not {self.keep!r}"
+            )
+        if self.ttl_s is not None and (not _number(self.ttl_s) or self.ttl_s <= 0):
+            raise ArgumentValueError(
+                f"ttl must be a number of seconds above 0 (or None), not {self.ttl_s!r}"
             )
 
     def retry_delay_s(self, failed_attempt: int, rng=random) -> float:
@@ -83,15 +90,16 @@ def _whole(value) -> bool:
 
 
 class DeadLetter:
-    """A message whose last attempt failed, kept with its last error until requeued or
-    discarded (``nw.dead_letters``)."""
+    """A message whose last attempt failed (``reason`` "failed"), or that expired before it
+    ran ("expired"), kept with its error until requeued or discarded (``nw.dead_letters``)."""
 
-    __slots__ = ("died_at_s", "error", "message", "written")
+    __slots__ = ("died_at_s", "error", "message", "reason", "written")
 
-    def __init__(self, message: Message, error: str, died_at_s: float):
+    def __init__(self, message: Message, error: str, died_at_s: float, reason: str = "failed"):
         self.message = message
         self.error = error
         self.died_at_s = died_at_s
+        self.reason = reason
         self.written = False
 
     @property
@@ -143,7 +151,7 @@ class WorkerState:
 
     def __init__(self, name: str, lock: threading.Lock, traces_kept: int):
         self.name = name
-        self.queue: deque[Message] = deque()  # ready to run, oldest first
+        self.queue = ReadyQueue()  # ready to run, in run order (priority, then oldest first)
         self.delayed: list[tuple[float, int, Message]] = []  # heap: (due_at, seq, message)
         # Delayed messages that came due went to the back of the queue, behind newer ones:
         # their emit times, a heap (enqueued_at, seq) with entries for messages gone since
@@ -184,6 +192,13 @@ class WorkerState:
         self.storm_second = 0
         self.storm_count = 0
         self.storm_seconds = 0  # whole seconds in a row above the rate, before storm_second
+        # Expiry (engine/expiry.py): waiting messages with an expiry of their own, a heap
+        # (expires_at, seq, message), and while the policy has a ttl the others, a heap
+        # (enqueued_at, seq, message); entries of messages that left since are skipped.
+        self.expiring: list[tuple[float, int, Message]] = []
+        self.aging: list[tuple[float, int, Message]] = []
+        self.delayed_gone: set[int] = set()  # expired messages still in ``delayed``
+        self.expired_dead = 0  # dead letters kept that expired
 
     def keep(self, keep: int | None, default: int) -> None:
         """Keep the newest ``keep`` traces (None: ``default``) from now on (the lock is held)."""
@@ -222,6 +237,9 @@ class WorkerState:
         ready = []
         while self.delayed and self.delayed[0][0] <= now:
             message = heapq.heappop(self.delayed)[2]
+            if self.delayed_gone and message.seq in self.delayed_gone:
+                self.delayed_gone.discard(message.seq)  # it expired meanwhile
+                continue
             ready.append(message)
             heapq.heappush(self.late, (message.enqueued_at_s, message.seq))
             self.late_seqs.add(message.seq)
@@ -233,10 +251,13 @@ class WorkerState:
     def waiting(self, limit: int | None = None) -> list[Message]:
         """The first ``limit`` (None: all) messages not running: ready ones, delayed ones
         (soonest first), parked ones."""
+        gone = self.delayed_gone
         if limit is None:
             delayed = sorted(self.delayed)
         else:
-            delayed = heapq.nsmallest(limit, self.delayed)
+            delayed = heapq.nsmallest(limit + len(gone), self.delayed)
+        if gone:
+            delayed = [entry for entry in delayed if entry[1] not in gone]
         messages = itertools.chain(
             self.queue, (m for _, _, m in delayed), (m for m, _ in self.parked)
         )
@@ -251,9 +272,16 @@ class WorkerState:
         removed = [m for m in self.waiting() if not keep(m)]
         if not removed:
             return []
-        self.queue = deque(m for m in self.queue if keep(m))
-        self.delayed = [entry for entry in self.delayed if keep(entry[2])]
+        self.queue = ReadyQueue(m for m in self.queue if keep(m))
+        gone = self.delayed_gone
+        self.delayed = [e for e in self.delayed if keep(e[2]) and e[1] not in gone]
         heapq.heapify(self.delayed)
+        self.delayed_gone = set()
+        if self.expiring or self.aging:  # their entries must not outlive them
+            self.expiring = [e for e in self.expiring if keep(e[2])]
+            self.aging = [e for e in self.aging if keep(e[2])]
+            heapq.heapify(self.expiring)
+            heapq.heapify(self.aging)
         self.parked = [entry for entry in self.parked if keep(entry[0])]
         for m in removed:
             self.forced.discard(m.seq)
@@ -290,18 +318,19 @@ class WorkerState:
         return "cron" if self.is_cron else "worker"
 
     def queued(self) -> int:
-        return len(self.queue) + len(self.delayed) + len(self.parked)
+        return len(self.queue) + len(self.delayed) - len(self.delayed_gone) + len(self.parked)
 
     def oldest_s(self) -> float | None:
         """When the oldest waiting message was emitted."""
         # Retries with no backoff go to the front, delayed messages that came due are in
-        # ``late``: the oldest of the others is the first in the queue, and among the first few.
-        times = [m.enqueued_at_s for m in itertools.islice(self.queue, 64)]
+        # ``late``: the oldest of the others is the first of its priority, among the first few.
+        times = [m.enqueued_at_s for m in self.queue.firsts(64)]
         while self.late and self.late[0][1] not in self.late_seqs:
             heapq.heappop(self.late)
         if self.late:
             times.append(self.late[0][0])
-        times += [m.enqueued_at_s for _, _, m in self.delayed]
+        gone = self.delayed_gone
+        times += [m.enqueued_at_s for _, seq, m in self.delayed if seq not in gone]
         times += [m.enqueued_at_s for m, _ in self.parked]
         return min(times, default=None)
 
@@ -318,6 +347,8 @@ class WorkerState:
         }
         if self.is_cron:
             counts["skipped"] = self.skipped
+        if self.expired_dead:
+            counts["expired"] = self.expired_dead
         return counts
 
     def row(self) -> WorkerRow:

@@ -60,11 +60,11 @@ class _PipeEmitter:
         self.conn = conn
         self.lock = threading.Lock()  # one request and its answer at a time
 
-    def emit(self, event, name, *, key=None, delay=None, at=None):
-        return self._ask("emit", (pickle_event(event), name, key, delay, at))
+    def emit(self, event, name, *, key=None, delay=None, at=None, **options):
+        return self._ask("emit", (pickle_event(event), name, key, delay, at, options))
 
-    def emit_many(self, events, name):
-        return self._ask("emit_many", ([pickle_event(e) for e in events], name))
+    def emit_many(self, events, name, **options):
+        return self._ask("emit_many", ([pickle_event(e) for e in events], name, options))
 
     def _ask(self, kind, request):
         with self.lock:
@@ -108,13 +108,13 @@ class _ListEmitter:
     def __init__(self):
         self.emits: list[tuple] = []
 
-    def emit(self, event, name, *, key=None, delay=None, at=None):
+    def emit(self, event, name, *, key=None, delay=None, at=None, **options):
         handlers.check_name(name)
-        self.emits.append(("emit", (pickle_event(event), name, key, delay, at)))
+        self.emits.append(("emit", (pickle_event(event), name, key, delay, at, options)))
 
-    def emit_many(self, events, name):
+    def emit_many(self, events, name, **options):
         handlers.check_name(name)
-        self.emits.append(("emit_many", ([pickle_event(e) for e in events], name)))
+        self.emits.append(("emit_many", ([pickle_event(e) for e in events], name, options)))
 
 
 def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:

@@ -87,6 +87,8 @@ def make(handler, event, message, executor: str) -> bytes:
         b"",
         None,
         message.key,
+        message.priority,
+        message.expires_at_s,
     )
     lines = {}
     if handler.filename:
@@ -166,8 +168,9 @@ def outcome(done: dict | None, run, result_max_bytes: int) -> Outcome | None:
 
 def decode(kind: str, request: tuple) -> tuple:
     """An emit request from the far side, with its events unpickled."""
+    # Keyword options (priority=, ttl=...) follow as they came, in a dict.
     if kind == "emit":
-        data, name, key, delay, at = request
-        return (cloudpickle.loads(data), name, key, delay, at)
-    datas, name = request
-    return ([cloudpickle.loads(d) for d in datas], name)
+        data, name, *rest = request
+        return (cloudpickle.loads(data), name, *rest)
+    datas, name, *rest = request
+    return ([cloudpickle.loads(d) for d in datas], name, *rest)

@@ -177,9 +177,10 @@ class DuckDBStore:
             if inserts:
                 con.execute(
                     """INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
-                                             due_at, key)
+                                             due_at, key, priority, expires_at)
                        SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
-                              unnest($6), unnest($7::DOUBLE[]), unnest($8::VARCHAR[])""",
+                              unnest($6), unnest($7::DOUBLE[]), unnest($8::VARCHAR[]),
+                              unnest($9::INTEGER[]), unnest($10::DOUBLE[])""",
                     columns(inserts),
                 )
             if batch.updates:
@@ -201,9 +202,12 @@ class DuckDBStore:
                 )
             if batch.dead_inserts:
                 con.execute(
-                    """INSERT INTO dead_letters SELECT unnest($1), unnest($2), unnest($3),
-                           unnest($4), unnest($5), unnest($6::VARCHAR[]), unnest($7),
-                           unnest($8)""",
+                    """INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key,
+                                                 error, died_at, reason, priority, expires_at)
+                       SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
+                           unnest($6::VARCHAR[]), unnest($7), unnest($8),
+                           unnest($9::VARCHAR[]), unnest($10::INTEGER[]),
+                           unnest($11::DOUBLE[])""",
                     columns(batch.dead_inserts),
                 )
             if batch.dead_deletes:

@@ -59,6 +59,8 @@ class MessageRow(NamedTuple):
     started: bool
     due_at: float | None
     key: str | None
+    priority: int = 0  # higher runs first (emit's priority=)
+    expires_at: float | None = None  # when its own time to live ends (emit's ttl=)
 
 
 class UpdateRow(NamedTuple):
@@ -81,6 +83,9 @@ class DeadRow(NamedTuple):
     key: str | None
     error: str
     died_at: float
+    reason: str = "failed"  # "failed" (its last attempt failed) or "expired" (it never ran)
+    priority: int = 0
+    expires_at: float | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .rows import DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -35,6 +35,11 @@ ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
 ALTER TABLE workers ADD COLUMN IF NOT EXISTS keep INTEGER;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS calls BLOB;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS calls_text VARCHAR;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS priority INTEGER DEFAULT 0;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS expires_at DOUBLE;
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS reason VARCHAR;
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS priority INTEGER DEFAULT 0;
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS expires_at DOUBLE;
 """
 
 
@@ -53,7 +58,8 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         MessageRow(*row)
         for row in con.execute(
             """SELECT seq, worker, enqueued_at, attempt, data, coalesce(started, false),
-                      due_at, key FROM messages ORDER BY seq"""
+                      due_at, key, coalesce(priority, 0), expires_at
+               FROM messages ORDER BY seq"""
         ).fetchall()
     ]
     traces = [
@@ -68,7 +74,8 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
     dead = [
         DeadRow(*row)
         for row in con.execute(
-            """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at
+            """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at,
+                      coalesce(reason, 'failed'), coalesce(priority, 0), expires_at
                FROM dead_letters ORDER BY died_at, seq"""
         ).fetchall()
     ]

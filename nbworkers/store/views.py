@@ -36,6 +36,8 @@ _VIEW_INPUTS = {
         "started": "BOOLEAN",
         "due_at": "DOUBLE",
         "key": "VARCHAR",
+        "priority": "INTEGER",
+        "expires_at": "DOUBLE",
     },
     "traces": {
         "seq": "BIGINT",
@@ -60,6 +62,8 @@ _VIEW_INPUTS = {
         "key": "VARCHAR",
         "error": "VARCHAR",
         "died_at": "DOUBLE",
+        "reason": "VARCHAR",
+        "priority": "INTEGER",
     },
     "workers": {
         "name": "VARCHAR",
@@ -86,7 +90,8 @@ _VIEW_SQL = {
     "messages": """
         SELECT 'm' || seq AS id, seq, worker, to_timestamp(enqueued_at) AS enqueued_at,
                coalesce(attempt, 1) AS attempt, to_timestamp(due_at) AS due_at, key,
-               coalesce(started, false) AS started, octet_length(data) AS size_bytes
+               coalesce(started, false) AS started, octet_length(data) AS size_bytes,
+               coalesce(priority, 0) AS priority, to_timestamp(expires_at) AS expires_at
         FROM {messages}""",
     "traces": """
         SELECT 't' || seq AS id, seq, worker, 'm' || message_seq AS message_id,
@@ -99,7 +104,8 @@ _VIEW_SQL = {
     "dead_letters": """
         SELECT 'm' || seq AS id, seq, worker, to_timestamp(enqueued_at) AS enqueued_at,
                coalesce(attempt, 1) AS attempt, key, error, {error_line} AS error_line,
-               to_timestamp(died_at) AS died_at, octet_length(data) AS size_bytes
+               to_timestamp(died_at) AS died_at, octet_length(data) AS size_bytes,
+               coalesce(reason, 'failed') AS reason, coalesce(priority, 0) AS priority
         FROM {dead_letters}""",
     "workers": """
         WITH w AS (SELECT * FROM {workers}),

@@ -197,6 +197,8 @@ class Writer:
                     m.started,
                     m.due_at_s,
                     None if m.key is None else storable(m.key),
+                    m.priority,
+                    m.expires_at_s,
                 )
                 for m in taken.inserts
             ],
@@ -212,6 +214,9 @@ class Writer:
                     storable(d.message.key),
                     storable(d.error),
                     d.died_at_s,
+                    d.reason,
+                    d.message.priority,
+                    d.message.expires_at_s,
                 )
                 for d in taken.dead_inserts
             ],

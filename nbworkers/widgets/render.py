@@ -73,6 +73,8 @@ def status_html(snap: WorkerSnapshot) -> str:
             kind += f" · runs in {policy.executor}"
         if policy.keep is not None:
             kind += f" · keeps {policy.keep:,} traces"
+        if policy.ttl_s is not None:
+            kind += f" · ttl {policy.ttl_s:g} s"
     parts = [
         f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap.name)}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
@@ -83,6 +85,7 @@ def status_html(snap: WorkerSnapshot) -> str:
         + _count("failed", counts["failed"], RED if counts["failed"] else None)
         + (_count("retried", counts["retried"]) if counts.get("retried") else "")
         + (_count("dead", counts["dead"], RED) if counts.get("dead") else "")
+        + (_count("expired", counts["expired"]) if counts.get("expired") else "")
         + (_count("skipped", counts["skipped"]) if "skipped" in counts else "")
         + "</div>",
     ]
@@ -103,6 +106,9 @@ def status_html(snap: WorkerSnapshot) -> str:
         )
     if snap.oldest_s is not None and counts["queued"]:
         parts.append(f'<div style="color:#666">oldest queued: {ago(now - snap.oldest_s)} ago</div>')
+    if any(snap.priorities):  # a priority other than 0
+        by = " · ".join(f"{n:,} at {p}" for p, n in snap.priorities.items())
+        parts.append(f'<div style="color:#666">ready by priority (higher first): {by}</div>')
     if snap.delayed:
         due = snap.next_due_s
         parts.append(

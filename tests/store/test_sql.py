@@ -26,6 +26,8 @@ COLUMNS = {
         ("key", "VARCHAR"),
         ("started", "BOOLEAN"),
         ("size_bytes", "BIGINT"),
+        ("priority", "INTEGER"),
+        ("expires_at", "TIMESTAMP WITH TIME ZONE"),
     ],
     "traces": [
         ("id", "VARCHAR"),
@@ -55,6 +57,8 @@ COLUMNS = {
         ("error_line", "VARCHAR"),
         ("died_at", "TIMESTAMP WITH TIME ZONE"),
         ("size_bytes", "BIGINT"),
+        ("reason", "VARCHAR"),
+        ("priority", "INTEGER"),
     ],
     "workers": [
         ("worker", "VARCHAR"),
