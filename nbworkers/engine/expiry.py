@@ -101,14 +101,16 @@ class Expiry(RunPolicy):
             aging.clear()
         while aging and aging[0][0] + ttl <= now:
             due.append(heapq.heappop(aging)[2])
-        if due:
+        expired = False
+        for m in due:
             # A running message's entry is dropped: if it is retried, it is tracked again.
-            expired = [m for m in due if not m.expired and not m.started]
-            for m in expired:
+            # A message may have two entries (a retry tracks it again): it expires once.
+            if not m.expired and not m.started:
                 self._unqueue(w, m, now)
                 self._expire(w, m, now)
-            if expired:
-                self.events.after_change(w)
+                expired = True
+        if expired:
+            self.events.after_change(w)
         soonest = own[0][0] if own else None
         if aging:
             at = aging[0][0] + ttl

@@ -111,8 +111,10 @@ class Intake:
     ) -> str:
         """Queue ``event`` for worker ``name``; returns the message id at once."""
         check_name(name)
-        check_priority(priority)
-        check_ttl(ttl)
+        if priority.__class__ is not int or priority:  # (0, the usual, costs one test)
+            check_priority(priority)
+        if ttl is not None:
+            check_ttl(ttl)
         if key is not None and not isinstance(key, str):
             raise ArgumentTypeError(f"emit: key must be a string, not {type(key).__name__}")
         if key is not None and not key.isprintable() and _undecodable(key):
