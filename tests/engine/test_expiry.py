@@ -243,3 +243,18 @@ def test_a_draining_ttl_worker_keeps_entries_for_what_waits_not_what_ran(make_ru
     w = rt.registry.workers["w"]
     # The heap of a ttl worker that drains keeps about what waits, not what ran
     assert len(w.aging) <= 2 * 200 + 64 and len(done) == 1000
+
+
+def test_the_panel_shows_the_ttl_and_the_expired_count(make_runtime):
+    from nbworkers.widgets import render
+
+    rt, clock = clocked(make_runtime)
+    rt.pause("w")
+    define(rt, "w", print, ttl_s=5)
+    html = render.status_html(rt.snapshot("w"))
+    assert "ttl 5 s" in html and "expired" not in html
+    rt.emit("x", "w")
+    clock.now += 6
+    rt.run_timers(clock.now)
+    html = render.status_html(rt.snapshot("w"))
+    assert "dead 1" in html and "expired 1" in html
