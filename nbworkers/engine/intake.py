@@ -111,9 +111,8 @@ class Intake:
     ) -> str:
         """Queue ``event`` for worker ``name``; returns the message id at once."""
         check_name(name)
-        if priority.__class__ is not int or priority:  # (0, the usual, costs one test)
+        if ttl is not None or priority.__class__ is not int or priority:  # (not the usual)
             check_priority(priority)
-        if ttl is not None:
             check_ttl(ttl)
         if key is not None and not isinstance(key, str):
             raise ArgumentTypeError(f"emit: key must be a string, not {type(key).__name__}")
@@ -215,7 +214,10 @@ class Intake:
                 w.delay(m)
             self.timers.wake_at(due_at)
         else:
-            w.queue.extend(messages, priority)
+            if priority:
+                w.queue.extend(messages, priority)
+            else:
+                w.queue.zero.extend(messages)
             self.wake(w, len(messages))
         if ttl is not None or w.policy.ttl_s is not None:
             self.expiry.track(w, messages)

@@ -33,10 +33,12 @@ MAX_PRIORITY = 1000
 class ReadyQueue:
     """Ready messages in run order: priority descending, then first in, first out."""
 
-    __slots__ = ("_gone", "_levels", "_lines", "_zero")
+    __slots__ = ("_gone", "_levels", "_lines", "zero")
 
     def __init__(self, messages: Iterable[Message] = ()):
-        self._zero: deque[Message] = deque()  # priority 0
+        # The messages of priority 0. Appending to it queues at priority 0 (an emit's fast
+        # path: one C call, as a plain deque); any other change goes through the methods.
+        self.zero: deque[Message] = deque()
         self._lines: dict[int, deque[Message]] = {}  # other priorities: never an empty deque
         self._levels: list[int] = []  # the keys of _lines, ascending
         self._gone: dict[int, int] = {}  # seq -> priority of messages discarded, still held
@@ -58,20 +60,20 @@ class ReadyQueue:
         if m.priority:
             self._line(m.priority).append(m)
         else:
-            self._zero.append(m)
+            self.zero.append(m)
 
     def appendleft(self, m: Message) -> None:
         """At the front of its priority (a retry with no backoff, a parked message)."""
         if m.priority:
             self._line(m.priority).appendleft(m)
         else:
-            self._zero.appendleft(m)
+            self.zero.appendleft(m)
 
     def extend(self, messages: Iterable[Message], priority: int | None = None) -> None:
         """Each at the back of its priority; ``priority``: all of them have that one (one
         emit's), so they are added at once."""
         if priority == 0:
-            self._zero.extend(messages)
+            self.zero.extend(messages)
         elif priority is not None:
             messages = list(messages)
             if messages:
@@ -90,16 +92,16 @@ class ReadyQueue:
     def popleft(self) -> Message:
         """The next message to run, taken out; IndexError when there is none."""
         if not self._levels and not self._gone:
-            return self._zero.popleft()
+            return self.zero.popleft()
         return self._popleft_slow()
 
     def _front(self) -> tuple[int, deque[Message]]:
         """The priority and deque whose first message runs next (the queue holds one)."""
         levels = self._levels
         top = levels[-1] if levels else 0
-        if top > 0 or (top < 0 and not self._zero):
+        if top > 0 or (top < 0 and not self.zero):
             return top, self._lines[top]
-        return 0, self._zero
+        return 0, self.zero
 
     def _popleft_slow(self) -> Message:
         gone = self._gone
@@ -116,7 +118,7 @@ class ReadyQueue:
     def first(self) -> Message | None:
         """The next message to run, left in place; None when there is none."""
         if not self._levels and not self._gone:
-            return self._zero[0] if self._zero else None
+            return self.zero[0] if self.zero else None
         return next(iter(self), None)
 
     def remove(self, m: Message) -> None:
@@ -124,7 +126,7 @@ class ReadyQueue:
         if m.seq in self._gone:
             raise ValueError(f"{m!r} is not in the ready queue")
         priority = m.priority
-        line = self._lines.get(priority, ()) if priority else self._zero
+        line = self._lines.get(priority, ()) if priority else self.zero
         if not line:
             raise ValueError(f"{m!r} is not in the ready queue")
         line.remove(m)
@@ -147,7 +149,7 @@ class ReadyQueue:
             self.append(m)
 
     def clear(self) -> None:
-        self._zero = deque()
+        self.zero = deque()
         self._lines = {}
         self._levels = []
         self._gone = {}
@@ -156,19 +158,19 @@ class ReadyQueue:
 
     def _held(self) -> int:
         """How many messages the deques hold, discarded ones included."""
-        count = len(self._zero)
+        count = len(self.zero)
         for line in self._lines.values():
             count += len(line)
         return count
 
     def __len__(self) -> int:
         if not self._levels and not self._gone:
-            return len(self._zero)
+            return len(self.zero)
         return self._held() - len(self._gone)
 
     def __bool__(self) -> bool:
         if not self._gone:
-            return bool(self._zero) or bool(self._levels)
+            return bool(self.zero) or bool(self._levels)
         return len(self) > 0
 
     def _lines_in_order(self) -> list[deque[Message]]:
@@ -176,13 +178,13 @@ class ReadyQueue:
         lines = self._lines
         return (
             [lines[p] for p in reversed(levels) if p > 0]
-            + [self._zero]
+            + [self.zero]
             + [lines[p] for p in reversed(levels) if p < 0]
         )
 
     def _held_in_order(self) -> Iterator[Message]:
         if not self._levels:
-            return iter(self._zero)
+            return iter(self.zero)
         return itertools.chain.from_iterable(self._lines_in_order())
 
     def __iter__(self) -> Iterator[Message]:
@@ -210,8 +212,8 @@ class ReadyQueue:
         """How many messages each priority has, highest first (priorities with none left
         out)."""
         counts = {p: len(self._lines[p]) for p in reversed(self._levels) if p > 0}
-        if self._zero:
-            counts[0] = len(self._zero)
+        if self.zero:
+            counts[0] = len(self.zero)
         counts.update((p, len(self._lines[p])) for p in reversed(self._levels) if p < 0)
         for priority in self._gone.values():
             counts[priority] -= 1
