@@ -33,7 +33,7 @@ MAX_PRIORITY = 1000
 class ReadyQueue:
     """Ready messages in run order: priority descending, then first in, first out."""
 
-    __slots__ = ("_gone", "_levels", "_lines", "zero")
+    __slots__ = ("_gone", "_levels", "_lines", "_others", "zero")
 
     def __init__(self, messages: Iterable[Message] = ()):
         # The messages of priority 0. Appending to it queues at priority 0 (an emit's fast
@@ -42,6 +42,9 @@ class ReadyQueue:
         self._lines: dict[int, deque[Message]] = {}  # other priorities: never an empty deque
         self._levels: list[int] = []  # the keys of _lines, ascending
         self._gone: dict[int, int] = {}  # seq -> priority of messages discarded, still held
+        # How many messages _lines hold: len() is then O(1), and may be read without the
+        # engine's lock (a guess, in Dispatch._superseded) with no dict iterated meanwhile.
+        self._others = 0
         for m in messages:
             self.append(m)
 
@@ -59,6 +62,7 @@ class ReadyQueue:
         """At the back of its priority."""
         if m.priority:
             self._line(m.priority).append(m)
+            self._others += 1
         else:
             self.zero.append(m)
 
@@ -66,6 +70,7 @@ class ReadyQueue:
         """At the front of its priority (a retry with no backoff, a parked message)."""
         if m.priority:
             self._line(m.priority).appendleft(m)
+            self._others += 1
         else:
             self.zero.appendleft(m)
 
@@ -78,6 +83,7 @@ class ReadyQueue:
             messages = list(messages)
             if messages:
                 self._line(priority).extend(messages)
+                self._others += len(messages)
         else:
             for m in messages:
                 self.append(m)
@@ -108,9 +114,11 @@ class ReadyQueue:
         while True:
             priority, line = self._front()
             m = line.popleft()  # IndexError: nothing at all
-            if priority and not line:
-                del self._lines[priority]
-                self._levels.pop()  # the front is the highest (or the only one left)
+            if priority:
+                self._others -= 1
+                if not line:
+                    del self._lines[priority]
+                    self._levels.pop()  # the front is the highest (or the only one left)
             if gone and gone.pop(m.seq, None) is not None:
                 continue  # discarded before: skipped
             return m
@@ -130,9 +138,11 @@ class ReadyQueue:
         if not line:
             raise ValueError(f"{m!r} is not in the ready queue")
         line.remove(m)
-        if priority and not line:
-            del self._lines[priority]
-            self._levels.remove(priority)
+        if priority:
+            self._others -= 1
+            if not line:
+                del self._lines[priority]
+                self._levels.remove(priority)
 
     def discard(self, m: Message) -> None:
         """Take ``m``, which is in the queue, out in O(1): it is skipped when reached."""
@@ -153,20 +163,16 @@ class ReadyQueue:
         self._lines = {}
         self._levels = []
         self._gone = {}
+        self._others = 0
 
     # ----- reading --------------------------------------------------------------------------
 
     def _held(self) -> int:
         """How many messages the deques hold, discarded ones included."""
-        count = len(self.zero)
-        for line in self._lines.values():
-            count += len(line)
-        return count
+        return len(self.zero) + self._others
 
     def __len__(self) -> int:
-        if not self._levels and not self._gone:
-            return len(self.zero)
-        return self._held() - len(self._gone)
+        return len(self.zero) + self._others - len(self._gone)
 
     def __bool__(self) -> bool:
         if not self._gone:

@@ -356,3 +356,43 @@ def test_a_schema_3_file_opens_and_gains_priority_expiry_and_reason(make_runtime
         ]
     finally:
         con.close()
+
+
+def test_len_may_be_read_without_the_lock_while_priorities_come_and_go():
+    """Dispatch._superseded reads len(w.queue) without the engine's lock (a guess): it must
+    never fail while another thread adds and takes messages of many priorities."""
+    import sys
+
+    q = ReadyQueue()
+    stop = threading.Event()
+    errors = []
+
+    def churn():
+        seq = itertools.count(1)
+        for _ in range(2000):
+            for p in range(-20, 21):
+                q.append(msg(next(seq), p))
+            while q:
+                q.popleft()
+        stop.set()
+
+    def read():
+        try:
+            while not stop.is_set():
+                len(q)
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    threads = [threading.Thread(target=churn), threading.Thread(target=read)]
+    try:
+        for t in threads:
+            t.start()
+        threads[0].join(60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert errors == []
