@@ -49,6 +49,29 @@ _keep_option = argument(
 )
 
 
+_rate_option = argument(
+    "--rate",
+    default=None,
+    help="At most this many runs start in any window of a second, minute or hour: 10/s, "
+    "600/m, 5/h (bursts up to that many; a run waiting for its turn stays queued).",
+)
+_batch_option = argument(
+    "--batch",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Run up to N messages at once: event is the list of their events, message the list "
+    "of their messages; the batch succeeds or fails (and retries) as a unit.",
+)
+_batch_wait_option = argument(
+    "--batch-wait",
+    type=float,
+    default=None,
+    metavar="S",
+    help="Seconds a partial batch waits for more messages before it runs anyway (default 1).",
+)
+
+
 @magics_class
 class WorkerMagics(Magics):
     """Magics that turn cells into background handlers: ``%%worker`` and ``%%cron``."""
@@ -78,6 +101,9 @@ class WorkerMagics(Magics):
     @_timeout_option
     @_executor_option
     @_keep_option
+    @_rate_option
+    @_batch_option
+    @_batch_wait_option
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -105,6 +131,12 @@ class WorkerMagics(Magics):
             %%worker score --keep 50
             model.predict(event)                     # its last 50 traces are kept
 
+            %%worker fetch --rate 10/s
+            requests.get(event["url"]).json()        # at most 10 starts in any second
+
+            %%worker load --batch 500 --batch-wait 0.2
+            db.insert_rows(event)                    # event: a list of up to 500 events
+
         With ``--executor processes`` or ``dask`` the cell, the event and the notebook
         globals it names are pickled (cloudpickle) and run elsewhere: changes it makes to
         globals stay there; ``emit`` still reaches the notebook.
@@ -122,7 +154,16 @@ class WorkerMagics(Magics):
         args = parse_argstring(self.worker, line)
         try:
             name = handlers.check_name(args.name)
-            policy = Policy(args.retries, args.backoff, args.timeout, args.executor, args.keep)
+            policy = Policy(
+                args.retries,
+                args.backoff,
+                args.timeout,
+                args.executor,
+                args.keep,
+                rate=args.rate,
+                batch=args.batch,
+                batch_wait_s=args.batch_wait,
+            )
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
         if args.concurrency is not None and args.concurrency < 1:
@@ -279,6 +320,9 @@ def _as_option(text: str) -> str:
     for option in ("retries", "backoff", "timeout", "keep"):
         if text.startswith(option):
             return "--" + text
+    for option, flag in (("batch_wait", "--batch-wait"), ("batch", "--batch"), ("rate", "--rate")):
+        if text.startswith(option):
+            return flag + text[len(option) :]
     return text
 
 

@@ -63,6 +63,8 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
         letter = DeadLetter(m, row.error, row.died_at)
         letter.written = True
         state(row.worker).dead.append(letter)
+    for name, started_at in loaded.rate_starts:  # oldest first: a rate limit's bucket
+        state(name).rate_log.append(started_at)
     for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
         trace = Trace(
             row.seq,

@@ -217,6 +217,8 @@ class DuckDBStore:
                 self._write_workers(batch.workers)
             if batch.traces:
                 self._prune_traces()  # after the workers' rows: they say how many to keep
+            if batch.rate_starts:
+                self._write_rate_starts(batch.rate_starts)
             if batch.next_seq is not None:
                 if self._has_next_seq:
                     con.execute(
@@ -277,6 +279,20 @@ class DuckDBStore:
                           unnest($8), unnest($9::VARCHAR[]), unnest($10::INTEGER[])""",
                 columns(new),
             )
+
+    def _write_rate_starts(self, rows: list[tuple]) -> None:
+        """Record the starts of rate-limited runs; forget those a period older than each
+        worker's newest (their tokens are back)."""
+        names, started, _periods = columns(rows)
+        self.con.execute("INSERT INTO rate_starts SELECT unnest($1), unnest($2)", [names, started])
+        back: dict[str, float] = {}
+        for name, at, period_s in rows:
+            back[name] = max(back.get(name, at - period_s), at - period_s)
+        self.con.execute(
+            """DELETE FROM rate_starts USING (SELECT unnest($1) AS name, unnest($2) AS back) u
+               WHERE rate_starts.worker = u.name AND rate_starts.started_at <= u.back""",
+            [list(back), list(back.values())],
+        )
 
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .rows import DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
     error VARCHAR, died_at DOUBLE);
+CREATE TABLE IF NOT EXISTS rate_starts (worker VARCHAR, started_at DOUBLE);
 """
 # Columns added after version 1: a file written by 0.1 gains them when opened.
 MIGRATIONS = """
@@ -78,7 +79,11 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
                            (SELECT max(seq) FROM dead_letters))"""
     ).fetchone()[0]
     next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
-    return Loaded(next_seq, workers, messages, traces, dead), meta
+    loaded = Loaded(next_seq, workers, messages, traces, dead)
+    loaded.rate_starts = con.execute(
+        "SELECT worker, started_at FROM rate_starts ORDER BY started_at"
+    ).fetchall()
+    return loaded, meta
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:
