@@ -81,5 +81,6 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
             attempt=row.attempt,
             timed_out=row.timed_out,
             calls=None if row.calls is None else Calls.load(row.calls),
+            message_seqs=row.message_seqs,
         )
         state(row.worker).traces.appendleft(trace)

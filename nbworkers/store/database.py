@@ -305,11 +305,11 @@ class DuckDBStore:
         self.con.execute(
             """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
                                    result_repr, stdout, error, replay, attempt, timed_out,
-                                   calls, calls_text)
+                                   calls, calls_text, message_seqs)
                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                    unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
                    unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13),
-                   unnest($14::BLOB[]), unnest($15::VARCHAR[])""",
+                   unnest($14::BLOB[]), unnest($15::VARCHAR[]), unnest($16::BIGINT[][])""",
             columns(rows),
         )
 

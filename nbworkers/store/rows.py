@@ -46,6 +46,7 @@ class TraceRow(NamedTuple):
     timed_out: bool = False
     calls: bytes | None = None  # its @nw.recorded calls, pickled (develop/recorded.py)
     calls_text: str | None = None  # the same without their values, as JSON, for nw.sql
+    message_seqs: list[int] | None = None  # a batch's messages (--batch); None for one
 
 
 class MessageRow(NamedTuple):

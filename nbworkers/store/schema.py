@@ -36,6 +36,7 @@ ALTER TABLE workers ADD COLUMN IF NOT EXISTS kind VARCHAR;
 ALTER TABLE workers ADD COLUMN IF NOT EXISTS keep INTEGER;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS calls BLOB;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS calls_text VARCHAR;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS message_seqs BIGINT[];
 """
 
 
@@ -62,7 +63,7 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         for row in con.execute(
             """SELECT seq, worker, message_seq, started_at, duration, input, result,
                       result_repr, stdout, error, replay, coalesce(attempt, 1),
-                      coalesce(timed_out, false), calls, calls_text
+                      coalesce(timed_out, false), calls, calls_text, message_seqs
                FROM traces ORDER BY seq DESC"""
         ).fetchall()
     ]

@@ -264,6 +264,7 @@ class Writer:
                     t.timed_out,
                     calls,
                     storable(calls_text),
+                    t.message_seqs,
                 )
             )
         return rows
