@@ -15,6 +15,7 @@ from nbworkers.engine.worker import Policy
 from nbworkers.errors import ArgumentValueError, NBWorkersError
 from nbworkers.handlers import from_function
 from tests.conftest import Clock
+from tests.kernel import Kernel, wait_for
 from tests.waiting import wait_until
 
 T0 = 1_000_000.0
@@ -233,3 +234,62 @@ def test_a_version_3_file_opens_and_gains_the_new_table_and_column(make_runtime,
         assert con.execute(version).fetchone() == ("4",)
     finally:
         con.close()
+
+
+# ----- in a notebook ----------------------------------------------------------------------------
+
+
+def test_rate_option_of_the_magic_and_its_errors(kernel):
+    kernel.ok("%%worker fetch --rate 2/s\nevent")
+    assert kernel.eval("str(nw.api.runtime().snapshot('fetch').policy.rate)") == "2/s"
+    reply = kernel.run("%%worker fetch --rate 0.5/s\nevent")
+    assert reply.ename == "UsageError"
+    assert "--rate must look like 10/s, 600/m or 5/h" in reply.evalue
+    assert "0.5/s is 30/m" in reply.evalue
+    # The worker kept its rate; set_rate changes it live, and refuses what it cannot use
+    kernel.ok("nw.set_rate('fetch', '600/m')")
+    assert kernel.eval("str(nw.api.runtime().snapshot('fetch').policy.rate)") == "600/m"
+    reply = kernel.run("nw.set_rate('nope', '1/s')")
+    assert reply.ename == "NBWorkersError" and "no worker named 'nope'" in reply.evalue
+    kernel.ok("@nw.worker('api', rate='5/h')\ndef api(event):\n    return event")
+    assert kernel.eval("str(nw.api.runtime().snapshot('api').policy.rate)") == "5/h"
+
+
+def test_a_rate_limited_drain_survives_a_killed_kernel_within_its_limit(tmp_path):
+    # Given a worker allowed 3 starts a minute, writing each start to a file, and 6 messages
+    log = tmp_path / "starts.txt"
+    k = Kernel(str(tmp_path), env={"NBWORKERS_DB": str(tmp_path / "q.duckdb")})
+    cell = (
+        "%%worker fetch --rate 3/m --concurrency 4\n"
+        "with open(LOG, 'a') as f:\n"
+        "    f.write(f'{time.time()} {event}\\n')\n"
+    )
+    setup = f"%load_ext nbworkers\nimport nbworkers as nw, time\nLOG = {str(log)!r}"
+    try:
+        k.ok(setup)
+        k.ok(cell)
+        k.ok("ids = nw.emit_many(range(6), 'fetch')")
+        # When the first burst of 3 has run (the next may start only a minute after it), the
+        # kernel is killed
+        wait_for(k, "nw.counts('fetch')['done'] == 3 and nw.counts('fetch')['running'] == 0")
+        k.ok("nw.flush()")
+        k.kill()
+        # Then the new kernel, its cell run again, keeps the limit: the 3 left wait
+        k.ok(setup)
+        k.ok(cell)
+        counts = k.eval("nw.counts('fetch')")
+        assert (counts["queued"], counts["running"]) == (3, 0)
+        assert 30 < counts["rate_wait_s"] <= 60
+        # and drain once the tokens are back, each message run once
+        k.ok("assert nw.wait('fetch', timeout=120)", timeout=150)
+        assert k.eval("nw.counts('fetch')['done']") == 6  # counts are kept in the file
+    finally:
+        k.shutdown()
+    starts = sorted(
+        (float(t), int(e)) for t, e in (line.split() for line in log.read_text().splitlines())
+    )
+    assert sorted(e for _, e in starts) == list(range(6))
+    times = [t for t, _ in starts]
+    # No window of a minute holds more than 3 starts (1 s less, for the handler's own lag)
+    for i, t in enumerate(times):
+        assert sum(1 for u in times[i:] if u < t + 59.0) <= 3
