@@ -268,3 +268,35 @@ def test_batches_run_in_another_process(executor, fresh_runtime, request):
         from nbworkers import current
 
         current._dask_client = None
+
+
+# ----- in a notebook ----------------------------------------------------------------------------
+
+
+def test_batch_options_of_the_magic(kernel):
+    # Given a cell taking batches of 3 that wait 0.2 s at most
+    kernel.ok("%%worker load --batch 3 --batch-wait 0.2\nlen(event), [m.id for m in message]")
+    # When 7 messages are emitted
+    ids = kernel.eval("nw.emit_many(list(range(7)), 'load')")
+    kernel.ok("assert nw.wait('load', timeout=30)")
+    # Then the handler got lists: two full batches and the last one after its wait
+    traces = kernel.eval("[(t.input, t.result, t.message_ids) for t in nw.traces('load')][::-1]")
+    assert traces == [
+        ([0, 1, 2], (3, ids[:3]), ids[:3]),
+        ([3, 4, 5], (3, ids[3:6]), ids[3:6]),
+        ([6], (1, ids[6:]), ids[6:]),
+    ]
+    assert kernel.eval("nw.counts('load')['done']") == 7
+    # Bad values say which option is wrong
+    reply = kernel.run("%%worker load --batch 0\nevent")
+    assert reply.ename == "UsageError" and reply.evalue.startswith("--batch must be a whole")
+    reply = kernel.run("%%worker load --batch 5 --batch-wait -1\nevent")
+    assert reply.ename == "UsageError" and reply.evalue.startswith("--batch-wait must be")
+    reply = kernel.run("%%worker load --batch-wait 1\nevent")
+    assert reply.ename == "UsageError" and reply.evalue.startswith("--batch-wait needs batch")
+    # and the decorator takes the same
+    kernel.ok(
+        "@nw.worker('sum', batch=2, batch_wait=0)\ndef total(events):\n    return sum(events)\n"
+        "nw.emit_many([1, 2], 'sum')\nassert nw.wait('sum', timeout=30)"
+    )
+    assert kernel.eval("nw.traces('sum')[0].result") == 3
