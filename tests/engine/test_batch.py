@@ -104,7 +104,7 @@ def test_one_trace_per_batch_saying_which_messages_it_covered(make_runtime):
     rt = make_runtime()
     runs = []
     rt.define(
-        "load", from_function("load", _recorder(runs)), policy=Policy(batch=3, batch_wait_s=0)
+        "load", from_function("load", _recorder(runs)), 1, policy=Policy(batch=3, batch_wait_s=0)
     )
     rt.pause("load")
     ids = rt.emit_many([1, 2, 3, 4, 5, 6], "load")
