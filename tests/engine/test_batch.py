@@ -232,8 +232,13 @@ def test_a_cell_handler_gets_lists(make_runtime):
     rt.resume("load")
     assert rt.wait("load", 10)
     assert rt.traces("load")[0].result == (2, ids)
-    # A replay of that trace gives the handler the batch's lists again
+    # A replay of that trace gives the handler the batch's lists again, as does --try
     assert rt.replay("load") == (2, ids)
+    from nbworkers.develop.tryout import run_on
+
+    trace = next(t for t in rt.traces("load") if not t.replay)
+    row = run_on(from_cell("load", "[m.id for m in message]", {}), trace, "load")
+    assert row.new == repr(ids) and not row.new_error
 
 
 @pytest.mark.parametrize("executor", ["processes", "dask"])
