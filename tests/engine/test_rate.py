@@ -293,3 +293,19 @@ def test_a_rate_limited_drain_survives_a_killed_kernel_within_its_limit(tmp_path
     # No window of a minute holds more than 3 starts (1 s less, for the handler's own lag)
     for i, t in enumerate(times):
         assert sum(1 for u in times[i:] if u < t + 59.0) <= 3
+
+
+def test_the_panel_shows_the_rate_the_batch_and_the_wait_for_a_token(make_runtime):
+    from nbworkers.widgets.render import status_html
+
+    clock = Clock(T0)
+    rt = make_runtime(clock=clock)
+    starts = []
+    _define(rt, "f", starts, clock, rate="1/m")
+    rt.emit_many(range(3), "f")
+    assert wait_until(lambda: _settled(rt, "f"))
+    shown = status_html(rt.snapshot("f"))
+    assert "rate 1/m" in shown
+    assert "waiting for rate limit (1/m): the next run may start in 60.0 s" in shown
+    rt.define("b", from_function("b", lambda events: None), policy=Policy(batch=500))
+    assert "batches of 500 (wait 1 s)" in status_html(rt.snapshot("b"))
