@@ -305,3 +305,31 @@ def test_batch_options_of_the_magic(kernel):
         "nw.emit_many([1, 2], 'sum')\nassert nw.wait('sum', timeout=30)"
     )
     assert kernel.eval("nw.traces('sum')[0].result") == 3
+
+
+def test_a_batch_with_an_event_that_cannot_be_unpickled_yet_is_parked_whole(make_runtime):
+    import __main__
+    import pickle
+
+    from tests.engine.test_user_code import _MISSING_CLASS
+
+    rt = make_runtime()
+    runs = []
+    rt.define("load", from_function("load", runs.append), 1, policy=Policy(batch=3))
+    rt.pause("load")
+    rt.intake.enqueue("load", [pickle.dumps(1), _MISSING_CLASS, pickle.dumps(3)])
+    rt.resume("load")
+    # Then the batch is parked whole, with one trace saying why, and nothing ran
+    assert wait_until(lambda: len(rt.messages("load")) == 3 and rt.messages("load")[0]["parked"])
+    assert runs == [] and rt.counts("load")["running"] == 0
+    (trace,) = rt.traces("load")
+    assert "cannot be unpickled yet" in trace.error and trace.batch_size == 3
+    # and once the class is defined it runs, as one batch again
+    __main__.NoSuchClassNbw = type("NoSuchClassNbw", (), {})
+    try:
+        rt.retry_parked()
+        assert rt.wait("load", 10)
+    finally:
+        del __main__.NoSuchClassNbw
+    assert [len(events) for events in runs] == [3]
+    assert rt.counts("load")["done"] == 3
