@@ -308,9 +308,9 @@ def test_batch_options_of_the_magic(kernel):
 
 
 def test_a_batch_with_an_event_that_cannot_be_unpickled_yet_is_parked_whole(make_runtime):
-    import __main__
     import pickle
 
+    import __main__
     from tests.engine.test_user_code import _MISSING_CLASS
 
     rt = make_runtime()
