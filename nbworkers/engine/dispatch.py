@@ -66,6 +66,8 @@ class Dispatch:
             return
         if w.gate is not None:
             w.gate.woken(w, count)
+            if w.queue and not w.gate(w):
+                return  # waiting for a token or a batch: the timer wakes it (gate.py)
         if w.idle:
             w.cond.notify(count)
         if self.registry.stopping:

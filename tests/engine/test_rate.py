@@ -309,3 +309,28 @@ def test_the_panel_shows_the_rate_the_batch_and_the_wait_for_a_token(make_runtim
     assert "waiting for rate limit (1/m): the next run may start in 60.0 s" in shown
     rt.define("b", from_function("b", lambda events: None), policy=Policy(batch=500))
     assert "batches of 500 (wait 1 s)" in status_html(rt.snapshot("b"))
+
+
+def test_a_worker_waiting_for_a_token_holds_no_thread_and_starts_none(make_runtime):
+    # Given run threads that end after 50 ms with nothing to do, and a rate of 1 an hour
+    clock = Clock(T0)
+    rt = make_runtime(clock=clock, idle_thread_s=0.05)
+    starts = []
+    _define(rt, "f", starts, clock, concurrency=4, rate="1/h")
+    spawned = []
+    spawn = rt.registry.spawn
+
+    def counting_spawn(target, name, *args):
+        spawned.append(name)
+        return spawn(target, name, *args)
+
+    rt.registry.spawn = counting_spawn
+    rt.emit_many(range(5), "f")
+    w = rt.registry.workers["f"]
+    # When the one run the bucket allows has ended and its threads have nothing to do
+    assert wait_until(lambda: len(starts) == 1 and not w.live)
+    before = len(spawned)
+    # Then, for as long as the token is not back, no run thread starts again (and none waits)
+    assert rt.wait("f", 0.5) is False
+    assert len(spawned) == before and not w.live
+    assert len(starts) == 1
