@@ -51,8 +51,11 @@ class Gate:
             w.batch_open_s = self.clock()
 
     def batch_taken(self, w: WorkerState) -> None:
-        """A batch was taken: the messages left begin the next one now."""
-        w.batch_open_s = self.clock() if w.queue else None
+        """A batch was taken. The messages left stay in the collection going on (they became
+        ready after it began), so that none waits longer than the batch wait; with none left,
+        the next message that becomes ready begins a new one."""
+        if not w.queue:
+            w.batch_open_s = None
 
 
 def attach(w: WorkerState, clock: Callable[[], float], wake_at: Callable[[float], None]) -> None:

@@ -93,7 +93,10 @@ def test_a_partial_batch_fills_up_when_more_messages_come(make_runtime):
     rt.emit_many([3, 4, 5], "load")
     assert wait_until(lambda: len(runs) == 1)
     assert runs[0][0] == [1, 2, 3, 4]
-    # The one left opened a new batch when the full one was taken
+    # The one left stays in the collection begun at T0: it runs a batch wait after that
+    clock.now = T0 + DEFAULT_BATCH_WAIT_S - 0.01
+    rt.run_timers(clock.now)
+    assert rt.wait("load", 0.2) is False
     clock.now = T0 + DEFAULT_BATCH_WAIT_S
     rt.run_timers(clock.now)
     assert rt.wait("load", 10)
