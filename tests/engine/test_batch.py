@@ -290,7 +290,7 @@ def test_batch_options_of_the_magic(kernel):
     ids = kernel.eval("nw.emit_many(list(range(7)), 'load')")
     kernel.ok("assert nw.wait('load', timeout=30)")
     # Then the handler got lists: two full batches and the last one after its wait
-    traces = kernel.eval("[(t.input, t.result, t.message_ids) for t in nw.traces('load')][::-1]")
+    traces = kernel.eval("sorted((t.input, t.result, t.message_ids) for t in nw.traces('load'))")
     assert traces == [
         ([0, 1, 2], (3, ids[:3]), ids[:3]),
         ([3, 4, 5], (3, ids[3:6]), ids[3:6]),
