@@ -102,6 +102,9 @@ def worker(
     executor: str = "threads",
     keep: int | None = None,
     ttl: float | None = None,
+    rate: str | None = None,
+    batch: int | None = None,
+    batch_wait: float | None = None,
 ) -> Callable:
     """Decorator: make ``fn(event)`` (or ``fn(event, message)``) the handler of ``name``.
 
@@ -113,7 +116,12 @@ def worker(
     cluster given to ``use_dask``). ``keep``: how many of its traces are kept, in memory and
     on disk (default ``NBWorkers.traces_kept``, 10). ``ttl``: seconds a message may wait in
     the queue from its emit; one still queued after that becomes a dead letter with reason
-    "expired" instead of running (a message's own ``emit(..., ttl=)`` wins).
+    "expired" instead of running (a message's own ``emit(..., ttl=)`` wins). ``rate``: at
+    most that many runs start in any window of a second, minute or hour (``"10/s"``,
+    ``"600/m"``, ``"5/h"``).
+    ``batch``: the handler gets a list of up to that many events (and ``message``, the list of
+    their messages), once that many are ready or the first has waited ``batch_wait`` seconds
+    (default 1); the batch succeeds or fails as a unit.
 
     >>> @worker("resize", concurrency=4, retries=3, backoff=2)
     ... def resize(event):
@@ -123,7 +131,17 @@ def worker(
         raise ArgumentTypeError("@nw.worker needs the worker's name: @nw.worker('resize')")
     handlers.check_name(name)
     _check_paused(paused)
-    policy = Policy(retries, backoff, timeout, executor, keep, ttl_s=ttl)
+    policy = Policy(
+        retries,
+        backoff,
+        timeout,
+        executor,
+        keep,
+        ttl_s=ttl,
+        rate=rate,
+        batch=batch,
+        batch_wait_s=batch_wait,
+    )
 
     def register(fn):
         runtime().define(name, handlers.from_function(name, fn), concurrency, paused, policy)
@@ -218,12 +236,21 @@ def set_concurrency(name: str, concurrency: int) -> None:
     runtime().set_concurrency(name, concurrency)
 
 
+def set_rate(name: str, rate: str | None) -> None:
+    """Let at most ``rate`` runs of worker ``name`` start in any window of a second, minute or
+    hour (``"5/s"``, ``"300/m"``, ``"20/h"``) from now on; None lifts the limit. It holds until
+    the worker's cell (or decorator) runs again, which sets its own ``--rate``."""
+    runtime().set_rate(name, rate)
+
+
 def counts(name: str) -> dict:
     """How ``name`` is doing: ``queued`` (delayed and retrying messages included),
     ``running``, ``done``, ``failed`` (messages whose last attempt failed, all time),
     ``dead`` (dead letters kept now), ``retried`` (failed runs tried again, all time),
     ``oldest_age_s`` (seconds the oldest queued message has waited, or None); crons add
-    ``skipped``."""
+    ``skipped``; a worker with a rate limit adds ``rate_wait_s`` (seconds until its next run
+    may start when messages wait for the limit, else None). ``running`` counts messages: a
+    batch running counts all of its messages."""
     return runtime().counts(name)
 
 

@@ -180,3 +180,13 @@ def from_function(name: str, fn: Callable, kind: str = "worker") -> Handler:
         source = repr(fn)
     code = getattr(fn, "__code__", None)
     return Handler(name, call, source, "function", code.co_filename if code else None)
+
+
+def from_batch(handler: Handler, messages: list) -> Handler:
+    """The handler of one batch run (``--batch``): ``call(events, message)`` runs ``handler``
+    with the batch's list of events and ``messages``, the list of its messages."""
+
+    def call(events, message, _fn=handler.call, _messages=messages):
+        return _fn(events, _messages)
+
+    return Handler(handler.name, call, handler.source, handler.kind, handler.filename)

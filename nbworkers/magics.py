@@ -49,6 +49,29 @@ _keep_option = argument(
 )
 
 
+_rate_option = argument(
+    "--rate",
+    default=None,
+    help="At most this many runs start in any window of a second, minute or hour: 10/s, "
+    "600/m, 5/h (bursts up to that many; a run waiting for its turn stays queued).",
+)
+_batch_option = argument(
+    "--batch",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Run up to N messages at once: event is the list of their events, message the list "
+    "of their messages; the batch succeeds or fails (and retries) as a unit.",
+)
+_batch_wait_option = argument(
+    "--batch-wait",
+    type=float,
+    default=None,
+    metavar="S",
+    help="Seconds a partial batch waits for more messages before it runs anyway (default 1).",
+)
+
+
 @magics_class
 class WorkerMagics(Magics):
     """Magics that turn cells into background handlers: ``%%worker`` and ``%%cron``."""
@@ -85,6 +108,9 @@ class WorkerMagics(Magics):
         help="Seconds a message may wait in the queue from its emit; one still queued after "
         "that is not run but becomes a dead letter (reason expired). emit(..., ttl=) wins.",
     )
+    @_rate_option
+    @_batch_option
+    @_batch_wait_option
     @cell_magic
     def worker(self, line, cell):
         """Make this cell the background handler of worker NAME.
@@ -114,6 +140,11 @@ class WorkerMagics(Magics):
 
             %%worker quote --ttl 30
             price(event)                             # a message queued 30 s is dropped
+            %%worker fetch --rate 10/s
+            requests.get(event["url"]).json()        # at most 10 starts in any second
+
+            %%worker load --batch 500 --batch-wait 0.2
+            db.insert_rows(event)                    # event: a list of up to 500 events
 
         With ``--executor processes`` or ``dask`` the cell, the event and the notebook
         globals it names are pickled (cloudpickle) and run elsewhere: changes it makes to
@@ -133,7 +164,15 @@ class WorkerMagics(Magics):
         try:
             name = handlers.check_name(args.name)
             policy = Policy(
-                args.retries, args.backoff, args.timeout, args.executor, args.keep, ttl_s=args.ttl
+                args.retries,
+                args.backoff,
+                args.timeout,
+                args.executor,
+                args.keep,
+                ttl_s=args.ttl,
+                rate=args.rate,
+                batch=args.batch,
+                batch_wait_s=args.batch_wait,
             )
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
@@ -291,6 +330,9 @@ def _as_option(text: str) -> str:
     for option in ("retries", "backoff", "timeout", "keep", "ttl"):
         if text.startswith(option):
             return "--" + text
+    for option, flag in (("batch_wait", "--batch-wait"), ("batch", "--batch"), ("rate", "--rate")):
+        if text.startswith(option):
+            return flag + text[len(option) :]
     return text
 
 

@@ -101,7 +101,8 @@ class Trace:
     (seconds), ``replay`` (True when made by ``nw.replay``), ``attempt`` (the message's
     attempt, from 1), ``timed_out`` (True when the run passed its ``--timeout``), ``calls``
     (the calls of ``@nw.recorded`` functions the run made, in call order, or None when it
-    made none: a list of ``nbworkers.develop.calls.Call``).
+    made none: a list of ``nbworkers.develop.calls.Call``), ``message_ids`` (the messages the
+    run covered: a batch's, in order) and ``batch_size`` (their number for a batch, else None).
     """
 
     __slots__ = (
@@ -120,6 +121,7 @@ class Trace:
         "_result",
         "_result_data",
         "_result_repr",
+        "message_seqs",
     )
 
     def __init__(
@@ -139,6 +141,7 @@ class Trace:
         attempt: int = 1,
         timed_out: bool = False,
         calls=None,
+        message_seqs: list[int] | None = None,
     ):
         self.seq = seq
         self.message_seq = message_seq
@@ -155,6 +158,7 @@ class Trace:
         self._result = result
         self._result_data = result_data
         self._result_repr = result_repr
+        self.message_seqs = message_seqs  # a batch's messages (--batch); None for one message
 
     @property
     def id(self) -> str:
@@ -163,6 +167,18 @@ class Trace:
     @property
     def message_id(self) -> str:
         return message_id(self.message_seq)
+
+    @property
+    def message_ids(self) -> list[str]:
+        """The ids of the messages this run covered: a batch's (``--batch``), or its one."""
+        if self.message_seqs is None:
+            return [self.message_id]
+        return [message_id(seq) for seq in self.message_seqs]
+
+    @property
+    def batch_size(self) -> int | None:
+        """How many messages this batch run covered; None for a run of one message."""
+        return None if self.message_seqs is None else len(self.message_seqs)
 
     @property
     def ok(self) -> bool:
@@ -226,6 +242,8 @@ class Trace:
         state = "ok" if self.ok else "timed out" if self.timed_out else "error"
         if self.replay:
             state += " (replay)"
+        if self.message_seqs is not None:
+            state += f" batch of {len(self.message_seqs):,}"
         try:
             shown = preview(self.input)
         except NBWorkersError:

@@ -15,6 +15,7 @@ import time
 import traceback
 
 from .. import current, output
+from ..engine.batches import messages_of
 from ..engine.dispatch import current_worker
 from ..engine.timers import NO_EVENT
 from ..errors import ArgumentValueError, NBWorkersError
@@ -152,6 +153,8 @@ def live(
     handler, trace = rt.replays._trace(name, trace_id)
     data = trace.input_data or NO_EVENT
     message = Message(trace.message_seq, name, trace.started_at_s, 1, data)
+    if trace.message_seqs is not None:  # a batch: message is the list of its messages
+        message = messages_of(trace, name)
     try:
         event = load_event(data)
     except ClassNotDefined as exc:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import current, handlers, output, schedule
+from ..engine.batches import messages_of
 from ..engine.definitions import check_concurrency
 from ..engine.dispatch import current_worker
 from ..engine.worker import Policy
@@ -187,6 +188,8 @@ def run_on(handler: Handler, trace: Trace, name: str) -> TryRow:
         row.new, row.new_error = unpicklable, True
         return row
     message = Message(trace.message_seq, name, trace.started_at_s, trace.attempt, trace.input_data)
+    if trace.message_seqs is not None:  # a batch: message is the list of its messages
+        message = messages_of(trace, name)
     capture = output.Capture()
     t0 = time.perf_counter()
     try:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import Handler, check_name
 from ..schedule import Schedule
+from . import gate
+from .rate import parse_rate
 from .registry import Registry
 from .timers import NO_EVENT
 from .worker import Policy, WorkerState, _whole
@@ -42,6 +45,7 @@ class Definitions:
         if policy.ttl_s != old_ttl_s:
             self.expiry.policy_changed(w, old_ttl_s)
         w.kind = kind
+        gate.attach(w, self.registry.clock, self.timers.wake_at)
         w.keep(policy.keep, self.registry.traces_kept)
         if policy.keep is None:
             self.writer.kept.pop(w.name, None)
@@ -154,3 +158,18 @@ class Definitions:
             w.forced.add(message.seq)
             self.dispatch.wake_all(w)
         return message.id
+
+    def set_rate(self, name: str, rate) -> None:
+        """Let at most ``rate`` ("10/s", "600/m", "5/h") runs of worker ``name`` start in any
+        window of that length from now on; None lifts the limit. Until its cell runs again."""
+        check_name(name)
+        rate = parse_rate(rate)
+        with self.registry.lock:
+            w = self.registry.defined(name)
+            if w is None or w.is_cron:
+                raise NBWorkersError(f"no worker named {name!r} is defined; run its cell first")
+            w.policy = dataclasses.replace(w.policy, rate=rate)
+            gate.attach(w, self.registry.clock, self.timers.wake_at)
+            w.wait_until_s = None
+            self.dispatch.wake_all(w)
+        self.events.notify(name)

@@ -19,6 +19,7 @@ from .. import handlers, output
 from ..handlers import Handler
 from ..log import log
 from ..message import ClassNotDefined, load_event
+from . import batches
 from .registry import Registry
 from .worker import CURRENT, Run, WorkerState
 
@@ -64,6 +65,10 @@ class Dispatch:
         new ones while there are more ready messages than threads free to take them."""
         if w.handler is None or (w.paused and not w.forced) or self.registry.stopping:
             return
+        if w.gate is not None:
+            w.gate.woken(w, count)
+            if w.queue and not w.gate(w):
+                return  # waiting for a token or a batch: the timer wakes it (gate.py)
         if w.idle:
             w.cond.notify(count)
         if self.registry.stopping:
@@ -165,6 +170,8 @@ class Dispatch:
         run = Run(
             message, index, time.time(), time.perf_counter(), output.Capture(), None, w.policy
         )
+        if w.policy.batch is not None:
+            batches.take(w, run, self.writer)
         for hook in self.hooks.before_run:
             hook(w, run)
         w.runs[index] = run
@@ -177,7 +184,10 @@ class Dispatch:
         result = error = unpicklable = None
         with run.capture:
             try:
-                event = load_event(run.message.data)
+                if run.messages is None:
+                    event = load_event(run.message.data)
+                else:
+                    event = batches.load_events(run)
             except ClassNotDefined as exc:
                 unpicklable = (
                     f"the event cannot be unpickled yet: {exc}. It stays queued and is tried "
@@ -194,6 +204,8 @@ class Dispatch:
                 CURRENT.run = run  # for @nw.recorded calls (develop/recorded.py)
                 name = run.policy.executor
                 executor = self._executor.get(name) or self._executor_of(name)
+                if run.messages is not None:
+                    handler = batches.handler_of(handler, run, executor.remote)
                 outcome = executor.run(handler, event, run, self.remote_emit)
                 if outcome is None:
                     return None
@@ -208,7 +220,11 @@ class Dispatch:
         so that a drain does not pay for copies no one will see. Read without the lock: a
         guess, which only decides that."""
         w = self.registry.workers.get(name)
-        return w is not None and not w.paused and len(w.queue) >= w.traces.maxlen
+        return (
+            w is not None
+            and not w.paused
+            and len(w.queue) >= w.traces.maxlen * (w.policy.batch or 1)
+        )
 
     def remote_emit(self, kind: str, request: tuple) -> tuple:
         """An emit by a handler running in another process: ("ok", message id(s)) or

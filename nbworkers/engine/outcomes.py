@@ -8,6 +8,7 @@ import time
 
 from ..message import Message
 from ..trace import NO_RESULT, RunResult, Trace
+from . import batches
 from .registry import Registry
 from .worker import DeadLetter, Run, WorkerState
 
@@ -57,7 +58,9 @@ class Outcomes:
         del w.runs[run.index]
         w.running -= 1
         trace = make_trace(run, error, result)
-        if unpicklable:
+        if unpicklable and run.messages is not None:
+            batches.park(self, w, run, unpicklable, trace)
+        elif unpicklable:
             self._park(w, message, unpicklable, trace)
         else:
             w.parked_traced.discard(message.seq)
@@ -94,6 +97,8 @@ class Outcomes:
 
     def settle(self, w: WorkerState, run: Run, trace: Trace) -> None:
         """A run ended: its message is done, taken by a policy (retried later), or dead."""
+        if run.messages is not None:
+            return batches.settle(self, w, run, trace)
         message = run.message
         if trace.error is None:
             w.done += 1

@@ -12,6 +12,7 @@ from ..errors import NBWorkersError
 from ..handlers import Handler, check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import Trace, run_result
+from . import batches
 from .outcomes import make_trace
 from .registry import Registry
 from .timers import NO_EVENT
@@ -82,6 +83,8 @@ class Replay:
                 raise NBWorkersError(
                     f"the trace's input cannot be unpickled ({type(exc).__name__}: {exc})"
                 ) from exc
+            if trace.message_seqs is not None:  # a batch: message is the list of its messages
+                message = batches.messages_of(trace, name)
             try:
                 value = self._call(handler, event, message, run, trace, recorded)
             # Whatever the handler raised is recorded, then propagates to the caller.

@@ -35,6 +35,7 @@ from .intake import Intake
 from .outcomes import Outcomes
 from .policies import Hooks
 from .policies.failure_notice import FailureNotice
+from .policies.rate_limit import RateLimit
 from .policies.retries import Retries
 from .policies.storm_guard import StormGuard
 from .policies.time_limit import TimeLimit
@@ -47,7 +48,14 @@ from .timers import Timers
 # The public methods, by the part that owns each: ``rt.emit`` is ``rt.intake.emit``.
 PUBLIC = {
     "intake": ("emit", "emit_many"),
-    "definitions_": ("define", "define_cron", "undefine", "set_concurrency", "run_now"),
+    "definitions_": (
+        "define",
+        "define_cron",
+        "undefine",
+        "set_concurrency",
+        "run_now",
+        "set_rate",
+    ),
     "admin": (
         "pause",
         "resume",
@@ -124,6 +132,7 @@ class Runtime:
         self.hooks = hooks = Hooks(
             [
                 TimeLimit(reg, timers),
+                RateLimit(reg, writer),
                 StormGuard(reg, admin.pause_locked),
                 FailureNotice(reg, events),
                 Retries(reg, writer, timers, dispatch),

@@ -1,6 +1,7 @@
 """The timer: one thread that sleeps until the next cron time, delayed message or run
 deadline, and then starts the crons due, releases the delayed messages due and abandons the
-runs past their time limit. It starts when something first needs it."""
+runs past their time limit; it also wakes the workers whose rate limit gives a token back or
+whose batch has waited long enough (``gate.py``). It starts when something first needs it."""
 
 from __future__ import annotations
 
@@ -96,6 +97,13 @@ class Timers:
                 soonest(w.next_due_s())
             if w.expiring or w.aging:
                 soonest(self.expire(w, now))
+            if w.wait_until_s is not None:  # a rate limit's token or a batch's wait (gate.py)
+                if w.wait_until_s <= now:
+                    w.wait_until_s = None
+                    w.cond.notify_all()  # its idle run threads look again
+                    self.wake_runs(w, 0)  # and threads start if none is left
+                else:
+                    soonest(w.wait_until_s)
             for run in [r for r in w.runs.values() if r.deadline_s is not None]:
                 if run.deadline_s <= now:
                     self.time_out(w, run)

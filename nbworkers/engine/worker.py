@@ -20,12 +20,18 @@ from ..message import Message
 from ..schedule import Schedule
 from ..store import WorkerRow
 from ..trace import Trace
+from .rate import Rate, next_token_s, parse_rate
 from .ready import ReadyQueue
 
 # The longest a retry waits, however many attempts failed before it.
 MAX_BACKOFF_S = 3600.0
 # The most traces a worker may keep (--keep): each holds its input, result and output in memory.
 MAX_KEEP = 10_000
+# The most messages one batch may hold (--batch), and how long a partial batch waits by default
+# (--batch-wait) for more messages before it starts anyway.
+MAX_BATCH = 100_000
+DEFAULT_BATCH_WAIT_S = 1.0
+MAX_BATCH_WAIT_S = 3600.0
 
 # The run going on in this thread, for @nw.recorded (develop/recorded.py): set once a run by
 # Dispatch.execute (and by nw.replay around its handler), never cleared, so that a worker
@@ -40,7 +46,10 @@ class Policy:
     past ``timeout_s`` seconds is abandoned and counts as failed; ``executor`` says where the
     code runs (``executors/``); ``keep`` is how many of its traces are kept (None: the
     runtime's ``traces_kept``); ``ttl_s``: a message still queued that many seconds after
-    its emit expires (a dead letter) instead of running, unless it has a ttl of its own."""
+    its emit expires (a dead letter) instead of running, unless it has a ttl of its own;
+    ``rate`` (a ``Rate``, or text such as "10/s") is how many runs may start in any window of
+    a second, minute or hour; ``batch`` makes the handler take up to that many events at once,
+    a partial batch waiting ``batch_wait_s`` (default 1 s) for more."""
 
     retries: int = 0
     backoff_s: float = 1.0
@@ -48,6 +57,9 @@ class Policy:
     executor: str = "threads"
     keep: int | None = None
     ttl_s: float | None = None
+    rate: Rate | None = None
+    batch: int | None = None
+    batch_wait_s: float | None = None
 
     def __post_init__(self):
         check_executor(self.executor)
@@ -71,6 +83,29 @@ class Policy:
             raise ArgumentValueError(
                 f"ttl must be a number of seconds above 0 (or None), not {self.ttl_s!r}"
             )
+        self._check_flow()
+
+    def _check_flow(self) -> None:
+        """Check (and normalise) ``rate``, ``batch`` and ``batch_wait_s``."""
+        object.__setattr__(self, "rate", parse_rate(self.rate))
+        if self.batch is not None and (not _whole(self.batch) or not 1 <= self.batch <= MAX_BATCH):
+            raise ArgumentValueError(
+                f"batch must be a whole number of messages from 1 to {MAX_BATCH:,} (or None), "
+                f"not {self.batch!r}"
+            )
+        wait = self.batch_wait_s
+        if wait is not None:
+            if self.batch is None:
+                raise ArgumentValueError(
+                    "batch_wait needs batch: give the batch size too, such as --batch 500"
+                )
+            if not _number(wait) or not 0 <= wait <= MAX_BATCH_WAIT_S:
+                raise ArgumentValueError(
+                    f"batch_wait must be a number of seconds from 0 to {MAX_BATCH_WAIT_S:g}, "
+                    f"not {wait!r}"
+                )
+        elif self.batch is not None:
+            object.__setattr__(self, "batch_wait_s", DEFAULT_BATCH_WAIT_S)
 
     def retry_delay_s(self, failed_attempt: int, rng=random) -> float:
         """How long to wait before the attempt after ``failed_attempt``: exponential, capped,
@@ -122,6 +157,9 @@ class Run:
         "superseded",
         "t0",
         "timed_out",
+        "messages",
+        "input_data",
+        "batch_index",
     )
 
     def __init__(self, message, index, started_at_s, t0, capture, deadline_s, policy):
@@ -137,6 +175,11 @@ class Run:
         # Set by the engine: superseded(worker name) says whether a newer trace will replace
         # this run's anyway (a guess, read without the lock).
         self.superseded = None
+        # A batch (--batch): its messages, ``message`` being the first, and its events' list
+        # pickled for its trace (engine/batches.py); None for a run of one message.
+        self.messages: list | None = None
+        self.input_data: bytes | None = None
+        self.batch_index = 0  # which message of its batch a failure hook is told about
 
     @property
     def keep_result(self) -> bool:
@@ -199,6 +242,14 @@ class WorkerState:
         self.aging: list[tuple[float, int, Message]] = []
         self.delayed_gone: set[int] = set()  # expired messages still in ``delayed``
         self.expired_dead = 0  # dead letters kept that expired
+        # Rate limits and batches (engine/gate.py): ``gate(w)`` says whether a run may start
+        # now (None: always); ``wait_until_s`` is when the timer wakes a worker that waits for
+        # a token or a batch; ``rate_log`` the starts of its rate's last period (rate.py).
+        self.gate = None
+        self.wait_until_s: float | None = None
+        self.rate_log: deque[float] = deque()
+        self.batch_open_s: float | None = None  # when the batch being collected began
+        self.batch_extra = 0  # messages of the batches running beyond one each
 
     def keep(self, keep: int | None, default: int) -> None:
         """Keep the newest ``keep`` traces (None: ``default``) from now on (the lock is held)."""
@@ -209,7 +260,12 @@ class WorkerState:
 
     def ready(self) -> bool:
         """A run may start now (the runtime lock is held)."""
-        return bool(self.queue) and self.handler is not None and (not self.paused or self.forced)
+        return (
+            bool(self.queue)
+            and self.handler is not None
+            and (not self.paused or self.forced)
+            and (self.gate is None or self.gate(self))
+        )
 
     def take(self) -> Message:
         """The next message to run (the runtime lock is held; ``ready()`` was true)."""
@@ -349,6 +405,12 @@ class WorkerState:
             counts["skipped"] = self.skipped
         if self.expired_dead:
             counts["expired"] = self.expired_dead
+        if self.batch_extra:
+            counts["running"] += self.batch_extra  # messages, not runs: a batch is many
+        rate = self.policy.rate
+        if rate is not None:
+            due = next_token_s(self.rate_log, rate, now) if self.queue else None
+            counts["rate_wait_s"] = None if due is None else due - now
         return counts
 
     def row(self) -> WorkerRow:

@@ -221,6 +221,8 @@ class DuckDBStore:
                 self._write_workers(batch.workers)
             if batch.traces:
                 self._prune_traces()  # after the workers' rows: they say how many to keep
+            if batch.rate_starts:
+                self._write_rate_starts(batch.rate_starts)
             if batch.next_seq is not None:
                 if self._has_next_seq:
                     con.execute(
@@ -282,6 +284,20 @@ class DuckDBStore:
                 columns(new),
             )
 
+    def _write_rate_starts(self, rows: list[tuple]) -> None:
+        """Record the starts of rate-limited runs; forget those a period older than each
+        worker's newest (their tokens are back)."""
+        names, started, _periods = columns(rows)
+        self.con.execute("INSERT INTO rate_starts SELECT unnest($1), unnest($2)", [names, started])
+        back: dict[str, float] = {}
+        for name, at, period_s in rows:
+            back[name] = max(back.get(name, at - period_s), at - period_s)
+        self.con.execute(
+            """DELETE FROM rate_starts USING (SELECT unnest($1) AS name, unnest($2) AS back) u
+               WHERE rate_starts.worker = u.name AND rate_starts.started_at <= u.back""",
+            [list(back), list(back.values())],
+        )
+
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""
         if self._worker_rows is not None:
@@ -293,11 +309,11 @@ class DuckDBStore:
         self.con.execute(
             """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
                                    result_repr, stdout, error, replay, attempt, timed_out,
-                                   calls, calls_text)
+                                   calls, calls_text, message_seqs)
                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                    unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
                    unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13),
-                   unnest($14::BLOB[]), unnest($15::VARCHAR[])""",
+                   unnest($14::BLOB[]), unnest($15::VARCHAR[]), unnest($16::BIGINT[][])""",
             columns(rows),
         )
 

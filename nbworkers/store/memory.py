@@ -33,6 +33,7 @@ class MemoryStore:
         self.dead: dict[int, DeadRow] = {}
         self.traces: dict[int, TraceRow] = {}
         self.workers: dict[str, WorkerRow] = {}
+        self.rate_starts: list[tuple[str, float]] = []  # (worker, started_at)
         self.applied: list[Batch] = []
         self.fail_with: BaseException | None = None
         self.committed_warning: str | None = None
@@ -49,6 +50,7 @@ class MemoryStore:
             [self.messages[seq] for seq in sorted(self.messages)],
             [self.traces[seq] for seq in sorted(self.traces, reverse=True)],
             sorted(self.dead.values(), key=lambda d: (d.died_at, d.seq)),
+            sorted(self.rate_starts, key=lambda row: row[1]),
         )
 
     def apply(self, batch: Batch) -> str | None:
@@ -76,6 +78,12 @@ class MemoryStore:
             self.workers[row.name] = row
         if batch.traces:
             self._keep_newest_traces()  # after the workers' rows: they say how many to keep
+        if batch.rate_starts:
+            back: dict[str, float] = {}
+            for name, at, period_s in batch.rate_starts:
+                self.rate_starts.append((name, at))
+                back[name] = max(back.get(name, at - period_s), at - period_s)
+            self.rate_starts = [r for r in self.rate_starts if r[1] > back.get(r[0], r[1] - 1)]
         if batch.next_seq is not None:
             self.next_seq = batch.next_seq
         self.applied.append(batch)

@@ -46,6 +46,7 @@ class TraceRow(NamedTuple):
     timed_out: bool = False
     calls: bytes | None = None  # its @nw.recorded calls, pickled (develop/recorded.py)
     calls_text: str | None = None  # the same without their values, as JSON, for nw.sql
+    message_seqs: list[int] | None = None  # a batch's messages (--batch); None for one
 
 
 class MessageRow(NamedTuple):
@@ -97,6 +98,8 @@ class Loaded:
     messages: list[MessageRow]  # oldest first
     traces: list[TraceRow]  # newest first
     dead: list[DeadRow]  # oldest first
+    # The starts of rate-limited runs the file holds: (worker, started_at), oldest first.
+    rate_starts: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +115,9 @@ class Batch:
     traces: list[TraceRow] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     next_seq: int | None = None
+    # Starts of rate-limited runs: (worker, started_at, the rate's period in seconds); a
+    # store keeps those of the last period (RateStartRow's fields, in order).
+    rate_starts: list[tuple] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -123,6 +129,7 @@ class Batch:
             or self.traces
             or self.workers
             or self.next_seq is not None
+            or bool(self.rate_starts)
         )
 
 

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
     error VARCHAR, died_at DOUBLE);
+CREATE TABLE IF NOT EXISTS rate_starts (worker VARCHAR, started_at DOUBLE);
 """
 # Columns added after version 1: a file written by 0.1 gains them when opened.
 MIGRATIONS = """
@@ -40,6 +41,7 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS expires_at DOUBLE;
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS reason VARCHAR;
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS priority INTEGER DEFAULT 0;
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS expires_at DOUBLE;
+ALTER TABLE traces ADD COLUMN IF NOT EXISTS message_seqs BIGINT[];
 """
 
 
@@ -67,7 +69,7 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         for row in con.execute(
             """SELECT seq, worker, message_seq, started_at, duration, input, result,
                       result_repr, stdout, error, replay, coalesce(attempt, 1),
-                      coalesce(timed_out, false), calls, calls_text
+                      coalesce(timed_out, false), calls, calls_text, message_seqs
                FROM traces ORDER BY seq DESC"""
         ).fetchall()
     ]
@@ -85,7 +87,11 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
                            (SELECT max(seq) FROM dead_letters))"""
     ).fetchone()[0]
     next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
-    return Loaded(next_seq, workers, messages, traces, dead), meta
+    loaded = Loaded(next_seq, workers, messages, traces, dead)
+    loaded.rate_starts = con.execute(
+        "SELECT worker, started_at FROM rate_starts ORDER BY started_at"
+    ).fetchall()
+    return loaded, meta
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:

@@ -42,6 +42,7 @@ class _Taken(NamedTuple):
     workers: dict  # name -> WorkerState
     worker_rows: list[WorkerRow]  # made under the lock: a worker's counts change together
     next_seq: int | None
+    rate_starts: list[tuple]
 
 
 class Writer:
@@ -72,6 +73,7 @@ class Writer:
         self._dead_deletes: list[int] = []
         self._traces: list[Trace] = []
         self._workers: dict[str, object] = {}  # name -> WorkerState whose row changed
+        self._rate_starts: list[tuple] = []  # (worker, started_at, period_s)
         self._wake = threading.Condition(lock)
         self._asleep = False
         self._written_cond = threading.Condition(lock)
@@ -127,6 +129,11 @@ class Writer:
         self._workers[w.name] = w
         self._poke()
 
+    def rate_start(self, name: str, started_at: float, period_s: float) -> None:
+        """A run of rate-limited ``name`` started (its token, kept across a restart)."""
+        self._rate_starts.append((name, started_at, period_s))
+        self._poke()
+
     def _poke(self) -> None:
         if self._asleep:
             self._wake.notify()
@@ -140,6 +147,7 @@ class Writer:
             or self._dead_deletes
             or self._traces
             or self._workers
+            or self._rate_starts
         )
 
     # ----- the write loop (the writer thread) -----------------------------------------------
@@ -164,7 +172,9 @@ class Writer:
             workers,
             [w.row() for w in workers.values()],
             next_seq,
+            self._rate_starts,
         )
+        self._rate_starts = []
         self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
         self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
         return taken
@@ -181,6 +191,7 @@ class Writer:
             self._workers.setdefault(name, w)
         if taken.next_seq is not None:
             self._saved_seq = -1
+        self._rate_starts[:0] = taken.rate_starts
 
     def _batch(self, taken: _Taken) -> Batch:
         """The rows of what was taken (the lock is not held: runs go on meanwhile)."""
@@ -224,6 +235,7 @@ class Writer:
             traces=self._trace_rows(taken.traces),
             workers=taken.worker_rows,
             next_seq=taken.next_seq,
+            rate_starts=taken.rate_starts,
         )
 
     def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
@@ -257,6 +269,7 @@ class Writer:
                     t.timed_out,
                     calls,
                     storable(calls_text),
+                    t.message_seqs,
                 )
             )
         return rows

@@ -75,6 +75,10 @@ def status_html(snap: WorkerSnapshot) -> str:
             kind += f" · keeps {policy.keep:,} traces"
         if policy.ttl_s is not None:
             kind += f" · ttl {policy.ttl_s:g} s"
+        if policy.rate is not None:
+            kind += f" · rate {policy.rate}"
+        if policy.batch is not None:
+            kind += f" · batches of {policy.batch:,} (wait {policy.batch_wait_s:g} s)"
     parts = [
         f'<div style="line-height:1.6"><b style="font-size:1.1em">{esc(snap.name)}</b> '
         f'<span style="color:#666">{esc(kind)}</span> {state}</div>',
@@ -103,6 +107,12 @@ def status_html(snap: WorkerSnapshot) -> str:
         parts.append(
             f'<div style="color:{AMBER};font-weight:600">a run has been running for '
             f"{ago(longest)} (since {clock(time.time() - longest)})</div>"
+        )
+    rate_wait_s = counts.get("rate_wait_s")
+    if rate_wait_s is not None and snap.defined and not snap.paused:
+        parts.append(
+            f'<div style="color:{AMBER};font-weight:600">waiting for rate limit '
+            f"({esc(snap.policy.rate)}): the next run may start in {rate_wait_s:.1f} s</div>"
         )
     if snap.oldest_s is not None and counts["queued"]:
         parts.append(f'<div style="color:#666">oldest queued: {ago(now - snap.oldest_s)} ago</div>')
@@ -144,6 +154,8 @@ def trace_label(trace: Trace) -> str:
     extra = " (replay)" if trace.replay else ""
     if trace.attempt > 1:
         extra += f" attempt {trace.attempt}"
+    if trace.batch_size is not None:
+        extra += f" batch of {trace.batch_size:,}"
     return f"{clock(trace.started_at_s)}  {mark}  {trace.duration * 1000:8.1f} ms{extra}"
 
 
@@ -169,7 +181,7 @@ def trace_html(trace: Trace | None, kind: str) -> str:
         f'<div style="color:#666">{esc(trace.id)} · message {esc(trace.message_id)} · '
         f"started {esc(trace.started_at.astimezone().strftime('%Y-%m-%d %H:%M:%S'))} · "
         f"{trace.duration * 1000:.1f} ms · attempt {trace.attempt}"
-        f"{' · timed out' if trace.timed_out else ''}</div>",
+        f"{' · timed out' if trace.timed_out else ''}{_batch_line(trace)}</div>",
         _block("input", shown_input),
     ]
     if trace.ok:
@@ -181,6 +193,15 @@ def trace_html(trace: Trace | None, kind: str) -> str:
     if trace.error:
         parts.append(_block("traceback", trace.error, RED))
     return "".join(parts)
+
+
+def _batch_line(trace: Trace) -> str:
+    """' · batch of N (m1 … m9)': the messages a batch run covered."""
+    if trace.batch_size is None:
+        return ""
+    ids = trace.message_ids
+    shown = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]} … {ids[-1]}"
+    return f" · batch of {trace.batch_size:,} ({esc(shown)})"
 
 
 def live_running_html(trace_id: str, timeout_s: float | None) -> str:

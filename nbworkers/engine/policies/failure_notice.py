@@ -20,6 +20,8 @@ class FailureNotice(RunPolicy):
         self.events = events
 
     def after_failure(self, w: WorkerState, run: Run, trace: Trace) -> bool:
+        if run.batch_index:
+            return False  # a batch failed: told once, for its first message
         if w.failing == self.after:
             self.events.notice(
                 f"nbworkers: {w.kind_name} {w.name!r} has failed {w.failing} runs in a row; "
