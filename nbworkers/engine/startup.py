@@ -92,7 +92,6 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
         if letter.reason == "expired":
             m.expired = True
             w.expired_dead += 1
-        state(row.worker).dead.append(letter)
     for name, started_at in loaded.rate_starts:  # oldest first: a rate limit's bucket
         state(name).rate_log.append(started_at)
     for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first
