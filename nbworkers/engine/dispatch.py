@@ -214,8 +214,8 @@ class Dispatch:
             if kind == "emit":
                 event, name, key, delay, at = request
                 return ("ok", self.owner.emit(event, name, key=key, delay=delay, at=at))
-            events, name = request
-            return ("ok", self.owner.emit_many(events, name))
+            events, name, *options = request  # options: emit_many's keywords, if any
+            return ("ok", self.owner.emit_many(events, name, **(options[0] if options else {})))
         # What emit raises is the handler's to see, as it would be on a thread.
         except Exception as exc:  # noqa: BLE001
             return ("error", exc)

@@ -13,6 +13,7 @@ from datetime import datetime
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import Message
+from .fan_in import check_then
 from .registry import Registry
 from .worker import WorkerState, _number
 
@@ -68,6 +69,7 @@ class Intake:
         self.events = events
         self.wake = wake  # Dispatch.wake
         self.hooks = hooks
+        self.fan_in = None  # FanIn (emit_many's then=), set by the runtime
 
     def emit(
         self,
@@ -96,10 +98,20 @@ class Intake:
             message = self.enqueue_locked(w, [data], time.time(), due_at, key)[0]
         return message.id
 
-    def emit_many(self, events: Iterable, name: str) -> list[str]:
-        """Queue every event of ``events`` (all or nothing) for worker ``name``."""
+    def emit_many(self, events: Iterable, name: str, *, then: str | None = None) -> list[str]:
+        """Queue every event of ``events`` (all or nothing) for worker ``name``; ``then``:
+        once all have ended, worker ``then`` gets one event with their results (fan_in.py)."""
         check_name(name)
-        return self.enqueue(name, [pickled(e) for e in check_events(events)])
+        if then is None:
+            return self.enqueue(name, [pickled(e) for e in check_events(events)])
+        check_then(then)
+        datas = [pickled(e) for e in check_events(events)]
+        now = time.time()
+        reg = self.registry
+        with reg.lock:
+            messages = self.enqueue_locked(reg.state(name), datas, now) if datas else []
+            self.fan_in.start(reg.state(name), messages, then, now)
+        return [m.id for m in messages]
 
     def _due_at(self, delay, at) -> float | None:
         if delay is not None and at is not None:

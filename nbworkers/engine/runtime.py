@@ -30,6 +30,7 @@ from .admin import Admin
 from .definitions import Definitions
 from .dispatch import Dispatch
 from .events import Events
+from .fan_in import FanIn
 from .intake import Intake
 from .outcomes import Outcomes
 from .policies import Hooks
@@ -40,6 +41,7 @@ from .policies.time_limit import TimeLimit
 from .queries import Queries
 from .registry import Registry
 from .replay import Replay
+from .results import Results
 from .settings import Settings
 from .timers import Timers
 
@@ -72,6 +74,7 @@ PUBLIC = {
         "wait",
     ),
     "events": ("add_listener", "on_failure", "take_notices"),
+    "results": ("result",),
 }
 
 
@@ -109,6 +112,8 @@ class Runtime:
                 loaded.next_seq,
                 traces_kept=settings.traces_kept,
                 flush_interval_s=settings.flush_interval_s,
+                results_kept_s=settings.results_kept_s,
+                clock=clock,
             )
             startup.load(reg, writer, loaded)
         # The parts, each given the ones it calls.
@@ -134,6 +139,13 @@ class Runtime:
             reg, writer, self.executors, timers, events, dispatch, admin, intake
         )
         self.queries = Queries(reg)
+        # Results by id and fan-in: told of every message that ends.
+        self.results = Results(reg, writer, self.store)
+        self.fan_in = FanIn(reg, writer, intake)
+        self.results.fan_in = intake.fan_in = self.fan_in
+        outcomes.results = admin.results = self.results
+        with reg.lock:
+            self.fan_in.load(loaded)
         self.replays = Replay(reg, outcomes, events, intake)
         for part, names in PUBLIC.items():
             for name in names:
@@ -195,6 +207,7 @@ class Runtime:
             if reg.stopping:
                 return
             reg.stopping = True
+            self.results.stop()
             for w in reg.workers.values():
                 w.cond.notify_all()
             self.timers.stop()

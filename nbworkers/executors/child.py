@@ -63,8 +63,9 @@ class _PipeEmitter:
     def emit(self, event, name, *, key=None, delay=None, at=None):
         return self._ask("emit", (pickle_event(event), name, key, delay, at))
 
-    def emit_many(self, events, name):
-        return self._ask("emit_many", ([pickle_event(e) for e in events], name))
+    def emit_many(self, events, name, *, then=None):
+        options = {} if then is None else {"then": then}
+        return self._ask("emit_many", ([pickle_event(e) for e in events], name, options))
 
     def _ask(self, kind, request):
         with self.lock:
@@ -112,9 +113,10 @@ class _ListEmitter:
         handlers.check_name(name)
         self.emits.append(("emit", (pickle_event(event), name, key, delay, at)))
 
-    def emit_many(self, events, name):
+    def emit_many(self, events, name, *, then=None):
         handlers.check_name(name)
-        self.emits.append(("emit_many", ([pickle_event(e) for e in events], name)))
+        options = {} if then is None else {"then": then}
+        self.emits.append(("emit_many", ([pickle_event(e) for e in events], name, options)))
 
 
 def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:

@@ -169,5 +169,5 @@ def decode(kind: str, request: tuple) -> tuple:
     if kind == "emit":
         data, name, key, delay, at = request
         return (cloudpickle.loads(data), name, key, delay, at)
-    datas, name = request
-    return ([cloudpickle.loads(d) for d in datas], name)
+    datas, name, *options = request  # options: emit_many's keywords (then=), if any
+    return ([cloudpickle.loads(d) for d in datas], name, *options)

@@ -83,6 +83,28 @@ class DeadRow(NamedTuple):
     died_at: float
 
 
+class ResultRow(NamedTuple):
+    """How an ended message ended, kept by id for ``nw.result`` (the columns of ``results``)."""
+
+    seq: int
+    worker: str
+    ended_at: float
+    error: str | None  # its last traceback (a dead letter), None when done
+    data: bytes | None  # its result pickled; None for None (or not kept: see note)
+    note: str | None  # why a result could not be kept, else None
+
+
+class FanInRow(NamedTuple):
+    """A fan-in group still open (``emit_many(..., then=)``): messages ``first_seq`` to
+    ``first_seq + count - 1`` of ``worker``; ``then`` gets one event once all have ended."""
+
+    first_seq: int
+    count: int
+    worker: str
+    then: str
+    created_at: float
+
+
 @dataclass
 class Loaded:
     """Everything the runtime needs from disk at start-up."""
@@ -92,6 +114,8 @@ class Loaded:
     messages: list[MessageRow]  # oldest first
     traces: list[TraceRow]  # newest first
     dead: list[DeadRow]  # oldest first
+    fan_ins: list[FanInRow] = field(default_factory=list)  # open groups, oldest first
+    fan_in_results: list[ResultRow] = field(default_factory=list)  # their ended members
 
 
 @dataclass
@@ -107,6 +131,10 @@ class Batch:
     traces: list[TraceRow] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     next_seq: int | None = None
+    results: list[tuple] = field(default_factory=list)  # ResultRow's fields, in order
+    fan_in_inserts: list[FanInRow] = field(default_factory=list)
+    fan_in_deletes: list[int] = field(default_factory=list)  # first seqs of ended groups
+    prune_results_before: float | None = None  # drop results that ended before (nw.result)
 
     def __bool__(self) -> bool:
         return bool(
@@ -118,6 +146,9 @@ class Batch:
             or self.traces
             or self.workers
             or self.next_seq is not None
+            or self.results
+            or self.fan_in_inserts
+            or self.fan_in_deletes
         )
 
 

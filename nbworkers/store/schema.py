@@ -4,9 +4,9 @@ opened, and the start-up read of everything a new runtime starts from (``read``)
 
 from __future__ import annotations
 
-from .rows import DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
+from .rows import DeadRow, FanInRow, Loaded, MessageRow, ResultRow, TraceRow, WorkerRow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
     error VARCHAR, died_at DOUBLE);
+CREATE TABLE IF NOT EXISTS results (
+    seq BIGINT, worker VARCHAR, ended_at DOUBLE, error VARCHAR, data BLOB, note VARCHAR);
+CREATE TABLE IF NOT EXISTS fan_ins (
+    first_seq BIGINT, count BIGINT, worker VARCHAR, then_worker VARCHAR, created_at DOUBLE);
 """
 # Columns added after version 1: a file written by 0.1 gains them when opened.
 MIGRATIONS = """
@@ -72,13 +76,50 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
                FROM dead_letters ORDER BY died_at, seq"""
         ).fetchall()
     ]
+    fan_ins = [
+        FanInRow(*row)
+        for row in con.execute(
+            """SELECT first_seq, count, worker, then_worker, created_at FROM fan_ins
+               ORDER BY first_seq"""
+        ).fetchall()
+    ]
+    fan_in_results = []
+    if fan_ins:
+        fan_in_results = [
+            ResultRow(*row)
+            for row in con.execute(
+                """SELECT r.seq, r.worker, r.ended_at, r.error, r.data, r.note
+                   FROM results r JOIN fan_ins g
+                     ON r.seq BETWEEN g.first_seq AND g.first_seq + g.count - 1
+                   ORDER BY r.seq"""
+            ).fetchall()
+        ]
     top = con.execute(
         """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
                            (SELECT max(message_seq) FROM traces),
                            (SELECT max(seq) FROM dead_letters))"""
     ).fetchone()[0]
     next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
-    return Loaded(next_seq, workers, messages, traces, dead), meta
+    loaded = Loaded(next_seq, workers, messages, traces, dead, fan_ins, fan_in_results)
+    return loaded, meta
+
+
+def result_of(con, seq: int) -> tuple[ResultRow | None, str | None]:
+    """How message ``seq`` ended (its ``results`` row), and, if it has none, the worker it
+    is still queued (or running) for, read through ``con``; (None, None): neither."""
+    row = con.execute(
+        "SELECT seq, worker, ended_at, error, data, note FROM results WHERE seq = $1", [seq]
+    ).fetchone()
+    if row is not None:
+        return ResultRow(*row), None
+    queued = con.execute("SELECT worker FROM messages WHERE seq = $1", [seq]).fetchone()
+    if queued is not None:
+        return None, queued[0]
+    # A dead letter of a file from before results were kept (schema 3) has no results row.
+    dead = con.execute(
+        "SELECT seq, worker, died_at, error FROM dead_letters WHERE seq = $1", [seq]
+    ).fetchone()
+    return (None if dead is None else ResultRow(*dead, None, None)), None
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:
