@@ -17,7 +17,8 @@ import threading
 import time
 
 from ..errors import ArgumentTypeError, ArgumentValueError, MessageFailed, NBWorkersError
-from ..message import ClassNotDefined, Message, load_event, message_id, parse_id
+from ..message import ClassNotDefined, Message, load_event, parse_id
+from ..message import message_id as id_of
 from .registry import Registry
 from .worker import WorkerState, _number
 
@@ -102,7 +103,7 @@ class Results:
                 raise NBWorkersError(
                     f"nw.result: no message {message_id} was ever emitted to this database "
                     f"({self.store.path!r}; the ids issued so far are below "
-                    f"{message_id(self.writer.next_seq)}). Check the id, or "
+                    f"{id_of(self.writer.next_seq)}). Check the id, or "
                     "%config NBWorkers.db_path if it was emitted to another file."
                 )
             self.waiters.setdefault(seq, []).append(waiter)
@@ -142,8 +143,8 @@ class Results:
 
     def _unexpired(self, message_id: str, row: tuple) -> tuple:
         kept = self.registry.settings.results_kept_s
-        ended_at = row[2]
-        if ended_at < self.registry.clock() - kept:
+        ended_at = row[2]  # None: a dead letter from before results were kept
+        if ended_at is not None and ended_at < self.registry.clock() - kept:
             raise NBWorkersError(
                 f"nw.result: the result of {message_id} is no longer kept: it ended "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ended_at))}, more than "

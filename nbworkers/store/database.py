@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
+from . import packed
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
 from .rows import Batch, Loaded, TraceRow, WorkerRow, columns
 from .schema import MIGRATIONS, SCHEMA, read, result_of, stamp_version
@@ -289,11 +290,12 @@ class DuckDBStore:
         """Results by id and fan-in groups (``nw.result``, ``emit_many(then=)``): a group's
         end is deleted in the same transaction as the ``then`` message is inserted."""
         con = self.con
-        if batch.results:
+        if batch.results:  # one row per worker (packed.py: a row a message costs a drain)
             con.execute(
-                """INSERT INTO results SELECT unnest($1), unnest($2), unnest($3),
-                       unnest($4::VARCHAR[]), unnest($5::BLOB[]), unnest($6::VARCHAR[])""",
-                columns(batch.results),
+                """INSERT INTO results SELECT unnest($1), unnest($2), unnest($3), unnest($4),
+                       unnest($5::BLOB[]), unnest($6::BLOB[]), unnest($7::BLOB[]),
+                       unnest($8::VARCHAR[])""",
+                columns(packed.pack(batch.results)),
             )
         if batch.fan_in_inserts:
             con.execute(
@@ -310,8 +312,8 @@ class DuckDBStore:
             # Members of a group still open are kept: its then event needs them.
             con.execute(
                 """DELETE FROM results WHERE ended_at < $1 AND NOT EXISTS (
-                       SELECT 1 FROM fan_ins g
-                       WHERE results.seq BETWEEN g.first_seq AND g.first_seq + g.count - 1)""",
+                       SELECT 1 FROM fan_ins g WHERE results.first_seq <= g.first_seq + g.count - 1
+                                                 AND results.last_seq >= g.first_seq)""",
                 [batch.prune_results_before],
             )
 

@@ -72,6 +72,9 @@ class MemoryStore:
         if seq in self.results:
             return self.results[seq], None
         queued = self.messages.get(seq)
+        if queued is None and seq in self.dead:  # a dead letter from before results were kept
+            dead = self.dead[seq]
+            return ResultRow(seq, dead.worker, None, dead.error, None, None), None
         return None, None if queued is None else queued.worker
 
     def apply(self, batch: Batch) -> str | None:

@@ -4,6 +4,7 @@ opened, and the start-up read of everything a new runtime starts from (``read``)
 
 from __future__ import annotations
 
+from . import packed
 from .rows import DeadRow, FanInRow, Loaded, MessageRow, ResultRow, TraceRow, WorkerRow
 
 SCHEMA_VERSION = 4
@@ -22,7 +23,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
     error VARCHAR, died_at DOUBLE);
 CREATE TABLE IF NOT EXISTS results (
-    seq BIGINT, worker VARCHAR, ended_at DOUBLE, error VARCHAR, data BLOB, note VARCHAR);
+    first_seq BIGINT, last_seq BIGINT, worker VARCHAR, ended_at DOUBLE, seqs BLOB, ends BLOB,
+    data BLOB, failures VARCHAR);
 CREATE TABLE IF NOT EXISTS fan_ins (
     first_seq BIGINT, count BIGINT, worker VARCHAR, then_worker VARCHAR, created_at DOUBLE);
 """
@@ -85,15 +87,14 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
     ]
     fan_in_results = []
     if fan_ins:
-        fan_in_results = [
-            ResultRow(*row)
-            for row in con.execute(
-                """SELECT r.seq, r.worker, r.ended_at, r.error, r.data, r.note
-                   FROM results r JOIN fan_ins g
-                     ON r.seq BETWEEN g.first_seq AND g.first_seq + g.count - 1
-                   ORDER BY r.seq"""
+        for group in fan_ins:
+            last = group.first_seq + group.count - 1
+            rows = con.execute(
+                """SELECT worker, ended_at, seqs, ends, data, failures FROM results
+                   WHERE first_seq <= $2 AND last_seq >= $1""",
+                [group.first_seq, last],
             ).fetchall()
-        ]
+            fan_in_results += packed.unpack_range(rows, group.first_seq, last)
     top = con.execute(
         """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
                            (SELECT max(message_seq) FROM traces),
@@ -107,19 +108,23 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
 def result_of(con, seq: int) -> tuple[ResultRow | None, str | None]:
     """How message ``seq`` ended (its ``results`` row), and, if it has none, the worker it
     is still queued (or running) for, read through ``con``; (None, None): neither."""
-    row = con.execute(
-        "SELECT seq, worker, ended_at, error, data, note FROM results WHERE seq = $1", [seq]
-    ).fetchone()
+    rows = con.execute(
+        """SELECT worker, ended_at, seqs, ends, data, failures FROM results
+           WHERE $1 BETWEEN first_seq AND last_seq""",
+        [seq],
+    ).fetchall()
+    row = packed.find(rows, seq)
     if row is not None:
-        return ResultRow(*row), None
+        return row, None
     queued = con.execute("SELECT worker FROM messages WHERE seq = $1", [seq]).fetchone()
     if queued is not None:
         return None, queued[0]
-    # A dead letter of a file from before results were kept (schema 3) has no results row.
+    # A dead letter of a file from before results were kept (schema 3) has no results row;
+    # kept as long as the dead letter is (no ended_at: it does not expire).
     dead = con.execute(
-        "SELECT seq, worker, died_at, error FROM dead_letters WHERE seq = $1", [seq]
+        "SELECT seq, worker, error FROM dead_letters WHERE seq = $1", [seq]
     ).fetchone()
-    return (None if dead is None else ResultRow(*dead, None, None)), None
+    return (None if dead is None else ResultRow(dead[0], dead[1], None, dead[2], None, None)), None
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:

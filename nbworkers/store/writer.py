@@ -276,7 +276,7 @@ class Writer:
             traces=self._trace_rows(taken.traces),
             workers=taken.worker_rows,
             next_seq=taken.next_seq,
-            results=_result_rows(taken.results),
+            results=taken.results,  # their texts are stored as JSON (ASCII): no storable()
             fan_in_inserts=taken.fan_in_inserts,
             fan_in_deletes=taken.fan_in_deletes,
             prune_results_before=taken.prune_results_before,
@@ -407,13 +407,3 @@ class Writer:
         being written."""
         with self.lock:
             return self._pending() or self._written < self._taken
-
-
-def _result_rows(rows: list[tuple]) -> list[tuple]:
-    """Result rows with their texts storable (an error, a note); most have none."""
-    return [
-        r
-        if r[3] is None and r[5] is None
-        else (r[0], r[1], r[2], storable(r[3]), r[4], storable(r[5]))
-        for r in rows
-    ]
