@@ -55,11 +55,14 @@ class Results:
         data, note = trace.by_id()  # plain values made by the run: no user code here
         self._ended((message.seq, w.name, self.registry.clock(), trace.error, data, note))
 
-    def removed(self, w: WorkerState, messages: list[Message]) -> None:
-        """``messages`` were taken out of ``w``'s queue before they ran (cancel, purge)."""
+    def removed(self, w: WorkerState, messages: list[Message], error: str = REMOVED) -> None:
+        """``messages`` of ``w`` ended without a run that settles them (cancel and purge; any
+        other way a message leaves its queue for good must call this too, with why as
+        ``error``, such as an expiry): ``nw.result`` raises ``MessageFailed`` with ``error``,
+        and a fan-in group counts them as failed."""
         now = self.registry.clock()
         for m in messages:
-            self._ended((m.seq, w.name, now, REMOVED, None, None))
+            self._ended((m.seq, w.name, now, error, None, None))
 
     def _ended(self, row: tuple) -> None:
         self.writer.result(row)

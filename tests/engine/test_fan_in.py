@@ -258,3 +258,20 @@ def test_kernel_killed_in_the_middle_of_a_fan_in_sends_then_exactly_once(kernel,
     kernel.ok(part)
     kernel.ok("assert nw.wait(timeout=30)")
     assert len(tallied(tmp_path)) == 1
+
+
+def test_fan_in_requests_from_dask_and_pool_processes_keep_then(make_runtime):
+    from nbworkers.executors import child, jobs
+
+    rt = make_runtime()
+    got = collector(rt)
+    define(rt, "part", lambda e: -e)
+    far = child._ListEmitter()  # a Dask task's emits, queued when its run ends
+    far.emit_many([1, 2], "part", then="tally")
+    far.emit_many([3], "part")
+    answers = [rt.dispatch.remote_emit(kind, jobs.decode(kind, req)) for kind, req in far.emits]
+    assert [status for status, _ in answers] == ["ok", "ok"]
+    assert rt.wait(None, 10)
+    assert got == [{"results": [-1, -2], "errors": [None, None], "ids": answers[0][1]}]
+    # A request from an older far side (no options) still works
+    assert rt.dispatch.remote_emit("emit_many", ([4], "part"))[0] == "ok"
