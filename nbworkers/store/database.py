@@ -293,8 +293,7 @@ class DuckDBStore:
         if batch.results:  # one row per worker (packed.py: a row a message costs a drain)
             con.execute(
                 """INSERT INTO results SELECT unnest($1), unnest($2), unnest($3), unnest($4),
-                       unnest($5::BLOB[]), unnest($6::BLOB[]), unnest($7::BLOB[]),
-                       unnest($8::VARCHAR[])""",
+                       unnest($5), unnest($6::BLOB[]), unnest($7::VARCHAR[])""",
                 columns(packed.pack(batch.results)),
             )
         if batch.fan_in_inserts:

@@ -23,8 +23,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
     error VARCHAR, died_at DOUBLE);
 CREATE TABLE IF NOT EXISTS results (
-    first_seq BIGINT, last_seq BIGINT, worker VARCHAR, ended_at DOUBLE, seqs BLOB, ends BLOB,
-    data BLOB, failures VARCHAR);
+    first_seq BIGINT, last_seq BIGINT, worker VARCHAR, ended_at DOUBLE, count INTEGER,
+    body BLOB, failures VARCHAR);
 CREATE TABLE IF NOT EXISTS fan_ins (
     first_seq BIGINT, count BIGINT, worker VARCHAR, then_worker VARCHAR, created_at DOUBLE);
 """
@@ -87,14 +87,17 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
     ]
     fan_in_results = []
     if fan_ins:
-        for group in fan_ins:
-            last = group.first_seq + group.count - 1
-            rows = con.execute(
-                """SELECT worker, ended_at, seqs, ends, data, failures FROM results
-                   WHERE first_seq <= $2 AND last_seq >= $1""",
-                [group.first_seq, last],
-            ).fetchall()
-            fan_in_results += packed.unpack_range(rows, group.first_seq, last)
+        # The packed rows that hold a member of an open group (one query, however many
+        # groups); what else they hold, FanIn.load ignores.
+        rows = con.execute(
+            """SELECT worker, ended_at, count, body, failures FROM results r
+               WHERE EXISTS (SELECT 1 FROM fan_ins g
+                             WHERE r.first_seq <= g.first_seq + g.count - 1
+                               AND r.last_seq >= g.first_seq)"""
+        ).fetchall()
+        first = min(g.first_seq for g in fan_ins)
+        last = max(g.first_seq + g.count - 1 for g in fan_ins)
+        fan_in_results = packed.unpack_range(rows, first, last)
     top = con.execute(
         """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
                            (SELECT max(message_seq) FROM traces),
@@ -109,7 +112,7 @@ def result_of(con, seq: int) -> tuple[ResultRow | None, str | None]:
     """How message ``seq`` ended (its ``results`` row), and, if it has none, the worker it
     is still queued (or running) for, read through ``con``; (None, None): neither."""
     rows = con.execute(
-        """SELECT worker, ended_at, seqs, ends, data, failures FROM results
+        """SELECT worker, ended_at, count, body, failures FROM results
            WHERE $1 BETWEEN first_seq AND last_seq""",
         [seq],
     ).fetchall()
