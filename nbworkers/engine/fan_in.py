@@ -152,7 +152,7 @@ class FanIn:
                         (
                             seq,
                             row.worker,
-                            self.registry.clock(),
+                            None,
                             "Lost: the database holds neither this message nor how it ended",
                             None,
                             None,

@@ -53,16 +53,16 @@ class Results:
     def ended(self, w: WorkerState, message: Message, trace) -> None:
         """``message`` of ``w`` ended for good, as ``trace`` says (done, or failed for good)."""
         data, note = trace.by_id()  # plain values made by the run: no user code here
-        self._ended((message.seq, w.name, self.registry.clock(), trace.error, data, note))
+        # ended_at: the writer stamps its batch (a clock read a message costs a drain)
+        self._ended((message.seq, w.name, None, trace.error, data, note))
 
     def removed(self, w: WorkerState, messages: list[Message], error: str = REMOVED) -> None:
         """``messages`` of ``w`` ended without a run that settles them (cancel and purge; any
         other way a message leaves its queue for good must call this too, with why as
         ``error``, such as an expiry): ``nw.result`` raises ``MessageFailed`` with ``error``,
         and a fan-in group counts them as failed."""
-        now = self.registry.clock()
         for m in messages:
-            self._ended((m.seq, w.name, now, error, None, None))
+            self._ended((m.seq, w.name, None, error, None, None))
 
     def _ended(self, row: tuple) -> None:
         self.writer.result(row)

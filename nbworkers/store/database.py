@@ -294,7 +294,7 @@ class DuckDBStore:
             con.execute(
                 """INSERT INTO results SELECT unnest($1), unnest($2), unnest($3), unnest($4),
                        unnest($5), unnest($6::BLOB[]), unnest($7::VARCHAR[])""",
-                columns(packed.pack(batch.results)),
+                columns(packed.pack(batch.results, batch.results_ended_at)),
             )
         if batch.fan_in_inserts:
             con.execute(

@@ -101,7 +101,7 @@ class MemoryStore:
         for row in batch.workers:
             self.workers[row.name] = row
         for row in map(ResultRow._make, batch.results):
-            self.results[row.seq] = row
+            self.results[row.seq] = row._replace(ended_at=batch.results_ended_at)
         for row in batch.fan_in_inserts:
             self.fan_ins[row.first_seq] = row
         for first in batch.fan_in_deletes:

@@ -135,6 +135,7 @@ class Batch:
     fan_in_inserts: list[FanInRow] = field(default_factory=list)
     fan_in_deletes: list[int] = field(default_factory=list)  # first seqs of ended groups
     prune_results_before: float | None = None  # drop results that ended before (nw.result)
+    results_ended_at: float | None = None  # when ``results`` ended (their batch was taken)
 
     def __bool__(self) -> bool:
         return bool(

@@ -47,6 +47,7 @@ class _Taken(NamedTuple):
     fan_in_inserts: list[FanInRow]
     fan_in_deletes: list[int]
     prune_results_before: float | None
+    results_ended_at: float | None
 
 
 # How often results older than ``results_kept_s`` are pruned, at most (with a batch that adds
@@ -143,8 +144,8 @@ class Writer:
         self._poke()
 
     def result(self, row: tuple) -> None:
-        """A message ended: how, kept by id (``ResultRow``'s fields: seq, worker, ended_at,
-        error, data, note)."""
+        """A message ended: how, kept by id (``ResultRow``'s fields: seq, worker, None, error,
+        data, note; the batch that takes it says when)."""
         self._results.append(row)
         self._poke()
 
@@ -205,7 +206,7 @@ class Writer:
             self._results,
             self._fan_in_inserts,
             self._fan_in_deletes,
-            self._prune_cutoff() if self._results else None,
+            *self._results_times(),
         )
         self._results, self._fan_in_inserts, self._fan_in_deletes = [], [], []
         self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
@@ -230,14 +231,17 @@ class Writer:
         if taken.prune_results_before is not None:
             self._pruned_at = float("-inf")  # the next batch prunes instead
 
-    def _prune_cutoff(self) -> float | None:
-        """Results that ended before this are pruned by this batch (at most once every
-        ``PRUNE_EVERY_S``, or half of ``results_kept_s`` if shorter)."""
+    def _results_times(self) -> tuple[float | None, float | None]:
+        """For a batch taking results: results that ended before the first are pruned (at
+        most once every ``PRUNE_EVERY_S``, or half of ``results_kept_s`` if shorter); the
+        second is when its results ended (now: a few milliseconds late at most)."""
+        if not self._results:
+            return None, None
         now = self.clock()
         if now - self._pruned_at < min(PRUNE_EVERY_S, self.results_kept_s / 2):
-            return None
+            return None, now
         self._pruned_at = now
-        return now - self.results_kept_s
+        return now - self.results_kept_s, now
 
     def _batch(self, taken: _Taken) -> Batch:
         """The rows of what was taken (the lock is not held: runs go on meanwhile)."""
@@ -280,6 +284,7 @@ class Writer:
             fan_in_inserts=taken.fan_in_inserts,
             fan_in_deletes=taken.fan_in_deletes,
             prune_results_before=taken.prune_results_before,
+            results_ended_at=taken.results_ended_at,
         )
 
     def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
