@@ -63,14 +63,41 @@ def emit(
 
 
 def emit_many(
-    events: Iterable, name: str, *, priority: int = 0, ttl: float | None = None
+    events: Iterable,
+    name: str,
+    *,
+    priority: int = 0,
+    ttl: float | None = None,
+    then: str | None = None,
 ) -> list[str]:
     """Queue every event (all or nothing) for ``name``; returns their message ids.
-    ``priority`` and ``ttl`` apply to each, as for ``emit``."""
+    ``priority`` and ``ttl`` apply to each, as for ``emit``.
+
+    ``then="tally"``: once every one of these messages has ended (done, or a dead letter),
+    worker ``tally`` receives one event ``{"results": [...], "errors": [...], "ids": [...]}``
+    in this order (a failed one's result is None, a done one's error is None). Exactly once,
+    across restarts. With no events, that event is emitted at once, with empty lists."""
+    options = {"priority": priority, "ttl": ttl}
+    if then is not None:
+        options["then"] = then
     remote = child.emitter()
     if remote is not None:
-        return remote.emit_many(list(check_events(events)), name, priority=priority, ttl=ttl)
-    return current.emitting().emit_many(events, name, priority=priority, ttl=ttl)
+        return remote.emit_many(list(check_events(events)), name, **options)
+    return current.emitting().emit_many(events, name, **options)
+
+
+def result(message_id: str, timeout: float | None = 30):
+    """Wait for message ``message_id`` (what ``emit`` returned) to end, and return its result:
+    a fresh copy of what its run returned. Raises ``nw.MessageFailed`` (with ``.traceback``)
+    once it is a dead letter (not while retries are pending), ``TimeoutError`` if it has not
+    ended within ``timeout`` seconds (None: wait for ever). Results are kept by id for
+    ``NBWorkers.results_kept_s`` (an hour) after their message ends, across restarts.
+
+    >>> mid = emit({"url": url}, "fetch")
+    >>> page = nw.result(mid, timeout=60)
+    """
+    child.refuse_outside_kernel()
+    return runtime().result(message_id, timeout)
 
 
 def restart_processes() -> None:

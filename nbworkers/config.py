@@ -88,6 +88,13 @@ class NBWorkers(Configurable):
         "then, and a new one starts when a message arrives.",
     ).tag(config=True)
 
+    results_kept_s = Float(
+        3600.0,
+        help="How long, in seconds, nw.result(message_id) can answer for a message that "
+        "ended (done or a dead letter): its result or error is kept by id in the database "
+        "that long, across restarts, then pruned.",
+    ).tag(config=True)
+
     timezone = Unicode(
         "",
         help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'; "
@@ -109,6 +116,7 @@ class NBWorkers(Configurable):
             max_processes=self.max_processes,
             dask_address=self.dask_address,
             idle_thread_s=self.idle_thread_s,
+            results_kept_s=self.results_kept_s,
         )
 
     def resolved_db_path(self) -> str:

@@ -42,6 +42,25 @@ class StoreCorruptError(NBWorkersError):
     """The queue database could not be read; it was moved aside and a fresh one will be used."""
 
 
+class MessageFailed(NBWorkersError):
+    """``nw.result``: the message's run failed for good (a dead letter). ``message_id``,
+    ``worker`` and ``traceback`` (the last attempt's traceback text) say which and how."""
+
+    def __init__(self, message_id: str, worker: str, traceback: str):
+        self.message_id = message_id
+        self.worker = worker
+        self.traceback = traceback
+        lines = [line for line in traceback.splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else "(no traceback)"
+        super().__init__(
+            f"message {message_id} to {worker!r} failed: {last} (its whole traceback is in "
+            f"this error's .traceback; nw.dead_letters({worker!r}) lists it)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.message_id, self.worker, self.traceback))
+
+
 class StatusTimeoutError(NBWorkersError):
     """Reading a database file for ``python -m nbworkers status`` took longer than allowed."""
 

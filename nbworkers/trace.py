@@ -92,6 +92,23 @@ def run_result(value, max_bytes: int) -> RunResult:
     return RunResult(value, buffer.getvalue(), shown)
 
 
+def result_pickle(value, max_bytes: int) -> bytes | None:
+    """Only the pickle of a run's result (None for None, for a result that does not pickle or
+    pickles to more than ``max_bytes``): what ``nw.result`` needs of a run whose trace will be
+    replaced anyway (``Run.keep_result``). User code (``__reduce__``): the run's thread."""
+    if value is None:
+        return None
+    if type(value) in _PLAIN:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return data if len(data) <= max_bytes else None
+    buffer = _BoundedBuffer(max_bytes)
+    try:
+        pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except BaseException:  # noqa: BLE001 - too big, or its __reduce__ raised: not kept
+        return None
+    return buffer.getvalue()
+
+
 class Trace:
     """What one run took, printed, returned or raised.
 
@@ -251,4 +268,19 @@ class Trace:
         return (
             f"<Trace {self.id} {self.worker!r} {state} at {self.started_at:%H:%M:%S} "
             f"({self.duration * 1000:.1f} ms) input={shown}>"
+        )
+
+    def by_id(self) -> tuple[bytes | None, str | None]:
+        """What ``nw.result`` keeps of this run's result: its pickle (None for a None result
+        or a failed run) and, when a result could not be kept (it does not pickle, or
+        pickles to more than ``result_max_bytes``), why, with its repr. No user code."""
+        data = self._result_data
+        if data is not None or self.error is not None:
+            return data, None
+        if self._result is None or (self._result is NO_RESULT and self._result_repr == "None"):
+            return None, None
+        shown = self._result_repr
+        return None, (
+            "its result was not kept: it does not pickle, or pickles to more than "
+            "NBWorkers.result_max_bytes" + ("" if shown is None else f" (it was {shown})")
         )

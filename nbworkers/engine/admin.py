@@ -75,6 +75,7 @@ class Admin:
         self.events = events
         self.intake = intake
         self.wake_all = wake_all  # Dispatch.wake_all
+        self.results = None  # Results: a removed message ends (nw.result, fan-in); runtime
 
     # ----- pausing ----------------------------------------------------------------------------
 
@@ -150,8 +151,9 @@ class Admin:
         with self.registry.lock:
             self.registry.check_running()
             for w in self.registry.workers.values():
-                if w.remove_waiting({seq}):
+                if removed := w.remove_waiting({seq}):
                     self.writer.ack([seq])
+                    self.results.removed(w, removed)
                     self.events.after_change(w)
                     return True
         return False
@@ -165,6 +167,7 @@ class Admin:
             removed = w.remove_waiting(None) if w else []
             if removed:
                 self.writer.ack([m.seq for m in removed])
+                self.results.removed(w, removed)
                 self.events.after_change(w)
         return len(removed)
 

@@ -84,6 +84,7 @@ def settle(outcomes, w: WorkerState, run: Run, trace: Trace) -> None:
         w.failing = 0
         for m in messages:
             w.forget_key(m)
+            outcomes.results.ended(w, m, trace)  # each message's result: the batch's
         writer.ack([m.seq for m in messages])
     else:
         w.failing += 1
@@ -103,6 +104,7 @@ def settle(outcomes, w: WorkerState, run: Run, trace: Trace) -> None:
             letter = DeadLetter(m, trace.error, now)
             w.dead.append(letter)
             writer.dead(letter)
+            outcomes.results.ended(w, m, trace)
     writer.worker_changed(w)
     outcomes.record(w, trace)
     outcomes.events.after_change(w)

@@ -37,6 +37,7 @@ class Expiry(RunPolicy):
         self.writer = writer
         self.timers = timers
         self.events = events
+        self.results = None  # Results (nw.result, fan-in), set by the runtime
 
     # ----- tracking ---------------------------------------------------------------------------
 
@@ -164,10 +165,12 @@ class Expiry(RunPolicy):
         m.expired = True
         w.forced.discard(m.seq)
         w.forget_key(m)
-        letter = DeadLetter(m, self._error(w, m, now), now, "expired")
+        error = self._error(w, m, now)
+        letter = DeadLetter(m, error, now, "expired")
         w.dead.append(letter)
         w.expired_dead += 1
         self.writer.dead(letter)
+        self.results.removed(w, [m], error)  # nw.result raises it; a fan-in counts it failed
 
     @staticmethod
     def _error(w: WorkerState, m: Message, now: float) -> str:

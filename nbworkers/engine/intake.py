@@ -13,6 +13,7 @@ from datetime import datetime
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import Message
+from .fan_in import check_then
 from .ready import MAX_PRIORITY
 from .registry import Registry
 from .worker import WorkerState, _number, _whole
@@ -97,6 +98,7 @@ class Intake:
         self.wake = wake  # Dispatch.wake
         self.hooks = hooks
         self.expiry = None  # Expiry, set by the runtime
+        self.fan_in = None  # FanIn (emit_many's then=), set by the runtime
 
     def emit(
         self,
@@ -137,13 +139,32 @@ class Intake:
         return message.id
 
     def emit_many(
-        self, events: Iterable, name: str, *, priority: int = 0, ttl: float | None = None
+        self,
+        events: Iterable,
+        name: str,
+        *,
+        priority: int = 0,
+        ttl: float | None = None,
+        then: str | None = None,
     ) -> list[str]:
-        """Queue every event of ``events`` (all or nothing) for worker ``name``."""
+        """Queue every event of ``events`` (all or nothing) for worker ``name``; ``then``:
+        once all have ended, worker ``then`` gets one event with their results (fan_in.py)."""
         check_name(name)
         check_priority(priority, "emit_many")
         check_ttl(ttl, "emit_many")
-        return self.enqueue(name, [pickled(e) for e in check_events(events)], priority, ttl)
+        if then is None:
+            return self.enqueue(name, [pickled(e) for e in check_events(events)], priority, ttl)
+        check_then(then)
+        datas = [pickled(e) for e in check_events(events)]
+        now = time.time()
+        reg = self.registry
+        with reg.lock:
+            w = reg.state(name)
+            messages = (
+                self.enqueue_locked(w, datas, now, None, None, priority, ttl) if datas else []
+            )
+            self.fan_in.start(w, messages, then, now)
+        return [m.id for m in messages]
 
     def _due_at(self, delay, at) -> float | None:
         if delay is not None and at is not None:

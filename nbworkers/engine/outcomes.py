@@ -51,6 +51,7 @@ class Outcomes:
         self.executors = executors
         self.hooks = None  # the policies' hooks, set by the runtime
         self.wake = None  # Dispatch.wake, set by the runtime
+        self.results = None  # Results (nw.result, fan-in), set by the runtime
 
     def end_run(self, w: WorkerState, run: Run, result, error, unpicklable) -> None:
         """``run`` ended in its own thread, in time."""
@@ -105,6 +106,7 @@ class Outcomes:
             w.failing = 0
             w.forget_key(message)
             self.writer.ack([message.seq])
+            self.results.ended(w, message, trace)
         else:
             w.failing += 1
             if not self.hooks.after_failure_took(w, run, trace):
@@ -116,6 +118,7 @@ class Outcomes:
                     letter = DeadLetter(message, trace.error, self.registry.clock())
                     w.dead.append(letter)
                     self.writer.dead(letter)
+                self.results.ended(w, message, trace)
         self.writer.worker_changed(w)
         self.record(w, trace)
         self.events.after_change(w)

@@ -31,6 +31,7 @@ from .definitions import Definitions
 from .dispatch import Dispatch
 from .events import Events
 from .expiry import Expiry
+from .fan_in import FanIn
 from .intake import Intake
 from .outcomes import Outcomes
 from .policies import Hooks
@@ -42,6 +43,7 @@ from .policies.time_limit import TimeLimit
 from .queries import Queries
 from .registry import Registry
 from .replay import Replay
+from .results import Results
 from .settings import Settings
 from .timers import Timers
 
@@ -81,6 +83,7 @@ PUBLIC = {
         "wait",
     ),
     "events": ("add_listener", "on_failure", "take_notices"),
+    "results": ("result",),
 }
 
 
@@ -118,6 +121,8 @@ class Runtime:
                 loaded.next_seq,
                 traces_kept=settings.traces_kept,
                 flush_interval_s=settings.flush_interval_s,
+                results_kept_s=settings.results_kept_s,
+                clock=clock,
             )
             startup.load(reg, writer, loaded)
         # The parts, each given the ones it calls.
@@ -149,6 +154,13 @@ class Runtime:
         )
         self.definitions_.expiry = expiry
         self.queries = Queries(reg)
+        # Results by id and fan-in: told of every message that ends.
+        self.results = Results(reg, writer, self.store)
+        self.fan_in = FanIn(reg, writer, intake)
+        self.results.fan_in = intake.fan_in = self.fan_in
+        outcomes.results = admin.results = expiry.results = self.results
+        with reg.lock:
+            self.fan_in.load(loaded)
         self.replays = Replay(reg, outcomes, events, intake)
         for part, names in PUBLIC.items():
             for name in names:
@@ -210,6 +222,7 @@ class Runtime:
             if reg.stopping:
                 return
             reg.stopping = True
+            self.results.stop()
             for w in reg.workers.values():
                 w.cond.notify_all()
             self.timers.stop()

@@ -23,3 +23,4 @@ class Settings:
     max_processes: int = 0  # 0: one per CPU
     dask_address: str = ""
     idle_thread_s: float = 10.0  # how long a run thread with nothing to do lives
+    results_kept_s: float = 3600.0  # how long nw.result can answer for a message that ended

@@ -4,7 +4,7 @@ kernel, where it sees the notebook's globals as they are now."""
 from __future__ import annotations
 
 from ..handlers import format_error
-from ..trace import RunResult, run_result
+from ..trace import RunResult, result_pickle, run_result
 from .protocol import Outcome, Settings
 
 
@@ -29,7 +29,10 @@ class ThreadExecutor:
             return Outcome(None, format_error(exc, __file__))
         if run.keep_result:
             return Outcome(run_result(value, self.settings.result_max_bytes), None)
-        return Outcome(RunResult(value, None, None), None)  # no copies: see Run.keep_result
+        # No repr for a trace that will be replaced (see Run.keep_result); the pickle alone,
+        # for nw.result (the writer stores it by id, not in the trace).
+        data = result_pickle(value, self.settings.result_max_bytes)
+        return Outcome(RunResult(value, data, None), None)
 
     def abandon(self, run) -> None:
         pass  # a Python thread cannot be stopped

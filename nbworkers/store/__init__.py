@@ -26,8 +26,10 @@ from .memory import MemoryStore
 from .rows import (
     Batch,
     DeadRow,
+    FanInRow,
     Loaded,
     MessageRow,
+    ResultRow,
     TraceRow,
     UpdateRow,
     WorkerRow,
@@ -54,6 +56,10 @@ class Store(Protocol):
     def sql(self, query: str, params=None):
         """A DuckDB relation for one SELECT over the stable views, as applied so far."""
 
+    def result_of(self, seq: int) -> tuple:
+        """(``ResultRow`` of message ``seq``, None) once it ended; (None, its worker) while
+        it is queued or running; (None, None) otherwise, as applied so far. Any thread."""
+
     def checkpoint(self) -> None:
         """Compact what was applied (the runtime calls it before ``close``)."""
 
@@ -69,9 +75,11 @@ __all__ = [
     "DeadRow",
     "DuckDBStore",
     "Failure",
+    "FanInRow",
     "Loaded",
     "MemoryStore",
     "MessageRow",
+    "ResultRow",
     "Status",
     "Store",
     "TraceRow",

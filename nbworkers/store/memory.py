@@ -13,7 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .rows import Batch, DeadRow, Loaded, MessageRow, TraceRow, UpdateRow, WorkerRow
+from .rows import (
+    Batch,
+    DeadRow,
+    FanInRow,
+    Loaded,
+    MessageRow,
+    ResultRow,
+    TraceRow,
+    UpdateRow,
+    WorkerRow,
+)
 
 
 class MemoryStore:
@@ -34,6 +44,8 @@ class MemoryStore:
         self.traces: dict[int, TraceRow] = {}
         self.workers: dict[str, WorkerRow] = {}
         self.rate_starts: list[tuple[str, float]] = []  # (worker, started_at)
+        self.results: dict[int, ResultRow] = {}
+        self.fan_ins: dict[int, FanInRow] = {}
         self.applied: list[Batch] = []
         self.fail_with: BaseException | None = None
         self.committed_warning: str | None = None
@@ -51,7 +63,21 @@ class MemoryStore:
             [self.traces[seq] for seq in sorted(self.traces, reverse=True)],
             sorted(self.dead.values(), key=lambda d: (d.died_at, d.seq)),
             sorted(self.rate_starts, key=lambda row: row[1]),
+            [self.fan_ins[first] for first in sorted(self.fan_ins)],
+            [r for seq, r in sorted(self.results.items()) if self._in_fan_in(seq)],
         )
+
+    def _in_fan_in(self, seq: int) -> bool:
+        return any(g.first_seq <= seq < g.first_seq + g.count for g in self.fan_ins.values())
+
+    def result_of(self, seq: int):
+        if seq in self.results:
+            return self.results[seq], None
+        queued = self.messages.get(seq)
+        if queued is None and seq in self.dead:  # a dead letter from before results were kept
+            dead = self.dead[seq]
+            return ResultRow(seq, dead.worker, None, dead.error, None, None), None
+        return None, None if queued is None else queued.worker
 
     def apply(self, batch: Batch) -> str | None:
         if self.on_apply is not None:
@@ -76,6 +102,17 @@ class MemoryStore:
             self.traces[row.seq] = row
         for row in batch.workers:
             self.workers[row.name] = row
+        for row in map(ResultRow._make, batch.results):
+            self.results[row.seq] = row._replace(ended_at=batch.results_ended_at)
+        for row in batch.fan_in_inserts:
+            self.fan_ins[row.first_seq] = row
+        for first in batch.fan_in_deletes:
+            self.fan_ins.pop(first, None)
+        if batch.prune_results_before is not None:
+            cutoff = batch.prune_results_before
+            for seq in [s for s, r in self.results.items() if r.ended_at < cutoff]:
+                if not self._in_fan_in(seq):
+                    del self.results[seq]
         if batch.traces:
             self._keep_newest_traces()  # after the workers' rows: they say how many to keep
         if batch.rate_starts:

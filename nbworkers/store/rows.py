@@ -89,6 +89,28 @@ class DeadRow(NamedTuple):
     expires_at: float | None = None
 
 
+class ResultRow(NamedTuple):
+    """How an ended message ended, kept by id for ``nw.result`` (the columns of ``results``)."""
+
+    seq: int
+    worker: str
+    ended_at: float
+    error: str | None  # its last traceback (a dead letter), None when done
+    data: bytes | None  # its result pickled; None for None (or not kept: see note)
+    note: str | None  # why a result could not be kept, else None
+
+
+class FanInRow(NamedTuple):
+    """A fan-in group still open (``emit_many(..., then=)``): messages ``first_seq`` to
+    ``first_seq + count - 1`` of ``worker``; ``then`` gets one event once all have ended."""
+
+    first_seq: int
+    count: int
+    worker: str
+    then: str
+    created_at: float
+
+
 @dataclass
 class Loaded:
     """Everything the runtime needs from disk at start-up."""
@@ -100,6 +122,8 @@ class Loaded:
     dead: list[DeadRow]  # oldest first
     # The starts of rate-limited runs the file holds: (worker, started_at), oldest first.
     rate_starts: list[tuple[str, float]] = field(default_factory=list)
+    fan_ins: list[FanInRow] = field(default_factory=list)  # open groups, oldest first
+    fan_in_results: list[ResultRow] = field(default_factory=list)  # their ended members
 
 
 @dataclass
@@ -118,6 +142,11 @@ class Batch:
     # Starts of rate-limited runs: (worker, started_at, the rate's period in seconds); a
     # store keeps those of the last period (RateStartRow's fields, in order).
     rate_starts: list[tuple] = field(default_factory=list)
+    results: list[tuple] = field(default_factory=list)  # ResultRow's fields, in order
+    fan_in_inserts: list[FanInRow] = field(default_factory=list)
+    fan_in_deletes: list[int] = field(default_factory=list)  # first seqs of ended groups
+    prune_results_before: float | None = None  # drop results that ended before (nw.result)
+    results_ended_at: float | None = None  # when ``results`` ended (their batch was taken)
 
     def __bool__(self) -> bool:
         return bool(
@@ -130,6 +159,9 @@ class Batch:
             or self.workers
             or self.next_seq is not None
             or bool(self.rate_starts)
+            or self.results
+            or self.fan_in_inserts
+            or self.fan_in_deletes
         )
 
 

@@ -4,7 +4,8 @@ opened, and the start-up read of everything a new runtime starts from (``read``)
 
 from __future__ import annotations
 
-from .rows import DeadRow, Loaded, MessageRow, TraceRow, WorkerRow
+from . import packed
+from .rows import DeadRow, FanInRow, Loaded, MessageRow, ResultRow, TraceRow, WorkerRow
 
 SCHEMA_VERSION = 4
 
@@ -22,6 +23,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     seq BIGINT, worker VARCHAR, enqueued_at DOUBLE, attempt INTEGER, data BLOB, key VARCHAR,
     error VARCHAR, died_at DOUBLE);
 CREATE TABLE IF NOT EXISTS rate_starts (worker VARCHAR, started_at DOUBLE);
+CREATE TABLE IF NOT EXISTS results (
+    first_seq BIGINT, last_seq BIGINT, worker VARCHAR, ended_at DOUBLE, count INTEGER,
+    body BLOB, failures VARCHAR);
+CREATE TABLE IF NOT EXISTS fan_ins (
+    first_seq BIGINT, count BIGINT, worker VARCHAR, then_worker VARCHAR, created_at DOUBLE);
 """
 # Columns added after version 1: a file written by 0.1 gains them when opened.
 MIGRATIONS = """
@@ -81,17 +87,67 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
                FROM dead_letters ORDER BY died_at, seq"""
         ).fetchall()
     ]
+    fan_ins = [
+        FanInRow(*row)
+        for row in con.execute(
+            """SELECT first_seq, count, worker, then_worker, created_at FROM fan_ins
+               ORDER BY first_seq"""
+        ).fetchall()
+    ]
+    fan_in_results = []
+    if fan_ins:
+        # The packed rows that hold a member of an open group (one query, however many
+        # groups); what else they hold, FanIn.load ignores.
+        rows = con.execute(
+            """SELECT worker, ended_at, count, body, failures FROM results r
+               WHERE EXISTS (SELECT 1 FROM fan_ins g
+                             WHERE r.first_seq <= g.first_seq + g.count - 1
+                               AND r.last_seq >= g.first_seq)"""
+        ).fetchall()
+        first = min(g.first_seq for g in fan_ins)
+        last = max(g.first_seq + g.count - 1 for g in fan_ins)
+        fan_in_results = packed.unpack_range(rows, first, last)
     top = con.execute(
         """SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM traces),
                            (SELECT max(message_seq) FROM traces),
                            (SELECT max(seq) FROM dead_letters))"""
     ).fetchone()[0]
     next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
-    loaded = Loaded(next_seq, workers, messages, traces, dead)
+    loaded = Loaded(
+        next_seq,
+        workers,
+        messages,
+        traces,
+        dead,
+        fan_ins=fan_ins,
+        fan_in_results=fan_in_results,
+    )
     loaded.rate_starts = con.execute(
         "SELECT worker, started_at FROM rate_starts ORDER BY started_at"
     ).fetchall()
     return loaded, meta
+
+
+def result_of(con, seq: int) -> tuple[ResultRow | None, str | None]:
+    """How message ``seq`` ended (its ``results`` row), and, if it has none, the worker it
+    is still queued (or running) for, read through ``con``; (None, None): neither."""
+    rows = con.execute(
+        """SELECT worker, ended_at, count, body, failures FROM results
+           WHERE $1 BETWEEN first_seq AND last_seq""",
+        [seq],
+    ).fetchall()
+    row = packed.find(rows, seq)
+    if row is not None:
+        return row, None
+    queued = con.execute("SELECT worker FROM messages WHERE seq = $1", [seq]).fetchone()
+    if queued is not None:
+        return None, queued[0]
+    # A dead letter of a file from before results were kept (schema 3) has no results row;
+    # kept as long as the dead letter is (no ended_at: it does not expire).
+    dead = con.execute(
+        "SELECT seq, worker, error FROM dead_letters WHERE seq = $1", [seq]
+    ).fetchone()
+    return (None if dead is None else ResultRow(dead[0], dead[1], None, dead[2], None, None)), None
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:

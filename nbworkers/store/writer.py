@@ -16,11 +16,12 @@ run, never the writes of every other worker.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import NBWorkersError
 from ..log import log
-from .rows import Batch, DeadRow, TraceRow, WorkerRow, storable
+from .rows import Batch, DeadRow, FanInRow, TraceRow, WorkerRow, storable
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
     from ..engine.worker import DeadLetter
@@ -43,6 +44,16 @@ class _Taken(NamedTuple):
     worker_rows: list[WorkerRow]  # made under the lock: a worker's counts change together
     next_seq: int | None
     rate_starts: list[tuple]
+    results: list[tuple]  # ResultRow's fields (nw.result)
+    fan_in_inserts: list[FanInRow]
+    fan_in_deletes: list[int]
+    prune_results_before: float | None
+    results_ended_at: float | None
+
+
+# How often results older than ``results_kept_s`` are pruned, at most (with a batch that adds
+# results): one DELETE a minute, not one a batch.
+PRUNE_EVERY_S = 60.0
 
 
 class Writer:
@@ -57,6 +68,8 @@ class Writer:
         *,
         traces_kept: int,
         flush_interval_s: float,
+        results_kept_s: float = 3600.0,
+        clock=time.time,
     ):
         self.store = store
         self.lock = lock
@@ -74,6 +87,13 @@ class Writer:
         self._traces: list[Trace] = []
         self._workers: dict[str, object] = {}  # name -> WorkerState whose row changed
         self._rate_starts: list[tuple] = []  # (worker, started_at, period_s)
+        # nw.result and fan-in (engine/results.py, engine/fan_in.py)
+        self.results_kept_s = results_kept_s
+        self.clock = clock
+        self._results: list[tuple] = []  # ResultRow's fields, in order
+        self._fan_in_inserts: list[FanInRow] = []
+        self._fan_in_deletes: list[int] = []
+        self._pruned_at = float("-inf")  # when results were last pruned (by ``clock``)
         self._wake = threading.Condition(lock)
         self._asleep = False
         self._written_cond = threading.Condition(lock)
@@ -125,6 +145,22 @@ class Writer:
         self._traces.append(trace)
         self._poke()
 
+    def result(self, row: tuple) -> None:
+        """A message ended: how, kept by id (``ResultRow``'s fields: seq, worker, None, error,
+        data, note; the batch that takes it says when)."""
+        self._results.append(row)
+        self._poke()
+
+    def fan_in(self, row: FanInRow) -> None:
+        """A fan-in group was made (in the batch of its messages)."""
+        self._fan_in_inserts.append(row)
+        self._poke()
+
+    def fan_in_done(self, first_seq: int) -> None:
+        """The group starting at ``first_seq`` ended (in the batch of its ``then`` message)."""
+        self._fan_in_deletes.append(first_seq)
+        self._poke()
+
     def worker_changed(self, w) -> None:
         self._workers[w.name] = w
         self._poke()
@@ -148,6 +184,9 @@ class Writer:
             or self._traces
             or self._workers
             or self._rate_starts
+            or self._results
+            or self._fan_in_inserts
+            or self._fan_in_deletes
         )
 
     # ----- the write loop (the writer thread) -----------------------------------------------
@@ -173,8 +212,13 @@ class Writer:
             [w.row() for w in workers.values()],
             next_seq,
             self._rate_starts,
+            self._results,
+            self._fan_in_inserts,
+            self._fan_in_deletes,
+            *self._results_times(),
         )
         self._rate_starts = []
+        self._results, self._fan_in_inserts, self._fan_in_deletes = [], [], []
         self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
         self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
         return taken
@@ -192,6 +236,23 @@ class Writer:
         if taken.next_seq is not None:
             self._saved_seq = -1
         self._rate_starts[:0] = taken.rate_starts
+        self._results[:0] = taken.results
+        self._fan_in_inserts[:0] = taken.fan_in_inserts
+        self._fan_in_deletes[:0] = taken.fan_in_deletes
+        if taken.prune_results_before is not None:
+            self._pruned_at = float("-inf")  # the next batch prunes instead
+
+    def _results_times(self) -> tuple[float | None, float | None]:
+        """For a batch taking results: results that ended before the first are pruned (at
+        most once every ``PRUNE_EVERY_S``, or half of ``results_kept_s`` if shorter); the
+        second is when its results ended (now: a few milliseconds late at most)."""
+        if not self._results:
+            return None, None
+        now = self.clock()
+        if now - self._pruned_at < min(PRUNE_EVERY_S, self.results_kept_s / 2):
+            return None, now
+        self._pruned_at = now
+        return now - self.results_kept_s, now
 
     def _batch(self, taken: _Taken) -> Batch:
         """The rows of what was taken (the lock is not held: runs go on meanwhile)."""
@@ -236,6 +297,11 @@ class Writer:
             workers=taken.worker_rows,
             next_seq=taken.next_seq,
             rate_starts=taken.rate_starts,
+            results=taken.results,  # their texts are stored as JSON (ASCII): no storable()
+            fan_in_inserts=taken.fan_in_inserts,
+            fan_in_deletes=taken.fan_in_deletes,
+            prune_results_before=taken.prune_results_before,
+            results_ended_at=taken.results_ended_at,
         )
 
     def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
