@@ -53,6 +53,8 @@ class Outcomes:
 
     def end_run(self, w: WorkerState, run: Run, result, error, unpicklable) -> None:
         """``run`` ended in its own thread, in time."""
+        if run.stop is not None:  # nw.stop asked (engine/stops.py): a stopped attempt
+            result, error, unpicklable = run.stop.ended(run, error)
         message = run.message
         del w.runs[run.index]
         w.running -= 1

@@ -23,6 +23,7 @@ import time
 
 from .. import output
 from ..executors import Executors
+from ..executors.interrupt import shielded
 from ..store import DuckDBStore, Store
 from ..store.writer import Writer
 from . import startup
@@ -39,8 +40,10 @@ from .policies.storm_guard import StormGuard
 from .policies.time_limit import TimeLimit
 from .queries import Queries
 from .registry import Registry
+from .removal import Removal
 from .replay import Replay
 from .settings import Settings
+from .stops import Stops
 from .timers import Timers
 
 # The public methods, by the part that owns each: ``rt.emit`` is ``rt.intake.emit``.
@@ -72,6 +75,8 @@ PUBLIC = {
         "wait",
     ),
     "events": ("add_listener", "on_failure", "take_notices"),
+    "stops": ("stop_run",),
+    "removal": ("remove",),
 }
 
 
@@ -135,9 +140,12 @@ class Runtime:
         )
         self.queries = Queries(reg)
         self.replays = Replay(reg, outcomes, events, intake)
+        self.stops = Stops(reg, self.executors, outcomes, events, dispatch.wake)
+        self.removal = Removal(reg, writer, timers, events)
         for part, names in PUBLIC.items():
             for name in names:
-                setattr(self, name, getattr(getattr(self, part), name))
+                # shielded: a handler's nw.* call is never cut by nw.stop (executors/interrupt.py)
+                setattr(self, name, shielded(getattr(getattr(self, part), name)))
         output.install()
         self._writer_thread = reg.spawn(writer.loop, "nbworkers-writer")
         if any(w.delayed for w in reg.workers.values()):

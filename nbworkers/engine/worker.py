@@ -114,6 +114,8 @@ class Run:
         "superseded",
         "t0",
         "timed_out",
+        "stop",
+        "interrupt",
     )
 
     def __init__(self, message, index, started_at_s, t0, capture, deadline_s, policy):
@@ -129,6 +131,8 @@ class Run:
         # Set by the engine: superseded(worker name) says whether a newer trace will replace
         # this run's anyway (a guess, read without the lock).
         self.superseded = None
+        self.stop = None  # the StopRequest of nw.stop (engine/stops.py), once asked
+        self.interrupt = None  # on a thread: the run thread's Interrupt while the handler runs
 
     @property
     def keep_result(self) -> bool:
