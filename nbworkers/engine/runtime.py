@@ -36,6 +36,7 @@ from .outcomes import Outcomes
 from .policies import Hooks
 from .policies.failure_notice import FailureNotice
 from .policies.retries import Retries
+from .policies.start_notice import StartNotice
 from .policies.storm_guard import StormGuard
 from .policies.time_limit import TimeLimit
 from .queries import Queries
@@ -130,6 +131,7 @@ class Runtime:
                 StormGuard(reg, admin.pause_locked),
                 FailureNotice(reg, events),
                 Retries(reg, writer, timers, dispatch),
+                StartNotice(events),
             ]
         )
         dispatch.hooks = intake.hooks = outcomes.hooks = hooks

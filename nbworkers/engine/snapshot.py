@@ -36,6 +36,9 @@ class WorkerSnapshot:
     next_due_s: float | None  # when the first of them is due
     longest_run_s: float | None  # how long the longest run still going has taken so far
     now: float  # the runtime's clock when this was read
+    running_ids: tuple[str, ...] = ()  # the message ids of the runs going, oldest first
+    stopping_ids: tuple[str, ...] = ()  # those nw.stop was asked to stop (not ended yet)
+    removed: bool = False  # its handler was removed (nw.remove) and not defined since
 
 
 @dataclass(frozen=True)
