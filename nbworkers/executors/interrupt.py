@@ -28,7 +28,13 @@ import threading
 from ..errors import RunStopped
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_local = threading.local()  # .interrupt: this run thread's Interrupt
+
+
+class _Local(threading.local):
+    interrupt = None  # this run thread's Interrupt (a class default: no failed lookup elsewhere)
+
+
+_local = _Local()
 
 
 def _raise_in(thread_id: int, exc_type) -> None:
@@ -53,10 +59,10 @@ class Interrupt:
     def arm(self, run) -> None:
         """The handler of ``run`` is about to run on this thread; if a stop was already
         asked, RunStopped at once (the handler does not start)."""
-        with self.lock:
-            self.run = run
-            self.fired = False
-            self.masked = 0
+        # No lock: ``fire`` acts only once ``self.run is run``, set last (a new run object).
+        self.fired = False
+        self.masked = 0
+        self.run = run
         run.interrupt = self  # after: ``fire`` finds it only armed (ordered by the GIL)
         if run.stop is not None:
             raise RunStopped()
@@ -112,7 +118,7 @@ class Interrupt:
 
 def this_thread() -> Interrupt:
     """The Interrupt of this run thread (made on its first run)."""
-    interrupt = getattr(_local, "interrupt", None)
+    interrupt = _local.interrupt
     if interrupt is None:
         interrupt = _local.interrupt = Interrupt(threading.get_ident())
     return interrupt
@@ -125,7 +131,7 @@ def shielded(fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        interrupt = getattr(_local, "interrupt", None)
+        interrupt = _local.interrupt
         if interrupt is None or interrupt.run is None:
             return fn(*args, **kwargs)
         return interrupt.call_masked(fn, args, kwargs)
