@@ -221,27 +221,32 @@ def test_a_stop_while_nbworkers_stops_leaves_the_message_queued(make_runtime):
 
 
 def test_a_stop_never_lands_inside_an_nbworkers_call_of_the_handler(rt):
-    # Given a handler that emits in a tight loop (nbworkers code, under its lock)
-    started = threading.Event()
+    # Given a handler that emits in a tight loop (nbworkers code, mostly under its lock).
+    # (It signals nothing through a threading.Event: Event.set is Python code of the standard
+    # library, where a stop may land like anywhere in the handler's own code, and leave it
+    # broken; see docs/flow-stop-remove.md.)
     emitted = []
 
     def handler(event, message):
-        started.set()
         while True:
             emitted.append(rt.emit(len(emitted), "sink"))
 
     rt.pause("sink")
     define(rt, "w", handler)
-    mid = rt.emit("x", "w")
-    assert started.wait(10)
-    assert wait_until(lambda: len(emitted) > 100)
-    assert rt.stop_run(mid)
-    assert rt.wait("w", 10)
-    # Then every emit that returned an id is queued, and at most one more (the one the stop
-    # came after, its id not yet appended)
+    # When 100 runs are each stopped while they emit
+    stops = 100
+    for _ in range(stops):
+        before = len(emitted)
+        mid = rt.emit("x", "w")
+        assert wait_until(lambda: len(emitted) > before + 3, 10)  # noqa: B023 - waited here
+        assert rt.stop_run(mid)
+        assert rt.wait("w", 10)
+    # Then each stop ended its run, between two emits: every emit that returned an id is
+    # queued, plus at most one a stop (its id not appended yet), and each is in the file too
+    assert rt.counts("w")["failed"] == stops
+    assert all(t.error.startswith("Stopped") for t in rt.traces("w"))
     queued = rt.counts("sink")["queued"]
-    assert queued in (len(emitted), len(emitted) + 1)
-    assert rt.traces("w")[0].error.startswith("Stopped")
+    assert len(emitted) <= queued <= len(emitted) + stops
     rt.flush()
     assert len([m for m in rt.store.load().messages if m.worker == "sink"]) == queued
 
