@@ -404,3 +404,18 @@ def test_a_dask_run_is_stopped_by_cancelling_its_task(rt):
         rt.stop()
         client.close()
         cluster.close()
+
+
+def test_a_handler_may_stop_its_own_run_the_stop_lands_when_the_call_returns(rt):
+    after = []
+
+    def handler(event, message):
+        rt.stop_run(message.id, retry=False)
+        after.append("went on")  # never: RunStopped is raised as nw.stop returns
+
+    define(rt, "w", handler, retries=2)
+    mid = rt.emit("x", "w")
+    assert rt.wait("w", 10)
+    assert after == []
+    assert [d["id"] for d in rt.dead_letters("w")] == [mid]
+    assert "stop_run" in rt.traces("w")[0].error  # where it was: its own call
