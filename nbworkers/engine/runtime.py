@@ -148,6 +148,7 @@ class Runtime:
             for name in names:
                 # shielded: a handler's nw.* call is never cut by nw.stop (executors/interrupt.py)
                 setattr(self, name, shielded(getattr(getattr(self, part), name)))
+        self.flush = shielded(self.flush)  # it waits on the writer's Condition (Python code)
         output.install()
         self._writer_thread = reg.spawn(writer.loop, "nbworkers-writer")
         if any(w.delayed for w in reg.workers.values()):

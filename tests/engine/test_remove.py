@@ -116,3 +116,18 @@ def test_what_has_no_handler_cannot_be_removed(make_runtime):
     with pytest.raises(TypeError, match="purge must be True or False"):
         rt.remove("orphan", purge=1)
     assert rt.unhandled() == {"orphan": 1}  # nothing changed
+
+
+def test_the_status_command_shows_a_removed_name_as_removed(make_runtime, tmp_path, capsys):
+    from nbworkers import cli
+
+    rt = make_runtime()
+    define(rt, "w", lambda e: None)
+    rt.pause("w")
+    rt.emit(1, "w")
+    rt.remove("w")
+    rt.stop()
+    assert cli.main(["status", str(tmp_path / "q.duckdb")]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["w"])
+    assert row.split()[1] == "removed"
