@@ -201,7 +201,7 @@ def test_a_time_limit_and_a_stop_of_the_same_run_give_one_outcome(make_runtime):
     assert rt.counts("w")["failed"] == 1 and len(rt.dead_letters("w")) == 1
 
 
-def test_a_stop_while_nbworkers_stops_leaves_the_message_queued(make_runtime):
+def test_a_stop_while_nbworkers_stops_is_refused_and_changes_nothing(make_runtime):
     rt = make_runtime()
     gate = threading.Event()
     started = threading.Event()
