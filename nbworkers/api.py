@@ -383,3 +383,25 @@ def flush() -> None:
         rt.flush()
     else:
         current.wait_for_stop()
+
+
+def stop(message_id: str, retry: bool = True) -> bool:
+    """Stop the run of ``message_id`` (``"m12"``) going on now; True once asked.
+
+    ``--executor processes``: its pool process is killed; ``dask``: its task is cancelled;
+    ``threads``: ``nw.RunStopped`` is raised in the handler at its next Python bytecode (not
+    inside ``time.sleep`` or C code: a handler can check ``message.stopping`` there). The run
+    is a failed attempt whose error starts with "Stopped": ``retry=True`` lets the worker's
+    ``--retries`` apply, ``retry=False`` makes it a dead letter at once. False if that
+    message is not running (it ended, or there is no such message); a queued message raises
+    ``NBWorkersError`` (``nw.cancel`` removes it).
+    """
+    return runtime().stop_run(message_id, retry)
+
+
+def remove(name: str, purge: bool = False) -> int:
+    """Undefine worker or cron ``name``: no new run starts, a cron's schedule is dropped,
+    runs going finish normally. Its queued messages stay, unhandled (``nw.unhandled()``),
+    until ``name`` is defined again; ``purge=True`` drops them (as ``nw.purge``) and returns
+    how many."""
+    return runtime().remove(name, purge)

@@ -65,6 +65,14 @@ class StatusTimeoutError(NBWorkersError):
     """Reading a database file for ``python -m nbworkers status`` took longer than allowed."""
 
 
+class RunStopped(BaseException):
+    """Raised in a handler running on a thread when ``nw.stop`` stops its run.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: the ``except Exception`` of a handler's
+    retry loop or error logging must not swallow a stop. ``try``/``finally`` and ``with``
+    blocks still run their clean-up."""
+
+
 def _ours(filename: str) -> bool:
     """True for a file of the nbworkers package."""
     return os.path.abspath(filename).startswith(_PACKAGE)

@@ -92,6 +92,7 @@ class Message:
         "priority",
         "expires_at_s",
         "expired",
+        "stop_asked",  # nw.stop asked to stop its run going on now (unset: not asked)
     )
 
     def __init__(
@@ -122,6 +123,16 @@ class Message:
     @property
     def id(self) -> str:
         return message_id(self.seq)
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``nw.stop`` asked to stop this message's run going on now: a handler on
+        a thread may check it in a loop (around ``time.sleep`` or C calls, which the
+        ``RunStopped`` raised in its thread cannot interrupt) and return early."""
+        try:
+            return self.stop_asked
+        except AttributeError:  # never asked: left unset, so that a message costs nothing more
+            return False
 
     @property
     def enqueued_at(self) -> datetime:

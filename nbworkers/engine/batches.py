@@ -101,7 +101,7 @@ def settle(outcomes, w: WorkerState, run: Run, trace: Trace) -> None:
         for m in reversed(dead):
             w.failed += 1
             w.forget_key(m)
-            letter = DeadLetter(m, trace.error, now)
+            letter = DeadLetter(m, trace.error, now, "failed" if run.stop is None else "stopped")
             w.dead.append(letter)
             writer.dead(letter)
             outcomes.results.ended(w, m, trace)

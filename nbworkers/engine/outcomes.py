@@ -55,6 +55,8 @@ class Outcomes:
 
     def end_run(self, w: WorkerState, run: Run, result, error, unpicklable) -> None:
         """``run`` ended in its own thread, in time."""
+        if run.stop is not None:  # nw.stop asked (engine/stops.py): a stopped attempt
+            result, error, unpicklable = run.stop.ended(run, error)
         message = run.message
         del w.runs[run.index]
         w.running -= 1
@@ -115,7 +117,7 @@ class Outcomes:
                 if w.is_cron:
                     self.writer.ack([message.seq])
                 else:
-                    letter = DeadLetter(message, trace.error, self.registry.clock())
+                    letter = DeadLetter(message, trace.error, self.registry.clock(), _reason(run))
                     w.dead.append(letter)
                     self.writer.dead(letter)
                 self.results.ended(w, message, trace)
@@ -128,3 +130,8 @@ class Outcomes:
         trace.seq = self.writer.number()
         w.traces.appendleft(trace)
         self.writer.trace(trace)
+
+
+def _reason(run: Run) -> str:
+    """Why the message of ``run``, whose last attempt failed, is a dead letter."""
+    return "failed" if run.stop is None else "stopped"

@@ -9,9 +9,14 @@ from ..errors import ArgumentValueError
 from ..handlers import check_name
 from ..trace import Trace
 from .registry import Registry
+from .removal import REMOVED
 from .snapshot import Definition, WorkerSnapshot
 from .timers import failure
 from .worker import WorkerState, _number
+
+
+def _by_start(run) -> float:
+    return run.t0
 
 
 class Queries:
@@ -105,6 +110,9 @@ class Queries:
                 longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
                 now=now,
                 priorities=w.queue.by_priority(),
+                running_ids=tuple(r.message.id for r in sorted(w.runs.values(), key=_by_start)),
+                stopping_ids=tuple(r.message.id for r in w.runs.values() if r.stop is not None),
+                removed=w.handler is None and w.kind == REMOVED,
             )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:

@@ -23,6 +23,7 @@ import time
 
 from .. import output
 from ..executors import Executors
+from ..executors.interrupt import shielded
 from ..store import DuckDBStore, Store
 from ..store.writer import Writer
 from . import startup
@@ -38,13 +39,16 @@ from .policies import Hooks
 from .policies.failure_notice import FailureNotice
 from .policies.rate_limit import RateLimit
 from .policies.retries import Retries
+from .policies.start_notice import StartNotice
 from .policies.storm_guard import StormGuard
 from .policies.time_limit import TimeLimit
 from .queries import Queries
 from .registry import Registry
+from .removal import Removal
 from .replay import Replay
 from .results import Results
 from .settings import Settings
+from .stops import Stops
 from .timers import Timers
 
 # The public methods, by the part that owns each: ``rt.emit`` is ``rt.intake.emit``.
@@ -84,6 +88,8 @@ PUBLIC = {
     ),
     "events": ("add_listener", "on_failure", "take_notices"),
     "results": ("result",),
+    "stops": ("stop_run",),
+    "removal": ("remove",),
 }
 
 
@@ -142,6 +148,7 @@ class Runtime:
                 FailureNotice(reg, events),
                 Retries(reg, writer, timers, dispatch),
                 expiry,  # after Retries: a message it took back may expire while it waits
+                StartNotice(events),
             ]
         )
         intake.expiry = dispatch.expiry = expiry
@@ -162,9 +169,14 @@ class Runtime:
         with reg.lock:
             self.fan_in.load(loaded)
         self.replays = Replay(reg, outcomes, events, intake)
+        self.stops = Stops(reg, self.executors, outcomes, events, dispatch.wake)
+        self.removal = Removal(reg, writer, timers, events)
+        self.removal.results = self.results
         for part, names in PUBLIC.items():
             for name in names:
-                setattr(self, name, getattr(getattr(self, part), name))
+                # shielded: a handler's nw.* call is never cut by nw.stop (executors/interrupt.py)
+                setattr(self, name, shielded(getattr(getattr(self, part), name)))
+        self.flush = shielded(self.flush)  # it waits on the writer's Condition (Python code)
         output.install()
         self._writer_thread = reg.spawn(writer.loop, "nbworkers-writer")
         if any(w.delayed or w.expiring for w in reg.workers.values()):

@@ -38,6 +38,9 @@ class WorkerSnapshot:
     now: float  # the runtime's clock when this was read
     # Ready messages by priority, highest first ({} when none is ready).
     priorities: dict[int, int] = field(default_factory=dict)
+    running_ids: tuple[str, ...] = ()  # the message ids of the runs going, oldest first
+    stopping_ids: tuple[str, ...] = ()  # those nw.stop was asked to stop (not ended yet)
+    removed: bool = False  # its handler was removed (nw.remove) and not defined since
 
 
 @dataclass(frozen=True)

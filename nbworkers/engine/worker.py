@@ -125,8 +125,9 @@ def _whole(value) -> bool:
 
 
 class DeadLetter:
-    """A message whose last attempt failed (``reason`` "failed"), or that expired before it
-    ran ("expired"), kept with its error until requeued or discarded (``nw.dead_letters``)."""
+    """A message whose last attempt failed (``reason`` "failed"; "stopped" when nw.stop ended
+    it), or that expired before it ran ("expired"), kept with its error until requeued or
+    discarded (``nw.dead_letters``)."""
 
     __slots__ = ("died_at_s", "error", "message", "reason", "written")
 
@@ -160,6 +161,8 @@ class Run:
         "messages",
         "input_data",
         "batch_index",
+        "stop",
+        "interrupt",
     )
 
     def __init__(self, message, index, started_at_s, t0, capture, deadline_s, policy):
@@ -180,6 +183,8 @@ class Run:
         self.messages: list | None = None
         self.input_data: bytes | None = None
         self.batch_index = 0  # which message of its batch a failure hook is told about
+        self.stop = None  # the StopRequest of nw.stop (engine/stops.py), once asked
+        self.interrupt = None  # on a thread: the run thread's Interrupt while the handler runs
 
     @property
     def keep_result(self) -> bool:

@@ -61,6 +61,10 @@ class DaskExecutor:
             )
         return done
 
+    def stop(self, run) -> None:
+        """``nw.stop`` (``run.timed_out`` is set, the engine lock held): as a time limit."""
+        self.abandon(run)
+
     def abandon(self, run) -> None:
         self.runner.abandon(run)
 

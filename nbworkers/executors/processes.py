@@ -304,6 +304,10 @@ class ProcessExecutor:
             done = jobs.crashed(self.name, exc)
         return jobs.outcome(done, run, self.settings.result_max_bytes)
 
+    def stop(self, run) -> None:
+        """``nw.stop`` (``run.timed_out`` is set, the engine lock held): as a time limit."""
+        self.abandon(run)
+
     def abandon(self, run) -> None:
         self.pool.abandon(run)
 

@@ -48,6 +48,12 @@ class Executor(Protocol):
         """``run`` passed its time limit (``run.timed_out`` is set, the engine lock held):
         stop it where it can be stopped, without waiting."""
 
+    def stop(self, run) -> None:
+        """``nw.stop`` asked to stop ``run`` (``run.stop`` is set, the engine lock held),
+        without waiting. A remote executor (``remote``) abandons it as at a time limit
+        (``run.timed_out`` is set: the engine settles it now); on the run thread, RunStopped
+        is raised in the handler (``interrupt.py``) and the run ends in its thread."""
+
     def timeout_note(self) -> str:
         """What happened to an abandoned run, for its trace."""
 

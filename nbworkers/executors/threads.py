@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..handlers import format_error
 from ..trace import RunResult, result_pickle, run_result
+from .interrupt import this_thread
 from .protocol import Outcome, Settings
 
 
@@ -21,8 +22,15 @@ class ThreadExecutor:
         pass  # anything a cell can run, a thread of the kernel can
 
     def run(self, handler, event, run, on_emit) -> Outcome:
+        interrupt = this_thread()
         try:
-            value = handler.call(event, run.message)
+            # nw.stop may raise RunStopped in this thread while it is armed: from ``arm`` to
+            # ``disarm``, all inside this ``try`` (executors/interrupt.py).
+            try:
+                interrupt.arm(run)
+                value = handler.call(event, run.message)
+            finally:
+                interrupt.disarm()
         # A handler may raise anything, SystemExit and KeyboardInterrupt included: the run
         # fails and is recorded; the runtime goes on. Its traceback starts at the handler.
         except BaseException as exc:  # noqa: BLE001
@@ -36,6 +44,13 @@ class ThreadExecutor:
 
     def abandon(self, run) -> None:
         pass  # a Python thread cannot be stopped
+
+    def stop(self, run) -> None:
+        """``nw.stop``: RunStopped in the run's thread at its next bytecode, if its handler
+        runs now (else when the handler starts, or when its nbworkers call returns)."""
+        interrupt = run.interrupt
+        if interrupt is not None:
+            interrupt.fire(run)
 
     def timeout_note(self) -> str:
         return (

@@ -41,7 +41,7 @@ class Dashboard(widgets.VBox):
             if names != list(self._panels):
                 for name in names:
                     if name not in self._panels:
-                        self._panels[name] = Panel(name)
+                        self._panels[name] = Panel(name, removable=True)
                 for name in [n for n in self._panels if n not in names]:
                     self._panels.pop(name).close()
                 self.panels_box.children = [self._panels[n] for n in names]

@@ -9,8 +9,12 @@ import ipywidgets as widgets
 
 from .. import api
 from ..engine.events import NOTIFY_IDLE_S
+from ..errors import NBWorkersError
 from . import render
 from .hub import register
+
+# While runs come and go, the Stop button's choice of runs follows at most this often.
+STOP_CHOICE_S = 3.0
 
 
 def _action(panel, fn):
@@ -34,8 +38,11 @@ class Panel(widgets.VBox):
     """Live view of one worker or cron. Widget callbacks may run on a subshell thread while
     the runtime refreshes the panel from its notifier thread: ``_lock`` orders them."""
 
-    def __init__(self, name: str, **kwargs):
+    def __init__(self, name: str, removable: bool = False, **kwargs):
         self.name = name
+        self._removable = removable  # a Remove button (the dashboard's rows)
+        self._running_ids: tuple[str, ...] = ()  # as the Stop button shows them
+        self._stop_shown_at = 0.0
         self._lock = threading.RLock()
         self._traces: dict[str, object] = {}
         self._shown: object = None  # the trace in trace_view
@@ -65,6 +72,32 @@ class Panel(widgets.VBox):
             tooltip="Drop every dead letter of this worker for good",
             layout=widgets.Layout(width="auto", display="none"),
         )
+        # Stop: the running run (a choice of them when several go); Remove: two clicks.
+        self.stop_choice = widgets.Dropdown(
+            options=[],
+            tooltip="The running message to stop",
+            layout=widgets.Layout(width="8em", display="none"),
+        )
+        self.stop_button = widgets.Button(
+            description="Stop",
+            icon="stop",
+            tooltip="Stop this run now (nw.stop): a failed attempt, retried if the worker has "
+            "retries",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
+        self.remove_button = widgets.Button(
+            description="Remove",
+            icon="times",
+            tooltip="Remove this handler (nw.remove): no new runs; its queued messages wait, "
+            "unhandled. Asks to confirm",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
+        self.keep_button = widgets.Button(
+            description="Keep it",
+            tooltip="Do not remove it",
+            layout=widgets.Layout(width="auto", display="none"),
+        )
+        self._confirming = False  # the first click of Remove was made
         self.trace_list = widgets.Select(
             options=[], rows=5, layout=widgets.Layout(width="28em", font_family="monospace")
         )
@@ -94,6 +127,9 @@ class Panel(widgets.VBox):
         self.live_button.on_click(_action(self, self._live))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
         self.discard_button.on_click(_action(self, lambda: api.discard(self.name)))
+        self.stop_button.on_click(_action(self, self._stop))
+        self.remove_button.on_click(_action(self, self._remove))
+        self.keep_button.on_click(_action(self, lambda: self._confirm(False)))
         self.trace_list.observe(self._on_select, "value")
         browser = widgets.VBox(
             [
@@ -113,6 +149,10 @@ class Panel(widgets.VBox):
                         self.run_now_button,
                         self.requeue_button,
                         self.discard_button,
+                        self.stop_choice,
+                        self.stop_button,
+                        self.remove_button,
+                        self.keep_button,
                         self.notice,
                     ]
                 ),
@@ -126,6 +166,8 @@ class Panel(widgets.VBox):
         self.status.add_class("nbw-status")
         self.pause_button.add_class("nbw-pause")
         self.run_now_button.add_class("nbw-run-now")
+        self.stop_button.add_class("nbw-stop")
+        self.remove_button.add_class("nbw-remove")
         self.trace_list.add_class("nbw-traces")
         self.trace_view.add_class("nbw-trace-view")
         self.replay_button.add_class("nbw-replay")
@@ -170,6 +212,11 @@ class Panel(widgets.VBox):
             dead = snap.counts.get("dead", 0)
             for button in (self.requeue_button, self.discard_button):
                 button.layout.display = None if dead else "none"
+            self._show_stop(snap.running_ids)
+            removable = self._removable and snap.defined
+            self.remove_button.layout.display = None if removable else "none"
+            if not removable and self._confirming:
+                self._confirm(False)
             self.requeue_button.description = f"Requeue {dead:,} dead"
             self.discard_button.description = f"Discard {dead:,} dead"
             options = tuple((render.trace_label(t), t.id) for t in snap.traces)
@@ -179,6 +226,44 @@ class Panel(widgets.VBox):
                     self.trace_list.options = options
                     self.trace_list.value = selected if selected in self._traces else None
             self._show(self.trace_list.value)
+
+    def _show_stop(self, ids: tuple[str, ...]) -> None:
+        """The Stop button while runs go: of the one running, or of the one chosen. While
+        runs come and go (a drain), the choice follows at most every STOP_CHOICE_S, so that
+        the panel stays a few messages a second; what it shows is what Stop stops."""
+        now = time.monotonic()
+        shape = min(len(ids), 2)  # none, one, several: shown at once when it changes
+        if shape == min(len(self._running_ids), 2) and now - self._stop_shown_at < STOP_CHOICE_S:
+            return
+        self._running_ids = ids
+        self._stop_shown_at = now
+        self.stop_button.layout.display = None if ids else "none"
+        self.stop_choice.layout.display = None if len(ids) > 1 else "none"
+        if tuple(self.stop_choice.options) != ids:
+            chosen = self.stop_choice.value
+            with self.stop_choice.hold_sync():
+                self.stop_choice.options = ids
+                self.stop_choice.value = chosen if chosen in ids else (ids[0] if ids else None)
+        self.stop_button.description = f"Stop {ids[0]}" if len(ids) == 1 else "Stop"
+
+    def _stop(self) -> None:
+        ids = self._running_ids
+        target = ids[0] if len(ids) == 1 else self.stop_choice.value
+        if target is None or not api.stop(target):
+            raise NBWorkersError(f"{target or 'that run'} is not running any more")
+
+    def _confirm(self, confirming: bool) -> None:
+        self._confirming = confirming
+        self.remove_button.description = f"Confirm: remove {self.name}" if confirming else "Remove"
+        self.remove_button.button_style = "danger" if confirming else ""
+        self.keep_button.layout.display = None if confirming else "none"
+
+    def _remove(self) -> None:
+        if not self._confirming:
+            self._confirm(True)  # the first click only asks
+            return
+        self._confirm(False)
+        api.remove(self.name)
 
     def _on_select(self, change) -> None:
         with self._lock:

@@ -55,7 +55,7 @@ def status_html(snap: WorkerSnapshot) -> str:
     """Name, kind, state, counts, schedule and latest error of one worker or cron."""
     counts = snap.counts
     if not snap.defined:
-        state = _badge("not defined", "#757575")
+        state = _badge("removed" if snap.removed else "not defined", "#757575")
     elif snap.paused:
         state = _badge("❚❚ paused", AMBER)
     else:
@@ -94,6 +94,17 @@ def status_html(snap: WorkerSnapshot) -> str:
         + "</div>",
     ]
     now = snap.now
+    if snap.removed:
+        parts.append(
+            '<div style="color:#666">removed (nw.remove): no run starts; its queued messages '
+            "wait, unhandled, until it is defined again (run its cell)</div>"
+        )
+    if snap.stopping_ids:
+        parts.append(
+            f'<div style="color:{AMBER};font-weight:600">stop asked: '
+            f"{esc(', '.join(snap.stopping_ids))} (a run on a thread stops at its next Python "
+            "line; message.stopping is True)</div>"
+        )
     if snap.paused and snap.pause_reason:
         reason = esc(snap.pause_reason)
         parts.append(f'<div style="color:{AMBER};font-weight:600">{reason}</div>')
@@ -151,6 +162,8 @@ def status_html(snap: WorkerSnapshot) -> str:
 def trace_label(trace: Trace) -> str:
     """One line of the trace list (plain text)."""
     mark = "ok     " if trace.ok else "TIMEOUT" if trace.timed_out else "ERROR  "
+    if not trace.ok and (trace.error or "").startswith("Stopped:"):
+        mark = "STOPPED"  # nw.stop (engine/stops.py)
     extra = " (replay)" if trace.replay else ""
     if trace.attempt > 1:
         extra += f" attempt {trace.attempt}"

@@ -1,0 +1,113 @@
+"""``executors/interrupt.py``: an exception raised into a run thread only while armed for
+that run, at most once, never inside a masked (nbworkers) call."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nbworkers.errors import RunStopped
+from nbworkers.executors.interrupt import Interrupt, shielded, this_thread
+from tests.waiting import wait_until
+
+
+class FakeRun:
+    def __init__(self):
+        self.stop = None
+        self.interrupt = None
+
+
+def test_a_run_stopped_before_its_handler_starts_does_not_start():
+    interrupt = Interrupt(threading.get_ident())
+    run = FakeRun()
+    run.stop = "asked"
+    with pytest.raises(RunStopped):
+        interrupt.arm(run)
+    interrupt.disarm()
+
+
+def test_fire_raises_once_only_while_armed_for_that_run():
+    interrupt = this_thread()
+    run, other = FakeRun(), FakeRun()
+    assert interrupt.fire(run) is False  # not armed
+    interrupt.arm(run)
+    try:
+        assert interrupt.fire(other) is False  # armed for another run
+        with pytest.raises(RunStopped):
+            assert interrupt.fire(run) is True
+            for _ in range(1_000_000):  # lands at a bytecode of this loop
+                pass
+        assert interrupt.fire(run) is False  # at most once a run
+    finally:
+        interrupt.disarm()
+    assert interrupt.fire(run) is False  # disarmed
+
+
+def test_disarm_clears_an_exception_that_has_not_landed():
+    interrupt = this_thread()
+    run = FakeRun()
+    interrupt.arm(run)
+    # Raised, then disarmed before any bytecode could run it: nothing lands afterwards
+    with pytest.raises(RunStopped):
+        try:
+            interrupt.fire(run)
+        finally:
+            interrupt.disarm()  # (it may land in here: still inside the try)
+        raise RunStopped  # what landing would have done
+    for _ in range(100_000):
+        pass  # nothing pending any more
+
+
+def test_a_masked_call_is_never_cut_and_a_stop_asked_meanwhile_lands_when_it_returns():
+    interrupt = this_thread()
+    run = FakeRun()
+    done = []
+
+    def nbworkers_call():
+        run.stop = "asked"
+        assert interrupt.fire(run) is False  # masked: not now
+        for _ in range(100_000):
+            pass
+        done.append("whole")
+        return "its value"
+
+    call = shielded(nbworkers_call)
+    interrupt.arm(run)
+    try:
+        with pytest.raises(RunStopped):
+            call()
+    finally:
+        interrupt.disarm()
+    assert done == ["whole"]
+    # Outside a run, a shielded call is the call
+    run2 = FakeRun()
+    run2.stop = "asked"
+    assert shielded(lambda: "plain")() == "plain"
+
+
+def test_the_exception_lands_in_another_thread():
+    ready = threading.Event()
+    caught = []
+    run = FakeRun()
+
+    def target():
+        interrupt = this_thread()
+        try:
+            try:
+                interrupt.arm(run)
+                ready.set()
+                while True:
+                    pass
+            finally:
+                interrupt.disarm()
+        except RunStopped:
+            caught.append(True)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    assert wait_until(lambda: run.interrupt is not None)
+    assert run.interrupt.fire(run) is True
+    thread.join(10)
+    assert caught == [True] and not thread.is_alive()
