@@ -83,3 +83,26 @@ def test_a_batch_takes_the_highest_priorities_first(make_runtime):
     rt.resume("w")
     assert rt.wait("w", 10)
     assert batches == [["top", "high"], ["mid", "low"]]
+
+
+def test_stopping_a_batch_member_stops_the_batch_and_each_is_a_stopped_dead_letter(make_runtime):
+    import threading
+
+    rt = make_runtime()
+    started = threading.Event()
+
+    def handler(events):
+        started.set()
+        while True:
+            pass
+
+    define(rt, "w", handler, batch=3, batch_wait_s=0)
+    rt.pause("w")
+    ids = rt.emit_many(["a", "b", "c"], "w")
+    rt.resume("w")
+    assert started.wait(10)
+    assert rt.stop_run(ids[1], retry=False)  # not the batch's first message
+    assert rt.wait("w", 10)
+    letters = rt.dead_letters("w")
+    assert sorted(d["id"] for d in letters) == sorted(ids)
+    assert {d["reason"] for d in letters} == {"stopped"}

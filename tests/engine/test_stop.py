@@ -97,6 +97,7 @@ def test_retry_true_lets_the_retries_apply_and_retry_false_makes_a_dead_letter_a
     letters = rt.dead_letters("w")
     assert [d["id"] for d in letters] == [second]
     assert "retry=False" in letters[0]["error"] and letters[0]["attempt"] == 1
+    assert letters[0]["reason"] == "stopped"
 
 
 def test_message_stopping_lets_a_handler_stop_cooperatively_where_no_exception_can_land(rt):
