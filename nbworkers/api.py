@@ -24,7 +24,7 @@ from .develop.live import live as live
 from .develop.tryout import apply as apply
 from .develop.tryout import try_code as try_code
 from .engine import check_events
-from .engine.worker import Policy
+from .engine.policy import Policy
 from .errors import ArgumentTypeError, ArgumentValueError
 from .executors import child
 from .trace import Trace
