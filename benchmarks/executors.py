@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nbworkers import api, handlers
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 
 HEAVY = "s = 0\nfor i in range(event):\n    s += i * i\ns"
 

@@ -10,6 +10,18 @@ from collections.abc import Callable, Iterable
 
 from . import current, handlers, schedule
 
+# Steering defined workers and crons (control.py): nw.pause, nw.stop, nw.remove...
+from .control import is_paused as is_paused
+from .control import next_run as next_run
+from .control import pause as pause
+from .control import pause_reason as pause_reason
+from .control import remove as remove
+from .control import resume as resume
+from .control import run_now as run_now
+from .control import set_concurrency as set_concurrency
+from .control import set_rate as set_rate
+from .control import stop as stop
+
 # The runtime of this process (current.py), reached as api.runtime(), api.shutdown()...
 from .current import config as config
 from .current import on_start as on_start
@@ -24,7 +36,7 @@ from .develop.live import live as live
 from .develop.tryout import apply as apply
 from .develop.tryout import try_code as try_code
 from .engine import check_events
-from .engine.worker import Policy
+from .engine.policy import Policy
 from .errors import ArgumentTypeError, ArgumentValueError
 from .executors import child
 from .trace import Trace
@@ -229,47 +241,6 @@ def _check_paused(paused) -> None:
         raise ArgumentTypeError(f"paused must be True or False, not {paused!r}")
 
 
-def run_now(name: str) -> str:
-    """Run cron ``name`` once now, leaving its next scheduled time where it was."""
-    return runtime().run_now(name)
-
-
-def next_run(name: str):
-    """When cron ``name`` runs next, as a timezone-aware datetime; None while paused."""
-    return runtime().next_run(name)
-
-
-def pause(name: str) -> None:
-    """Start no more runs of worker or cron ``name`` until ``resume``; kept across restarts."""
-    runtime().pause(name)
-
-
-def resume(name: str) -> None:
-    """Lift the pause of ``name``."""
-    runtime().resume(name)
-
-
-def is_paused(name: str) -> bool:
-    return runtime().is_paused(name)
-
-
-def pause_reason(name: str) -> str | None:
-    """Why ``name`` is paused: the storm guard's reason, or that you paused it; None if not."""
-    return runtime().pause_reason(name)
-
-
-def set_concurrency(name: str, concurrency: int) -> None:
-    """Change how many runs of ``name`` may go at once, effective immediately."""
-    runtime().set_concurrency(name, concurrency)
-
-
-def set_rate(name: str, rate: str | None) -> None:
-    """Let at most ``rate`` runs of worker ``name`` start in any window of a second, minute or
-    hour (``"5/s"``, ``"300/m"``, ``"20/h"``) from now on; None lifts the limit. It holds until
-    the worker's cell (or decorator) runs again, which sets its own ``--rate``."""
-    runtime().set_rate(name, rate)
-
-
 def counts(name: str) -> dict:
     """How ``name`` is doing: ``queued`` (delayed and retrying messages included),
     ``running``, ``done``, ``failed`` (messages whose last attempt failed, all time),
@@ -383,25 +354,3 @@ def flush() -> None:
         rt.flush()
     else:
         current.wait_for_stop()
-
-
-def stop(message_id: str, retry: bool = True) -> bool:
-    """Stop the run of ``message_id`` (``"m12"``) going on now; True once asked.
-
-    ``--executor processes``: its pool process is killed; ``dask``: its task is cancelled;
-    ``threads``: ``nw.RunStopped`` is raised in the handler at its next Python bytecode (not
-    inside ``time.sleep`` or C code: a handler can check ``message.stopping`` there). The run
-    is a failed attempt whose error starts with "Stopped": ``retry=True`` lets the worker's
-    ``--retries`` apply, ``retry=False`` makes it a dead letter at once. False if that
-    message is not running (it ended, or there is no such message); a queued message raises
-    ``NBWorkersError`` (``nw.cancel`` removes it).
-    """
-    return runtime().stop_run(message_id, retry)
-
-
-def remove(name: str, purge: bool = False) -> int:
-    """Undefine worker or cron ``name``: no new run starts, a cron's schedule is dropped,
-    runs going finish normally. Its queued messages stay, unhandled (``nw.unhandled()``),
-    until ``name`` is defined again; ``purge=True`` drops them (as ``nw.purge``) and returns
-    how many."""
-    return runtime().remove(name, purge)

@@ -9,7 +9,7 @@ from IPython.utils.process import arg_split
 
 from . import api, handlers, schedule
 from .develop import tryout
-from .engine.worker import Policy
+from .engine.policy import Policy
 from .errors import NBWorkersError
 from .executors import EXECUTORS
 

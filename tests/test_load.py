@@ -160,6 +160,6 @@ def test_eight_emitting_threads_and_fan_out_keep_exact_counts(tmp_path):
 
 
 def _retry_once():
-    from nbworkers.engine.worker import Policy
+    from nbworkers.engine.policy import Policy
 
     return Policy(retries=1, backoff_s=0)

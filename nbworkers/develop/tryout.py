@@ -21,7 +21,7 @@ from .. import current, handlers, output, schedule
 from ..engine.batches import messages_of
 from ..engine.definitions import check_concurrency
 from ..engine.dispatch import current_worker
-from ..engine.worker import Policy
+from ..engine.policy import Policy
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import Handler
 from ..message import Message, load_event

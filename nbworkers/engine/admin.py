@@ -11,8 +11,9 @@ from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import preview
+from .policy import _whole
 from .registry import Registry
-from .worker import DeadLetter, WorkerState, _whole
+from .worker import DeadLetter, WorkerState
 
 MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 

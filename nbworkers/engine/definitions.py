@@ -10,10 +10,11 @@ from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import Handler, check_name
 from ..schedule import Schedule
 from . import gate
+from .policy import Policy, _whole
 from .rate import parse_rate
 from .registry import Registry
 from .timers import NO_EVENT
-from .worker import Policy, WorkerState, _whole
+from .worker import WorkerState
 
 
 def check_concurrency(concurrency) -> None:

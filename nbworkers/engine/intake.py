@@ -14,9 +14,10 @@ from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import Message
 from .fan_in import check_then
+from .policy import _number, _whole
 from .ready import MAX_PRIORITY
 from .registry import Registry
-from .worker import WorkerState, _number, _whole
+from .worker import WorkerState
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 # How far ahead a message may be delayed: dates beyond year 9999 cannot even be shown.

@@ -8,11 +8,12 @@ import time
 from ..errors import ArgumentValueError
 from ..handlers import check_name
 from ..trace import Trace
+from .policy import _number
 from .registry import Registry
 from .removal import REMOVED
 from .snapshot import Definition, WorkerSnapshot
 from .timers import failure
-from .worker import WorkerState, _number
+from .worker import WorkerState
 
 
 def _by_start(run) -> float:

@@ -14,9 +14,10 @@ from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import Trace, run_result
 from . import batches
 from .outcomes import make_trace
+from .policy import Policy
 from .registry import Registry
 from .timers import NO_EVENT
-from .worker import CURRENT, Policy, Run
+from .worker import CURRENT, Run
 
 
 def _format_error(exc: BaseException) -> str:

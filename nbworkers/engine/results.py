@@ -19,8 +19,9 @@ import time
 from ..errors import ArgumentTypeError, ArgumentValueError, MessageFailed, NBWorkersError
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..message import message_id as id_of
+from .policy import _number
 from .registry import Registry
-from .worker import WorkerState, _number
+from .worker import WorkerState
 
 # What a waiter holds when the runtime stopped before its message ended.
 _STOPPED = "stopped"

@@ -8,7 +8,7 @@ from datetime import tzinfo
 from ..handlers import Handler
 from ..schedule import Schedule
 from ..trace import Trace
-from .worker import Policy
+from .policy import Policy
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@ with SQL.
 ``Store`` is what the runtime asks of a store: ``load`` once at start-up, ``apply`` one
 ``Batch`` of rows at a time, ``sql`` for nw.sql, ``checkpoint`` and ``close``. Two implement it:
 ``database.DuckDBStore`` (one DuckDB file or ``:memory:``; its tables and start-up read in
-``schema``) and ``memory.MemoryStore`` (dicts, for fast tests; it can be told to fail).
-``writer`` has the runtime's writer thread, which turns what changed into a ``Batch``;
-``rows`` the rows stores read and write; ``views`` the stable views users query and nw.sql's
-read-only sandbox; ``files`` the file and its write-ahead log kept private and safe (``wal``
-reads the log's format); ``status`` what ``python -m nbworkers status`` reads of a file, opened
-read-only and never changed.
+``schema``, the writing and reading of its flow-control tables (results, fan-ins, rate
+starts) in ``flow``) and ``memory.MemoryStore`` (dicts, for fast tests; it can be told to fail).
+``writer`` has the runtime's writer thread, which turns what changed into a ``Batch`` (its
+rows made by ``batching``); ``rows`` the rows stores read and write; ``views`` the stable views
+users query and nw.sql's read-only sandbox; ``files`` the file and its write-ahead log kept
+private and safe (``wal`` reads the log's format); ``status`` what ``python -m nbworkers
+status`` reads of a file, opened read-only and never changed.
 
 One writer (the runtime's writer thread) group-commits everything that changed since its last
 call in one transaction of a few statements; the runtime reads once, at open, and keeps live

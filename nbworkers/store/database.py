@@ -18,10 +18,10 @@ from pathlib import Path
 import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
-from . import packed
+from . import flow
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
 from .rows import Batch, Loaded, TraceRow, WorkerRow, columns
-from .schema import MIGRATIONS, SCHEMA, read, result_of, stamp_version
+from .schema import MIGRATIONS, SCHEMA, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
@@ -223,14 +223,8 @@ class DuckDBStore:
             if batch.traces:
                 self._prune_traces()  # after the workers' rows: they say how many to keep
             if batch.rate_starts:
-                self._write_rate_starts(batch.rate_starts)
-            if (
-                batch.results
-                or batch.fan_in_inserts
-                or batch.fan_in_deletes
-                or batch.prune_results_before is not None
-            ):
-                self._write_results(batch)
+                flow.write_rate_starts(con, batch.rate_starts)
+            flow.write_results(con, batch)
             if batch.next_seq is not None:
                 if self._has_next_seq:
                     con.execute(
@@ -292,61 +286,21 @@ class DuckDBStore:
                 columns(new),
             )
 
-    def _write_rate_starts(self, rows: list[tuple]) -> None:
-        """Record the starts of rate-limited runs; forget those a period older than each
-        worker's newest (their tokens are back)."""
-        names, started, _periods = columns(rows)
-        self.con.execute("INSERT INTO rate_starts SELECT unnest($1), unnest($2)", [names, started])
-        back: dict[str, float] = {}
-        for name, at, period_s in rows:
-            back[name] = max(back.get(name, at - period_s), at - period_s)
-        self.con.execute(
-            """DELETE FROM rate_starts USING (SELECT unnest($1) AS name, unnest($2) AS back) u
-               WHERE rate_starts.worker = u.name AND rate_starts.started_at <= u.back""",
-            [list(back), list(back.values())],
-        )
-
-    def _write_results(self, batch: Batch) -> None:
-        """Results by id and fan-in groups (``nw.result``, ``emit_many(then=)``): a group's
-        end is deleted in the same transaction as the ``then`` message is inserted."""
-        con = self.con
-        if batch.results:  # one row per worker (packed.py: a row a message costs a drain)
-            con.execute(
-                """INSERT INTO results SELECT unnest($1), unnest($2), unnest($3), unnest($4),
-                       unnest($5), unnest($6::BLOB[]), unnest($7::VARCHAR[])""",
-                columns(packed.pack(batch.results, batch.results_ended_at)),
-            )
-        if batch.fan_in_inserts:
-            con.execute(
-                """INSERT INTO fan_ins SELECT unnest($1), unnest($2), unnest($3), unnest($4),
-                       unnest($5)""",
-                columns(batch.fan_in_inserts),
-            )
-        if batch.fan_in_deletes:
-            con.execute(
-                "DELETE FROM fan_ins WHERE first_seq IN (SELECT unnest($1))",
-                [batch.fan_in_deletes],
-            )
-        if batch.prune_results_before is not None:
-            # Members of a group still open are kept: its then event needs them.
-            con.execute(
-                """DELETE FROM results WHERE ended_at < $1 AND NOT EXISTS (
-                       SELECT 1 FROM fan_ins g WHERE results.first_seq <= g.first_seq + g.count - 1
-                                                 AND results.last_seq >= g.first_seq)""",
-                [batch.prune_results_before],
+    def _check_open(self) -> None:
+        """Raise NBWorkersError once closed (the readers' lock is held)."""
+        if self.con is None:
+            raise NBWorkersError(
+                "nbworkers' database is closed (nw.shutdown or %unload_ext); "
+                "run %load_ext nbworkers again"
             )
 
     def result_of(self, seq: int):
-        """How message ``seq`` ended, as committed (``schema.result_of``); any thread."""
+        """How message ``seq`` ended, as committed (``flow.result_of``); any thread."""
         with self._readers_lock:
-            if self.con is None:
-                raise NBWorkersError(
-                    "nbworkers' database is closed (nw.shutdown or %unload_ext); "
-                    "run %load_ext nbworkers again"
-                )
+            self._check_open()
             cursor = self.con.cursor()
         try:
-            return result_of(cursor, seq)
+            return flow.result_of(cursor, seq)
         finally:
             cursor.close()
 
@@ -408,11 +362,7 @@ class DuckDBStore:
         result is a TEMP table of its own connection, gone with the relation."""
         with self._readers_lock:
             if self._results_db is None:
-                if self.con is None:
-                    raise NBWorkersError(
-                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
-                        "run %load_ext nbworkers again"
-                    )
+                self._check_open()
                 self._results_db = duckdb.connect(":memory:")
             return self._results_db.cursor()
 
@@ -425,11 +375,7 @@ class DuckDBStore:
             # to the same database, whose TEMP views only it sees. Made under a lock, so that
             # none is made while close() closes them all.
             with self._readers_lock:
-                if self.con is None:
-                    raise NBWorkersError(
-                        "nbworkers' database is closed (nw.shutdown or %unload_ext); "
-                        "run %load_ext nbworkers again"
-                    )
+                self._check_open()
                 cursor = self.con.cursor()
             _create_views(cursor, _tables(cursor))
             # A global setting, so that HUGEINT (a sum), UUID... keep their types on the way

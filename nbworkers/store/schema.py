@@ -5,7 +5,7 @@ opened, and the start-up read of everything a new runtime starts from (``read``)
 from __future__ import annotations
 
 from . import packed
-from .rows import DeadRow, FanInRow, Loaded, MessageRow, ResultRow, TraceRow, WorkerRow
+from .rows import DeadRow, FanInRow, Loaded, MessageRow, TraceRow, WorkerRow
 
 SCHEMA_VERSION = 4
 
@@ -126,28 +126,6 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         "SELECT worker, started_at FROM rate_starts ORDER BY started_at"
     ).fetchall()
     return loaded, meta
-
-
-def result_of(con, seq: int) -> tuple[ResultRow | None, str | None]:
-    """How message ``seq`` ended (its ``results`` row), and, if it has none, the worker it
-    is still queued (or running) for, read through ``con``; (None, None): neither."""
-    rows = con.execute(
-        """SELECT worker, ended_at, count, body, failures FROM results
-           WHERE $1 BETWEEN first_seq AND last_seq""",
-        [seq],
-    ).fetchall()
-    row = packed.find(rows, seq)
-    if row is not None:
-        return row, None
-    queued = con.execute("SELECT worker FROM messages WHERE seq = $1", [seq]).fetchone()
-    if queued is not None:
-        return None, queued[0]
-    # A dead letter of a file from before results were kept (schema 3) has no results row;
-    # kept as long as the dead letter is (no ended_at: it does not expire).
-    dead = con.execute(
-        "SELECT seq, worker, error FROM dead_letters WHERE seq = $1", [seq]
-    ).fetchone()
-    return (None if dead is None else ResultRow(dead[0], dead[1], None, dead[2], None, None)), None
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:

@@ -6,7 +6,8 @@ takes everything pending at once and hands it to the store as one batch of rows:
 commit of a few statements, whatever the number of messages.
 
 The lock is the runtime's one lock, which every run thread takes: under it the writer only swaps
-its lists for empty ones; the rows (one tuple per message) are made after it is released.
+its lists for empty ones; the rows (one tuple per message) are made after it is released
+(``batching``).
 
 The writer never runs user code: events and results reach it already pickled, and a result's
 repr was made in its run's thread (``trace.run_result``). A slow ``__repr__`` delays its own
@@ -17,38 +18,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ..errors import NBWorkersError
 from ..log import log
-from .rows import Batch, DeadRow, FanInRow, TraceRow, WorkerRow, storable
+from .batching import Taken, make_batch
+from .rows import FanInRow
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
     from ..engine.worker import DeadLetter
     from ..message import Message
     from ..trace import Trace
     from . import Store
-
-
-class _Taken(NamedTuple):
-    """What one batch took from the pending lists: the runtime's objects, kept to put them
-    back if the write fails."""
-
-    inserts: list[Message]
-    updates: list[Message]
-    acks: list[int]
-    dead_inserts: list[DeadLetter]
-    dead_deletes: list[int]
-    traces: list[Trace]
-    workers: dict  # name -> WorkerState
-    worker_rows: list[WorkerRow]  # made under the lock: a worker's counts change together
-    next_seq: int | None
-    rate_starts: list[tuple]
-    results: list[tuple]  # ResultRow's fields (nw.result)
-    fan_in_inserts: list[FanInRow]
-    fan_in_deletes: list[int]
-    prune_results_before: float | None
-    results_ended_at: float | None
 
 
 # How often results older than ``results_kept_s`` are pruned, at most (with a batch that adds
@@ -191,7 +172,7 @@ class Writer:
 
     # ----- the write loop (the writer thread) -----------------------------------------------
 
-    def _take(self) -> _Taken:
+    def _take(self) -> Taken:
         """Everything to write, leaving empty lists behind (the lock is held)."""
         for m in self._inserts:
             m.written = True
@@ -201,7 +182,7 @@ class Writer:
         if self.next_seq != self._saved_seq:
             next_seq = self._saved_seq = self.next_seq
         workers = self._workers
-        taken = _Taken(
+        taken = Taken(
             self._inserts,
             list(self._updates.values()),
             self._acks,
@@ -223,7 +204,7 @@ class Writer:
         self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
         return taken
 
-    def _put_back(self, taken: _Taken) -> None:
+    def _put_back(self, taken: Taken) -> None:
         self._inserts[:0] = taken.inserts
         for m in taken.updates:
             self._updates.setdefault(m.seq, m)
@@ -254,92 +235,6 @@ class Writer:
         self._pruned_at = now
         return now - self.results_kept_s, now
 
-    def _batch(self, taken: _Taken) -> Batch:
-        """The rows of what was taken (the lock is not held: runs go on meanwhile)."""
-        return Batch(
-            # Plain tuples in MessageRow's and UpdateRow's field order (see rows.py: the
-            # garbage collector untracks them, not NamedTuples)
-            inserts=[
-                (
-                    m.seq,
-                    m.worker,
-                    m.enqueued_at_s,
-                    m.attempt,
-                    m.data,
-                    m.started,
-                    m.due_at_s,
-                    None if m.key is None else storable(m.key),
-                    m.priority,
-                    m.expires_at_s,
-                )
-                for m in taken.inserts
-            ],
-            updates=[(m.seq, m.attempt, m.started, m.due_at_s) for m in taken.updates],
-            acks=taken.acks,
-            dead_inserts=[
-                DeadRow(
-                    d.message.seq,
-                    d.message.worker,
-                    d.message.enqueued_at_s,
-                    d.message.attempt,
-                    d.message.data,
-                    storable(d.message.key),
-                    storable(d.error),
-                    d.died_at_s,
-                    d.reason,
-                    d.message.priority,
-                    d.message.expires_at_s,
-                )
-                for d in taken.dead_inserts
-            ],
-            dead_deletes=taken.dead_deletes,
-            traces=self._trace_rows(taken.traces),
-            workers=taken.worker_rows,
-            next_seq=taken.next_seq,
-            rate_starts=taken.rate_starts,
-            results=taken.results,  # their texts are stored as JSON (ASCII): no storable()
-            fan_in_inserts=taken.fan_in_inserts,
-            fan_in_deletes=taken.fan_in_deletes,
-            prune_results_before=taken.prune_results_before,
-            results_ended_at=taken.results_ended_at,
-        )
-
-    def _trace_rows(self, traces: list[Trace]) -> list[TraceRow]:
-        """The newest traces of each worker (``traces_kept``, or its ``--keep``), ready for
-        the store."""
-        kept: dict[str, int] = {}
-        limits, default = self.kept, self.traces_kept
-        rows = []
-        for t in reversed(traces):
-            if kept.get(t.worker, 0) >= limits.get(t.worker, default):
-                continue
-            kept[t.worker] = kept.get(t.worker, 0) + 1
-            result, result_repr = t.stored_result()  # made by the run: no user code here
-            calls = calls_text = None
-            if t.calls is not None:
-                calls, calls_text = t.calls.stored()  # plain values: no user code either
-            rows.append(
-                TraceRow(
-                    t.seq,
-                    t.worker,
-                    t.message_seq,
-                    t.started_at_s,
-                    t.duration,
-                    t.input_data,
-                    result,
-                    storable(result_repr),
-                    storable(t.stdout),
-                    storable(t.error),
-                    t.replay,
-                    t.attempt,
-                    t.timed_out,
-                    calls,
-                    storable(calls_text),
-                    t.message_seqs,
-                )
-            )
-        return rows
-
     def loop(self) -> None:
         """The writer thread: write whatever is pending, a few milliseconds apart, until
         ``stop`` and nothing is left."""
@@ -359,7 +254,7 @@ class Writer:
                 self._flush_now = False
             error = None
             try:
-                batch = self._batch(taken)
+                batch = make_batch(taken, self.kept, self.traces_kept)
                 if batch:
                     warning = self.store.apply(batch)
                     if warning:

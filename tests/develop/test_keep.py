@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbworkers import handlers
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentValueError
 from nbworkers.store import Batch, DuckDBStore, MemoryStore, TraceRow, WorkerRow
 from nbworkers.trace import NOT_COPIED

@@ -13,7 +13,7 @@ from nbworkers import api, current, handlers
 from nbworkers.develop import calls as calls_module
 from nbworkers.develop.calls import Call, Calls
 from nbworkers.develop.recorded import replaying
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from nbworkers.widgets import render
 from tests.conftest import open_runtime

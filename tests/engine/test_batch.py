@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from nbworkers import api
-from nbworkers.engine.worker import DEFAULT_BATCH_WAIT_S, Policy
+from nbworkers.engine.policy import DEFAULT_BATCH_WAIT_S, Policy
 from nbworkers.errors import ArgumentValueError
 from nbworkers.handlers import from_cell, from_function
 from nbworkers.message import Message

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentValueError
 from nbworkers.handlers import from_function
 from nbworkers.store import MemoryStore

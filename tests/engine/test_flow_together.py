@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import MessageFailed
 from nbworkers.handlers import from_function
 from tests.conftest import Clock

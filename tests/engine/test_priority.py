@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nbworkers.engine.policy import Policy
 from nbworkers.engine.ready import MAX_PRIORITY, ReadyQueue
-from nbworkers.engine.worker import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError
 from nbworkers.handlers import from_function
 from nbworkers.message import Message

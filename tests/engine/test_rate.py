@@ -10,8 +10,8 @@ from collections import deque
 import duckdb
 import pytest
 
+from nbworkers.engine.policy import Policy
 from nbworkers.engine.rate import Rate, next_token_s, parse_rate, take_token
-from nbworkers.engine.worker import Policy
 from nbworkers.errors import ArgumentValueError, NBWorkersError
 from nbworkers.handlers import from_function
 from tests.conftest import Clock

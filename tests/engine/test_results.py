@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 import nbworkers as nw
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentValueError, MessageFailed, NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import SCHEMA_VERSION, MemoryStore

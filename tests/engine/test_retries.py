@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nbworkers.engine.worker import MAX_BACKOFF_S, Policy
+from nbworkers.engine.policy import MAX_BACKOFF_S, Policy
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import MemoryStore
@@ -381,7 +381,7 @@ def test_a_slot_freed_by_a_timeout_after_lowering_concurrency_comes_back(make_ru
 
 
 def test_redefining_without_a_timeout_during_a_timed_run_keeps_the_timer_alive(rt):
-    from nbworkers.engine.worker import Policy
+    from nbworkers.engine.policy import Policy
 
     release = threading.Event()
     started = threading.Event()

@@ -106,7 +106,7 @@ def test_a_thread_that_cannot_start_does_not_block_the_worker(make_runtime, logg
 
 def test_a_run_past_its_time_limit_gives_its_slot_to_the_next_message(make_runtime):
     # Given a worker of concurrency 1 whose run passes its time limit, with a message waiting
-    from nbworkers.engine.worker import Policy
+    from nbworkers.engine.policy import Policy
 
     rt = make_runtime()
     gate = threading.Event()

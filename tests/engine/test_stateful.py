@@ -40,8 +40,8 @@ from hypothesis.stateful import (
 )
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.policy import Policy
 from nbworkers.engine.settings import Settings
-from nbworkers.engine.worker import Policy
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import DuckDBStore, Loaded

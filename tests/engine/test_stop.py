@@ -13,7 +13,7 @@ import time
 import pytest
 
 from nbworkers import handlers
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError, RunStopped
 from nbworkers.handlers import from_function
 from tests.conftest import Clock

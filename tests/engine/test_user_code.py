@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.policy import Policy
 from nbworkers.engine.settings import Settings
-from nbworkers.engine.worker import Policy
 from nbworkers.handlers import from_function
 from nbworkers.trace import NOT_COPIED, preview, run_result
 from tests.kernel import Kernel, wait_for

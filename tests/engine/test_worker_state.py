@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nbworkers.engine.worker import MAX_BACKOFF_S, DeadLetter, Policy, Run, WorkerState
+from nbworkers.engine.policy import MAX_BACKOFF_S, Policy
+from nbworkers.engine.worker import DeadLetter, Run, WorkerState
 from nbworkers.message import ClassNotDefined, Message, load_event, message_id, parse_id
 from nbworkers.schedule import parse
 

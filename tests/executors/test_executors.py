@@ -18,7 +18,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from nbworkers import api, current, handlers
-from nbworkers.engine.worker import Policy
+from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError
 
 EXECUTORS = ["threads", "processes", "dask"]

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from nbworkers.engine import Runtime
-from nbworkers.engine.worker import DeadLetter, Policy, WorkerState
+from nbworkers.engine.policy import Policy
+from nbworkers.engine.worker import DeadLetter, WorkerState
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.message import Message

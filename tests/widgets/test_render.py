@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nbworkers.engine.policy import Policy
 from nbworkers.engine.snapshot import WorkerSnapshot
-from nbworkers.engine.worker import Policy
 from nbworkers.trace import Trace, run_result
 from nbworkers.widgets import render
 

@@ -1,0 +1,124 @@
+"""Batching: what the writer took from its pending lists (``Taken``: the runtime's objects)
+made into the rows of one ``Batch`` for the store. Runs after the lock is released, so runs go
+on meanwhile; no user code runs here (events, results and their reprs come ready-made).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from .rows import Batch, DeadRow, FanInRow, TraceRow, WorkerRow, storable
+
+if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
+    from ..engine.worker import DeadLetter
+    from ..message import Message
+    from ..trace import Trace
+
+
+class Taken(NamedTuple):
+    """What one batch took from the pending lists: the runtime's objects, kept to put them
+    back if the write fails."""
+
+    inserts: list[Message]
+    updates: list[Message]
+    acks: list[int]
+    dead_inserts: list[DeadLetter]
+    dead_deletes: list[int]
+    traces: list[Trace]
+    workers: dict  # name -> WorkerState
+    worker_rows: list[WorkerRow]  # made under the lock: a worker's counts change together
+    next_seq: int | None
+    rate_starts: list[tuple]
+    results: list[tuple]  # ResultRow's fields (nw.result)
+    fan_in_inserts: list[FanInRow]
+    fan_in_deletes: list[int]
+    prune_results_before: float | None
+    results_ended_at: float | None
+
+
+def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
+    """The rows of what was taken (the lock is not held: runs go on meanwhile); ``kept`` and
+    ``traces_kept`` say how many traces of each worker to keep."""
+    return Batch(
+        # Plain tuples in MessageRow's and UpdateRow's field order (see rows.py: the
+        # garbage collector untracks them, not NamedTuples)
+        inserts=[
+            (
+                m.seq,
+                m.worker,
+                m.enqueued_at_s,
+                m.attempt,
+                m.data,
+                m.started,
+                m.due_at_s,
+                None if m.key is None else storable(m.key),
+                m.priority,
+                m.expires_at_s,
+            )
+            for m in taken.inserts
+        ],
+        updates=[(m.seq, m.attempt, m.started, m.due_at_s) for m in taken.updates],
+        acks=taken.acks,
+        dead_inserts=[
+            DeadRow(
+                d.message.seq,
+                d.message.worker,
+                d.message.enqueued_at_s,
+                d.message.attempt,
+                d.message.data,
+                storable(d.message.key),
+                storable(d.error),
+                d.died_at_s,
+                d.reason,
+                d.message.priority,
+                d.message.expires_at_s,
+            )
+            for d in taken.dead_inserts
+        ],
+        dead_deletes=taken.dead_deletes,
+        traces=trace_rows(taken.traces, kept, traces_kept),
+        workers=taken.worker_rows,
+        next_seq=taken.next_seq,
+        rate_starts=taken.rate_starts,
+        results=taken.results,  # their texts are stored as JSON (ASCII): no storable()
+        fan_in_inserts=taken.fan_in_inserts,
+        fan_in_deletes=taken.fan_in_deletes,
+        prune_results_before=taken.prune_results_before,
+        results_ended_at=taken.results_ended_at,
+    )
+
+
+def trace_rows(traces: list[Trace], limits: dict[str, int], default: int) -> list[TraceRow]:
+    """The newest traces of each worker (``default``, or its ``--keep`` in ``limits``), ready
+    for the store."""
+    kept: dict[str, int] = {}
+    rows = []
+    for t in reversed(traces):
+        if kept.get(t.worker, 0) >= limits.get(t.worker, default):
+            continue
+        kept[t.worker] = kept.get(t.worker, 0) + 1
+        result, result_repr = t.stored_result()  # made by the run: no user code here
+        calls = calls_text = None
+        if t.calls is not None:
+            calls, calls_text = t.calls.stored()  # plain values: no user code either
+        rows.append(
+            TraceRow(
+                t.seq,
+                t.worker,
+                t.message_seq,
+                t.started_at_s,
+                t.duration,
+                t.input_data,
+                result,
+                storable(result_repr),
+                storable(t.stdout),
+                storable(t.error),
+                t.replay,
+                t.attempt,
+                t.timed_out,
+                calls,
+                storable(calls_text),
+                t.message_seqs,
+            )
+        )
+    return rows
