@@ -92,7 +92,8 @@ class NBWorkers(Configurable):
         3600.0,
         help="How long, in seconds, nw.result(message_id) can answer for a message that "
         "ended (done or a dead letter): its result or error is kept by id in the database "
-        "that long, across restarts, then pruned.",
+        "that long, across restarts, then pruned. Read when nbworkers starts: after a change, "
+        "%reload_ext nbworkers (or a new kernel) applies it.",
     ).tag(config=True)
 
     timezone = Unicode(

@@ -49,7 +49,7 @@ def set_rate(name: str, rate: str | None) -> None:
     runtime().set_rate(name, rate)
 
 
-def stop(message_id: str, retry: bool = True) -> bool:
+def stop(message_id: str, retry: bool = True, attempt: int | None = None) -> bool:
     """Stop the run of ``message_id`` (``"m12"``) going on now; True once asked.
 
     ``--executor processes``: its pool process is killed; ``dask``: its task is cancelled;
@@ -58,9 +58,11 @@ def stop(message_id: str, retry: bool = True) -> bool:
     is a failed attempt whose error starts with "Stopped": ``retry=True`` lets the worker's
     ``--retries`` apply, ``retry=False`` makes it a dead letter at once. False if that
     message is not running (it ended, or there is no such message); a queued message raises
-    ``NBWorkersError`` (``nw.cancel`` removes it).
+    ``NBWorkersError`` (``nw.cancel`` removes it). Called again once its run has ended, it
+    stops the next attempt (a retry) if one runs; ``attempt=n`` stops only attempt ``n``
+    (``message.attempt``), returning False if another runs now.
     """
-    return runtime().stop_run(message_id, retry)
+    return runtime().stop_run(message_id, retry, attempt)
 
 
 def remove(name: str, purge: bool = False) -> int:

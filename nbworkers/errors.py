@@ -51,11 +51,21 @@ class MessageFailed(NBWorkersError):
         self.worker = worker
         self.traceback = traceback
         lines = [line for line in traceback.splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else "(no traceback)"
-        super().__init__(
-            f"message {message_id} to {worker!r} failed: {last} (its whole traceback is in "
-            f"this error's .traceback; nw.dead_letters({worker!r}) lists it)"
+        # A stop, an expiry or a cancel says why in its first line; a failure in its last.
+        said = lines and lines[0].startswith(("Stopped:", "Expired:", "Cancelled:"))
+        if said:
+            why = lines[0].strip()
+        else:
+            why = lines[-1].strip() if lines else "(no traceback)"
+        where = (
+            "its error is in this error's .traceback"
+            if said and len(lines) == 1
+            else "its whole traceback is in this error's .traceback"
         )
+        if not traceback.startswith("Cancelled:"):  # a removed message is no dead letter
+            where += f"; nw.dead_letters({worker!r}) lists it unless it was requeued, discarded "
+            where += "or was a cron's run"
+        super().__init__(f"message {message_id} to {worker!r} failed: {why} ({where})")
 
     def __reduce__(self):
         return (type(self), (self.message_id, self.worker, self.traceback))

@@ -167,8 +167,21 @@ class Definitions:
         rate = parse_rate(rate)
         with self.registry.lock:
             w = self.registry.defined(name)
-            if w is None or w.is_cron:
-                raise NBWorkersError(f"no worker named {name!r} is defined; run its cell first")
+            if w is not None and w.is_cron:
+                raise NBWorkersError(
+                    f"{name!r} is a cron: it runs one at a time on its schedule and takes no "
+                    "rate limit; nw.set_rate is for workers"
+                )
+            if w is None:
+                known = self.registry.workers.get(name)
+                why = (
+                    " (it was removed with nw.remove)"
+                    if known is not None and known.kind == "removed"
+                    else ""
+                )
+                raise NBWorkersError(
+                    f"no worker named {name!r} is defined{why}; run its cell first"
+                )
             w.policy = dataclasses.replace(w.policy, rate=rate)
             gate.attach(w, self.registry.clock, self.timers.wake_at)
             w.wait_until_s = None

@@ -124,7 +124,11 @@ class Intake:
                 f"emit: key {key!r} is not valid text (it holds a lone surrogate)"
             )
         due_at = self._due_at(delay, at)
-        if ttl is not None and due_at is not None and due_at - self.registry.clock() >= ttl:
+        if (
+            ttl is not None
+            and due_at is not None
+            and (delay if delay is not None else due_at - self.registry.clock()) >= ttl
+        ):
             raise ArgumentValueError(
                 f"emit: its ttl of {ttl:g} s would end before it is due (delay= or at=), so it "
                 "could never run: give a longer ttl. Nothing was enqueued."
@@ -160,6 +164,12 @@ class Intake:
         now = time.time()
         reg = self.registry
         with reg.lock:
+            target = reg.workers.get(then)
+            if target is not None and target.is_cron:
+                raise ArgumentValueError(
+                    f"emit_many: then={then!r} is a cron, which gets no event: name a worker "
+                    "(%%worker NAME) to receive the results. Nothing was enqueued."
+                )
             w = reg.state(name)
             messages = (
                 self.enqueue_locked(w, datas, now, None, None, priority, ttl) if datas else []

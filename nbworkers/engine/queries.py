@@ -112,13 +112,17 @@ class Queries:
                 now=now,
                 priorities=w.queue.by_priority(),
                 running_ids=tuple(r.message.id for r in sorted(w.runs.values(), key=_by_start)),
+                running_attempts=tuple(
+                    r.message.attempt for r in sorted(w.runs.values(), key=_by_start)
+                ),
                 stopping_ids=tuple(r.message.id for r in w.runs.values() if r.stop is not None),
                 removed=w.handler is None and w.kind == REMOVED,
             )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:
         """Block until nothing is queued (delayed messages included) or running for ``name``
-        (or every defined, unpaused worker); False if ``timeout`` seconds passed first."""
+        (or: no run goes anywhere and nothing waits for a defined, unpaused worker); False if
+        ``timeout`` seconds passed first."""
         if name is not None:
             check_name(name)
         if timeout is not None and (not _number(timeout) or timeout < 0):
@@ -132,10 +136,11 @@ class Queries:
             if name is not None:
                 w = workers.get(name)
                 return w is None or not (w.queued() or w.running)
+            # Runs going count wherever they are (a removed or paused worker's too); what
+            # waits counts for the workers that will run it.
             return not any(
-                w.queued() or w.running
+                w.running or (w.queued() and w.handler is not None and not w.paused)
                 for w in workers.values()
-                if w.handler is not None and not w.paused
             )
 
         with reg.lock:

@@ -172,6 +172,10 @@ class Runtime:
         self.stops = Stops(reg, self.executors, outcomes, events, dispatch.wake)
         self.removal = Removal(reg, writer, timers, events)
         self.removal.results = self.results
+        with reg.lock:  # what expired while no kernel ran is a dead letter before anyone looks
+            for w in list(reg.workers.values()):
+                if w.expiring:
+                    expiry.expire_due(w, reg.clock())
         for part, names in PUBLIC.items():
             for name in names:
                 # shielded: a handler's nw.* call is never cut by nw.stop (executors/interrupt.py)

@@ -39,6 +39,7 @@ class WorkerSnapshot:
     # Ready messages by priority, highest first ({} when none is ready).
     priorities: dict[int, int] = field(default_factory=dict)
     running_ids: tuple[str, ...] = ()  # the message ids of the runs going, oldest first
+    running_attempts: tuple[int, ...] = ()  # their attempts, in the same order
     stopping_ids: tuple[str, ...] = ()  # those nw.stop was asked to stop (not ended yet)
     removed: bool = False  # its handler was removed (nw.remove) and not defined since
 

@@ -66,14 +66,22 @@ class Stops:
         self.events = events
         self.wake = wake  # Dispatch.wake: a remote run's slot is free at once
 
-    def stop_run(self, message_id: str, retry: bool = True) -> bool:
+    def stop_run(self, message_id: str, retry: bool = True, attempt: int | None = None) -> bool:
         """Stop the run of ``message_id`` going on now. True once asked (a thread's run ends
         when the exception lands, see ``message.stopping``); False if that message is not
-        running (it ended, or there is no such message). NBWorkersError if it waits in a
-        queue (``nw.cancel`` removes it) or nbworkers is stopping."""
+        running (it ended, or there is no such message), or if ``attempt`` is given and the
+        attempt running is another (a retry started since: the panel's Stop passes the attempt
+        it showed, so that a second click does not stop the retry). NBWorkersError if it waits
+        in a queue (``nw.cancel`` removes it) or nbworkers is stopping."""
         seq = parse_id(message_id, "m")
         if not isinstance(retry, bool):
             raise ArgumentTypeError(f"nw.stop: retry must be True or False, not {retry!r}")
+        if attempt is not None and (
+            not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1
+        ):
+            raise ArgumentTypeError(
+                f"nw.stop: attempt must be a whole number from 1 (or None), not {attempt!r}"
+            )
         reg = self.registry
         with reg.lock:
             if reg.stopping:
@@ -87,6 +95,8 @@ class Stops:
                 self._refuse_waiting(seq, message_id)
                 return False
             w, run = found
+            if attempt is not None and run.message.attempt != attempt:
+                return False  # the attempt asked about ended; another runs now
             first = run.stop is None
             if first:
                 run.stop = StopRequest(message_id, retry, time.time())

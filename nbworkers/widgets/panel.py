@@ -42,6 +42,7 @@ class Panel(widgets.VBox):
         self.name = name
         self._removable = removable  # a Remove button (the dashboard's rows)
         self._running_ids: tuple[str, ...] = ()  # as the Stop button shows them
+        self._running_attempts: dict[str, int] = {}  # their attempts, as shown
         self._stop_shown_at = 0.0
         self._lock = threading.RLock()
         self._traces: dict[str, object] = {}
@@ -212,7 +213,7 @@ class Panel(widgets.VBox):
             dead = snap.counts.get("dead", 0)
             for button in (self.requeue_button, self.discard_button):
                 button.layout.display = None if dead else "none"
-            self._show_stop(snap.running_ids)
+            self._show_stop(snap.running_ids, snap.running_attempts)
             removable = self._removable and snap.defined
             self.remove_button.layout.display = None if removable else "none"
             if not removable and self._confirming:
@@ -227,7 +228,7 @@ class Panel(widgets.VBox):
                     self.trace_list.value = selected if selected in self._traces else None
             self._show(self.trace_list.value)
 
-    def _show_stop(self, ids: tuple[str, ...]) -> None:
+    def _show_stop(self, ids: tuple[str, ...], attempts: tuple[int, ...] = ()) -> None:
         """The Stop button while runs go: of the one running, or of the one chosen. While
         runs come and go (a drain), the choice follows at most every STOP_CHOICE_S, so that
         the panel stays a few messages a second; what it shows is what Stop stops."""
@@ -236,6 +237,7 @@ class Panel(widgets.VBox):
         if shape == min(len(self._running_ids), 2) and now - self._stop_shown_at < STOP_CHOICE_S:
             return
         self._running_ids = ids
+        self._running_attempts = dict(zip(ids, attempts, strict=False))
         self._stop_shown_at = now
         self.stop_button.layout.display = None if ids else "none"
         self.stop_choice.layout.display = None if len(ids) > 1 else "none"
@@ -249,7 +251,9 @@ class Panel(widgets.VBox):
     def _stop(self) -> None:
         ids = self._running_ids
         target = ids[0] if len(ids) == 1 else self.stop_choice.value
-        if target is None or not api.stop(target):
+        # The attempt shown: a second click, once a retry of it started, stops nothing.
+        attempt = self._running_attempts.get(target)
+        if target is None or not api.stop(target, attempt=attempt):
             raise NBWorkersError(f"{target or 'that run'} is not running any more")
 
     def _confirm(self, confirming: bool) -> None:
