@@ -9,7 +9,9 @@ import pytest
 
 from nbworkers.errors import RunStopped
 from nbworkers.executors.interrupt import Interrupt, shielded, this_thread
-from tests.waiting import wait_until
+from tests.waiting import stops_threads, wait_until
+
+pytestmark = stops_threads
 
 
 class FakeRun:
