@@ -88,6 +88,7 @@ class Queries:
                     schedule_error = failure(exc)
             last_error = next((t.error for t in w.traces if t.error), None)
             oldest_run = min((r.t0 for r in w.runs.values()), default=None)
+            runs = sorted(w.runs.values(), key=_by_start)  # the runs going, oldest first
             return WorkerSnapshot(
                 name=name,
                 defined=w.handler is not None,
@@ -111,10 +112,8 @@ class Queries:
                 longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
                 now=now,
                 priorities=w.queue.by_priority(),
-                running_ids=tuple(r.message.id for r in sorted(w.runs.values(), key=_by_start)),
-                running_attempts=tuple(
-                    r.message.attempt for r in sorted(w.runs.values(), key=_by_start)
-                ),
+                running_ids=tuple(r.message.id for r in runs),
+                running_attempts=tuple(r.message.attempt for r in runs),
                 stopping_ids=tuple(r.message.id for r in w.runs.values() if r.stop is not None),
                 removed=w.handler is None and w.kind == REMOVED,
             )
