@@ -6,12 +6,8 @@ a LocalCluster, as the other Dask tests.)"""
 from __future__ import annotations
 
 from tests.kernel import wait_for
-from tests.waiting import stops_threads
 
 WAIT = "assert nw.wait(timeout=20)"
-
-
-pytestmark = stops_threads
 
 
 def test_a_thread_run_is_stopped_retried_or_dead_lettered(kernel):

@@ -9,14 +9,21 @@ message, so each run thread has one ``Interrupt``, and:
   inside the ``try`` that catches what the handler raises);
 - ``fire`` raises the exception only while it is armed for that run, not masked, and at most
   once a run, all under the interrupt's own lock, which ``disarm`` takes too: once disarmed,
-  nothing more is raised, and the one exception possibly still pending is cleared there;
+  nothing more is raised, and the one exception possibly still pending is absorbed there
+  (``_land`` lets it land in a loop made for it, and it is dropped);
 - an nbworkers call made by the handler (``emit``, ``nw.counts``...) is *masked*
   (``shielded``): no exception is raised inside it (one pending is cleared on the way in), and
   a stop asked meanwhile is raised when the call returns, back in the handler's code.
 
 So the exception is raised at most once a run, and either it lands in the handler's code (or
-in the thin wrappers around it: ``arm``, ``disarm``, the handler's call), is cleared, or never
+in the thin wrappers around it: ``arm``, ``disarm``, the handler's call), is absorbed, or never
 was raised; the ``try`` around all of it catches it.
+
+A pending exception is never *cleared* with ``PyThreadState_SetAsyncExc(id, NULL)``: CPython
+3.11 signals the interpreter's eval breaker for that too, and with no exception left to
+handle nothing resets it. From then on every Python call of every thread takes the slow path,
+and under a trace function (coverage.py, a debugger) a call loops forever at its first
+instruction: the kernel hung (tests/executors/test_interrupt.py reproduces it).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
+import time
 
 from ..errors import RunStopped
 
@@ -37,11 +45,26 @@ class _Local(threading.local):
 _local = _Local()
 
 
-def _raise_in(thread_id: int, exc_type) -> None:
-    """Make ``exc_type`` raise in thread ``thread_id`` at its next bytecode (None: clear one
-    still pending). ``None`` goes to C as NULL, which is what clears."""
-    exc = None if exc_type is None else ctypes.py_object(exc_type)
-    _set_async_exc(ctypes.c_ulong(thread_id), exc)
+def _raise_in(thread_id: int) -> None:
+    """Make RunStopped raise in thread ``thread_id`` at its next check (a call or a loop's
+    jump back)."""
+    _set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(RunStopped))
+
+
+def _tick() -> None:
+    """A Python call: the interpreter checks for an exception raised into this thread on entry."""
+
+
+def _land() -> None:
+    """Let a RunStopped raised into this thread and still pending land (raise) here; if it
+    already landed, nothing happens. It lands at this thread's next check, and the interpreter
+    signals it again whenever this thread takes the GIL (``sleep(0)`` gives the GIL up): so
+    before this returns. Call it inside a ``try``: the first check is on entry, before any
+    ``try`` of its own could start."""
+    for _ in range(3):
+        _tick()
+        time.sleep(0)
+    _tick()
 
 
 class Interrupt:
@@ -69,12 +92,16 @@ class Interrupt:
 
     def disarm(self) -> None:
         """The handler returned or raised: nothing is raised into this thread any more (and
-        one still pending is cleared). May itself raise that pending RunStopped once."""
+        one still pending is absorbed). May itself raise that pending RunStopped once, before
+        absorbing it."""
         with self.lock:
             self.run = None
             fired = self.fired
         if fired:
-            _raise_in(self.thread_id, None)
+            try:
+                _land()
+            except RunStopped:
+                pass  # absorbed: the outcome is "stopped" already (run.stop)
 
     def fire(self, run) -> bool:
         """Raise RunStopped in this thread if it runs ``run``'s handler (and not inside an
@@ -84,7 +111,7 @@ class Interrupt:
                 return False
             self.fired = True
             # Inside the lock: ``disarm`` must not clear before this is raised.
-            _raise_in(self.thread_id, RunStopped)
+            _raise_in(self.thread_id)
             return True
 
     def call_masked(self, fn, args, kwargs):
@@ -95,8 +122,11 @@ class Interrupt:
             fired_before = self.fired
         if fired_before:
             # Raised before the mask: it landed in the handler already (which may be cleaning
-            # up after it), lands here before ``fn`` starts, or is cleared now. Never in ``fn``.
-            _raise_in(self.thread_id, None)
+            # up after it), lands here before ``fn`` starts, or is absorbed now. Never in ``fn``.
+            try:
+                _land()
+            except RunStopped:
+                pass  # absorbed: the run ends "stopped" anyway (run.stop)
         try:
             return fn(*args, **kwargs)
         finally:

@@ -12,7 +12,7 @@ from nbworkers.errors import ArgumentValueError, MessageFailed, NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.schedule import parse
 from tests.conftest import Clock
-from tests.waiting import stops_threads, wait_until
+from tests.waiting import wait_until
 
 
 def define(rt, name, fn, **policy):
@@ -20,7 +20,6 @@ def define(rt, name, fn, **policy):
     rt.define(name, from_function(name, fn), concurrency, policy=Policy(**policy))
 
 
-@stops_threads
 def test_a_second_stop_of_the_attempt_shown_does_not_stop_its_retry(rt):
     # Given a worker whose first attempt spins until stopped and whose retry succeeds
     second = threading.Event()
@@ -97,7 +96,6 @@ def test_set_rate_on_a_cron_or_a_removed_worker_says_which(rt):
         rt.set_rate("w", "1/s")
 
 
-@stops_threads
 def test_the_failure_of_a_stopped_or_cancelled_message_says_why_first(rt):
     def handler(event):
         while True:

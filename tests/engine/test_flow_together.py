@@ -11,7 +11,7 @@ from nbworkers.engine.policy import Policy
 from nbworkers.errors import MessageFailed
 from nbworkers.handlers import from_function
 from tests.conftest import Clock
-from tests.waiting import stops_threads, wait_until
+from tests.waiting import wait_until
 
 
 def define(rt, name, fn, **policy):
@@ -85,7 +85,6 @@ def test_a_batch_takes_the_highest_priorities_first(make_runtime):
     assert batches == [["top", "high"], ["mid", "low"]]
 
 
-@stops_threads
 def test_stopping_a_batch_member_stops_the_batch_and_each_is_a_stopped_dead_letter(make_runtime):
     import threading
 

@@ -17,9 +17,7 @@ from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError, RunStopped
 from nbworkers.handlers import from_function
 from tests.conftest import Clock
-from tests.waiting import stops_threads, wait_until
-
-pytestmark = stops_threads
+from tests.waiting import wait_until
 
 
 def define(rt, name, fn, concurrency=1, **policy):

@@ -9,9 +9,7 @@ import pytest
 
 from nbworkers.errors import RunStopped
 from nbworkers.executors.interrupt import Interrupt, shielded, this_thread
-from tests.waiting import stops_threads, wait_until
-
-pytestmark = stops_threads
+from tests.waiting import wait_until
 
 
 class FakeRun:
@@ -113,3 +111,49 @@ def test_the_exception_lands_in_another_thread():
     assert run.interrupt.fire(run) is True
     thread.join(10)
     assert caught == [True] and not thread.is_alive()
+
+
+# A stop of a thread run hung the whole process when a trace function was installed (coverage.py,
+# a debugger): the pending exception was cleared with PyThreadState_SetAsyncExc(id, NULL), which
+# on CPython 3.11 leaves the interpreter's eval breaker set with nothing to handle, and a traced
+# call then loops forever at its first instruction. Run in a fresh interpreter with a tracer, so
+# it fails (times out) whether or not pytest itself runs under coverage.
+TRACED_STOP = """
+import sys, threading
+sys.settrace(lambda frame, event, arg: None)
+threading.settrace(lambda frame, event, arg: None)
+from nbworkers.engine import Runtime
+from nbworkers.handlers import from_function
+from nbworkers.engine.policy import Policy
+rt = Runtime(sys.argv[1])
+started = threading.Event()
+def handler(event, message):
+    started.set()
+    while True:
+        pass
+rt.define("w", from_function("w", handler), 1, policy=Policy())
+mid = rt.emit("x", "w")
+assert started.wait(20)
+assert rt.stop_run(mid) is True
+assert rt.wait("w", 20)
+counts = rt.counts("w")
+assert (counts["failed"], counts["running"]) == (1, 0), counts
+for _ in range(3):  # traced calls after the stop go on
+    rt.counts("w")
+rt.stop()
+print("stopped and went on")
+"""
+
+
+def test_a_stop_under_a_trace_function_lands_and_the_process_goes_on(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", TRACED_STOP, str(tmp_path / "q.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped and went on"

@@ -4,10 +4,8 @@ button (two clicks), clicked the way a front end clicks them."""
 from __future__ import annotations
 
 from tests.kernel import click, wait_for
-from tests.waiting import stops_threads
 
 
-@stops_threads
 def test_stop_stops_the_run_chosen_and_then_the_one_left(kernel):
     # Given two runs going
     kernel.ok("%%worker w --concurrency 2\nimport time\nwhile True:\n    time.sleep(0.01)")
