@@ -170,7 +170,7 @@ class WorkerMagics(Magics):
                 args.executor,
                 args.keep,
                 ttl_s=args.ttl,
-                rate=args.rate,
+                rate=_unquoted(args.rate),
                 batch=args.batch,
                 batch_wait_s=args.batch_wait,
             )
@@ -326,7 +326,9 @@ def _try(name, handler, n, concurrency, paused, policy, plan=None):
 
 
 def _as_option(text: str) -> str:
-    """A Policy error in the magic's words: --retries rather than retries."""
+    """A Policy error in the magic's words: --retries rather than retries, and no None (which
+    an option cannot be: it is left out instead)."""
+    text = text.replace(" (or None)", "")
     for option in ("retries", "backoff", "timeout", "keep", "ttl"):
         if text.startswith(option):
             return "--" + text
@@ -334,6 +336,14 @@ def _as_option(text: str) -> str:
         if text.startswith(option):
             return flag + text[len(option) :]
     return text
+
+
+def _unquoted(value: str | None) -> str | None:
+    """An option's value without the quotes a shell would have taken off (``--rate '10/s'``):
+    IPython passes them through."""
+    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def _cell_id(shell) -> str | None:

@@ -71,3 +71,30 @@ def test_priority_order_and_expiries_survive_a_killed_kernel(tmp_path):
         assert k.eval("seen") == ["later", 1, 3, 4, 0, 2]
     finally:
         k.shutdown()
+
+
+def test_flow_control_errors_speak_the_users_language(kernel):
+    # A magic option's error names the option and never offers None, which a magic cannot take
+    for cell, option in [
+        ("%%worker w --ttl -1\nevent", "--ttl"),
+        ("%%worker w --batch 0\nevent", "--batch"),
+        ("%%worker w --timeout -2\nevent", "--timeout"),
+    ]:
+        reply = kernel.run(cell)
+        assert reply.ename == "UsageError" and reply.evalue.startswith(option), reply.evalue
+        assert "None" not in reply.evalue, reply.evalue
+    # A rate quoted as in a shell is the rate
+    kernel.ok("%%worker fetch --paused --rate '10/s'\nevent")
+    kernel.ok('%%worker fetch2 --paused --rate "5/m"\nevent')
+    rates = "[str(nw.api.runtime().snapshot(n).policy.rate) for n in ('fetch', 'fetch2')]"
+    assert kernel.eval(rates) == ["10/s", "5/m"]
+    # ttl of the wrong type is a TypeError, as priority's is
+    for bad in ["True", "'5'"]:
+        reply = kernel.run(f"emit(1, 'w', ttl={bad})")
+        assert reply.ename == "ArgumentTypeError", reply.evalue
+        assert "ttl must be a number of seconds" in reply.evalue
+    # emit_many names the event that cannot be snapshotted, and queues none of them
+    reply = kernel.run("nw.emit_many([1, lambda: 2, 3], 'fetch')")
+    assert reply.ename == "ArgumentTypeError"
+    assert reply.evalue.startswith("emit_many: events[1]"), reply.evalue
+    assert kernel.eval("nw.counts('fetch')['queued']") == 0

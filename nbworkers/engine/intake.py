@@ -24,16 +24,30 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 MAX_DELAY_S = 10 * 365 * 86400
 
 
-def pickled(event) -> bytes:
+def pickled(event, where: str = "emit: a value") -> bytes:
     """The pickled copy of ``event`` that a message carries; TypeError naming the type."""
     try:
         return pickle.dumps(event, protocol=_PICKLE)
     except Exception as exc:
         raise ArgumentTypeError(
-            f"emit: a value of type {type(event).__module__}.{type(event).__qualname__} cannot "
+            f"{where} of type {type(event).__module__}.{type(event).__qualname__} cannot "
             f"be snapshotted ({type(exc).__name__}: {exc}); emit data that pickles (dicts, "
             "lists, numbers, strings, DataFrames, arrays, dataclasses). Nothing was enqueued."
         ) from exc
+
+
+def pickled_all(events) -> list[bytes]:
+    """The pickled copies of ``emit_many``'s events; TypeError naming the first that does not
+    pickle by its index (found again only then: the common case stays one comprehension)."""
+    events = check_events(events)
+    if not isinstance(events, list | tuple):
+        events = list(events)
+    try:
+        return [pickle.dumps(e, protocol=_PICKLE) for e in events]
+    except Exception:  # raised again below, naming the event
+        for i, event in enumerate(events):
+            pickled(event, f"emit_many: events[{i}], a value")
+        raise
 
 
 def check_events(events) -> Iterable:
@@ -71,6 +85,12 @@ def check_priority(priority, where: str = "emit") -> int:
 
 def check_ttl(ttl, where: str = "emit") -> float | None:
     """``ttl`` if it is one: None, or seconds above 0, at most ten years."""
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)):
+        raise ArgumentTypeError(
+            f"{where}: ttl must be a number of seconds (how long the message may wait in the "
+            f"queue before it expires) or None, not {type(ttl).__name__} {ttl!r}. "
+            "Nothing was enqueued."
+        )
     if ttl is not None and (not _number(ttl) or not 0 < ttl <= MAX_DELAY_S):
         raise ArgumentValueError(
             f"{where}: ttl must be seconds above 0 (how long the message may wait in the queue "
@@ -158,9 +178,9 @@ class Intake:
         check_priority(priority, "emit_many")
         check_ttl(ttl, "emit_many")
         if then is None:
-            return self.enqueue(name, [pickled(e) for e in check_events(events)], priority, ttl)
+            return self.enqueue(name, pickled_all(events), priority, ttl)
         check_then(then)
-        datas = [pickled(e) for e in check_events(events)]
+        datas = pickled_all(events)
         now = time.time()
         reg = self.registry
         with reg.lock:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from nbworkers.engine.policy import Policy
-from nbworkers.errors import ArgumentValueError
+from nbworkers.errors import ArgumentTypeError, ArgumentValueError
 from nbworkers.handlers import from_function
 from tests.conftest import Clock
 from tests.waiting import wait_until
@@ -91,12 +91,17 @@ def test_a_ttl_that_would_end_before_the_message_is_due_is_refused(make_runtime)
     assert rt.counts("w")["queued"] == 0
 
 
-@pytest.mark.parametrize("ttl", [0, -1, math.inf, math.nan, True, "5", 11 * 365 * 86400])
-def test_a_bad_ttl_is_refused_and_nothing_is_enqueued(make_runtime, ttl):
+@pytest.mark.parametrize(
+    "ttl, error, says",
+    [(t, ArgumentValueError, "ttl must be seconds above 0") for t in (0, -1, math.inf, math.nan)]
+    + [(11 * 365 * 86400, ArgumentValueError, "ttl must be seconds above 0")]
+    + [(t, ArgumentTypeError, "ttl must be a number of seconds") for t in (True, "5", [1])],
+)
+def test_a_bad_ttl_is_refused_and_nothing_is_enqueued(make_runtime, ttl, error, says):
     rt = make_runtime()
-    with pytest.raises(ArgumentValueError, match="ttl must be seconds above 0"):
+    with pytest.raises(error, match=says):
         rt.emit("x", "w", ttl=ttl)
-    with pytest.raises(ArgumentValueError, match="ttl must be seconds above 0"):
+    with pytest.raises(error, match=says):
         rt.emit_many(["x"], "w", ttl=ttl)
     assert rt.counts("w")["queued"] == 0
 
