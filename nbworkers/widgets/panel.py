@@ -168,6 +168,7 @@ class Panel(widgets.VBox):
         self.pause_button.add_class("nbw-pause")
         self.run_now_button.add_class("nbw-run-now")
         self.stop_button.add_class("nbw-stop")
+        self.stop_choice.add_class("nbw-stop-choice")
         self.remove_button.add_class("nbw-remove")
         self.trace_list.add_class("nbw-traces")
         self.trace_view.add_class("nbw-trace-view")

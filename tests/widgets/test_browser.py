@@ -45,6 +45,12 @@ CHECKS = [
     "%%worker hostile\nraise RuntimeError(event)",
     f"RESULT = {RESULT!r}\nemit({XSS!r}, 'echo')\nemit({XSS!r}, 'hostile')",
     'emit({"to": "ada"}, "nobody-yet")\n%nbworkers',
+    # flow control: a rate limit, priorities, runs to stop (each sleep is a point a stop
+    # lands at) and batches
+    "%%worker fetch --rate 2/m --concurrency 3\nimport time\n\nfor _ in range(900):\n"
+    "    time.sleep(0.1)",
+    'for p in (0, 5, 1, 5):\n    emit(p, "fetch", priority=p)',
+    "%%worker load --batch 50 --paused\nlen(event)",
 ]
 
 
@@ -302,7 +308,7 @@ def test_the_dashboard_lists_an_unknown_worker_under_unhandled(checks):
 
     dashboard = checks.page.locator(".nbw-dashboard")
     expect(dashboard.locator(".nbw-panel .nbw-status b")).to_have_text(
-        ["slow", "tick", "echo", "hostile"]
+        ["slow", "tick", "echo", "hostile", "fetch", "load"]
     )
     unhandled = dashboard.locator(".nbw-unhandled")
     expect(unhandled).to_contain_text("Unhandled")
@@ -311,3 +317,29 @@ def test_the_dashboard_lists_an_unknown_worker_under_unhandled(checks):
         ["nobody-yet", "1", re.compile(r"^\d+ (s|min) ago$"), "%%worker nobody-yet"]
     )
     assert checks.error_outputs() == []
+
+
+def test_a_rate_limited_worker_shows_its_rate_priorities_and_stops_a_run(checks, shots):
+    from playwright.sync_api import expect
+
+    panel = checks.panel("fetch")
+    status = panel.locator(".nbw-status")
+    # Two of four start (the rate's burst), the higher priorities first; two wait for a token
+    expect(status).to_have_text(count("running", 2))
+    expect(status).to_have_text(count("queued", 2))
+    expect(status).to_contain_text("rate 2/m")
+    expect(status).to_contain_text("waiting for rate limit (2/m)")
+    expect(status).to_contain_text("ready by priority (higher first)")
+    panel.screenshot(path=shots / "flow-panel.png")
+    # Stop: a choice of the two runs going, then the button
+    choice = panel.locator(".nbw-stop-choice select")
+    expect(choice.locator("option")).to_have_count(2)
+    stop = panel.locator(".nbw-stop")
+    expect(stop).to_be_visible()
+    stop.click()
+    expect(status).to_have_text(count("running", 1))
+    expect(status).to_have_text(count("dead", 1))
+    expect(status).to_contain_text("RunStopped")
+    # A batch worker says its batch size
+    expect(checks.panel("load").locator(".nbw-status")).to_contain_text("batches of 50 (wait 1 s)")
+    assert checks.dialogs == [] and checks.error_outputs() == []
