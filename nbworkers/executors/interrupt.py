@@ -42,7 +42,7 @@ class _Local(threading.local):
     interrupt = None  # this run thread's Interrupt (a class default: no failed lookup elsewhere)
 
 
-_local = _Local()
+thread_local = _Local()
 
 
 def _raise_in(thread_id: int) -> None:
@@ -94,8 +94,13 @@ class Interrupt:
         """The handler returned or raised: nothing is raised into this thread any more (and
         one still pending is absorbed). May itself raise that pending RunStopped once, before
         absorbing it."""
+        self.run = None  # from now on a ``fire`` that takes the lock raises nothing
+        # The usual case, without taking the lock (a drain's hot path). In this order: a
+        # ``fire`` not holding the lock now either ended before (``fired`` says if it raised)
+        # or takes it after ``run`` was cleared; one holding it may still raise: wait for it.
+        if not self.lock.locked() and not self.fired:
+            return
         with self.lock:
-            self.run = None
             fired = self.fired
         if fired:
             try:
@@ -148,9 +153,9 @@ class Interrupt:
 
 def this_thread() -> Interrupt:
     """The Interrupt of this run thread (made on its first run)."""
-    interrupt = _local.interrupt
+    interrupt = thread_local.interrupt
     if interrupt is None:
-        interrupt = _local.interrupt = Interrupt(threading.get_ident())
+        interrupt = thread_local.interrupt = Interrupt(threading.get_ident())
     return interrupt
 
 
@@ -161,7 +166,7 @@ def shielded(fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        interrupt = _local.interrupt
+        interrupt = thread_local.interrupt
         if interrupt is None or interrupt.run is None:
             return fn(*args, **kwargs)
         return interrupt.call_masked(fn, args, kwargs)

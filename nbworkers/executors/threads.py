@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..handlers import format_error
 from ..trace import RunResult, result_pickle, run_result
-from .interrupt import this_thread
+from .interrupt import this_thread, thread_local
 from .protocol import Outcome, Settings
 
 
@@ -22,7 +22,7 @@ class ThreadExecutor:
         pass  # anything a cell can run, a thread of the kernel can
 
     def run(self, handler, event, run, on_emit) -> Outcome:
-        interrupt = this_thread()
+        interrupt = thread_local.interrupt or this_thread()  # (made on a thread's first run)
         try:
             # nw.stop may raise RunStopped in this thread while it is armed: from ``arm`` to
             # ``disarm``, all inside this ``try`` (executors/interrupt.py).
