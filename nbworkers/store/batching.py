@@ -72,6 +72,8 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
                 d.reason,
                 d.message.priority,
                 d.message.expires_at_s,
+                d.failure.digest,
+                storable(d.failure.title),
             )
             for d in taken.dead_inserts
         ],
