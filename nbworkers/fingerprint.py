@@ -126,7 +126,9 @@ def title_of(parsed: Parsed) -> str:
     head = ": ".join(p for p in (parsed.type, parsed.message) if p) or "an error"
     if len(head) > _TITLE_MAX:
         head = head[: _TITLE_MAX - 1] + "…"
-    return f"{head} at {parsed.where}" if parsed.where else head
+    title = f"{head} at {parsed.where}" if parsed.where else head
+    # Storable as UTF-8 as it is (lone surrogates escaped): written with every dead letter.
+    return title.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def digest_of(parsed: Parsed) -> str:

@@ -73,7 +73,7 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
                 d.message.priority,
                 d.message.expires_at_s,
                 d.failure.digest,
-                storable(d.failure.title),
+                d.failure.title,  # storable already (nbworkers/fingerprint.py)
             )
             for d in taken.dead_inserts
         ],
