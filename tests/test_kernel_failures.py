@@ -159,3 +159,15 @@ def test_a_thousand_key_errors_are_one_group_requeued_after_the_fix(kernel):
     assert kernel.eval("(nw.counts('w')['dead'], nw.failures('w'))") == (0, [])
     reply = kernel.run("nw.requeue('w', group=group)")
     assert reply.ename == "NBWorkersError" and "nw.failures('w')" in reply.evalue
+
+
+def test_a_thousand_failures_leave_two_lines_under_the_cell_not_a_thousand(kernel):
+    kernel.ok("%config NBWorkers.failure_notice_after = 3")
+    kernel.ok("%%worker w\nrow = event\nrow['text']")
+    reply = kernel.ok("nw.emit_many([{}] * 1000, 'w')\nnw.wait('w', timeout=60)")
+    later = kernel.ok("1")
+    lines = [ln for ln in (reply.stderr + later.stderr).splitlines() if "nbworkers:" in ln]
+    assert len(lines) == 2, lines
+    assert "has failed 3 runs in a row" in lines[0] and "KeyError: 'text' at line 2" in lines[0]
+    assert "failed 997 more runs for KeyError: 'text' at line 2" in lines[1]
+    assert kernel.ok("2").stderr == ""
