@@ -150,13 +150,24 @@ def _shared(digest: str, title: str) -> Fingerprint:
     return found
 
 
-@functools.lru_cache(maxsize=4096)
+_CACHED_CHARS = 8192  # longer texts are not kept in the cache (a few MiB at most)
+
+
 def fingerprint(error: str | None) -> Fingerprint:
     """The fingerprint of a failure from its error text (a formatted traceback)."""
+    if error is not None and len(error) <= _CACHED_CHARS:
+        return _cached(error)
+    return _fingerprint(error)
+
+
+def _fingerprint(error: str | None) -> Fingerprint:
     parsed = parse(error or "")
     digest = digest_of(parsed)
     found = _by_digest.get(digest)
     return found if found is not None else _shared(digest, title_of(parsed))
+
+
+_cached = functools.lru_cache(maxsize=512)(_fingerprint)  # the same traceback, run after run
 
 
 def known(digest: str, title: str) -> Fingerprint:

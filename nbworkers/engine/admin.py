@@ -217,6 +217,7 @@ class Admin:
             taken = [d for d in w.dead if d.failure.digest in digests]
             w.dead = [d for d in w.dead if d.failure.digest not in digests]
             w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
+            w.failure_index = None  # counted again (the old list goes)
             self.writer.undead(taken)
             return taken
         ids = _ids(ids)
@@ -238,6 +239,7 @@ class Admin:
             taken = [d for d in w.dead if d.message.seq in wanted]
             w.dead = [d for d in w.dead if d.message.seq not in wanted]
         w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
+        w.failure_index = None  # counted again (the old list goes)
         self.writer.undead(taken)
         return taken
 
