@@ -12,6 +12,7 @@ tail, and counts again from scratch only after a replacement.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -92,13 +93,18 @@ def groups(w: WorkerState) -> dict[str, _Group]:
     return index.update()
 
 
+def _order(g: _Group) -> tuple[int, float]:
+    return g.count, g.newest.died_at_s  # the most numerous first, then the latest
+
+
 def _ordered(found: dict[str, _Group]) -> list[_Group]:
-    return sorted(found.values(), key=lambda g: (-g.count, -g.newest.died_at_s))
+    return sorted(found.values(), key=_order, reverse=True)
 
 
 def top(w: WorkerState, n: int) -> tuple[tuple[str, str, int], ...]:
     """The ``n`` biggest groups of ``w``: (digest, title, count), for a panel."""
-    return tuple((g.failure.digest, g.failure.title, g.count) for g in _ordered(groups(w))[:n])
+    biggest = heapq.nlargest(n, groups(w).values(), key=_order)
+    return tuple((g.failure.digest, g.failure.title, g.count) for g in biggest)
 
 
 def selected(w: WorkerState | None, name: str, group: str) -> set[str]:
