@@ -15,6 +15,7 @@ from .api import (
     discard,
     emit,
     emit_many,
+    failures,
     flush,
     is_paused,
     live,
@@ -46,6 +47,7 @@ from .api import (
 )
 from .config import NBWorkers
 from .develop.recorded import recorded
+from .engine.failures import Failure
 from .errors import (
     ArgumentTypeError,
     ArgumentValueError,
@@ -64,6 +66,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArgumentTypeError",
     "ArgumentValueError",
+    "Failure",
     "Message",
     "MessageFailed",
     "NBWorkers",
@@ -80,6 +83,7 @@ __all__ = [
     "discard",
     "emit",
     "emit_many",
+    "failures",
     "flush",
     "is_paused",
     "live",

@@ -36,6 +36,7 @@ from .develop.live import live as live
 from .develop.tryout import apply as apply
 from .develop.tryout import try_code as try_code
 from .engine import check_events
+from .engine.failures import Failure
 from .engine.policy import Policy
 from .errors import ArgumentTypeError, ArgumentValueError
 from .executors import child
@@ -275,15 +276,27 @@ def dead_letters(name: str) -> list[dict]:
     return runtime().dead_letters(name)
 
 
-def requeue(name: str, ids=None) -> list[str]:
-    """Queue dead letters of ``name`` again (``ids``, or all), attempts from 1; returns the
-    new message ids."""
-    return runtime().requeue(name, ids)
+def requeue(name: str, ids=None, *, group: str | None = None) -> list[str]:
+    """Queue dead letters of ``name`` again (``ids``, the failure ``group``'s, or all),
+    attempts from 1; returns the new message ids.
+
+    >>> nw.requeue("w", group=nw.failures("w")[0].fingerprint)  # after fixing the cell
+    """
+    return runtime().requeue(name, ids, group)
 
 
-def discard(name: str, ids=None) -> int:
-    """Drop dead letters of ``name`` (``ids``, or all); returns how many."""
-    return runtime().discard(name, ids)
+def discard(name: str, ids=None, *, group: str | None = None) -> int:
+    """Drop dead letters of ``name`` (``ids``, the failure ``group``'s, or all); returns how
+    many."""
+    return runtime().discard(name, ids, group)
+
+
+def failures(name: str) -> list[Failure]:
+    """The dead letters of ``name`` grouped by cause (exception type, message with numbers and
+    quoted values normalised, handler line), most numerous first: ``Failure`` dataclasses with
+    ``fingerprint``, ``title``, ``traceback`` (an example), ``count``, ``first_seen``,
+    ``last_seen`` and ``example_ids``. Act on one with ``nw.requeue(name, group=...)``."""
+    return runtime().failures(name)
 
 
 def on_failure(callback: Callable) -> Callable:
@@ -331,7 +344,8 @@ def replay(name: str, trace_id: str | None = None, recorded=False):
 
 
 def sql(query: str, params=None):
-    """Run one SELECT over the views ``messages``, ``traces``, ``dead_letters`` and ``workers``.
+    """Run one SELECT over the views ``messages``, ``traces``, ``dead_letters``, ``workers`` and
+    ``failures``.
 
     It only reads: a query that would write (another statement, a data-modifying WITH, a
     table function that changes state) raises NBWorkersError. It runs at once, in a read-only

@@ -138,3 +138,36 @@ def test_queue_control_from_cells(kernel):
     assert "the next is due in 60 min" in kernel.eval("p.status.value")
     assert kernel.eval("nw.cancel(c), nw.purge('w')") == (True, 2)
     assert kernel.eval("nw.counts('w')['queued']") == 0
+
+
+def test_a_thousand_key_errors_are_one_group_requeued_after_the_fix(kernel):
+    # Given a cell that reads a key the events lack
+    kernel.ok("%%worker w\nrow = event\nrow['text'].upper()")
+    kernel.ok("nw.emit_many([{'n': i} for i in range(1000)], 'w')\nnw.wait('w', timeout=60)")
+    # Then nw.failures shows one group of 1,000, named by its cause
+    assert kernel.eval("[(g.title, g.count) for g in nw.failures('w')]") == [
+        ("KeyError: 'text' at line 2", 1000)
+    ]
+    assert kernel.eval("len(nw.failures('w')[0].example_ids)") == 5
+    assert "KeyError: 'text'" in kernel.eval("nw.failures('w')[0].traceback")
+    # When the cell is fixed and the group requeued
+    kernel.ok("%%worker w\nrow = event\nrow.get('text', 'none').upper()")
+    kernel.ok("group = nw.failures('w')[0].fingerprint")
+    assert kernel.eval("len(nw.requeue('w', group=group))") == 1000
+    wait_for(kernel, "nw.counts('w')['done'] == 1000", timeout=60)
+    # Then they all ran: no dead letter and no group is left
+    assert kernel.eval("(nw.counts('w')['dead'], nw.failures('w'))") == (0, [])
+    reply = kernel.run("nw.requeue('w', group=group)")
+    assert reply.ename == "NBWorkersError" and "nw.failures('w')" in reply.evalue
+
+
+def test_a_thousand_failures_leave_two_lines_under_the_cell_not_a_thousand(kernel):
+    kernel.ok("%config NBWorkers.failure_notice_after = 3")
+    kernel.ok("%%worker w\nrow = event\nrow['text']")
+    reply = kernel.ok("nw.emit_many([{}] * 1000, 'w')\nnw.wait('w', timeout=60)")
+    later = kernel.ok("1")
+    lines = [ln for ln in (reply.stderr + later.stderr).splitlines() if "nbworkers:" in ln]
+    assert len(lines) == 2, lines
+    assert "has failed 3 runs in a row" in lines[0] and "KeyError: 'text' at line 2" in lines[0]
+    assert "failed 997 more runs for KeyError: 'text' at line 2" in lines[1]
+    assert kernel.ok("2").stderr == ""

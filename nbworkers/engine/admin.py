@@ -11,6 +11,7 @@ from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from ..handlers import check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import preview
+from . import failures
 from .policy import _whole
 from .registry import Registry
 from .worker import DeadLetter, WorkerState
@@ -64,6 +65,22 @@ def _ids(ids) -> list | None:
             f"ids must be a message id such as 'm12', a list of them, or None (all), "
             f"not {type(ids).__name__}"
         ) from None
+
+
+def _ids_or_group(verb: str, ids, group) -> None:
+    """Refuse ``ids`` and ``group`` together, and a group that is not a fingerprint."""
+    if group is None:
+        return
+    if ids is not None:
+        raise ArgumentValueError(
+            f"nw.{verb}: give ids or group, not both (group= takes every dead letter of "
+            "one failure group; ids= the ones named)"
+        )
+    if not isinstance(group, str):
+        raise ArgumentTypeError(
+            f"nw.{verb}: group must be a failure group's fingerprint, a str such as "
+            f"nw.failures(name)[0].fingerprint, not {type(group).__name__}"
+        )
 
 
 class Admin:
@@ -190,8 +207,19 @@ class Admin:
             for d in letters
         ]
 
-    def _take_dead(self, w: WorkerState | None, name: str, ids) -> list[DeadLetter]:
-        """Remove the dead letters ``ids`` (all when None) of ``w`` (the lock is held)."""
+    def _take_dead(
+        self, w: WorkerState | None, name: str, ids, group: str | None = None
+    ) -> list[DeadLetter]:
+        """Remove the dead letters ``ids`` (all when None), or those of the failure ``group``,
+        of ``w`` (the lock is held)."""
+        if group is not None:
+            digests = failures.selected(w, name, group)
+            taken = [d for d in w.dead if d.failure.digest in digests]
+            w.dead = [d for d in w.dead if d.failure.digest not in digests]
+            w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
+            w.failure_index = None  # counted again (the old list goes)
+            self.writer.undead(taken)
+            return taken
         ids = _ids(ids)
         if w is None or not w.dead:
             if ids:
@@ -211,17 +239,19 @@ class Admin:
             taken = [d for d in w.dead if d.message.seq in wanted]
             w.dead = [d for d in w.dead if d.message.seq not in wanted]
         w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
+        w.failure_index = None  # counted again (the old list goes)
         self.writer.undead(taken)
         return taken
 
-    def requeue(self, name: str, ids=None) -> list[str]:
-        """Queue dead letters of ``name`` again (all by default) as new messages, attempts
-        from 1; returns the new message ids."""
+    def requeue(self, name: str, ids=None, group: str | None = None) -> list[str]:
+        """Queue dead letters of ``name`` again (all by default, or those of the failure
+        ``group``) as new messages, attempts from 1; returns the new message ids."""
         self.registry.known_or_valid(name)
+        _ids_or_group("requeue", ids, group)
         with self.registry.lock:
             self.registry.check_running()
             w = self.registry.workers.get(name)
-            taken = self._take_dead(w, name, ids)
+            taken = self._take_dead(w, name, ids, group)
             new = []
             now = time.time()
             for d in taken:
@@ -237,13 +267,15 @@ class Admin:
                 self.events.after_change(w)
         return [m.id for m in new]
 
-    def discard(self, name: str, ids=None) -> int:
-        """Drop dead letters of ``name`` (all by default); how many were dropped."""
+    def discard(self, name: str, ids=None, group: str | None = None) -> int:
+        """Drop dead letters of ``name`` (all by default, or those of the failure ``group``);
+        how many were dropped."""
         self.registry.known_or_valid(name)
+        _ids_or_group("discard", ids, group)
         with self.registry.lock:
             self.registry.check_running()
             w = self.registry.workers.get(name)
-            taken = self._take_dead(w, name, ids)
+            taken = self._take_dead(w, name, ids, group)
             if taken:
                 self.events.after_change(w)
         return len(taken)

@@ -50,6 +50,9 @@ class Events:
         self._alerts_wake = threading.Condition(lock)
         self._alerter: threading.Thread | None = None
         self._notices: list[str] = []  # "keeps failing" notices for the next cell
+        # Failures of groups told of already, counted until the next cell: (worker, digest) ->
+        # [the worker's label, the group, where to see it, how many].
+        self._counted: dict[tuple[str, str], list] = {}
 
     # ----- changes (the lock is held, unless said) --------------------------------------------
 
@@ -117,10 +120,27 @@ class Events:
         """Show ``text`` under the next cell that runs (the lock is held)."""
         self._notices.append(text)
 
+    def count_failure(self, name: str, label: str, group, see: str) -> None:
+        """One more failure of a ``group`` (a Fingerprint) told of already: counted, and told
+        as a count after the next cell (the lock is held)."""
+        counted = self._counted.get((name, group.digest))
+        if counted is None:
+            self._counted[name, group.digest] = [label, group, see, 1]
+        else:
+            counted[3] += 1
+
     def take_notices(self) -> list[str]:
-        """The notices not shown yet (the extension prints them after a cell)."""
+        """The notices not shown yet (the extension prints them after a cell): those told,
+        then one line per group with failures counted since."""
         with self.registry.lock:
             notices, self._notices = self._notices, []
+            counted, self._counted = self._counted, {}
+        for label, group, see, count in counted.values():
+            runs = "run" if count == 1 else "runs"
+            notices.append(
+                f"nbworkers: {label} failed {count:,} more {runs} for {group.title} "
+                f"(group {group.digest}; see {see})"
+            )
         return notices
 
     def on_failure(self, callback: Callable[[str, Trace], object]) -> Callable:

@@ -8,12 +8,15 @@ import time
 from ..errors import ArgumentValueError
 from ..handlers import check_name
 from ..trace import Trace
+from . import failures
 from .policy import _number
 from .registry import Registry
 from .removal import REMOVED
 from .snapshot import Definition, WorkerSnapshot
 from .timers import failure
 from .worker import WorkerState
+
+PANEL_GROUPS = 3  # failure groups a panel shows
 
 
 def _by_start(run) -> float:
@@ -116,6 +119,7 @@ class Queries:
                 running_attempts=tuple(r.message.attempt for r in runs),
                 stopping_ids=tuple(r.message.id for r in w.runs.values() if r.stop is not None),
                 removed=w.handler is None and w.kind == REMOVED,
+                failures=failures.top(w, PANEL_GROUPS) if w.dead else (),
             )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:

@@ -32,6 +32,7 @@ from .definitions import Definitions
 from .dispatch import Dispatch
 from .events import Events
 from .expiry import Expiry
+from .failures import Failures
 from .fan_in import FanIn
 from .intake import Intake
 from .outcomes import Outcomes
@@ -90,6 +91,7 @@ PUBLIC = {
     "results": ("result",),
     "stops": ("stop_run",),
     "removal": ("remove",),
+    "failures_": ("failures",),
 }
 
 
@@ -138,6 +140,7 @@ class Runtime:
         self.dispatch = dispatch = Dispatch(reg, writer, self.executors, None, outcomes, self)
         self.intake = intake = Intake(reg, writer, timers, events, dispatch.wake, None)
         self.admin = admin = Admin(reg, writer, timers, events, intake, dispatch.wake_all)
+        self.failures_ = Failures(reg)
         expiry = Expiry(reg, writer, timers, events)
         # The policies, in the order they act.
         self.hooks = hooks = Hooks(

@@ -42,6 +42,8 @@ class WorkerSnapshot:
     running_attempts: tuple[int, ...] = ()  # their attempts, in the same order
     stopping_ids: tuple[str, ...] = ()  # those nw.stop was asked to stop (not ended yet)
     removed: bool = False  # its handler was removed (nw.remove) and not defined since
+    # Its biggest failure groups (engine/failures.py): (fingerprint, title, count), biggest first.
+    failures: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import gc
 import heapq
 
 from ..develop.calls import Calls
+from ..fingerprint import known
 from ..message import Message
 from ..store import Loaded
 from ..trace import Trace
@@ -85,7 +86,9 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
             row.priority,
             row.expires_at,
         )
-        letter = DeadLetter(m, row.error, row.died_at, row.reason)
+        # Its group as stored (a file from before fingerprints: made from its traceback).
+        failure = None if row.fingerprint is None else known(row.fingerprint, row.title or "")
+        letter = DeadLetter(m, row.error, row.died_at, row.reason, failure)
         letter.written = True
         w = state(row.worker)
         w.dead.append(letter)

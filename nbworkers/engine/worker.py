@@ -11,6 +11,7 @@ import itertools
 import threading
 from collections import deque
 
+from ..fingerprint import Fingerprint, fingerprint
 from ..message import Message
 from ..schedule import Schedule
 from ..store import WorkerRow
@@ -30,14 +31,23 @@ class DeadLetter:
     it), or that expired before it ran ("expired"), kept with its error until requeued or
     discarded (``nw.dead_letters``)."""
 
-    __slots__ = ("died_at_s", "error", "message", "reason", "written")
+    __slots__ = ("died_at_s", "error", "failure", "message", "reason", "written")
 
-    def __init__(self, message: Message, error: str, died_at_s: float, reason: str = "failed"):
+    def __init__(
+        self,
+        message: Message,
+        error: str,
+        died_at_s: float,
+        reason: str = "failed",
+        failure: Fingerprint | None = None,
+    ):
         self.message = message
         self.error = error
         self.died_at_s = died_at_s
         self.reason = reason
         self.written = False
+        # Its group (nw.failures): shared by the dead letters of one cause.
+        self.failure = fingerprint(error) if failure is None else failure
 
     @property
     def id(self) -> str:
@@ -111,6 +121,7 @@ class WorkerState:
         self.parked_traced: set[int] = set()  # parked messages that already left a trace
         self.keys: dict[str, Message] = {}  # dedupe keys of messages queued or running
         self.dead: list[DeadLetter] = []  # oldest first
+        self.failure_index = None  # its groups by cause, counted (engine/failures.py)
         self.handler = None
         self.policy = Policy()
         self.paused = False

@@ -72,6 +72,8 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
                 d.reason,
                 d.message.priority,
                 d.message.expires_at_s,
+                d.failure.digest,
+                d.failure.title,  # storable already (nbworkers/fingerprint.py)
             )
             for d in taken.dead_inserts
         ],

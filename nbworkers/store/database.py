@@ -21,7 +21,7 @@ from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
 from . import flow
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
 from .rows import Batch, Loaded, TraceRow, WorkerRow, columns
-from .schema import MIGRATIONS, SCHEMA, read, stamp_version
+from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
@@ -149,6 +149,7 @@ class DuckDBStore:
             raise self.files.set_aside(_first_line(exc), log_only="WAL file" in str(exc)) from exc
 
     def _load(self) -> Loaded:
+        fill_fingerprints(self.con)
         loaded, meta = read(self.con)
         self._worker_rows = {w.name for w in loaded.workers}
         self._has_next_seq = "next_seq" in meta
@@ -204,11 +205,13 @@ class DuckDBStore:
             if batch.dead_inserts:
                 con.execute(
                     """INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key,
-                                                 error, died_at, reason, priority, expires_at)
+                                                 error, died_at, reason, priority, expires_at,
+                                                 fingerprint, title)
                        SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
                            unnest($6::VARCHAR[]), unnest($7), unnest($8),
                            unnest($9::VARCHAR[]), unnest($10::INTEGER[]),
-                           unnest($11::DOUBLE[])""",
+                           unnest($11::DOUBLE[]), unnest($12::VARCHAR[]),
+                           unnest($13::VARCHAR[])""",
                     columns(batch.dead_inserts),
                 )
             if batch.dead_deletes:

@@ -87,6 +87,8 @@ class DeadRow(NamedTuple):
     reason: str = "failed"  # "failed" (its last attempt failed) or "expired" (it never ran)
     priority: int = 0
     expires_at: float | None = None
+    fingerprint: str | None = None  # its failure group (nbworkers/fingerprint.py)
+    title: str | None = None  # the group's title
 
 
 class ResultRow(NamedTuple):

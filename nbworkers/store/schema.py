@@ -4,10 +4,11 @@ opened, and the start-up read of everything a new runtime starts from (``read``)
 
 from __future__ import annotations
 
+from ..fingerprint import fingerprint
 from . import packed
-from .rows import DeadRow, FanInRow, Loaded, MessageRow, TraceRow, WorkerRow
+from .rows import DeadRow, FanInRow, Loaded, MessageRow, TraceRow, WorkerRow, storable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -48,6 +49,8 @@ ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS reason VARCHAR;
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS priority INTEGER DEFAULT 0;
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS expires_at DOUBLE;
 ALTER TABLE traces ADD COLUMN IF NOT EXISTS message_seqs BIGINT[];
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS title VARCHAR;
 """
 
 
@@ -83,7 +86,8 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         DeadRow(*row)
         for row in con.execute(
             """SELECT seq, worker, enqueued_at, attempt, data, key, error, died_at,
-                      coalesce(reason, 'failed'), coalesce(priority, 0), expires_at
+                      coalesce(reason, 'failed'), coalesce(priority, 0), expires_at,
+                      fingerprint, title
                FROM dead_letters ORDER BY died_at, seq"""
         ).fetchall()
     ]
@@ -126,6 +130,24 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         "SELECT worker, started_at FROM rate_starts ORDER BY started_at"
     ).fetchall()
     return loaded, meta
+
+
+def fill_fingerprints(con) -> None:
+    """Give the dead letters of a file from before failure groups (schema 4) their group,
+    made from their traceback as a new failure's would be (nbworkers/fingerprint.py)."""
+    rows = con.execute(
+        "SELECT seq, error FROM dead_letters WHERE fingerprint IS NULL ORDER BY seq"
+    ).fetchall()
+    if not rows:
+        return
+    groups = [fingerprint(error) for _, error in rows]
+    con.execute(
+        """UPDATE dead_letters SET fingerprint = g.fingerprint, title = g.title
+           FROM (SELECT unnest($1) AS seq, unnest($2::VARCHAR[]) AS fingerprint,
+                        unnest($3::VARCHAR[]) AS title) g
+           WHERE dead_letters.seq = g.seq""",
+        [[s for s, _ in rows], [g.digest for g in groups], [storable(g.title) for g in groups]],
+    )
 
 
 def stamp_version(con, meta: dict[str, str]) -> None:

@@ -64,6 +64,8 @@ _VIEW_INPUTS = {
         "died_at": "DOUBLE",
         "reason": "VARCHAR",
         "priority": "INTEGER",
+        "fingerprint": "VARCHAR",
+        "title": "VARCHAR",
     },
     "workers": {
         "name": "VARCHAR",
@@ -77,7 +79,7 @@ _VIEW_INPUTS = {
         "last_run": "DOUBLE",
     },
 }
-VIEWS = ("messages", "traces", "dead_letters", "workers")
+VIEWS = ("messages", "traces", "dead_letters", "workers", "failures")
 _REQUIRED_TABLES = ("messages", "traces", "workers")
 
 # The last non-blank line of a traceback: "ValueError: bad input".
@@ -105,8 +107,18 @@ _VIEW_SQL = {
         SELECT 'm' || seq AS id, seq, worker, to_timestamp(enqueued_at) AS enqueued_at,
                coalesce(attempt, 1) AS attempt, key, error, {error_line} AS error_line,
                to_timestamp(died_at) AS died_at, octet_length(data) AS size_bytes,
-               coalesce(reason, 'failed') AS reason, coalesce(priority, 0) AS priority
+               coalesce(reason, 'failed') AS reason, coalesce(priority, 0) AS priority,
+               fingerprint
         FROM {dead_letters}""",
+    # The dead letters kept now, grouped by cause (as nw.failures groups them).
+    "failures": """
+        SELECT worker, fingerprint, arg_min(title, died_at) AS title, count(*) AS count,
+               to_timestamp(min(died_at)) AS first_seen, to_timestamp(max(died_at)) AS last_seen,
+               arg_max(error, died_at) AS traceback,
+               list_transform(list_sort(list(seq ORDER BY died_at, seq)[1:5]), lambda s: 'm' || s)
+                   AS example_ids
+        FROM {dead_letters} WHERE fingerprint IS NOT NULL
+        GROUP BY worker, fingerprint""",
     "workers": """
         WITH w AS (SELECT * FROM {workers}),
         m AS (

@@ -11,6 +11,7 @@ from .. import api
 from ..engine.events import NOTIFY_IDLE_S
 from ..errors import NBWorkersError
 from . import render
+from .failures import FailureGroups
 from .hub import register
 
 # While runs come and go, the Stop button's choice of runs follows at most this often.
@@ -128,6 +129,7 @@ class Panel(widgets.VBox):
         self.live_button.on_click(_action(self, self._live))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
         self.discard_button.on_click(_action(self, lambda: api.discard(self.name)))
+        self.failure_groups = FailureGroups(self, _action)  # a row per failure group
         self.stop_button.on_click(_action(self, self._stop))
         self.remove_button.on_click(_action(self, self._remove))
         self.keep_button.on_click(_action(self, lambda: self._confirm(False)))
@@ -157,6 +159,7 @@ class Panel(widgets.VBox):
                         self.notice,
                     ]
                 ),
+                self.failure_groups,
                 browser,
             ],
             layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
@@ -221,6 +224,7 @@ class Panel(widgets.VBox):
                 self._confirm(False)
             self.requeue_button.description = f"Requeue {dead:,} dead"
             self.discard_button.description = f"Discard {dead:,} dead"
+            self.failure_groups.show(snap.failures)
             options = tuple((render.trace_label(t), t.id) for t in snap.traces)
             if options != self.trace_list.options:
                 selected = self.trace_list.value

@@ -247,7 +247,7 @@ def test_a_schema_3_file_opens_and_gains_results_and_fan_ins(tmp_path):
         version = rt.store.con.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchone()[0]
-        assert version == str(SCHEMA_VERSION) == "4"
+        assert version == str(SCHEMA_VERSION) and SCHEMA_VERSION >= 4
         # A dead letter written before results were kept still answers, however old
         with pytest.raises(MessageFailed, match="KeyError: 3"):
             rt.result("m3")

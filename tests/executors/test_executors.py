@@ -20,6 +20,7 @@ from distributed import Client, LocalCluster
 from nbworkers import api, current, handlers
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError
+from nbworkers.fingerprint import fingerprint
 
 EXECUTORS = ["threads", "processes", "dask"]
 
@@ -151,6 +152,30 @@ def test_emit_from_a_handler_reaches_the_notebook(executor):
         assert ids == [[None] * 3, [None] * 3]  # queued when the run ended
     else:
         assert all(len(r) == 3 and all(i.startswith("m") for i in r) for r in ids)
+
+
+def test_a_failure_has_the_same_group_whichever_executor_runs_it(executor):
+    # Given a cell failing at its second line, in a library frame below it
+    rt = api.runtime()
+    rt.define(
+        "w",
+        cell("import json\njson.loads(event)['text']\n"),
+        policy=Policy(executor=executor),
+    )
+    # When two different bad inputs fail the same way
+    api.emit('{"a": 1}', "w")
+    api.emit('{"b": 22}', "w")
+    assert rt.wait("w", 60)
+    # Then they are one group, with the fingerprint a thread's traceback of it gives
+    (group,) = api.failures("w")
+    assert (group.title, group.count) == ("KeyError: 'text' at line 2", 2)
+    assert (
+        group.fingerprint
+        == fingerprint(
+            'Traceback (most recent call last):\n  File "<worker w #1>", line 2, in worker_w\n'
+            "KeyError: 'nothing'\n"
+        ).digest
+    )
 
 
 def test_an_emit_error_reaches_the_handler_in_a_process(fresh_runtime):

@@ -59,6 +59,17 @@ COLUMNS = {
         ("size_bytes", "BIGINT"),
         ("reason", "VARCHAR"),
         ("priority", "INTEGER"),
+        ("fingerprint", "VARCHAR"),
+    ],
+    "failures": [
+        ("worker", "VARCHAR"),
+        ("fingerprint", "VARCHAR"),
+        ("title", "VARCHAR"),
+        ("count", "BIGINT"),
+        ("first_seen", "TIMESTAMP WITH TIME ZONE"),
+        ("last_seen", "TIMESTAMP WITH TIME ZONE"),
+        ("traceback", "VARCHAR"),
+        ("example_ids", "VARCHAR[]"),
     ],
     "workers": [
         ("worker", "VARCHAR"),

@@ -1,0 +1,175 @@
+"""Fingerprints of failures: which failures share a cause, in the manner of error trackers
+(Sentry's grouping), so that a million dead letters of one ``KeyError`` are one group.
+
+A fingerprint is made from a failure's formatted traceback (what every executor gives: a
+thread, a pool process and a Dask worker all hand the engine the same text), from three parts:
+
+- the exception's type (``KeyError``), as the traceback's last line names it;
+- its message, normalised: quoted values (``'text'``, ``"x"``), hex addresses (``0x7f..``),
+  UUIDs, ids such as ``m123`` and numbers are replaced by placeholders, so ``KeyError: 'a'``
+  and ``KeyError: 'b'`` raised at one line are one group;
+- where the handler raised it: the line of the innermost frame in the handler's own code (a
+  cell's ``<worker NAME #N>``, whatever its version N; for a function handler, the innermost
+  frame outside the standard library and installed packages), not library frames.
+
+Pure functions of the text, cached: identical tracebacks (the common case, a million times the
+same error) cost one dict lookup each.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+
+DIGEST_CHARS = 12  # hex characters of the sha1 kept: 48 bits, plenty within one worker
+_MESSAGE_MAX = 500  # characters of a message looked at (a huge repr is cut there)
+_TITLE_MAX = 100
+
+_TRACEBACK = "Traceback (most recent call last):"
+_FRAME_RE = re.compile(r'^  File "(.*)", line (\d+)(?:, in (.*))?$', re.M)
+_CELL_RE = re.compile(r"^<(?:worker|cron) .+ #\d+>$")
+_LIBRARY_RE = re.compile(
+    r"site-packages|dist-packages|[/\\]lib[/\\]python\d|^<frozen |[/\\]nbworkers[/\\]"
+)
+_EXCEPTION_RE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$", re.S)
+
+# The message's variable parts, replaced in this order (quotes first: a quoted value may
+# hold anything the later patterns match).
+_NORMALISE = [
+    (re.compile(r"'(?:[^'\\\n]|\\.)*'"), "<str>"),
+    (re.compile(r'"(?:[^"\\\n]|\\.)*"'), "<str>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b"), "<uuid>"),
+    (re.compile(r"[-+]?\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)"), "<n>"),  # 1.5, 1e+16
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<hex>"),
+    (re.compile(r"\b[A-Za-z]{1,2}\d+\b"), "<id>"),
+    (re.compile(r"[-+]?\d+(?:[.,_]\d+)*(?:[eE][-+]?\d+)?"), "<n>"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """The group of a failure: ``digest`` (12 hex characters, stable across runs, processes
+    and versions of nbworkers that keep this scheme) and a readable ``title`` such as
+    ``"KeyError: 'text' at line 2"`` (from the first failure seen of the group)."""
+
+    digest: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The parts of a failure's text a fingerprint is made from."""
+
+    type: str  # "KeyError"; "" when the text names none
+    message: str  # the first line of its message, as raised
+    where: str  # "line 2" (a cell), "app.py line 12, in load" (a file) or ""
+
+
+def normalise(message: str) -> str:
+    """``message`` with its variable parts (quoted values, hex, ids, numbers) replaced by
+    placeholders."""
+    message = message[:_MESSAGE_MAX]
+    for pattern, placeholder in _NORMALISE:
+        message = pattern.sub(placeholder, message)
+    return " ".join(message.split())
+
+
+def _handler_frame(frames: list[re.Match]) -> re.Match | None:
+    """The innermost frame of the handler's own code: a cell's, else the innermost one outside
+    libraries, else the innermost one."""
+    for frame in reversed(frames):
+        if _CELL_RE.match(frame[1]):
+            return frame
+    for frame in reversed(frames):
+        if not _LIBRARY_RE.search(frame[1]):
+            return frame
+    return frames[-1] if frames else None
+
+
+def parse(error: str) -> Parsed:
+    """The type, message and handler line of a failure from its formatted traceback (or from a
+    one-line error such as a time limit's)."""
+    start = error.rfind(_TRACEBACK)  # chained exceptions: the last one raised is last
+    block = error[start:] if start >= 0 else error
+    frames = list(_FRAME_RE.finditer(block)) if start >= 0 else []
+    where = ""
+    if frames:
+        frame = _handler_frame(frames)
+        line = frame[2]
+        if _CELL_RE.match(frame[1]):
+            where = f"line {line}"
+        else:
+            name = re.split(r"[/\\]", frame[1])[-1]
+            where = f"{name} line {line}" + (f", in {frame[3]}" if frame[3] else "")
+        tail = block[frames[-1].end() :]
+    else:
+        tail = block
+    # The exception's line: the first after the last frame not indented (its source line and
+    # carets are); for a text without frames, its first non-blank line.
+    exception = next(
+        (ln for ln in tail.splitlines() if ln.strip() and (not frames or not ln[:1].isspace())),
+        "",
+    ).strip()
+    matched = _EXCEPTION_RE.match(exception)
+    if matched and (matched[2] is not None or not frames) and " " not in matched[1]:
+        return Parsed(matched[1], (matched[2] or "").strip(), where)
+    if frames and exception and " " not in exception:
+        return Parsed(exception, "", where)
+    return Parsed("", exception, where)
+
+
+def title_of(parsed: Parsed) -> str:
+    """A readable name for the group: ``"KeyError: 'text' at line 2"``."""
+    head = ": ".join(p for p in (parsed.type, parsed.message) if p) or "an error"
+    if len(head) > _TITLE_MAX:
+        head = head[: _TITLE_MAX - 1] + "…"
+    title = f"{head} at {parsed.where}" if parsed.where else head
+    # Storable as UTF-8 as it is (lone surrogates escaped): written with every dead letter.
+    return title.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def digest_of(parsed: Parsed) -> str:
+    """The stable hex digest of a failure's group."""
+    key = f"{parsed.type}\0{normalise(parsed.message)}\0{parsed.where}"
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:DIGEST_CHARS]
+
+
+_by_digest: dict[str, Fingerprint] = {}  # one object a group: dead letters share it
+_BY_DIGEST_MAX = 100_000  # past that many groups, each failure gets an object of its own
+
+
+def _shared(digest: str, title: str) -> Fingerprint:
+    found = _by_digest.get(digest)
+    if found is None:
+        found = Fingerprint(digest, title)
+        if len(_by_digest) < _BY_DIGEST_MAX:
+            found = _by_digest.setdefault(digest, found)
+    return found
+
+
+_CACHED_CHARS = 8192  # longer texts are not kept in the cache (a few MiB at most)
+
+
+def fingerprint(error: str | None) -> Fingerprint:
+    """The fingerprint of a failure from its error text (a formatted traceback)."""
+    if error is not None and len(error) <= _CACHED_CHARS:
+        return _cached(error)
+    return _fingerprint(error)
+
+
+def _fingerprint(error: str | None) -> Fingerprint:
+    parsed = parse(error or "")
+    digest = digest_of(parsed)
+    found = _by_digest.get(digest)
+    return found if found is not None else _shared(digest, title_of(parsed))
+
+
+_cached = functools.lru_cache(maxsize=512)(_fingerprint)  # the same traceback, run after run
+
+
+def known(digest: str, title: str) -> Fingerprint:
+    """The fingerprint ``digest`` read back from the database, with its stored ``title``."""
+    return _shared(digest, title)

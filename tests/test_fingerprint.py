@@ -1,0 +1,132 @@
+"""Fingerprints of failures (nbworkers/fingerprint.py): which failures share a cause."""
+
+from __future__ import annotations
+
+import json
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nbworkers import handlers
+from nbworkers.fingerprint import fingerprint, normalise, parse
+
+
+def traceback_of(source: str, event, name: str = "w", **names) -> str:
+    """The traceback a cell's handler leaves, formatted as a thread run formats it."""
+    handler = handlers.from_cell(name, source, {"json": json, **names})
+    try:
+        handler.call(event, None)
+    except Exception as exc:  # noqa: BLE001
+        return handlers.format_error(exc)
+    raise AssertionError("the cell did not fail")
+
+
+def text(type_: str, message: str, line: int, cell: str = "<worker w #3>") -> str:
+    """A traceback as every executor formats one."""
+    return (
+        "Traceback (most recent call last):\n"
+        f'  File "{cell}", line {line}, in worker_w\n'
+        "    something(event)\n"
+        "    ^^^^^^^^^^^^^^^^\n"
+        '  File "/usr/lib/python3.11/site-packages/lib/mod.py", line 99, in something\n'
+        "    raise Oops\n"
+        f"{type_}: {message}\n"
+    )
+
+
+def test_a_cell_key_error_is_named_by_type_message_and_cell_line():
+    error = traceback_of("x = 1\nevent['text']\n", {})
+    f = fingerprint(error)
+    assert f.title == "KeyError: 'text' at line 2"
+    assert len(f.digest) == 12 and int(f.digest, 16) >= 0
+
+
+def test_the_handler_line_is_the_cells_not_the_librarys():
+    error = traceback_of("import json\n\njson.loads(event)\n", "{bad")
+    parsed = parse(error)
+    assert parsed.type == "json.decoder.JSONDecodeError"
+    assert parsed.where == "line 3"
+
+
+def test_the_same_cause_in_another_version_of_the_cell_is_the_same_group():
+    # The cell's version (#N) changes when it runs again; the group does not
+    first = traceback_of("event['text']\n", {})
+    again = traceback_of("event['text']\n", {})
+    assert "#" in first and first != again
+    assert fingerprint(first) is fingerprint(again)
+
+
+def test_other_keys_ids_numbers_and_addresses_are_one_group():
+    a = fingerprint(text("ValueError", "bad row 12 of m345 at 0x7f00aa 'x'", 4))
+    b = fingerprint(text("ValueError", "bad row 99 of m7 at 0xdeadbeef 'other value'", 4))
+    assert a.digest == b.digest
+    assert a.title == "ValueError: bad row 12 of m345 at 0x7f00aa 'x' at line 4"
+
+
+def test_a_one_line_error_without_frames_is_grouped_by_its_words():
+    timeout = (
+        "TimeoutError: the run took longer than its time limit of {} s (--timeout) and was "
+        "abandoned. A Python thread cannot be stopped.\n"
+    )
+    a, b = fingerprint(timeout.format(5)), fingerprint(timeout.format(0.3))
+    assert a is b and a.title.startswith("TimeoutError: the run took longer")
+    assert fingerprint(None).title == "an error"
+
+
+def test_a_chained_exception_is_grouped_by_the_last_raised():
+    error = traceback_of(
+        "try:\n    event['a']\nexcept KeyError:\n    raise ValueError('no a')\n", {}
+    )
+    assert "During handling" in error
+    assert fingerprint(error).title == "ValueError: no a at line 4"
+
+
+def test_a_function_handlers_line_names_its_file():
+    def handler(event):
+        raise RuntimeError("nope")
+
+    h = handlers.from_function("w", handler)
+    try:
+        h.call(1, None)
+    except RuntimeError as exc:
+        error = handlers.format_error(exc)
+    where = parse(error).where
+    assert where.startswith("test_fingerprint.py line ") and where.endswith(", in handler")
+
+
+# ----- properties of the normaliser -------------------------------------------------------------
+
+_types = st.sampled_from(["KeyError", "ValueError", "TypeError", "mymod.ParseError"])
+_words = st.text(alphabet=string.ascii_letters + " ,;:()-", min_size=0, max_size=30)
+_quoted = st.text(alphabet=string.ascii_letters + string.digits + " _.-/", max_size=20)
+_numbers = st.one_of(
+    st.integers(-(10**12), 10**12), st.floats(allow_nan=False, allow_infinity=False)
+)
+
+
+def _message(words: str, number, quoted: str, quote: str) -> str:
+    return f"{words} {number} {quote}{quoted}{quote} in m{abs(int(number))} at {hex(id(words))}"
+
+
+@given(_types, _words, _numbers, _numbers, _quoted, _quoted, st.sampled_from(["'", '"']))
+def test_numbers_and_quoted_values_do_not_change_the_group(type_, words, n1, n2, q1, q2, quote):
+    a = text(type_, _message(words, n1, q1, quote), 2)
+    b = text(type_, _message(words, n2, q2, quote), 2)
+    assert fingerprint(a).digest == fingerprint(b).digest
+    assert normalise(_message(words, n1, q1, quote)) == normalise(_message(words, n2, q2, quote))
+
+
+@given(_types, _types, _words, st.integers(1, 500), st.integers(1, 500))
+def test_another_type_or_line_is_another_group(type1, type2, words, line1, line2):
+    same = fingerprint(text(type1, words, line1)).digest
+    assert (fingerprint(text(type2, words, line2)).digest == same) == (
+        type1 == type2 and line1 == line2
+    )
+
+
+@given(st.text(max_size=300))
+def test_any_text_gets_a_fingerprint(error):
+    f = fingerprint(error)
+    assert len(f.digest) == 12 and f.title
+    assert fingerprint(error) == f  # stable
