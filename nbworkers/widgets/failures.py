@@ -17,19 +17,19 @@ class FailureRow(widgets.HBox):
     def __init__(self, panel, action):
         self.panel = panel
         self.fingerprint: str | None = None  # the group shown
-        self.label = widgets.HTML()
+        self.label = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.requeue_button = widgets.Button(
             description="Requeue",
             icon="undo",
             tooltip="Queue this group's dead letters again as new messages (after fixing the "
             "cell): nw.requeue(name, group=...)",
-            layout=widgets.Layout(width="auto"),
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),  # never cut short
         )
         self.discard_button = widgets.Button(
             description="Discard",
             icon="trash",
             tooltip="Drop this group's dead letters for good: nw.discard(name, group=...)",
-            layout=widgets.Layout(width="auto"),
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),  # never cut short
         )
         self.requeue_button.on_click(action(panel, lambda: self._act(api.requeue)))
         self.discard_button.on_click(action(panel, lambda: self._act(api.discard)))

@@ -282,7 +282,7 @@ def test_a_cron_panel_shows_its_schedule_and_runs_now(checks, shots):
     panel.screenshot(path=shots / "cron-panel.png")
 
 
-def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(checks):
+def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(checks, shots):
     from playwright.sync_api import expect
 
     panel = checks.panel("echo")
@@ -299,6 +299,12 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     expect(traces.locator("option")).to_have_count(1)
     traces.select_option(index=0)
     expect(failed.locator(".nbw-trace-view")).to_contain_text(f"RuntimeError: {XSS}")
+    # its dead letter's group, by cause: the title as text, with Requeue and Discard
+    group = failed.locator(".nbw-failure:visible")  # (rows for more groups stay hidden)
+    expect(group).to_have_count(1)
+    expect(group).to_contain_text(f"1 \u00d7 RuntimeError: {XSS} at line 1")
+    expect(group.locator("button")).to_have_text(["Requeue", "Discard"])
+    failed.screenshot(path=shots / "failure-groups.png")
     assert checks.page.locator("img[src='x'], #result").count() == 0
     assert checks.dialogs == []
 
