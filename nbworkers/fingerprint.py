@@ -89,26 +89,50 @@ def _handler_frame(frames: list[re.Match]) -> re.Match | None:
     return frames[-1] if frames else None
 
 
+_WHERES_MAX = 4096  # tracebacks' frame parts kept (see parse); past that, it starts again
+# A traceback's text up to its last frame's line -> (where, whether it has frames)
+_wheres: dict[str, tuple[str, bool]] = {}
+
+
 def parse(error: str) -> Parsed:
     """The type, message and handler line of a failure from its formatted traceback (or from a
-    one-line error such as a time limit's)."""
+    one-line error such as a time limit's). The frames are parsed once per distinct text up to
+    the last frame's line: failures of one cause repeat it, and differ after it."""
     start = error.rfind(_TRACEBACK)  # chained exceptions: the last one raised is last
     block = error[start:] if start >= 0 else error
-    frames = list(_FRAME_RE.finditer(block)) if start >= 0 else []
-    where = ""
-    if frames:
-        frame = _handler_frame(frames)
-        line = frame[2]
-        if _CELL_RE.match(frame[1]):
-            where = f"line {line}"
-        else:
-            name = re.split(r"[/\\]", frame[1])[-1]
-            where = f"{name} line {line}" + (f", in {frame[3]}" if frame[3] else "")
-        tail = block[frames[-1].end() :]
-    else:
-        tail = block
-    # The exception's line: the first after the last frame not indented (its source line and
-    # carets are); for a text without frames, its first non-blank line.
+    last = block.rfind('\n  File "') if start >= 0 else -1
+    if last < 0:
+        return _exception(block, False, "")
+    end = block.find("\n", last + 1)
+    end = len(block) if end < 0 else end
+    head = block[:end]
+    found = _wheres.get(head)
+    if found is None:
+        frames = list(_FRAME_RE.finditer(head))
+        found = (_where(frames), bool(frames))
+        if len(_wheres) >= _WHERES_MAX:
+            _wheres.clear()
+        _wheres[head] = found
+    where, frames = found
+    return _exception(block[end:] if frames else block, frames, where)
+
+
+def _where(frames: list[re.Match]) -> str:
+    """Where the handler raised it, of a traceback's frames: "line 2" (a cell), "app.py line
+    12, in load" (a file) or ""."""
+    if not frames:
+        return ""
+    frame = _handler_frame(frames)
+    line = frame[2]
+    if _CELL_RE.match(frame[1]):
+        return f"line {line}"
+    name = re.split(r"[/\\]", frame[1])[-1]
+    return f"{name} line {line}" + (f", in {frame[3]}" if frame[3] else "")
+
+
+def _exception(tail: str, frames: bool, where: str) -> Parsed:
+    """The exception's line: the first after the last frame not indented (its source line and
+    carets are); for a text without frames, its first non-blank line."""
     exception = next(
         (ln for ln in tail.splitlines() if ln.strip() and (not frames or not ln[:1].isspace())),
         "",
@@ -119,6 +143,22 @@ def parse(error: str) -> Parsed:
     if frames and exception and " " not in exception:
         return Parsed(exception, "", where)
     return Parsed("", exception, where)
+
+
+ERROR_LINE_MAX = 500  # characters of a dead letter's own error line kept on disk
+
+
+def error_line(error: str) -> str:
+    """A failure's own line (``"KeyError: 'text'"``): the first line not indented after the
+    traceback's last frame, or the first line of a text without frames; at most
+    ``ERROR_LINE_MAX`` characters. What a dead letter keeps on disk: its group keeps the whole
+    traceback once (``failure_groups``)."""
+    start = error.rfind('\n  File "')
+    tail = error[start + 1 :] if start >= 0 else error
+    for line in tail.splitlines():
+        if line.strip() and not line[:1].isspace():
+            return line[:ERROR_LINE_MAX]
+    return error.strip()[:ERROR_LINE_MAX]
 
 
 def title_of(parsed: Parsed) -> str:

@@ -12,11 +12,11 @@ import inspect
 import itertools
 import linecache
 import re
-import traceback
 import types
 from collections.abc import Callable
 from typing import Any
 
+from . import tracebacks
 from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError, without_our_frames
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # whole names only: fullmatch
@@ -44,7 +44,7 @@ def format_error(exc: BaseException, *skip_files: str) -> str:
         tb = tb.tb_next
     if isinstance(exc, NBWorkersError):
         tb = without_our_frames(tb)
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    return tracebacks.formatted(exc, tb)  # the frames formatted once per shape
 
 
 class Handler:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from .errors import NBWorkersError
+from .fingerprint import fingerprint
 from .message import ClassNotDefined, load_event, message_id
 
 _preview = reprlib.Repr()
@@ -139,6 +140,7 @@ class Trace:
         "_result_data",
         "_result_repr",
         "message_seqs",
+        "_failure",
     )
 
     def __init__(
@@ -176,6 +178,15 @@ class Trace:
         self._result_data = result_data
         self._result_repr = result_repr
         self.message_seqs = message_seqs  # a batch's messages (--batch); None for one message
+        self._failure = None  # its failure group, once asked (``failure``)
+
+    @property
+    def failure(self):
+        """The failure group of a failed run (``nbworkers/fingerprint.py``), made once."""
+        found = self._failure
+        if found is None:
+            found = self._failure = fingerprint(self.error)
+        return found
 
     @property
     def id(self) -> str:

@@ -101,7 +101,8 @@ def settle(outcomes, w: WorkerState, run: Run, trace: Trace) -> None:
         for m in reversed(dead):
             w.failed += 1
             w.forget_key(m)
-            letter = DeadLetter(m, trace.error, now, "failed" if run.stop is None else "stopped")
+            reason = "failed" if run.stop is None else "stopped"
+            letter = DeadLetter(m, trace.error, now, reason, trace.failure)
             w.dead.append(letter)
             writer.dead(letter)
             outcomes.results.ended(w, m, trace)

@@ -119,10 +119,21 @@ def selected(w: WorkerState | None, name: str, group: str) -> set[str]:
 
 
 class Failures:
-    """``nw.failures``, for one engine."""
+    """``nw.failures``, for one engine. ``tracebacks``: each group's whole traceback as the
+    file kept it, by (worker, fingerprint), for dead letters read back from the file (which
+    keep only their own error line)."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, tracebacks: dict[tuple[str, str], str] | None = None):
         self.registry = registry
+        self.tracebacks = tracebacks or {}
+
+    def _traceback(self, name: str, g: _Group) -> str:
+        """The newest dead letter's traceback, or, if it was read back from the file (its own
+        error line only), the group's as the file kept it."""
+        error = g.newest.error
+        if "\n" in error.strip():
+            return error
+        return self.tracebacks.get((name, g.failure.digest), error)
 
     def failures(self, name: str) -> list[Failure]:
         """The dead letters of ``name`` grouped by cause, most numerous first."""
@@ -131,7 +142,14 @@ class Failures:
             w = self.registry.workers.get(name)
             found = _ordered(groups(w)) if w is not None else []
             rows = [
-                (g.failure, g.newest.error, g.count, g.first_s, g.newest.died_at_s, sorted(g.ids))
+                (
+                    g.failure,
+                    self._traceback(name, g),
+                    g.count,
+                    g.first_s,
+                    g.newest.died_at_s,
+                    sorted(g.ids),
+                )
                 for g in found
             ]
         aware = self.registry.zone.aware

@@ -117,7 +117,9 @@ class Outcomes:
                 if w.is_cron:
                     self.writer.ack([message.seq])
                 else:
-                    letter = DeadLetter(message, trace.error, self.registry.clock(), _reason(run))
+                    letter = DeadLetter(
+                        message, trace.error, self.registry.clock(), _reason(run), trace.failure
+                    )
                     w.dead.append(letter)
                     self.writer.dead(letter)
                 self.results.ended(w, message, trace)

@@ -140,7 +140,7 @@ class Runtime:
         self.dispatch = dispatch = Dispatch(reg, writer, self.executors, None, outcomes, self)
         self.intake = intake = Intake(reg, writer, timers, events, dispatch.wake, None)
         self.admin = admin = Admin(reg, writer, timers, events, intake, dispatch.wake_all)
-        self.failures_ = Failures(reg)
+        self.failures_ = Failures(reg, loaded.failure_tracebacks)
         expiry = Expiry(reg, writer, timers, events)
         # The policies, in the order they act.
         self.hooks = hooks = Hooks(

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
-from . import flow
+from . import dead, flow
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
 from .rows import Batch, Loaded, TraceRow, WorkerRow, columns
 from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
@@ -66,6 +66,9 @@ class DuckDBStore:
         # one statement instead of deleting and inserting them (None: not known; as before).
         self._worker_rows: set[str] | None = None
         self._has_next_seq = False
+        # The failure groups with a row in the file (worker, fingerprint): store/dead.py.
+        self._groups: set[tuple[str, str]] = set()
+        self._new_groups: set[tuple[str, str]] = set()  # written by the batch going on
         self.con = None
         if path != ":memory:":
             self._make_folder(Path(self.path).parent)
@@ -151,6 +154,8 @@ class DuckDBStore:
     def _load(self) -> Loaded:
         fill_fingerprints(self.con)
         loaded, meta = read(self.con)
+        loaded.failure_tracebacks = dead.read_groups(self.con)
+        self._groups = set(loaded.failure_tracebacks)
         self._worker_rows = {w.name for w in loaded.workers}
         self._has_next_seq = "next_seq" in meta
         stamp_version(self.con, meta)
@@ -174,6 +179,7 @@ class DuckDBStore:
                 inserts = [m for m in inserts if m[0] not in done_before_written]
                 acks = [s for s in acks if s not in done_before_written]
         con = self.con
+        self._new_groups = set()  # (none from a batch that was rolled back)
         con.execute("BEGIN")
         try:
             if inserts:
@@ -203,17 +209,7 @@ class DuckDBStore:
                     [acks, min(acks), max(acks)],
                 )
             if batch.dead_inserts:
-                con.execute(
-                    """INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key,
-                                                 error, died_at, reason, priority, expires_at,
-                                                 fingerprint, title)
-                       SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
-                           unnest($6::VARCHAR[]), unnest($7), unnest($8),
-                           unnest($9::VARCHAR[]), unnest($10::INTEGER[]),
-                           unnest($11::DOUBLE[]), unnest($12::VARCHAR[]),
-                           unnest($13::VARCHAR[])""",
-                    columns(batch.dead_inserts),
-                )
+                self._new_groups = dead.write_dead(con, batch.dead_inserts, self._groups)
             if batch.dead_deletes:
                 con.execute(
                     "DELETE FROM dead_letters WHERE seq IN (SELECT unnest($1))",
@@ -309,6 +305,9 @@ class DuckDBStore:
 
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""
+        if self._new_groups:
+            self._groups |= self._new_groups
+            self._new_groups = set()
         if self._worker_rows is not None:
             self._worker_rows.update(w.name for w in batch.workers)
         if batch.next_seq is not None:

@@ -44,9 +44,7 @@ def _pack(worker: str, rows: list[tuple], ended_at: float) -> tuple:
     errors, notes = list(map(_ERROR, rows)), list(map(_NOTE, rows))
     failures = None
     if errors.count(None) != len(errors) or notes.count(None) != len(notes):
-        failures = json.dumps(  # ASCII: lone surrogates escaped
-            {i: [e, n] for i, (e, n) in enumerate(zip(errors, notes, strict=True)) if e or n}
-        )
+        failures = _failures(errors, notes)
     body = seqs.tobytes() + array(_INT64, accumulate(map(len, datas))).tobytes()
     return (
         min(seqs),
@@ -57,6 +55,43 @@ def _pack(worker: str, rows: list[tuple], ended_at: float) -> tuple:
         zlib.compress(body + b"".join(datas), 1),  # level 1: the writer's time is the drain's
         failures,
     )
+
+
+def _failures(errors: list[str | None], notes: list[str | None]) -> str:
+    """The failures and notes of a packed row as JSON (ASCII: lone surrogates escaped): the
+    tracebacks' frames (``heads``) once each, and by message index its head's index, the rest
+    of its traceback (its own exception line) and its note. A drain of failures of one cause
+    writes one traceback's frames a batch, not one a message."""
+    heads: dict[str, int] = {}
+    failed = {}
+    for i, (error, note) in enumerate(zip(errors, notes, strict=True)):
+        if error:
+            cut = _head_end(error)
+            failed[i] = [heads.setdefault(error[:cut], len(heads)), error[cut:], note]
+        elif note:
+            failed[i] = [-1, None, note]
+    return json.dumps({"heads": list(heads), "failed": failed})
+
+
+def _head_end(error: str) -> int:
+    """Where a traceback's frames end: after its last frame's line (0 for a text without)."""
+    last = error.rfind('\n  File "')
+    if last < 0:
+        return 0
+    end = error.find("\n", last + 1)
+    return len(error) if end < 0 else end + 1
+
+
+def _failure(failures: str, i: int) -> tuple[str | None, str | None]:
+    """The error and note of message ``i`` of a packed row's failures (either format)."""
+    found = json.loads(failures)
+    if "failed" not in found:  # as written before the heads were shared: {i: [error, note]}
+        return tuple(found.get(str(i), (None, None)))
+    entry = found["failed"].get(str(i))
+    if entry is None:
+        return None, None
+    head, rest, note = entry
+    return (None if rest is None else found["heads"][head] + rest), note
 
 
 def _unpacked(count: int, body: bytes) -> tuple[array, array, bytes]:
@@ -73,7 +108,7 @@ def _row(numbers, offsets, i, worker, ended_at, data, failures) -> ResultRow:
     chunk = data[start : offsets[i]] or None
     error = note = None
     if failures is not None:
-        error, note = json.loads(failures).get(str(i), (None, None))
+        error, note = _failure(failures, i)
     return ResultRow(numbers[i], worker, ended_at, error, chunk, note)
 
 

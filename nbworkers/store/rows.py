@@ -126,6 +126,9 @@ class Loaded:
     rate_starts: list[tuple[str, float]] = field(default_factory=list)
     fan_ins: list[FanInRow] = field(default_factory=list)  # open groups, oldest first
     fan_in_results: list[ResultRow] = field(default_factory=list)  # their ended members
+    # The whole traceback of each failure group, by (worker, fingerprint): a dead letter
+    # read back keeps only its own error line (store/dead.py).
+    failure_tracebacks: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass

@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS rate_starts (worker VARCHAR, started_at DOUBLE);
 CREATE TABLE IF NOT EXISTS results (
     first_seq BIGINT, last_seq BIGINT, worker VARCHAR, ended_at DOUBLE, count INTEGER,
     body BLOB, failures VARCHAR);
+CREATE TABLE IF NOT EXISTS failure_groups (
+    worker VARCHAR, fingerprint VARCHAR, title VARCHAR, traceback VARCHAR, first_seen DOUBLE);
 CREATE TABLE IF NOT EXISTS fan_ins (
     first_seq BIGINT, count BIGINT, worker VARCHAR, then_worker VARCHAR, created_at DOUBLE);
 """

@@ -67,6 +67,11 @@ _VIEW_INPUTS = {
         "fingerprint": "VARCHAR",
         "title": "VARCHAR",
     },
+    "failure_groups": {
+        "worker": "VARCHAR",
+        "fingerprint": "VARCHAR",
+        "traceback": "VARCHAR",
+    },
     "workers": {
         "name": "VARCHAR",
         "kind": "VARCHAR",
@@ -111,14 +116,18 @@ _VIEW_SQL = {
                fingerprint
         FROM {dead_letters}""",
     # The dead letters kept now, grouped by cause (as nw.failures groups them).
+    # A dead letter keeps its own error line; its group, the whole traceback (store/dead.py).
     "failures": """
-        SELECT worker, fingerprint, arg_min(title, died_at) AS title, count(*) AS count,
-               to_timestamp(min(died_at)) AS first_seen, to_timestamp(max(died_at)) AS last_seen,
-               arg_max(error, died_at) AS traceback,
-               list_transform(list_sort(list(seq ORDER BY died_at, seq)[1:5]), lambda s: 'm' || s)
-                   AS example_ids
-        FROM {dead_letters} WHERE fingerprint IS NOT NULL
-        GROUP BY worker, fingerprint""",
+        SELECT d.worker, d.fingerprint, arg_min(d.title, d.died_at) AS title,
+               count(*) AS count, to_timestamp(min(d.died_at)) AS first_seen,
+               to_timestamp(max(d.died_at)) AS last_seen,
+               coalesce(any_value(g.traceback), arg_max(d.error, d.died_at)) AS traceback,
+               list_transform(list_sort(list(d.seq ORDER BY d.died_at, d.seq)[1:5]),
+                              lambda s: 'm' || s) AS example_ids
+        FROM {dead_letters} d
+        LEFT JOIN {failure_groups} g ON g.worker = d.worker AND g.fingerprint = d.fingerprint
+        WHERE d.fingerprint IS NOT NULL
+        GROUP BY d.worker, d.fingerprint""",
     "workers": """
         WITH w AS (SELECT * FROM {workers}),
         m AS (

@@ -136,6 +136,48 @@ def test_groups_survive_a_restart_and_show_in_the_failures_view(make_runtime):
     assert rt.wait("w", timeout=30) and rt.counts("w")["done"] == 3
 
 
+def test_a_dead_letter_keeps_its_own_line_on_disk_and_its_group_the_whole_traceback(
+    make_runtime, tmp_path
+):
+    # Given 200 failures of one cause (each with its own message) and 1 of another
+    rt = make_runtime()
+    rt.define("w", cell("row = event\nrow[row['k']]\n"), 1)
+    emit_and_wait(rt, [{"k": f"key{i}"} for i in range(200)] + [{"k": 0}])
+    whole = {g.fingerprint: g.traceback for g in rt.failures("w")}
+    zero = next(g.fingerprint for g in rt.failures("w") if g.count == 1)
+    rt.flush()
+    # Then each dead letter's row keeps its own error line, and each group one traceback
+    con = rt.store.con
+    lines = con.execute("SELECT error FROM dead_letters ORDER BY seq").fetchall()
+    assert [e for (e,) in lines] == [f"KeyError: 'key{i}'" for i in range(200)] + ["KeyError: 0"]
+    groups = con.execute("SELECT worker, fingerprint, traceback FROM failure_groups").fetchall()
+    assert sorted((w, fp) for w, fp, _ in groups) == sorted(
+        ("w", g.fingerprint) for g in rt.failures("w")
+    )
+    for _, _, traceback in groups:  # the first failure's of each group
+        assert traceback.startswith("Traceback (most recent call last):")
+        assert traceback.endswith(("KeyError: 'key0'\n", "KeyError: 0\n"))
+        assert "<worker w #" in traceback and "row[row['k']]" in traceback
+    rt.stop()
+    # And read back, the groups give the whole traceback, a dead letter its own line
+    rt = make_runtime()
+    again = {g.fingerprint: g.traceback for g in rt.failures("w")}
+    assert set(again) == set(whole)
+    assert again[zero] == whole[zero]
+    assert rt.dead_letters("w")[5]["error"] == "KeyError: 'key5'"
+    (view,) = rt.store.sql(
+        "SELECT traceback FROM failures WHERE fingerprint = ?", [zero]
+    ).fetchall()
+    assert view[0] == whole[zero]
+    # And a group left without dead letters loses its row when the file is opened again
+    rt.discard("w", None, zero)
+    rt.flush()
+    rt.stop()
+    rt = make_runtime()
+    assert rt.store.con.execute("SELECT count(*) FROM failure_groups").fetchall() == [(1,)]
+    rt.stop()
+
+
 # The dead_letters table of schema version 4 (before failure groups).
 SCHEMA_4_DEAD = """
 CREATE TABLE meta (key VARCHAR, value VARCHAR);

@@ -9,7 +9,6 @@ shows one line per group with how many more failed (``Events.take_notices``)."""
 
 from __future__ import annotations
 
-from ...fingerprint import fingerprint
 from ...trace import Trace
 from ..worker import Run, WorkerState
 from . import RunPolicy
@@ -39,7 +38,7 @@ class FailureNotice(RunPolicy):
 
     def _tell(self, w: WorkerState, trace: Trace) -> None:
         """A run of ``w`` failed, at least ``after`` in a row: a notice, or a count."""
-        group = fingerprint(trace.error)
+        group = trace.failure
         named = self.named.setdefault(w.name, set())
         label = f"{w.kind_name} {w.name!r}"
         see = f"nw.traces({w.name!r})" if w.is_cron else f"nw.failures({w.name!r})"

@@ -1,0 +1,69 @@
+"""Dead letters on disk, and their failure groups (``failure_groups``): a dead letter's row
+keeps its own error line ("KeyError: 'text'"), and its group's row keeps a whole traceback,
+written once per worker and group. Writing every dead letter's traceback cost a failing drain
+half its rate (README, "A failing run costs about what a successful one does").
+
+Written inside ``DuckDBStore.apply``'s transaction; each function takes the connection."""
+
+from __future__ import annotations
+
+from ..fingerprint import error_line
+from .rows import DeadRow, columns, storable
+
+
+def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[tuple]:
+    """Insert ``rows`` (their error cut to its own line) and a group row for each (worker,
+    fingerprint) not in ``written``; return the groups written, which the caller adds to
+    ``written`` once the transaction commits."""
+    new: dict[tuple[str, str], DeadRow] = {}
+    for row in rows:
+        group = (row.worker, row.fingerprint)
+        if row.fingerprint is not None and group not in written and group not in new:
+            new[group] = row
+    cut = columns(rows)  # column by column: a namedtuple's _replace a row costs the drain
+    cut[6] = [storable(error_line(error)) for error in cut[6]]
+    con.execute(
+        """INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key, error,
+                                     died_at, reason, priority, expires_at, fingerprint, title)
+           SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
+               unnest($6::VARCHAR[]), unnest($7), unnest($8), unnest($9::VARCHAR[]),
+               unnest($10::INTEGER[]), unnest($11::DOUBLE[]), unnest($12::VARCHAR[]),
+               unnest($13::VARCHAR[])""",
+        cut,
+    )
+    if new:
+        con.execute(
+            """INSERT INTO failure_groups SELECT unnest($1), unnest($2), unnest($3),
+                   unnest($4), unnest($5)""",
+            [
+                [w for w, _ in new],
+                [fp for _, fp in new],
+                [row.title for row in new.values()],
+                [row.error for row in new.values()],  # storable already (batching.py)
+                [row.died_at for row in new.values()],
+            ],
+        )
+    return set(new)
+
+
+def read_groups(con) -> dict[tuple[str, str], str]:
+    """The whole traceback of each failure group that has dead letters, by (worker,
+    fingerprint); groups left without any are dropped first. A file from before failure
+    groups gets theirs from its dead letters, which kept whole tracebacks then."""
+    con.execute(
+        """DELETE FROM failure_groups g WHERE NOT EXISTS (
+               SELECT 1 FROM dead_letters d
+               WHERE d.worker = g.worker AND d.fingerprint = g.fingerprint)"""
+    )
+    con.execute(
+        """INSERT INTO failure_groups
+           SELECT worker, fingerprint, arg_min(title, died_at), arg_max(error, died_at),
+                  min(died_at)
+           FROM dead_letters d
+           WHERE fingerprint IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM failure_groups g
+               WHERE g.worker = d.worker AND g.fingerprint = d.fingerprint)
+           GROUP BY worker, fingerprint"""
+    )
+    rows = con.execute("SELECT worker, fingerprint, traceback FROM failure_groups").fetchall()
+    return {(w, fp): tb for w, fp, tb in rows}

@@ -1,0 +1,76 @@
+"""A failure's traceback as text, its frames formatted once per shape.
+
+Formatting a traceback (``traceback.format_exception``: the frames, their source lines and
+carets) costs far more than the rest of a failed run: it made a failing drain about five times
+slower than a successful one. A million messages failing on one ``KeyError`` share one shape,
+the same frames stopped at the same instructions, and differ only in the exception's own line
+(``KeyError: 'a'``, ``KeyError: 'b'``). So the text of the frames is kept by shape, and only
+the exception's line is formatted each time: the very text ``traceback`` gives, at a fraction of
+the cost (tests/test_tracebacks.py checks they are equal). Chained exceptions, notes and syntax
+errors are formatted whole each time.
+"""
+
+from __future__ import annotations
+
+import traceback
+from types import TracebackType
+
+SHAPES_MAX = 1024  # shapes kept; past that the cache starts again (new cells, new shapes)
+_shapes: dict[tuple, str] = {}  # shape -> the text before the exception's own line
+
+
+def formatted(exc: BaseException, tb: TracebackType | None) -> str:
+    """``traceback.format_exception`` of ``exc`` with traceback ``tb``, as one string."""
+    if (
+        exc.__cause__ is not None
+        or exc.__context__ is not None
+        or isinstance(exc, SyntaxError | BaseExceptionGroup)
+        or getattr(exc, "__notes__", None)
+    ):
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    shape = _shape(exc, tb)
+    only = _exception_line(exc)
+    head = _shapes.get(shape)
+    if head is not None:
+        return head + only
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if only and text.endswith(only):
+        if len(_shapes) >= SHAPES_MAX:
+            _shapes.clear()
+        _shapes[shape] = text[: -len(only)]
+    return text
+
+
+def _exception_line(exc: BaseException) -> str:
+    """``traceback.format_exception_only`` of a plain exception (no notes, not a syntax error
+    or a group), without building a ``TracebackException``: its type, qualified by its module
+    unless builtin or ``__main__``, and its message."""
+    kind = type(exc)
+    name = kind.__qualname__
+    module = kind.__module__
+    if module not in ("__main__", "builtins"):
+        name = f"{module if isinstance(module, str) else '<unknown>'}.{name}"
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - as traceback says it
+        message = "<exception str() failed>"
+    return f"{name}: {message}\n" if message else f"{name}\n"
+
+
+def _shape(exc: BaseException, tb: TracebackType | None) -> tuple:
+    """The exception's type and, for each frame, its code, file and the instruction it was
+    at. (Code objects compare equal without their file: two versions of one cell are equal.)
+    A source file edited while its code stays the same (a comment) shows its old lines."""
+    shape = [type(exc)]
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        shape.append(code)
+        shape.append(code.co_filename)
+        shape.append(tb.tb_lasti)
+        tb = tb.tb_next
+    return tuple(shape)
+
+
+def forget() -> None:
+    """Drop every shape kept (tests)."""
+    _shapes.clear()
