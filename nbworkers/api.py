@@ -270,10 +270,12 @@ def purge(name: str) -> int:
     return runtime().purge(name)
 
 
-def dead_letters(name: str) -> list[dict]:
+def dead_letters(name: str, limit: int | None = 100, offset: int = 0) -> list[dict]:
     """The messages of ``name`` whose last attempt failed, oldest first, each with its
-    ``error`` (the last traceback) and ``died_at``, kept until requeued or discarded."""
-    return runtime().dead_letters(name)
+    ``error`` (the last traceback) and ``died_at``, kept until requeued or discarded: at most
+    ``limit`` (None: all), from the ``offset``-th, so ``offset=100`` is the second page.
+    ``nw.counts(name)["dead"]`` says how many there are."""
+    return runtime().dead_letters(name, limit, offset)
 
 
 def requeue(name: str, ids=None, *, group: str | None = None) -> list[str]:

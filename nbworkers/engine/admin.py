@@ -189,12 +189,20 @@ class Admin:
                 self.events.after_change(w)
         return len(removed)
 
-    def dead_letters(self, name: str) -> list[dict]:
-        """The dead letters of ``name``, oldest first, each with its last error."""
+    def dead_letters(self, name: str, limit: int | None = 100, offset: int = 0) -> list[dict]:
+        """The dead letters of ``name``, oldest first, each with its last error: at most
+        ``limit`` (None: all) from the ``offset``-th (a page)."""
         self.registry.known_or_valid(name)
+        for what, value, none in (("limit", limit, True), ("offset", offset, False)):
+            if (value is not None or not none) and (not _whole(value) or value < 0):
+                raise ArgumentValueError(
+                    f"nw.dead_letters: {what} must be a whole number, 0 or more"
+                    f"{' (or None: all)' if none else ''}, not {value!r}"
+                )
+        end = None if limit is None else offset + limit
         with self.registry.lock:
             w = self.registry.workers.get(name)
-            letters = list(w.dead) if w else []
+            letters = w.dead[offset:end] if w else []  # the page alone is copied
         now = self.registry.clock()
         return [
             _describe(
