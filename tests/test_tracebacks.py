@@ -135,3 +135,18 @@ def test_two_versions_of_one_cell_keep_their_own_names():
             texts.append(handlers.format_error(exc))
     assert texts[0] != texts[1]
     assert [t.count(handler.filename) for t in texts] == [0, 1]
+
+
+def test_a_traceback_limit_set_later_is_obeyed(monkeypatch):
+    # sys.tracebacklimit limits the frames traceback shows: a shape formatted before it was set
+    # must not bring back the frames it hides (or hide those it shows once unset).
+    import sys
+
+    tracebacks.forget()
+    for limit in (None, 1, 0, None):
+        if limit is None:
+            monkeypatch.delattr(sys, "tracebacklimit", raising=False)
+        else:
+            monkeypatch.setattr(sys, "tracebacklimit", limit, raising=False)
+        exc = caught(raise_key, "k")
+        assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc), limit
