@@ -29,7 +29,7 @@ def formatted(exc: BaseException, tb: TracebackType | None) -> str:
         exc.__cause__ is not None
         or exc.__context__ is not None
         or isinstance(exc, SyntaxError | BaseExceptionGroup)
-        or getattr(exc, "__notes__", None)
+        or getattr(exc, "__notes__", None) is not None
         or isinstance(exc, _SUGGESTED)
     ):
         return "".join(traceback.format_exception(type(exc), exc, tb))

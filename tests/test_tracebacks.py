@@ -150,3 +150,17 @@ def test_a_traceback_limit_set_later_is_obeyed(monkeypatch):
             monkeypatch.setattr(sys, "tracebacklimit", limit, raising=False)
         exc = caught(raise_key, "k")
         assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc), limit
+
+
+def raise_with_notes(notes):
+    exc = ValueError("x")
+    exc.__notes__ = notes
+    raise exc
+
+
+def test_odd_notes_are_shown_as_traceback_shows_them():
+    # traceback shows any __notes__ that is not None (a non-sequence by its repr), falsy or not
+    tracebacks.forget()
+    for notes in ("", [], None, 0, False, ["n"], ()):
+        exc = caught(raise_with_notes, notes)
+        assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc), notes
