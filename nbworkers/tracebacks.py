@@ -57,7 +57,7 @@ def _exception_line(exc: BaseException) -> str:
         name = f"{module if isinstance(module, str) else '<unknown>'}.{name}"
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001 - as traceback says it
+    except BaseException:  # noqa: BLE001 - as traceback says it (its bare except)
         message = "<exception str() failed>"
     return f"{name}: {message}\n" if message else f"{name}\n"
 

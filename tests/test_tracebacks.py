@@ -164,3 +164,15 @@ def test_odd_notes_are_shown_as_traceback_shows_them():
     for notes in ("", [], None, 0, False, ["n"], ()):
         exc = caught(raise_with_notes, notes)
         assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc), notes
+
+
+class StrExits(Exception):
+    def __str__(self):
+        raise SystemExit("from __str__")
+
+
+def test_a_str_that_raises_a_base_exception_is_told_as_traceback_tells_it():
+    # traceback catches anything str() raises; the formatting must not let a SystemExit out
+    for _ in range(2):
+        exc = caught(lambda: (_ for _ in ()).throw(StrExits()))
+        assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc)
