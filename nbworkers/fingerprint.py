@@ -94,10 +94,33 @@ _WHERES_MAX = 4096  # tracebacks' frame parts kept (see parse); past that, it st
 _wheres: dict[str, tuple[str, bool]] = {}
 
 
+_GROUP = "Exception Group Traceback"
+_BOX_RE = re.compile(r"^  \+ Exception Group Traceback \(most recent call last\):$", re.M)
+_PLAIN_RE = re.compile(r"^Traceback \(most recent call last\):$", re.M)
+
+
+def _unboxed(error: str) -> str:
+    """An exception group's traceback, which ``traceback`` draws in a box (``"  | "`` before
+    each line, its sub-exceptions after its own line), as a plain exception's: its frames and
+    its own line. Any other text (a plain exception raised last) as it is."""
+    if _GROUP not in error:
+        return error
+    boxes = list(_BOX_RE.finditer(error))
+    if not boxes or _PLAIN_RE.search(error, boxes[-1].end()):
+        return error
+    lines = [_TRACEBACK]
+    for line in error[boxes[-1].end() :].splitlines()[1:]:
+        if not line.startswith("  | "):
+            break  # its sub-exceptions: "  +-+---- 1 ----"
+        lines.append(line[4:])
+    return "\n".join(lines) + "\n"
+
+
 def parse(error: str) -> Parsed:
     """The type, message and handler line of a failure from its formatted traceback (or from a
     one-line error such as a time limit's). The frames are parsed once per distinct text up to
     the last frame's line: failures of one cause repeat it, and differ after it."""
+    error = _unboxed(error)
     start = error.rfind(_TRACEBACK)  # chained exceptions: the last one raised is last
     block = error[start:] if start >= 0 else error
     last = block.rfind('\n  File "') if start >= 0 else -1
@@ -153,6 +176,7 @@ def error_line(error: str) -> str:
     traceback's last frame, or the first line of a text without frames; at most
     ``ERROR_LINE_MAX`` characters. What a dead letter keeps on disk: its group keeps the whole
     traceback once (``failure_groups``)."""
+    error = _unboxed(error)
     start = error.rfind('\n  File "')
     tail = error[start + 1 :] if start >= 0 else error
     for line in tail.splitlines():

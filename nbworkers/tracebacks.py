@@ -12,11 +12,15 @@ errors are formatted whole each time.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from types import TracebackType
 
 SHAPES_MAX = 1024  # shapes kept; past that the cache starts again (new cells, new shapes)
 _shapes: dict[tuple, str] = {}  # shape -> the text before the exception's own line
+# From Python 3.12, ``traceback`` adds "Did you mean: ...?" to these exceptions' line, from the
+# names around when it is formatted: formatted whole there.
+_SUGGESTED = (NameError, AttributeError, ImportError) if sys.version_info >= (3, 12) else ()
 
 
 def formatted(exc: BaseException, tb: TracebackType | None) -> str:
@@ -25,7 +29,8 @@ def formatted(exc: BaseException, tb: TracebackType | None) -> str:
         exc.__cause__ is not None
         or exc.__context__ is not None
         or isinstance(exc, SyntaxError | BaseExceptionGroup)
-        or getattr(exc, "__notes__", None)
+        or getattr(exc, "__notes__", None) is not None
+        or isinstance(exc, _SUGGESTED)
     ):
         return "".join(traceback.format_exception(type(exc), exc, tb))
     shape = _shape(exc, tb)
@@ -52,16 +57,17 @@ def _exception_line(exc: BaseException) -> str:
         name = f"{module if isinstance(module, str) else '<unknown>'}.{name}"
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001 - as traceback says it
+    except BaseException:  # noqa: BLE001 - as traceback says it (its bare except)
         message = "<exception str() failed>"
     return f"{name}: {message}\n" if message else f"{name}\n"
 
 
 def _shape(exc: BaseException, tb: TracebackType | None) -> tuple:
     """The exception's type and, for each frame, its code, file and the instruction it was
-    at. (Code objects compare equal without their file: two versions of one cell are equal.)
-    A source file edited while its code stays the same (a comment) shows its old lines."""
-    shape = [type(exc)]
+    at, and ``sys.tracebacklimit`` (frames shown). (Code objects compare equal without their
+    file: two versions of one cell are equal.) A source file edited while its code stays the
+    same (a comment) shows its old lines."""
+    shape = [type(exc), getattr(sys, "tracebacklimit", None)]
     while tb is not None:
         code = tb.tb_frame.f_code
         shape.append(code)

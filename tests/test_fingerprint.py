@@ -130,3 +130,34 @@ def test_any_text_gets_a_fingerprint(error):
     f = fingerprint(error)
     assert len(f.digest) == 12 and f.title
     assert fingerprint(error) == f  # stable
+
+
+def test_an_exception_group_is_grouped_by_its_type_message_and_line():
+    # An ExceptionGroup's traceback is drawn in a box ("  | " before each line): every group a
+    # handler raised was one failure group titled "Traceback (most recent call last):", and a
+    # dead letter kept the whole box as its "error line".
+    from nbworkers.fingerprint import error_line
+
+    source = (
+        "if event == 1:\n"
+        "    raise ExceptionGroup('batch', [ValueError(event), KeyError(event)])\n"
+        "raise ExceptionGroup('other', [TypeError(event)])\n"
+    )
+    one, two, other = (traceback_of(source, event) for event in (1, 1, 2))
+    assert parse(one) == parse(two)
+    assert parse(one).type == "ExceptionGroup" and parse(one).where == "line 2"
+    assert fingerprint(one).title == "ExceptionGroup: batch (2 sub-exceptions) at line 2"
+    assert fingerprint(one).digest != fingerprint(other).digest
+    assert error_line(one) == "ExceptionGroup: batch (2 sub-exceptions)"
+    assert error_line(other) == "ExceptionGroup: other (1 sub-exception)"
+
+
+def test_a_plain_exception_raised_while_handling_a_group_is_grouped_by_itself():
+    source = (
+        "try:\n"
+        "    raise ExceptionGroup('batch', [ValueError(event)])\n"
+        "except ExceptionGroup:\n"
+        "    raise KeyError(event)\n"
+    )
+    error = traceback_of(source, "k")
+    assert fingerprint(error).title == "KeyError: 'k' at line 4"

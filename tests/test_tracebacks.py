@@ -135,3 +135,44 @@ def test_two_versions_of_one_cell_keep_their_own_names():
             texts.append(handlers.format_error(exc))
     assert texts[0] != texts[1]
     assert [t.count(handler.filename) for t in texts] == [0, 1]
+
+
+def test_a_traceback_limit_set_later_is_obeyed(monkeypatch):
+    # sys.tracebacklimit limits the frames traceback shows: a shape formatted before it was set
+    # must not bring back the frames it hides (or hide those it shows once unset).
+    import sys
+
+    tracebacks.forget()
+    for limit in (None, 1, 0, None):
+        if limit is None:
+            monkeypatch.delattr(sys, "tracebacklimit", raising=False)
+        else:
+            monkeypatch.setattr(sys, "tracebacklimit", limit, raising=False)
+        exc = caught(raise_key, "k")
+        assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc), limit
+
+
+def raise_with_notes(notes):
+    exc = ValueError("x")
+    exc.__notes__ = notes
+    raise exc
+
+
+def test_odd_notes_are_shown_as_traceback_shows_them():
+    # traceback shows any __notes__ that is not None (a non-sequence by its repr), falsy or not
+    tracebacks.forget()
+    for notes in ("", [], None, 0, False, ["n"], ()):
+        exc = caught(raise_with_notes, notes)
+        assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc), notes
+
+
+class StrExits(Exception):
+    def __str__(self):
+        raise SystemExit("from __str__")
+
+
+def test_a_str_that_raises_a_base_exception_is_told_as_traceback_tells_it():
+    # traceback catches anything str() raises; the formatting must not let a SystemExit out
+    for _ in range(2):
+        exc = caught(lambda: (_ for _ in ()).throw(StrExits()))
+        assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc)

@@ -69,6 +69,7 @@ class DuckDBStore:
         # The failure groups with a row in the file (worker, fingerprint): store/dead.py.
         self._groups: set[tuple[str, str]] = set()
         self._new_groups: set[tuple[str, str]] = set()  # written by the batch going on
+        self._kept_groups: set[tuple[str, str]] | None = None  # left after its dead_deletes
         self.con = None
         if path != ":memory:":
             self._make_folder(Path(self.path).parent)
@@ -180,6 +181,7 @@ class DuckDBStore:
                 acks = [s for s in acks if s not in done_before_written]
         con = self.con
         self._new_groups = set()  # (none from a batch that was rolled back)
+        self._kept_groups = None
         con.execute("BEGIN")
         try:
             if inserts:
@@ -215,6 +217,7 @@ class DuckDBStore:
                     "DELETE FROM dead_letters WHERE seq IN (SELECT unnest($1))",
                     [batch.dead_deletes],
                 )
+                self._kept_groups = dead.drop_empty_groups(con)
             if batch.traces:
                 self._write_traces(batch.traces)
             if batch.workers:
@@ -305,6 +308,9 @@ class DuckDBStore:
 
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""
+        if self._kept_groups is not None:  # (it holds this batch's new groups too)
+            self._groups = self._kept_groups
+            self._kept_groups = None
         if self._new_groups:
             self._groups |= self._new_groups
             self._new_groups = set()

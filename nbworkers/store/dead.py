@@ -46,15 +46,23 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
     return set(new)
 
 
-def read_groups(con) -> dict[tuple[str, str], str]:
-    """The whole traceback of each failure group that has dead letters, by (worker,
-    fingerprint); groups left without any are dropped first. A file from before failure
-    groups gets theirs from its dead letters, which kept whole tracebacks then."""
+def drop_empty_groups(con) -> set[tuple[str, str]]:
+    """Delete the rows of the groups left without dead letters (requeued, discarded): a later
+    failure of one writes its row again, with its own traceback (the cell may have changed).
+    Return the groups that keep a row."""
     con.execute(
         """DELETE FROM failure_groups g WHERE NOT EXISTS (
                SELECT 1 FROM dead_letters d
                WHERE d.worker = g.worker AND d.fingerprint = g.fingerprint)"""
     )
+    return set(con.execute("SELECT worker, fingerprint FROM failure_groups").fetchall())
+
+
+def read_groups(con) -> dict[tuple[str, str], str]:
+    """The whole traceback of each failure group that has dead letters, by (worker,
+    fingerprint); groups left without any are dropped first. A file from before failure
+    groups gets theirs from its dead letters, which kept whole tracebacks then."""
+    drop_empty_groups(con)
     con.execute(
         """INSERT INTO failure_groups
            SELECT worker, fingerprint, arg_min(title, died_at), arg_max(error, died_at),

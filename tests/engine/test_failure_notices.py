@@ -75,3 +75,25 @@ def test_failures_below_the_streak_are_not_told(make_runtime):
         assert rt.wait("w", 30)
         define(rt, source="event['x']\n")
     assert rt.take_notices() == []
+
+
+def test_the_streak_notice_names_the_latest_exception_not_its_groups_box_or_notes(make_runtime):
+    # The notice said "the latest: +------------------------------------" for an ExceptionGroup
+    # (its traceback's last line) and a note's text for an exception with notes.
+    rt = make_runtime(failure_notice_after=2)
+    source = (
+        "if event == 'group':\n"
+        "    raise ExceptionGroup('batch', [ValueError(event)])\n"
+        "exc = KeyError(event)\n"
+        "exc.add_note('a note')\n"
+        "raise exc\n"
+    )
+    define(rt, "g", source)
+    define(rt, "n", source)
+    rt.emit_many(["group", "group"], "g")
+    rt.emit_many(["noted", "noted"], "n")
+    assert rt.wait("g", 30) and rt.wait("n", 30)
+    notices = rt.take_notices()
+    streaks = sorted(n for n in notices if "in a row" in n)
+    assert "the latest: ExceptionGroup: batch (1 sub-exception)  (see" in streaks[0], streaks
+    assert "the latest: KeyError: 'noted'  (see" in streaks[1], streaks

@@ -224,3 +224,26 @@ def test_a_schema_4_file_opens_and_its_dead_letters_gain_their_groups(tmp_path):
         assert version == [(str(SCHEMA_VERSION),)] and SCHEMA_VERSION == 5
     finally:
         con.close()
+
+
+def test_a_group_emptied_then_failing_again_keeps_the_new_traceback_on_disk(make_runtime):
+    # Its row kept the first traceback ever (the cell before the fix) while the same cause
+    # failed again in the fixed cell: read back, nw.failures showed the old code.
+    rt = make_runtime()
+    rt.define("w", cell("event['text']  # the old code\n"), 1)
+    emit_and_wait(rt, [{}])
+    (old,) = rt.failures("w")
+    rt.flush()  # its group's row written
+    rt.discard("w", None, old.fingerprint)
+    rt.flush()
+    rt.define("w", cell("event['text']  # the new code\n"), 1)
+    emit_and_wait(rt, [{}])
+    (new,) = rt.failures("w")
+    assert new.fingerprint == old.fingerprint and "the new code" in new.traceback
+    rt.flush()
+    rt.stop()
+    # When the file is opened again
+    rt = make_runtime()
+    (again,) = rt.failures("w")
+    assert "the new code" in again.traceback and "the old code" not in again.traceback
+    rt.stop()

@@ -9,14 +9,16 @@ shows one line per group with how many more failed (``Events.take_notices``)."""
 
 from __future__ import annotations
 
+from ...fingerprint import error_line
 from ...trace import Trace
 from ..worker import Run, WorkerState
 from . import RunPolicy
 
 
 def last_line(error: str) -> str:
-    lines = [line for line in error.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else error
+    """The failure's own line ("KeyError: 'text'"): not a note after it, nor the box an
+    ExceptionGroup's traceback ends with."""
+    return error_line(error) or error
 
 
 GROUPS_NAMED = 1000  # groups of one worker told of by name; past that, only counted
