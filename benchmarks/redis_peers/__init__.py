@@ -11,8 +11,8 @@ Ctrl-C too (the children also get SIGTERM if the benchmark itself dies).
 The workers are what each system's users run, started by the benchmark as subprocesses with
 the system's own command, 4 consumers in all:
 
-- celery          ``celery worker --pool prefork --concurrency 4`` (the default pool, the one
-                  Celery documents for CPU-bound work; ``celery-threads`` runs ``--pool
+- celery          ``celery worker --pool prefork --concurrency 4`` (the default pool, which
+                  Celery's docs recommend for most uses; ``celery-threads`` runs ``--pool
                   threads``, which skips the pipe to the children), no result backend,
                   ``--without-gossip --without-mingle --without-heartbeat``, default prefetch
                   (4 per process) and acks early (before the task runs)
