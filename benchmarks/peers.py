@@ -13,6 +13,9 @@ dir, with 4 consumer threads):
 - memory         ``queue.Queue`` of pickles, 4 threads: no durability, the in-memory bound
 - memory-1       the same with 1 consumer thread (no lock contention between consumers), shown
                  for reference
+- celery, celery-threads, rq, dramatiq: networked, on a redis-server the benchmark starts, with
+                 worker processes started by each system's own command (benchmarks/redis_peers/
+                 says how; ``--skip redis`` leaves them out)
 
 Workload, one system at a time, in rounds that alternate the order of the systems:
 
@@ -79,6 +82,15 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+
+from redis_peers import (
+    FULL_SIZES,
+    QUICK_SIZES,
+    REDIS_PEERS,
+    redis_missing,
+    redis_targets,
+    redis_versions,
+)
 
 from nbworkers.engine import Runtime
 from nbworkers.engine.settings import Settings
@@ -364,6 +376,7 @@ PEERS: dict[str, Callable[[], Peer]] = {
     "queuack": QueuackPeer,
     "memory": MemoryPeer,
     "memory-1": MemoryOneThreadPeer,
+    **REDIS_PEERS,
 }
 
 
@@ -383,6 +396,7 @@ FULL_PLANS = {
     "queuack": Plan(300, 600, latency=50),
     "memory": Plan(100_000, 200_000),
     "memory-1": Plan(100_000, 200_000),
+    **{name: Plan(*sizes) for name, sizes in FULL_SIZES.items()},
 }
 QUICK_PLANS = {
     "nbworkers": Plan(10_000, 20_000),
@@ -391,6 +405,7 @@ QUICK_PLANS = {
     "queuack": Plan(200, 200),
     "memory": Plan(10_000, 20_000),
     "memory-1": Plan(10_000, 20_000),
+    **{name: Plan(*sizes) for name, sizes in QUICK_SIZES.items()},
 }
 
 
@@ -503,7 +518,10 @@ def measure_drain(make: Callable[[], Peer], n: int) -> dict:
         drain_s = time.perf_counter() - t0
     if not ok:
         raise RuntimeError(f"{peer.name}: {n:,} messages did not drain within 600 s")
-    return {"n": n, "rate": n / drain_s, "seconds": drain_s, "queue_s": queue_s}
+    extra = {}
+    if getattr(peer, "drain_s", None):  # worker processes: first handler start to the last
+        drain_s, extra = peer.drain_s, peer.drain_extra
+    return {"n": n, "rate": n / drain_s, "seconds": drain_s, "queue_s": queue_s, **extra}
 
 
 def measure_emit(make: Callable[[], Peer], n: int) -> dict:
@@ -531,6 +549,9 @@ def measure_latency(make: Callable[[], Peer], samples: int, warmup: int) -> dict
 
     sent: list[float] = []
     with opened(make(), handler) as peer:
+        if hasattr(peer, "latency_ms"):  # handlers in worker processes time their own start
+            ms = peer.latency_ms(warmup + samples, LATENCY_GAP_S)[warmup:]
+            return {"samples_ms": ms, "p50": percentile(ms, 50), "p99": percentile(ms, 99)}
         peer.start()
         time.sleep(0.2)  # let every consumer reach its idle wait
         clock = time.perf_counter
@@ -878,7 +899,7 @@ def measure_busy(sizes: Sizes) -> dict:
 # ----- report -------------------------------------------------------------------------------
 
 
-def environment() -> dict:
+def environment(names: list[str]) -> dict:
     import duckdb
 
     versions = {"duckdb": duckdb.__version__}
@@ -887,6 +908,8 @@ def environment() -> dict:
             from importlib.metadata import version
 
             versions[dist] = version(dist)
+    if any(name in REDIS_PEERS for name in names):
+        versions.update(redis_versions())
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": platform.machine(),
@@ -993,6 +1016,7 @@ def judge(res: Results) -> list[Target]:
     if nbw:
         t.append(Target("latency p50 <= 2 ms", f"{nbw['p50']:.3f} ms", nbw["p50"] <= 2))
         t.append(Target("latency p99 <= 10 ms", f"{nbw['p99']:.3f} ms", nbw["p99"] <= 10))
+    t += [Target(*found) for found in redis_targets(s)]
     if nbw and "memory" in s:
         r = s["memory"]["drain_ratio"]
         measured = f"bound/nbw {r:.1f}x"
@@ -1080,7 +1104,8 @@ def report(res: Results) -> None:
         print(
             f"(rates: median of {rounds} round(s); 'vs nbw' = system / nbworkers in the same "
             f"round, median over rounds; latency percentiles over every round's samples, "
-            f"{res.sizes['latency_samples']} a round (queuack 50). "
+            f"{res.sizes['latency_samples']} a round (queuack 50). Redis peers: drain from the "
+            "first handler start in a worker to the last (worker start-up left out). "
             "Slow peers drain and emit fewer messages, as the last column says, so that a "
             "round stays under 30 s.)"
         )
@@ -1208,7 +1233,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated subset of {', '.join(PEERS)}",
     )
     parser.add_argument("--rounds", type=int, help="rounds of the peer workload")
-    parser.add_argument("--skip", default="", help=f"comma-separated sections: {SECTIONS}")
+    parser.add_argument(
+        "--skip", default="", help=f"comma-separated sections: {SECTIONS}, or redis (its peers)"
+    )
     parser.add_argument("--profile", choices=("drain", "emit"), help="nbworkers only, in a loop")
     parser.add_argument("--size", type=int, default=1_000_000, help="messages for --profile")
     args = parser.parse_args(argv)
@@ -1229,7 +1256,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes.rounds = args.rounds
     plans = QUICK_PLANS if args.quick else FULL_PLANS
 
-    res = Results(environment(), asdict(sizes))
+    if "redis" in skip:
+        names = [n for n in names if n not in REDIS_PEERS]
+    elif any(n in REDIS_PEERS for n in names) and (missing := redis_missing()):
+        parser.error(missing)
+    res = Results(environment(names), asdict(sizes))
     env = res.env
     print(
         f"peers benchmark{' (--quick)' if args.quick else ''}: {env['machine']}, "
