@@ -14,6 +14,7 @@ from nbworkers.engine.policy import Policy
 from nbworkers.engine.rate import Rate, next_token_s, parse_rate, take_token
 from nbworkers.errors import ArgumentValueError, NBWorkersError
 from nbworkers.handlers import from_function
+from nbworkers.store import SCHEMA_VERSION
 from tests.conftest import Clock
 from tests.kernel import Kernel, wait_for
 from tests.waiting import wait_until
@@ -231,7 +232,7 @@ def test_a_version_3_file_opens_and_gains_the_new_table_and_column(make_runtime,
         assert con.execute("select count(*) from rate_starts").fetchone() == (0,)
         assert con.execute("select message_seqs from traces").fetchall() == [(None,)]
         version = "select value from meta where key = 'schema_version'"
-        assert con.execute(version).fetchone() == ("4",)
+        assert con.execute(version).fetchone() == (str(SCHEMA_VERSION),)
     finally:
         con.close()
 
