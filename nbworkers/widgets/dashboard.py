@@ -32,8 +32,8 @@ class Dashboard(widgets.VBox):
 
     def refresh(self) -> None:
         rt = api.running() or api.runtime()
-        names = rt.workers()
-        with self._lock:
+        with self._lock:  # read under it too: refreshes show what they read in order
+            names = rt.workers()
             self.header.value = (
                 f"<b>nbworkers</b> · {len(names)} worker(s) and cron(s) · "
                 f"<span style='color:#666'>{render.esc(rt.path)}</span>"

@@ -196,8 +196,11 @@ class Panel(widgets.VBox):
         rt = api.running()
         if rt is None:
             return
-        snap = rt.snapshot(self.name)
         with self._lock:
+            # Read under the panel's lock: a refresh from a button's callback and one from the
+            # notifier thread then show their snapshots in the order they were read, never an
+            # older one over a newer one (nothing may change after to put it right).
+            snap = rt.snapshot(self.name)
             self._kind = snap.kind
             self._timeout_s = snap.policy.timeout_s
             self._running = bool(snap.counts["running"])

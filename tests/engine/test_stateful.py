@@ -604,7 +604,9 @@ class QueueMachine(RuleBasedStateMachine):
             expected = [(m.id, m.attempt, m.key, m.due) for m in w.waiting()]
             if listed != expected:
                 diffs.append(f"{name}: waiting {listed} != {expected}")
-            dead = sorted((d["id"], d["attempt"], d["key"]) for d in rt.dead_letters(name))
+            dead = sorted(
+                (d["id"], d["attempt"], d["key"]) for d in rt.dead_letters(name, limit=None)
+            )
             expected_dead = sorted((m.id, m.attempt, m.key) for m in w.dead)
             if dead != expected_dead:
                 diffs.append(f"{name}: dead letters {dead} != {expected_dead}")
@@ -636,7 +638,7 @@ class QueueMachine(RuleBasedStateMachine):
             for seq, index in runs:
                 by_seq[seq].index = index
             dead = {m.seq: m for m in w.dead}
-            w.dead = [dead[int(d["id"][1:])] for d in self.rt.dead_letters(name)]
+            w.dead = [dead[int(d["id"][1:])] for d in self.rt.dead_letters(name, limit=None)]
 
     def _check_file(self) -> None:
         """What the database holds once flushed is exactly the model's state: read through the
