@@ -173,14 +173,14 @@ ERROR_LINE_MAX = 500  # characters of a dead letter's own error line kept on dis
 
 def error_line(error: str) -> str:
     """A failure's own line (``"KeyError: 'text'"``): the first line not indented after the
-    traceback's last frame, or the first line of a text without frames; at most
-    ``ERROR_LINE_MAX`` characters. What a dead letter keeps on disk: its group keeps the whole
-    traceback once (``failure_groups``)."""
+    traceback's last frame, or the first (past the ``Traceback`` header) of a text without
+    frames; at most ``ERROR_LINE_MAX`` characters. What a dead letter keeps on disk: its group
+    keeps the whole traceback once (``failure_groups``)."""
     error = _unboxed(error)
     start = error.rfind('\n  File "')
     tail = error[start + 1 :] if start >= 0 else error
     for line in tail.splitlines():
-        if line.strip() and not line[:1].isspace():
+        if line.strip() and not line[:1].isspace() and line.rstrip() != _TRACEBACK:
             return line[:ERROR_LINE_MAX]
     return error.strip()[:ERROR_LINE_MAX]
 

@@ -87,10 +87,15 @@ _VIEW_INPUTS = {
 VIEWS = ("messages", "traces", "dead_letters", "workers", "failures")
 _REQUIRED_TABLES = ("messages", "traces", "workers")
 
-# The last non-blank line of a traceback: "ValueError: bad input".
+# A failure's own line, "ValueError: bad input", as fingerprint.error_line finds it: the
+# first line not indented after the last frame (notes come after it); else an exception
+# group's own line in its box ("  | ExceptionGroup: ..."); else the last non-blank line.
 _ERROR_LINE = (
-    r"nullif(trim(regexp_extract(rtrim({0}, chr(10) || chr(13) || chr(9) || ' '), "
-    r"'[^\n]*$')), '')"
+    "nullif(trim(coalesce("
+    r"""nullif(regexp_extract({0}, '(?s)^.*\n  File "[^\n]*\n(?:[ \t][^\n]*\n|[ \t]*\n)*"""
+    r"""([^ \t\n][^\n]*)', 1), ''), """
+    r"nullif(regexp_extract({0}, '\n  \| ([^ \n|][^\n]*)', 1), ''), "
+    r"regexp_extract(rtrim({0}, chr(10) || chr(13) || chr(9) || ' '), '[^\n]*$'))), '')"
 )
 
 _VIEW_SQL = {

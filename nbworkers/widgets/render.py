@@ -8,6 +8,7 @@ import time
 from datetime import datetime, tzinfo
 
 from ..engine.snapshot import WorkerSnapshot
+from ..fingerprint import error_line
 from ..trace import Trace, preview
 
 RED = "#c62828"
@@ -152,7 +153,7 @@ def status_html(snap: WorkerSnapshot) -> str:
             line += f" · last run {ago(now - snap.last_run_s)} ago"
         parts.append(f"<div>{line}</div>")
     if snap.last_error:
-        last_line = snap.last_error.strip().splitlines()[-1]
+        last_line = error_line(snap.last_error)  # its own line, not a note after it
         parts.append(
             f'<div style="color:{RED};font-family:monospace">latest error: {esc(last_line)}</div>'
         )

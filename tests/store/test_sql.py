@@ -177,6 +177,30 @@ def test_the_views_show_queues_traces_dead_letters_and_workers(fresh_runtime):
     assert (emails["kind"], emails["queued"], emails["done"]) == (None, 1, 0)
 
 
+def test_error_line_is_the_exceptions_own_line_after_a_note_or_in_a_group(fresh_runtime):
+    # Given runs that fail with a note added after the error and with an exception group
+    # (whose sub-exceptions are drawn after its own line)
+    nw = fresh_runtime
+
+    @nw.worker("load")
+    def load(event):
+        if event == "group":
+            raise ExceptionGroup("2 fetches failed", [KeyError("a"), TimeoutError("b")])
+        error = ValueError("bad row")
+        error.add_note("while loading prices.csv")
+        raise error
+
+    nw.emit_many(["noted", "group"], "load")
+    assert nw.wait("load", timeout=30)
+    # When the views are read
+    traces = rows(nw, "select error_line from traces order by error_line")
+    dead = rows(nw, "select error_line from dead_letters order by error_line")
+    # Then each error_line is the exception's own line, as the panel and the CLI show it
+    expected = ["ExceptionGroup: 2 fetches failed (2 sub-exceptions)", "ValueError: bad row"]
+    assert [t["error_line"] for t in traces] == expected
+    assert [d["error_line"] for d in dead] == expected
+
+
 def test_a_storm_guard_pause_gives_its_reason(fresh_runtime):
     nw = fresh_runtime
     nw.config().max_queued = 3  # read when the runtime starts, at its first use below

@@ -225,6 +225,28 @@ def test_the_latest_error_shows_its_last_line_escaped():
     assert XSS not in html
 
 
+def _formatted(exc: BaseException) -> str:
+    import traceback
+
+    try:
+        raise exc
+    except BaseException as raised:  # noqa: BLE001 - formatted as a run formats its error
+        return "".join(traceback.format_exception(raised))
+
+
+def test_the_latest_error_is_the_exceptions_own_line_not_a_note_or_a_sub_exception():
+    # Given failures whose traceback does not end with the exception's own line: one with a
+    # note added (add_note), and an exception group, whose sub-exceptions come after it
+    noted = ValueError("bad row")
+    noted.add_note("while loading prices.csv")
+    group = ExceptionGroup("2 fetches failed", [KeyError("a"), TimeoutError("b")])
+    for exc, line in ((noted, "ValueError: bad row"), (group, "ExceptionGroup: 2 fetches")):
+        # When the panel shows it
+        html = render.status_html(snap(last_error=_formatted(exc)))
+        # Then its latest error is the exception's own line
+        assert f"latest error: {line}" in html, html
+
+
 def make_trace(**kw) -> Trace:
     """A trace as a run records it (its result copied as the run thread copies it)."""
     if "result" in kw:
@@ -330,7 +352,7 @@ def golden_cases() -> dict[str, str]:
         oldest_s=NOW - 30,
         delayed=3,
         next_due_s=NOW + 61,
-        last_error="Traceback\nKeyError: 'x'",
+        last_error="Traceback (most recent call last):\nKeyError: 'x'",
     )
     cron = snap(
         kind="cron",
