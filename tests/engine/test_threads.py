@@ -79,3 +79,31 @@ def test_a_resumed_worker_starts_threads_for_its_queue(make_runtime):
     assert run_threads() == []  # paused: nothing may run, so no thread waits
     rt.resume("w")
     assert rt.wait("w", 5) and sorted(seen) == list(range(5))
+
+
+def test_five_hundred_workers_with_ten_messages_each_drain_and_their_threads_end(make_runtime):
+    # Given 500 workers of concurrency 4, ten messages queued for each
+    rt = make_runtime(idle_thread_s=0.5)
+    seen: dict[int, list[int]] = {}
+    lock = threading.Lock()
+
+    def recorder(i):
+        def handler(event):
+            with lock:
+                seen.setdefault(i, []).append(event)
+
+        return handler
+
+    for i in range(500):
+        rt.define(f"w{i}", from_function(f"w{i}", recorder(i)), concurrency=4)
+    for i in range(500):
+        rt.emit_many(range(10), f"w{i}")
+    # When they drain
+    assert rt.wait(None, 120)
+    # Then every message ran exactly once, counted once
+    assert sorted(seen) == list(range(500))
+    assert all(sorted(events) == list(range(10)) for events in seen.values())
+    assert all(rt.counts(f"w{i}")["done"] == 10 for i in range(500))
+    # And once idle, no run thread is left: only the engine's handful (the writer)
+    assert wait_until(lambda: run_threads() == [], timeout=30)
+    assert len(run_threads("nbworkers-")) <= 3, run_threads("nbworkers-")
