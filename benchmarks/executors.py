@@ -7,7 +7,10 @@ Prints, for each executor:
   2, and how fast a pure-Python loop in the notebook's own thread goes meanwhile, as a share of
   its speed with an idle runtime (threads share the GIL with it; processes do not);
 - trivial: messages/s for a handler that returns its event (the cost of sending a run out and
-  its outcome back).
+  its outcome back);
+- and, beside each, the executor's own baseline on the same work at the same concurrency:
+  ``concurrent.futures.ProcessPoolExecutor`` (submit every task, then each result) for
+  processes, and raw ``client.submit`` + ``client.gather`` on the same cluster for Dask.
 
 The Dask rows use a ``distributed.LocalCluster`` with two single-threaded worker processes.
 """
@@ -26,6 +29,39 @@ from nbworkers import api, handlers
 from nbworkers.engine.policy import Policy
 
 HEAVY = "s = 0\nfor i in range(event):\n    s += i * i\ns"
+
+
+def heavy(n: int) -> int:
+    """HEAVY as a function, for the baselines."""
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def identity(event):
+    return event
+
+
+def baseline(executor: str, fn, events: list, client) -> float | None:
+    """Tasks per second of ``executor``'s own API on ``events`` at concurrency 2 (None for
+    threads, whose baseline is the in-memory bound of benchmarks/core.py)."""
+    if executor == "processes":
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(2) as pool:
+            pool.submit(fn, events[0]).result()  # warm-up: the processes start
+            t0 = time.perf_counter()
+            futures = [pool.submit(fn, e) for e in events]
+            for f in futures:
+                f.result()
+            return len(events) / (time.perf_counter() - t0)
+    if executor == "dask":
+        client.submit(fn, events[0], pure=False).result()  # warm-up
+        t0 = time.perf_counter()
+        client.gather([client.submit(fn, e, pure=False) for e in events])
+        return len(events) / (time.perf_counter() - t0)
+    return None
 
 
 def loop_rate(seconds: float) -> float:
@@ -70,6 +106,10 @@ def run(executor: str, source: str, events: list, concurrency: int, busy: bool):
     return len(events) / elapsed, notebook
 
 
+def _or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
@@ -86,17 +126,25 @@ def main() -> None:
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     )
-    api.use_dask(Client(cluster))
+    client = Client(cluster)
+    api.use_dask(client)
     count = calibrate()
     idle = loop_rate(1.0)
     print(f"nbworkers executors, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"CPU-heavy handler: {count:,} iterations (~50 ms), {heavy_n} messages, concurrency 2")
-    print(f"{'executor':<10} {'heavy msg/s':>12} {'notebook loop':>14} {'trivial msg/s':>14}")
+    print(
+        f"{'executor':<10} {'heavy msg/s':>12} {'(baseline)':>11} {'notebook loop':>14} "
+        f"{'trivial msg/s':>14} {'(baseline)':>11}"
+    )
     for executor in ("threads", "processes", "dask"):
-        heavy, notebook = run(executor, HEAVY, [count] * heavy_n, 2, busy=True)
-        trivial, _ = run(executor, "event", list(range(trivial_n[executor])), 2, busy=False)
+        heavy_rate, notebook = run(executor, HEAVY, [count] * heavy_n, 2, busy=True)
+        trivial_events = list(range(trivial_n[executor]))
+        trivial, _ = run(executor, "event", trivial_events, 2, busy=False)
+        heavy_base = baseline(executor, heavy, [count] * heavy_n, client)
+        trivial_base = baseline(executor, identity, trivial_events, client)
         print(
-            f"{executor:<10} {heavy:>12.1f} {notebook / idle:>13.0%} {trivial:>14,.0f}",
+            f"{executor:<10} {heavy_rate:>12.1f} {_or_dash(heavy_base, '.1f'):>11} "
+            f"{notebook / idle:>13.0%} {trivial:>14,.0f} {_or_dash(trivial_base, ',.0f'):>11}",
             flush=True,
         )
     api.shutdown()
