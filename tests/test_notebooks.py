@@ -5,6 +5,8 @@ and results the text describes, so a wrong output fails here, not only an except
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -35,4 +37,15 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     ]
     assert errors == []
     # The database sits beside the notebook, under .nbworkers/
-    assert list((tmp_path / ".nbworkers").glob("*.duckdb"))
+    (db,) = (tmp_path / ".nbworkers").glob("*.duckdb")
+    # And the kernel stopped cleanly when nbclient shut it down (its pool processes, Dask
+    # clients and threads included): the file was closed, no .wal left, and status says so
+    assert not list((tmp_path / ".nbworkers").glob("*.wal"))
+    status = subprocess.run(
+        [sys.executable, "-m", "nbworkers", "status", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "Workers and crons" in status and "did not close it" not in status
