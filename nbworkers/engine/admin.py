@@ -94,6 +94,7 @@ class Admin:
         self.intake = intake
         self.wake_all = wake_all  # Dispatch.wake_all
         self.results = None  # Results: a removed message ends (nw.result, fan-in); runtime
+        self.trimmer = None  # memory.Trimmer: a discard frees memory; runtime
 
     # ----- pausing ----------------------------------------------------------------------------
 
@@ -284,6 +285,12 @@ class Admin:
             self.registry.check_running()
             w = self.registry.workers.get(name)
             taken = self._take_dead(w, name, ids, group)
+            count = len(taken)
             if taken:
                 self.events.after_change(w)
-        return len(taken)
+                if self.trimmer is not None:
+                    self.trimmer.dropped(count)
+        del taken  # the letters go before a trim hands their memory back
+        if count and self.trimmer is not None:
+            self.trimmer.quiet_moment()
+        return count

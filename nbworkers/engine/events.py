@@ -50,6 +50,7 @@ class Events:
         self._alerts_wake = threading.Condition(lock)
         self._alerter: threading.Thread | None = None
         self._notices: list[str] = []  # "keeps failing" notices for the next cell
+        self.quiet: Callable[[], object] | None = None  # Trimmer.quiet_moment; runtime
         # Failures of groups told of already, counted until the next cell: (worker, digest) ->
         # [the worker's label, the group, where to see it, how many].
         self._counted: dict[tuple[str, str], list] = {}
@@ -92,10 +93,12 @@ class Events:
         lock = reg.lock
         while True:
             with lock:
+                idle = False
                 if not self._changed_names and not reg.stopping:
                     self._notifier_asleep = True
                     self._notify_wake.wait(NOTIFY_IDLE_S)
                     self._notifier_asleep = False
+                    idle = not self._changed_names
                 if reg.stopping:
                     return
                 names, self._changed_names = self._changed_names, set()
@@ -105,6 +108,11 @@ class Events:
                     callback(names)
                 except Exception:  # noqa: BLE001 - a broken panel must not stop the runtime
                     log.exception("a panel failed to update %s:", names)
+            if idle and self.quiet is not None:
+                try:
+                    self.quiet()  # nothing changed for a while: memory can go back
+                except Exception:  # noqa: BLE001 - the panels must go on updating
+                    log.exception("could not hand freed memory back to the system:")
             with lock:
                 self._notify_wake.wait_for(lambda: reg.stopping, NOTIFY_INTERVAL_S)
 

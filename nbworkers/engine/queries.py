@@ -28,6 +28,7 @@ class Queries:
 
     def __init__(self, registry: Registry):
         self.registry = registry
+        self.trimmer = None  # memory.Trimmer: a drained wait is a quiet moment; runtime
 
     def _state_or_blank(self, name: str) -> WorkerState:
         reg = self.registry
@@ -149,6 +150,9 @@ class Queries:
         with reg.lock:
             reg.change_waiters += 1
             try:
-                return reg.changed.wait_for(idle, timeout)
+                drained = reg.changed.wait_for(idle, timeout)
             finally:
                 reg.change_waiters -= 1
+        if drained and self.trimmer is not None:
+            self.trimmer.quiet_moment()  # memory of what ended goes back to the system
+        return drained

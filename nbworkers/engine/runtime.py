@@ -35,6 +35,7 @@ from .expiry import Expiry
 from .failures import Failures
 from .fan_in import FanIn
 from .intake import Intake
+from .memory import Trimmer, libc_trim
 from .outcomes import Outcomes
 from .policies import Hooks
 from .policies.failure_notice import FailureNotice
@@ -164,6 +165,10 @@ class Runtime:
         )
         self.definitions_.expiry = expiry
         self.queries = Queries(reg)
+        # Freed memory back to the system at quiet moments (engine/memory.py).
+        self.trimmer = Trimmer(reg, libc_trim())
+        self.queries.trimmer = admin.trimmer = self.trimmer
+        events.quiet = self.trimmer.quiet_moment
         # Results by id and fan-in: told of every message that ends.
         self.results = Results(reg, writer, self.store)
         self.fan_in = FanIn(reg, writer, intake)
