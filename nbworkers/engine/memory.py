@@ -45,7 +45,8 @@ class Trimmer:
         self.registry = registry
         self._trim = trim
         self._dropped = 0  # dead letters discarded (their messages end no other way)
-        self._ended_at_trim = 0
+        with registry.lock:  # (what a file's counts say ended before this process freed nothing)
+            self._ended_at_trim = self._ended()
         self._trimming = threading.Lock()  # one trim at a time
         self.trims = 0  # how many times memory was handed back (tests, diagnostics)
 

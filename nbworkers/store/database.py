@@ -66,10 +66,7 @@ class DuckDBStore:
         # one statement instead of deleting and inserting them (None: not known; as before).
         self._worker_rows: set[str] | None = None
         self._has_next_seq = False
-        # The failure groups with a row in the file (worker, fingerprint): store/dead.py.
-        self._groups: set[tuple[str, str]] = set()
-        self._new_groups: set[tuple[str, str]] = set()  # written by the batch going on
-        self._kept_groups: set[tuple[str, str]] | None = None  # left after its dead_deletes
+        self._group_rows = dead.GroupRows()  # the failure groups with a row in the file
         self.con = None
         if path != ":memory:":
             self._make_folder(Path(self.path).parent)
@@ -156,7 +153,7 @@ class DuckDBStore:
         fill_fingerprints(self.con)
         loaded, meta = read(self.con)
         loaded.failure_tracebacks = dead.read_groups(self.con)
-        self._groups = set(loaded.failure_tracebacks)
+        self._group_rows = dead.GroupRows(loaded.failure_tracebacks)
         self._worker_rows = {w.name for w in loaded.workers}
         self._has_next_seq = "next_seq" in meta
         stamp_version(self.con, meta)
@@ -180,8 +177,7 @@ class DuckDBStore:
                 inserts = [m for m in inserts if m[0] not in done_before_written]
                 acks = [s for s in acks if s not in done_before_written]
         con = self.con
-        self._new_groups = set()  # (none from a batch that was rolled back)
-        self._kept_groups = None
+        self._group_rows.begin()  # (nothing from a batch that was rolled back)
         con.execute("BEGIN")
         try:
             if inserts:
@@ -211,13 +207,13 @@ class DuckDBStore:
                     [acks, min(acks), max(acks)],
                 )
             if batch.dead_inserts:
-                self._new_groups = dead.write_dead(con, batch.dead_inserts, self._groups)
+                self._group_rows.insert(con, batch.dead_inserts)
             if batch.dead_deletes:
                 con.execute(
                     "DELETE FROM dead_letters WHERE seq IN (SELECT unnest($1))",
                     [batch.dead_deletes],
                 )
-                self._kept_groups = dead.drop_empty_groups(con)
+                self._group_rows.drop_empty(con)
             if batch.traces:
                 self._write_traces(batch.traces)
             if batch.workers:
@@ -308,12 +304,7 @@ class DuckDBStore:
 
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""
-        if self._kept_groups is not None:  # (it holds this batch's new groups too)
-            self._groups = self._kept_groups
-            self._kept_groups = None
-        if self._new_groups:
-            self._groups |= self._new_groups
-            self._new_groups = set()
+        self._group_rows.committed()
         if self._worker_rows is not None:
             self._worker_rows.update(w.name for w in batch.workers)
         if batch.next_seq is not None:

@@ -46,6 +46,33 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
     return set(new)
 
 
+class GroupRows:
+    """Which failure groups (worker, fingerprint) have a row in ``failure_groups``, so that a
+    group's row is written once; what a batch changes counts once its transaction commits."""
+
+    def __init__(self, written=()):
+        self.written: set[tuple[str, str]] = set(written)
+        self._new: set[tuple[str, str]] = set()  # written by the batch going on
+        self._kept: set[tuple[str, str]] | None = None  # left after its deletes, new included
+
+    def begin(self) -> None:
+        """A batch starts: forget what a batch rolled back wrote."""
+        self._new = set()
+        self._kept = None
+
+    def insert(self, con, rows: list[DeadRow]) -> None:
+        self._new = write_dead(con, rows, self.written)
+
+    def drop_empty(self, con) -> None:
+        self._kept = drop_empty_groups(con)
+
+    def committed(self) -> None:
+        if self._kept is not None:
+            self.written = self._kept
+        self.written |= self._new
+        self.begin()
+
+
 def drop_empty_groups(con) -> set[tuple[str, str]]:
     """Delete the rows of the groups left without dead letters (requeued, discarded): a later
     failure of one writes its row again, with its own traceback (the cell may have changed).

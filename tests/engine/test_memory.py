@@ -82,3 +82,21 @@ def test_glibc_trim_is_found_and_runs_here():
     # This machine runs on glibc (Linux): the trim exists and returns 0 or 1
     trim = memory.libc_trim()
     assert trim is not None and trim(0) in (0, 1)
+
+
+def test_a_reopened_file_does_not_trim_for_what_ended_before(make_runtime, monkeypatch):
+    # Given a file whose counts say 150 messages ended, in an earlier process
+    monkeypatch.setattr(memory, "TRIM_AFTER", 100)
+    rt = make_runtime()
+    rt.define("w", from_function("w", lambda event: event), 2)
+    rt.emit_many(range(150), "w")
+    assert rt.wait("w", 30)
+    rt.stop()
+    # When a new runtime opens it and a wait finds everything drained
+    again = make_runtime()
+    calls = []
+    again.trimmer._trim = lambda pad: calls.append(pad) or 1
+    again.define("w", from_function("w", lambda event: event), 2)
+    assert again.counts("w")["done"] == 150 and again.wait(None, 30)
+    # Then no trim: this process freed nothing yet
+    assert calls == []
