@@ -12,15 +12,17 @@ raises ``KeyError(f"texts of {i}")``, one failure group of N dead letters. Round
 which drain goes first; the figures are each one's median.
 
 With ``--memory``, instead: the kernel's resident memory (RSS) through a day of failures, in a
-fresh process each, with and without handing freed memory back (engine/memory.py): N messages
-fail, the cell is fixed, their group is requeued and drains; RSS at the start, after the
-failing drain, and after the second drain (``nw.wait`` returned: a quiet moment).
+fresh process for 10,000 and for N messages: they all fail (RSS once drained: dead letters live
+on disk, so it should not grow with N), the cell is fixed and their group requeued (seconds)
+and drained (RSS: ``nw.wait`` returned, a quiet moment that hands freed memory back,
+engine/memory.py), then they all fail again and the group is discarded (seconds, RSS after).
+``--no-trim`` leaves freed memory with the process, to compare.
 
 Run from the repository root:
 
     python benchmarks/failures.py                   # 3 rounds of 50,000 messages
     python benchmarks/failures.py --messages 200000 --rounds 1
-    python benchmarks/failures.py --memory --messages 200000
+    python benchmarks/failures.py --memory --messages 1000000   # 10,000 and 1,000,000
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _rss_mib() -> float:
 
 
 def memory_day(n: int, trim: bool, chunk: int = 10_000) -> None:
-    """One process's day: print its RSS at each step as ``step MiB`` lines."""
+    """One process's day: print each step's RSS (MiB) or seconds as ``step value`` lines."""
     folder = tempfile.mkdtemp(prefix="nbw-memory-")
     api.config().db_path = os.path.join(folder, "q.duckdb")
     fixed = []
@@ -98,33 +100,50 @@ def memory_day(n: int, trim: bool, chunk: int = 10_000) -> None:
 
     if not trim:
         api.runtime().trimmer._trim = None
+
+    def fail_all() -> None:
+        for start in range(0, n, chunk):
+            nw.emit_many([{"i": i} for i in range(start, min(start + chunk, n))], "load")
+        nw.resume("load")
+        assert nw.wait("load", timeout=3600) and nw.counts("load")["dead"] == n
+        assert [g.count for g in nw.failures("load")] == [n]  # one group, counted exactly
+
     print(f"start {_rss_mib():.0f}")
-    for start in range(0, n, chunk):
-        nw.emit_many([{"i": i} for i in range(start, min(start + chunk, n))], "load")
-    nw.resume("load")
-    assert nw.wait("load", timeout=900)
+    fail_all()
     print(f"failed {_rss_mib():.0f}")
     fixed.append(True)
+    t0 = time.perf_counter()
     nw.requeue("load", group=nw.failures("load")[0].fingerprint)
-    assert nw.wait("load", timeout=900) and nw.counts("load")["done"] == n
+    print(f"requeue_s {time.perf_counter() - t0:.1f}")
+    assert nw.wait("load", timeout=3600) and nw.counts("load")["done"] == n
     print(f"drained {_rss_mib():.0f}")
+    fixed.clear()
+    fail_all()
+    t0 = time.perf_counter()
+    assert nw.discard("load", group=nw.failures("load")[0].fingerprint) == n
+    print(f"discard_s {time.perf_counter() - t0:.1f}")
+    print(f"discarded {_rss_mib():.0f}")
     api.shutdown()
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def memory_main(n: int) -> int:
-    print(f"RSS (MiB) through {n:,} failures, a requeue of their group and its drain")
-    print(f"{'':<22} {'start':>6} {'failed':>7} {'drained':>8}")
-    for trim in (False, True):
+def memory_main(sizes: list[int], trim: bool = True) -> int:
+    print(
+        "RSS (MiB) of a fresh process through N failures (one group), a requeue of the group "
+        "after the fix and its drain, then N failures again and a discard of the group"
+    )
+    steps = ("start", "failed", "requeue_s", "drained", "discard_s", "discarded")
+    heads = ("start", "failed", "requeue s", "drained", "discard s", "discarded")
+    print(f"{'dead letters':>12} " + " ".join(f"{h:>9}" for h in heads))
+    for n in sizes:
         out = subprocess.run(
             [sys.executable, __file__, "--memory-day", str(n)] + ([] if trim else ["--no-trim"]),
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        mib = dict(line.split() for line in out.splitlines() if line.strip())
-        label = "memory handed back" if trim else "memory kept (before)"
-        print(f"{label:<22} {mib['start']:>6} {mib['failed']:>7} {mib['drained']:>8}")
+        got = dict(line.split() for line in out.splitlines() if line.strip())
+        print(f"{n:>12,} " + " ".join(f"{got[step]:>9}" for step in steps))
     return 0
 
 
@@ -134,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="RSS through a day of failures")
     parser.add_argument("--memory-day", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--no-trim", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-trim", action="store_true", help="keep freed memory (to compare)")
     args = parser.parse_args(argv)
     if args.memory_day:
         memory_day(args.memory_day, trim=not args.no_trim)
         return 0
     if args.memory:
-        return memory_main(args.messages)
+        return memory_main([10_000, args.messages], trim=not args.no_trim)
     n = args.messages
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs")
     rates: dict[bool, list[float]] = {False: [], True: []}

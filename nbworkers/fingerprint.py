@@ -175,7 +175,22 @@ def error_line(error: str) -> str:
     """A failure's own line (``"KeyError: 'text'"``): the first line not indented after the
     traceback's last frame, or the first (past the ``Traceback`` header) of a text without
     frames; at most ``ERROR_LINE_MAX`` characters. What a dead letter keeps on disk: its group
-    keeps the whole traceback once (``failure_groups``)."""
+    keeps the whole traceback once (``failure_groups``). A sentence nbworkers put before the
+    traceback ("Stopped: nw.stop(...) stopped this run at ...") comes first: alone, or, when it
+    ends with a colon, with the exception's line after it."""
+    if error.startswith(_TRACEBACK):  # a handler's own traceback: the common case
+        return _exception_line(error)
+    first, _, rest = error.strip("\n").partition("\n")
+    first = first.rstrip()
+    if first and rest.strip() and first != _TRACEBACK and not first[:1].isspace():
+        if first.endswith(":"):
+            return f"{first} {_exception_line(rest)}"[:ERROR_LINE_MAX]
+        if '\n  File "' in error or f"\n{_TRACEBACK}" in error:
+            return first[:ERROR_LINE_MAX]
+    return _exception_line(error)
+
+
+def _exception_line(error: str) -> str:
     error = _unboxed(error)
     start = error.rfind('\n  File "')
     tail = error[start + 1 :] if start >= 0 else error

@@ -161,3 +161,29 @@ def test_a_plain_exception_raised_while_handling_a_group_is_grouped_by_itself():
     )
     error = traceback_of(source, "k")
     assert fingerprint(error).title == "KeyError: 'k' at line 4"
+
+
+def test_a_dead_letters_line_keeps_the_sentence_nbworkers_put_before_the_traceback():
+    # A stopped run's error and an event that could not be unpickled begin with nbworkers'
+    # own sentence; their dead letters kept "nbworkers.errors.RunStopped" and "the event
+    # cannot be unpickled, so the handler did not run:" once only that line was on disk.
+    from nbworkers.fingerprint import error_line
+
+    frames = 'Traceback (most recent call last):\n  File "<worker w #1>", line 2, in handler\n'
+    stopped = (
+        "Stopped: nw.stop('m7') stopped this run at 10:00:00; the worker's --retries apply "
+        "(retry=True).\nWhere the handler was when it stopped:\n"
+        + frames
+        + "nbworkers.errors.RunStopped\n"
+    )
+    assert error_line(stopped).startswith("Stopped: nw.stop('m7') stopped this run at 10:00")
+    unpickled = "the event cannot be unpickled, so the handler did not run:\nSystemExit: 3\n"
+    assert error_line(unpickled) == (
+        "the event cannot be unpickled, so the handler did not run: SystemExit: 3"
+    )
+    assert error_line(frames + "KeyError: 'text'\n") == "KeyError: 'text'"
+    chained = (
+        frames + "KeyError: 'a'\n\nDuring handling of the above exception, another exception "
+        "occurred:\n\n" + frames + "ValueError: b\n"
+    )
+    assert error_line(chained) == "ValueError: b"

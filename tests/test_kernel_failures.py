@@ -171,3 +171,54 @@ def test_a_thousand_failures_leave_two_lines_under_the_cell_not_a_thousand(kerne
     assert "has failed 3 runs in a row" in lines[0] and "KeyError: 'text' at line 2" in lines[0]
     assert "failed 997 more runs for KeyError: 'text' at line 2" in lines[1]
     assert kernel.ok("2").stderr == ""
+
+
+def test_two_hundred_thousand_failures_stay_on_disk_and_a_requeue_survives_a_kill(kernel):
+    # Given a cell that reads a key its events lack (issue #22's bad day, at 200,000 rows)
+    kernel.ok("%%worker w --concurrency 4\nrow = event\nrow['text'].upper()")
+    kernel.ok(
+        "import gc, sys\nnw.emit(0, 'warm-up')\ngc.collect()\nblocks = sys.getallocatedblocks()"
+    )
+    # When every message fails
+    kernel.ok(
+        "nw.emit_many([{'n': i} for i in range(200_000)], 'w')\nassert nw.wait('w', timeout=600)",
+        timeout=700,
+    )
+    # Then the counts are exact, one group is shown, and the dead letters are not in memory:
+    # once written, the kernel holds no more Python objects than before (it held 1.2 million
+    # more, six for each dead letter, before they lived on disk); RSS: benchmarks/failures.py
+    counts = kernel.eval("nw.counts('w')")
+    assert (counts["dead"], counts["failed"], counts["queued"]) == (200_000, 200_000, 0)
+    assert kernel.eval("[(g.title, g.count) for g in nw.failures('w')]") == [
+        ("KeyError: 'text' at line 2", 200_000)
+    ]
+    kernel.ok("nw.flush()\ngc.collect()")
+    grown = kernel.eval("sys.getallocatedblocks() - blocks")
+    assert grown < 20_000, f"the kernel holds {grown:,} more objects after 200,000 failures"
+    assert kernel.eval("sum(type(o).__name__ == 'DeadLetter' for o in gc.get_objects())") == 0
+    assert kernel.eval("len(nw.dead_letters('w'))") == 100  # a page, read from the file
+    # When the cell is fixed, its group requeued, and the kernel killed in the middle (a
+    # requeue of 200,000 takes about 3.5 s here: one transaction with their new messages)
+    fixed = "%%worker w --concurrency 4\nrow = event\nrow.get('text', '').upper()"
+    kernel.ok(fixed)
+    kernel.kc.execute("nw.requeue('w', group=nw.failures('w')[0].fingerprint)")
+    time.sleep(1.0)
+    kernel.kill()
+    # Then, in the new kernel, every message is dead, queued or done: none lost, none twice
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    counts = kernel.eval("nw.counts('w')")
+    assert counts["dead"] + counts["queued"] + counts["done"] == 200_000, counts
+    # When what the kill left dead is requeued, and the kernel killed while the fixed cell drains
+    kernel.ok(fixed)
+    kernel.ok("import threading\nthreading.Thread(target=nw.requeue, args=('w',)).start()")
+    wait_for(kernel, "nw.counts('w')['done'] >= 1000", timeout=300)
+    kernel.kill()
+    # Then no dead letter is left, and every message is queued or done
+    kernel.ok("%load_ext nbworkers\nimport nbworkers as nw")
+    counts = kernel.eval("nw.counts('w')")
+    assert (counts["dead"], counts["queued"] + counts["done"]) == (0, 200_000), counts
+    # and the fixed cell runs the rest
+    kernel.ok(fixed)
+    kernel.ok("assert nw.wait('w', timeout=600)", timeout=700)
+    counts = kernel.eval("nw.counts('w')")
+    assert (counts["done"], counts["dead"], counts["queued"]) == (200_000, 0, 0)

@@ -1,20 +1,18 @@
 """Admin: changing queues and workers by hand. Pausing and resuming (``nw.pause``), looking
-into and changing queues (``nw.messages``, ``cancel``, ``purge``) and the dead letters
-(``dead_letters``, ``requeue``, ``discard``)."""
+into and changing queues (``nw.messages``, ``cancel``, ``purge``). The dead letters
+(``dead_letters``, ``requeue``, ``discard``) are in ``dead``."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
-from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
+from ..errors import ArgumentValueError
 from ..handlers import check_name
 from ..message import ClassNotDefined, Message, load_event, parse_id
 from ..trace import preview
-from . import failures
 from .policy import _whole
 from .registry import Registry
-from .worker import DeadLetter, WorkerState
+from .worker import WorkerState
 
 MANUAL_PAUSE = "paused by hand (nw.pause, --paused or the panel)"
 
@@ -29,7 +27,7 @@ def _event_preview(data: bytes | None) -> str:
         return f"<cannot be unpickled: {type(exc).__name__}: {exc}>"
 
 
-def _describe(m: Message, now: float, **extra) -> dict:
+def describe(m: Message, now: float, **extra) -> dict:
     return {
         "id": m.id,
         "enqueued_at": m.enqueued_at,
@@ -52,39 +50,8 @@ def _expires_at(m: Message, ttl_s: float | None) -> datetime | None:
     return datetime.fromtimestamp(m.enqueued_at_s + ttl_s, UTC)
 
 
-def _ids(ids) -> list | None:
-    """``ids`` as a list: one id (``"m12"``), a list of them, or None (all)."""
-    if ids is None or isinstance(ids, list):
-        return ids
-    if isinstance(ids, str):
-        return [ids]
-    try:
-        return list(ids)
-    except TypeError:
-        raise ArgumentTypeError(
-            f"ids must be a message id such as 'm12', a list of them, or None (all), "
-            f"not {type(ids).__name__}"
-        ) from None
-
-
-def _ids_or_group(verb: str, ids, group) -> None:
-    """Refuse ``ids`` and ``group`` together, and a group that is not a fingerprint."""
-    if group is None:
-        return
-    if ids is not None:
-        raise ArgumentValueError(
-            f"nw.{verb}: give ids or group, not both (group= takes every dead letter of "
-            "one failure group; ids= the ones named)"
-        )
-    if not isinstance(group, str):
-        raise ArgumentTypeError(
-            f"nw.{verb}: group must be a failure group's fingerprint, a str such as "
-            f"nw.failures(name)[0].fingerprint, not {type(group).__name__}"
-        )
-
-
 class Admin:
-    """Pauses, queue control and dead letters, for one engine."""
+    """Pauses and queue control, for one engine."""
 
     def __init__(self, registry: Registry, writer, timers, events, intake, wake_all):
         self.registry = registry
@@ -94,7 +61,6 @@ class Admin:
         self.intake = intake
         self.wake_all = wake_all  # Dispatch.wake_all
         self.results = None  # Results: a removed message ends (nw.result, fan-in); runtime
-        self.trimmer = None  # memory.Trimmer: a discard frees memory; runtime
 
     # ----- pausing ----------------------------------------------------------------------------
 
@@ -160,7 +126,7 @@ class Admin:
             ttl_s = w.policy.ttl_s if w else None
         now = self.registry.clock()
         return [
-            _describe(m, now, parked=parked.get(m.seq), expires_at=_expires_at(m, ttl_s))
+            describe(m, now, parked=parked.get(m.seq), expires_at=_expires_at(m, ttl_s))
             for m in waiting
         ]
 
@@ -189,108 +155,3 @@ class Admin:
                 self.results.removed(w, removed)
                 self.events.after_change(w)
         return len(removed)
-
-    def dead_letters(self, name: str, limit: int | None = 100, offset: int = 0) -> list[dict]:
-        """The dead letters of ``name``, oldest first, each with its last error: at most
-        ``limit`` (None: all) from the ``offset``-th (a page)."""
-        self.registry.known_or_valid(name)
-        for what, value, none in (("limit", limit, True), ("offset", offset, False)):
-            if (value is not None or not none) and (not _whole(value) or value < 0):
-                raise ArgumentValueError(
-                    f"nw.dead_letters: {what} must be a whole number, 0 or more"
-                    f"{' (or None: all)' if none else ''}, not {value!r}"
-                )
-        end = None if limit is None else offset + limit
-        with self.registry.lock:
-            w = self.registry.workers.get(name)
-            letters = w.dead[offset:end] if w else []  # the page alone is copied
-        now = self.registry.clock()
-        return [
-            _describe(
-                d.message,
-                now,
-                error=d.error,
-                died_at=self.registry.zone.aware(d.died_at_s),
-                reason=d.reason,
-            )
-            for d in letters
-        ]
-
-    def _take_dead(
-        self, w: WorkerState | None, name: str, ids, group: str | None = None
-    ) -> list[DeadLetter]:
-        """Remove the dead letters ``ids`` (all when None), or those of the failure ``group``,
-        of ``w`` (the lock is held)."""
-        if group is not None:
-            digests = failures.selected(w, name, group)
-            taken = [d for d in w.dead if d.failure.digest in digests]
-            w.dead = [d for d in w.dead if d.failure.digest not in digests]
-            w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
-            w.failure_index = None  # counted again (the old list goes)
-            self.writer.undead(taken)
-            return taken
-        ids = _ids(ids)
-        if w is None or not w.dead:
-            if ids:
-                raise NBWorkersError(f"{name!r} has no dead letters")
-            return []
-        if ids is None:
-            taken, w.dead = w.dead, []
-        else:
-            wanted = {parse_id(i, "m") for i in ids}
-            have = {d.message.seq for d in w.dead}
-            missing = sorted(wanted - have)
-            if missing:
-                raise NBWorkersError(
-                    f"{name!r} has no dead letter {', '.join(f'm{s}' for s in missing)}; "
-                    f"see nw.dead_letters({name!r}). Nothing was changed."
-                )
-            taken = [d for d in w.dead if d.message.seq in wanted]
-            w.dead = [d for d in w.dead if d.message.seq not in wanted]
-        w.expired_dead -= sum(1 for d in taken if d.reason == "expired")
-        w.failure_index = None  # counted again (the old list goes)
-        self.writer.undead(taken)
-        return taken
-
-    def requeue(self, name: str, ids=None, group: str | None = None) -> list[str]:
-        """Queue dead letters of ``name`` again (all by default, or those of the failure
-        ``group``) as new messages, attempts from 1; returns the new message ids."""
-        self.registry.known_or_valid(name)
-        _ids_or_group("requeue", ids, group)
-        with self.registry.lock:
-            self.registry.check_running()
-            w = self.registry.workers.get(name)
-            taken = self._take_dead(w, name, ids, group)
-            new = []
-            now = time.time()
-            for d in taken:
-                m = d.message
-                key = m.key
-                if key is not None and key in w.keys:
-                    new.append(w.keys[key])
-                else:
-                    # Its priority, and its own time to live again from now (a fresh expiry).
-                    ttl = None if m.expires_at_s is None else m.expires_at_s - m.enqueued_at_s
-                    new += self.intake.enqueue_locked(w, [m.data], now, None, key, m.priority, ttl)
-            if taken:
-                self.events.after_change(w)
-        return [m.id for m in new]
-
-    def discard(self, name: str, ids=None, group: str | None = None) -> int:
-        """Drop dead letters of ``name`` (all by default, or those of the failure ``group``);
-        how many were dropped."""
-        self.registry.known_or_valid(name)
-        _ids_or_group("discard", ids, group)
-        with self.registry.lock:
-            self.registry.check_running()
-            w = self.registry.workers.get(name)
-            taken = self._take_dead(w, name, ids, group)
-            count = len(taken)
-            if taken:
-                self.events.after_change(w)
-                if self.trimmer is not None:
-                    self.trimmer.dropped(count)
-        del taken  # the letters go before a trim hands their memory back
-        if count and self.trimmer is not None:
-            self.trimmer.quiet_moment()
-        return count

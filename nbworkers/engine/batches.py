@@ -103,7 +103,7 @@ def settle(outcomes, w: WorkerState, run: Run, trace: Trace) -> None:
             w.forget_key(m)
             reason = "failed" if run.stop is None else "stopped"
             letter = DeadLetter(m, trace.error, now, reason, trace.failure)
-            w.dead.append(letter)
+            w.dead.add(letter)
             writer.dead(letter)
             outcomes.results.ended(w, m, trace)
     writer.worker_changed(w)

@@ -167,8 +167,7 @@ class Expiry(RunPolicy):
         w.forget_key(m)
         error = self._error(w, m, now)
         letter = DeadLetter(m, error, now, "expired")
-        w.dead.append(letter)
-        w.expired_dead += 1
+        w.dead.add(letter)
         self.writer.dead(letter)
         self.results.removed(w, [m], error)  # nw.result raises it; a fan-in counts it failed
 

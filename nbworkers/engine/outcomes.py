@@ -120,7 +120,7 @@ class Outcomes:
                     letter = DeadLetter(
                         message, trace.error, self.registry.clock(), _reason(run), trace.failure
                     )
-                    w.dead.append(letter)
+                    w.dead.add(letter)
                     self.writer.dead(letter)
                 self.results.ended(w, message, trace)
         self.writer.worker_changed(w)

@@ -28,6 +28,7 @@ from ..store import DuckDBStore, Store
 from ..store.writer import Writer
 from . import startup
 from .admin import Admin
+from .dead_admin import DeadAdmin
 from .definitions import Definitions
 from .dispatch import Dispatch
 from .events import Events
@@ -72,10 +73,8 @@ PUBLIC = {
         "messages",
         "cancel",
         "purge",
-        "dead_letters",
-        "requeue",
-        "discard",
     ),
+    "dead_admin": ("dead_letters", "requeue", "discard"),
     "timers": ("next_run",),
     "replays": ("replay", "resend"),
     "queries": (
@@ -141,7 +140,8 @@ class Runtime:
         self.dispatch = dispatch = Dispatch(reg, writer, self.executors, None, outcomes, self)
         self.intake = intake = Intake(reg, writer, timers, events, dispatch.wake, None)
         self.admin = admin = Admin(reg, writer, timers, events, intake, dispatch.wake_all)
-        self.failures_ = Failures(reg, loaded.failure_tracebacks)
+        self.dead_admin = DeadAdmin(reg, writer, self.store, events, intake)
+        self.failures_ = Failures(reg)
         expiry = Expiry(reg, writer, timers, events)
         # The policies, in the order they act.
         self.hooks = hooks = Hooks(
@@ -167,7 +167,7 @@ class Runtime:
         self.queries = Queries(reg)
         # Freed memory back to the system at quiet moments (engine/memory.py).
         self.trimmer = Trimmer(reg, libc_trim())
-        self.queries.trimmer = admin.trimmer = self.trimmer
+        self.queries.trimmer = self.dead_admin.trimmer = self.trimmer
         events.quiet = self.trimmer.quiet_moment
         # Results by id and fan-in: told of every message that ends.
         self.results = Results(reg, writer, self.store)

@@ -7,12 +7,10 @@ import gc
 import heapq
 
 from ..develop.calls import Calls
-from ..fingerprint import known
 from ..message import Message
 from ..store import Loaded
 from ..trace import Trace
 from .registry import Registry
-from .worker import DeadLetter
 
 
 @contextlib.contextmanager
@@ -74,27 +72,8 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
             w.expiring.append((m.expires_at_s, m.seq, m))
     for w in registry.workers.values():
         heapq.heapify(w.expiring)
-    for row in loaded.dead:
-        m = Message(
-            row.seq,
-            row.worker,
-            row.enqueued_at,
-            row.attempt,
-            row.data,
-            None,
-            row.key,
-            row.priority,
-            row.expires_at,
-        )
-        # Its group as stored (a file from before fingerprints: made from its traceback).
-        failure = None if row.fingerprint is None else known(row.fingerprint, row.title or "")
-        letter = DeadLetter(m, row.error, row.died_at, row.reason, failure)
-        letter.written = True
-        w = state(row.worker)
-        w.dead.append(letter)
-        if letter.reason == "expired":
-            m.expired = True
-            w.expired_dead += 1
+    for row in loaded.dead_groups:  # counted only: the letters stay on disk
+        state(row.worker).dead.load([row])
     for name, started_at in loaded.rate_starts:  # oldest first: a rate limit's bucket
         state(name).rate_log.append(started_at)
     for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first

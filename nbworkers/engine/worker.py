@@ -16,6 +16,7 @@ from ..message import Message
 from ..schedule import Schedule
 from ..store import WorkerRow
 from ..trace import Trace
+from .dead import DeadLetters
 from .policy import Policy
 from .rate import next_token_s
 from .ready import ReadyQueue
@@ -120,8 +121,8 @@ class WorkerState:
         self.parked: list[tuple[Message, str]] = []  # events that cannot be unpickled yet
         self.parked_traced: set[int] = set()  # parked messages that already left a trace
         self.keys: dict[str, Message] = {}  # dedupe keys of messages queued or running
-        self.dead: list[DeadLetter] = []  # oldest first
-        self.failure_index = None  # its groups by cause, counted (engine/failures.py)
+        # Its dead letters, counted by cause; the letters themselves are on disk (dead.py).
+        self.dead = DeadLetters()
         self.handler = None
         self.policy = Policy()
         self.paused = False
@@ -158,7 +159,6 @@ class WorkerState:
         self.expiring: list[tuple[float, int, Message]] = []
         self.aging: list[tuple[float, int, Message]] = []
         self.delayed_gone: set[int] = set()  # expired messages still in ``delayed``
-        self.expired_dead = 0  # dead letters kept that expired
         # Rate limits and batches (engine/gate.py): ``gate(w)`` says whether a run may start
         # now (None: always); ``wait_until_s`` is when the timer wakes a worker that waits for
         # a token or a batch; ``rate_log`` the starts of its rate's last period (rate.py).
@@ -314,14 +314,14 @@ class WorkerState:
             "running": self.running,
             "done": self.done,
             "failed": self.failed,
-            "dead": len(self.dead),
+            "dead": self.dead.count,
             "retried": self.retried,
             "oldest_age_s": None if oldest is None else max(0.0, now - oldest),
         }
         if self.is_cron:
             counts["skipped"] = self.skipped
-        if self.expired_dead:
-            counts["expired"] = self.expired_dead
+        if self.dead.expired:
+            counts["expired"] = self.dead.expired
         if self.batch_extra:
             counts["running"] += self.batch_extra  # messages, not runs: a batch is many
         rate = self.policy.rate

@@ -2,10 +2,12 @@
 with SQL.
 
 ``Store`` is what the runtime asks of a store: ``load`` once at start-up, ``apply`` one
-``Batch`` of rows at a time, ``sql`` for nw.sql, ``checkpoint`` and ``close``. Two implement it:
+``Batch`` of rows at a time, ``sql`` for nw.sql, the dead letters read back (they are kept
+only on disk), ``checkpoint`` and ``close``. Two implement it:
 ``database.DuckDBStore`` (one DuckDB file or ``:memory:``; its tables and start-up read in
 ``schema``, the writing and reading of its flow-control tables (results, fan-ins, rate
-starts) in ``flow``) and ``memory.MemoryStore`` (dicts, for fast tests; it can be told to fail).
+starts) in ``flow``, of its dead letters and failure groups in ``dead``, of its traces in
+``traces``) and ``memory.MemoryStore`` (dicts, for fast tests; it can be told to fail).
 ``writer`` has the runtime's writer thread, which turns what changed into a ``Batch`` (its
 rows made by ``batching``); ``rows`` the rows stores read and write; ``views`` the stable views
 users query and nw.sql's read-only sandbox; ``files`` the file and its write-ahead log kept
@@ -20,12 +22,14 @@ state in memory. Users read through the stable views (``messages``, ``traces``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from .database import DuckDBStore
 from .memory import MemoryStore
 from .rows import (
     Batch,
+    DeadGroupRow,
     DeadRow,
     FanInRow,
     Loaded,
@@ -61,6 +65,17 @@ class Store(Protocol):
         """(``ResultRow`` of message ``seq``, None) once it ended; (None, its worker) while
         it is queued or running; (None, None) otherwise, as applied so far. Any thread."""
 
+    def dead_page(self, worker: str, limit: int | None, offset: int) -> list[DeadRow]:
+        """The dead letters of ``worker``, oldest first (by death, then seq): ``limit`` of them
+        (None: all) from the ``offset``-th, as applied so far."""
+
+    def dead_rows(self, worker: str, digests=None, seqs=None) -> Iterator[list[DeadRow]]:
+        """The dead letters of ``worker`` in the groups ``digests``, or those ``seqs``, or all
+        (both None), oldest first, a chunk at a time, as applied so far."""
+
+    def dead_summary(self, worker: str | None = None) -> list[DeadGroupRow]:
+        """The dead letters of every worker (or ``worker``) counted by failure group."""
+
     def checkpoint(self) -> None:
         """Compact what was applied (the runtime calls it before ``close``)."""
 
@@ -73,6 +88,7 @@ __all__ = [
     "STATUS_TIMEOUT_S",
     "VIEWS",
     "Batch",
+    "DeadGroupRow",
     "DeadRow",
     "DuckDBStore",
     "Failure",

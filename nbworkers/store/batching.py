@@ -24,6 +24,7 @@ class Taken(NamedTuple):
     acks: list[int]
     dead_inserts: list[DeadLetter]
     dead_deletes: list[int]
+    dead_discards: list[tuple[str, list[str] | None]]
     traces: list[Trace]
     workers: dict  # name -> WorkerState
     worker_rows: list[WorkerRow]  # made under the lock: a worker's counts change together
@@ -78,6 +79,7 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
             for d in taken.dead_inserts
         ],
         dead_deletes=taken.dead_deletes,
+        dead_discards=taken.dead_discards,
         traces=trace_rows(taken.traces, kept, traces_kept),
         workers=taken.worker_rows,
         next_seq=taken.next_seq,

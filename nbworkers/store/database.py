@@ -13,14 +13,16 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
-from . import dead, flow
+from . import dead, flow, traces
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
-from .rows import Batch, Loaded, TraceRow, WorkerRow, columns
+from .rows import Batch, DeadGroupRow, DeadRow, Loaded, WorkerRow, columns
 from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
 
@@ -152,8 +154,8 @@ class DuckDBStore:
     def _load(self) -> Loaded:
         fill_fingerprints(self.con)
         loaded, meta = read(self.con)
-        loaded.failure_tracebacks = dead.read_groups(self.con)
-        self._group_rows = dead.GroupRows(loaded.failure_tracebacks)
+        self._group_rows = dead.GroupRows(dead.read_groups(self.con))
+        loaded.dead_groups = dead.read_summary(self.con)
         self._worker_rows = {w.name for w in loaded.workers}
         self._has_next_seq = "next_seq" in meta
         stamp_version(self.con, meta)
@@ -206,6 +208,8 @@ class DuckDBStore:
                        AND seq IN (SELECT unnest($1))""",
                     [acks, min(acks), max(acks)],
                 )
+            if batch.dead_discards:  # before the inserts: they are newer than the discard
+                dead.discard(con, batch.dead_discards)
             if batch.dead_inserts:
                 self._group_rows.insert(con, batch.dead_inserts)
             if batch.dead_deletes:
@@ -213,13 +217,14 @@ class DuckDBStore:
                     "DELETE FROM dead_letters WHERE seq IN (SELECT unnest($1))",
                     [batch.dead_deletes],
                 )
+            if batch.dead_deletes or batch.dead_discards:
                 self._group_rows.drop_empty(con)
             if batch.traces:
-                self._write_traces(batch.traces)
+                traces.write(con, batch.traces)
             if batch.workers:
                 self._write_workers(batch.workers)
-            if batch.traces:
-                self._prune_traces()  # after the workers' rows: they say how many to keep
+            if batch.traces:  # after the workers' rows: they say how many to keep
+                traces.prune(con, self.traces_kept)
             if batch.rate_starts:
                 flow.write_rate_starts(con, batch.rate_starts)
             flow.write_results(con, batch)
@@ -292,15 +297,33 @@ class DuckDBStore:
                 "run %load_ext nbworkers again"
             )
 
-    def result_of(self, seq: int):
-        """How message ``seq`` ended, as committed (``flow.result_of``); any thread."""
+    @contextmanager
+    def _cursor(self):
+        """A cursor of its own, reading what is committed; any thread."""
         with self._readers_lock:
             self._check_open()
             cursor = self.con.cursor()
         try:
-            return flow.result_of(cursor, seq)
+            yield cursor
         finally:
             cursor.close()
+
+    def result_of(self, seq: int):
+        """How message ``seq`` ended, as committed (``flow.result_of``)."""
+        with self._cursor() as cursor:
+            return flow.result_of(cursor, seq)
+
+    def dead_page(self, worker: str, limit: int | None, offset: int) -> list[DeadRow]:
+        with self._cursor() as cursor:
+            return dead.read_page(cursor, worker, limit, offset)
+
+    def dead_rows(self, worker, digests=None, seqs=None) -> Iterator[list[DeadRow]]:
+        with self._cursor() as cursor:
+            yield from dead.read_rows(cursor, worker, digests, seqs)
+
+    def dead_summary(self, worker: str | None = None) -> list[DeadGroupRow]:
+        with self._cursor() as cursor:
+            return dead.read_summary(cursor, worker)
 
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""
@@ -309,31 +332,6 @@ class DuckDBStore:
             self._worker_rows.update(w.name for w in batch.workers)
         if batch.next_seq is not None:
             self._has_next_seq = True
-
-    def _write_traces(self, rows: list[TraceRow]) -> None:
-        self.con.execute(
-            """INSERT INTO traces (seq, worker, message_seq, started_at, duration, input, result,
-                                   result_repr, stdout, error, replay, attempt, timed_out,
-                                   calls, calls_text, message_seqs)
-               SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
-                   unnest($6::BLOB[]), unnest($7::BLOB[]), unnest($8), unnest($9),
-                   unnest($10::VARCHAR[]), unnest($11), unnest($12), unnest($13),
-                   unnest($14::BLOB[]), unnest($15::VARCHAR[]), unnest($16::BIGINT[][])""",
-            columns(rows),
-        )
-
-    def _prune_traces(self) -> None:
-        """Keep the newest traces of each worker: as many as its row says (``--keep``), else
-        ``traces_kept``."""
-        self.con.execute(
-            """DELETE FROM traces WHERE seq IN (
-                   SELECT seq FROM (
-                       SELECT t.seq, coalesce(w.keep, $1) AS keep, row_number() OVER (
-                           PARTITION BY t.worker ORDER BY t.seq DESC) AS n
-                       FROM traces t LEFT JOIN workers w ON w.name = t.worker)
-                   WHERE n > keep)""",
-            [self.traces_kept],
-        )
 
     def checkpoint(self) -> None:
         """Move the write-ahead log into the file and reclaim space of deleted rows."""

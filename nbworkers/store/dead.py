@@ -3,12 +3,84 @@ keeps its own error line ("KeyError: 'text'"), and its group's row keeps a whole
 written once per worker and group. Writing every dead letter's traceback cost a failing drain
 half its rate (README, "A failing run costs about what a successful one does").
 
-Written inside ``DuckDBStore.apply``'s transaction; each function takes the connection."""
+Only the file holds dead letters: the runtime keeps their counts by group (``read_summary``
+at open) and reads them back a page at a time (``read_page``, nw.dead_letters) or a chunk at a
+time (``read_rows``, nw.requeue), so its memory does not grow with their number.
+
+Written inside ``DuckDBStore.apply``'s transaction; each function takes the connection (or a
+cursor, to read)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ..fingerprint import error_line
-from .rows import DeadRow, columns, storable
+from .rows import DeadGroupRow, DeadRow, columns, storable
+
+# DeadRow's columns, in order
+COLUMNS = """seq, worker, enqueued_at, attempt, data, key, error, died_at,
+             coalesce(reason, 'failed'), coalesce(priority, 0), expires_at, fingerprint, title"""
+CHUNK = 10_000  # rows read at a time by read_rows
+
+
+def _where(worker: str, digests: list[str] | None, seqs: list[int] | None):
+    """The dead letters of ``worker``: those of the groups ``digests``, or those ``seqs``, or
+    all (both None); the condition and its parameters."""
+    if digests is not None:
+        return "worker = $1 AND fingerprint IN (SELECT unnest($2::VARCHAR[]))", [worker, digests]
+    if seqs is not None:
+        return "worker = $1 AND seq IN (SELECT unnest($2::BIGINT[]))", [worker, seqs]
+    return "worker = $1", [worker]
+
+
+def read_page(con, worker: str, limit: int | None, offset: int) -> list[DeadRow]:
+    """The dead letters of ``worker``, oldest first: ``limit`` of them (None: all) from the
+    ``offset``-th."""
+    page = "" if limit is None else f"LIMIT {int(limit)}"
+    rows = con.execute(
+        f"""SELECT {COLUMNS} FROM dead_letters WHERE worker = $1
+            ORDER BY died_at, seq {page} OFFSET {int(offset)}""",
+        [worker],
+    ).fetchall()
+    return [DeadRow(*row) for row in rows]
+
+
+def read_rows(
+    con, worker: str, digests: list[str] | None = None, seqs: list[int] | None = None
+) -> Iterator[list[DeadRow]]:
+    """The dead letters of ``worker`` chosen as ``_where`` says, oldest first, ``CHUNK`` at a
+    time: a million are never all in memory at once."""
+    where, params = _where(worker, digests, seqs)
+    con.execute(f"SELECT {COLUMNS} FROM dead_letters WHERE {where} ORDER BY died_at, seq", params)
+    while rows := con.fetchmany(CHUNK):
+        yield [DeadRow(*row) for row in rows]
+
+
+def read_summary(con, worker: str | None = None, examples: int = 5) -> list[DeadGroupRow]:
+    """The dead letters of every worker (or of ``worker``) counted by failure group, with each
+    group's ``examples`` smallest seqs; one aggregate, however many letters."""
+    rows = con.execute(
+        f"""SELECT a.worker, a.fingerprint, coalesce(g.title, a.title, ''),
+                   coalesce(g.traceback, a.error, ''), a.n, a.expired, a.first, a.last, a.ids
+            FROM (SELECT worker, fingerprint, arg_min(title, died_at) AS title,
+                         arg_max(error, died_at) AS error, count(*) AS n,
+                         count(*) FILTER (WHERE reason = 'expired') AS expired,
+                         min(died_at) AS first, max(died_at) AS last,
+                         min(seq, {int(examples)}) AS ids
+                  FROM dead_letters WHERE $1::VARCHAR IS NULL OR worker = $1
+                  GROUP BY worker, fingerprint) a
+            LEFT JOIN failure_groups g USING (worker, fingerprint)
+            ORDER BY a.worker, a.first""",
+        [worker],
+    ).fetchall()
+    return [DeadGroupRow(*row) for row in rows]
+
+
+def discard(con, discards: list[tuple[str, list[str] | None]]) -> None:
+    """Delete the dead letters of each (worker, fingerprints or None for all of them)."""
+    for worker, digests in discards:
+        where, params = _where(worker, digests, None)
+        con.execute(f"DELETE FROM dead_letters WHERE {where}", params)
 
 
 def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[tuple]:

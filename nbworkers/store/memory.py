@@ -11,10 +11,11 @@ workers' rows, the next sequence number) and can be told to fail the way a disk 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .rows import (
     Batch,
+    DeadGroupRow,
     DeadRow,
     FanInRow,
     Loaded,
@@ -61,7 +62,7 @@ class MemoryStore:
             list(self.workers.values()),
             [self.messages[seq] for seq in sorted(self.messages)],
             [self.traces[seq] for seq in sorted(self.traces, reverse=True)],
-            sorted(self.dead.values(), key=lambda d: (d.died_at, d.seq)),
+            self.dead_summary(),
             sorted(self.rate_starts, key=lambda row: row[1]),
             [self.fan_ins[first] for first in sorted(self.fan_ins)],
             [r for seq, r in sorted(self.results.items()) if self._in_fan_in(seq)],
@@ -94,6 +95,9 @@ class MemoryStore:
                 )
         for seq in batch.acks:
             self.messages.pop(seq, None)
+        for worker, digests in batch.dead_discards:
+            for row in self._dead_of(worker, digests):
+                del self.dead[row.seq]
         for row in batch.dead_inserts:
             self.dead[row.seq] = row
         for seq in batch.dead_deletes:
@@ -135,6 +139,46 @@ class MemoryStore:
             keep = row.keep if row is not None and row.keep is not None else self.traces_kept
             if kept[worker] > keep:
                 del self.traces[seq]
+
+    def _dead_of(self, worker, digests=None, seqs=None) -> list[DeadRow]:
+        """As store/dead.py's ``read_rows``, all at once."""
+        rows = sorted(self.dead.values(), key=lambda d: (d.died_at, d.seq))
+        return [
+            d
+            for d in rows
+            if d.worker == worker
+            and (digests is None or d.fingerprint in digests)
+            and (seqs is None or d.seq in seqs)
+        ]
+
+    def dead_page(self, worker: str, limit: int | None, offset: int) -> list[DeadRow]:
+        rows = self._dead_of(worker)
+        return rows[offset : None if limit is None else offset + limit]
+
+    def dead_rows(self, worker, digests=None, seqs=None) -> Iterator[list[DeadRow]]:
+        rows = self._dead_of(worker, digests, None if seqs is None else set(seqs))
+        for start in range(0, len(rows), 2):  # small chunks: the caller must page
+            yield rows[start : start + 2]
+
+    def dead_summary(self, worker: str | None = None) -> list[DeadGroupRow]:
+        groups: dict[tuple[str, str], list[DeadRow]] = {}
+        for d in sorted(self.dead.values(), key=lambda d: (d.died_at, d.seq)):
+            if worker is None or d.worker == worker:
+                groups.setdefault((d.worker, d.fingerprint), []).append(d)
+        return [
+            DeadGroupRow(
+                w,
+                fp,
+                rows[0].title or "",
+                rows[-1].error,
+                len(rows),
+                sum(d.reason == "expired" for d in rows),
+                rows[0].died_at,
+                rows[-1].died_at,
+                sorted(d.seq for d in rows)[:5],
+            )
+            for (w, fp), rows in groups.items()
+        ]
 
     def sql(self, query: str, params=None):
         raise NotImplementedError(

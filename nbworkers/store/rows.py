@@ -1,5 +1,6 @@
 """The rows the store reads and writes: named tuples of plain values for the runtime's state as
-it is on disk (``MessageRow``, ``UpdateRow``, ``DeadRow``, ``TraceRow``, ``WorkerRow``),
+it is on disk (``MessageRow``, ``UpdateRow``, ``DeadRow``, ``DeadGroupRow``, ``TraceRow``,
+``WorkerRow``),
 everything loaded at start-up (``Loaded``), the changes of one transaction (``Batch``), and the
 helpers that turn them into statement parameters (``storable`` text, ``columns`` for ``unnest``).
 
@@ -91,6 +92,21 @@ class DeadRow(NamedTuple):
     title: str | None = None  # the group's title
 
 
+class DeadGroupRow(NamedTuple):
+    """One failure group of a worker's dead letters as the file holds them: how many, when
+    they died, its title and whole traceback, and its smallest few seqs (nw.failures)."""
+
+    worker: str
+    fingerprint: str
+    title: str
+    traceback: str
+    count: int
+    expired: int  # of them, those that expired before they ran
+    first_died: float
+    last_died: float
+    example_seqs: list[int]
+
+
 class ResultRow(NamedTuple):
     """How an ended message ended, kept by id for ``nw.result`` (the columns of ``results``)."""
 
@@ -121,14 +137,11 @@ class Loaded:
     workers: list[WorkerRow]
     messages: list[MessageRow]  # oldest first
     traces: list[TraceRow]  # newest first
-    dead: list[DeadRow]  # oldest first
+    dead_groups: list[DeadGroupRow]  # the dead letters, counted by group (not read)
     # The starts of rate-limited runs the file holds: (worker, started_at), oldest first.
     rate_starts: list[tuple[str, float]] = field(default_factory=list)
     fan_ins: list[FanInRow] = field(default_factory=list)  # open groups, oldest first
     fan_in_results: list[ResultRow] = field(default_factory=list)  # their ended members
-    # The whole traceback of each failure group, by (worker, fingerprint): a dead letter
-    # read back keeps only its own error line (store/dead.py).
-    failure_tracebacks: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +154,9 @@ class Batch:
     acks: list[int] = field(default_factory=list)  # seqs of messages that left the queue
     dead_inserts: list[DeadRow] = field(default_factory=list)
     dead_deletes: list[int] = field(default_factory=list)  # seqs of dead letters to drop
+    # Dead letters to drop by group, before this batch's dead_inserts: (worker, the groups'
+    # fingerprints, or None for all of the worker's).
+    dead_discards: list[tuple[str, list[str] | None]] = field(default_factory=list)
     traces: list[TraceRow] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     next_seq: int | None = None
@@ -160,6 +176,7 @@ class Batch:
             or self.acks
             or self.dead_inserts
             or self.dead_deletes
+            or self.dead_discards
             or self.traces
             or self.workers
             or self.next_seq is not None

@@ -65,6 +65,7 @@ class Writer:
         self._acks: list[int] = []
         self._dead_inserts: list[DeadLetter] = []
         self._dead_deletes: list[int] = []
+        self._dead_discards: list[tuple[str, list[str] | None]] = []
         self._traces: list[Trace] = []
         self._workers: dict[str, object] = {}  # name -> WorkerState whose row changed
         self._rate_starts: list[tuple] = []  # (worker, started_at, period_s)
@@ -114,12 +115,15 @@ class Writer:
         self._dead_inserts.append(letter)
         self.ack([letter.message.seq])
 
-    def undead(self, letters: list[DeadLetter]) -> None:
-        """These dead letters were requeued or discarded."""
-        unwritten = {id(d) for d in letters if not d.written}
-        if unwritten:
-            self._dead_inserts = [d for d in self._dead_inserts if id(d) not in unwritten]
-        self._dead_deletes.extend(d.message.seq for d in letters if d.written)
+    def undead(self, seqs: list[int]) -> None:
+        """These dead letters, on disk (``write_now``), were requeued or discarded."""
+        self._dead_deletes.extend(seqs)
+        self._poke()
+
+    def undead_groups(self, worker: str, digests: list[str] | None) -> None:
+        """The dead letters of ``worker`` on disk (``write_now``) in the failure groups
+        ``digests`` (None: all of them) were requeued or discarded."""
+        self._dead_discards.append((worker, digests))
         self._poke()
 
     def trace(self, trace: Trace) -> None:
@@ -162,6 +166,7 @@ class Writer:
             or self._acks
             or self._dead_inserts
             or self._dead_deletes
+            or self._dead_discards
             or self._traces
             or self._workers
             or self._rate_starts
@@ -188,6 +193,7 @@ class Writer:
             self._acks,
             self._dead_inserts,
             self._dead_deletes,
+            self._dead_discards,
             self._traces,
             workers,
             [w.row() for w in workers.values()],
@@ -202,6 +208,7 @@ class Writer:
         self._results, self._fan_in_inserts, self._fan_in_deletes = [], [], []
         self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
         self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
+        self._dead_discards = []
         return taken
 
     def _put_back(self, taken: Taken) -> None:
@@ -211,6 +218,7 @@ class Writer:
         self._acks[:0] = taken.acks
         self._dead_inserts[:0] = taken.dead_inserts
         self._dead_deletes[:0] = taken.dead_deletes
+        self._dead_discards[:0] = taken.dead_discards
         self._traces[:0] = taken.traces
         for name, w in taken.workers.items():
             self._workers.setdefault(name, w)
@@ -252,27 +260,11 @@ class Writer:
                 taken = self._take()
                 self._taken += 1
                 self._flush_now = False
-            error = None
-            try:
-                batch = make_batch(taken, self.kept, self.traces_kept)
-                if batch:
-                    warning = self.store.apply(batch)
-                    if warning:
-                        log.warning("%s", warning)
-            except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
-                error = exc
-                if self.error is None or str(self.error) != str(exc):  # once, not every retry
-                    log.error(
-                        "could not write to %r (%s); the changes stay in memory and are "
-                        "tried again every second",
-                        self.store.path,
-                        exc,
-                    )
-            if error is None and self.error is not None:
-                log.warning("writing to %r works again; nothing was lost", self.store.path)
+            error = self._apply(taken)
             with lock:
                 if error is not None:
                     self._put_back(taken)
+                taken = None  # its objects (a drain's dead letters) go now, not after the wait
                 self.error = error
                 self._written = self._taken
                 self._written_cond.notify_all()
@@ -286,6 +278,54 @@ class Writer:
                         self.store.path,
                     )
                     return
+
+    def _apply(self, taken: Taken) -> BaseException | None:
+        """Write ``taken`` as one batch; the exception if that failed (logged once, not
+        every retry)."""
+        try:
+            batch = make_batch(taken, self.kept, self.traces_kept)
+            if batch:
+                warning = self.store.apply(batch)
+                if warning:
+                    log.warning("%s", warning)
+        except Exception as exc:  # noqa: BLE001 - reported by flush() and on stderr, retried
+            if self.error is None or str(self.error) != str(exc):
+                log.error(
+                    "could not write to %r (%s); the changes stay in memory and are "
+                    "tried again every second",
+                    self.store.path,
+                    exc,
+                )
+            return exc
+        if self.error is not None:
+            log.warning("writing to %r works again; nothing was lost", self.store.path)
+        return None
+
+    def write_now(self, check: bool = True) -> bool:
+        """Write everything recorded so far in this thread, now (the lock is held; it is let
+        go only while a batch of the writer thread ends): for what reads the file whole, such
+        as the dead letters, which live only there. Whether the file holds it all; if not,
+        NBWorkersError when ``check``, else the changes wait for the writer thread, which tries
+        again every second (a failed write is logged, as all are)."""
+        self._written_cond.wait_for(lambda: self._written >= self._taken)
+        if self._pending() or self.next_seq != self._saved_seq:
+            taken = self._take()
+            self._taken += 1
+            self.error = self._apply(taken)
+            if self.error is not None:
+                self._put_back(taken)
+            self._written = self._taken
+            self._written_cond.notify_all()
+        if self.error is not None and check:
+            raise self._failed() from self.error
+        return self.error is None
+
+    def _failed(self) -> NBWorkersError:
+        return NBWorkersError(
+            f"nbworkers could not write to {self.store.path!r}: {self.error}. What was "
+            "emitted is kept in memory and written when the problem is gone (free disk "
+            "space, fix permissions), or pick another file with %config NBWorkers.db_path"
+        )
 
     def stop(self) -> None:
         """Ask the loop to write what is left and end (the lock is held)."""
@@ -313,11 +353,7 @@ class Writer:
             if not self._written_cond.wait_for(lambda: self._written >= target, timeout):
                 raise NBWorkersError(f"nbworkers: writing to {path!r} took over {timeout} s")
             if self.error is not None:
-                raise NBWorkersError(
-                    f"nbworkers could not write to {path!r}: {self.error}. What was "
-                    "emitted is kept in memory and written when the problem is gone (free disk "
-                    "space, fix permissions), or pick another file with %config NBWorkers.db_path"
-                ) from self.error
+                raise self._failed() from self.error
 
     @property
     def has_unwritten(self) -> bool:

@@ -45,6 +45,7 @@ from nbworkers.engine.settings import Settings
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import DuckDBStore, Loaded
+from nbworkers.store import dead as dead_rows
 from nbworkers.store.schema import read
 from tests.conftest import Clock
 
@@ -647,9 +648,9 @@ class QueueMachine(RuleBasedStateMachine):
         self.rt.flush()
         self.checks += 1
         if self.checks % REOPEN_EVERY == 0:
-            loaded = _load_copy(self.rt.path, os.path.join(self.dir, "check.duckdb"))
+            loaded, dead_letters = _load_copy(self.rt.path, os.path.join(self.dir, "check.duckdb"))
         else:
-            loaded = _load_live(self.rt.store)
+            loaded, dead_letters = _load_live(self.rt.store)
         now = self.now
         messages = {
             r.seq: (
@@ -667,7 +668,7 @@ class QueueMachine(RuleBasedStateMachine):
             for m in w.live()
         }
         assert messages == expected, "the file's messages differ from the queues"
-        dead = {r.seq: (r.worker, r.attempt, r.key) for r in loaded.dead}
+        dead = {r.seq: (r.worker, r.attempt, r.key) for r in dead_letters}
         expected_dead = {
             m.seq: (m.worker, m.attempt, m.key) for w in self.models.values() for m in w.dead
         }
@@ -731,12 +732,19 @@ def _copy_database(src: str, dst: str) -> None:
             shutil.copyfile(src + suffix, dst + suffix)
 
 
-def _load_copy(path: str, copy: str) -> Loaded:
-    """What a new runtime would load from a copy of the files of ``path`` taken now."""
+def _all_dead(con) -> list:
+    """Every dead letter's row in the database ``con`` reads (they are not loaded)."""
+    workers = {g.worker for g in dead_rows.read_summary(con)}
+    return [d for name in sorted(workers) for d in dead_rows.read_page(con, name, None, 0)]
+
+
+def _load_copy(path: str, copy: str) -> tuple[Loaded, list]:
+    """What a new runtime would load from a copy of the files of ``path`` taken now, and its
+    dead letters."""
     _copy_database(path, copy)
     store = DuckDBStore(copy)
     try:
-        return store.load()
+        return store.load(), _all_dead(store.con)
     finally:
         store.close()
         for suffix in ("", ".wal"):
@@ -744,12 +752,12 @@ def _load_copy(path: str, copy: str) -> Loaded:
                 os.remove(copy + suffix)
 
 
-def _load_live(store: DuckDBStore) -> Loaded:
+def _load_live(store: DuckDBStore) -> tuple[Loaded, list]:
     """The same rows, read through a cursor on the runtime's open database (opening a file
     costs 50-100 ms here, a read a few)."""
     cursor = store.con.cursor()
     try:
-        return read(cursor)[0]
+        return read(cursor)[0], _all_dead(cursor)
     finally:
         cursor.close()
 

@@ -21,9 +21,11 @@ def _kept(path: str) -> set[str]:
     store = DuckDBStore(path)
     try:
         loaded = store.load()
+        workers = {g.worker for g in loaded.dead_groups}
+        dead = [d for name in workers for d in store.dead_page(name, None, 0)]
     finally:
         store.close()
-    return {message_id(m.seq) for m in loaded.messages} | {message_id(d.seq) for d in loaded.dead}
+    return {message_id(m.seq) for m in loaded.messages} | {message_id(d.seq) for d in dead}
 
 
 def _wait_until(condition, timeout_s: float = 30) -> None:

@@ -296,7 +296,7 @@ def test_counts_of_a_worker_and_the_age_of_its_oldest_message():
     w.queue.extend([msg(1, enqueued_at_s=900.0), msg(2, enqueued_at_s=950.0)])
     w.delay(msg(3, enqueued_at_s=800.0, due_at_s=2000.0))
     w.parked.append((msg(4, enqueued_at_s=850.0), "r"))
-    w.dead.append(DeadLetter(msg(5), "boom", 990.0))
+    w.dead.add(DeadLetter(msg(5), "boom", 990.0))
     w.running, w.done, w.failed, w.retried = 2, 7, 1, 3
     counts = w.counts(1000.0)
     assert counts == {
@@ -391,7 +391,7 @@ def test_a_new_worker_state_is_empty_idle_and_unpaused():
     assert (w.done, w.failed, w.retried, w.skipped, w.last_run_s) == (0, 0, 0, 0, None)
     assert w.schedule_error is None  # the runtime computes a next run only while it is None
     assert (w.storm_second, w.storm_count, w.storm_seconds) == (0, 0, 0)
-    assert (len(w.queue), w.delayed, w.parked, w.dead) == (0, [], [], [])
+    assert (len(w.queue), w.delayed, w.parked, len(w.dead)) == (0, [], [], 0)
     assert (w.keys, w.runs, w.live, w.forced, w.parked_traced) == ({}, {}, set(), set(), set())
     # Run threads sleep on the runtime's own lock.
     with lock:

@@ -519,7 +519,7 @@ def test_a_kernel_shutdown_with_pool_processes_closes_the_file_and_keeps_the_mes
     finally:
         store.close()
     assert [pickle.loads(m.data) for m in loaded.messages] == ([30] if busy else [])
-    assert loaded.dead == []
+    assert loaded.dead_groups == []
 
 
 def test_unloading_ends_the_pool_processes(kernel):

@@ -345,7 +345,7 @@ def test_a_rate_limited_worker_shows_its_rate_priorities_and_stops_a_run(checks,
     stop.click()
     expect(status).to_have_text(count("running", 1))
     expect(status).to_have_text(count("dead", 1))
-    expect(status).to_contain_text("RunStopped")
+    expect(status).to_contain_text("latest error: Stopped: nw.stop(")
     # A batch worker says its batch size
     expect(checks.panel("load").locator(".nbw-status")).to_contain_text("batches of 50 (wait 1 s)")
     assert checks.dialogs == [] and checks.error_outputs() == []
