@@ -12,10 +12,12 @@ raises ``KeyError(f"texts of {i}")``, one failure group of N dead letters. Round
 which drain goes first; the figures are each one's median.
 
 With ``--memory``, instead: the kernel's resident memory (RSS) through a day of failures, in a
-fresh process for 10,000 and for N messages: they all fail (RSS once drained: dead letters live
-on disk, so it should not grow with N), the cell is fixed and their group requeued (seconds)
-and drained (RSS: ``nw.wait`` returned, a quiet moment that hands freed memory back,
+fresh process for 10,000 and for N messages: they all fail, emitted 10,000 at a time, each
+chunk drained before the next (queued messages still live in memory, issue 20; RSS once all
+failed: dead letters live on disk, so it should not grow with N), the cell is fixed and their
+group requeued (seconds; the N new messages are queued in memory) and drained (RSS: ``nw.wait`` returned, a quiet moment that hands freed memory back,
 engine/memory.py), then they all fail again and the group is discarded (seconds, RSS after).
+Each RSS is read 15 s after its step: DuckDB's allocator hands memory back seconds later.
 ``--no-trim`` leaves freed memory with the process, to compare.
 
 Run from the repository root:
@@ -86,6 +88,11 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+# Seconds to wait before reading RSS: DuckDB's allocator hands memory back from a background
+# thread, seconds after a batch (store/database.py).
+SETTLE_S = 15
+
+
 def memory_day(n: int, trim: bool, chunk: int = 10_000) -> None:
     """One process's day: print each step's RSS (MiB) or seconds as ``step value`` lines."""
     folder = tempfile.mkdtemp(prefix="nbw-memory-")
@@ -102,26 +109,32 @@ def memory_day(n: int, trim: bool, chunk: int = 10_000) -> None:
         api.runtime().trimmer._trim = None
 
     def fail_all() -> None:
+        # A chunk at a time, each drained before the next: queued messages still live in
+        # memory (issue 20), dead letters no longer, and this measures the dead letters.
+        nw.resume("load")
         for start in range(0, n, chunk):
             nw.emit_many([{"i": i} for i in range(start, min(start + chunk, n))], "load")
-        nw.resume("load")
-        assert nw.wait("load", timeout=3600) and nw.counts("load")["dead"] == n
+            assert nw.wait("load", timeout=3600)
+        assert nw.counts("load")["dead"] == n
         assert [g.count for g in nw.failures("load")] == [n]  # one group, counted exactly
 
     print(f"start {_rss_mib():.0f}")
     fail_all()
+    time.sleep(SETTLE_S)
     print(f"failed {_rss_mib():.0f}")
     fixed.append(True)
     t0 = time.perf_counter()
     nw.requeue("load", group=nw.failures("load")[0].fingerprint)
     print(f"requeue_s {time.perf_counter() - t0:.1f}")
     assert nw.wait("load", timeout=3600) and nw.counts("load")["done"] == n
+    time.sleep(SETTLE_S)
     print(f"drained {_rss_mib():.0f}")
     fixed.clear()
     fail_all()
     t0 = time.perf_counter()
     assert nw.discard("load", group=nw.failures("load")[0].fingerprint) == n
     print(f"discard_s {time.perf_counter() - t0:.1f}")
+    time.sleep(SETTLE_S)
     print(f"discarded {_rss_mib():.0f}")
     api.shutdown()
     shutil.rmtree(folder, ignore_errors=True)

@@ -169,6 +169,9 @@ def _exception(tail: str, frames: bool, where: str) -> Parsed:
 
 
 ERROR_LINE_MAX = 500  # characters of a dead letter's own error line kept on disk
+# The sentences nbworkers writes before a traceback (engine/stops.py, engine/dispatch.py): a
+# failure's line is theirs, not the exception's ("nbworkers.errors.RunStopped").
+OWN_SENTENCES = ("Stopped: nw.stop(", "the event cannot be unpickled, so the handler did not run:")
 
 
 def error_line(error: str) -> str:
@@ -178,15 +181,11 @@ def error_line(error: str) -> str:
     keeps the whole traceback once (``failure_groups``). A sentence nbworkers put before the
     traceback ("Stopped: nw.stop(...) stopped this run at ...") comes first: alone, or, when it
     ends with a colon, with the exception's line after it."""
-    if error.startswith(_TRACEBACK):  # a handler's own traceback: the common case
-        return _exception_line(error)
-    first, _, rest = error.strip("\n").partition("\n")
-    first = first.rstrip()
-    if first and rest.strip() and first != _TRACEBACK and not first[:1].isspace():
+    if error.startswith(OWN_SENTENCES):
+        first, _, rest = error.partition("\n")
         if first.endswith(":"):
             return f"{first} {_exception_line(rest)}"[:ERROR_LINE_MAX]
-        if '\n  File "' in error or f"\n{_TRACEBACK}" in error:
-            return first[:ERROR_LINE_MAX]
+        return first[:ERROR_LINE_MAX]
     return _exception_line(error)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+import traceback
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -187,3 +188,10 @@ def test_a_dead_letters_line_keeps_the_sentence_nbworkers_put_before_the_traceba
         "occurred:\n\n" + frames + "ValueError: b\n"
     )
     assert error_line(chained) == "ValueError: b"
+    # A cause that was never raised comes first, before its own frames: not a sentence of ours
+    try:
+        raise ValueError("b") from KeyError("a")
+    except ValueError as exc:
+        cause_first = "".join(traceback.format_exception(exc))
+    assert cause_first.startswith("KeyError: 'a'")
+    assert error_line(cause_first) == "ValueError: b"

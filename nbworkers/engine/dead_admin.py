@@ -10,9 +10,13 @@ of it has either all of them dead or all of them queued.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 
 from ..errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
+from ..log import log
 from ..message import Message, parse_id
 from .admin import describe
 from .policy import _whole
@@ -33,6 +37,23 @@ def _message(row) -> Message:
         row.priority,
         row.expires_at,
     )
+
+
+@contextmanager
+def _uninterrupted():
+    """Ctrl-C (a kernel interrupt: SIGINT, which lands in the main thread) waits until the
+    block ends, then raises: a requeue is never left half done, a batch never half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _ids(ids) -> list | None:
@@ -87,12 +108,14 @@ class DeadAdmin:
                     f"nw.dead_letters: {what} must be a whole number, 0 or more"
                     f"{' (or None: all)' if none else ''}, not {value!r}"
                 )
-        with self.registry.lock:
+        with _uninterrupted(), self.registry.lock:
+            self.registry.check_running()
             w = self.registry.workers.get(name)
-            rows = []
-            if w is not None and w.dead.count:
-                self.writer.write_now()
-                rows = self.store.dead_page(name, limit, offset)
+            if w is None or not w.dead.count:
+                return []
+            self.writer.write_now()
+        # Read with the lock let go: the file holds every dead letter by now.
+        rows = self.store.dead_page(name, limit, offset)
         now = self.registry.clock()
         aware = self.registry.zone.aware
         return [
@@ -145,8 +168,17 @@ class DeadAdmin:
         if w is None or not w.dead.count or rows == []:
             return 0
         if each is not None:
-            for chunk in self.store.dead_rows(name, digests) if rows is None else [rows]:
-                each(chunk)
+            handed: list = []  # rows whose chunk ``each`` took whole
+            try:
+                for chunk in self.store.dead_rows(name, digests) if rows is None else [rows]:
+                    each(chunk)
+                    handed.extend(chunk)
+            except BaseException:  # a read failed half-way: what was requeued stays requeued
+                if handed:
+                    self.writer.undead([row.seq for row in handed])
+                    w.dead.remove(handed)
+                    self.writer.write_now(check=False)
+                raise
         before = w.dead.count
         if rows is None:
             self.writer.undead_groups(name, digests)
@@ -157,8 +189,15 @@ class DeadAdmin:
         # Done in memory now; on a full disk the writer thread writes it once it can.
         written = self.writer.write_now(check=False)
         if rows is not None and written:  # the groups they left (first seen, ids) recounted
-            w.dead.drop(None)
-            w.dead.load(self.store.dead_summary(name))
+            try:
+                summary = self.store.dead_summary(name)
+            except NBWorkersError as exc:  # DuckDB dropped its connection (a full disk)
+                log.warning(
+                    "the failure groups of %r are counted again at the next restart (%s)", name, exc
+                )
+            else:
+                w.dead.drop(None)
+                w.dead.load(summary)
         return before - w.dead.count
 
     def requeue(self, name: str, ids=None, group: str | None = None) -> list[str]:
@@ -167,7 +206,7 @@ class DeadAdmin:
         self.registry.known_or_valid(name)
         ids = _ids_or_group("requeue", ids, group)
         new: list[Message] = []
-        with self.registry.lock:
+        with _uninterrupted(), self.registry.lock:
             self.registry.check_running()
             w = self.registry.workers.get(name)
             now = time.time()
@@ -206,7 +245,7 @@ class DeadAdmin:
         how many were dropped."""
         self.registry.known_or_valid(name)
         ids = _ids_or_group("discard", ids, group)
-        with self.registry.lock:
+        with _uninterrupted(), self.registry.lock:
             self.registry.check_running()
             w = self.registry.workers.get(name)
             count = self._take(w, name, ids, group)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from ..fingerprint import error_line
 from .rows import (
     Batch,
     DeadGroupRow,
@@ -42,6 +43,8 @@ class MemoryStore:
         self.next_seq = next_seq
         self.messages: dict[int, MessageRow] = {}
         self.dead: dict[int, DeadRow] = {}
+        # (worker, fingerprint) -> the whole traceback of the group's first dead letter
+        self.group_tracebacks: dict[tuple[str, str], str] = {}
         self.traces: dict[int, TraceRow] = {}
         self.workers: dict[str, WorkerRow] = {}
         self.rate_starts: list[tuple[str, float]] = []  # (worker, started_at)
@@ -98,10 +101,14 @@ class MemoryStore:
         for worker, digests in batch.dead_discards:
             for row in self._dead_of(worker, digests):
                 del self.dead[row.seq]
-        for row in batch.dead_inserts:
-            self.dead[row.seq] = row
+        for row in batch.dead_inserts:  # as DuckDBStore: its own line, the group's traceback
+            self.group_tracebacks.setdefault((row.worker, row.fingerprint), row.error)
+            self.dead[row.seq] = row._replace(error=error_line(row.error))
         for seq in batch.dead_deletes:
             self.dead.pop(seq, None)
+        if batch.dead_deletes or batch.dead_discards:
+            left = {(d.worker, d.fingerprint) for d in self.dead.values()}
+            self.group_tracebacks = {g: t for g, t in self.group_tracebacks.items() if g in left}
         for row in batch.traces:
             self.traces[row.seq] = row
         for row in batch.workers:
@@ -170,7 +177,7 @@ class MemoryStore:
                 w,
                 fp,
                 rows[0].title or "",
-                rows[-1].error,
+                self.group_tracebacks.get((w, fp), rows[0].error),
                 len(rows),
                 sum(d.reason == "expired" for d in rows),
                 rows[0].died_at,

@@ -307,15 +307,24 @@ class Writer:
         as the dead letters, which live only there. Whether the file holds it all; if not,
         NBWorkersError when ``check``, else the changes wait for the writer thread, which tries
         again every second (a failed write is logged, as all are)."""
+        if self._stop:  # the file may be closed: nothing is written from here on
+            raise NBWorkersError("nbworkers has been stopped; run %load_ext nbworkers again")
         self._written_cond.wait_for(lambda: self._written >= self._taken)
         if self._pending() or self.next_seq != self._saved_seq:
             taken = self._take()
             self._taken += 1
-            self.error = self._apply(taken)
-            if self.error is not None:
+            try:
+                self.error = self._apply(taken)
+            except BaseException:  # an interrupt: put back, so that nothing is lost (it may
+                # be written twice if it came after the commit: at least once, as always)
+                self.error = None
                 self._put_back(taken)
-            self._written = self._taken
-            self._written_cond.notify_all()
+                raise
+            finally:
+                if self.error is not None:
+                    self._put_back(taken)
+                self._written = self._taken
+                self._written_cond.notify_all()
         if self.error is not None and check:
             raise self._failed() from self.error
         return self.error is None

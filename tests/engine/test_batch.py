@@ -325,7 +325,8 @@ def test_a_batch_with_an_event_that_cannot_be_unpickled_yet_is_parked_whole(make
     rt.intake.enqueue("load", [pickle.dumps(1), _MISSING_CLASS, pickle.dumps(3)])
     rt.resume("load")
     # Then the batch is parked whole, with one trace saying why, and nothing ran
-    assert wait_until(lambda: len(rt.messages("load")) == 3 and rt.messages("load")[0]["parked"])
+    # (one look a try: while the batch runs, before it is parked, none is waiting)
+    assert wait_until(lambda: len(m := rt.messages("load")) == 3 and m[0]["parked"])
     assert runs == [] and rt.counts("load")["running"] == 0
     (trace,) = rt.traces("load")
     assert "cannot be unpickled yet" in trace.error and trace.batch_size == 3

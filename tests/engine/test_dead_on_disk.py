@@ -5,12 +5,14 @@ messages."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import threading
 import time
 
 import pytest
 
-from nbworkers.engine import Runtime
+from nbworkers.engine import Runtime, Settings
 from nbworkers.engine.worker import DeadLetter
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
@@ -209,3 +211,98 @@ def test_letters_dying_while_a_group_is_requeued_again_and_again_are_never_lost(
     # Then every message ran to the end exactly once: none lost, none doubled
     counts = rt.counts("w")
     assert (counts["done"], counts["dead"], counts["queued"]) == (total, 0, 0)
+
+
+def test_an_interrupt_while_dead_letters_are_read_loses_nothing_pending():
+    # Given messages emitted to a paused worker, not written yet, and a dead letter
+    store = MemoryStore()
+    rt = Runtime(":memory:", store=store, settings=Settings(flush_interval_s=60))
+    try:
+        rt.define("w", from_function("w", fail), 1)
+        rt.emit(1, "w")
+        assert rt.wait("w", timeout=30)
+        rt.pause("other")
+        rt.emit_many(["a", "b", "c"], "other")
+
+        # When the write that nw.dead_letters makes first is interrupted
+        def interrupted(batch):
+            store.on_apply = None
+            raise KeyboardInterrupt
+
+        store.on_apply = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            rt.dead_letters("w")
+        # Then nothing pending was dropped: the next write has it all
+        rt.flush()
+        assert sorted(row.worker for row in store.messages.values()) == ["other"] * 3
+        assert [d.seq for d in store.dead_page("w", None, 0)] == [1]
+    finally:
+        rt.stop()
+
+
+def test_ctrl_c_during_a_requeue_waits_until_it_is_done_then_interrupts():
+    # Given dead letters, and a Ctrl-C (SIGINT) that comes while the requeue writes
+    store = MemoryStore()
+    rt = Runtime(":memory:", store=store)
+    try:
+        rt.define("w", from_function("w", fail), 1)
+        rt.emit_many([1, 3, 5], "w")
+        assert rt.wait("w", timeout=30)
+        rt.pause("w")
+        rt.flush()
+
+        def ctrl_c(batch):
+            if batch.dead_discards:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        store.on_apply = ctrl_c
+        # When the group is requeued, the interrupt comes once it is done
+        with pytest.raises(KeyboardInterrupt):
+            rt.requeue("w")
+        store.on_apply = None
+        # Then the requeue is whole: three new messages, no dead letter, in memory and on disk
+        assert (rt.counts("w")["queued"], rt.counts("w")["dead"]) == (3, 0)
+        rt.flush()
+        assert store.dead_page("w", None, 0) == [] and len(store.messages) == 3
+    finally:
+        rt.stop()
+
+
+def test_a_read_that_fails_half_way_keeps_what_it_requeued_and_the_rest_dead():
+    store = MemoryStore()
+    rt = Runtime(":memory:", store=store)
+    try:
+        rt.define("w", from_function("w", fail), 1)
+        rt.emit_many([1, 3, 5, 7, 9], "w")
+        assert rt.wait("w", timeout=30)
+        rt.pause("w")
+        real_rows = store.dead_rows
+
+        def breaks(*args):
+            chunks = real_rows(*args)
+            yield next(chunks)  # MemoryStore reads 2 at a time
+            raise OSError("Input/output error")
+
+        store.dead_rows = breaks
+        with pytest.raises(OSError):
+            rt.requeue("w")
+        store.dead_rows = real_rows
+        # The first two are queued and no longer dead; the other three are still dead letters
+        assert (rt.counts("w")["queued"], rt.counts("w")["dead"]) == (2, 3)
+        rt.flush()
+        assert [d.seq for d in store.dead_page("w", None, 0)] == [3, 4, 5]
+        assert len(rt.requeue("w")) == 3 and rt.counts("w")["dead"] == 0
+    finally:
+        rt.stop()
+
+
+def test_after_a_stop_dead_letters_say_so_and_leave_the_file_closed(make_runtime):
+    rt = make_runtime()
+    rt.define("w", from_function("w", fail), 1)
+    rt.emit(1, "w")
+    assert rt.wait("w", timeout=30)
+    rt.stop()
+    for act in (rt.dead_letters, rt.requeue, rt.discard):
+        with pytest.raises(NBWorkersError, match="stopped; run %load_ext nbworkers again"):
+            act("w")
+    assert rt.store.con is None
