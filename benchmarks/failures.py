@@ -15,8 +15,9 @@ With ``--memory``, instead: the kernel's resident memory (RSS) through a day of 
 fresh process for 10,000 and for N messages: they all fail, emitted 10,000 at a time, each
 chunk drained before the next (queued messages still live in memory, issue 20; RSS once all
 failed: dead letters live on disk, so it should not grow with N), the cell is fixed and their
-group requeued (seconds; the N new messages are queued in memory) and drained (RSS: ``nw.wait`` returned, a quiet moment that hands freed memory back,
-engine/memory.py), then they all fail again and the group is discarded (seconds, RSS after).
+group requeued (seconds; the N new messages are queued in memory) and drained (RSS:
+``nw.wait`` returned, a quiet moment that hands freed memory back, engine/memory.py), then
+they all fail again and the group is discarded (seconds, RSS after).
 Each RSS is read 15 s after its step: DuckDB's allocator hands memory back seconds later.
 ``--no-trim`` leaves freed memory with the process, to compare.
 
