@@ -272,9 +272,10 @@ def purge(name: str) -> int:
 
 def dead_letters(name: str, limit: int | None = 100, offset: int = 0) -> list[dict]:
     """The messages of ``name`` whose last attempt failed, oldest first, each with its
-    ``error`` (the last traceback) and ``died_at``, kept until requeued or discarded: at most
-    ``limit`` (None: all), from the ``offset``-th, so ``offset=100`` is the second page.
-    ``nw.counts(name)["dead"]`` says how many there are."""
+    ``error`` (its error's own line), ``fingerprint`` (its failure group: ``nw.failures`` has
+    the group's whole traceback) and ``died_at``, kept in the database until requeued or
+    discarded: at most ``limit`` (None: all), from the ``offset``-th, so ``offset=100`` is the
+    second page. ``nw.counts(name)["dead"]`` says how many there are."""
     return runtime().dead_letters(name, limit, offset)
 
 
