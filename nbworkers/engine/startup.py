@@ -72,8 +72,11 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
             w.expiring.append((m.expires_at_s, m.seq, m))
     for w in registry.workers.values():
         heapq.heapify(w.expiring)
-    for row in loaded.dead_groups:  # counted only: the letters stay on disk
-        state(row.worker).dead.load([row])
+    by_worker: dict[str, list] = {}  # the dead letters, counted only: they stay on disk
+    for row in loaded.dead_groups:
+        by_worker.setdefault(row.worker, []).append(row)
+    for name, rows in by_worker.items():
+        state(name).dead.load(rows)
     for name, started_at in loaded.rate_starts:  # oldest first: a rate limit's bucket
         state(name).rate_log.append(started_at)
     for row in reversed(loaded.traces):  # oldest first, so appendleft leaves newest first

@@ -25,6 +25,30 @@ def fail(event):
     raise ValueError(f"bad row {event}")
 
 
+@pytest.fixture
+def failed():
+    """``failed(events, fail_first=None, **settings)`` -> (runtime, its MemoryStore): worker "w"
+    failed on each of ``events`` (its store failing with ``fail_first`` from the emit on), then
+    paused; each runtime is stopped, its store mended, afterwards."""
+    made = []
+
+    def make(events, fail_first=None, **settings):
+        store = MemoryStore()
+        rt = Runtime(":memory:", store=store, settings=Settings(**settings))
+        made.append((rt, store))
+        rt.define("w", from_function("w", fail), 1)
+        store.fail_with = fail_first
+        rt.emit_many(list(events), "w")
+        assert rt.wait("w", timeout=30)
+        rt.pause("w")
+        return rt, store
+
+    yield make
+    for rt, store in made:
+        store.fail_with = store.on_apply = None
+        rt.stop()
+
+
 def live_dead_letters() -> int:
     gc.collect()
     return sum(isinstance(o, DeadLetter) for o in gc.get_objects())
@@ -100,78 +124,52 @@ def test_removing_dead_letters_by_id_counts_their_group_again_from_the_file(rt):
     assert set(first_two).isdisjoint(kept)
 
 
-def test_a_requeue_is_written_in_one_batch_with_its_new_messages():
-    store = MemoryStore()
-    rt = Runtime(":memory:", store=store)
-    try:
-        rt.define("w", from_function("w", fail), 1)
-        rt.emit_many([1, 3, 5, 2], "w")
-        assert rt.wait("w", timeout=30)
-        rt.pause("w")
-        key_group = next(f for f in rt.failures("w") if "KeyError" in f.title)
-        new = rt.requeue("w", group=key_group.fingerprint)
-        # The batch that dropped the group's dead letters also queued their new messages
-        batch = store.applied[-1]
-        assert batch.dead_discards == [("w", [key_group.fingerprint])]
-        assert sorted(f"m{m[0]}" for m in batch.inserts) == sorted(new) and len(new) == 3
-        # and the dead letter of the other group stays, in the file and in the counts
-        assert [d.seq for d in store.dead_page("w", None, 0)] == [4]
-        assert rt.counts("w")["dead"] == 1 and rt.counts("w")["queued"] == 3
-    finally:
-        rt.stop()
+def test_a_requeue_is_written_in_one_batch_with_its_new_messages(failed):
+    rt, store = failed([1, 3, 5, 2])
+    key_group = next(f for f in rt.failures("w") if "KeyError" in f.title)
+    new = rt.requeue("w", group=key_group.fingerprint)
+    # The batch that dropped the group's dead letters also queued their new messages
+    batch = store.applied[-1]
+    assert batch.dead_discards == [("w", [key_group.fingerprint])]
+    assert sorted(f"m{m[0]}" for m in batch.inserts) == sorted(new) and len(new) == 3
+    # and the dead letter of the other group stays, in the file and in the counts
+    assert [d.seq for d in store.dead_page("w", None, 0)] == [4]
+    assert rt.counts("w")["dead"] == 1 and rt.counts("w")["queued"] == 3
 
 
-def test_a_requeue_or_discard_that_cannot_read_the_file_changes_nothing_and_says_why():
+def test_a_requeue_or_discard_that_cannot_read_the_file_changes_nothing_and_says_why(failed):
     # Given dead letters not written yet because the disk is full
-    store = MemoryStore()
-    rt = Runtime(":memory:", store=store)
-    try:
-        rt.define("w", from_function("w", fail), 1)
+    rt, store = failed([1, 3], fail_first=OSError("No space left on device"))
+    # When they are listed, requeued or discarded
+    for act in (rt.requeue, rt.discard, rt.dead_letters):
+        with pytest.raises(NBWorkersError, match=r"No space left on device.*free disk"):
+            act("w")
+        # Then nothing changed
+        assert (rt.counts("w")["dead"], rt.counts("w")["queued"]) == (2, 0)
+    # and once the disk has room, they are all there
+    store.fail_with = None
+    assert len(rt.dead_letters("w")) == 2 and len(rt.requeue("w")) == 2
+
+
+def test_a_requeue_whose_own_write_fails_is_done_and_written_once_the_disk_has_room(failed):
+    rt, store = failed([1, 3])
+    rt.flush()
+    # When the disk fills between the read of the dead letters and the requeue's write
+    real_rows = store.dead_rows
+
+    def then_full(*args):
+        yield from real_rows(*args)
         store.fail_with = OSError("No space left on device")
-        rt.emit_many([1, 3], "w")
-        assert rt.wait("w", timeout=30)
-        # When they are listed, requeued or discarded
-        for act in (rt.requeue, rt.discard, rt.dead_letters):
-            with pytest.raises(NBWorkersError, match=r"No space left on device.*free disk"):
-                act("w")
-            # Then nothing changed
-            assert (rt.counts("w")["dead"], rt.counts("w")["queued"]) == (2, 0)
-        # and once the disk has room, they are all there
-        store.fail_with = None
-        assert len(rt.dead_letters("w")) == 2 and len(rt.requeue("w")) == 2
-    finally:
-        store.fail_with = None
-        rt.stop()
 
-
-def test_a_requeue_whose_own_write_fails_is_done_and_written_once_the_disk_has_room():
-    store = MemoryStore()
-    rt = Runtime(":memory:", store=store)
-    try:
-        rt.define("w", from_function("w", fail), 1)
-        rt.emit_many([1, 3], "w")
-        assert rt.wait("w", timeout=30)
-        rt.pause("w")
-        rt.flush()
-        # When the disk fills between the read of the dead letters and the requeue's write
-        real_page = store.dead_rows
-
-        def then_full(*args):
-            yield from real_page(*args)
-            store.fail_with = OSError("No space left on device")
-
-        store.dead_rows = then_full
-        new = rt.requeue("w")
-        # Then the requeue is done (in memory, as an emit on a full disk is)
-        assert len(new) == 2 and rt.counts("w")["queued"] == 2 and rt.counts("w")["dead"] == 0
-        # and written, in one batch, once the disk has room
-        store.fail_with = None
-        rt.flush()
-        assert store.dead_page("w", None, 0) == []
-        assert sorted(f"m{seq}" for seq in store.messages) == sorted(new)
-    finally:
-        store.fail_with = None
-        rt.stop()
+    store.dead_rows = then_full
+    new = rt.requeue("w")
+    # Then the requeue is done (in memory, as an emit on a full disk is)
+    assert len(new) == 2 and rt.counts("w")["queued"] == 2 and rt.counts("w")["dead"] == 0
+    # and written, in one batch, once the disk has room
+    store.fail_with = None
+    rt.flush()
+    assert store.dead_page("w", None, 0) == []
+    assert sorted(f"m{seq}" for seq in store.messages) == sorted(new)
 
 
 def test_letters_dying_while_a_group_is_requeued_again_and_again_are_never_lost(rt):
@@ -213,87 +211,64 @@ def test_letters_dying_while_a_group_is_requeued_again_and_again_are_never_lost(
     assert (counts["done"], counts["dead"], counts["queued"]) == (total, 0, 0)
 
 
-def test_an_interrupt_while_dead_letters_are_read_loses_nothing_pending():
-    # Given messages emitted to a paused worker, not written yet, and a dead letter
-    store = MemoryStore()
-    rt = Runtime(":memory:", store=store, settings=Settings(flush_interval_s=60))
-    try:
-        rt.define("w", from_function("w", fail), 1)
-        rt.emit(1, "w")
-        assert rt.wait("w", timeout=30)
-        rt.pause("other")
-        rt.emit_many(["a", "b", "c"], "other")
+def test_an_interrupt_while_dead_letters_are_read_loses_nothing_pending(failed):
+    # Given a dead letter, and messages emitted to a paused worker, not written yet
+    rt, store = failed([1], flush_interval_s=60)
+    rt.pause("other")
+    rt.emit_many(["a", "b", "c"], "other")
 
-        # When the write that nw.dead_letters makes first is interrupted
-        def interrupted(batch):
-            store.on_apply = None
-            raise KeyboardInterrupt
-
-        store.on_apply = interrupted
-        with pytest.raises(KeyboardInterrupt):
-            rt.dead_letters("w")
-        # Then nothing pending was dropped: the next write has it all
-        rt.flush()
-        assert sorted(row.worker for row in store.messages.values()) == ["other"] * 3
-        assert [d.seq for d in store.dead_page("w", None, 0)] == [1]
-    finally:
-        rt.stop()
-
-
-def test_ctrl_c_during_a_requeue_waits_until_it_is_done_then_interrupts():
-    # Given dead letters, and a Ctrl-C (SIGINT) that comes while the requeue writes
-    store = MemoryStore()
-    rt = Runtime(":memory:", store=store)
-    try:
-        rt.define("w", from_function("w", fail), 1)
-        rt.emit_many([1, 3, 5], "w")
-        assert rt.wait("w", timeout=30)
-        rt.pause("w")
-        rt.flush()
-
-        def ctrl_c(batch):
-            if batch.dead_discards:
-                os.kill(os.getpid(), signal.SIGINT)
-
-        store.on_apply = ctrl_c
-        # When the group is requeued, the interrupt comes once it is done
-        with pytest.raises(KeyboardInterrupt):
-            rt.requeue("w")
+    # When the write that nw.dead_letters makes first is interrupted
+    def interrupted(batch):
         store.on_apply = None
-        # Then the requeue is whole: three new messages, no dead letter, in memory and on disk
-        assert (rt.counts("w")["queued"], rt.counts("w")["dead"]) == (3, 0)
-        rt.flush()
-        assert store.dead_page("w", None, 0) == [] and len(store.messages) == 3
-    finally:
-        rt.stop()
+        raise KeyboardInterrupt
+
+    store.on_apply = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        rt.dead_letters("w")
+    # Then nothing pending was dropped: the next write has it all
+    rt.flush()
+    assert sorted(row.worker for row in store.messages.values()) == ["other"] * 3
+    assert [d.seq for d in store.dead_page("w", None, 0)] == [1]
 
 
-def test_a_read_that_fails_half_way_keeps_what_it_requeued_and_the_rest_dead():
-    store = MemoryStore()
-    rt = Runtime(":memory:", store=store)
-    try:
-        rt.define("w", from_function("w", fail), 1)
-        rt.emit_many([1, 3, 5, 7, 9], "w")
-        assert rt.wait("w", timeout=30)
-        rt.pause("w")
-        real_rows = store.dead_rows
+def test_ctrl_c_during_a_requeue_waits_until_it_is_done_then_interrupts(failed):
+    # Given dead letters, and a Ctrl-C (SIGINT) that comes while the requeue writes
+    rt, store = failed([1, 3, 5])
+    rt.flush()
 
-        def breaks(*args):
-            chunks = real_rows(*args)
-            yield next(chunks)  # MemoryStore reads 2 at a time
-            raise OSError("Input/output error")
+    def ctrl_c(batch):
+        if batch.dead_discards:
+            os.kill(os.getpid(), signal.SIGINT)
 
-        store.dead_rows = breaks
-        with pytest.raises(OSError):
-            rt.requeue("w")
-        store.dead_rows = real_rows
-        # The first two are queued and no longer dead; the other three are still dead letters
-        assert (rt.counts("w")["queued"], rt.counts("w")["dead"]) == (2, 3)
-        rt.flush()
-        assert [d.seq for d in store.dead_page("w", None, 0)] == [3, 4, 5]
-        assert len(rt.requeue("w")) == 3 and rt.counts("w")["dead"] == 0
-    finally:
-        rt.stop()
+    store.on_apply = ctrl_c
+    # When the group is requeued, the interrupt comes once it is done
+    with pytest.raises(KeyboardInterrupt):
+        rt.requeue("w")
+    store.on_apply = None
+    # Then the requeue is whole: three new messages, no dead letter, in memory and on disk
+    assert (rt.counts("w")["queued"], rt.counts("w")["dead"]) == (3, 0)
+    rt.flush()
+    assert store.dead_page("w", None, 0) == [] and len(store.messages) == 3
+
+
+def test_a_read_that_fails_half_way_keeps_what_it_requeued_and_the_rest_dead(failed):
+    rt, store = failed([1, 3, 5, 7, 9])
+    real_rows = store.dead_rows
+
+    def breaks(*args):
+        chunks = real_rows(*args)
+        yield next(chunks)  # MemoryStore reads 2 at a time
+        raise OSError("Input/output error")
+
+    store.dead_rows = breaks
+    with pytest.raises(OSError):
+        rt.requeue("w")
+    store.dead_rows = real_rows
+    # The first two are queued and no longer dead; the other three are still dead letters
+    assert (rt.counts("w")["queued"], rt.counts("w")["dead"]) == (2, 3)
+    rt.flush()
+    assert [d.seq for d in store.dead_page("w", None, 0)] == [3, 4, 5]
+    assert len(rt.requeue("w")) == 3 and rt.counts("w")["dead"] == 0
 
 
 def test_after_a_stop_dead_letters_say_so_and_leave_the_file_closed(make_runtime):
