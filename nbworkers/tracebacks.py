@@ -17,7 +17,9 @@ import traceback
 from types import TracebackType
 
 SHAPES_MAX = 1024  # shapes kept; past that the cache starts again (new cells, new shapes)
-_shapes: dict[tuple, str] = {}  # shape -> the text before the exception's own line
+# shape -> (the text before the exception's own line, the shape's code objects: kept alive, so
+# that no other code object takes one's id while the shape is kept)
+_shapes: dict[tuple, tuple[str, tuple]] = {}
 # From Python 3.12, ``traceback`` adds "Did you mean: ...?" to these exceptions' line, from the
 # names around when it is formatted: formatted whole there.
 _SUGGESTED = (NameError, AttributeError, ImportError) if sys.version_info >= (3, 12) else ()
@@ -35,14 +37,14 @@ def formatted(exc: BaseException, tb: TracebackType | None) -> str:
         return "".join(traceback.format_exception(type(exc), exc, tb))
     shape = _shape(exc, tb)
     only = _exception_line(exc)
-    head = _shapes.get(shape)
-    if head is not None:
-        return head + only
+    found = _shapes.get(shape)
+    if found is not None:
+        return found[0] + only
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     if only and text.endswith(only):
         if len(_shapes) >= SHAPES_MAX:
             _shapes.clear()
-        _shapes[shape] = text[: -len(only)]
+        _shapes[shape] = (text[: -len(only)], _codes(tb))
     return text
 
 
@@ -63,18 +65,26 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def _shape(exc: BaseException, tb: TracebackType | None) -> tuple:
-    """The exception's type and, for each frame, its code, file and the instruction it was
-    at, and ``sys.tracebacklimit`` (frames shown). (Code objects compare equal without their
-    file: two versions of one cell are equal.) A source file edited while its code stays the
-    same (a comment) shows its old lines."""
+    """The exception's type and, for each frame, its code object's id and the instruction it
+    was at, and ``sys.tracebacklimit`` (frames shown). Ids, not the code objects: hashing a code
+    object hashes its bytecode and constants, which cost a failing drain 2 µs a failure; the
+    shape keeps its code objects alive (``_codes``), so an id stays theirs. A new version of a
+    cell, or a module reloaded, has new code objects: a new shape."""
     shape = [type(exc), getattr(sys, "tracebacklimit", None)]
     while tb is not None:
-        code = tb.tb_frame.f_code
-        shape.append(code)
-        shape.append(code.co_filename)
+        shape.append(id(tb.tb_frame.f_code))
         shape.append(tb.tb_lasti)
         tb = tb.tb_next
     return tuple(shape)
+
+
+def _codes(tb: TracebackType | None) -> tuple:
+    """The code objects of a traceback's frames (see ``_shape``)."""
+    codes = []
+    while tb is not None:
+        codes.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    return tuple(codes)
 
 
 def forget() -> None:

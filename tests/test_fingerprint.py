@@ -6,11 +6,12 @@ import json
 import string
 import traceback
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from nbworkers import fingerprint as fingerprints
 from nbworkers import handlers
-from nbworkers.fingerprint import fingerprint, normalise, parse
+from nbworkers.fingerprint import digest_of, fingerprint, normalise, parse
 
 
 def traceback_of(source: str, event, name: str = "w", **names) -> str:
@@ -124,6 +125,33 @@ def test_another_type_or_line_is_another_group(type1, type2, words, line1, line2
     assert (fingerprint(text(type2, words, line2)).digest == same) == (
         type1 == type2 and line1 == line2
     )
+
+
+# Messages whose digits and hex-looking parts are what the cache of fingerprints by shape
+# (the message's digits 2-9 read as 1) could get wrong: "0x1f" is hex, "1x1f" is not.
+_digits_and_hex = st.text(alphabet="0123456789abcdefxXeE.,_-+ 'm", max_size=40)
+
+
+@given(_digits_and_hex, st.lists(st.sampled_from("123456789"), min_size=40, max_size=40))
+def test_digits_one_to_nine_never_change_the_normalised_message(message, others):
+    # What the cache by shape relies on: every such digit is replaced, whatever it is
+    changed = iter(others)
+    other = "".join(next(changed) if c in "123456789" else c for c in message)
+    assert normalise(message) == normalise(other)
+
+
+@given(_digits_and_hex, st.lists(st.sampled_from("0123456789"), min_size=40, max_size=40))
+@example("at 0x1f", ["1"] * 40)  # hex, then a number: "<hex>" and "<n>x<n>f"
+@example("1e5 -1.5 m12", ["0"] * 40)
+def test_a_cached_fingerprint_is_the_one_made_from_scratch(message, others):
+    # The message, then the same with other digits (0 included): the second may be found in
+    # the cache the first filled, and must still be its own group
+    fingerprints._by_shape.clear()
+    changed = iter(others)
+    other = "".join(next(changed) if c.isdigit() else c for c in message)
+    for each in (message, other):
+        error = text("ValueError", each, 4)
+        assert fingerprint(error).digest == digest_of(parse(error))
 
 
 @given(st.text(max_size=300))

@@ -22,9 +22,12 @@ import duckdb
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
 from . import dead, flow, traces
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
-from .rows import Batch, DeadGroupRow, DeadRow, Loaded, WorkerRow, columns
+from .rows import Batch, DeadGroupRow, DeadRow, Loaded, WorkerRow, columns, unnested
 from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
+
+# The SQL types of MessageRow's columns, for ``unnested`` ("-": what DuckDB infers)
+_MESSAGE_TYPES = "- - - - - - DOUBLE VARCHAR INTEGER DOUBLE"
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 # What DuckDB says when a file or its write-ahead log cannot be read back: the bytes are
@@ -186,22 +189,22 @@ class DuckDBStore:
         con.execute("BEGIN")
         try:
             if inserts:
+                select, params = unnested(_MESSAGE_TYPES, columns(inserts))
                 con.execute(
-                    """INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
-                                             due_at, key, priority, expires_at)
-                       SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
-                              unnest($6), unnest($7::DOUBLE[]), unnest($8::VARCHAR[]),
-                              unnest($9::INTEGER[]), unnest($10::DOUBLE[])""",
-                    columns(inserts),
+                    f"""INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
+                                              due_at, key, priority, expires_at)
+                        SELECT {select}""",
+                    params,
                 )
             if batch.updates:
+                select, params = unnested(
+                    "- - - DOUBLE", columns(batch.updates), "seq attempt started due_at"
+                )
                 con.execute(
-                    """UPDATE messages SET attempt = u.attempt, started = u.started,
-                                           due_at = u.due_at
-                       FROM (SELECT unnest($1) AS seq, unnest($2) AS attempt,
-                                    unnest($3) AS started, unnest($4::DOUBLE[]) AS due_at) u
-                       WHERE messages.seq = u.seq""",
-                    columns(batch.updates),
+                    f"""UPDATE messages SET attempt = u.attempt, started = u.started,
+                                            due_at = u.due_at
+                        FROM (SELECT {select}) u WHERE messages.seq = u.seq""",
+                    params,
                 )
             if acks:
                 # The range lets DuckDB skip row groups by their min/max: acks cluster at the

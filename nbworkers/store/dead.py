@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..fingerprint import error_line
-from .rows import DeadGroupRow, DeadRow, columns, storable
+from .rows import DeadGroupRow, DeadRow, columns, storable, unnested
 
 # DeadRow's columns, in order
 COLUMNS = """seq, worker, enqueued_at, attempt, data, key, error, died_at,
@@ -94,14 +94,12 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
             new[group] = row
     cut = columns(rows)  # column by column: a namedtuple's _replace a row costs the drain
     cut[6] = [storable(error_line(error)) for error in cut[6]]
+    select, params = unnested("- - - - - VARCHAR - - VARCHAR INTEGER DOUBLE VARCHAR VARCHAR", cut)
     con.execute(
-        """INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key, error,
-                                     died_at, reason, priority, expires_at, fingerprint, title)
-           SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),
-               unnest($6::VARCHAR[]), unnest($7), unnest($8), unnest($9::VARCHAR[]),
-               unnest($10::INTEGER[]), unnest($11::DOUBLE[]), unnest($12::VARCHAR[]),
-               unnest($13::VARCHAR[])""",
-        cut,
+        f"""INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key, error,
+                                      died_at, reason, priority, expires_at, fingerprint, title)
+            SELECT {select}""",
+        params,
     )
     if new:
         con.execute(

@@ -2,7 +2,8 @@
 it is on disk (``MessageRow``, ``UpdateRow``, ``DeadRow``, ``DeadGroupRow``, ``TraceRow``,
 ``WorkerRow``),
 everything loaded at start-up (``Loaded``), the changes of one transaction (``Batch``), and the
-helpers that turn them into statement parameters (``storable`` text, ``columns`` for ``unnest``).
+helpers that turn them into statement parameters (``storable`` text, ``columns`` and
+``unnested`` for ``unnest``).
 
 A store reads rows only, never the runtime's objects: the writer makes the rows (one tuple per
 message) and the store turns them into columns. A row is read by position, in its NamedTuple's
@@ -198,3 +199,33 @@ def columns(rows: list[tuple]) -> list[list]:
     """Rows as one list per field, in field order (the ``unnest`` parameters)."""
     # Not zip(*rows): its iterator per row is an object the garbage collector tracks.
     return [list(map(itemgetter(i), rows)) for i in range(len(rows[0]))] if rows else []
+
+
+def unnested(types: str, cols: list[list], names: str = "") -> tuple[str, list]:
+    """The SELECT list that makes ``cols`` (``columns``) rows again in SQL, and its parameters.
+
+    Each column is ``unnest($i)`` of its values, except one whose values are all equal: that
+    one is passed once, as ``$i``, and repeated by DuckDB. DuckDB converts every Python value
+    it is given (about a microsecond each, with the GIL held, while the runs wait), and a
+    drain's batch repeats the same worker name, attempt, fingerprint, title... in every row:
+    passing them once halves the cost of a dead letter's row. The first column (the seq) is
+    always unnested, so that the SELECT gives one row per row.
+
+    ``types`` names each column's SQL type, space-separated, ``-`` for none (DuckDB infers
+    it): ``"- VARCHAR DOUBLE"``. A list of Nones needs one. ``names``, space-separated, name
+    the columns (``AS seq``) when given."""
+    parts = []
+    params = []
+    aliases = [f" AS {name}" for name in names.split()] if names else [""] * len(cols)
+    for i, (col, sql_type, alias) in enumerate(
+        zip(cols, types.split(), aliases, strict=True), start=1
+    ):
+        cast = "" if sql_type == "-" else f"::{sql_type}"
+        first = col[0]
+        if i > 1 and col.count(first) == len(col):
+            parts.append(f"${i}{cast}{alias}")
+            params.append(first)
+        else:
+            parts.append(f"unnest(${i}{cast}[]){alias}" if cast else f"unnest(${i}){alias}")
+            params.append(col)
+    return ", ".join(parts), params
