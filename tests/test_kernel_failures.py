@@ -195,7 +195,9 @@ def test_two_hundred_thousand_failures_stay_on_disk_and_a_requeue_survives_a_kil
     kernel.ok("nw.flush()\ngc.collect()")
     grown = kernel.eval("sys.getallocatedblocks() - blocks")
     assert grown < 20_000, f"the kernel holds {grown:,} more objects after 200,000 failures"
-    assert kernel.eval("sum(type(o).__name__ == 'DeadLetter' for o in gc.get_objects())") == 0
+    # (a dead letter is a plain tuple, not an object the collector lists; its message is one,
+    # and none is left but the last run of each of the 4 run threads, kept until its next)
+    assert kernel.eval("sum(type(o).__name__ == 'Message' for o in gc.get_objects())") <= 8
     assert kernel.eval("len(nw.dead_letters('w'))") == 100  # a page, read from the file
     # When the cell is fixed, its group requeued, and the kernel killed in the middle (a
     # requeue of 200,000 takes about 3.5 s here: one transaction with their new messages)

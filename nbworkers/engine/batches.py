@@ -17,7 +17,8 @@ import pickle
 from .. import handlers
 from ..message import Message, load_event
 from ..trace import Trace
-from .worker import DeadLetter, Run, WorkerState
+from .dead import letter as dead_letter
+from .worker import Run, WorkerState
 
 
 def take(w: WorkerState, run: Run, writer) -> None:
@@ -102,7 +103,7 @@ def settle(outcomes, w: WorkerState, run: Run, trace: Trace) -> None:
             w.failed += 1
             w.forget_key(m)
             reason = "failed" if run.stop is None else "stopped"
-            letter = DeadLetter(m, trace.error, now, reason, trace.failure)
+            letter = dead_letter(m, trace.error, now, reason, trace.failure)
             w.dead.add(letter)
             writer.dead(letter)
             outcomes.results.ended(w, m, trace)

@@ -19,9 +19,10 @@ import heapq
 
 from ..message import Message
 from ..trace import Trace
+from .dead import letter as dead_letter
 from .policies import RunPolicy
 from .registry import Registry
-from .worker import DeadLetter, Run, WorkerState
+from .worker import Run, WorkerState
 
 
 def _waiting(m: Message, running: set[int]) -> bool:
@@ -166,7 +167,7 @@ class Expiry(RunPolicy):
         w.forced.discard(m.seq)
         w.forget_key(m)
         error = self._error(w, m, now)
-        letter = DeadLetter(m, error, now, "expired")
+        letter = dead_letter(m, error, now, "expired")
         w.dead.add(letter)
         self.writer.dead(letter)
         self.results.removed(w, [m], error)  # nw.result raises it; a fan-in counts it failed

@@ -9,8 +9,9 @@ import time
 from ..message import Message
 from ..trace import NO_RESULT, RunResult, Trace
 from . import batches
+from .dead import letter as dead_letter
 from .registry import Registry
-from .worker import DeadLetter, Run, WorkerState
+from .worker import Run, WorkerState
 
 _NOTHING = RunResult(NO_RESULT, None, None)  # what a failed run returned
 
@@ -117,7 +118,7 @@ class Outcomes:
                 if w.is_cron:
                     self.writer.ack([message.seq])
                 else:
-                    letter = DeadLetter(
+                    letter = dead_letter(
                         message, trace.error, self.registry.clock(), _reason(run), trace.failure
                     )
                     w.dead.add(letter)

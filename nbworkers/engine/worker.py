@@ -11,7 +11,6 @@ import itertools
 import threading
 from collections import deque
 
-from ..fingerprint import Fingerprint, fingerprint
 from ..message import Message
 from ..schedule import Schedule
 from ..store import WorkerRow
@@ -25,34 +24,6 @@ from .ready import ReadyQueue
 # Dispatch.execute (and by nw.replay around its handler), never cleared, so that a worker
 # with no recorded call pays one assignment a run and nothing else.
 CURRENT = threading.local()
-
-
-class DeadLetter:
-    """A message whose last attempt failed (``reason`` "failed"; "stopped" when nw.stop ended
-    it), or that expired before it ran ("expired"), kept with its error until requeued or
-    discarded (``nw.dead_letters``)."""
-
-    __slots__ = ("died_at_s", "error", "failure", "message", "reason", "written")
-
-    def __init__(
-        self,
-        message: Message,
-        error: str,
-        died_at_s: float,
-        reason: str = "failed",
-        failure: Fingerprint | None = None,
-    ):
-        self.message = message
-        self.error = error
-        self.died_at_s = died_at_s
-        self.reason = reason
-        self.written = False
-        # Its group (nw.failures): shared by the dead letters of one cause.
-        self.failure = fingerprint(error) if failure is None else failure
-
-    @property
-    def id(self) -> str:
-        return self.message.id
 
 
 class Run:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from .rows import Batch, DeadRow, FanInRow, TraceRow, WorkerRow, storable
+from .rows import Batch, FanInRow, TraceRow, WorkerRow, storable
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
-    from ..engine.worker import DeadLetter
     from ..message import Message
     from ..trace import Trace
 
@@ -22,7 +21,7 @@ class Taken(NamedTuple):
     inserts: list[Message]
     updates: list[Message]
     acks: list[int]
-    dead_inserts: list[DeadLetter]
+    dead_inserts: list[tuple]  # DeadRow's fields, in order (engine/dead.py)
     dead_deletes: list[int]
     dead_discards: list[tuple[str, list[str] | None]]
     traces: list[Trace]
@@ -60,24 +59,9 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
         ],
         updates=[(m.seq, m.attempt, m.started, m.due_at_s) for m in taken.updates],
         acks=taken.acks,
-        dead_inserts=[
-            DeadRow(
-                d.message.seq,
-                d.message.worker,
-                d.message.enqueued_at_s,
-                d.message.attempt,
-                d.message.data,
-                storable(d.message.key),
-                storable(d.error),
-                d.died_at_s,
-                d.reason,
-                d.message.priority,
-                d.message.expires_at_s,
-                d.failure.digest,
-                d.failure.title,  # storable already (nbworkers/fingerprint.py)
-            )
-            for d in taken.dead_inserts
-        ],
+        # Made by the engine already, in DeadRow's field order (engine/dead.py); their texts
+        # are made storable with their rows' columns (store/dead.py)
+        dead_inserts=taken.dead_inserts,
         dead_deletes=taken.dead_deletes,
         dead_discards=taken.dead_discards,
         traces=trace_rows(taken.traces, kept, traces_kept),

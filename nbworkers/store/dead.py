@@ -88,11 +88,13 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
     fingerprint) not in ``written``; return the groups written, which the caller adds to
     ``written`` once the transaction commits."""
     new: dict[tuple[str, str], DeadRow] = {}
-    for row in rows:
-        group = (row.worker, row.fingerprint)
-        if row.fingerprint is not None and group not in written and group not in new:
-            new[group] = row
+    for row in rows:  # plain tuples in DeadRow's order (rows.py): read by position
+        group = (row[1], row[11])
+        if row[11] is not None and group not in written and group not in new:
+            new[group] = DeadRow._make(row)
     cut = columns(rows)  # column by column: a namedtuple's _replace a row costs the drain
+    if cut[5].count(None) != len(cut[5]):
+        cut[5] = [None if key is None else storable(key) for key in cut[5]]
     cut[6] = [storable(error_line(error)) for error in cut[6]]
     select, params = unnested("- - - - - VARCHAR - - VARCHAR INTEGER DOUBLE VARCHAR VARCHAR", cut)
     con.execute(
@@ -109,7 +111,7 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
                 [w for w, _ in new],
                 [fp for _, fp in new],
                 [row.title for row in new.values()],
-                [row.error for row in new.values()],  # storable already (batching.py)
+                [storable(row.error) for row in new.values()],
                 [row.died_at for row in new.values()],
             ],
         )

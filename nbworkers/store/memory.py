@@ -101,7 +101,8 @@ class MemoryStore:
         for worker, digests in batch.dead_discards:
             for row in self._dead_of(worker, digests):
                 del self.dead[row.seq]
-        for row in batch.dead_inserts:  # as DuckDBStore: its own line, the group's traceback
+        for row in map(DeadRow._make, batch.dead_inserts):  # as DuckDBStore: its own line,
+            # the group's traceback
             self.group_tracebacks.setdefault((row.worker, row.fingerprint), row.error)
             self.dead[row.seq] = row._replace(error=error_line(row.error))
         for seq in batch.dead_deletes:

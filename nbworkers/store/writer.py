@@ -26,7 +26,6 @@ from .batching import Taken, make_batch
 from .rows import FanInRow
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
-    from ..engine.worker import DeadLetter
     from ..message import Message
     from ..trace import Trace
     from . import Store
@@ -63,7 +62,7 @@ class Writer:
         self._inserts: list[Message] = []
         self._updates: dict[int, Message] = {}  # written messages whose attempt/due changed
         self._acks: list[int] = []
-        self._dead_inserts: list[DeadLetter] = []
+        self._dead_inserts: list[tuple] = []  # DeadRow's fields, in order
         self._dead_deletes: list[int] = []
         self._dead_discards: list[tuple[str, list[str] | None]] = []
         self._traces: list[Trace] = []
@@ -111,9 +110,10 @@ class Writer:
                 self._updates.pop(seq, None)
         self._poke()
 
-    def dead(self, letter: DeadLetter) -> None:
+    def dead(self, letter: tuple) -> None:
+        """A message became a dead letter (``engine.dead.letter``: DeadRow's fields)."""
         self._dead_inserts.append(letter)
-        self.ack([letter.message.seq])
+        self.ack([letter[0]])
 
     def undead(self, seqs: list[int]) -> None:
         """These dead letters, on disk (``write_now``), were requeued or discarded."""
@@ -181,8 +181,6 @@ class Writer:
         """Everything to write, leaving empty lists behind (the lock is held)."""
         for m in self._inserts:
             m.written = True
-        for d in self._dead_inserts:
-            d.written = True
         next_seq = None
         if self.next_seq != self._saved_seq:
             next_seq = self._saved_seq = self.next_seq

@@ -4,6 +4,7 @@ testing")."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import random
 import threading
@@ -11,10 +12,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nbworkers.engine.dead import letter
 from nbworkers.engine.policy import MAX_BACKOFF_S, Policy
-from nbworkers.engine.worker import DeadLetter, Run, WorkerState
+from nbworkers.engine.worker import Run, WorkerState
+from nbworkers.fingerprint import fingerprint
 from nbworkers.message import ClassNotDefined, Message, load_event, message_id, parse_id
 from nbworkers.schedule import parse
+from nbworkers.store.rows import DeadRow
 
 
 def state(traces_kept: int = 10) -> WorkerState:
@@ -296,7 +300,7 @@ def test_counts_of_a_worker_and_the_age_of_its_oldest_message():
     w.queue.extend([msg(1, enqueued_at_s=900.0), msg(2, enqueued_at_s=950.0)])
     w.delay(msg(3, enqueued_at_s=800.0, due_at_s=2000.0))
     w.parked.append((msg(4, enqueued_at_s=850.0), "r"))
-    w.dead.add(DeadLetter(msg(5), "boom", 990.0))
+    w.dead.add(letter(msg(5), "boom", 990.0))
     w.running, w.done, w.failed, w.retried = 2, 7, 1, 3
     counts = w.counts(1000.0)
     assert counts == {
@@ -357,14 +361,22 @@ def test_a_cron_counts_skipped_ticks_and_says_what_it_is():
     assert w.counts(0.0)["skipped"] == 2
 
 
-def test_a_dead_letter_has_its_message_id():
-    letter = DeadLetter(msg(12), "ValueError: x", 5.0)
-    assert (letter.id, letter.error, letter.died_at_s, letter.written) == (
-        "m12",
-        "ValueError: x",
+def test_a_dead_letter_is_its_row_with_the_whole_error_and_its_group():
+    made = letter(msg(12, key="k"), "ValueError: x 3", 5.0)
+    row = DeadRow._make(made)
+    assert (row.seq, row.worker, row.key, row.error, row.died_at, row.reason) == (
+        12,
+        "w",
+        "k",
+        "ValueError: x 3",
         5.0,
-        False,
+        "failed",
     )
+    assert (row.fingerprint, row.title) == (fingerprint(row.error).digest, "ValueError: x 3")
+    # A plain tuple of plain values: the garbage collector stops tracking it (engine/dead.py)
+    assert type(made) is tuple
+    gc.collect()
+    assert not gc.is_tracked(made)
 
 
 def test_the_row_written_for_a_worker():

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from nbworkers.engine import Runtime
+from nbworkers.engine.dead import letter
 from nbworkers.engine.policy import Policy
-from nbworkers.engine.worker import DeadLetter, WorkerState
+from nbworkers.engine.worker import WorkerState
 from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.message import Message
@@ -117,7 +118,7 @@ def test_a_failed_write_is_put_back_whole_and_written_with_what_came_after(make_
         writer.insert([new])
         changing.attempt, changing.due_at_s = 2, T0 + 60
         writer.update(changing)
-        writer.dead(DeadLetter(dying, "ValueError: bad", T0 + 5))
+        writer.dead(letter(dying, "ValueError: bad", T0 + 5))
         w.failed = 1
         writer.worker_changed(w)
         writer.trace(trace(writer.number(), "w"))
@@ -135,7 +136,7 @@ def test_a_failed_write_is_put_back_whole_and_written_with_what_came_after(make_
     assert [m[0] for m in batch.inserts] == [new.seq, later.seq]
     assert [UpdateRow._make(u) for u in batch.updates] == [UpdateRow(3, 2, False, T0 + 60)]
     assert batch.acks == [dying.seq]
-    assert [(d.seq, d.error) for d in batch.dead_inserts] == [(2, "ValueError: bad")]
+    assert [(d[0], d[6]) for d in batch.dead_inserts] == [(2, "ValueError: bad")]
     assert [r.failed for r in batch.workers] == [1] and len(batch.traces) == 1
     assert batch.next_seq == writer.next_seq
     loaded = store.load()
