@@ -128,14 +128,20 @@ class Events:
         """Show ``text`` under the next cell that runs (the lock is held)."""
         self._notices.append(text)
 
+    def counted(self, name: str, group) -> bool:
+        """Count one more failure of ``group`` (a Fingerprint) if it is counted already since
+        the last notices were shown; False if not (``count_failure`` starts its count)."""
+        counted = self._counted.get((name, group.digest))
+        if counted is None:
+            return False
+        counted[3] += 1
+        return True
+
     def count_failure(self, name: str, label: str, group, see: str) -> None:
         """One more failure of a ``group`` (a Fingerprint) told of already: counted, and told
         as a count after the next cell (the lock is held)."""
-        counted = self._counted.get((name, group.digest))
-        if counted is None:
+        if not self.counted(name, group):
             self._counted[name, group.digest] = [label, group, see, 1]
-        else:
-            counted[3] += 1
 
     def take_notices(self) -> list[str]:
         """The notices not shown yet (the extension prints them after a cell): those told,

@@ -42,6 +42,8 @@ class FailureNotice(RunPolicy):
         """A run of ``w`` failed, at least ``after`` in a row: a notice, or a count."""
         group = trace.failure
         named = self.named.setdefault(w.name, set())
+        if w.failing != self.after and group.digest in named and self.events.counted(w.name, group):
+            return  # one more of a group told of and counted already: a drain's hot path
         label = f"{w.kind_name} {w.name!r}"
         see = f"nw.traces({w.name!r})" if w.is_cron else f"nw.failures({w.name!r})"
         if w.failing == self.after:
