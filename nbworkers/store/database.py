@@ -20,14 +20,11 @@ from pathlib import Path
 import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
-from . import dead, flow, traces
+from . import dead, flow, rows, traces
 from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
 from .rows import Batch, DeadGroupRow, DeadRow, Loaded, WorkerRow, columns, unnested
 from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
-
-# The SQL types of MessageRow's columns, for ``unnested`` ("-": what DuckDB infers)
-_MESSAGE_TYPES = "- - - - - - DOUBLE VARCHAR INTEGER DOUBLE"
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 # What DuckDB says when a file or its write-ahead log cannot be read back: the bytes are
@@ -189,7 +186,7 @@ class DuckDBStore:
         con.execute("BEGIN")
         try:
             if inserts:
-                select, params = unnested(_MESSAGE_TYPES, columns(inserts))
+                select, params = unnested(rows.MESSAGE_TYPES, columns(inserts))
                 con.execute(
                     f"""INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
                                               due_at, key, priority, expires_at)
@@ -197,9 +194,8 @@ class DuckDBStore:
                     params,
                 )
             if batch.updates:
-                select, params = unnested(
-                    "- - - DOUBLE", columns(batch.updates), "seq attempt started due_at"
-                )
+                names = "seq attempt started due_at"
+                select, params = unnested(rows.UPDATE_TYPES, columns(batch.updates), names)
                 con.execute(
                     f"""UPDATE messages SET attempt = u.attempt, started = u.started,
                                             due_at = u.due_at
@@ -263,12 +259,12 @@ class DuckDBStore:
         self.files.remake_wal()
         return None
 
-    def _write_workers(self, rows: list[WorkerRow]) -> None:
+    def _write_workers(self, changed: list[WorkerRow]) -> None:
         """Rows the file has are updated in place; new names (or all, before load) are
         deleted and inserted."""
         known = self._worker_rows
-        old = [] if known is None else [w for w in rows if w.name in known]
-        new = rows if known is None else [w for w in rows if w.name not in known]
+        old = [] if known is None else [w for w in changed if w.name in known]
+        new = changed if known is None else [w for w in changed if w.name not in known]
         if old:
             self.con.execute(
                 """UPDATE workers SET paused = u.paused, done = u.done, failed = u.failed,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..fingerprint import error_line
-from .rows import DeadGroupRow, DeadRow, columns, storable, unnested
+from .rows import DEAD_TYPES, DeadGroupRow, DeadRow, columns, storable, unnested
 
 # DeadRow's columns, in order
 COLUMNS = """seq, worker, enqueued_at, attempt, data, key, error, died_at,
@@ -96,7 +96,7 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
     if cut[5].count(None) != len(cut[5]):
         cut[5] = [None if key is None else storable(key) for key in cut[5]]
     cut[6] = [storable(error_line(error)) for error in cut[6]]
-    select, params = unnested("- - - - - VARCHAR - - VARCHAR INTEGER DOUBLE VARCHAR VARCHAR", cut)
+    select, params = unnested(DEAD_TYPES, cut)
     con.execute(
         f"""INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key, error,
                                       died_at, reason, priority, expires_at, fingerprint, title)

@@ -66,6 +66,12 @@ class MessageRow(NamedTuple):
     expires_at: float | None = None  # when its own time to live ends (emit's ttl=)
 
 
+# The SQL types of each row's columns, for ``unnested`` ("-": what DuckDB infers)
+MESSAGE_TYPES = "- - - - - - DOUBLE VARCHAR INTEGER DOUBLE"
+UPDATE_TYPES = "- - - DOUBLE"
+DEAD_TYPES = "- - - - - VARCHAR - - VARCHAR INTEGER DOUBLE VARCHAR VARCHAR"
+
+
 class UpdateRow(NamedTuple):
     """A written message whose attempt, start or due time changed."""
 
