@@ -61,7 +61,7 @@ class NBWorkers(Configurable):
         5, help="Storm guard: how many seconds in a row over storm_rate pause a worker."
     ).tag(config=True)
     max_queued = Int(
-        1_000_000,
+        10_000_000,
         help="Storm guard: a worker with more than this many messages waiting is paused "
         "(nothing is dropped; resume it when ready).",
     ).tag(config=True)
@@ -96,6 +96,13 @@ class NBWorkers(Configurable):
         "%reload_ext nbworkers (or a new kernel) applies it.",
     ).tag(config=True)
 
+    queue_window = Int(
+        50_000,
+        help="How many of a worker's ready messages are kept in the kernel's memory; the "
+        "others stay only in the database and are read back, in order, as those run, so "
+        "that memory does not grow with the queue. Read when nbworkers starts.",
+    ).tag(config=True)
+
     timezone = Unicode(
         "",
         help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'; "
@@ -118,6 +125,7 @@ class NBWorkers(Configurable):
             dask_address=self.dask_address,
             idle_thread_s=self.idle_thread_s,
             results_kept_s=self.results_kept_s,
+            queue_window=self.queue_window,
         )
 
     def resolved_db_path(self) -> str:

@@ -121,7 +121,10 @@ class Admin:
             )
         with self.registry.lock:
             w = self.registry.workers.get(name)
-            waiting = w.waiting(limit) if w else []
+            if w and w.spill and not self.writer.all_written():
+                self.writer.write_now(check=False)  # its spilled messages are read from the file
+            spilled = self.registry.paging.peek(w, limit) if w and w.spill else None
+            waiting = w.waiting(limit, spilled) if w else []
             parked = {m.seq: why for m, why in w.parked} if w else {}
             ttl_s = w.policy.ttl_s if w else None
         now = self.registry.clock()
@@ -141,6 +144,11 @@ class Admin:
                     self.results.removed(w, removed)
                     self.events.after_change(w)
                     return True
+            found = self.registry.paging.find(seq)  # only in the file (paging.py)
+            if found is not None:
+                self.registry.paging.cancel(*found)
+                self.events.after_change(found[0])
+                return True
         return False
 
     def purge(self, name: str) -> int:
@@ -149,9 +157,20 @@ class Admin:
         with self.registry.lock:
             self.registry.check_running()
             w = self.registry.workers.get(name)
-            removed = w.remove_waiting(None) if w else []
-            if removed:
-                self.writer.ack([m.seq for m in removed])
-                self.results.removed(w, removed)
+            count = purge_locked(w, self.writer, self.results) if w else 0
+            if count:
                 self.events.after_change(w)
-        return len(removed)
+        return count
+
+
+def purge_locked(w, writer, results) -> int:
+    """Remove every waiting message of ``w``, spilled ones included; how many there were
+    (the lock is held; it is let go while spilled ones are dropped: paging.py)."""
+    removed = w.remove_waiting(None)
+    if removed:
+        writer.ack([m.seq for m in removed])
+        results.removed(w, removed)
+    count = len(removed)
+    if w.spill is not None:
+        count += w.spill.paging.purge(w)
+    return count

@@ -26,7 +26,7 @@ def take(w: WorkerState, run: Run, writer) -> None:
     all, taken with ``WorkerState.take`` (the lock is held; the gate said a batch may start)."""
     messages = [run.message]
     size = run.policy.batch
-    while len(messages) < size and w.queue:
+    while len(messages) < size and w.has_ready():
         message = w.take()
         message.started = True
         writer.update(message)

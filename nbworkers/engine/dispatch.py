@@ -67,13 +67,13 @@ class Dispatch:
             return
         if w.gate is not None:
             w.gate.woken(w, count)
-            if w.queue and not w.gate(w):
+            if w.ready_count() and not w.gate(w):
                 return  # waiting for a token or a batch: the timer wakes it (gate.py)
         if w.idle:
             w.cond.notify(count)
         if self.registry.stopping:
             return  # no run starts any more (and at exit Python refuses new threads)
-        ready = len(w.forced) if w.paused else len(w.queue)
+        ready = len(w.forced) if w.paused else w.ready_count()
         wanted = min(w.concurrency, w.running + ready)
         if len(w.live) < wanted:
             self._start_threads(w, wanted)
@@ -223,7 +223,7 @@ class Dispatch:
         return (
             w is not None
             and not w.paused
-            and len(w.queue) >= w.traces.maxlen * (w.policy.batch or 1)
+            and w.ready_count() >= w.traces.maxlen * (w.policy.batch or 1)
         )
 
     def remote_emit(self, kind: str, request: tuple) -> tuple:

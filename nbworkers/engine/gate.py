@@ -29,7 +29,7 @@ class Gate:
         policy = w.policy
         now = self.clock()
         due = None
-        if policy.batch is not None and len(w.queue) < policy.batch:
+        if policy.batch is not None and w.ready_count() < policy.batch:
             if w.batch_open_s is None:
                 w.batch_open_s = now
             due = w.batch_open_s + policy.batch_wait_s
@@ -47,14 +47,14 @@ class Gate:
     def woken(self, w: WorkerState, count: int) -> None:
         """``count`` messages of ``w`` became ready: a batch begins to be collected if none
         was (or the queue had been emptied meanwhile, by a purge)."""
-        if w.batch_open_s is None or len(w.queue) <= count:
+        if w.batch_open_s is None or w.ready_count() <= count:
             w.batch_open_s = self.clock()
 
     def batch_taken(self, w: WorkerState) -> None:
         """A batch was taken. The messages left stay in the collection going on (they became
         ready after it began), so that none waits longer than the batch wait; with none left,
         the next message that becomes ready begins a new one."""
-        if not w.queue:
+        if not w.ready_count():
             w.batch_open_s = None
 
 

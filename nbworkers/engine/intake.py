@@ -120,6 +120,7 @@ class Intake:
         self.hooks = hooks
         self.expiry = None  # Expiry, set by the runtime
         self.fan_in = None  # FanIn (emit_many's then=), set by the runtime
+        self.paging = None  # Paging, set by the runtime
 
     def emit(
         self,
@@ -261,18 +262,21 @@ class Intake:
             messages = [Message(seq + i, name, now, 1, d, due_at, key) for i, d in enumerate(datas)]
         if key is not None:
             w.keys[key] = messages[0]
+        kept = messages  # those in memory: spilled ones are on disk only (paging.py)
         if due_at is not None and due_at > self.registry.clock():
             for m in messages:
                 w.delay(m)
             self.timers.wake_at(due_at)
         else:
+            if w.spill is not None or len(w.queue) + len(messages) > self.paging.window:
+                kept = self.paging.admit(w, messages, priority)
             if priority:
-                w.queue.extend(messages, priority)
+                w.queue.extend(kept, priority)
             else:
-                w.queue.zero.extend(messages)
+                w.queue.zero.extend(kept)
             self.wake(w, len(messages))
-        if ttl is not None or w.policy.ttl_s is not None:
-            self.expiry.track(w, messages)
+        if (ttl is not None or w.policy.ttl_s is not None) and kept:
+            self.expiry.track(w, kept)  # spilled ones once paged in
         self.writer.insert(messages)
         for hook in self.hooks.after_enqueue:
             hook(w, len(messages))

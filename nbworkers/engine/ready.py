@@ -129,6 +129,16 @@ class ReadyQueue:
             return self.zero[0] if self.zero else None
         return next(iter(self), None)
 
+    def lowest(self) -> int | None:
+        """The lowest priority it holds a message of (discarded ones included); None if
+        empty."""
+        levels = self._levels
+        if levels and levels[0] < 0:
+            return levels[0]
+        if self.zero:
+            return 0
+        return levels[0] if levels else None
+
     def remove(self, m: Message) -> None:
         """Take ``m`` out (found by a scan of its priority's messages); ValueError if absent."""
         if m.seq in self._gone:

@@ -34,6 +34,7 @@ class Registry:
         self.lock = threading.Lock()
         self.workers: dict[str, WorkerState] = {}
         self.stopping = False  # no new runs, ticks or emits
+        self.paging = None  # Paging (paging.py): each worker's window of ready messages
         # Notified when a run ends or a queue empties, for ``wait`` (only while one waits).
         self.changed = threading.Condition(self.lock)
         self.change_waiters = 0

@@ -9,6 +9,7 @@ them instead). Its ``kind`` in the database becomes ``"removed"``.
 from __future__ import annotations
 
 from ..errors import ArgumentTypeError, NBWorkersError
+from .admin import purge_locked
 from .registry import Registry
 
 REMOVED = "removed"  # the workers table's kind of a name whose handler was removed
@@ -44,13 +45,10 @@ class Removal:
             w.cond.notify_all()
             self.writer.worker_changed(w)
             self.timers.changed()
-            dropped = w.remove_waiting(None) if purge else []
-            if dropped:
-                self.writer.ack([m.seq for m in dropped])
-                self.results.removed(w, dropped)
+            dropped = purge_locked(w, self.writer, self.results) if purge else 0
             self.events.after_change(w)
             self.events.mark_changed(name)
-        return len(dropped)
+        return dropped
 
 
 def _no_handler(name: str, w) -> str:

@@ -65,8 +65,12 @@ class Results:
         other way a message leaves its queue for good must call this too, with why as
         ``error``, such as an expiry): ``nw.result`` raises ``MessageFailed`` with ``error``,
         and a fan-in group counts them as failed."""
-        for m in messages:
-            self._ended((m.seq, w.name, None, error, None, None))
+        self.removed_seqs(w, [m.seq for m in messages], error)
+
+    def removed_seqs(self, w: WorkerState, seqs: list[int], error: str = REMOVED) -> None:
+        """``removed`` for the messages numbered ``seqs`` (spilled ones: engine/paging.py)."""
+        for seq in seqs:
+            self._ended((seq, w.name, None, error, None, None))
 
     def _ended(self, row: tuple) -> None:
         self.writer.result(row)

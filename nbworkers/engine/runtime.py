@@ -38,6 +38,7 @@ from .fan_in import FanIn
 from .intake import Intake
 from .memory import Trimmer, libc_trim
 from .outcomes import Outcomes
+from .paging import Paging
 from .policies import Hooks
 from .policies.failure_notice import FailureNotice
 from .policies.rate_limit import RateLimit
@@ -119,7 +120,7 @@ class Runtime:
         )
         with startup.gc_paused():
             try:
-                loaded = self.store.load()
+                loaded = self.store.load(settings.queue_window)
             except BaseException:
                 self.store.close()  # a damaged file was moved aside; any other error: unlocked
                 raise
@@ -132,6 +133,7 @@ class Runtime:
                 results_kept_s=settings.results_kept_s,
                 clock=clock,
             )
+            reg.paging = Paging(reg, writer, self.store, settings.queue_window)
             startup.load(reg, writer, loaded)
         # The parts, each given the ones it calls.
         self.events = events = Events(reg)
@@ -155,7 +157,10 @@ class Runtime:
                 StartNotice(events),
             ]
         )
-        intake.expiry = dispatch.expiry = expiry
+        intake.expiry = dispatch.expiry = reg.paging.expiry = expiry
+        intake.paging, reg.paging.wake_all = reg.paging, dispatch.wake_all
+        reg.paging.wake = dispatch.wake
+        writer.after_write = reg.paging.written
         timers.expire = expiry.expire_due
         dispatch.hooks = intake.hooks = outcomes.hooks = hooks
         outcomes.wake = timers.wake_runs = dispatch.wake
@@ -174,6 +179,7 @@ class Runtime:
         self.fan_in = FanIn(reg, writer, intake)
         self.results.fan_in = intake.fan_in = self.fan_in
         outcomes.results = admin.results = expiry.results = self.results
+        reg.paging.results = self.results
         with reg.lock:
             self.fan_in.load(loaded)
         self.replays = Replay(reg, outcomes, events, intake)

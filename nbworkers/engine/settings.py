@@ -18,9 +18,10 @@ class Settings:
     timezone: str | None = None  # None: the kernel's local zone
     storm_rate: int = 1000
     storm_seconds: int = 5
-    max_queued: int = 1_000_000
+    max_queued: int = 10_000_000
     failure_notice_after: int = 5
     max_processes: int = 0  # 0: one per CPU
     dask_address: str = ""
     idle_thread_s: float = 10.0  # how long a run thread with nothing to do lives
     results_kept_s: float = 3600.0  # how long nw.result can answer for a message that ended
+    queue_window: int = 50_000  # ready messages of a worker kept in memory (paging.py)

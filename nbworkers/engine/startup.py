@@ -10,6 +10,7 @@ from ..develop.calls import Calls
 from ..message import Message
 from ..store import Loaded
 from ..trace import Trace
+from .paging import message_of
 from .registry import Registry
 
 
@@ -43,29 +44,20 @@ def load(registry: Registry, writer, loaded: Loaded) -> None:
         if row.keep is not None:  # its --keep holds until the cell runs again
             w.keep(row.keep, registry.traces_kept)
             writer.kept[row.name] = row.keep
-    for row in loaded.messages:
-        # A message whose attempt had started when the kernel died gets its next attempt.
-        attempt = row.attempt + 1 if row.started else row.attempt
-        m = Message(
-            row.seq,
-            row.worker,
-            row.enqueued_at,
-            attempt,
-            row.data,
-            row.due_at,
-            row.key,
-            row.priority,
-            row.expires_at,
-        )
-        m.written = True
-        if row.started:
-            writer.update(m)  # the file says so too: queued again, not running
+    for row in loaded.spilled:  # ready messages beyond the window: left in the file
+        registry.paging.start(state(row.worker), row)
+    for seq, name, key in loaded.spilled_keys:  # their dedupe keys hold meanwhile
+        state(name).keys[key] = Message(seq, name, 0.0, 1, b"", key=key)
+    for row in sorted(loaded.messages, key=lambda r: r.seq):
+        m = message_of(row, writer)
         w = state(row.worker)
         if m.due_at_s is not None and m.due_at_s > now:
             w.delay(m)
         else:
+            came_due = m.due_at_s is not None
             m.due_at_s = None
-            w.queue.append(m)
+            if not (came_due and w.spill is not None and w.spill.hold(m, None)):
+                w.queue.append(m)
         if m.key is not None:
             w.keys[m.key] = m
         if m.expires_at_s is not None:  # its own time to live: a heap once all are loaded

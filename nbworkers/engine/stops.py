@@ -123,8 +123,9 @@ class Stops:
         return None
 
     def _refuse_waiting(self, seq: int, message_id: str) -> None:
+        found = self.registry.paging.find(seq)  # only in the file (paging.py)
         for w in self.registry.workers.values():
-            if any(m.seq == seq for m in w.waiting()):
+            if any(m.seq == seq for m in w.waiting()) or (found and found[0] is w):
                 raise NBWorkersError(
                     f"{message_id} is queued for {w.name!r}, not running: nw.stop stops a run "
                     f"going on. nw.cancel({message_id!r}) removes it from the queue"

@@ -91,6 +91,8 @@ class Timers:
                 if ready:
                     for m in ready:
                         m.due_at_s = None  # it may run now
+                    if w.spill is not None:  # behind the messages spilled (paging.py)
+                        ready = w.spill.came_due(ready, self.writer.next_seq)
                     w.queue.extend(ready)
                     self.wake_runs(w, len(ready))
                     self.events.mark_changed(w.name)
@@ -141,7 +143,7 @@ class Timers:
         """The schedule of cron ``w`` fired."""
         w.last_run_s = now
         self.writer.worker_changed(w)
-        if w.running or w.queue or w.delayed:
+        if w.running or w.ready_count() or w.delayed:
             w.skipped += 1  # never overlap: the previous run is still going
         else:
             message = Message(self.writer.number(), w.name, now, 1, NO_EVENT)

@@ -83,6 +83,8 @@ class WorkerState:
     def __init__(self, name: str, lock: threading.Lock, traces_kept: int):
         self.name = name
         self.queue = ReadyQueue()  # ready to run, in run order (priority, then oldest first)
+        # Ready messages beyond the window, kept only in the file (paging.py): None if none.
+        self.spill = None
         self.delayed: list[tuple[float, int, Message]] = []  # heap: (due_at, seq, message)
         # Delayed messages that came due went to the back of the queue, behind newer ones:
         # their emit times, a heap (enqueued_at, seq) with entries for messages gone since
@@ -149,11 +151,22 @@ class WorkerState:
     def ready(self) -> bool:
         """A run may start now (the runtime lock is held)."""
         return (
-            bool(self.queue)
-            and self.handler is not None
+            self.handler is not None
             and (not self.paused or self.forced)
+            and self.has_ready()
             and (self.gate is None or self.gate(self))
         )
+
+    def has_ready(self) -> bool:
+        """Whether a ready message is in memory, once spilled ones were paged in if it had
+        none (the lock is held)."""
+        return bool(self.queue) or (self.spill is not None and self.spill.paging.page_in(self))
+
+    def ready_count(self) -> int:
+        """How many messages are ready, spilled ones included (read without the lock by
+        ``Dispatch._superseded``: a guess there)."""
+        spill = self.spill
+        return len(self.queue) + (0 if spill is None else spill.count)
 
     def take(self) -> Message:
         """The next message to run (the runtime lock is held; ``ready()`` was true)."""
@@ -161,6 +174,8 @@ class WorkerState:
             message = next(m for m in self.queue if m.seq in self.forced)
             self.queue.remove(message)
         else:
+            if self.spill is not None and len(self.queue) < self.spill.paging.low:
+                self.spill.paging.page_in(self)
             message = self.queue.popleft()
         self.forced.discard(message.seq)
         if self.late_seqs:
@@ -192,9 +207,12 @@ class WorkerState:
     def next_due_s(self) -> float | None:
         return self.delayed[0][0] if self.delayed else None
 
-    def waiting(self, limit: int | None = None) -> list[Message]:
-        """The first ``limit`` (None: all) messages not running: ready ones, delayed ones
-        (soonest first), parked ones."""
+    def waiting(self, limit: int | None = None, spilled=None) -> list[Message]:
+        """The first ``limit`` (None: all) messages not running: ready ones (those in memory,
+        then ``spilled``, what ``Paging.peek`` read of the others; None: only the late ones
+        held with them), delayed ones (soonest first), parked ones."""
+        if spilled is None:
+            spilled = self.spill.held() if self.spill is not None else ()
         gone = self.delayed_gone
         if limit is None:
             delayed = sorted(self.delayed)
@@ -203,7 +221,7 @@ class WorkerState:
         if gone:
             delayed = [entry for entry in delayed if entry[1] not in gone]
         messages = itertools.chain(
-            self.queue, (m for _, _, m in delayed), (m for m, _ in self.parked)
+            self.queue, spilled, (m for _, _, m in delayed), (m for m, _ in self.parked)
         )
         return list(itertools.islice(messages, limit))
 
@@ -214,6 +232,8 @@ class WorkerState:
             return seqs is not None and m.seq not in seqs
 
         removed = [m for m in self.waiting() if not keep(m)]
+        if self.spill is not None and self.spill.late:  # came due behind spilled ones
+            removed += self.spill.drop_late(lambda m: not keep(m))
         if not removed:
             return []
         self.queue = ReadyQueue(m for m in self.queue if keep(m))
@@ -262,7 +282,7 @@ class WorkerState:
         return "cron" if self.is_cron else "worker"
 
     def queued(self) -> int:
-        return len(self.queue) + len(self.delayed) - len(self.delayed_gone) + len(self.parked)
+        return self.ready_count() + len(self.delayed) - len(self.delayed_gone) + len(self.parked)
 
     def oldest_s(self) -> float | None:
         """When the oldest waiting message was emitted."""
@@ -297,7 +317,7 @@ class WorkerState:
             counts["running"] += self.batch_extra  # messages, not runs: a batch is many
         rate = self.policy.rate
         if rate is not None:
-            due = next_token_s(self.rate_log, rate, now) if self.queue else None
+            due = next_token_s(self.rate_log, rate, now) if self.ready_count() else None
             counts["rate_wait_s"] = None if due is None else due - now
         return counts
 

@@ -51,8 +51,10 @@ class Store(Protocol):
 
     path: str  # where it is, as error messages name it
 
-    def load(self) -> Loaded:
-        """Everything a new runtime starts from; StoreCorruptError if it cannot be read."""
+    def load(self, window: int | None = None) -> Loaded:
+        """Everything a new runtime starts from; StoreCorruptError if it cannot be read. Each
+        worker's ready messages beyond the first ``window`` (None: none) are counted in
+        ``Loaded.spilled``, not read (``queued.read_window``)."""
 
     def apply(self, batch: Batch) -> str | None:
         """Make ``batch`` durable, all of it or none of it (then raise). A returned text is a
@@ -64,6 +66,21 @@ class Store(Protocol):
     def result_of(self, seq: int) -> tuple:
         """(``ResultRow`` of message ``seq``, None) once it ended; (None, its worker) while
         it is queued or running; (None, None) otherwise, as applied so far. Any thread."""
+
+    def queued_page(
+        self, worker: str, priority: int, first: int, limit: int, last: int | None = None
+    ) -> list[MessageRow]:
+        """The ready messages (no ``due_at``) of ``worker`` and ``priority`` from seq ``first``
+        (to ``last``, the highest there may be, if known), oldest first: at most ``limit``, as
+        applied so far."""
+
+    def queued_seqs(
+        self, worker: str, priority: int, first: int, last: int, limit: int
+    ) -> list[int]:
+        """The seqs of those from ``first`` to ``last``, ascending: at most ``limit``."""
+
+    def queued_row(self, seq: int) -> MessageRow | None:
+        """Queued message ``seq`` as applied so far, or None."""
 
     def dead_page(self, worker: str, limit: int | None, offset: int) -> list[DeadRow]:
         """The dead letters of ``worker``, oldest first (by death, then seq): ``limit`` of them

@@ -20,8 +20,14 @@ from pathlib import Path
 import duckdb
 
 from ..errors import ArgumentTypeError, NBWorkersError, StoreLockedError
-from . import dead, flow, rows, traces
-from .files import _CHECKPOINT_THRESHOLD, _HOW_TO_MOVE, DatabaseFiles, _process_description
+from . import dead, flow, queued, rows, traces
+from .files import (
+    _CHECKPOINT_THRESHOLD,
+    _HOW_TO_MOVE,
+    DatabaseFiles,
+    _process_description,
+    make_folder,
+)
 from .rows import Batch, DeadGroupRow, DeadRow, Loaded, WorkerRow, columns, unnested
 from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
 from .views import _check_select, _create_views, _first_line, _read_only, _tables
@@ -71,7 +77,7 @@ class DuckDBStore:
         self._group_rows = dead.GroupRows()  # the failure groups with a row in the file
         self.con = None
         if path != ":memory:":
-            self._make_folder(Path(self.path).parent)
+            make_folder(Path(self.path).parent)
         try:
             log = self.files.prepare()
             self._connect()
@@ -94,20 +100,6 @@ class DuckDBStore:
                 f"nbworkers cannot write beside its queue database {self.path!r} "
                 f"({exc.strerror}: {exc.filename!r}): you cannot write into its folder, or change "
                 f"that file. Nothing was changed in the database. To go on, {_HOW_TO_MOVE}."
-            ) from exc
-
-    @staticmethod
-    def _make_folder(folder: Path) -> None:
-        # Every folder made is 0700, not only the last: mkdir's parents get the umask's mode,
-        # world-writable under umask 000, and whoever can write a folder can swap what is in it.
-        missing = [p for p in folder.parents if not p.exists()]
-        try:
-            for path in [*reversed(missing), folder]:
-                path.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises
-        except OSError as exc:
-            raise NBWorkersError(
-                f"nbworkers cannot create the folder {os.path.abspath(folder)!r} for its queue "
-                f"database ({exc.strerror}); {_HOW_TO_MOVE}"
             ) from exc
 
     def _connect(self) -> None:
@@ -143,20 +135,21 @@ class DuckDBStore:
             f"To go on, {_HOW_TO_MOVE}."
         )
 
-    def load(self) -> Loaded:
-        """Read the state a new runtime starts from; StoreCorruptError (the file moved
-        aside) if DuckDB finds it damaged."""
+    def load(self, window: int | None = None) -> Loaded:
+        """Read the state a new runtime starts from (each worker's ready messages beyond
+        ``window`` counted, not read); StoreCorruptError (the file moved aside) if DuckDB
+        finds it damaged."""
         try:
-            return self._load()
+            return self._load(window)
         except duckdb.Error as exc:
             if not _CORRUPT_RE.search(str(exc)):
                 raise
             self._drop()
             raise self.files.set_aside(_first_line(exc), log_only="WAL file" in str(exc)) from exc
 
-    def _load(self) -> Loaded:
+    def _load(self, window: int | None) -> Loaded:
         fill_fingerprints(self.con)
-        loaded, meta = read(self.con)
+        loaded, meta = read(self.con, window)
         self._group_rows = dead.GroupRows(dead.read_groups(self.con))
         loaded.dead_groups = dead.read_summary(self.con)
         self._worker_rows = {w.name for w in loaded.workers}
@@ -310,22 +303,32 @@ class DuckDBStore:
         finally:
             cursor.close()
 
-    def result_of(self, seq: int):
-        """How message ``seq`` ended, as committed (``flow.result_of``)."""
+    def _read(self, read, *args):
+        """``read(cursor, *args)`` through a cursor of its own: the Store protocol's reads."""
         with self._cursor() as cursor:
-            return flow.result_of(cursor, seq)
+            return read(cursor, *args)
+
+    def result_of(self, seq: int):
+        return self._read(flow.result_of, seq)
+
+    def queued_page(self, worker, priority, first, limit, last=None):
+        return self._read(queued.read_page, worker, priority, first, limit, last)
+
+    def queued_seqs(self, worker: str, priority: int, first: int, last: int, limit: int):
+        return self._read(queued.read_seqs, worker, priority, first, last, limit)
+
+    def queued_row(self, seq: int):
+        return self._read(queued.read_row, seq)
 
     def dead_page(self, worker: str, limit: int | None, offset: int) -> list[DeadRow]:
-        with self._cursor() as cursor:
-            return dead.read_page(cursor, worker, limit, offset)
+        return self._read(dead.read_page, worker, limit, offset)
 
     def dead_rows(self, worker, digests=None, seqs=None) -> Iterator[list[DeadRow]]:
         with self._cursor() as cursor:
             yield from dead.read_rows(cursor, worker, digests, seqs)
 
     def dead_summary(self, worker: str | None = None) -> list[DeadGroupRow]:
-        with self._cursor() as cursor:
-            return dead.read_summary(cursor, worker)
+        return self._read(dead.read_summary, worker)
 
     def _committed(self, batch: Batch) -> None:
         """What a committed batch added to the file (for the next batches' statements)."""

@@ -274,3 +274,18 @@ class DatabaseFiles:
                 os.unlink(wal)
         except FileNotFoundError:
             pass  # DuckDB's own close removed it, or there was none
+
+
+def make_folder(folder: Path) -> None:
+    """Make ``folder`` for the database, and its missing parents, each private (0700)."""
+    # Every folder made is 0700, not only the last: mkdir's parents get the umask's mode,
+    # world-writable under umask 000, and whoever can write a folder can swap what is in it.
+    missing = [p for p in folder.parents if not p.exists()]
+    try:
+        for path in [*reversed(missing), folder]:
+            path.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises
+    except OSError as exc:
+        raise NBWorkersError(
+            f"nbworkers cannot create the folder {os.path.abspath(folder)!r} for its queue "
+            f"database ({exc.strerror}); {_HOW_TO_MOVE}"
+        ) from exc

@@ -22,6 +22,7 @@ from .rows import (
     Loaded,
     MessageRow,
     ResultRow,
+    SpillRow,
     TraceRow,
     UpdateRow,
     WorkerRow,
@@ -57,19 +58,73 @@ class MemoryStore:
         self.checkpoints = 0
         self.closed = False
 
-    def load(self) -> Loaded:
+    def load(self, window: int | None = None) -> Loaded:
         seqs = [*self.messages, *self.traces, *self.dead]
         seqs += [t.message_seq for t in self.traces.values()]
+        messages, spilled, keys = self._window(window)
         return Loaded(
             max(self.next_seq, max(seqs, default=0) + 1),
             list(self.workers.values()),
-            [self.messages[seq] for seq in sorted(self.messages)],
+            messages,
             [self.traces[seq] for seq in sorted(self.traces, reverse=True)],
             self.dead_summary(),
             sorted(self.rate_starts, key=lambda row: row[1]),
             [self.fan_ins[first] for first in sorted(self.fan_ins)],
             [r for seq, r in sorted(self.results.items()) if self._in_fan_in(seq)],
+            spilled,
+            keys,
         )
+
+    def _window(self, window: int | None) -> tuple[list[MessageRow], list[SpillRow], list]:
+        """As ``queued.read_window``: every delayed row and each worker's first ``window``
+        ready rows in run order (all when None), the lines of the others, their keys."""
+        rows = [self.messages[seq] for seq in sorted(self.messages)]
+        if window is None:
+            return rows, [], []
+        kept, spilled, ready = [], [], {}
+        for row in rows:
+            if row.due_at is None:
+                ready.setdefault(row.worker, []).append(row)
+            else:
+                kept.append(row)
+        for worker, mine in ready.items():
+            lines: dict[int, list[MessageRow]] = {}
+            for row in mine:
+                lines.setdefault(row.priority, []).append(row)
+            left = window
+            for priority in sorted(lines, reverse=True):
+                line = lines[priority]
+                kept += line[:left]
+                if len(line) > left:
+                    first = line[left - 1].seq + 1 if left else 0
+                    spilled.append(SpillRow(worker, priority, len(line) - left, first))
+                left = max(0, left - len(line))
+        seqs = {row.seq for row in kept}
+        keys = [(r.seq, r.worker, r.key) for r in rows if r.key is not None and r.seq not in seqs]
+        return kept, spilled, [k for k in keys if self.messages[k[0]].due_at is None]
+
+    def _ready(self, worker: str, priority: int, first: int) -> list[MessageRow]:
+        rows = self.messages.values()
+        return sorted(
+            (
+                r
+                for r in rows
+                if r.worker == worker
+                and r.priority == priority
+                and r.seq >= first
+                and r.due_at is None
+            ),
+            key=lambda r: r.seq,
+        )
+
+    def queued_page(self, worker, priority, first, limit, last=None):
+        return self._ready(worker, priority, first)[:limit]
+
+    def queued_seqs(self, worker: str, priority: int, first: int, last: int, limit: int):
+        return [r.seq for r in self._ready(worker, priority, first) if r.seq <= last][:limit]
+
+    def queued_row(self, seq: int):
+        return self.messages.get(seq)
 
     def _in_fan_in(self, seq: int) -> bool:
         return any(g.first_seq <= seq < g.first_seq + g.count for g in self.fan_ins.values())

@@ -72,6 +72,16 @@ UPDATE_TYPES = "- - - DOUBLE"
 DEAD_TYPES = "- - - - - VARCHAR - - VARCHAR INTEGER DOUBLE VARCHAR VARCHAR"
 
 
+class SpillRow(NamedTuple):
+    """Ready messages of a worker kept only on disk at start-up (engine/paging.py): the
+    ``count`` of ``priority`` from seq ``first``."""
+
+    worker: str
+    priority: int
+    count: int
+    first: int
+
+
 class UpdateRow(NamedTuple):
     """A written message whose attempt, start or due time changed."""
 
@@ -149,6 +159,9 @@ class Loaded:
     rate_starts: list[tuple[str, float]] = field(default_factory=list)
     fan_ins: list[FanInRow] = field(default_factory=list)  # open groups, oldest first
     fan_in_results: list[ResultRow] = field(default_factory=list)  # their ended members
+    # Ready messages beyond each worker's window, left on disk (engine/paging.py).
+    spilled: list[SpillRow] = field(default_factory=list)
+    spilled_keys: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, worker, key)
 
 
 @dataclass

@@ -5,8 +5,8 @@ opened, and the start-up read of everything a new runtime starts from (``read``)
 from __future__ import annotations
 
 from ..fingerprint import fingerprint
-from . import packed
-from .rows import FanInRow, Loaded, MessageRow, TraceRow, WorkerRow, storable
+from . import packed, queued
+from .rows import FanInRow, Loaded, TraceRow, WorkerRow, storable
 
 SCHEMA_VERSION = 5
 
@@ -56,9 +56,10 @@ ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS title VARCHAR;
 """
 
 
-def read(con) -> tuple[Loaded, dict[str, str]]:
+def read(con, window: int | None = None) -> tuple[Loaded, dict[str, str]]:
     """Everything a new runtime starts from, and the ``meta`` table, read through ``con``
-    (a DuckDB connection or cursor on a database with the schema and migrations)."""
+    (a DuckDB connection or cursor on a database with the schema and migrations); each
+    worker's ready messages beyond ``window`` (None: none) are counted, not read (queued.py)."""
     meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
     workers = [
         WorkerRow(*row)
@@ -67,14 +68,7 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
                       coalesce(retried, 0), kind, keep FROM workers"""
         ).fetchall()
     ]
-    messages = [
-        MessageRow(*row)
-        for row in con.execute(
-            """SELECT seq, worker, enqueued_at, attempt, data, coalesce(started, false),
-                      due_at, key, coalesce(priority, 0), expires_at
-               FROM messages ORDER BY seq"""
-        ).fetchall()
-    ]
+    messages, spilled, spilled_keys = queued.read_window(con, window)
     traces = [
         TraceRow(*row)
         for row in con.execute(
@@ -118,6 +112,8 @@ def read(con) -> tuple[Loaded, dict[str, str]]:
         [],  # the dead letters' groups: store/dead.py, once failure_groups is filled
         fan_ins=fan_ins,
         fan_in_results=fan_in_results,
+        spilled=spilled,
+        spilled_keys=spilled_keys,
     )
     loaded.rate_starts = con.execute(
         "SELECT worker, started_at FROM rate_starts ORDER BY started_at"

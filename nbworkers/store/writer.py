@@ -59,6 +59,9 @@ class Writer:
         # Workers keeping another number of traces (--keep N), set by the engine under the lock
         self.kept: dict[str, int] = {}
         self.flush_interval_s = flush_interval_s
+        # Called (the lock held) after each batch written: the engine's paging wakes workers
+        # waiting for their spilled messages to be in the file.
+        self.after_write = None
         self._inserts: list[Message] = []
         self._updates: dict[int, Message] = {}  # written messages whose attempt/due changed
         self._acks: list[int] = []
@@ -262,6 +265,8 @@ class Writer:
             with lock:
                 if error is not None:
                     self._put_back(taken)
+                elif self.after_write is not None:
+                    self.after_write()
                 taken = None  # its objects (a drain's dead letters) go now, not after the wait
                 self.error = error
                 self._written = self._taken
@@ -323,6 +328,8 @@ class Writer:
                     self._put_back(taken)
                 self._written = self._taken
                 self._written_cond.notify_all()
+            if self.error is None and self.after_write is not None:
+                self.after_write()
         if self.error is not None and check:
             raise self._failed() from self.error
         return self.error is None
@@ -343,6 +350,16 @@ class Writer:
     def stopped(self) -> bool:
         """True once ``stop`` was called: nothing recorded from then on is written."""
         return self._stop
+
+    def write_soon(self) -> None:
+        """Ask the loop to write what is pending now, not after its usual gap (the lock is
+        held)."""
+        self._flush_now = True
+        self._wake.notify()
+
+    def all_written(self) -> bool:
+        """Whether everything recorded so far is on disk (the lock is held)."""
+        return not self._pending() and self._written >= self._taken and self.error is None
 
     # ----- waiting for the disk (any thread) ------------------------------------------------
 

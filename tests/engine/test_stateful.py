@@ -196,6 +196,8 @@ def _wait_until(what: str, differences, settled=lambda: False, timeout: float = 
 
 
 class QueueMachine(RuleBasedStateMachine):
+    window = Settings.queue_window  # each worker's ready messages in memory (paging.py)
+
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="nbworkers-stateful-")
@@ -215,7 +217,8 @@ class QueueMachine(RuleBasedStateMachine):
     # ----- the runtime ----------------------------------------------------------------------
 
     def _open(self) -> Runtime:
-        rt = Runtime(self.path, Settings(flush_interval_s=0.001), clock=self.clock, rng=LowJitter())
+        settings = Settings(flush_interval_s=0.001, queue_window=self.window)
+        rt = Runtime(self.path, settings, clock=self.clock, rng=LowJitter())
         for name, (concurrency, policy) in WORKERS.items():
             rt.define(
                 name, from_function(name, self._handler(self.gen)), concurrency, policy=policy
@@ -762,11 +765,19 @@ def _load_live(store: DuckDBStore) -> tuple[Loaded, list]:
         cursor.close()
 
 
+class PagedQueueMachine(QueueMachine):
+    """The same, with a window of two ready messages per worker: most queued messages are
+    spilled to the file and read back (engine/paging.py), and the model is the same."""
+
+    window = 2
+
+
 # Shrinking a failure (Hypothesis gives up after 5 minutes) must not be cut short.
 @pytest.mark.timeout(max(300, EXAMPLES * 2) + 400)
-def test_random_sequences_of_queue_operations_keep_every_count_and_the_file_exact():
+@pytest.mark.parametrize("machine", [QueueMachine, PagedQueueMachine], ids=["all", "paged"])
+def test_random_sequences_of_queue_operations_keep_every_count_and_the_file_exact(machine):
     run_state_machine_as_test(
-        QueueMachine,
+        machine,
         settings=settings(
             max_examples=EXAMPLES or 20,
             stateful_step_count=50,
