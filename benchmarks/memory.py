@@ -21,6 +21,7 @@ Run from the repository root:
 
     python benchmarks/memory.py                        # 10,000, 1,000,000, 10,000,000
     python benchmarks/memory.py --sizes 10000 1000000  # quicker
+    python benchmarks/memory.py --sizes 2000 6000 --window 1000 --settle 0   # a smoke run
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from nbworkers import api
 CHUNK = 100_000
 DRAINED = 200_000  # runs timed from a long queue
 SETTLE_S = 5
+WINDOW = 0  # --window: NBWorkers.queue_window (0: its default)
 
 
 def _rss_mib() -> float:
@@ -53,6 +55,8 @@ def _use(path: str) -> None:
     api.shutdown()
     api.use_config(None)
     api.config().db_path = path
+    if WINDOW:
+        api.config().queue_window = WINDOW
 
 
 def queue_step(path: str, n: int) -> dict:
@@ -74,13 +78,21 @@ def queue_step(path: str, n: int) -> dict:
     gc.collect()
     time.sleep(SETTLE_S)
     after = _rss_mib()
+    with api.runtime().registry.lock:
+        in_memory = len(api.runtime().registry.workers["load"].queue)
     t0 = time.perf_counter()
     for _ in range(1000):
         counts = nw.counts("load")
     counts_us = (time.perf_counter() - t0) * 1000
     assert counts["queued"] == n, counts
     api.shutdown()
-    return {"rss_before": before, "rss_queued": after, "queue_s": queue_s, "counts_us": counts_us}
+    return {
+        "rss_before": before,
+        "rss_queued": after,
+        "queue_s": queue_s,
+        "counts_us": counts_us,
+        "in_memory": in_memory,
+    }
 
 
 def open_step(path: str, n: int) -> dict:
@@ -109,14 +121,14 @@ def open_step(path: str, n: int) -> dict:
     return {"open_s": open_s, "rss_open": rss_open, "rate": done / drain_s, "rss_drain": rss_drain}
 
 
-def run_size(n: int) -> dict:
+def run_size(n: int, options: list[str]) -> dict:
     folder = tempfile.mkdtemp(prefix="nbw-paging-")
     path = os.path.join(folder, "q.duckdb")
     try:
         got = {"n": n}
         for step in ("queue", "open"):
             out = subprocess.run(
-                [sys.executable, __file__, "--step", step, path, str(n)],
+                [sys.executable, __file__, "--step", step, path, str(n), *options],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -134,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--window", type=int, default=0, help="NBWorkers.queue_window")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds before RSS")
     parser.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global WINDOW, SETTLE_S
+    WINDOW, SETTLE_S = args.window, args.settle
+    options = ["--window", str(args.window), "--settle", str(args.settle)]
     if args.step:
         step, path, n = args.step
         figures = (queue_step if step == "queue" else open_step)(path, int(n))
@@ -147,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{h:>11}" for h in heads))
     rows = []
     for n in sorted(args.sizes):
-        r = run_size(n)
+        r = run_size(n, options)
         rows.append(r)
         print(
             f"{n:>11,} {r['rss_before']:>11.0f} {r['rss_queued']:>11.0f} {r['queue_s']:>11.1f} "

@@ -52,3 +52,21 @@ def test_peers_benchmark_quick_smoke(tmp_path):
         assert f"{verdict}  {target['name']}: {target['measured']}" in proc.stdout
     assert proc.returncode == (0 if all(t["passed"] for t in targets) else 1), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_memory_benchmark_smoke_pages_a_queue_longer_than_its_window(tmp_path):
+    out = tmp_path / "memory.json"
+    sizes = ["--sizes", "2000", "6000", "--window", "1000", "--settle", "0"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "memory.py"), *sizes, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())
+    assert [r["n"] for r in rows] == [2000, 6000]
+    assert [r["in_memory"] for r in rows] == [1000, 1000]  # the rest stayed in the file
+    assert all(r["rate"] > 0 and r["open_s"] > 0 for r in rows)
+    assert "drain rate with 6,000 queued / with 2,000" in proc.stdout

@@ -43,7 +43,9 @@ class Spill:
 
     def __init__(self, paging: Paging):
         self.paging = paging
-        self.lines: dict[int, list[int]] = {}  # priority -> [count, first seq]
+        # priority -> [count, first seq, when the oldest of them was emitted (or a little
+        # before: the last one read back before them)]
+        self.lines: dict[int, list] = {}
         # Delayed messages that came due while older messages of their priority (or higher)
         # were spilled: they go behind those, as in a queue all in memory. Priority -> deque
         # of (the next seq when it came due, message): it runs before spilled ones from then.
@@ -51,11 +53,12 @@ class Spill:
         self.count = 0  # spilled messages and late ones
         self.skip: set[int] = set()  # seqs in a line's range that are not spilled
 
-    def add(self, priority: int, first: int, count: int) -> None:
-        """``count`` messages of ``priority`` from seq ``first`` (newer than any spilled)."""
+    def add(self, priority: int, first: int, count: int, oldest_s: float) -> None:
+        """``count`` messages of ``priority`` from seq ``first`` (newer than any spilled), the
+        first emitted at ``oldest_s``."""
         line = self.lines.get(priority)
         if line is None:
-            self.lines[priority] = [count, first]
+            self.lines[priority] = [count, first, oldest_s]
         else:
             line[0] += count
         self.count += count
@@ -63,6 +66,19 @@ class Spill:
     def top(self) -> int | None:
         """The highest priority spilled, or None."""
         return max(self.lines) if self.lines else None
+
+    def oldest_s(self) -> float | None:
+        """When the oldest message it holds was emitted (about: see ``lines``)."""
+        times = [line[2] for line in self.lines.values()]
+        times += [m.enqueued_at_s for entries in self.late.values() for _, m in entries]
+        return min(times, default=None)
+
+    def by_priority(self) -> dict[int, int]:
+        """How many it holds of each priority."""
+        counts = {p: line[0] for p, line in self.lines.items()}
+        for priority, entries in self.late.items():
+            counts[priority] = counts.get(priority, 0) + len(entries)
+        return counts
 
     def in_range(self, m: Message) -> bool:
         line = self.lines.get(m.priority)
@@ -168,14 +184,14 @@ class Paging:
             kept, spilled = messages[:room], messages[room:]
             if spill is None:
                 spill = w.spill = Spill(self)
-        spill.add(priority, spilled[0].seq, len(spilled))
+        spill.add(priority, spilled[0].seq, len(spilled), spilled[0].enqueued_at_s)
         return kept
 
     def start(self, w: WorkerState, row) -> None:
         """``w`` starts with a spilled line loaded from the file (a ``SpillRow``)."""
         if w.spill is None:
             w.spill = Spill(self)
-        w.spill.add(row.priority, row.first, row.count)
+        w.spill.add(row.priority, row.first, row.count, row.oldest)
 
     def page_in(self, w: WorkerState) -> bool:
         """Read spilled messages of ``w`` into its window, in run order, up to ``window``
@@ -254,9 +270,10 @@ class Paging:
             del spill.late[priority]
         if rows:
             line[1] = rows[-1].seq + 1
+            line[2] = rows[-1].enqueued_at
         self._less(spill, priority, taken)
         if skip and spill.lines:  # seqs no line can read back any more
-            first = min(first for _, first in spill.lines.values())
+            first = min(line[1] for line in spill.lines.values())
             skip.difference_update([seq for seq in skip if seq < first])
         return came
 
@@ -357,7 +374,7 @@ class Paging:
         for priority in sorted(spill.lines.keys() | spill.late.keys(), reverse=True):
             late = [m for _, m in spill.late.get(priority, ())]
             afters = [after for after, _ in spill.late.get(priority, ())]
-            count, first = spill.lines.get(priority, (0, 0))
+            count, first, _ = spill.lines.get(priority, (0, 0, None))
             rows = []
             if count and (limit is None or len(seen) < limit):
                 want = count if limit is None else limit - len(seen)

@@ -115,7 +115,7 @@ class Queries:
                 next_due_s=w.next_due_s(),
                 longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
                 now=now,
-                priorities=w.queue.by_priority(),
+                priorities=w.by_priority(),
                 running_ids=tuple(r.message.id for r in runs),
                 running_attempts=tuple(r.message.attempt for r in runs),
                 stopping_ids=tuple(r.message.id for r in w.runs.values() if r.stop is not None),

@@ -296,7 +296,18 @@ class WorkerState:
         gone = self.delayed_gone
         times += [m.enqueued_at_s for _, seq, m in self.delayed if seq not in gone]
         times += [m.enqueued_at_s for m, _ in self.parked]
+        if self.spill is not None and (oldest := self.spill.oldest_s()) is not None:
+            times.append(oldest)
         return min(times, default=None)
+
+    def by_priority(self) -> dict[int, int]:
+        """How many ready messages each priority has, spilled ones included, highest first."""
+        counts = self.queue.by_priority()
+        if self.spill is not None:
+            for priority, count in self.spill.by_priority().items():
+                counts[priority] = counts.get(priority, 0) + count
+            counts = dict(sorted(counts.items(), reverse=True))
+        return counts
 
     def counts(self, now: float) -> dict:
         oldest = self.oldest_s()

@@ -96,8 +96,10 @@ class MemoryStore:
                 line = lines[priority]
                 kept += line[:left]
                 if len(line) > left:
-                    first = line[left - 1].seq + 1 if left else 0
-                    spilled.append(SpillRow(worker, priority, len(line) - left, first))
+                    last = line[left - 1] if left else None
+                    first = last.seq + 1 if last else line[0].seq
+                    oldest = last.enqueued_at if last else min(r.enqueued_at for r in line)
+                    spilled.append(SpillRow(worker, priority, len(line) - left, first, oldest))
                 left = max(0, left - len(line))
         seqs = {row.seq for row in kept}
         keys = [(r.seq, r.worker, r.key) for r in rows if r.key is not None and r.seq not in seqs]

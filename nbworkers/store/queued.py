@@ -24,13 +24,13 @@ def read_window(con, window: int | None) -> tuple[list[MessageRow], list[SpillRo
         rows = con.execute(f"SELECT {COLUMNS} FROM messages ORDER BY seq").fetchall()
         return [MessageRow(*row) for row in rows], [], []
     counts: dict[str, list[tuple[int, int]]] = {}  # worker -> [(priority, count)], highest first
-    for worker, priority, count, first in con.execute(
-        """SELECT worker, coalesce(priority, 0) AS p, count(*), min(seq) FROM messages
-           WHERE due_at IS NULL GROUP BY ALL ORDER BY worker, p DESC"""
+    for worker, priority, count, first, oldest in con.execute(
+        """SELECT worker, coalesce(priority, 0) AS p, count(*), min(seq), min(enqueued_at)
+           FROM messages WHERE due_at IS NULL GROUP BY ALL ORDER BY worker, p DESC"""
     ).fetchall():
-        counts.setdefault(worker, []).append((priority, count, first))
+        counts.setdefault(worker, []).append((priority, count, first, oldest))
     last = con.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0
-    big = [w for w, lines in counts.items() if sum(n for _, n, _ in lines) > window]
+    big = [w for w, lines in counts.items() if sum(line[1] for line in lines) > window]
     # Every row of the workers within their window, and every delayed row: one query.
     rows = con.execute(
         f"""SELECT {COLUMNS} FROM messages
@@ -42,13 +42,14 @@ def read_window(con, window: int | None) -> tuple[list[MessageRow], list[SpillRo
     spilled = []
     for worker in big:
         left = window
-        for priority, count, first in counts[worker]:
+        for priority, count, first, oldest in counts[worker]:
             page = read_page(con, worker, priority, first, left, last) if left else []
             messages += page
             left -= len(page)
             if len(page) < count:
-                first = page[-1].seq + 1 if page else first
-                spilled.append(SpillRow(worker, priority, count - len(page), first))
+                if page:
+                    first, oldest = page[-1].seq + 1, page[-1].enqueued_at
+                spilled.append(SpillRow(worker, priority, count - len(page), first, oldest))
     keys = []
     if spilled:
         loaded = {m.seq for m in messages if m.key is not None}

@@ -80,6 +80,7 @@ class SpillRow(NamedTuple):
     priority: int
     count: int
     first: int
+    oldest: float  # when the first of them was emitted (about: the last one loaded, if any)
 
 
 class UpdateRow(NamedTuple):

@@ -10,6 +10,7 @@ spilled ones; memory holds the window only.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -232,3 +233,21 @@ def test_many_threads_emitting_and_draining_lose_and_repeat_nothing(make_runtime
     assert rt.wait("w", timeout=60)
     assert sorted(ran) == sorted((k, i, j) for k in range(4) for i in range(50) for j in range(5))
     assert rt.counts("w")["done"] == 1000
+
+
+def test_the_oldest_age_and_the_counts_by_priority_include_spilled_messages(make_runtime):
+    rt = make_runtime(queue_window=WINDOW)
+    recorder(rt)
+    rt.pause("w")
+    ids = rt.emit_many(list(range(10)), "w")  # 4 in memory, 6 in the file
+    time.sleep(0.3)
+    rt.emit_many(["high"] * 5, "w", priority=5)  # in memory: they run first
+    for message_id in ids[:4]:
+        assert rt.cancel(message_id)
+    assert rt.snapshot("w").priorities == {5: 5, 0: 6}
+    # The oldest waiting message is one in the file, emitted 0.3 s before any in memory
+    assert rt.counts("w")["oldest_age_s"] >= 0.3
+    rt.stop()
+    rt2 = make_runtime(queue_window=WINDOW)
+    assert rt2.snapshot("w").priorities == {5: 5, 0: 6}
+    assert rt2.counts("w")["oldest_age_s"] >= 0.3
