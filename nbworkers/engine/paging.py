@@ -13,14 +13,16 @@ otherwise it stays in memory (a priority above everything spilled runs first any
 window may grow by those).
 
 A spill line (one priority) stands for "the ready rows of this worker and priority from seq
-``first``", ``count`` of them. A spilled message cancelled before its removal is written is in
-``skip``: reading the line back passes over it. A delayed message that comes due behind
+``first``", ``count`` of them. A message in a line's range that is not spilled (cancelled
+before its removal is written, or a delayed one that came due) is in ``skip``: reading the line
+back passes over it. A delayed message that comes due behind
 spilled ones (of its priority or higher) waits in ``late`` until they are read back, as it
 would wait behind them in memory.
 
 Paging in never lets go of the engine's lock: it reads what the file holds. Spilled messages
 the writer has not written yet come on a later page; a worker whose window is empty meanwhile
-asks the writer to write now, and is woken once it has (``written``).
+asks the writer to write now, and is woken once it has (``written``); until then no run reads
+the file for it again.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Spill:
     """The ready messages of one worker kept only in the file, counted by priority, and the
     delayed messages that came due behind them."""
 
-    __slots__ = ("count", "late", "lines", "paging", "skip")
+    __slots__ = ("behind", "count", "late", "lines", "paging", "skip")
 
     def __init__(self, paging: Paging):
         self.paging = paging
@@ -52,6 +54,9 @@ class Spill:
         self.late: dict[int, deque[tuple[int, Message]]] = {}
         self.count = 0  # spilled messages and late ones
         self.skip: set[int] = set()  # seqs in a line's range that are not spilled
+        # The file held fewer than asked (not written yet): no read until the writer's next
+        # batch, so that runs do not each read the file meanwhile.
+        self.behind = False
 
     def add(self, priority: int, first: int, count: int, oldest_s: float) -> None:
         """``count`` messages of ``priority`` from seq ``first`` (newer than any spilled), the
@@ -93,9 +98,12 @@ class Spill:
         """Whether ``m``, a delayed message that came due, waits here (until the messages
         spilled before seq ``after`` are read back) rather than going in memory. ``after``
         None: read at start-up, where it runs in seq order among the ready ones."""
-        # Held behind the messages spilled until then, it is let go once the line's reads have
-        # passed its own seq: its row (and its retries') is never read back as a spilled one.
         line = self.lines.get(m.priority)
+        if line is not None and m.seq >= line[1]:
+            # Its row is in the line's range, and has no due_at if it was not written yet (the
+            # writer makes rows from the messages as they are then): never read back as
+            # spilled.
+            self.skip.add(m.seq)
         top = self.top()
         if top is None or top < m.priority:
             return False
@@ -160,7 +168,7 @@ class Paging:
         self.window = max(1, window)
         self.low = max(1, self.window // 2)  # page in once the window holds fewer
         self.wake = self.wake_all = None  # Dispatch.wake and wake_all, set by the runtime
-        self.starved: set[WorkerState] = set()  # waiting for their spilled messages' write
+        self.behind: set[WorkerState] = set()  # waiting for their spilled messages' write
         self.expiry = None  # Expiry: messages paged in may expire
         self.results = None  # Results: spilled messages purged or cancelled end
 
@@ -197,8 +205,11 @@ class Paging:
         """Read spilled messages of ``w`` into its window, in run order, up to ``window``
         (as many as the file holds yet); whether any came."""
         spill = w.spill
+        if spill.behind:
+            return False  # nothing new in the file until the writer's next batch
         want = self.window - len(w.queue)
         got: list[Message] = []
+        behind = False
         try:
             for priority in sorted(spill.lines.keys() | spill.late.keys(), reverse=True):
                 if len(got) >= want:
@@ -212,19 +223,21 @@ class Paging:
                 got += self._take_rows(w, spill, priority, rows)
                 if len(rows) < limit:
                     self._short(w, spill, priority)
+                    behind = priority in spill.lines
                 if priority in spill.lines:
                     break  # the rest of this line waits for a next page (or the writer)
                 got += self._release(spill, priority)
         except Exception as exc:  # noqa: BLE001 - logged; the messages wait in the file
             log.error("nbworkers could not read %r's queued messages back: %s", w.name, exc)
+            behind = True  # tried again after the writer's next batch
         got += self._settle(w)
+        if behind and w.spill is not None:
+            self._wait_for_writer(w)
         if got:
             w.queue.extend(got)
             if self.expiry is not None:
                 self.expiry.track(w, got)
             self.wake(w, len(got))  # idle run threads take them too
-        elif not w.queue and w.spill is not None:
-            self._retry_soon(w)
         return bool(got)
 
     def _last(self) -> int:
@@ -299,18 +312,21 @@ class Paging:
                 w.name,
             )
 
-    def _retry_soon(self, w: WorkerState) -> None:
-        """``w`` has nothing in memory and its spilled messages are not written yet: the
-        writer writes now, and ``written`` wakes ``w`` then."""
-        self.starved.add(w)
+    def _wait_for_writer(self, w: WorkerState) -> None:
+        """Spilled messages of ``w`` are not in the file yet: the writer writes now, and
+        ``written`` lets ``w`` read again (and wakes it if its window is empty)."""
+        w.spill.behind = True
+        self.behind.add(w)
         self.writer.write_soon()
 
     def written(self) -> None:
         """The writer wrote a batch (the lock is held): workers waiting for it look again."""
-        starved, self.starved = self.starved, set()
-        for w in starved:
+        behind, self.behind = self.behind, set()
+        for w in behind:
             if w.spill is not None:
-                self.wake_all(w)
+                w.spill.behind = False
+                if not w.queue:
+                    self.wake_all(w)
 
     # ----- out ----------------------------------------------------------------------------
 

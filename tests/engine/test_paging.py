@@ -174,7 +174,9 @@ def test_a_delayed_message_that_comes_due_runs_behind_those_spilled_before_it(ma
     from tests.conftest import Clock
 
     clock = Clock(1_000_000.0)
-    rt = make_runtime(queue_window=WINDOW, clock=clock)
+    # Written half a second later: the delayed message comes due before its row is written,
+    # which then has no due_at, as a spilled one (it must not be read back as one).
+    rt = make_runtime(queue_window=WINDOW, clock=clock, flush_interval_s=0.5)
     attempts: dict = {}
 
     def handler(event, message):
@@ -251,3 +253,32 @@ def test_the_oldest_age_and_the_counts_by_priority_include_spilled_messages(make
     rt2 = make_runtime(queue_window=WINDOW)
     assert rt2.snapshot("w").priorities == {5: 5, 0: 6}
     assert rt2.counts("w")["oldest_age_s"] >= 0.3
+
+
+def test_a_delayed_message_due_before_its_row_is_written_is_not_read_back_twice(tmp_path):
+    # The writer makes a row from its message when it writes it: a delayed message that came
+    # due before that has no due_at in the file, like a spilled one, in a spilled line's range.
+    from nbworkers.store import MemoryStore
+    from tests.conftest import Clock, open_runtime
+
+    store, writes = MemoryStore(), threading.Event()
+    store.on_apply = lambda batch: writes.wait(10)  # nothing is written until set
+    clock = Clock(1_000_000.0)
+    rt = open_runtime(str(tmp_path / "q"), queue_window=WINDOW, clock=clock, store=store)
+    try:
+        ran = recorder(rt)
+        rt.pause("w")
+        rt.emit_many(list(range(6)), "w")
+        rt.emit("late", "w", delay=5)
+        rt.emit_many(list(range(6, 12)), "w")
+        clock.now += 10
+        rt.run_timers()
+        writes.set()
+        listed = [m["preview"] for m in rt.messages("w", limit=None)]
+        assert listed == [*map(repr, range(12)), "'late'"]
+        rt.resume("w")
+        assert rt.wait("w", timeout=30)
+        assert ran == [*range(12), "late"]
+    finally:
+        writes.set()
+        rt.stop()
