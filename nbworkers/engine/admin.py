@@ -121,9 +121,12 @@ class Admin:
             )
         with self.registry.lock:
             w = self.registry.workers.get(name)
-            if w and w.spill and not self.writer.all_written():
-                self.writer.write_now(check=False)  # its spilled messages are read from the file
-            spilled = self.registry.paging.peek(w, limit) if w and w.spill else None
+            spilled = None  # the spilled ones: read from the file if the list goes that far
+            if w and w.spill and (limit is None or limit > len(w.queue)):
+                if not self.writer.all_written():
+                    self.writer.write_now(check=False)
+                more = None if limit is None else limit - len(w.queue)
+                spilled = self.registry.paging.peek(w, more) if w.spill else None
             waiting = w.waiting(limit, spilled) if w else []
             parked = {m.seq: why for m, why in w.parked} if w else {}
             ttl_s = w.policy.ttl_s if w else None

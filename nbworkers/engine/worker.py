@@ -231,7 +231,7 @@ class WorkerState:
         def keep(m: Message) -> bool:
             return seqs is not None and m.seq not in seqs
 
-        removed = [m for m in self.waiting() if not keep(m)]
+        removed = [m for m in self.waiting(spilled=()) if not keep(m)]
         if self.spill is not None and self.spill.late:  # came due behind spilled ones
             removed += self.spill.drop_late(lambda m: not keep(m))
         if not removed:

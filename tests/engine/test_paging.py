@@ -276,9 +276,29 @@ def test_a_delayed_message_due_before_its_row_is_written_is_not_read_back_twice(
         writes.set()
         listed = [m["preview"] for m in rt.messages("w", limit=None)]
         assert listed == [*map(repr, range(12)), "'late'"]
+        assert rt.counts("w")["queued"] == 13
         rt.resume("w")
         assert rt.wait("w", timeout=30)
         assert ran == [*range(12), "late"]
     finally:
         writes.set()
         rt.stop()
+
+
+def test_a_purge_counts_a_delayed_message_held_behind_spilled_ones_once(make_runtime):
+    from tests.conftest import Clock
+
+    clock = Clock(1_000_000.0)
+    rt = make_runtime(queue_window=WINDOW, clock=clock)
+    recorder(rt)
+    rt.pause("w")
+    rt.emit_many(list(range(6)), "w")
+    late = rt.emit("late", "w", delay=5)
+    clock.now += 10
+    rt.run_timers()  # due, and held behind the two spilled messages
+    assert rt.counts("w")["queued"] == 7
+    assert [m["id"] for m in rt.messages("w", limit=None)][-1] == late
+    assert rt.purge("w") == 7
+    assert rt.counts("w")["queued"] == 0 and rt.messages("w", limit=None) == []
+    with pytest.raises(MessageFailed, match="removed"):
+        rt.result(late, timeout=5)
