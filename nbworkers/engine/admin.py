@@ -147,12 +147,23 @@ class Admin:
                     self.results.removed(w, removed)
                     self.events.after_change(w)
                     return True
-            found = self.registry.paging.find(seq)  # only in the file (paging.py)
+            return self._cancel_spilled(seq)
+
+    def _cancel_spilled(self, seq: int) -> bool:
+        """Cancel ``seq`` if it is spilled (paging.py): looked for in the file once what is
+        pending is written, with no spilled message read back meanwhile (the lock is held,
+        and let go while writing)."""
+        paging = self.registry.paging
+        spilling = [w for w in self.registry.workers.values() if w.spill is not None]
+        if not spilling:
+            return False
+        with paging.frozen(spilling):
+            self.writer.write_now(check=False)
+            found = paging.find(seq)
             if found is not None:
-                self.registry.paging.cancel(*found)
+                paging.cancel(*found)
                 self.events.after_change(found[0])
-                return True
-        return False
+        return found is not None
 
     def purge(self, name: str) -> int:
         """Remove every waiting message of ``name``; how many there were."""
@@ -169,11 +180,16 @@ class Admin:
 def purge_locked(w, writer, results) -> int:
     """Remove every waiting message of ``w``, spilled ones included; how many there were
     (the lock is held; it is let go while spilled ones are dropped: paging.py)."""
-    removed = w.remove_waiting(None)
-    if removed:
-        writer.ack([m.seq for m in removed])
-        results.removed(w, removed)
-    count = len(removed)
-    if w.spill is not None:
-        count += w.spill.paging.purge(w)
-    return count
+    spill = w.spill
+    if spill is None:
+        removed = w.remove_waiting(None)
+        if removed:
+            writer.ack([m.seq for m in removed])
+            results.removed(w, removed)
+        return len(removed)
+    with spill.paging.frozen([w]):  # the purge lets the lock go between its writes
+        removed = w.remove_waiting(None)
+        if removed:
+            writer.ack([m.seq for m in removed])
+            results.removed(w, removed)
+        return len(removed) + spill.paging.purge(w)

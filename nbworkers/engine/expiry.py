@@ -157,7 +157,10 @@ class Expiry(RunPolicy):
                 heapq.heapify(w.delayed)
                 w.delayed_gone = set()
         else:
-            w.queue.discard(m)
+            if w.spill is not None and w.spill.drop_late(lambda held: held is m):
+                pass  # held behind spilled messages (paging.py), not in the queue
+            else:
+                w.queue.discard(m)
             if w.late_seqs:
                 w._not_late(m.seq)
 

@@ -251,6 +251,8 @@ class Intake:
                 "returned (nw.emit then starts nbworkers again)."
             )
         name = w.name
+        if due_at is not None and due_at <= self.registry.clock():
+            due_at = None  # at= a time gone by: ready now, as if emitted without it
         seq = self.writer.number(len(datas))
         if priority or ttl is not None:
             expires = None if ttl is None else now + ttl

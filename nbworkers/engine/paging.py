@@ -12,149 +12,36 @@ wait on disk before it), or when the window is full and nothing in it has a lowe
 otherwise it stays in memory (a priority above everything spilled runs first anyway, so the
 window may grow by those).
 
-A spill line (one priority) stands for "the ready rows of this worker and priority from seq
-``first``", ``count`` of them. A message in a line's range that is not spilled (cancelled
-before its removal is written, or a delayed one that came due) is in ``skip``: reading the line
-back passes over it. A delayed message that comes due behind
+A message that goes to the front of memory (a retry with no backoff) with a priority below a
+spilled line waits until that line is read back (``WorkerState.has_ready``).
+
+``Spill`` (spill.py) holds a worker's lines: a line (one priority) stands for "the ready rows
+of this worker and priority from seq ``first``", ``count`` of them. A message in a line's range
+that is not spilled (cancelled before its removal is written, or a delayed one that came due)
+is in ``skip``: reading the line back passes over it. A delayed message that comes due behind
 spilled ones (of its priority or higher) waits in ``late`` until they are read back, as it
 would wait behind them in memory.
 
 Paging in never lets go of the engine's lock: it reads what the file holds. Spilled messages
 the writer has not written yet come on a later page; a worker whose window is empty meanwhile
 asks the writer to write now, and is woken once it has (``written``); until then no run reads
-the file for it again.
+the file for it again. A cancel or purge, which lets the lock go while it writes, freezes the
+paging of the workers it looks at (``frozen``), so that none of their spilled messages starts
+meanwhile. A read that fails is logged and tried again a second later.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import contextlib
 
 from ..log import log
 from ..message import Message
+from .spill import Spill, listed, message_of
 from .worker import WorkerState
 
 # A purge drops spilled messages this many at a time, writing between two chunks.
 PURGE_CHUNK = 100_000
-
-
-class Spill:
-    """The ready messages of one worker kept only in the file, counted by priority, and the
-    delayed messages that came due behind them."""
-
-    __slots__ = ("behind", "count", "late", "lines", "paging", "skip")
-
-    def __init__(self, paging: Paging):
-        self.paging = paging
-        # priority -> [count, first seq, when the oldest of them was emitted (or a little
-        # before: the last one read back before them)]
-        self.lines: dict[int, list] = {}
-        # Delayed messages that came due while older messages of their priority (or higher)
-        # were spilled: they go behind those, as in a queue all in memory. Priority -> deque
-        # of (the next seq when it came due, message): it runs before spilled ones from then.
-        self.late: dict[int, deque[tuple[int, Message]]] = {}
-        self.count = 0  # spilled messages and late ones
-        self.skip: set[int] = set()  # seqs in a line's range that are not spilled
-        # The file held fewer than asked (not written yet): no read until the writer's next
-        # batch, so that runs do not each read the file meanwhile.
-        self.behind = False
-
-    def add(self, priority: int, first: int, count: int, oldest_s: float) -> None:
-        """``count`` messages of ``priority`` from seq ``first`` (newer than any spilled), the
-        first emitted at ``oldest_s``."""
-        line = self.lines.get(priority)
-        if line is None:
-            self.lines[priority] = [count, first, oldest_s]
-        else:
-            line[0] += count
-        self.count += count
-
-    def top(self) -> int | None:
-        """The highest priority spilled, or None."""
-        return max(self.lines) if self.lines else None
-
-    def oldest_s(self) -> float | None:
-        """When the oldest message it holds was emitted (about: see ``lines``)."""
-        times = [line[2] for line in self.lines.values()]
-        times += [m.enqueued_at_s for entries in self.late.values() for _, m in entries]
-        return min(times, default=None)
-
-    def by_priority(self) -> dict[int, int]:
-        """How many it holds of each priority."""
-        counts = {p: line[0] for p, line in self.lines.items()}
-        for priority, entries in self.late.items():
-            counts[priority] = counts.get(priority, 0) + len(entries)
-        return counts
-
-    def in_range(self, m: Message) -> bool:
-        line = self.lines.get(m.priority)
-        return line is not None and m.seq >= line[1]
-
-    def came_due(self, messages: list[Message], next_seq: int) -> list[Message]:
-        """Of delayed ``messages`` that came due now, those that go in memory; the others
-        wait here behind the spilled messages of their priority or higher."""
-        return [m for m in messages if not self.hold(m, next_seq)]
-
-    def hold(self, m: Message, after: int | None) -> bool:
-        """Whether ``m``, a delayed message that came due, waits here (until the messages
-        spilled before seq ``after`` are read back) rather than going in memory. ``after``
-        None: read at start-up, where it runs in seq order among the ready ones."""
-        line = self.lines.get(m.priority)
-        if line is not None and m.seq >= line[1]:
-            # Its row is in the line's range, and has no due_at if it was not written yet (the
-            # writer makes rows from the messages as they are then): never read back as
-            # spilled.
-            self.skip.add(m.seq)
-        top = self.top()
-        if top is None or top < m.priority:
-            return False
-        if after is None:
-            if line is not None and m.seq < line[1]:
-                return False  # among the ready ones in memory
-            after = m.seq
-        self.late.setdefault(m.priority, deque()).append((after, m))
-        self.count += 1
-        return True
-
-    def held(self) -> list[Message]:
-        """The late messages held here, by priority (highest first), then came due first."""
-        return [m for p in sorted(self.late, reverse=True) for _, m in self.late[p]]
-
-    def drop_late(self, gone) -> list[Message]:
-        """Take out the late messages for which ``gone(m)``; those taken."""
-        dropped = []
-        for priority, entries in list(self.late.items()):
-            kept = deque(e for e in entries if not gone(e[1]))
-            dropped += [m for _, m in entries if gone(m)]
-            if kept:
-                self.late[priority] = kept
-            else:
-                del self.late[priority]
-        self.count -= len(dropped)
-        return dropped
-
-    def __repr__(self) -> str:
-        return f"<Spill of {self.count:,}: {self.lines}, {sum(map(len, self.late.values()))} late>"
-
-
-def message_of(row, writer) -> Message:
-    """The ``Message`` of a queued row read back; one whose attempt had started when the
-    kernel died gets its next attempt, and the file says so too."""
-    attempt = row.attempt + 1 if row.started else row.attempt
-    m = Message(
-        row.seq,
-        row.worker,
-        row.enqueued_at,
-        attempt,
-        row.data,
-        row.due_at,
-        row.key,
-        row.priority,
-        row.expires_at,
-    )
-    m.written = True
-    if row.started:
-        writer.update(m)  # queued again, not running
-    return m
+RETRY_S = 1.0  # after a failed read of spilled messages, the next one
 
 
 class Paging:
@@ -179,14 +66,14 @@ class Paging:
         that go in ``w``'s window; the others are spilled."""
         spill = w.spill
         top = None if spill is None else spill.top()
-        if not messages:
-            return messages
+        if not messages or w.is_cron:
+            return messages  # a cron's messages are few, and run_now's must be in memory
         if top is not None and top >= priority:
             kept, spilled = [], messages
         else:
             room = self.window - len(w.queue)
             lowest = w.queue.lowest()
-            if room >= len(messages) or w.is_cron or (lowest is not None and lowest < priority):
+            if room >= len(messages) or (lowest is not None and lowest < priority):
                 return messages  # it fits, or it must run before messages in memory
             room = max(room, 0)
             kept, spilled = messages[:room], messages[room:]
@@ -205,9 +92,13 @@ class Paging:
         """Read spilled messages of ``w`` into its window, in run order, up to ``window``
         (as many as the file holds yet); whether any came."""
         spill = w.spill
-        if spill.behind:
+        if spill.behind or spill.frozen:
             return False  # nothing new in the file until the writer's next batch
-        want = self.window - len(w.queue)
+        if spill.retry_at is not None:
+            if self.registry.clock() < spill.retry_at:
+                return False
+            spill.retry_at = None
+        want = max(self.window - len(w.queue), self.low)
         got: list[Message] = []
         behind = False
         try:
@@ -228,8 +119,13 @@ class Paging:
                     break  # the rest of this line waits for a next page (or the writer)
                 got += self._release(spill, priority)
         except Exception as exc:  # noqa: BLE001 - logged; the messages wait in the file
-            log.error("nbworkers could not read %r's queued messages back: %s", w.name, exc)
-            behind = True  # tried again after the writer's next batch
+            log.error(
+                "nbworkers could not read %r's queued messages back (tried again in %s s): %s",
+                w.name,
+                RETRY_S,
+                exc,
+            )
+            self._retry_later(w)
         got += self._settle(w)
         if behind and w.spill is not None:
             self._wait_for_writer(w)
@@ -312,6 +208,14 @@ class Paging:
                 w.name,
             )
 
+    def _retry_later(self, w: WorkerState) -> None:
+        """A read failed: the next one in ``RETRY_S``, when the timer wakes ``w``."""
+        due = self.registry.clock() + RETRY_S
+        w.spill.retry_at = due
+        if w.wait_until_s is None or due < w.wait_until_s:
+            w.wait_until_s = due
+            self.timers.wake_at(due)
+
     def _wait_for_writer(self, w: WorkerState) -> None:
         """Spilled messages of ``w`` are not in the file yet: the writer writes now, and
         ``written`` lets ``w`` read again (and wakes it if its window is empty)."""
@@ -325,7 +229,7 @@ class Paging:
         for w in behind:
             if w.spill is not None:
                 w.spill.behind = False
-                if not w.queue:
+                if not w.queue or w.spill.above(w.queue.first()):
                     self.wake_all(w)
 
     # ----- out ----------------------------------------------------------------------------
@@ -350,6 +254,7 @@ class Paging:
             spill.skip.difference_update(seqs)
             self._less(spill, priority, len(ended))
             w.queue.extend(self._settle(w))
+            _forget_keys(w, set(ended))
             self.writer.ack(ended)
             self.results.removed_seqs(w, ended)
             dropped += len(ended)
@@ -357,21 +262,34 @@ class Paging:
         return dropped
 
     def find(self, seq: int) -> tuple[WorkerState, Message] | None:
-        """Spilled message ``seq`` and its worker, or None (writes first: it may not be
-        written yet)."""
+        """Spilled message ``seq`` and its worker, or None: as the file holds it (the caller
+        wrote what was pending first, if it must be found however new)."""
         reg = self.registry
         if not any(w.spill is not None for w in reg.workers.values()):
             return None
-        if not self.writer.all_written():
-            self.writer.write_now()
         row = self.store.queued_row(seq)
         w = None if row is None else reg.workers.get(row.worker)
         if w is None or w.spill is None or row.due_at is not None:
             return None
-        m = _listed(row)
+        m = listed(row)
         if not w.spill.in_range(m) or seq in w.spill.skip:
             return None
         return w, m
+
+    @contextlib.contextmanager
+    def frozen(self, workers: list[WorkerState]):
+        """No spilled message of ``workers`` is read back while the block runs (it lets the
+        lock go, to write); their run threads look again after it."""
+        spills = [(w, w.spill) for w in workers if w.spill is not None]
+        for _, spill in spills:
+            spill.frozen = True
+        try:
+            yield
+        finally:
+            for w, spill in spills:
+                spill.frozen = False
+                if w.spill is not None:
+                    self.wake_all(w)
 
     def cancel(self, w: WorkerState, m: Message) -> None:
         """Take spilled message ``m`` (from ``find``) out of ``w``'s queue."""
@@ -379,6 +297,7 @@ class Paging:
         spill.skip.add(m.seq)
         self._less(spill, m.priority, 1)
         w.queue.extend(self._settle(w))
+        _forget_keys(w, {m.seq})
         self.writer.ack([m.seq])
         self.results.removed_seqs(w, [m.seq])
 
@@ -401,24 +320,15 @@ class Paging:
                     afters.pop(0)
                     seen.append(late.pop(0))
                 if row.seq not in spill.skip:
-                    seen.append(_listed(row))
+                    seen.append(listed(row))
             seen += late
             if limit is not None and len(seen) >= limit:
                 break
         return seen if limit is None else seen[:limit]
 
 
-def _listed(row) -> Message:
-    """The ``Message`` of a spilled row, to list or look at (the file is left as it is)."""
-    attempt = row.attempt + 1 if row.started else row.attempt
-    return Message(
-        row.seq,
-        row.worker,
-        row.enqueued_at,
-        attempt,
-        row.data,
-        None,
-        row.key,
-        row.priority,
-        row.expires_at,
-    )
+def _forget_keys(w: WorkerState, seqs: set[int]) -> None:
+    """The dedupe keys of ``w``'s messages numbered ``seqs``, which left, are free again."""
+    if w.keys:
+        for key in [k for k, m in w.keys.items() if m.seq in seqs]:
+            del w.keys[key]

@@ -159,6 +159,7 @@ class Runtime:
         )
         intake.expiry = dispatch.expiry = reg.paging.expiry = expiry
         intake.paging, reg.paging.wake_all = reg.paging, dispatch.wake_all
+        reg.paging.timers = timers
         reg.paging.wake = dispatch.wake
         writer.after_write = reg.paging.written
         timers.expire = expiry.expire_due

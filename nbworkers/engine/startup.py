@@ -10,8 +10,8 @@ from ..develop.calls import Calls
 from ..message import Message
 from ..store import Loaded
 from ..trace import Trace
-from .paging import message_of
 from .registry import Registry
+from .spill import message_of
 
 
 @contextlib.contextmanager

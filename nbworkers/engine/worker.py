@@ -160,7 +160,12 @@ class WorkerState:
     def has_ready(self) -> bool:
         """Whether a ready message is in memory, once spilled ones were paged in if it had
         none (the lock is held)."""
-        return bool(self.queue) or (self.spill is not None and self.spill.paging.page_in(self))
+        spill = self.spill
+        if spill is None:
+            return bool(self.queue)
+        if spill.above(self.queue.first()):  # spilled ones run first: read back (or wait)
+            return spill.paging.page_in(self) and not spill.above(self.queue.first())
+        return bool(self.queue) or spill.paging.page_in(self)
 
     def ready_count(self) -> int:
         """How many messages are ready, spilled ones included (read without the lock by
@@ -174,8 +179,11 @@ class WorkerState:
             message = next(m for m in self.queue if m.seq in self.forced)
             self.queue.remove(message)
         else:
-            if self.spill is not None and len(self.queue) < self.spill.paging.low:
-                self.spill.paging.page_in(self)
+            spill = self.spill
+            if spill is not None and (
+                len(self.queue) < spill.paging.low or spill.above(self.queue.first())
+            ):
+                spill.paging.page_in(self)
             message = self.queue.popleft()
         self.forced.discard(message.seq)
         if self.late_seqs:

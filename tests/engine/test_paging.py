@@ -28,6 +28,17 @@ def recorder(rt, name="w", concurrency=1, **policy):
     return ran
 
 
+def late_behind_spilled(rt, clock) -> None:
+    """Worker "w", paused, gets 0..5, a message "late" delayed 5 s, then 6..11; then the
+    delay passes: "late" comes due behind the spilled ones."""
+    rt.pause("w")
+    rt.emit_many(list(range(6)), "w")
+    rt.emit("late", "w", delay=5)
+    rt.emit_many(list(range(6, 12)), "w")
+    clock.now += 10
+    rt.run_timers()
+
+
 def in_memory(rt, name="w") -> int:
     with rt.registry.lock:
         return len(rt.registry.workers[name].queue)
@@ -185,12 +196,7 @@ def test_a_delayed_message_that_comes_due_runs_behind_those_spilled_before_it(ma
             raise ValueError("first attempt fails")
 
     rt.define("w", from_function("w", handler), 1, policy=Policy(retries=1, backoff_s=0))
-    rt.pause("w")
-    rt.emit_many(list(range(6)), "w")
-    rt.emit("late", "w", delay=5)
-    rt.emit_many(list(range(6, 12)), "w")
-    clock.now += 10
-    rt.run_timers()
+    late_behind_spilled(rt, clock)
     rt.emit_many(list(range(12, 15)), "w")
     listed = [m["preview"] for m in rt.messages("w", limit=None)]
     assert listed == [repr(i) for i in range(12)] + ["'late'"] + [repr(i) for i in range(12, 15)]
@@ -267,12 +273,7 @@ def test_a_delayed_message_due_before_its_row_is_written_is_not_read_back_twice(
     rt = open_runtime(str(tmp_path / "q"), queue_window=WINDOW, clock=clock, store=store)
     try:
         ran = recorder(rt)
-        rt.pause("w")
-        rt.emit_many(list(range(6)), "w")
-        rt.emit("late", "w", delay=5)
-        rt.emit_many(list(range(6, 12)), "w")
-        clock.now += 10
-        rt.run_timers()
+        late_behind_spilled(rt, clock)
         writes.set()
         listed = [m["preview"] for m in rt.messages("w", limit=None)]
         assert listed == [*map(repr, range(12)), "'late'"]
