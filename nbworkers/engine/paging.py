@@ -36,7 +36,7 @@ import contextlib
 
 from ..log import log
 from ..message import Message
-from .spill import Spill, listed, message_of
+from .spill import Spill, message_of
 from .worker import WorkerState
 
 # A purge drops spilled messages this many at a time, writing between two chunks.
@@ -271,7 +271,7 @@ class Paging:
         w = None if row is None else reg.workers.get(row.worker)
         if w is None or w.spill is None or row.due_at is not None:
             return None
-        m = listed(row)
+        m = message_of(row)
         if not w.spill.in_range(m) or seq in w.spill.skip:
             return None
         return w, m
@@ -320,7 +320,7 @@ class Paging:
                     afters.pop(0)
                     seen.append(late.pop(0))
                 if row.seq not in spill.skip:
-                    seen.append(listed(row))
+                    seen.append(message_of(row))
             seen += late
             if limit is not None and len(seen) >= limit:
                 break

@@ -118,9 +118,10 @@ class Spill:
         return f"<Spill of {self.count:,}: {self.lines}, {sum(map(len, self.late.values()))} late>"
 
 
-def message_of(row, writer) -> Message:
+def message_of(row, writer=None) -> Message:
     """The ``Message`` of a queued row read back; one whose attempt had started when the
-    kernel died gets its next attempt, and the file says so too."""
+    kernel died gets its next attempt, and the file says so too (through ``writer``; None:
+    only to list or look at, the file left as it is)."""
     attempt = row.attempt + 1 if row.started else row.attempt
     m = Message(
         row.seq,
@@ -134,22 +135,6 @@ def message_of(row, writer) -> Message:
         row.expires_at,
     )
     m.written = True
-    if row.started:
+    if row.started and writer is not None:
         writer.update(m)  # queued again, not running
     return m
-
-
-def listed(row) -> Message:
-    """The ``Message`` of a spilled row, to list or look at (the file is left as it is)."""
-    attempt = row.attempt + 1 if row.started else row.attempt
-    return Message(
-        row.seq,
-        row.worker,
-        row.enqueued_at,
-        attempt,
-        row.data,
-        None,
-        row.key,
-        row.priority,
-        row.expires_at,
-    )
