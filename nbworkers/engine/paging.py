@@ -212,9 +212,7 @@ class Paging:
         """A read failed: the next one in ``RETRY_S``, when the timer wakes ``w``."""
         due = self.registry.clock() + RETRY_S
         w.spill.retry_at = due
-        if w.wait_until_s is None or due < w.wait_until_s:
-            w.wait_until_s = due
-            self.timers.wake_at(due)
+        self.timers.wake_at(due)  # its own entry in the timer's pass (timers.py), no gate's
 
     def _wait_for_writer(self, w: WorkerState) -> None:
         """Spilled messages of ``w`` are not in the file yet: the writer writes now, and
@@ -282,12 +280,12 @@ class Paging:
         lock go, to write); their run threads look again after it."""
         spills = [(w, w.spill) for w in workers if w.spill is not None]
         for _, spill in spills:
-            spill.frozen = True
+            spill.frozen += 1  # a count: two purges or cancels of one worker may overlap
         try:
             yield
         finally:
             for w, spill in spills:
-                spill.frozen = False
+                spill.frozen -= 1
                 if w.spill is not None:
                     self.wake_all(w)
 

@@ -33,7 +33,7 @@ class Spill:
         # The file held fewer than asked (not written yet): no read until the writer's next
         # batch, so that runs do not each read the file meanwhile.
         self.behind = False
-        self.frozen = False  # a purge or cancel lets the lock go: no page in meanwhile
+        self.frozen = 0  # a purge or cancel lets the lock go: no page in meanwhile
         self.retry_at: float | None = None  # a read failed: the next not before then
 
     def add(self, priority: int, first: int, count: int, oldest_s: float) -> None:

@@ -106,6 +106,12 @@ class Timers:
                     self.wake_runs(w, 0)  # and threads start if none is left
                 else:
                     soonest(w.wait_until_s)
+            if w.spill is not None and w.spill.retry_at is not None:  # a failed read (paging.py)
+                if w.spill.retry_at <= now:
+                    w.cond.notify_all()  # page_in reads again
+                    self.wake_runs(w, 0)
+                else:
+                    soonest(w.spill.retry_at)
             for run in [r for r in w.runs.values() if r.deadline_s is not None]:
                 if run.deadline_s <= now:
                     self.time_out(w, run)

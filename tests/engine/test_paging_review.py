@@ -198,3 +198,58 @@ def test_a_failing_read_of_spilled_messages_is_retried_a_second_later_not_at_onc
         assert ran == list(range(10))
     finally:
         rt.stop(timeout_s=5)
+
+
+def test_a_failed_read_is_retried_a_second_later_even_after_set_rate(tmp_path, caplog):
+    # The second review: the retry's wake-up lived in the rate gate's ``wait_until_s``, which
+    # set_rate clears; the spilled messages then waited for an idle run thread's timeout (10 s).
+    store = MemoryStore()
+    rt = open_runtime(str(tmp_path / "q"), queue_window=3, store=store)
+    try:
+        ran = recorder(rt)
+        rt.pause("w")
+        rt.emit_many(list(range(10)), "w")
+        rt.flush()
+        read = store.queued_page
+
+        def failing(*args, **kw):
+            raise OSError("read failed")
+
+        store.queued_page = failing
+        with caplog.at_level(logging.ERROR, logger="nbworkers"):
+            rt.resume("w")
+            deadline = time.monotonic() + 5
+            while ran != [0, 1, 2] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)  # the read after the window fails now
+            rt.set_rate("w", None)
+        assert "could not read 'w'" in caplog.text
+        store.queued_page = read
+        started = time.monotonic()
+        assert rt.wait("w", timeout=5)
+        assert time.monotonic() - started < 3  # a second or so, not an idle thread's 10 s
+        assert ran == list(range(10))
+    finally:
+        rt.stop(timeout_s=5)
+
+
+def test_overlapping_freezes_of_one_worker_keep_it_frozen_until_the_last_ends(tmp_path):
+    store = MemoryStore()
+    rt = open_runtime(str(tmp_path / "q"), queue_window=3, store=store)
+    try:
+        recorder(rt)
+        rt.pause("w")
+        rt.emit_many(list(range(10)), "w")
+        rt.flush()
+        paging, w = rt.registry.paging, rt.registry.workers["w"]
+        with rt.registry.lock:  # as admin.py freezes: under the lock (it lets it go to write)
+            with paging.frozen([w]):
+                with paging.frozen([w]):
+                    pass
+                assert w.spill.frozen  # the first block still writes
+                assert paging.page_in(w) is False
+            assert not w.spill.frozen
+        rt.resume("w")
+        assert rt.wait("w", timeout=10)
+    finally:
+        rt.stop(timeout_s=5)
