@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import NBWorkersError
 from ..log import log
 from .batching import Taken, make_batch
+from .pace import Pace
 from .rows import FanInRow
 
 if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the store
@@ -58,7 +59,7 @@ class Writer:
         self.traces_kept = traces_kept
         # Workers keeping another number of traces (--keep N), set by the engine under the lock
         self.kept: dict[str, int] = {}
-        self.flush_interval_s = flush_interval_s
+        self.pace = Pace(flush_interval_s)  # the gap between two batches
         # Called (the lock held) after each batch written: the engine's paging wakes workers
         # waiting for their spilled messages to be in the file.
         self.after_write = None
@@ -261,7 +262,9 @@ class Writer:
                 taken = self._take()
                 self._taken += 1
                 self._flush_now = False
+            cpu_s = time.thread_time()
             error = self._apply(taken)
+            gap = self.pace.gap_s(taken, time.thread_time() - cpu_s) if error is None else 1.0
             with lock:
                 if error is not None:
                     self._put_back(taken)
@@ -271,8 +274,8 @@ class Writer:
                 self.error = error
                 self._written = self._taken
                 self._written_cond.notify_all()
-                # Group commit: let a few milliseconds of work gather before the next batch.
-                gap = self.flush_interval_s if error is None else 1.0
+                # Group commit: let a few milliseconds of work gather before the next batch
+                # (more in a trickle of small batches: pace.py).
                 self._wake.wait_for(lambda: self._flush_now or self._stop, gap)
                 if error is not None and self._stop:
                     log.error(

@@ -3,6 +3,7 @@ runs, retries, delays and cron ticks hand to the store. No file, no DuckDB."""
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 import threading
@@ -102,6 +103,67 @@ def test_everything_recorded_between_two_writes_is_one_batch(make_writer):
     assert batch.workers == [WorkerRow("w", False, 1, 0, kind=None)]
     assert [t.seq for t in batch.traces] == [1001] and batch.next_seq == 1002
     assert stored(store) == list(range(2, 1001))
+
+
+def test_after_a_costly_commit_the_writer_rests_in_proportion_but_flush_does_not_wait(
+    make_writer,
+):
+    # A slow trickle of runs (a CPU-heavy handler in a pool process) made a commit of each
+    # run's end, about 8 ms of CPU each: the writer took a sixth of two cores from the pool.
+    writer, store = make_writer()
+    starts = []
+
+    def costly(batch):
+        starts.append(time.perf_counter())
+        end = time.thread_time() + 0.01  # 10 ms of CPU, as a DuckDB commit of 8 statements
+        while time.thread_time() < end:
+            pass
+
+    store.on_apply = costly
+    until = time.perf_counter() + 1.0
+    while time.perf_counter() < until:  # a message every 2 ms for a second
+        with writer.lock:
+            writer.insert(messages(writer, 1))
+        time.sleep(0.002)
+    writer.flush()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Rests of 9 x 10 ms (pace.py's REST_PER_CPU) between commits, not flush_interval_s's
+    # 5 ms: about ten commits in the second, of a few dozen messages each, not a hundred.
+    assert len(starts) <= 16, gaps
+    assert sorted(gaps)[len(gaps) // 2] >= 0.08
+    assert len(stored(store)) == sum(len(b.inserts) for b in store.applied)
+    # flush() does not wait for the rest: it wakes the writer
+    store.on_apply = costly
+    with writer.lock:
+        writer.insert(messages(writer, 1))
+    writer.flush()
+    with writer.lock:
+        writer.insert(messages(writer, 1))
+    t0 = time.perf_counter()
+    writer.flush()
+    assert time.perf_counter() - t0 < 0.06
+
+
+def test_a_drains_big_batches_do_not_rest(make_writer):
+    # Resting after big batches only let a drain's changes pile up: 5 to 20 % slower.
+    writer, store = make_writer()
+    starts = []
+
+    def costly(batch):
+        starts.append(time.perf_counter())
+        end = time.thread_time() + 0.01
+        while time.thread_time() < end:
+            pass
+
+    store.on_apply = costly
+    until = time.perf_counter() + 0.5
+    while time.perf_counter() < until:
+        with writer.lock:
+            writer.insert(messages(writer, 300))  # 300 changes: past REST_BELOW
+        time.sleep(0.002)
+    writer.flush()
+    gaps = sorted(b - a for a, b in itertools.pairwise(starts))
+    assert len(starts) >= 15 and gaps[len(gaps) // 2] < 0.05, gaps
 
 
 def test_a_failed_write_is_put_back_whole_and_written_with_what_came_after(make_writer, logged):
