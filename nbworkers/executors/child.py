@@ -127,12 +127,12 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
     outcome = {"stdout": "", "error": None, "result_data": None, "result_repr": None}
     with capture:
         try:
-            env, inner = pickle.loads(job)
+            env, call, event, meta = pickle.loads(job)
             _take_env(env, local)
             _far_from(env["kernel_pid"])
             if local:
                 _import_changed(env["modules"])
-            call, event, meta = cloudpickle.loads(inner)
+            call, event = cloudpickle.loads(call), cloudpickle.loads(event)
         except BaseException as exc:  # noqa: BLE001 - a missing module, say: reported
             outcome["error"] = (
                 "the handler could not be loaded on this side (every module it uses must be "

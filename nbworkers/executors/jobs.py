@@ -16,6 +16,7 @@ from .. import handlers
 from ..develop.calls import Calls
 from ..errors import NBWorkersError
 from ..trace import NO_RESULT, RunResult
+from . import pickled
 from .protocol import Outcome
 
 
@@ -90,6 +91,7 @@ def make(handler, event, message, executor: str) -> bytes:
         message.priority,
         message.expires_at_s,
     )
+    used = _used_globals(handler.call)
     lines = {}
     if handler.filename:
         lines[handler.filename] = linecache.getlines(handler.filename)
@@ -103,23 +105,25 @@ def make(handler, event, message, executor: str) -> bytes:
         "path": list(sys.path),
         "cwd": cwd,
         "kernel_pid": os.getpid(),
-        "modules": _own_modules(handler.call),
+        "modules": _own_modules(used),
     }
     try:
-        inner = cloudpickle.dumps((handler.call, event, meta))
+        call = pickled.dumps(handler.call, _functions(handler.call), used)
+        data = cloudpickle.dumps(event)
     except Exception as exc:
         raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
     # The far side reads env first: it imports changed modules again before unpickling the
     # handler, whose globals may name them.
-    return pickle.dumps((env, inner), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((env, call, data, meta), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _own_modules(call) -> dict[str, float]:
+def _own_modules(used: dict[str, object]) -> dict[str, float]:
     """The modules of the user's own (not installed in Python's folders) that the handler's
-    globals come from, with when each file last changed: a pool process imports a module
-    again when it changed, as ``importlib.reload`` or ``%autoreload`` do in the notebook."""
+    globals (``used``) come from, with when each file last changed: a pool process imports a
+    module again when it changed, as ``importlib.reload`` or ``%autoreload`` do in the
+    notebook."""
     found = {}
-    for value in _used_globals(call).values():
+    for value in used.values():
         name = value.__name__ if isinstance(value, types.ModuleType) else None
         if name is None:
             name = getattr(value, "__module__", None)

@@ -159,11 +159,9 @@ class ProcessPool:
                         return None
                     # A pool made smaller while its processes ran: no more runs at once than
                     # its size, even with idle processes left (ended as they are given back).
-                    while self._idle and process is None and len(self._busy) < self.size:
+                    if self._idle and len(self._busy) < self.size:
+                        # (one that died while idle is found when its job is sent: ``run``)
                         process = self._idle.pop()
-                        if process.popen.poll() is not None:
-                            process.end()  # it died while idle (killed from outside)
-                            process = None
                     if process is None:
                         if self._room():
                             lifeline = self._reserve()
@@ -200,16 +198,24 @@ class ProcessPool:
 
     def run(self, job: bytes, run, on_emit) -> dict | None:
         """The outcome of ``job``; None if the run was abandoned (time limit or stop)."""
+        while True:
+            try:
+                process = self._take(run)
+            except BaseException:
+                if self._closed:
+                    return None  # the pool closed while a process started: the run stays queued
+                raise
+            if process is None:
+                return None
+            try:
+                process.conn.send_bytes(job)
+                break
+            except OSError:
+                # It died while idle (killed from outside): the job never reached it, and goes
+                # to another (no poll of every process at every run: a system call each).
+                self._give_back(process, reusable=False)
         try:
-            process = self._take(run)
-        except BaseException:
-            if self._closed:
-                return None  # the pool closed while a process started: the run stays queued
-            raise
-        if process is None:
-            return None
-        try:
-            outcome = self._talk(process, job, run, on_emit)
+            outcome = self._talk(process, run, on_emit)
         except (EOFError, OSError):
             abandoned = run.timed_out or self._closed
             self._give_back(process, reusable=False)
@@ -231,9 +237,8 @@ class ProcessPool:
         return outcome
 
     @staticmethod
-    def _talk(process: _Process, job: bytes, run, on_emit) -> dict:
+    def _talk(process: _Process, run, on_emit) -> dict:
         conn = process.conn
-        conn.send_bytes(job)
         while True:
             kind, request = conn.recv()
             if kind == "done":

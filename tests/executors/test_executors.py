@@ -285,6 +285,23 @@ def test_a_process_that_dies_fails_only_its_run(fresh_runtime):
     assert api.dead_letters("w")[0]["id"] == died.message_id
 
 
+def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime):
+    # Killed from outside (the OOM killer, `kill` in a terminal) between two runs: the next
+    # run goes to another process, and nothing fails.
+    rt = api.runtime()
+    rt.define("w", cell("import os\nos.getpid()"), 1, policy=Policy(executor="processes"))
+    api.emit(0, "w")
+    assert rt.wait("w", 30)
+    first = rt.traces("w")[0].result
+    os.kill(first, 9)
+    time.sleep(0.3)  # it is dead (a zombie until the pool reaps it)
+    api.emit(1, "w")
+    assert rt.wait("w", 30)
+    again = rt.traces("w")[0]
+    assert again.ok and again.result != first, again.error
+    assert api.counts("w")["failed"] == 0
+
+
 def test_systemexit_in_a_process_is_a_failed_run(fresh_runtime):
     rt = api.runtime()
     rt.define("w", cell("raise SystemExit(4)"), policy=Policy(executor="processes"))

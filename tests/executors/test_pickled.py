@@ -1,0 +1,141 @@
+"""A handler's pickle kept between runs (executors/pickled.py): given back only while nothing it
+sends can have changed, so that a run in another process still sees the notebook's globals as
+they are when it starts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cloudpickle
+import pytest
+
+from nbworkers import handlers
+from nbworkers.engine.policy import Policy
+from nbworkers.executors import jobs, pickled
+
+
+def sent(handler) -> bytes:
+    call = handler.call
+    return pickled.dumps(call, jobs._functions(call), jobs._used_globals(call))
+
+
+def cell(source: str, **names):
+    return handlers.from_cell("w", source, {"__name__": "__main__", **names})
+
+
+def test_a_handler_of_immutable_globals_and_modules_is_pickled_once():
+    h = cell("math.sqrt(event) * scale + len(label)", math=math, scale=2, label="ab")
+    first = sent(h)
+    assert sent(h) is first  # the same bytes: not pickled again
+    call = cloudpickle.loads(first)
+    assert call(16, None) == 10
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ns: ns.__setitem__("scale", 3),  # a global bound to another value
+        lambda ns: ns.__setitem__("math", json),  # to another module
+        lambda ns: ns.__setitem__("extra", 1),  # a name the code uses, defined since
+    ],
+)
+def test_a_global_bound_anew_is_pickled_again(change):
+    h = cell("math.sqrt(event) * scale + extra if 'extra' in globals() else 0", math=math, scale=2)
+    first = sent(h)
+    change(h.call.__globals__)
+    again = sent(h)
+    assert again is not first and again != first
+
+
+def test_a_global_changed_in_place_is_pickled_every_run():
+    seen = [1]
+    h = cell("sum(seen) + event", seen=seen)
+    first = sent(h)
+    seen.append(10)
+    assert sent(h) is not first
+    assert cloudpickle.loads(sent(h))(0, None) == 11
+
+
+def test_a_notebook_function_a_default_or_a_closure_is_pickled_every_run():
+    def helper(x):
+        return x
+
+    helper.__module__ = "__main__"  # as a function defined in a notebook cell
+    h = cell("helper(event)", helper=helper)
+    assert sent(h) is not sent(h)
+
+    def local(x):  # a module's, but not found under its name there: sent by value
+        return x
+
+    h = cell("local(event)", local=local)
+    assert sent(h) is not sent(h)
+    h = cell("json.dumps(event)", json=json)  # found under its name: sent by name
+    assert sent(h) is sent(h)
+
+    def with_default(event, message, cache={}):  # noqa: B006 - a mutable default, on purpose
+        return cache.get(event)
+
+    f = handlers.from_function("w", with_default)
+    assert sent(f) is not sent(f)
+    box = {"n": 1}
+
+    def closure(event, message):
+        return box["n"]
+
+    c = handlers.from_function("w", closure)
+    assert sent(c) is not sent(c)
+
+
+def test_a_callable_object_is_pickled_every_run():
+    class Counter:
+        n = 0
+
+        def __call__(self, event, message):
+            return self.n
+
+    obj = Counter()
+    h = handlers.Handler("w", obj, "", "function", None)
+    assert pickled.dumps(obj, jobs._functions(obj), {}) is not pickled.dumps(
+        obj, jobs._functions(obj), {}
+    )
+    assert h.call is obj
+
+
+def test_a_new_version_of_the_cell_is_pickled_anew():
+    a, b = cell("event + 1"), cell("event + 2")
+    assert cloudpickle.loads(sent(a))(1, None) == 2
+    assert cloudpickle.loads(sent(b))(1, None) == 3
+
+
+def test_runs_in_a_process_see_globals_rebound_or_changed_in_place(make_runtime):
+    # As the notebook does: rebind a number between runs, append to a list; the pool
+    # process's run sees each, though the first handler's pickle is kept between runs.
+    rt = make_runtime()
+    ns = {"__name__": "__main__", "math": math, "scale": 2}
+    rt.define(
+        "num",
+        handlers.from_cell("num", "math.floor(event * scale)", ns),
+        1,
+        policy=Policy(executor="processes"),
+    )
+    rt.emit(10, "num")
+    assert rt.wait("num", 60)
+    ns["scale"] = 5
+    rt.emit(10, "num")
+    assert rt.wait("num", 60)
+    assert [t.result for t in rt.traces("num")] == [50, 20]
+    items = [1]
+    ns2 = {"__name__": "__main__", "items": items}
+    rt.define(
+        "lst",
+        handlers.from_cell("lst", "sum(items) + event", ns2),
+        1,
+        policy=Policy(executor="processes"),
+    )
+    rt.emit(0, "lst")
+    assert rt.wait("lst", 60)
+    items.append(100)
+    rt.emit(0, "lst")
+    assert rt.wait("lst", 60)
+    assert [t.result for t in rt.traces("lst")] == [101, 1]
