@@ -11,7 +11,10 @@ Prints, for each executor:
   its outcome back);
 - and, beside the idle figures, the executor's own baseline on the same work and concurrency:
   ``concurrent.futures.ProcessPoolExecutor`` (submit every task, then each result) for
-  processes, and raw ``client.submit`` + ``client.gather`` on the same cluster for Dask.
+  processes, and raw ``client.submit`` + ``client.gather`` on the same cluster for Dask (every
+  task in flight at once);
+- for Dask, trivial runs at 2, 4, 8 and 16 tasks in flight (``--concurrency``), beside raw
+  ``client.submit`` + ``result`` with as many in flight.
 
 The Dask rows use a ``distributed.LocalCluster`` with two single-threaded worker processes.
 """
@@ -63,6 +66,26 @@ def baseline(executor: str, fn, events: list, client) -> float | None:
         client.gather([client.submit(fn, e, pure=False) for e in events])
         return len(events) / (time.perf_counter() - t0)
     return None
+
+
+def dask_in_flight(client, fn, events: list, in_flight: int) -> float:
+    """Tasks per second of raw ``client.submit`` + ``result`` with ``in_flight`` tasks at a
+    time (threads each submitting one and waiting for it, as a worker's run threads do)."""
+    import threading
+
+    def loop(part):
+        for e in part:
+            client.submit(fn, e, pure=False).result()
+
+    threads = [
+        threading.Thread(target=loop, args=(events[i::in_flight],)) for i in range(in_flight)
+    ]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(events) / (time.perf_counter() - t0)
 
 
 def loop_rate(seconds: float) -> float:
@@ -149,6 +172,15 @@ def main() -> None:
             f"{_or_dash(trivial_base, ',.0f'):>11}",
             flush=True,
         )
+    # Dask: each run is one task in flight, and --concurrency says how many. Raw Dask at the
+    # same number in flight, and nbworkers with more.
+    events = list(range(trivial_n["dask"]))
+    print(f"dask, trivial runs/s by tasks in flight ({len(events)} messages):")
+    print(f"{'in flight':>10} {'nbworkers':>10} {'raw Dask':>9} {'ratio':>6}")
+    for in_flight in (2, 4, 8, 16):
+        ours, _ = run("dask", "event", events, in_flight, busy=False)
+        raw = dask_in_flight(client, identity, events, in_flight)
+        print(f"{in_flight:>10} {ours:>10,.0f} {raw:>9,.0f} {ours / raw:>6.2f}", flush=True)
     api.shutdown()
     cluster.close()
 
