@@ -13,13 +13,12 @@ value) is pickled for every run, as before.
 
 from __future__ import annotations
 
-import sys
 import types
 
 import cloudpickle
 
 # Values that pickle the same whatever happens to them later.
-_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.BuiltinFunctionType)
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range)
 _KEPT_MAX = 256  # handlers whose pickle is kept; past that, the cache starts again
 
 # id(call) -> (call, the parts it was pickled with, the pickle)
@@ -55,7 +54,13 @@ def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tupl
     for i, fn in enumerate(functions):
         if fn.__closure__ or fn.__kwdefaults__ or fn.__dict__:
             return None
-        parts.append((f"{i}.code", fn.__code__))
+        # What else cloudpickle sends of a function: its code, names, doc and annotations.
+        for attr in ("__code__", "__name__", "__qualname__", "__module__", "__doc__"):
+            parts.append((f"{i}.{attr}", getattr(fn, attr)))
+        for name, note in (fn.__annotations__ or {}).items():
+            if not (isinstance(note, _IMMUTABLE) or _by_name(note)):
+                return None
+            parts.append((f"{i}.note.{name}", note))
         for j, default in enumerate(fn.__defaults__ or ()):
             if not (isinstance(default, _IMMUTABLE) or default in functions):
                 return None
@@ -69,16 +74,21 @@ def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tupl
 
 
 def _by_name(value: object) -> bool:
-    """A module, or a class or function found under its own name in its imported module:
-    cloudpickle sends its name, and the far side imports it."""
-    if isinstance(value, types.ModuleType):
-        return value.__name__ in sys.modules and value.__name__ != "__main__"
-    if not isinstance(value, type | types.FunctionType):
+    """A module, or a class or function cloudpickle sends by its name (found under it in its
+    imported module, and not registered to go by value): the far side imports it."""
+    if isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt, but not items.append
+        owner = value.__self__
+        return owner is None or (isinstance(owner, types.ModuleType) and _by_name(owner))
+    if not isinstance(value, types.ModuleType | type | types.FunctionType):
         return False
-    module = sys.modules.get(getattr(value, "__module__", None) or "")
-    if module is None or module.__name__ == "__main__":
+    if "__main__" in (getattr(value, "__name__", None), getattr(value, "__module__", None)):
         return False
-    found: object = module
-    for part in value.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is value
+    try:
+        return _by_reference(value)
+    except Exception:  # noqa: BLE001 - cloudpickle could not tell: pickled every run
+        return False
+
+
+# cloudpickle's own test of what it sends by name (private in cloudpickle 2 and 3: without it,
+# nothing is taken to go by name, and a handler using a module is pickled every run).
+_by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", lambda _: False)

@@ -87,6 +87,45 @@ def test_a_notebook_function_a_default_or_a_closure_is_pickled_every_run():
     assert sent(c) is not sent(c)
 
 
+def test_a_builtin_method_of_a_mutable_object_is_pickled_every_run():
+    # items.append is a builtin function too, but its list travels by value
+    items = [1]
+    h = cell("add(event)", add=items.append)
+    first = sent(h)
+    items.append(2)
+    again = sent(h)
+    assert again is not first
+    assert cloudpickle.loads(again).__globals__["add"].__self__ == [1, 2]
+    h = cell("length(event)", length=len)  # a plain builtin: sent by name
+    assert sent(h) is sent(h)
+
+
+def test_a_module_registered_to_go_by_value_is_pickled_every_run(tmp_path, monkeypatch):
+    (tmp_path / "nbw_by_value.py").write_text("settings = {'n': 1}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nbw_by_value
+
+    h = cell("mod.settings['n'] + event", mod=nbw_by_value)
+    assert sent(h) is sent(h)  # by name: the far side imports it
+    cloudpickle.register_pickle_by_value(nbw_by_value)
+    try:
+        assert sent(h) is not sent(h)  # by value: its settings travel, and may change
+    finally:
+        cloudpickle.unregister_pickle_by_value(nbw_by_value)
+
+
+def test_a_function_renamed_or_annotated_with_a_list_is_pickled_anew():
+    def handler(event, message):
+        return event
+
+    f = handlers.from_function("w", handler)
+    first = sent(f)
+    handler.__doc__ = "changed"
+    assert sent(f) is not first
+    handler.__annotations__["event"] = ["mutable"]
+    assert sent(f) is not sent(f)
+
+
 def test_a_callable_object_is_pickled_every_run():
     class Counter:
         n = 0
