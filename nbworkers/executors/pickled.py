@@ -17,8 +17,9 @@ import types
 
 import cloudpickle
 
-# Values that pickle the same whatever happens to them later.
-_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range)
+# Values that pickle the same whatever happens to them later: these exact types (a subclass of
+# int or str may carry a __dict__ that changes).
+_IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range})
 _KEPT_MAX = 256  # handlers whose pickle is kept; past that, the cache starts again
 
 # id(call) -> (call, the parts it was pickled with, the pickle)
@@ -58,16 +59,16 @@ def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tupl
         for attr in ("__code__", "__name__", "__qualname__", "__module__", "__doc__"):
             parts.append((f"{i}.{attr}", getattr(fn, attr)))
         for name, note in (fn.__annotations__ or {}).items():
-            if not (isinstance(note, _IMMUTABLE) or _by_name(note)):
+            if not (type(note) in _IMMUTABLE or _by_name(note)):
                 return None
             parts.append((f"{i}.note.{name}", note))
         for j, default in enumerate(fn.__defaults__ or ()):
-            if not (isinstance(default, _IMMUTABLE) or default in functions):
+            if not (type(default) in _IMMUTABLE or any(default is f for f in functions)):
                 return None
             parts.append((f"{i}.default{j}", default))
     for name in sorted(used):
         value = used[name]
-        if not (isinstance(value, _IMMUTABLE) or _by_name(value)):
+        if not (type(value) in _IMMUTABLE or _by_name(value)):
             return None
         parts.append((name, value))
     return tuple(parts)

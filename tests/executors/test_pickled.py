@@ -126,6 +126,20 @@ def test_a_function_renamed_or_annotated_with_a_list_is_pickled_anew():
     assert sent(f) is not sent(f)
 
 
+def test_a_subclass_of_int_with_attributes_is_pickled_every_run():
+    class Tagged(int):
+        pass
+
+    tagged = Tagged(3)
+    tagged.notes = []
+    h = cell("tagged + event", tagged=tagged)
+    first = sent(h)
+    tagged.notes.append("changed")
+    again = sent(h)
+    assert again is not first
+    assert cloudpickle.loads(again).__globals__["tagged"].notes == ["changed"]
+
+
 def test_a_callable_object_is_pickled_every_run():
     class Counter:
         n = 0
