@@ -9,7 +9,11 @@ cores (``benchmarks/executors.py``: the heavy runs went at 80 % of ``ProcessPool
 rate; 91 to 93 % with this). Resting nine times the batch's CPU time keeps the writer to
 about a tenth of a core. A drain's batches are big, their cost is their rows, and resting
 would only let the changes pile up: resting after them, or after the first small batch of a
-drain, slowed ``benchmarks/core.py``'s drain by 5 to 20 %.
+drain, slowed ``benchmarks/core.py``'s drain by 5 to 20 %. A batch holding new messages (emits
+from a handler or a thread of the user's) never rests: they reach disk within a few milliseconds.
+What a rest delays, by up to a tenth of a second, is runs' ends and attempts' starts: after a
+crash in that window, a run that had ended runs again (at least once), and an attempt whose
+start was not written comes back with the same ``message.attempt``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ class Pace:
         """The gap after writing ``taken``, which took ``cpu_s`` of the writer's CPU time."""
         trickle = self.small
         self.small = size(taken) < REST_BELOW
-        if not (trickle and self.small):
+        if not (trickle and self.small) or taken.inserts:
+            # (a batch with new messages, emitted by a handler or a thread: those reach disk
+            # within a few milliseconds as they always did; a rest delays only runs' ends and
+            # starts, which a crash meanwhile runs again, at least once)
             return self.flush_interval_s
         return max(self.flush_interval_s, min(cpu_s * REST_PER_CPU, REST_MAX_S))
