@@ -262,6 +262,7 @@ def main(fd: int, lifeline: int) -> None:
     threading.Thread(
         target=_watch, args=(lifeline,), name="nbworkers-lifeline", daemon=True
     ).start()
+    os.set_inheritable(fd, False)  # not to programs the handler starts (pass_fds set it)
     conn = Connection(fd)
     output.install()
     _process_emitter = _PipeEmitter(conn)

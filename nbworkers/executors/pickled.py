@@ -13,6 +13,7 @@ value) is pickled for every run, as before.
 
 from __future__ import annotations
 
+import sys
 import types
 
 import cloudpickle
@@ -44,8 +45,16 @@ def dumps(call, functions: list[types.FunctionType], used: dict[str, object]) ->
 
 def _same(old: tuple, new: tuple) -> bool:
     return len(old) == len(new) and all(
-        a[0] == b[0] and a[1] is b[1] for a, b in zip(old, new, strict=True)
+        a[0] == b[0] and (a[1] is b[1] or (a[0] == _IMPORTED and a[1] == b[1]))
+        for a, b in zip(old, new, strict=True)
     )
+
+
+# cloudpickle sends, with a function that uses a package, which of its submodules were imported
+# when it pickled (the far side imports them too): a submodule imported since (``import
+# xml.dom.minidom`` in a later cell) makes the pickle stale. How many modules are imported is
+# part of what must not change for a handler that uses a package.
+_IMPORTED = "#imported"
 
 
 def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tuple | None:
@@ -55,9 +64,15 @@ def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tupl
     for i, fn in enumerate(functions):
         if fn.__closure__ or fn.__kwdefaults__ or fn.__dict__:
             return None
-        # What else cloudpickle sends of a function: its code, names, doc and annotations.
+        # What else cloudpickle sends of a function: its code, names, doc and annotations, and
+        # its namespace's name, package, file and path.
         for attr in ("__code__", "__name__", "__qualname__", "__module__", "__doc__"):
             parts.append((f"{i}.{attr}", getattr(fn, attr)))
+        for key in ("__name__", "__package__", "__file__", "__path__"):
+            value = fn.__globals__.get(key)
+            if type(value) not in _IMMUTABLE:
+                return None
+            parts.append((f"{i}.globals.{key}", value))
         for name, note in (fn.__annotations__ or {}).items():
             if not (type(note) in _IMMUTABLE or _by_name(note)):
                 return None
@@ -66,11 +81,15 @@ def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tupl
             if not (type(default) in _IMMUTABLE or any(default is f for f in functions)):
                 return None
             parts.append((f"{i}.default{j}", default))
+    package = False
     for name in sorted(used):
         value = used[name]
         if not (type(value) in _IMMUTABLE or _by_name(value)):
             return None
         parts.append((name, value))
+        package = package or (isinstance(value, types.ModuleType) and hasattr(value, "__path__"))
+    if package:
+        parts.append((_IMPORTED, len(sys.modules)))
     return tuple(parts)
 
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 
 from .. import handlers
@@ -19,6 +20,13 @@ from ..errors import NBWorkersError
 from . import jobs
 from .jobs import decode, failed
 from .protocol import Outcome, Settings
+
+# How often a run waiting for its process's answer checks that the process is alive.
+DEAD_CHECK_S = 0.5
+# A process idle for longer than this is checked for life before it takes a job.
+IDLE_CHECK_S = 0.05
+# How many processes a run's job may find dead when sent to them before the run fails.
+SEND_TRIES = 3
 
 
 def pool_size(max_processes: int) -> int:
@@ -56,6 +64,7 @@ class _Process:
             theirs.close()
         self.conn = Connection(ours.detach())
         self.run = None  # the run it is busy with
+        self.idle_at = time.monotonic()  # when it last became idle
         self.killed = False  # by a time limit: never to be reused
 
     def kill(self) -> None:
@@ -159,9 +168,16 @@ class ProcessPool:
                         return None
                     # A pool made smaller while its processes ran: no more runs at once than
                     # its size, even with idle processes left (ended as they are given back).
-                    if self._idle and len(self._busy) < self.size:
-                        # (one that died while idle is found when its job is sent: ``run``)
+                    while self._idle and process is None and len(self._busy) < self.size:
                         process = self._idle.pop()
+                        # One idle for a while may have been killed from outside meanwhile (a
+                        # drain's processes are idle for microseconds: no system call for them).
+                        if (
+                            time.monotonic() - process.idle_at > IDLE_CHECK_S
+                            and process.popen.poll() is not None
+                        ):
+                            process.end()
+                            process = None
                     if process is None:
                         if self._room():
                             lifeline = self._reserve()
@@ -190,6 +206,7 @@ class ProcessPool:
             process.run = None
             kept = len(self._idle) + len(self._busy) < self.size  # not past a smaller size
             if reusable and kept and not process.killed and not self._closed:
+                process.idle_at = time.monotonic()
                 self._idle.append(process)
                 process = None
             self._free.notify()
@@ -198,7 +215,7 @@ class ProcessPool:
 
     def run(self, job: bytes, run, on_emit) -> dict | None:
         """The outcome of ``job``; None if the run was abandoned (time limit or stop)."""
-        while True:
+        for tries in range(SEND_TRIES):
             try:
                 process = self._take(run)
             except BaseException:
@@ -211,9 +228,16 @@ class ProcessPool:
                 process.conn.send_bytes(job)
                 break
             except OSError:
-                # It died while idle (killed from outside): the job never reached it, and goes
-                # to another (no poll of every process at every run: a system call each).
+                # It died while idle (killed from outside) since it was last checked: the job
+                # never reached it, and goes to another. (One whose socket a forked child keeps
+                # open takes the job; ``_talk`` finds it dead.)
                 self._give_back(process, reusable=False)
+                if tries == SEND_TRIES - 1:
+                    return failed(
+                        f"nbworkers: {SEND_TRIES} pool processes in a row were dead before this "
+                        "run could be sent to one (something kills them as they start?); the "
+                        "pool starts others for the next run.\n"
+                    )
         try:
             outcome = self._talk(process, run, on_emit)
         except (EOFError, OSError):
@@ -240,6 +264,11 @@ class ProcessPool:
     def _talk(process: _Process, run, on_emit) -> dict:
         conn = process.conn
         while True:
+            # A process that dies answers nothing, and its socket may stay open in a child it
+            # forked (a helper left running): waiting in recv() would never end.
+            while not conn.poll(DEAD_CHECK_S):
+                if process.popen.poll() is not None:
+                    raise EOFError("the pool process ended")
             kind, request = conn.recv()
             if kind == "done":
                 return request

@@ -302,6 +302,81 @@ def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime):
     assert api.counts("w")["failed"] == 0
 
 
+FORKS_A_HELPER = (
+    "import os, time\n"
+    "if event == 'fork':\n"
+    "    if os.fork() == 0:\n"
+    "        time.sleep(8)\n"
+    "        os._exit(0)  # a helper left running: it holds the pool process's socket\n"
+    "    time.sleep(float(os.environ.get('NBW_TEST_SLEEP', '0')))\n"
+    "os.getpid()"
+)
+
+
+def test_a_pool_process_killed_while_idle_with_a_forked_helper_fails_no_run(fresh_runtime):
+    # The helper keeps the dead process's socket open: a job sent there is taken by no one.
+    rt = api.runtime()
+    rt.define("w", cell(FORKS_A_HELPER), 1, policy=Policy(executor="processes"))
+    api.emit("fork", "w")
+    assert rt.wait("w", 30)
+    first = rt.traces("w")[0].result
+    os.kill(first, 9)
+    time.sleep(0.3)
+    api.emit("next", "w")
+    assert rt.wait("w", 10)
+    again = rt.traces("w")[0]
+    assert again.ok and again.result != first, again.error
+
+
+def test_a_pool_process_killed_mid_run_with_a_forked_helper_fails_its_run_at_once(
+    fresh_runtime, monkeypatch
+):
+    monkeypatch.setenv("NBW_TEST_SLEEP", "30")
+    rt = api.runtime()
+    rt.define("w", cell(FORKS_A_HELPER), 1, policy=Policy(executor="processes"))
+    api.emit("warm", "w")
+    assert rt.wait("w", 30)
+    pid = rt.traces("w")[0].result
+    api.emit("fork", "w")
+    assert wait_until(lambda: api.counts("w")["running"] == 1)
+    time.sleep(0.5)  # it has forked and sleeps
+    os.kill(pid, 9)
+    t0 = time.monotonic()
+    assert rt.wait("w", 10)  # not until the helper exits, nor forever
+    assert time.monotonic() - t0 < 5
+    assert "the process running this handler died (signal 9)" in rt.traces("w")[0].error
+
+
+def test_a_run_whose_processes_are_all_dead_when_sent_fails_after_three(monkeypatch):
+    from types import SimpleNamespace
+
+    from nbworkers.executors import processes
+
+    started = []
+
+    class Dead:
+        def __init__(self, lifeline):
+            started.append(self)
+            self.conn = SimpleNamespace(send_bytes=self._broken)
+            self.popen = SimpleNamespace(poll=lambda: -9, pid=0)
+            self.run, self.killed, self.idle_at = None, False, time.monotonic()  # just started
+
+        def _broken(self, data):
+            raise BrokenPipeError("dead")
+
+        def end(self):
+            return -9
+
+    monkeypatch.setattr(processes, "_Process", Dead)
+    pool = processes.ProcessPool(1)
+    try:
+        done = pool.run(b"job", SimpleNamespace(timed_out=False), None)
+    finally:
+        pool.close()
+    assert len(started) == processes.SEND_TRIES == 3
+    assert "3 pool processes in a row were dead" in done["error"]
+
+
 def test_systemexit_in_a_process_is_a_failed_run(fresh_runtime):
     rt = api.runtime()
     rt.define("w", cell("raise SystemExit(4)"), policy=Policy(executor="processes"))

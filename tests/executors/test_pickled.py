@@ -192,3 +192,28 @@ def test_runs_in_a_process_see_globals_rebound_or_changed_in_place(make_runtime)
     rt.emit(0, "lst")
     assert rt.wait("lst", 60)
     assert [t.result for t in rt.traces("lst")] == [101, 1]
+
+
+def test_a_submodule_imported_in_the_notebook_since_reaches_the_next_process_run(
+    make_runtime, tmp_path, monkeypatch
+):
+    # cloudpickle sends the package's submodules imported when it pickles; a kept pickle made
+    # before ``import pkg.sub`` lacked it, and the run failed with "no attribute 'sub'".
+    (tmp_path / "nbw_pkg").mkdir()
+    (tmp_path / "nbw_pkg" / "__init__.py").write_text("")
+    (tmp_path / "nbw_pkg" / "sub.py").write_text("ANSWER = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nbw_pkg
+
+    rt = make_runtime()
+    ns = {"__name__": "__main__", "nbw_pkg": nbw_pkg}
+    source = "nbw_pkg.sub.ANSWER if event else 'not yet'"
+    rt.define("w", handlers.from_cell("w", source, ns), 1, policy=Policy(executor="processes"))
+    rt.emit(0, "w")
+    assert rt.wait("w", 60)
+    import nbw_pkg.sub  # a later cell imports the submodule
+
+    rt.emit(1, "w")
+    assert rt.wait("w", 60)
+    latest = rt.traces("w")[0]
+    assert latest.ok and latest.result == 42, latest.error
