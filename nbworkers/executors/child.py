@@ -262,7 +262,12 @@ def main(fd: int, lifeline: int) -> None:
     threading.Thread(
         target=_watch, args=(lifeline,), name="nbworkers-lifeline", daemon=True
     ).start()
-    os.set_inheritable(fd, False)  # not to programs the handler starts (pass_fds set it)
+    # The socket is this process's alone: not inherited by programs the handler starts (pass_fds
+    # made it inheritable), and closed in a child it forks (os.fork, multiprocessing's "fork"),
+    # so that when this process dies the kernel reads the end of it at once, even while such a
+    # child runs on, instead of waiting for an answer that never comes.
+    os.set_inheritable(fd, False)
+    os.register_at_fork(after_in_child=lambda: os.close(fd))
     conn = Connection(fd)
     output.install()
     _process_emitter = _PipeEmitter(conn)

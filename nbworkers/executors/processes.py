@@ -21,8 +21,6 @@ from . import jobs
 from .jobs import decode, failed
 from .protocol import Outcome, Settings
 
-# How often a run waiting for its process's answer checks that the process is alive.
-DEAD_CHECK_S = 0.5
 # A process idle for longer than this is checked for life before it takes a job.
 IDLE_CHECK_S = 0.05
 # How many processes a run's job may find dead when sent to them before the run fails.
@@ -229,8 +227,7 @@ class ProcessPool:
                 break
             except OSError:
                 # It died while idle (killed from outside) since it was last checked: the job
-                # never reached it, and goes to another. (One whose socket a forked child keeps
-                # open takes the job; ``_talk`` finds it dead.)
+                # never reached it, and goes to another.
                 self._give_back(process, reusable=False)
                 if tries == SEND_TRIES - 1:
                     return failed(
@@ -264,11 +261,8 @@ class ProcessPool:
     def _talk(process: _Process, run, on_emit) -> dict:
         conn = process.conn
         while True:
-            # A process that dies answers nothing, and its socket may stay open in a child it
-            # forked (a helper left running): waiting in recv() would never end.
-            while not conn.poll(DEAD_CHECK_S):
-                if process.popen.poll() is not None:
-                    raise EOFError("the pool process ended")
+            # (a process that dies closes its socket: children it forks close their copy,
+            # child.main, so that recv() ends then, even with a helper left running)
             kind, request = conn.recv()
             if kind == "done":
                 return request
