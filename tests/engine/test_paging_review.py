@@ -173,14 +173,21 @@ def test_a_spilled_message_is_not_read_back_while_a_cancel_or_purge_writes(tmp_p
         rt.stop(timeout_s=5)
 
 
-def test_a_failing_read_of_spilled_messages_is_retried_a_second_later_not_at_once(tmp_path, caplog):
+def ten_queued_past_a_window_of_three(tmp_path):
+    """A runtime on a MemoryStore whose paused worker ``w`` has 10 messages, 7 of them spilled;
+    the runtime, its store and the list of what ``w`` ran."""
     store = MemoryStore()
     rt = open_runtime(str(tmp_path / "q"), queue_window=3, store=store)
+    ran = recorder(rt)
+    rt.pause("w")
+    rt.emit_many(list(range(10)), "w")
+    rt.flush()
+    return rt, store, ran
+
+
+def test_a_failing_read_of_spilled_messages_is_retried_a_second_later_not_at_once(tmp_path, caplog):
+    rt, store, ran = ten_queued_past_a_window_of_three(tmp_path)
     try:
-        ran = recorder(rt)
-        rt.pause("w")
-        rt.emit_many(list(range(10)), "w")
-        rt.flush()
         calls, read = [0], store.queued_page
 
         def failing(*args, **kw):
@@ -203,13 +210,8 @@ def test_a_failing_read_of_spilled_messages_is_retried_a_second_later_not_at_onc
 def test_a_failed_read_is_retried_a_second_later_even_after_set_rate(tmp_path, caplog):
     # The second review: the retry's wake-up lived in the rate gate's ``wait_until_s``, which
     # set_rate clears; the spilled messages then waited for an idle run thread's timeout (10 s).
-    store = MemoryStore()
-    rt = open_runtime(str(tmp_path / "q"), queue_window=3, store=store)
+    rt, store, ran = ten_queued_past_a_window_of_three(tmp_path)
     try:
-        ran = recorder(rt)
-        rt.pause("w")
-        rt.emit_many(list(range(10)), "w")
-        rt.flush()
         read = store.queued_page
 
         def failing(*args, **kw):
@@ -234,13 +236,8 @@ def test_a_failed_read_is_retried_a_second_later_even_after_set_rate(tmp_path, c
 
 
 def test_overlapping_freezes_of_one_worker_keep_it_frozen_until_the_last_ends(tmp_path):
-    store = MemoryStore()
-    rt = open_runtime(str(tmp_path / "q"), queue_window=3, store=store)
+    rt, _, _ = ten_queued_past_a_window_of_three(tmp_path)
     try:
-        recorder(rt)
-        rt.pause("w")
-        rt.emit_many(list(range(10)), "w")
-        rt.flush()
         paging, w = rt.registry.paging, rt.registry.workers["w"]
         with rt.registry.lock:  # as admin.py freezes: under the lock (it lets it go to write)
             with paging.frozen([w]):

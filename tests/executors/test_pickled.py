@@ -161,37 +161,30 @@ def test_a_new_version_of_the_cell_is_pickled_anew():
     assert cloudpickle.loads(sent(b))(1, None) == 3
 
 
+def two_runs_in_a_process(rt, source: str, ns: dict, between) -> list:
+    """Define a processes worker of cell ``source`` in namespace ``ns``, run it on 0, call
+    ``between()`` (as a later cell would), run it on 0 again; the two results, oldest first."""
+    name = f"w{len(rt.workers())}"
+    rt.define(name, handlers.from_cell(name, source, ns), 1, policy=Policy(executor="processes"))
+    rt.emit(0, name)
+    assert rt.wait(name, 60)
+    between()
+    rt.emit(0, name)
+    assert rt.wait(name, 60)
+    return [t.result for t in reversed(rt.traces(name))]
+
+
 def test_runs_in_a_process_see_globals_rebound_or_changed_in_place(make_runtime):
     # As the notebook does: rebind a number between runs, append to a list; the pool
     # process's run sees each, though the first handler's pickle is kept between runs.
     rt = make_runtime()
     ns = {"__name__": "__main__", "math": math, "scale": 2}
-    rt.define(
-        "num",
-        handlers.from_cell("num", "math.floor(event * scale)", ns),
-        1,
-        policy=Policy(executor="processes"),
-    )
-    rt.emit(10, "num")
-    assert rt.wait("num", 60)
-    ns["scale"] = 5
-    rt.emit(10, "num")
-    assert rt.wait("num", 60)
-    assert [t.result for t in rt.traces("num")] == [50, 20]
+    rebind = lambda: ns.__setitem__("scale", 5)  # noqa: E731
+    assert two_runs_in_a_process(rt, "math.floor((event + 10) * scale)", ns, rebind) == [20, 50]
     items = [1]
-    ns2 = {"__name__": "__main__", "items": items}
-    rt.define(
-        "lst",
-        handlers.from_cell("lst", "sum(items) + event", ns2),
-        1,
-        policy=Policy(executor="processes"),
-    )
-    rt.emit(0, "lst")
-    assert rt.wait("lst", 60)
-    items.append(100)
-    rt.emit(0, "lst")
-    assert rt.wait("lst", 60)
-    assert [t.result for t in rt.traces("lst")] == [101, 1]
+    ns = {"__name__": "__main__", "items": items}
+    grow = lambda: items.append(100)  # noqa: E731
+    assert two_runs_in_a_process(rt, "sum(items) + event", ns, grow) == [1, 101]
 
 
 def test_a_submodule_imported_in_the_notebook_since_reaches_the_next_process_run(
@@ -207,13 +200,9 @@ def test_a_submodule_imported_in_the_notebook_since_reaches_the_next_process_run
 
     rt = make_runtime()
     ns = {"__name__": "__main__", "nbw_pkg": nbw_pkg}
-    source = "nbw_pkg.sub.ANSWER if event else 'not yet'"
-    rt.define("w", handlers.from_cell("w", source, ns), 1, policy=Policy(executor="processes"))
-    rt.emit(0, "w")
-    assert rt.wait("w", 60)
-    import nbw_pkg.sub  # a later cell imports the submodule
+    source = "nbw_pkg.sub.ANSWER if __import__('sys').modules.get('nbw_pkg.sub') else 'not yet'"
 
-    rt.emit(1, "w")
-    assert rt.wait("w", 60)
-    latest = rt.traces("w")[0]
-    assert latest.ok and latest.result == 42, latest.error
+    def import_sub():  # a later cell imports the submodule
+        import nbw_pkg.sub  # noqa: F401
+
+    assert two_runs_in_a_process(rt, source, ns, import_sub) == ["not yet", 42]

@@ -105,25 +105,32 @@ def test_everything_recorded_between_two_writes_is_one_batch(make_writer):
     assert stored(store) == list(range(2, 1001))
 
 
+def costly_commits(store: MemoryStore) -> list[float]:
+    """Make each of ``store``'s commits cost 10 ms of the writer's CPU (as a DuckDB commit of 8
+    statements); when each began, filled in as they are made."""
+    starts: list[float] = []
+
+    def costly(batch):
+        starts.append(time.perf_counter())
+        end = time.thread_time() + 0.01
+        while time.thread_time() < end:
+            pass
+
+    store.on_apply = costly
+    return starts
+
+
 def test_after_a_costly_commit_the_writer_rests_in_proportion_but_flush_does_not_wait(
     make_writer,
 ):
     # A slow trickle of runs (a CPU-heavy handler in a pool process) made a commit of each
     # run's end, about 8 ms of CPU each: the writer took a sixth of two cores from the pool.
     writer, store = make_writer()
-    starts = []
-
-    def costly(batch):
-        starts.append(time.perf_counter())
-        end = time.thread_time() + 0.01  # 10 ms of CPU, as a DuckDB commit of 8 statements
-        while time.thread_time() < end:
-            pass
-
     with writer.lock:
         queued = messages(writer, 1000)
         writer.insert(queued)
     writer.flush()
-    store.on_apply = costly
+    starts = costly_commits(store)
     until = time.perf_counter() + 1.0
     while time.perf_counter() < until:  # a run ends every 2 ms for a second
         with writer.lock:
@@ -137,7 +144,6 @@ def test_after_a_costly_commit_the_writer_rests_in_proportion_but_flush_does_not
     assert sorted(gaps)[len(gaps) // 2] >= 0.08
     assert len(stored(store)) == len(queued)  # every ack written
     # flush() does not wait for the rest: it wakes the writer
-    store.on_apply = costly
     with writer.lock:
         writer.insert(messages(writer, 1))
     writer.flush()
@@ -152,15 +158,7 @@ def test_a_trickle_of_emits_is_written_within_milliseconds_not_rested(make_write
     # Emits from a handler or a thread after its cell ended: on disk a few milliseconds later,
     # as the README promises, however costly the commits.
     writer, store = make_writer()
-    starts = []
-
-    def costly(batch):
-        starts.append(time.perf_counter())
-        end = time.thread_time() + 0.01
-        while time.thread_time() < end:
-            pass
-
-    store.on_apply = costly
+    starts = costly_commits(store)
     for _ in range(12):
         with writer.lock:
             writer.insert(messages(writer, 1))
@@ -173,15 +171,7 @@ def test_a_trickle_of_emits_is_written_within_milliseconds_not_rested(make_write
 def test_a_drains_big_batches_do_not_rest(make_writer):
     # Resting after big batches only let a drain's changes pile up: 5 to 20 % slower.
     writer, store = make_writer()
-    starts = []
-
-    def costly(batch):
-        starts.append(time.perf_counter())
-        end = time.thread_time() + 0.01
-        while time.thread_time() < end:
-            pass
-
-    store.on_apply = costly
+    starts = costly_commits(store)
     until = time.perf_counter() + 0.5
     while time.perf_counter() < until:
         with writer.lock:
