@@ -1,6 +1,6 @@
 """Where a handler runs: threads, a process pool, or a Dask cluster, on the same workloads.
 
-    python benchmarks/executors.py [--quick]
+    python benchmarks/executors.py [--quick]      # needs the dask extra: pip install -e ".[dask]"
 
 Prints, for each executor:
 - CPU-heavy: messages/s for a pure-Python handler of about 50 ms (one core each), concurrency
@@ -144,7 +144,12 @@ def main() -> None:
 
     folder = tempfile.mkdtemp(prefix="nbworkers-bench-")
     api.config().db_path = os.path.join(folder, "bench.duckdb")
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise SystemExit(
+            'benchmarks/executors.py runs Dask too: pip install -e ".[dask]" (distributed)'
+        ) from None
 
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
