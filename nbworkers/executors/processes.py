@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 
 from .. import handlers
 from ..errors import NBWorkersError
+from ..log import log
 from . import jobs
 from .jobs import decode, failed
 from .protocol import Outcome, Settings
@@ -77,6 +78,18 @@ class _Process:
         except subprocess.TimeoutExpired:
             self.kill()
             return self.popen.wait()
+
+
+def _ended_while_idle(process: _Process) -> None:
+    """Say that ``process`` ended while idle (killed from outside: the OOM killer, a ``kill``);
+    no run is lost: the pool starts another."""
+    code = process.end()
+    how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    log.warning(
+        "nbworkers: pool process %d had ended while idle (%s); the next run goes to another",
+        process.popen.pid,
+        how,
+    )
 
 
 class ProcessPool:
@@ -174,7 +187,7 @@ class ProcessPool:
                             time.monotonic() - process.idle_at > IDLE_CHECK_S
                             and process.popen.poll() is not None
                         ):
-                            process.end()
+                            _ended_while_idle(process)
                             process = None
                     if process is None:
                         if self._room():
@@ -229,6 +242,7 @@ class ProcessPool:
                 # It died while idle (killed from outside) since it was last checked: the job
                 # never reached it, and goes to another.
                 self._give_back(process, reusable=False)
+                _ended_while_idle(process)
                 if tries == SEND_TRIES - 1:
                     return failed(
                         f"nbworkers: {SEND_TRIES} pool processes in a row were dead before this "

@@ -9,6 +9,7 @@ processes.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import threading
@@ -285,9 +286,9 @@ def test_a_process_that_dies_fails_only_its_run(fresh_runtime):
     assert api.dead_letters("w")[0]["id"] == died.message_id
 
 
-def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime):
+def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime, caplog):
     # Killed from outside (the OOM killer, `kill` in a terminal) between two runs: the next
-    # run goes to another process, and nothing fails.
+    # run goes to another process, nothing fails, and the log says what happened.
     rt = api.runtime()
     rt.define("w", cell("import os\nos.getpid()"), 1, policy=Policy(executor="processes"))
     api.emit(0, "w")
@@ -295,11 +296,13 @@ def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime):
     first = rt.traces("w")[0].result
     os.kill(first, 9)
     time.sleep(0.3)  # it is dead (a zombie until the pool reaps it)
-    api.emit(1, "w")
-    assert rt.wait("w", 30)
+    with caplog.at_level(logging.WARNING, logger="nbworkers"):
+        api.emit(1, "w")
+        assert rt.wait("w", 30)
     again = rt.traces("w")[0]
     assert again.ok and again.result != first, again.error
     assert api.counts("w")["failed"] == 0
+    assert f"pool process {first} had ended while idle (signal 9)" in caplog.text
 
 
 FORKS_A_HELPER = (
