@@ -4,6 +4,7 @@ into and changing queues (``nw.messages``, ``cancel``, ``purge``). The dead lett
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 from ..errors import ArgumentValueError
@@ -181,15 +182,10 @@ def purge_locked(w, writer, results) -> int:
     """Remove every waiting message of ``w``, spilled ones included; how many there were
     (the lock is held; it is let go while spilled ones are dropped: paging.py)."""
     spill = w.spill
-    if spill is None:
+    # (the purge of spilled ones lets the lock go between its writes: no page in meanwhile)
+    with contextlib.nullcontext() if spill is None else spill.paging.frozen([w]):
         removed = w.remove_waiting(None)
         if removed:
             writer.ack([m.seq for m in removed])
             results.removed(w, removed)
-        return len(removed)
-    with spill.paging.frozen([w]):  # the purge lets the lock go between its writes
-        removed = w.remove_waiting(None)
-        if removed:
-            writer.ack([m.seq for m in removed])
-            results.removed(w, removed)
-        return len(removed) + spill.paging.purge(w)
+        return len(removed) + (0 if spill is None else spill.paging.purge(w))

@@ -157,9 +157,8 @@ class Expiry(RunPolicy):
                 heapq.heapify(w.delayed)
                 w.delayed_gone = set()
         else:
-            if w.spill is not None and w.spill.drop_late(lambda held: held is m):
-                pass  # held behind spilled messages (paging.py), not in the queue
-            else:
+            # (one held behind spilled messages, paging.py, is not in the queue)
+            if w.spill is None or not w.spill.drop_late(lambda held: held is m):
                 w.queue.discard(m)
             if w.late_seqs:
                 w._not_late(m.seq)

@@ -99,19 +99,16 @@ class Timers:
                 soonest(w.next_due_s())
             if w.expiring or w.aging:
                 soonest(self.expire(w, now))
-            if w.wait_until_s is not None:  # a rate limit's token or a batch's wait (gate.py)
-                if w.wait_until_s <= now:
-                    w.wait_until_s = None
+            # A rate limit's token or a batch's wait (gate.py), and a failed read of spilled
+            # messages (paging.py, which clears its retry_at when it reads again)
+            for due in (w.wait_until_s, w.spill and w.spill.retry_at):
+                if due is not None and due <= now:
                     w.cond.notify_all()  # its idle run threads look again
                     self.wake_runs(w, 0)  # and threads start if none is left
                 else:
-                    soonest(w.wait_until_s)
-            if w.spill is not None and w.spill.retry_at is not None:  # a failed read (paging.py)
-                if w.spill.retry_at <= now:
-                    w.cond.notify_all()  # page_in reads again
-                    self.wake_runs(w, 0)
-                else:
-                    soonest(w.spill.retry_at)
+                    soonest(due)
+            if w.wait_until_s is not None and w.wait_until_s <= now:
+                w.wait_until_s = None
             for run in [r for r in w.runs.values() if r.deadline_s is not None]:
                 if run.deadline_s <= now:
                     self.time_out(w, run)

@@ -267,7 +267,13 @@ def main(fd: int, lifeline: int) -> None:
     # so that when this process dies the kernel reads the end of it at once, even while such a
     # child runs on, instead of waiting for an answer that never comes.
     os.set_inheritable(fd, False)
-    os.register_at_fork(after_in_child=lambda: os.close(fd))
+    me = os.getpid()
+
+    def forked() -> None:
+        if os.getppid() == me:  # not in a child of that child: the number may be another fd
+            os.close(fd)
+
+    os.register_at_fork(after_in_child=forked)
     conn = Connection(fd)
     output.install()
     _process_emitter = _PipeEmitter(conn)

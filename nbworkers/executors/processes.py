@@ -81,9 +81,9 @@ class _Process:
 
 
 def _ended_while_idle(process: _Process) -> None:
-    """Say that ``process`` ended while idle (killed from outside: the OOM killer, a ``kill``);
-    no run is lost: the pool starts another."""
-    code = process.end()
+    """Say that ``process``, ended (``end``), had died while idle (killed from outside: the OOM
+    killer, a ``kill``); no run is lost: the pool starts another."""
+    code = process.popen.returncode
     how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
     log.warning(
         "nbworkers: pool process %d had ended while idle (%s); the next run goes to another",
@@ -187,6 +187,7 @@ class ProcessPool:
                             time.monotonic() - process.idle_at > IDLE_CHECK_S
                             and process.popen.poll() is not None
                         ):
+                            process.end()
                             _ended_while_idle(process)
                             process = None
                     if process is None:

@@ -6,7 +6,7 @@ costs about a millisecond a statement whatever its size (NOTES.md), so a slow tr
 CPU-heavy handler in a pool process ending every few tens of milliseconds) made a batch of each
 run's end: 8 ms of the kernel's CPU a run, a sixth of what two pool processes had on two
 cores (``benchmarks/executors.py``: the heavy runs went at 80 % of ``ProcessPoolExecutor``'s
-rate; 91 to 93 % with this). Resting nine times the batch's CPU time keeps the writer to
+rate; 0.91 to 1.00 of it with this). Resting nine times the batch's CPU time keeps the writer to
 about a tenth of a core. A drain's batches are big, their cost is their rows, and resting
 would only let the changes pile up: resting after them, or after the first small batch of a
 drain, slowed ``benchmarks/core.py``'s drain by 5 to 20 %. A batch holding new messages (emits

@@ -361,7 +361,7 @@ def test_a_run_whose_processes_are_all_dead_when_sent_fails_after_three(monkeypa
         def __init__(self, lifeline):
             started.append(self)
             self.conn = SimpleNamespace(send_bytes=self._broken)
-            self.popen = SimpleNamespace(poll=lambda: -9, pid=0)
+            self.popen = SimpleNamespace(poll=lambda: -9, pid=0, returncode=-9)
             self.run, self.killed, self.idle_at = None, False, time.monotonic()  # just started
 
         def _broken(self, data):
