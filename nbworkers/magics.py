@@ -203,18 +203,42 @@ class WorkerMagics(Magics):
 
             show_panel(name, _cell_id(self.shell))
 
+    @magic_arguments()
+    @argument(
+        "--side",
+        action="store_true",
+        help="Open it in JupyterLab's side area, where it stays in view while you scroll "
+        "(needs the sidecar package).",
+    )
     @line_magic
     def nbworkers(self, line=""):
-        """Show the dashboard: every worker and cron with counts and controls, and the names
-        that received messages but have no worker yet (Unhandled)."""
+        """Show the dashboard: the pipeline drawn, every worker and cron with counts and
+        controls, and the names that received messages but have no worker yet (Unhandled)."""
         from IPython.display import display
 
         from .widgets import Dashboard
 
+        args = parse_argstring(self.nbworkers, line)
+        side = None
+        if args.side:
+            try:
+                from sidecar import Sidecar
+            except ImportError:
+                raise UsageError(
+                    "%nbworkers --side needs the sidecar package, which opens widgets in "
+                    "JupyterLab's side area: pip install sidecar (then reload the JupyterLab "
+                    "page). Without --side, the dashboard shows under this cell."
+                ) from None
+            side = Sidecar(title="nbworkers", anchor="right")
         try:
-            display(Dashboard())
+            dashboard = Dashboard()
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
+        if side is None:
+            display(dashboard)
+            return
+        with side:
+            display(dashboard)
 
     @magic_arguments()
     @argument(

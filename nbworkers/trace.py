@@ -120,7 +120,9 @@ class Trace:
     attempt, from 1), ``timed_out`` (True when the run passed its ``--timeout``), ``calls``
     (the calls of ``@nw.recorded`` functions the run made, in call order, or None when it
     made none: a list of ``nbworkers.develop.calls.Call``), ``message_ids`` (the messages the
-    run covered: a batch's, in order) and ``batch_size`` (their number for a batch, else None).
+    run covered: a batch's, in order), ``batch_size`` (their number for a batch, else None) and
+    ``progress`` (what ``message.progress`` said last, or None; kept while the kernel runs,
+    not in the file).
     """
 
     __slots__ = (
@@ -141,6 +143,7 @@ class Trace:
         "_result_repr",
         "message_seqs",
         "_failure",
+        "progress",
     )
 
     def __init__(
@@ -179,6 +182,7 @@ class Trace:
         self._result_repr = result_repr
         self.message_seqs = message_seqs  # a batch's messages (--batch); None for one message
         self._failure = None  # its failure group, once asked (``failure``)
+        self.progress = None  # what message.progress said last (nbworkers/progress.py)
 
     @property
     def failure(self):

@@ -130,9 +130,26 @@ def wait_for(kernel: Kernel, expr: str, timeout: float = 10) -> None:
 
 def click(kernel: Kernel, model_expr: str) -> None:
     """Click a button the way JupyterLab does: a comm message from the front end."""
+    send_custom(kernel, model_expr, {"event": "click"})
+
+
+def send_custom(kernel: Kernel, model_expr: str, content: dict) -> None:
+    """A widget's custom message from the front end (an anywidget's ``model.send``)."""
+    _comm_msg(kernel, model_expr, {"method": "custom", "content": content})
+
+
+def set_from_front_end(kernel: Kernel, model_expr: str, **state) -> None:
+    """Traits of a widget set in the browser (``model.set`` and ``save_changes``)."""
+    _comm_msg(kernel, model_expr, {"method": "update", "state": state, "buffer_paths": []})
+
+
+def view_action(kernel: Kernel, panel_expr: str, action: str) -> None:
+    """A button of the trace selected in a panel's view, clicked in the browser."""
+    trace_id = kernel.eval(f"{panel_expr}.view.selected")
+    send_custom(kernel, f"{panel_expr}.view", {"action": action, "id": trace_id})
+
+
+def _comm_msg(kernel: Kernel, model_expr: str, data: dict) -> None:
     model_id = kernel.eval(f"{model_expr}.model_id")
-    msg = kernel.kc.session.msg(
-        "comm_msg",
-        {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}},
-    )
+    msg = kernel.kc.session.msg("comm_msg", {"comm_id": model_id, "data": data})
     kernel.kc.shell_channel.send(msg)

@@ -23,6 +23,8 @@ from .worker import WorkerState
 NOTIFY_INTERVAL_S = 0.4
 # With nothing changing, listeners still hear every so often (relative times, "in 12 min").
 NOTIFY_IDLE_S = 30.0
+# ...and every second while a run goes: the progress a tqdm bar prints tells no one.
+NOTIFY_RUNNING_S = 1.0
 
 
 def _callback_key(callback: Callable) -> str:
@@ -101,10 +103,11 @@ class Events:
             with lock:
                 idle = False
                 if not self._changed_names and not reg.stopping:
+                    going = any(w.running for w in reg.workers.values())
                     self._notifier_asleep = True
-                    self._notify_wake.wait(NOTIFY_IDLE_S)
+                    self._notify_wake.wait(NOTIFY_RUNNING_S if going else NOTIFY_IDLE_S)
                     self._notifier_asleep = False
-                    idle = not self._changed_names
+                    idle = not self._changed_names and not going
                 if reg.stopping:
                     return
                 names, self._changed_names = self._changed_names, set()

@@ -23,7 +23,7 @@ def make_trace(run: Run, error, result: RunResult | None, replay=False, timed_ou
     calls = run.calls
     if timed_out and calls is not None:
         calls = calls.copy()  # its thread may go on recording into the run's own
-    return Trace(  # positional: keywords cost a drain a microsecond a run
+    trace = Trace(  # positional: keywords cost a drain a microsecond a run
         0,  # numbered under the lock by Outcomes.record
         m.seq,
         m.worker,
@@ -40,6 +40,11 @@ def make_trace(run: Run, error, result: RunResult | None, replay=False, timed_ou
         timed_out,
         calls,
     )
+    progress = getattr(m, "progress_now", None)
+    if progress is not None:  # message.progress was called: kept, and not for a retry
+        trace.progress = progress
+        del m.progress_now
+    return trace
 
 
 class Outcomes:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 
+from .. import progress
 from ..errors import ArgumentValueError
 from ..handlers import check_name
 from ..trace import Trace
 from . import failures
+from .history import History
 from .policy import _number
 from .registry import Registry
 from .removal import REMOVED
@@ -23,12 +25,22 @@ def _by_start(run) -> float:
     return run.t0
 
 
+def _progress(run) -> progress.Progress | None:
+    """How far ``run`` got: what message.progress said last, else what a tqdm bar it prints
+    shows."""
+    said = getattr(run.message, "progress_now", None)
+    if said is not None:
+        return said
+    return progress.from_output(run.capture.parts) if run.capture is not None else None
+
+
 class Queries:
     """Reading the live state of one engine."""
 
     def __init__(self, registry: Registry):
         self.registry = registry
         self.trimmer = None  # memory.Trimmer: a drained wait is a quiet moment; runtime
+        self.histories: dict[str, History] = {}  # the sparklines' samples, by worker
 
     def _state_or_blank(self, name: str) -> WorkerState:
         reg = self.registry
@@ -93,13 +105,17 @@ class Queries:
             last_error = next((t.error for t in w.traces if t.error), None)
             oldest_run = min((r.t0 for r in w.runs.values()), default=None)
             runs = sorted(w.runs.values(), key=_by_start)  # the runs going, oldest first
+            counts = w.counts(now)
+            history = self.histories.get(name)
+            if history is None:
+                history = self.histories[name] = History()
             return WorkerSnapshot(
                 name=name,
                 defined=w.handler is not None,
                 kind=w.kind_name,
                 paused=w.paused,
                 pause_reason=w.pause_reason,
-                counts=w.counts(now),
+                counts=counts,
                 concurrency=w.concurrency,
                 policy=w.policy,
                 schedule=w.schedule.describe() if w.is_cron else None,
@@ -121,6 +137,9 @@ class Queries:
                 stopping_ids=tuple(r.message.id for r in w.runs.values() if r.stop is not None),
                 removed=w.handler is None and w.kind == REMOVED,
                 failures=failures.top(w, PANEL_GROUPS) if w.dead else (),
+                running_started=tuple(r.started_at_s for r in runs),
+                running_progress=tuple(_progress(r) for r in runs),
+                history=history.sample(now, counts),
             )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:

@@ -41,6 +41,7 @@ from .outcomes import Outcomes
 from .paging import Paging
 from .policies import Hooks
 from .policies.failure_notice import FailureNotice
+from .policies.flows import Flows
 from .policies.rate_limit import RateLimit
 from .policies.retries import Retries
 from .policies.start_notice import StartNotice
@@ -90,6 +91,7 @@ PUBLIC = {
     ),
     "events": ("add_listener", "on_failure", "take_notices"),
     "results": ("result",),
+    "flows_": ("flows",),
     "stops": ("stop_run",),
     "removal": ("remove",),
     "failures_": ("failures",),
@@ -145,6 +147,7 @@ class Runtime:
         self.dead_admin = DeadAdmin(reg, writer, self.store, events, intake)
         self.failures_ = Failures(reg)
         expiry = Expiry(reg, writer, timers, events)
+        self.flows_ = Flows(reg)  # who emits to whom: the dashboard's pipeline graph
         # The policies, in the order they act.
         self.hooks = hooks = Hooks(
             [
@@ -155,6 +158,7 @@ class Runtime:
                 Retries(reg, writer, timers, dispatch),
                 expiry,  # after Retries: a message it took back may expire while it waits
                 StartNotice(events),
+                self.flows_,
             ]
         )
         intake.expiry = dispatch.expiry = reg.paging.expiry = expiry

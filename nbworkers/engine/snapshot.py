@@ -44,6 +44,12 @@ class WorkerSnapshot:
     removed: bool = False  # its handler was removed (nw.remove) and not defined since
     # Its biggest failure groups (engine/failures.py): (fingerprint, title, count), biggest first.
     failures: tuple[tuple[str, str, int], ...] = ()
+    # When each run going started (time.time()) and how far it got (progress.Progress or None),
+    # in the order of running_ids.
+    running_started: tuple[float, ...] = ()
+    running_progress: tuple = ()
+    # Its counts over the last minutes, oldest first (engine/history.py), the last one now.
+    history: tuple = ()
 
 
 @dataclass(frozen=True)

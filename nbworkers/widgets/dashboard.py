@@ -7,9 +7,10 @@ import threading
 import ipywidgets as widgets
 
 from .. import api
-from . import render
+from . import render, state
 from .hub import register
 from .panel import Panel
+from .view import PipelineView
 
 
 class Dashboard(widgets.VBox):
@@ -19,9 +20,10 @@ class Dashboard(widgets.VBox):
         self._lock = threading.RLock()
         self._panels: dict[str, Panel] = {}
         self.header = widgets.HTML()
+        self.graph = PipelineView()
         self.panels_box = widgets.VBox()
         self.unhandled = widgets.HTML()
-        super().__init__([self.header, self.panels_box, self.unhandled], **kwargs)
+        super().__init__([self.header, self.graph, self.panels_box, self.unhandled], **kwargs)
         self.add_class("nbw-dashboard")
         self.unhandled.add_class("nbw-unhandled")
         self.refresh()
@@ -45,7 +47,19 @@ class Dashboard(widgets.VBox):
                 for name in [n for n in self._panels if n not in names]:
                     self._panels.pop(name).close()
                 self.panels_box.children = [self._panels[n] for n in names]
-            self.unhandled.value = render.unhandled_html(rt.unhandled_details(), rt.clock())
+            unhandled = rt.unhandled_details()
+            self.unhandled.value = render.unhandled_html(unhandled, rt.clock())
+            defined = [
+                (
+                    d.name,
+                    "worker" if d.schedule is None else "cron",
+                    rt.is_paused(d.name),
+                    rt.counts(d.name),
+                )
+                for d in rt.definitions()
+            ]
+            waiting = [(name, queued) for name, queued, _ in unhandled]
+            self.graph.graph = state.graph(defined, waiting, rt.flows())
 
     def panel(self, name: str) -> Panel:
         return self._panels[name]

@@ -8,11 +8,12 @@ import time
 import ipywidgets as widgets
 
 from .. import api
-from ..engine.events import NOTIFY_IDLE_S
+from ..engine.events import NOTIFY_IDLE_S, NOTIFY_RUNNING_S
 from ..errors import NBWorkersError
-from . import render
+from . import render, state
 from .failures import FailureGroups
 from .hub import register
+from .view import WorkerView
 
 # While runs come and go, the Stop button's choice of runs follows at most this often.
 STOP_CHOICE_S = 3.0
@@ -47,13 +48,12 @@ class Panel(widgets.VBox):
         self._stop_shown_at = 0.0
         self._lock = threading.RLock()
         self._traces: dict[str, object] = {}
-        self._shown: object = None  # the trace in trace_view
+        self._shown: object = None  # the trace whose detail the view shows
         self._kind = "worker"
         self._running = False  # a run was going at the last refresh
         self._timeout_s = None  # the worker's time limit, for live values
         self._live_token = 0  # the live values being computed (or shown), to drop stale ones
         self._refreshed = 0.0  # time.monotonic() of the last refresh
-        self.status = widgets.HTML()
         self.notice = widgets.HTML()
         self.pause_button = widgets.Button(layout=widgets.Layout(width="auto"))
         self.run_now_button = widgets.Button(
@@ -100,52 +100,21 @@ class Panel(widgets.VBox):
             layout=widgets.Layout(width="auto", display="none"),
         )
         self._confirming = False  # the first click of Remove was made
-        self.trace_list = widgets.Select(
-            options=[], rows=5, layout=widgets.Layout(width="28em", font_family="monospace")
-        )
-        self.trace_view = widgets.HTML()
-        self.replay_button = widgets.Button(
-            description="Replay",
-            icon="redo",
-            disabled=True,
-            tooltip="Send this trace's input through the current code again, in the "
-            "background; its new trace appears in the list",
-            # Not shrunk by the replay line beside it (nor is Live values)
-            layout=widgets.Layout(width="auto", flex="0 0 auto"),
-        )
-        self.replay_code = widgets.HTML()
-        self.live_button = widgets.Button(
-            description="Live values",
-            icon="eye",
-            disabled=True,
-            tooltip="Run the current code on this trace's input, line by line, and show the "
-            "values beside each line (records no trace; uses the worker's time limit)",
-            layout=widgets.Layout(width="auto", flex="0 0 auto"),
-        )
+        self.view = WorkerView()  # header, counts, sparklines, timeline, traces (static/)
+        self._rows: dict[str, dict] = {}  # the traces table's rows, made once a trace
         self.live_view = widgets.HTML()
         self.pause_button.on_click(_action(self, self._toggle_pause))
         self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
-        self.replay_button.on_click(_action(self, self._replay))
-        self.live_button.on_click(_action(self, self._live))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
         self.discard_button.on_click(_action(self, lambda: api.discard(self.name)))
         self.failure_groups = FailureGroups(self, _action)  # a row per failure group
         self.stop_button.on_click(_action(self, self._stop))
         self.remove_button.on_click(_action(self, self._remove))
         self.keep_button.on_click(_action(self, lambda: self._confirm(False)))
-        self.trace_list.observe(self._on_select, "value")
-        browser = widgets.VBox(
-            [
-                widgets.HTML("<b>Last traces</b>, newest first: select one to see it"),
-                self.trace_list,
-                widgets.HBox([self.replay_button, self.live_button, self.replay_code]),
-                self.trace_view,
-                self.live_view,
-            ]
-        )
+        self.view.observe(self._on_select, "selected")
+        self.view.on_msg(self._on_view_message)
         super().__init__(
             [
-                self.status,
                 widgets.HBox(
                     [
                         self.pause_button,
@@ -160,23 +129,19 @@ class Panel(widgets.VBox):
                     ]
                 ),
                 self.failure_groups,
-                browser,
+                self.view,
+                self.live_view,
             ],
             layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
             **kwargs,
         )
         # Stable hooks for styling and for the browser tests
         self.add_class("nbw-panel")
-        self.status.add_class("nbw-status")
         self.pause_button.add_class("nbw-pause")
         self.run_now_button.add_class("nbw-run-now")
         self.stop_button.add_class("nbw-stop")
         self.stop_choice.add_class("nbw-stop-choice")
         self.remove_button.add_class("nbw-remove")
-        self.trace_list.add_class("nbw-traces")
-        self.trace_view.add_class("nbw-trace-view")
-        self.replay_button.add_class("nbw-replay")
-        self.live_button.add_class("nbw-live-values")
         self.live_view.add_class("nbw-live-view")
         self.refresh()
         register(self)
@@ -188,7 +153,8 @@ class Panel(widgets.VBox):
             return True
         ticking = self._kind == "cron" or self._running
         # Other workers' changes may keep the runtime from ever being idle: tick anyway
-        stale = time.monotonic() - self._refreshed >= NOTIFY_IDLE_S
+        every_s = NOTIFY_RUNNING_S if self._running else NOTIFY_IDLE_S
+        stale = time.monotonic() - self._refreshed >= every_s
         return ticking and (not names or stale)
 
     def refresh(self) -> None:
@@ -206,7 +172,7 @@ class Panel(widgets.VBox):
             self._running = bool(snap.counts["running"])
             self._refreshed = time.monotonic()
             self._traces = {t.id: t for t in snap.traces}
-            self.status.value = render.status_html(snap)
+            self.view.header = state.header(snap)
             paused = snap.paused
             self.pause_button.description = "Play" if paused else "Pause"
             self.pause_button.icon = "play" if paused else "pause"
@@ -228,13 +194,22 @@ class Panel(widgets.VBox):
             self.requeue_button.description = f"Requeue {dead:,} dead"
             self.discard_button.description = f"Discard {dead:,} dead"
             self.failure_groups.show(snap.failures)
-            options = tuple((render.trace_label(t), t.id) for t in snap.traces)
-            if options != self.trace_list.options:
-                selected = self.trace_list.value
-                with self.trace_list.hold_sync():
-                    self.trace_list.options = options
-                    self.trace_list.value = selected if selected in self._traces else None
-            self._show(self.trace_list.value)
+            self._show_rows(snap.traces)
+            if self.view.selected and self.view.selected not in self._traces:
+                self.view.selected = ""  # its trace is no longer kept
+            self._show(self.view.selected)
+
+    def _show_rows(self, traces) -> None:
+        """The traces table; a trace's row is made once (showing its input runs user code:
+        its unpickling and repr)."""
+        rows = self._rows
+        kept = {}
+        for trace in traces:
+            kept[trace.id] = rows.get(trace.id) or state.row(trace, self._kind)
+        self._rows = kept
+        shown = list(kept.values())
+        if shown != self.view.traces:
+            self.view.traces = shown
 
     def _show_stop(self, ids: tuple[str, ...], attempts: tuple[int, ...] = ()) -> None:
         """The Stop button while runs go: of the one running, or of the one chosen. While
@@ -288,18 +263,18 @@ class Panel(widgets.VBox):
             # and repr): not again on every refresh of the notifier thread.
             return
         self._shown = trace
-        self.trace_view.value = render.trace_html(trace, self._kind)
-        self.replay_button.disabled = trace is None
-        self.live_button.disabled = trace is None
+        self.view.detail = {} if trace is None else state.detail(trace, self._kind)
         self._live_token += 1  # live values of the trace shown before are stale
         self.live_view.value = ""
-        self.replay_code.value = (
-            ""
-            if trace is None
-            else "<span style='color:#666'>or, in the foreground where <code>%debug</code> "
-            f"works: <code>nw.replay({render.esc(repr(self.name))}, "
-            f"{render.esc(repr(trace.id))})</code></span>"
-        )
+
+    def _on_view_message(self, _view, content, _buffers) -> None:
+        """A button of the selected trace, clicked in the browser."""
+        action = content.get("action") if isinstance(content, dict) else None
+        trace_id = content.get("id") if isinstance(content, dict) else None
+        if action == "send-again":
+            _action(self, lambda: self._send_again(trace_id))()
+        elif action == "live":
+            _action(self, lambda: self._live(trace_id))()
 
     def _toggle_pause(self) -> None:
         if api.is_paused(self.name):
@@ -307,16 +282,15 @@ class Panel(widgets.VBox):
         else:
             api.pause(self.name)
 
-    def _replay(self) -> None:
-        trace_id = self.trace_list.value
-        if trace_id is not None:
+    def _send_again(self, trace_id: str | None) -> None:
+        """Queue the trace's input again as a new message (counted in ``done`` like any)."""
+        if trace_id:
             api.runtime().resend(self.name, trace_id)
 
-    def _live(self) -> None:
+    def _live(self, trace_id: str | None) -> None:
         """Live values of the selected trace, computed on an engine thread (user code must not
         run on the widget's thread) and shown below the trace when done."""
-        trace_id = self.trace_list.value
-        if trace_id is None:
+        if not trace_id:
             return
         with self._lock:
             self._live_token += 1
@@ -340,6 +314,15 @@ class Panel(widgets.VBox):
         with self._lock:
             if token == self._live_token:
                 self.live_view.value = shown
+
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget, and for front ends without widgets (nbconvert, a terminal) one line of
+        plain text."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        rt = api.running()
+        if isinstance(bundle, dict) and rt is not None:
+            bundle["text/plain"] = render.status_text(rt.snapshot(self.name))
+        return bundle
 
     def close(self) -> None:
         """Close the panel and every widget in it (live values being computed stop)."""

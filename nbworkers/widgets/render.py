@@ -9,12 +9,11 @@ from datetime import datetime, tzinfo
 
 from ..engine.snapshot import WorkerSnapshot
 from ..fingerprint import error_line
-from ..trace import Trace, preview
+from .state import badge
 
 RED = "#c62828"
 GREEN = "#2e7d32"
 AMBER = "#b26a00"
-_MAX_TEXT = 4000
 # A run going for longer than this is shown in the status, with how long it has taken so far
 LONG_RUN_S = 10.0
 
@@ -160,62 +159,13 @@ def status_html(snap: WorkerSnapshot) -> str:
     return "".join(parts)
 
 
-def trace_label(trace: Trace) -> str:
-    """One line of the trace list (plain text)."""
-    mark = "ok     " if trace.ok else "TIMEOUT" if trace.timed_out else "ERROR  "
-    if not trace.ok and (trace.error or "").startswith("Stopped:"):
-        mark = "STOPPED"  # nw.stop (engine/stops.py)
-    extra = " (replay)" if trace.replay else ""
-    if trace.attempt > 1:
-        extra += f" attempt {trace.attempt}"
-    if trace.batch_size is not None:
-        extra += f" batch of {trace.batch_size:,}"
-    return f"{clock(trace.started_at_s)}  {mark}  {trace.duration * 1000:8.1f} ms{extra}"
-
-
-def _block(title: str, body: str, colour: str | None = None) -> str:
-    if len(body) > _MAX_TEXT:
-        body = body[:_MAX_TEXT] + f"\n… ({len(body) - _MAX_TEXT:,} more characters)"
-    style = "margin:2px 0 6px 0;padding:4px;background:#f5f5f5;white-space:pre-wrap;"
-    style += "max-height:16em;overflow:auto;font-size:0.9em"
-    if colour:
-        style += f";color:{colour}"
-    return f'<div><b>{esc(title)}</b><pre style="{style}">{esc(body)}</pre></div>'
-
-
-def trace_html(trace: Trace | None, kind: str) -> str:
-    """Input, result, output and traceback of one trace, escaped."""
-    if trace is None:
-        return '<div style="color:#666">Select a trace to see its input, result and output.</div>'
-    try:
-        shown_input = "(no input: a cron run)" if kind == "cron" else preview(trace.input)
-    except Exception as exc:  # noqa: BLE001 - an input whose class is gone still shows
-        shown_input = f"(cannot be shown: {exc})"
-    parts = [
-        f'<div style="color:#666">{esc(trace.id)} · message {esc(trace.message_id)} · '
-        f"started {esc(trace.started_at.astimezone().strftime('%Y-%m-%d %H:%M:%S'))} · "
-        f"{trace.duration * 1000:.1f} ms · attempt {trace.attempt}"
-        f"{' · timed out' if trace.timed_out else ''}{_batch_line(trace)}</div>",
-        _block("input", shown_input),
-    ]
-    if trace.ok:
-        parts.append(_block("result", trace.result_repr))
-    if trace.calls is not None:
-        parts.append(calls_html(trace.calls))
-    if trace.stdout:
-        parts.append(_block("printed", trace.stdout))
-    if trace.error:
-        parts.append(_block("traceback", trace.error, RED))
-    return "".join(parts)
-
-
-def _batch_line(trace: Trace) -> str:
-    """' · batch of N (m1 … m9)': the messages a batch run covered."""
-    if trace.batch_size is None:
-        return ""
-    ids = trace.message_ids
-    shown = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]} … {ids[-1]}"
-    return f" · batch of {trace.batch_size:,} ({esc(shown)})"
+def status_text(snap: WorkerSnapshot) -> str:
+    """A panel as one line of plain text: "wordcount (worker, running): queued 0 · ..."."""
+    counts = snap.counts
+    labels = ["queued", "running", "done", "failed"]
+    labels += [k for k in ("retried", "dead", "expired") if counts.get(k)]
+    shown = " · ".join(f"{label} {counts[label]:,}" for label in labels)
+    return f"{snap.name} ({snap.kind}, {badge(snap)}): {shown}"
 
 
 def live_running_html(trace_id: str, timeout_s: float | None) -> str:
@@ -233,32 +183,6 @@ def live_error_html(trace_id: str, exc: BaseException) -> str:
         f'<div style="color:{RED}">Live values of {esc(trace_id)} failed: '
         f"{esc(type(exc).__name__)}: {esc(exc)}</div>"
     )
-
-
-def calls_html(calls) -> str:
-    """A trace's ``@nw.recorded`` calls, one a line, in call order: what each returned or
-    raised (raised in red), whether a replay took it from the trace, and why a value was not
-    kept."""
-    lines = []
-    for call in calls:
-        outcome = (
-            f'<span style="color:{RED}">raised {esc(call.error)}</span>'
-            if call.error is not None
-            else f"→ {esc(call.result)}"
-        )
-        extra = ' <span style="color:#666">[replayed]</span>' if call.replayed else ""
-        if call.note:
-            extra += f' <span style="color:{AMBER}">[not kept: {esc(call.note)}]</span>'
-        lines.append(f"<div>{esc(call.name)}({esc(call.args)}) {outcome}{extra}</div>")
-    if getattr(calls, "note", None):
-        lines.append(f'<div style="color:{AMBER}">calls not kept: {esc(calls.note)}</div>')
-    if getattr(calls, "dropped", 0):
-        lines.append(f'<div style="color:{AMBER}">… {calls.dropped:,} more calls, not kept</div>')
-    style = "margin:2px 0 6px 0;padding:4px;background:#f5f5f5;font-family:monospace;"
-    style += "max-height:16em;overflow:auto;font-size:0.9em;white-space:pre-wrap"
-    title = f"recorded calls ({len(calls) + getattr(calls, 'dropped', 0):,})"
-    body = "".join(lines)
-    return f'<div class="nbw-calls"><b>{esc(title)}</b><div style="{style}">{body}</div></div>'
 
 
 def unhandled_html(rows: list[tuple[str, int, float | None]], now: float) -> str:

@@ -127,8 +127,8 @@ def test_keep_in_a_kernel_the_panel_and_the_file_after_a_restart(kernel):
     kernel.ok("nw.emit_many(range(60), 'w')\nnw.wait()")
     assert kernel.eval("len(nw.traces('w'))") == 50
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
-    wait_for(kernel, "len(p.trace_list.options) == 50")
-    assert "keeps 50 traces" in kernel.eval("p.status.value")
+    wait_for(kernel, "len(p.view.traces) == 50")
+    assert "keeps 50 traces" in kernel.eval("p.view.header['facts']")
     assert kernel.eval("nw.sql(\"select count(*) from traces where worker = 'w'\").fetchall()") == [
         (50,)
     ]
@@ -143,7 +143,7 @@ def test_keep_in_a_kernel_the_panel_and_the_file_after_a_restart(kernel):
     ]
     kernel.ok("%%worker w --keep 50\nevent")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[-1]")
-    wait_for(kernel, "len(p.trace_list.options) == 50")
+    wait_for(kernel, "len(p.view.traces) == 50")
     reply = kernel.run("%%worker w --keep 0\nevent")
     assert reply.ename == "UsageError" and "--keep must be a whole number" in reply.evalue
 

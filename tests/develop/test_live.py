@@ -17,7 +17,7 @@ from nbworkers.develop import tracer, values
 from nbworkers.develop.live import run
 from nbworkers.errors import ArgumentValueError
 from nbworkers.widgets import render
-from tests.kernel import click, wait_for
+from tests.kernel import view_action, wait_for
 
 HAS_PANDAS = importlib.util.find_spec("pandas") is not None
 GOLDEN = Path(__file__).parent / "golden" / "live.json"
@@ -425,13 +425,13 @@ def test_from_the_panel_the_workers_time_limit_stops_live_values(kernel):
     kernel.ok("%%worker w --timeout 0.5\nn = event")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     kernel.ok(f"emit(1, 'w')\n{WAIT}")
-    wait_for(kernel, "len(p.trace_list.options) == 1")
+    wait_for(kernel, "len(p.view.traces) == 1")
     kernel.ok("%%worker w --timeout 0.5\nn = event\nwhile True:\n    n += 1")
     kernel.ok("p = panels('w')[-1]")
-    wait_for(kernel, "len(p.trace_list.options) == 1")
-    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
+    wait_for(kernel, "len(p.view.traces) == 1")
+    kernel.ok("p.view.selected = p.view.traces[0]['id']")
     # When its live values are asked for from the panel
-    click(kernel, "p.live_button")
+    view_action(kernel, "p", "live")
     # Then they stop at the time limit, and say so where the handler was
     wait_for(kernel, "'failed: LiveTimeout' in p.live_view.value", timeout=30)
     shown = kernel.eval("p.live_view.value")
@@ -443,18 +443,17 @@ def test_the_panel_shows_live_values_of_the_selected_trace(kernel):
     kernel.ok("%%worker w\nprint('saw', event)\nif event > 5:\n    big = True\nhalf = event / 2")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     kernel.ok(f"emit(4, 'w')\n{WAIT}")
-    wait_for(kernel, "len(p.trace_list.options) == 1")
-    assert kernel.eval("p.live_button.disabled") is True
-    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
-    assert kernel.eval("p.live_button.disabled") is False
-    assert "Run the current code" in kernel.eval("p.live_button.tooltip")
-    click(kernel, "p.live_button")
+    wait_for(kernel, "len(p.view.traces) == 1")
+    assert kernel.eval("p.view.detail") == {}  # no trace selected: no Live values button
+    kernel.ok("p.view.selected = p.view.traces[0]['id']")
+    assert kernel.eval("p.view.detail['id']") == kernel.eval("p.view.selected")
+    view_action(kernel, "p", "live")
     wait_for(kernel, "'nbw-live-unreached' in p.live_view.value")
     shown = kernel.eval("p.live_view.value")
     assert "half = 2.0" in shown and "saw 4" in shown
     assert kernel.eval("len(nw.traces('w'))") == 1  # no new trace
     # Selecting another trace clears them; an error says what went wrong, in the panel
-    kernel.ok("p.trace_list.value = None")
+    kernel.ok("p.view.selected = ''")
     assert kernel.eval("p.live_view.value") == ""
     kernel.ok("p._compute_live('t999', p._live_token, None)")
     assert "Live values of t999 failed: NBWorkersError" in kernel.eval("p.live_view.value")

@@ -15,7 +15,7 @@ from nbworkers.develop.calls import Call, Calls
 from nbworkers.develop.recorded import replaying
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
-from nbworkers.widgets import render
+from nbworkers.widgets import state
 from tests.conftest import open_runtime
 
 # ----- helpers --------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_a_run_whose_trace_will_be_replaced_does_not_copy_its_calls(service):
     assert NOT_COPIED.lines() == [
         "(calls not kept: runs queued after this one were to replace this trace)"
     ]
-    assert "calls not kept: runs queued after" in render.calls_html(NOT_COPIED)
+    assert state.calls(NOT_COPIED) == {"calls": [], "note": NOT_COPIED.note, "dropped": 0}
     blob, text = NOT_COPIED.stored()
     assert Calls.load(blob).note == NOT_COPIED.note
     assert json.loads(text) == [{"call": None, "not_kept": NOT_COPIED.note}]
@@ -418,7 +418,7 @@ def test_replaying_is_per_thread_nests_and_reports(make_runtime, service):
 # ----- the panel --------------------------------------------------------------------------------
 
 
-def test_calls_html_shows_each_call_escaped_with_errors_and_notes():
+def test_the_panel_is_sent_each_call_with_errors_and_notes():
     calls = Calls(
         [
             Call("fetch", "'<u>'", "{'ok': 1}", None, b"x", None, True),
@@ -427,13 +427,37 @@ def test_calls_html_shows_each_call_escaped_with_errors_and_notes():
         ]
     )
     calls.dropped = 2
-    shown = render.calls_html(calls)
-    assert "recorded calls (5)" in shown
-    assert "fetch(&#x27;&lt;u&gt;&#x27;) → {&#x27;ok&#x27;: 1}" in shown and "[replayed]" in shown
-    assert f'<span style="color:{render.RED}">raised PermissionError: &lt;403&gt;</span>' in shown
-    assert "[not kept: it does not pickle]" in shown
-    assert "… 2 more calls, not kept" in shown
-    assert "<u>" not in shown
+    # As text: the browser sets it with textContent (tests/widgets/test_browser.py)
+    assert state.calls(calls) == {
+        "calls": [
+            {
+                "name": "fetch",
+                "args": "'<u>'",
+                "result": "{'ok': 1}",
+                "error": None,
+                "replayed": True,
+                "note": None,
+            },
+            {
+                "name": "refuse",
+                "args": "",
+                "result": None,
+                "error": "PermissionError: <403>",
+                "replayed": False,
+                "note": None,
+            },
+            {
+                "name": "lock",
+                "args": "",
+                "result": "<unlocked _thread.lock>",
+                "error": None,
+                "replayed": False,
+                "note": "it does not pickle",
+            },
+        ],
+        "note": None,
+        "dropped": 2,
+    }
 
 
 def test_the_trace_view_shows_recorded_calls(make_runtime, service):
@@ -441,10 +465,13 @@ def test_the_trace_view_shows_recorded_calls(make_runtime, service):
     rt = make_runtime()
     define(rt, lambda event: fetch(event)["hit"])
     trace = run_one(rt, "http://a")
-    shown = render.trace_html(trace, "worker")
-    assert "recorded calls (1)" in shown and "Service.get(&#x27;http://a&#x27;)" in shown
+    shown = state.detail(trace, "worker")["calls"]
+    assert shown["dropped"] == 0 and shown["note"] is None
+    assert [(c["name"], c["args"], c["error"]) for c in shown["calls"]] == [
+        ("Service.get", "'http://a'", None)
+    ]
     define(rt, lambda event: event)
-    assert "recorded calls" not in render.trace_html(run_one(rt, "b"), "worker")
+    assert state.detail(run_one(rt, "b"), "worker")["calls"] is None
 
 
 # ----- in a kernel ------------------------------------------------------------------------------
@@ -480,10 +507,10 @@ def test_in_a_kernel_a_recorded_fetch_is_not_repeated_by_a_replay(kernel):
     assert kernel.eval("len(sent)") == 2
     # The panel's trace view lists the calls of the trace selected
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[-1]")
-    wait_for(kernel, "len(p.trace_list.options) == 4")
-    kernel.ok("p.trace_list.value = p.trace_list.options[-1][1]")  # the first run
-    shown = kernel.eval("p.trace_view.value")
-    assert "recorded calls (1)" in shown and "fetch(&#x27;http://example/a&#x27;)" in shown
+    wait_for(kernel, "len(p.view.traces) == 4")
+    kernel.ok("p.view.selected = p.view.traces[-1]['id']")  # the first run
+    calls = kernel.eval("p.view.detail['calls']['calls']")
+    assert [(c["name"], c["args"]) for c in calls] == [("fetch", "'http://example/a'")]
 
 
 # ----- the benchmark ----------------------------------------------------------------------------

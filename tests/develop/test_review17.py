@@ -11,7 +11,7 @@ from nbworkers import handlers
 from nbworkers.develop import tryout, tryout_table, values
 from nbworkers.develop.live import run
 from nbworkers.errors import ArgumentValueError
-from tests.kernel import click, wait_for
+from tests.kernel import view_action, wait_for
 
 
 def cell(source: str, event=None, namespace=None, kind="worker", **kw):
@@ -195,23 +195,23 @@ def test_panel_live_values_of_code_that_never_ends_stop_with_nbworkers(kernel):
     kernel.ok("%%worker w\nn = event")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     kernel.ok("emit(1, 'w')\nassert nw.wait('w', 20)")
-    wait_for(kernel, "len(p.trace_list.options) == 1")
+    wait_for(kernel, "len(p.view.traces) == 1")
     kernel.ok("%%worker w\nn = event\nwhile True:\n    n += 1")
     kernel.ok("p = panels('w')[-1]")
-    wait_for(kernel, "len(p.trace_list.options) == 1")
-    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
+    wait_for(kernel, "len(p.view.traces) == 1")
+    kernel.ok("p.view.selected = p.view.traces[0]['id']")
     # When its live values are asked for from the panel, twice
-    click(kernel, "p.live_button")
+    view_action(kernel, "p", "live")
     wait_for(kernel, f"{LIVE_THREADS} == 1")
-    click(kernel, "p.live_button")
+    view_action(kernel, "p", "live")
     # Then the first run stops when the second is asked for (its values would not be shown)
     wait_for(kernel, "'Computing' in p.live_view.value")
     wait_for(kernel, f"{LIVE_THREADS} == 1", timeout=20)
     # And selecting no trace stops the second; so would nbworkers stopping
-    kernel.ok("p.trace_list.value = None")
+    kernel.ok("p.view.selected = ''")
     wait_for(kernel, f"{LIVE_THREADS} == 0", timeout=20)
-    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
-    click(kernel, "p.live_button")
+    kernel.ok("p.view.selected = p.view.traces[0]['id']")
+    view_action(kernel, "p", "live")
     wait_for(kernel, f"{LIVE_THREADS} == 1")
     kernel.ok("nw.shutdown()")
     wait_for(kernel, f"{LIVE_THREADS} == 0", timeout=20)

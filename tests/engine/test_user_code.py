@@ -343,8 +343,8 @@ def test_a_panel_refresh_does_not_unpickle_the_shown_input_again(fresh_runtime):
     assert rt.wait("w", 5)
     panel = Panel("w")
     try:
-        panel.trace_list.value = panel.trace_list.options[0][1]
-        assert "&lt;counted&gt;" in panel.trace_view.value
+        panel.view.selected = panel.view.traces[0]["id"]
+        assert panel.view.detail["blocks"][0]["text"] == "<counted>"
         shown = _CountedRepr.calls
         # The notifier thread refreshes panels every 0.4 s while anything changes: the input
         # shown (user code: its unpickling and repr) is not made again each time

@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 QUICKSTART = Path(__file__).parents[2] / "notebooks" / "quickstart.ipynb"
+PIPELINE = QUICKSTART.with_name("pipeline.ipynb")
 XSS = "<img src=x onerror=alert(1)>"
 RESULT = "<i id=result>result</i>"  # markup a run returns
 TIMEOUT_MS = 90_000  # a shared 2-core machine: generous, and only ever reached on failure
@@ -51,7 +52,20 @@ CHECKS = [
     "    time.sleep(0.1)",
     'for p in (0, 5, 1, 5):\n    emit(p, "fetch", priority=p)',
     "%%worker load --batch 50 --paused\nlen(event)",
+    # the view: times ticking in the browser, progress bars, the timeline, a busy page
+    "%%worker held --paused\nevent",
+    'emit(1, "held")',
+    "%%worker steps\nimport time\n\nfor i in range(40):\n    message.progress(i + 1, 40, "
+    'note="steps")\n    time.sleep(0.1)',
+    "%%worker rows\nimport time\nfrom tqdm import tqdm\n\nfor _ in tqdm(range(40), "
+    'desc="rows", mininterval=0):\n    time.sleep(0.1)',
+    'emit(0, "steps")\nemit(0, "rows")',
+    "%%worker par --concurrency 3\nimport time\n\ntime.sleep(0.3)\nevent",
+    "for i in range(6):\n    emit(i, 'par')",
+    "%%worker flow --concurrency 4\nimport time\n\ntime.sleep(0.001)",
+    "import nbworkers as nw\n\nnw.emit_many(range(20000), 'flow')",
 ]
+EMIT_STEPS = 14  # the index of the cell that emits to steps and rows
 
 
 def _missing() -> str | None:
@@ -79,6 +93,7 @@ def lab(tmp_path_factory):
     notebooks = root / "notebooks"
     notebooks.mkdir()
     shutil.copy(QUICKSTART, notebooks / QUICKSTART.name)
+    shutil.copy(PIPELINE, notebooks / PIPELINE.name)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CHECKS])
     nb.metadata["kernelspec"] = {
         "name": "nbworkers",
@@ -216,10 +231,11 @@ def test_quickstart_shows_live_panels_a_trace_and_the_dashboard(browser, lab, sh
         expect(status).to_have_text(count("done", 25))
         expect(status).to_have_text(count("failed", 1))
         expect(status).to_have_text(count("queued", 0))
-        # Clicking a trace in the list shows its input
-        traces = panel.locator(".nbw-traces select")
-        expect(traces.locator("option")).to_have_count(10)
-        traces.select_option(index=0)
+        # Clicking a trace in the table shows its input
+        traces = panel.locator(".nbw-traces tr.nbw-row")
+        expect(traces).to_have_count(10)
+        traces.first.click()
+        expect(traces.first).to_have_class(re.compile(r"\bnbw-selected\b"))
         view = panel.locator(".nbw-trace-view")
         expect(view).to_contain_text("input")
         expect(view).to_contain_text("{'text': '")
@@ -254,13 +270,13 @@ def test_pause_holds_messages_and_play_runs_them(checks):
     expect(status).to_have_text(count("queued", 3))
     expect(status).to_have_text(count("running", 0))
     expect(status).to_have_text(count("done", 3))
-    expect(panel.locator(".nbw-traces option")).to_have_count(3)
+    expect(panel.locator(".nbw-traces tr.nbw-row")).to_have_count(3)
     button.click()
     expect(button).to_have_text("Pause")
     expect(status).to_contain_text("▶ running")
     expect(status).to_have_text(count("done", 6))
     expect(status).to_have_text(count("queued", 0))
-    expect(panel.locator(".nbw-traces option")).to_have_count(6)
+    expect(panel.locator(".nbw-traces tr.nbw-row")).to_have_count(6)
 
 
 def test_a_cron_panel_shows_its_schedule_and_runs_now(checks, shots):
@@ -276,8 +292,8 @@ def test_a_cron_panel_shows_its_schedule_and_runs_now(checks, shots):
     expect(run_now).to_be_visible()
     run_now.click()
     expect(status).to_have_text(count("done", 2))
-    expect(panel.locator(".nbw-traces option")).to_have_count(2)
-    panel.locator(".nbw-traces select").select_option(index=0)
+    expect(panel.locator(".nbw-traces tr.nbw-row")).to_have_count(2)
+    panel.locator(".nbw-traces tr.nbw-row").first.click()
     expect(panel.locator(".nbw-trace-view")).to_contain_text("(no input: a cron run)")
     panel.screenshot(path=shots / "cron-panel.png")
 
@@ -286,18 +302,19 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     from playwright.sync_api import expect
 
     panel = checks.panel("echo")
-    traces = panel.locator(".nbw-traces select")
-    expect(traces.locator("option")).to_have_count(1)
-    traces.select_option(index=0)
+    traces = panel.locator(".nbw-traces tr.nbw-row")
+    expect(traces).to_have_count(1)
+    expect(traces.locator(".nbw-input")).to_have_text(f"'{XSS}'")
+    traces.first.press("Enter")  # a row is chosen with the keyboard too
     view = panel.locator(".nbw-trace-view")
     expect(view).to_contain_text(f"'{XSS}'")  # the input, as its repr
     expect(view).to_contain_text(f"'{XSS}{RESULT}'")  # the result
     expect(view).to_contain_text(f"printed{XSS}")
     failed = checks.panel("hostile")
     expect(failed.locator(".nbw-status")).to_contain_text(f"latest error: RuntimeError: {XSS}")
-    traces = failed.locator(".nbw-traces select")
-    expect(traces.locator("option")).to_have_count(1)
-    traces.select_option(index=0)
+    traces = failed.locator(".nbw-traces tr.nbw-row")
+    expect(traces).to_have_count(1)
+    traces.first.click()
     expect(failed.locator(".nbw-trace-view")).to_contain_text(f"RuntimeError: {XSS}")
     # its dead letter's group, by cause: the title as text, with Requeue and Discard
     group = failed.locator(".nbw-failure:visible")  # (rows for more groups stay hidden)
@@ -314,7 +331,7 @@ def test_the_dashboard_lists_an_unknown_worker_under_unhandled(checks):
 
     dashboard = checks.page.locator(".nbw-dashboard")
     expect(dashboard.locator(".nbw-panel .nbw-status b")).to_have_text(
-        ["slow", "tick", "echo", "hostile", "fetch", "load"]
+        ["slow", "tick", "echo", "hostile", "fetch", "load", "held", "steps", "rows", "par", "flow"]
     )
     unhandled = dashboard.locator(".nbw-unhandled")
     expect(unhandled).to_contain_text("Unhandled")
@@ -349,3 +366,168 @@ def test_a_rate_limited_worker_shows_its_rate_priorities_and_stops_a_run(checks,
     # A batch worker says its batch size
     expect(checks.panel("load").locator(".nbw-status")).to_contain_text("batches of 50 (wait 1 s)")
     assert checks.dialogs == [] and checks.error_outputs() == []
+
+
+def test_relative_times_tick_in_the_browser(checks):
+    from playwright.sync_api import expect
+
+    # A paused worker with a message: nothing changes in the kernel, the page still ticks
+    times = checks.panel("held").locator(".nbw-times")
+    expect(times).to_have_text(re.compile(r"^oldest queued \d+ s ago$"))
+    first = times.text_content()
+    expect(times).not_to_have_text(first)  # a second later, computed in the browser
+    expect(times).to_have_text(re.compile(r"^oldest queued \d+ s ago$"))
+
+
+def bar_width(bar) -> float:
+    return float(bar.evaluate("el => parseFloat(el.style.width) || 0"))
+
+
+def test_progress_bars_move_for_message_progress_and_tqdm(checks, shots):
+    from playwright.sync_api import expect
+
+    checks.run_cell(EMIT_STEPS)
+    for name, note in (("steps", "steps"), ("rows", "rows")):
+        panel = checks.panel(name)
+        fill = panel.locator(".nbw-run .nbw-progress-bar .nbw-bar-fill")
+        expect(fill).to_have_count(1)
+        expect(panel.locator(".nbw-run .nbw-progress-text")).to_contain_text(note)
+        before = bar_width(fill)
+        checks.page.wait_for_function(
+            "([el, before]) => parseFloat(el.style.width) > before",
+            arg=[fill.element_handle(), before],
+        )
+        if name == "steps":
+            panel.screenshot(path=shots / "progress.png")
+    # Once ended, the trace keeps its progress
+    panel = checks.panel("steps")
+    row = panel.locator(".nbw-traces tr.nbw-row")
+    expect(row).to_have_count(1)
+    row.first.click()
+    expect(panel.locator(".nbw-trace-view .nbw-progress-text")).to_have_text(
+        "40 of 40 (100 %) · steps"
+    )
+
+
+def test_the_traces_table_colours_an_error_row(checks):
+    from playwright.sync_api import expect
+
+    row = checks.panel("hostile").locator(".nbw-traces tr.nbw-row").first
+    expect(row).to_have_class(re.compile(r"\bnbw-row-error\b"))
+    expect(row.locator(".nbw-outcome")).to_have_text("ERROR")
+    ok = checks.panel("echo").locator(".nbw-traces tr.nbw-row .nbw-outcome").first
+    error_colour = row.locator(".nbw-outcome").evaluate("el => getComputedStyle(el).color")
+    ok_colour = ok.evaluate("el => getComputedStyle(el).color")
+    assert error_colour != ok_colour
+    red, green, blue = map(int, re.findall(r"\d+", error_colour)[:3])
+    assert red > 2 * green and red > 2 * blue, error_colour
+    took = row.locator("td.nbw-num").first
+    assert took.evaluate("el => getComputedStyle(el).textAlign") == "right"
+    expect(took).to_have_text(re.compile(r"^\d+(\.\d+)? (µs|ms|s)$"))
+
+
+def test_the_timeline_shows_parallel_lanes(checks, shots):
+    from playwright.sync_api import expect
+
+    panel = checks.panel("par")
+    expect(panel.locator(".nbw-traces tr.nbw-row")).to_have_count(6)
+    bars = panel.locator(".nbw-timeline rect.nbw-tl-ok")
+    expect(bars).to_have_count(6)
+    lanes = {bars.nth(i).get_attribute("data-lane") for i in range(6)}
+    assert lanes == {"0", "1", "2"}
+    expect(panel.locator(".nbw-timeline-lanes")).to_have_text("3 lanes: at most 3 at once")
+    panel.locator(".nbw-timeline").screenshot(path=shots / "timeline.png")
+
+
+def test_pause_answers_within_half_a_second_while_20000_messages_flow(checks):
+    from playwright.sync_api import expect
+
+    panel = checks.panel("flow")
+    status = panel.locator(".nbw-status")
+    expect(status).to_have_text(count("done", 20000))  # the first 20,000, from Run All
+    checks.run_cell(len(CHECKS) - 1)  # 20,000 more: they flow while every panel updates
+    expect(status).not_to_have_text(count("done", 20000))
+    button = panel.locator(".nbw-pause")
+    button.click()
+    expect(button).to_have_text("Play", timeout=500)
+    expect(status).to_contain_text("❚❚ paused", timeout=500)
+    button.click()
+    expect(status).to_have_text(count("done", 40000))
+
+
+def luminance(css_colour: str) -> float:
+    red, green, blue = (int(v) for v in re.findall(r"\d+", css_colour)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
+def test_the_dark_theme_shows_the_panels_in_its_colours(checks, shots):
+    from playwright.sync_api import expect
+
+    page = checks.page
+
+    def choose_theme(name: str) -> None:
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Settings$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{name}$")).click()
+
+    panel = checks.panel("echo")
+    panel.locator(".nbw-traces tr.nbw-row").first.click()
+    block = panel.locator(".nbw-block pre").first
+    expect(block).to_be_visible()
+    assert luminance(panel.locator(".nbw-view").evaluate("e => getComputedStyle(e).color")) < 0.3
+    choose_theme("JupyterLab Dark")
+    try:
+        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+        # Light text on dark blocks: the panel follows JupyterLab's own colours
+        page.wait_for_function(
+            "el => getComputedStyle(el).color.match(/\\d+/g).slice(0, 3).every(v => +v > 150)",
+            arg=panel.locator(".nbw-view").element_handle(),
+        )
+        text = panel.locator(".nbw-view").evaluate("e => getComputedStyle(e).color")
+        ground = block.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert luminance(text) > 0.6 and luminance(ground) < 0.3, (text, ground)
+        panel.screenshot(path=shots / "dark-theme.png")
+    finally:
+        choose_theme("JupyterLab Light")
+        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true")
+
+
+def test_the_dashboard_draws_the_pipeline_with_its_edges_counted(browser, lab, shots):
+    from playwright.sync_api import expect
+
+    nb = Notebook(browser, lab, PIPELINE.name)
+    try:
+        nb.wait_for_kernel("Python 3 (ipykernel)")
+        nb.run_all()
+        assert nb.error_outputs() == []
+        graph = nb.page.locator(".nbw-dashboard .nbw-graph")
+        for name in ("fetch", "words", "catalog", "tally"):
+            expect(graph.locator(f'.nbw-node[data-name="{name}"]')).to_have_count(1)
+        # fetch's runs emitted to words and catalog, words' fan-in to tally: counted edges
+        for source, target in (("fetch", "words"), ("fetch", "catalog"), ("words", "tally")):
+            edge = graph.locator(f'.nbw-edge[data-from="{source}"][data-to="{target}"]')
+            expect(edge).to_have_count(1)
+            expect(edge.locator("title")).to_have_text(
+                re.compile(rf"^{source} → {target}: [\d,]+ messages? emitted by its runs$")
+            )
+        graph.scroll_into_view_if_needed()
+        graph.screenshot(path=shots / "pipeline.png")
+        assert nb.dialogs == []
+    finally:
+        nb.close()
+
+
+def test_the_dashboard_opens_in_the_side_area(checks, shots):
+    from playwright.sync_api import expect
+
+    cell = checks.cell(6)  # %nbworkers: run again, with --side
+    editor = cell.locator(".cm-content")
+    editor.click()
+    checks.page.keyboard.press("Control+a")
+    checks.page.keyboard.type('emit({"to": "ada"}, "nobody-yet")\n%nbworkers --side')
+    checks.run_cell(6)
+    side = checks.page.locator("#jp-right-stack .nbw-dashboard")
+    expect(side).to_have_count(1)
+    expect(side.locator(".nbw-graph .nbw-node")).not_to_have_count(0)
+    expect(side.locator(".nbw-unhandled")).to_contain_text("nobody-yet")
+    assert checks.error_outputs() == []

@@ -266,48 +266,6 @@ def make_trace(**kw) -> Trace:
     return Trace(**fields)
 
 
-def test_trace_label_says_how_each_run_ended():
-    assert render.trace_label(make_trace()) == f"{hhmmss(NOW)}  ok           12.3 ms"
-    failed = make_trace(error="E", attempt=2)
-    assert render.trace_label(failed) == f"{hhmmss(NOW)}  ERROR        12.3 ms attempt 2"
-    late = make_trace(error="E", timed_out=True, replay=True)
-    assert render.trace_label(late) == f"{hhmmss(NOW)}  TIMEOUT      12.3 ms (replay)"
-    again = make_trace(replay=True, attempt=3, duration=2.5)
-    assert render.trace_label(again) == f"{hhmmss(NOW)}  ok         2500.0 ms (replay) attempt 3"
-
-
-def test_trace_html_shows_input_result_output_and_traceback_escaped():
-    assert "Select a trace" in render.trace_html(None, "worker")
-    ok = make_trace(result=[XSS], stdout=f"printed {XSS}")
-    html = render.trace_html(ok, "worker")
-    assert XSS not in html
-    shown = text(html)
-    assert "t7 · message m3 · started " in shown and " · 12.3 ms · attempt 1" in shown
-    assert "timed out" not in shown
-    assert " · 2000.0 ms · " in text(render.trace_html(make_trace(duration=2.0), "worker"))
-    assert "input{&#x27;path&#x27;: &#x27;&lt;img" in shown
-    assert "result[&#x27;&lt;img" in shown
-    assert "printed" in shown and "traceback" not in shown
-    failed = render.trace_html(make_trace(error=f"ValueError: {XSS}", timed_out=True), "worker")
-    assert "traceback" in text(failed) and "timed out" in text(failed)
-    assert "result" not in text(failed) and "printed" not in text(failed)
-    assert f'color:{render.RED}">ValueError: &lt;img' in failed
-
-
-def test_a_cron_trace_has_no_input_and_an_input_that_cannot_load_still_shows():
-    assert "(no input: a cron run)" in text(render.trace_html(make_trace(), "cron"))
-    broken = make_trace(input_data=b"not a pickle")
-    assert "(cannot be shown: " in text(render.trace_html(broken, "worker"))
-
-
-def test_long_text_is_cut_with_how_much_is_left():
-    html = render.trace_html(make_trace(stdout="x" * (render._MAX_TEXT + 10)), "worker")
-    assert "x" * render._MAX_TEXT + "\n… (10 more characters)" in html
-    assert "x" * (render._MAX_TEXT + 1) not in html
-    exactly = render.trace_html(make_trace(stdout="y" * render._MAX_TEXT), "worker")
-    assert "y" * render._MAX_TEXT + "</pre>" in exactly and "more characters" not in exactly
-
-
 def test_the_unhandled_table():
     assert text(render.unhandled_html([], NOW)) == "Unhandled: none."
     html = render.unhandled_html([("zeta", 1, None), (XSS, 1234, NOW - 7200)], NOW)
@@ -373,8 +331,6 @@ def golden_cases() -> dict[str, str]:
         schedule_error="ValueError: Africa/Monrovia shows no whole minutes: every hour at "
         ":40, Africa/Monrovia time never runs",
     )
-    ok = make_trace(result={"n": 1}, stdout="hello\n", attempt=3)
-    failed = make_trace(error="Traceback\nValueError: no", timed_out=True, replay=True)
     return {
         "status_idle": render.status_html(snap()),
         "status_busy": render.status_html(busy),
@@ -382,12 +338,6 @@ def golden_cases() -> dict[str, str]:
         "status_cron": render.status_html(cron),
         "status_cron_zone": render.status_html(cron_zone),
         "status_cron_error": render.status_html(cron_error),
-        "label_ok": render.trace_label(ok),
-        "label_failed": render.trace_label(failed),
-        "trace_none": render.trace_html(None, "worker"),
-        "trace_ok": render.trace_html(ok, "worker"),
-        "trace_failed": render.trace_html(failed, "worker"),
-        "trace_cron": render.trace_html(make_trace(), "cron"),
         "unhandled_none": render.unhandled_html([], NOW),
         "unhandled": render.unhandled_html([("b", 2, NOW - 5), ("a", 1, None)], NOW),
     }

@@ -22,7 +22,7 @@ def test_stop_stops_the_run_chosen_and_then_the_one_left(kernel):
     wait_for(kernel, "[d['id'] for d in nw.dead_letters('w')] == [ids[1]]")
     wait_for(kernel, "p.stop_button.description == f'Stop {ids[0]}'")
     assert kernel.eval("p.stop_choice.layout.display") == "none"
-    wait_for(kernel, "'STOPPED' in p.trace_list.options[0][0]")
+    wait_for(kernel, "p.view.traces[0]['status'] == 'stopped'")
     # When Stop is clicked again: the one left stops, and the button goes
     click(kernel, "p.stop_button")
     wait_for(kernel, "nw.counts('w')['dead'] == 2 and nw.counts('w')['running'] == 0")
@@ -57,5 +57,5 @@ def test_remove_in_the_dashboard_asks_to_confirm_then_removes(kernel):
     click(kernel, "row.remove_button")
     wait_for(kernel, "nw.workers() == ['other']")
     wait_for(kernel, "[p.name for p in d.panels_box.children] == ['other']")
-    wait_for(kernel, "'removed' in cell_panel.status.value")
+    wait_for(kernel, "cell_panel.view.header['badge'] == 'removed'")
     assert kernel.eval("cell_panel.notice.value") == ""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import queue
 import time
 
-from tests.kernel import click, wait_for
+from tests.kernel import click, send_custom, set_from_front_end, wait_for
 
 XSS = "<img src=x onerror=alert(1)>"
+# What the browser view of panel ``p`` is sent (nbworkers/widgets/state.py)
+COUNTS = "p.view.header['counts']"
+ROWS = "p.view.traces"
 
 
 def test_a_worker_cell_shows_its_panel_with_live_counts(kernel):
@@ -16,10 +19,24 @@ def test_a_worker_cell_shows_its_panel_with_live_counts(kernel):
     assert len(views) == 1
     assert "application/vnd.jupyter.widget-view+json" in views[0]["content"]["data"]
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
-    assert "running" in kernel.eval("p.status.value")
+    assert kernel.eval("p.view.header['badge']") == "running"
     kernel.ok("nw.emit_many(range(7), 'w')\nnw.wait()")
-    wait_for(kernel, "'done 7' in p.status.value")
-    assert kernel.eval("len(p.trace_list.options)") == 7
+    wait_for(kernel, f"{COUNTS}['done'] == 7")
+    assert kernel.eval(f"len({ROWS})") == 7
+    assert kernel.eval(f"{ROWS}[0]['status']") == "ok"
+    assert kernel.eval(f"sorted({ROWS}[0])") == [
+        "attempt",
+        "batch",
+        "duration",
+        "id",
+        "input",
+        "message_id",
+        "replay",
+        "started_at",
+        "status",
+    ]
+    # Nothing computed in the kernel for the browser to show as relative times: timestamps
+    assert abs(kernel.eval("p.view.header['now'] - __import__('time').time()")) < 60
     assert kernel.eval("p.pause_button.tooltip").startswith("Pause")
 
 
@@ -28,47 +45,56 @@ def test_pause_and_play_through_front_end_clicks(kernel):
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     click(kernel, "p.pause_button")
     wait_for(kernel, "nw.is_paused('w') and p.pause_button.description == 'Play'")
-    assert "paused" in kernel.eval("p.status.value")
+    wait_for(kernel, "p.view.header['badge'] == 'paused'")
     kernel.ok("emit(1, 'w')")
-    wait_for(kernel, "'queued 1' in p.status.value")
+    wait_for(kernel, f"{COUNTS}['queued'] == 1")
     click(kernel, "p.pause_button")
     wait_for(kernel, "not nw.is_paused('w') and nw.counts('w')['done'] == 1")
-    wait_for(kernel, "'done 1' in p.status.value and 'queued 0' in p.status.value")
+    wait_for(kernel, f"{COUNTS}['done'] == 1 and {COUNTS}['queued'] == 0")
 
 
-def test_trace_browser_shows_a_trace_and_replays_it(kernel):
+def test_selecting_a_trace_shows_it_and_send_again_queues_its_input_as_a_new_message(kernel):
     kernel.ok("%%worker w\nprint('saw', event)\nevent * 2")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     kernel.ok("emit(21, 'w')\nnw.wait()")
-    wait_for(kernel, "len(p.trace_list.options) == 1")
-    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
-    view = kernel.eval("p.trace_view.value")
-    assert "21" in view and "42" in view and "saw 21" in view
-    assert "nw.replay(&#x27;w&#x27;, &#x27;t" in kernel.eval("p.replay_code.value")
-    click(kernel, "p.replay_button")
-    wait_for(kernel, "len(p.trace_list.options) == 2")
+    wait_for(kernel, f"len({ROWS}) == 1")
+    trace_id = kernel.eval(f"{ROWS}[0]['id']")
+    # A row clicked in the browser: the kernel sends that trace's detail
+    set_from_front_end(kernel, "p.view", selected=trace_id)
+    wait_for(kernel, f"p.view.detail.get('id') == {trace_id!r}")
+    blocks = kernel.eval("{b['title']: b['text'] for b in p.view.detail['blocks']}")
+    assert blocks == {"input": "21", "result": "42", "printed": "saw 21\n"}
+    # Send again: a new message with the same input, counted in done like any other
+    send_custom(kernel, "p.view", {"action": "send-again", "id": trace_id})
+    wait_for(kernel, f"len({ROWS}) == 2")
     assert kernel.eval("[t.input for t in nw.traces('w')]") == [21, 21]
+    assert kernel.eval("[t.replay for t in nw.traces('w')]") == [False, False]
+    wait_for(kernel, f"{COUNTS}['done'] == 2")
+    assert kernel.eval("p.view.selected") == trace_id  # still shown
+    assert kernel.eval("p.notice.value") == ""
 
 
 def test_a_failing_worker_shows_red_counts_and_its_error(kernel):
     kernel.ok("%%worker w\nraise ValueError(f'bad value {event}')")
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     kernel.ok("emit(3, 'w')\nnw.wait()")
-    wait_for(kernel, "'failed 1' in p.status.value")
-    status = kernel.eval("p.status.value")
-    assert "#c62828" in status and "ValueError: bad value 3" in status
+    wait_for(kernel, f"{COUNTS}['failed'] == 1")
+    notices = kernel.eval("p.view.header['notices']")
+    assert {"text": "latest error: ValueError: bad value 3", "tone": "error"} in notices
+    assert kernel.eval(f"{ROWS}[0]['status']") == "error"
 
 
 def test_a_cron_panel_has_schedule_next_run_and_run_now(kernel):
     kernel.ok("%%cron daily report --at 09:30\n'sent'")
     kernel.ok("from nbworkers.widgets import panels\np = panels('report')[0]")
-    status = kernel.eval("p.status.value")
-    assert "every day at 09:30" in status and "next run in" in status
+    header = kernel.eval("p.view.header")
+    assert header["kind"] == "cron" and "every day at 09:30" in header["schedule"]
+    assert header["next_run_at"] > header["now"]  # "in 12 h", as the browser shows it
     assert kernel.eval("p.run_now_button.layout.display") is None
     assert "schedule does not move" in kernel.eval("p.run_now_button.tooltip")
     click(kernel, "p.run_now_button")
     wait_for(kernel, "nw.counts('report')['done'] == 1")
-    wait_for(kernel, "len(p.trace_list.options) == 1 and 'last run' in p.status.value")
+    wait_for(kernel, f"len({ROWS}) == 1 and p.view.header['last_run_at'] is not None")
 
 
 def test_a_panel_button_whose_action_fails_shows_the_error_in_the_panel(kernel):
@@ -87,14 +113,14 @@ def test_a_panel_button_whose_action_fails_shows_the_error_in_the_panel(kernel):
     wait_for(kernel, "p.notice.value == ''")
 
 
-def test_everything_shown_is_escaped(kernel):
+def test_everything_shown_as_html_is_escaped_and_the_view_is_sent_text(kernel):
     kernel.ok(f"%%worker w\nprint({XSS!r})\nraise RuntimeError(event)")
     kernel.ok(f"emit({XSS!r}, 'w')\nemit({XSS!r}, 'nobody')\nnw.wait()")
     kernel.ok(
         "from nbworkers.widgets import panels, Dashboard\np = panels('w')[0]\nd = Dashboard()"
     )
-    wait_for(kernel, "len(p.trace_list.options) == 1")
-    kernel.ok("p.trace_list.value = p.trace_list.options[0][1]")
+    wait_for(kernel, f"len({ROWS}) == 1")
+    kernel.ok(f"p.view.selected = {ROWS}[0]['id']")
     html = kernel.eval(
         "[w.value for v in (p, d) for w in __import__('nbworkers.widgets.panel', "
         "fromlist=['x'])._descendants(v) if isinstance(getattr(w, 'value', None), str)]"
@@ -102,6 +128,9 @@ def test_everything_shown_is_escaped(kernel):
     joined = "\n".join(html)
     assert "&lt;img src=x onerror=alert(1)&gt;" in joined
     assert "<img" not in joined
+    # The view is sent the text itself: its script sets it as text (test_browser.py)
+    assert kernel.eval(f"{ROWS}[0]['input']") == repr(XSS)
+    assert f"RuntimeError: {XSS}" in kernel.eval("p.view.detail['blocks'][-1]['text']")
 
 
 def test_the_dashboard_lists_workers_crons_and_unhandled_names(kernel):
@@ -153,9 +182,28 @@ def test_a_panel_sends_a_few_comm_messages_a_second_however_fast_messages_flow(k
     reply = kc.get_shell_msg(timeout=10)
     assert reply["content"]["status"] == "ok"
     assert kernel.eval("nw.counts('flow')['done']") == 20000
-    # 0.4 s between refreshes, at most two changed widgets each (status and trace list), and
+    # 0.4 s between refreshes, at most two changed traits each (header and traces), and
     # the Stop controls: shown, hidden, and their choice of runs at most every 3 s
     allowed = 5 * elapsed + 5 + 4 + elapsed / 3
     print(f"{comm_msgs} comm messages in {elapsed:.2f} s (allowed {allowed:.0f})")
     assert elapsed > 2
     assert elapsed <= comm_msgs <= allowed  # over one update a second, and no faster
+
+
+def test_the_dashboard_draws_the_pipeline_and_side_says_what_to_install(kernel):
+    kernel.ok("%%worker a\nemit(event, 'b')")
+    kernel.ok("%%worker b\nevent")
+    kernel.ok("emit(1, 'a')\nnw.wait()\n%nbworkers")
+    kernel.ok(
+        "from nbworkers.widgets import views, Dashboard\n"
+        "d = [v for v in views() if isinstance(v, Dashboard)][0]"
+    )
+    wait_for(kernel, "d.graph.graph['edges'] == [{'from': 'a', 'to': 'b', 'count': 1}]")
+    assert kernel.eval("[n['name'] for n in d.graph.graph['nodes']]") == ["a", "b"]
+    # Without sidecar, --side says how to get it and shows nothing
+    kernel.ok("import sys\nsys.modules['sidecar'] = None")
+    reply = kernel.run("%nbworkers --side")
+    assert reply.ename == "UsageError" and "pip install sidecar" in reply.evalue
+    assert not any(m["msg_type"] == "display_data" for m in reply.outputs)
+    reply = kernel.run("%nbworkers --sideways")
+    assert reply.ename == "UsageError"

@@ -1,0 +1,558 @@
+// The browser side of nbworkers' views (nbworkers/widgets/view.py): a worker's or cron's panel
+// (header, counts, sparklines, drain bar, runs going with their progress, timeline, traces
+// table and the selected trace) and the dashboard's pipeline graph. Everything from events, results, output, tracebacks or names is set with
+// textContent, never as HTML. Relative times are computed here from absolute timestamps and
+// tick every second.
+
+const SVG = "http://www.w3.org/2000/svg";
+const WINDOW_S = 300; // the sparklines' span, at most
+const MIN_WINDOW_S = 30; // ...and at least (a short history is drawn over this much)
+const RATE_S = 10; // the drain rate is measured over this much of the latest history
+const MAX_LANES = 8; // timeline lanes drawn (more are counted)
+const MAX_RUNS = 4; // runs going listed one a line (more are counted)
+
+export function num(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+export function ago(seconds) {
+  const s = Math.max(0, seconds);
+  for (const [size, unit] of [[86400, "d"], [3600, "h"], [60, "min"]]) {
+    if (s >= size) return `${Math.round(s / size)} ${unit}`;
+  }
+  return `${Math.round(s)} s`;
+}
+
+export function relative(at, now) {
+  const d = at - now;
+  if (Math.abs(d) < 0.5) return "now";
+  return d > 0 ? `in ${ago(d)}` : `${ago(-d)} ago`;
+}
+
+export function duration(s) {
+  if (s < 0.001) return `${Math.round(s * 1e6)} µs`;
+  if (s < 1) return `${(s * 1e3).toFixed(s < 0.01 ? 2 : 1)} ms`;
+  if (s < 120) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  return ago(s);
+}
+
+export function clock(ts) {
+  const d = new Date(ts * 1000);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()]
+    .map((v) => String(v).padStart(2, "0"))
+    .join(":");
+}
+
+function day(ts) {
+  const d = new Date(ts * 1000);
+  return [d.getFullYear(), d.getMonth() + 1, d.getDate()].map((v) => String(v).padStart(2, "0")).join("-");
+}
+
+function make(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  return node;
+}
+
+// Runs drawn on lanes: each goes on the first lane free when it starts.
+export function lanes(runs) {
+  const ends = [];
+  const placed = [...runs]
+    .sort((a, b) => a.start - b.start)
+    .map((run) => {
+      let lane = ends.findIndex((end) => end <= run.start);
+      if (lane < 0) lane = ends.push(0) - 1;
+      ends[lane] = run.end;
+      return { ...run, lane };
+    });
+  return { placed, count: ends.length };
+}
+
+// How fast the queue drains, from the history [at, queued, running, done, failed], oldest first.
+export function drain(history) {
+  if (!history.length) return { rate: 0, left: 0, fraction: 0 };
+  const last = history[history.length - 1];
+  const ended = (s) => s[3] + s[4];
+  let first = history[0];
+  for (const s of history) {
+    if (s[0] <= last[0] - RATE_S) first = s;
+  }
+  const span = last[0] - first[0];
+  const rate = span > 0 ? Math.max(0, ended(last) - ended(first)) / span : 0;
+  const left = last[1] + last[2];
+  let base = ended(history[0]);
+  for (const s of history) {
+    if (s[1] + s[2] === 0) base = ended(s);
+  }
+  const doneSince = Math.max(0, ended(last) - base);
+  const fraction = left + doneSince > 0 ? doneSince / (left + doneSince) : 0;
+  return { rate, left, fraction };
+}
+
+function sparkline(history, now, pick, cls, label, unit) {
+  const w = 120;
+  const h = 24;
+  const box = make("span", `nbw-spark-box ${cls}`);
+  const chart = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "nbw-spark", preserveAspectRatio: "none" });
+  const points = pick(history);
+  const span = Math.min(WINDOW_S, Math.max(MIN_WINDOW_S, history.length ? now - history[0][0] : 0));
+  const tip = svg("title");
+  tip.textContent = `${label}, the last ${ago(span)}`;
+  chart.appendChild(tip);
+  const top = Math.max(1, ...points.map((p) => p[1]));
+  const x = (at) => Math.max(0, Math.min(w, w - ((now - at) / span) * w));
+  const y = (v) => h - 1 - (v / top) * (h - 2);
+  let d = "";
+  points.forEach(([at, v], i) => {
+    d += i === 0 ? `M${x(at).toFixed(1)},${y(v).toFixed(1)}` : `H${x(at).toFixed(1)}V${y(v).toFixed(1)}`;
+  });
+  if (points.length) d += `H${w}`;
+  chart.appendChild(svg("path", { d, class: "nbw-spark-line" }));
+  const last = points.length ? points[points.length - 1][1] : 0;
+  const value = unit ? `${last.toFixed(last < 10 ? 1 : 0)}${unit}` : num(last);
+  box.append(make("span", "nbw-spark-label", label), chart, make("span", "nbw-spark-value", value));
+  return box;
+}
+
+// Done and failed per second between samples, as steps.
+function perSecond(history, column) {
+  const out = [];
+  for (let i = 1; i < history.length; i++) {
+    const dt = history[i][0] - history[i - 1][0];
+    if (dt > 0) out.push([history[i - 1][0], Math.max(0, history[i][column] - history[i - 1][column]) / dt]);
+  }
+  if (history.length) out.push([history[history.length - 1][0], out.length ? out[out.length - 1][1] : 0]);
+  return out;
+}
+
+function bar(fraction, cls) {
+  const outer = make("div", `nbw-bar ${cls || ""}`);
+  const inner = make("div", "nbw-bar-fill");
+  if (fraction === null || fraction === undefined) {
+    outer.classList.add("nbw-bar-unknown");
+  } else {
+    inner.style.width = `${(Math.max(0, Math.min(1, fraction)) * 100).toFixed(1)}%`;
+  }
+  outer.appendChild(inner);
+  return outer;
+}
+
+function progressLine(progress, text) {
+  const line = make("span", "nbw-progress");
+  const fraction = progress.total ? progress.done / progress.total : null;
+  line.append(bar(fraction, "nbw-progress-bar"), make("span", "nbw-progress-text", text));
+  return line;
+}
+
+const OUTCOME = { ok: "ok", error: "ERROR", timeout: "TIMEOUT", stopped: "STOPPED" };
+
+function renderPanel({ model, el }) {
+  const root = make("div", "nbw-view");
+  const status = make("div", "nbw-status");
+  const head = make("div", "nbw-head");
+  const counts = make("div", "nbw-counts");
+  const times = make("div", "nbw-times");
+  const notices = make("div", "nbw-notices");
+  status.append(head, counts, times, notices);
+  const flow = make("div", "nbw-flow");
+  const running = make("div", "nbw-running");
+  const timeline = make("div", "nbw-timeline");
+  const table = make("table", "nbw-table nbw-traces");
+  const detail = make("div", "nbw-detail nbw-trace-view");
+  root.append(status, flow, running, timeline, make("div", "nbw-caption", "Last traces, newest first: select one to see it"), table, detail);
+  el.appendChild(root);
+  let skew = 0; // browser clock minus kernel clock
+  const kernelNow = () => Date.now() / 1000 - skew;
+
+  function drawHead() {
+    const h = model.get("header") || {};
+    if (!h.name) return;
+    skew = Date.now() / 1000 - h.now;
+    const badge = { running: "▶ running", paused: "❚❚ paused" }[h.badge] || h.badge;
+    head.replaceChildren(
+      make("b", "nbw-name", h.name),
+      make("span", "nbw-kind", h.kind),
+      make("span", `nbw-badge nbw-badge-${String(h.badge).replace(/\W/g, "-")}`, badge),
+      make("span", "nbw-facts", (h.facts || []).join(" · ")),
+    );
+    counts.replaceChildren(
+      ...Object.entries(h.counts || {}).map(([label, n]) => {
+        const c = make("span", `nbw-count nbw-count-${label}${n && ["failed", "dead"].includes(label) ? " nbw-bad" : ""}`);
+        c.append(make("span", "nbw-count-label", label), " ", make("span", "nbw-count-num", num(n)));
+        return c;
+      }),
+    );
+    notices.replaceChildren(...(h.notices || []).map((n) => make("div", `nbw-notice nbw-${n.tone}`, n.text)));
+    drawFlow(h);
+    tick();
+  }
+
+  function drawFlow(h) {
+    const history = h.history || [];
+    const now = h.now;
+    const { rate, left, fraction } = drain(history);
+    let words = "idle: nothing queued or running";
+    if (left && rate > 0) words = `${num(left)} left · ${rate.toFixed(rate < 10 ? 1 : 0)} msg/s · empty in ~${ago(left / rate)}`;
+    else if (left) words = `${num(left)} left · none ended in the last ${RATE_S} s`;
+    else if (rate > 0) words = `drained · ${rate.toFixed(rate < 10 ? 1 : 0)} msg/s`;
+    const drainBox = make("div", "nbw-drain");
+    drainBox.title = "Drain: the share of the current backlog done, how fast it goes and when it will be empty";
+    drainBox.append(bar(left || rate ? fraction : 0, "nbw-drain-bar"), make("span", "nbw-drain-text", words));
+    flow.replaceChildren(
+      sparkline(history, now, (s) => s.map((x) => [x[0], x[1]]), "nbw-spark-queued", "queued", ""),
+      sparkline(history, now, (s) => perSecond(s, 3), "nbw-spark-done", "done", "/s"),
+      sparkline(history, now, (s) => perSecond(s, 4), "nbw-spark-failed", "failed", "/s"),
+      drainBox,
+    );
+  }
+
+  function tick() {
+    const h = model.get("header") || {};
+    if (!h.name) return;
+    const now = kernelNow();
+    const parts = [];
+    if (h.oldest_at) parts.push(`oldest queued ${relative(h.oldest_at, now)}`);
+    if (h.delayed) parts.push(`${num(h.delayed)} waiting for a delay or a retry, the next due ${h.next_due_at ? relative(h.next_due_at, now) : "later"}`);
+    if (h.schedule) {
+      let s = h.schedule;
+      if (h.next_run_at) s += ` · next run ${relative(h.next_run_at, now)} (${clock(h.next_run_at)})`;
+      else if (h.badge === "paused") s += " · paused: no next run";
+      if (h.last_run_at) s += ` · last run ${relative(h.last_run_at, now)}`;
+      parts.push(s);
+    }
+    times.textContent = parts.length ? parts.join(" · ") : "\u00a0";
+    drawRunning(h.running || [], now, h.long_run_s);
+    drawTimeline(now);
+  }
+
+  // The runs going, a line each, updated in place (a bar keeps its element, so it slides).
+  const runLines = new Map();
+  const idle = make("div", "nbw-run nbw-muted", "no run going");
+  const more = make("div", "nbw-more");
+  function drawRunning(runs, now, longRunS) {
+    const shown = runs.slice(0, MAX_RUNS);
+    const wanted = new Set(shown.map((r) => r.id));
+    for (const [id, parts] of runLines) {
+      if (!wanted.has(id)) {
+        parts.line.remove();
+        runLines.delete(id);
+      }
+    }
+    for (const r of shown) {
+      let parts = runLines.get(r.id);
+      if (!parts) {
+        const line = make("div", "nbw-run");
+        const took = make("span", "nbw-run-took");
+        const fill = make("div", "nbw-bar-fill");
+        const progressBar = make("div", "nbw-bar nbw-progress-bar");
+        progressBar.appendChild(fill);
+        const text = make("span", "nbw-progress-text");
+        const progress = make("span", "nbw-progress");
+        progress.append(progressBar, text);
+        line.append(make("span", "nbw-run-id", r.id), took, progress);
+        parts = { line, took, fill, progressBar, text, progress };
+        runLines.set(r.id, parts);
+      }
+      const took = Math.max(0, now - r.started_at);
+      parts.took.textContent = took < 1 ? "running" : `running ${ago(took)}`;
+      parts.took.classList.toggle("nbw-warn", took >= longRunS);
+      parts.progress.hidden = !r.progress;
+      if (r.progress) {
+        const known = r.progress.total ? Math.max(0, Math.min(1, r.progress.done / r.progress.total)) : null;
+        parts.progressBar.classList.toggle("nbw-bar-unknown", known === null);
+        parts.fill.style.width = known === null ? "" : `${(known * 100).toFixed(1)}%`;
+        parts.text.textContent = r.progress_text;
+      }
+      running.appendChild(parts.line); // in order: moves a line already there
+    }
+    more.textContent = runs.length > MAX_RUNS ? `and ${num(runs.length - MAX_RUNS)} more running` : "";
+    running.appendChild(more);
+    idle.hidden = runs.length > 0;
+    running.appendChild(idle);
+  }
+
+  function drawTimeline(now) {
+    const h = model.get("header") || {};
+    const runs = (model.get("traces") || []).map((t) => ({ start: t.started_at, end: t.started_at + t.duration, status: t.status, tip: `${t.message_id} attempt ${t.attempt} · ${OUTCOME[t.status]} · ${duration(t.duration)}` }));
+    for (const r of h.running || []) runs.push({ start: r.started_at, end: Math.max(now, r.started_at), status: "running", tip: `${r.id} · running` });
+    if (!runs.length) {
+      timeline.replaceChildren(make("div", "nbw-muted", "Timeline: runs appear here, one lane per run going at once."));
+      return;
+    }
+    const { placed, count } = lanes(runs);
+    const t0 = Math.min(...runs.map((r) => r.start));
+    const t1 = Math.max(...runs.map((r) => r.end), t0 + 0.001);
+    const w = 600;
+    const laneH = 10;
+    const shown = Math.min(count, MAX_LANES);
+    const box = svg("svg", { viewBox: `0 0 ${w} ${shown * (laneH + 2)}`, class: "nbw-timeline-svg", preserveAspectRatio: "none" });
+    for (const r of placed) {
+      if (r.lane >= MAX_LANES) continue;
+      const x = ((r.start - t0) / (t1 - t0)) * w;
+      const rect = svg("rect", { x: x.toFixed(2), y: r.lane * (laneH + 2), width: Math.max(1.5, ((r.end - r.start) / (t1 - t0)) * w).toFixed(2), height: laneH, class: `nbw-tl nbw-tl-${r.status}`, "data-lane": r.lane });
+      const tip = svg("title");
+      tip.textContent = r.tip;
+      rect.appendChild(tip);
+      box.appendChild(rect);
+    }
+    const caption = make("div", "nbw-timeline-caption");
+    caption.append(make("span", "", clock(t0)), make("span", "nbw-timeline-lanes", `${num(count)} lane${count === 1 ? "" : "s"}: at most ${num(count)} at once${count > MAX_LANES ? ` (${MAX_LANES} drawn)` : ""}`), make("span", "", `+${duration(t1 - t0)}`));
+    timeline.replaceChildren(box, caption);
+  }
+
+  function markSelected() {
+    const selected = model.get("selected");
+    for (const tr of table.querySelectorAll("tr.nbw-row")) {
+      tr.classList.toggle("nbw-selected", tr.dataset.id === selected);
+      tr.setAttribute("aria-selected", String(tr.dataset.id === selected));
+    }
+  }
+
+  function drawTable() {
+    const focused = table.contains(document.activeElement) ? document.activeElement.dataset.id : null;
+    const rows = model.get("traces") || [];
+    const selected = model.get("selected");
+    const headRow = make("tr");
+    for (const [title, cls] of [["started", ""], ["outcome", ""], ["took", "nbw-num"], ["message", ""], ["attempt", "nbw-num"], ["input", ""], ["", ""]]) headRow.appendChild(make("th", cls, title));
+    const body = make("tbody");
+    for (const t of rows) {
+      const tr = make("tr", `nbw-row nbw-row-${t.status}${t.id === selected ? " nbw-selected" : ""}`);
+      tr.tabIndex = 0;
+      tr.dataset.id = t.id;
+      tr.setAttribute("aria-selected", String(t.id === selected));
+      tr.title = `${t.id}: select to see its input, result, output and traceback`;
+      tr.append(
+        make("td", "nbw-clock", clock(t.started_at)),
+        make("td", "nbw-outcome", OUTCOME[t.status]),
+        make("td", "nbw-num", duration(t.duration)),
+        make("td", "", t.batch ? `${t.message_id} +${num(t.batch - 1)}` : t.message_id),
+        make("td", "nbw-num", t.attempt),
+        make("td", "nbw-input", t.input),
+        make("td", "nbw-marker", t.replay ? "↻ replay" : ""),
+      );
+      const choose = () => {
+        model.set("selected", t.id);
+        model.save_changes();
+      };
+      tr.addEventListener("click", choose);
+      tr.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          choose();
+        }
+      });
+      body.appendChild(tr);
+    }
+    if (!rows.length) {
+      const tr = make("tr");
+      const td = make("td", "nbw-muted", "No traces yet: each run's trace appears here when it ends.");
+      td.colSpan = 7;
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+    const thead = make("thead");
+    thead.appendChild(headRow);
+    table.replaceChildren(thead, body);
+    if (focused) {
+      const again = [...body.children].find((tr) => tr.dataset.id === focused);
+      if (again) again.focus();
+    }
+  }
+
+  function button(label, cls, tip, action, id) {
+    const b = make("button", `nbw-button ${cls}`, label);
+    b.type = "button";
+    b.title = tip;
+    b.addEventListener("click", () => model.send({ action, id }));
+    return b;
+  }
+
+  function drawDetail() {
+    const d = model.get("detail") || {};
+    const selected = model.get("selected");
+    if (!selected) {
+      detail.replaceChildren(make("div", "nbw-muted", "Select a trace to see its input, result and output."));
+      return;
+    }
+    if (d.id !== selected) {
+      detail.replaceChildren(make("div", "nbw-muted", `Loading ${selected}…`));
+      return;
+    }
+    const facts = [d.id, `message ${d.message_id}`, `started ${day(d.started_at)} ${clock(d.started_at)}`, duration(d.duration), `attempt ${d.attempt}`];
+    if (d.status !== "ok") facts.push(OUTCOME[d.status]);
+    if (d.replay) facts.push("a replay");
+    if (d.batch) facts.push(`batch of ${num(d.batch)} (${d.message_ids.length <= 3 ? d.message_ids.join(", ") : `${d.message_ids[0]} … ${d.message_ids[d.message_ids.length - 1]}`})`);
+    const name = (model.get("header") || {}).name || "";
+    const actions = make("div", "nbw-actions");
+    actions.append(
+      button("Send again", "nbw-replay", "Queue this trace's input again as a new message, in the background (it counts in done like any message; its trace appears in the table)", "send-again", d.id),
+      button("Live values", "nbw-live-values", "Run the current code on this trace's input, line by line, and show the values beside each line (records no trace; uses the worker's time limit)", "live", d.id),
+      make("span", "nbw-muted", "or, in the foreground where %debug works: "),
+      make("code", "", `nw.replay(${JSON.stringify(name)}, ${JSON.stringify(d.id)})`),
+    );
+    const parts = [make("div", "nbw-detail-facts", facts.join(" · ")), actions];
+    if (d.progress) parts.push(progressLine(d.progress, d.progress_text));
+    for (const block of d.blocks || []) {
+      const b = make("div", "nbw-block");
+      b.append(make("b", "", block.title), make("pre", block.tone ? `nbw-${block.tone}` : "", block.text));
+      parts.push(b);
+    }
+    if (d.calls) {
+      const calls = make("div", "nbw-block nbw-calls");
+      calls.appendChild(make("b", "", `recorded calls (${num(d.calls.calls.length + (d.calls.dropped || 0))})`));
+      const list = make("div", "nbw-calls-list");
+      for (const c of d.calls.calls) {
+        const line = make("div", "", `${c.name}(${c.args}) `);
+        line.appendChild(c.error !== null ? make("span", "nbw-error", `raised ${c.error}`) : make("span", "", `→ ${c.result}`));
+        if (c.replayed) line.appendChild(make("span", "nbw-muted", " [replayed]"));
+        if (c.note) line.appendChild(make("span", "nbw-warn", ` [not kept: ${c.note}]`));
+        list.appendChild(line);
+      }
+      if (d.calls.note) list.appendChild(make("div", "nbw-warn", `calls not kept: ${d.calls.note}`));
+      if (d.calls.dropped) list.appendChild(make("div", "nbw-warn", `… ${num(d.calls.dropped)} more calls, not kept`));
+      calls.appendChild(list);
+      parts.push(calls);
+    }
+    detail.replaceChildren(...parts);
+  }
+
+  const onHeader = () => drawHead();
+  const onTraces = () => {
+    drawTable();
+    drawTimeline(kernelNow());
+  };
+  const onSelect = () => {
+    markSelected();
+    drawDetail();
+  };
+  model.on("change:header", onHeader);
+  model.on("change:traces", onTraces);
+  model.on("change:selected", onSelect);
+  model.on("change:detail", drawDetail);
+  drawHead();
+  drawTable();
+  drawDetail();
+  const timer = setInterval(tick, 1000);
+  return () => {
+    clearInterval(timer);
+    model.off("change:header", onHeader);
+    model.off("change:traces", onTraces);
+    model.off("change:selected", onSelect);
+    model.off("change:detail", drawDetail);
+  };
+}
+
+// The pipeline: workers and crons as nodes with their counts, the emits between them as edges
+// with theirs (counted in the kernel), names nobody handles as dashed nodes.
+export function layers(names, edges) {
+  const layer = Object.fromEntries(names.map((n) => [n, 0]));
+  for (let round = 0; round < names.length; round++) {
+    let moved = false;
+    for (const e of edges) {
+      if (e.from === e.to) continue;
+      const next = layer[e.from] + 1;
+      if (next > layer[e.to] && next < names.length) {
+        layer[e.to] = next;
+        moved = true;
+      }
+    }
+    if (!moved) break;
+  }
+  return layer;
+}
+
+const NODE_W = 170;
+const NODE_H = 50;
+const GAP_X = 70;
+const GAP_Y = 18;
+
+function renderPipeline({ model, el }) {
+  const root = make("div", "nbw-view nbw-pipeline");
+  el.appendChild(root);
+  function draw() {
+    const g = model.get("graph") || { nodes: [], edges: [] };
+    const nodes = g.nodes || [];
+    const edges = g.edges || [];
+    if (!nodes.length) {
+      root.replaceChildren(make("div", "nbw-muted", "No workers yet: run a %%worker or %%cron cell."));
+      return;
+    }
+    const layer = layers(nodes.map((n) => n.name), edges);
+    const rows = {};
+    const at = {};
+    for (const n of nodes) {
+      const l = layer[n.name];
+      rows[l] = (rows[l] || 0) + 1;
+      at[n.name] = { x: 10 + l * (NODE_W + GAP_X), y: 24 + (rows[l] - 1) * (NODE_H + GAP_Y) };
+    }
+    const width = 20 + (Math.max(...Object.values(layer)) + 1) * (NODE_W + GAP_X) - GAP_X;
+    const height = 40 + Math.max(...Object.values(rows)) * (NODE_H + GAP_Y);
+    const box = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "nbw-graph" });
+    const defs = svg("defs");
+    const arrow = svg("marker", { id: `nbw-arrow-${model.model_id || "g"}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    arrow.appendChild(svg("path", { d: "M0,0L10,5L0,10z", class: "nbw-arrow" }));
+    defs.appendChild(arrow);
+    box.appendChild(defs);
+    for (const e of edges) {
+      const a = at[e.from];
+      const b = at[e.to];
+      if (!a || !b) continue;
+      let d;
+      let label;
+      if (e.from === e.to) {
+        d = `M${a.x + NODE_W * 0.6},${a.y}C${a.x + NODE_W * 0.6},${a.y - 22} ${a.x + NODE_W * 0.9},${a.y - 22} ${a.x + NODE_W * 0.9},${a.y}`;
+        label = [a.x + NODE_W * 0.75, a.y - 20];
+      } else {
+        const x1 = a.x + NODE_W;
+        const y1 = a.y + NODE_H / 2;
+        const x2 = b.x;
+        const y2 = b.y + NODE_H / 2;
+        const back = x2 <= x1;
+        const bend = back ? NODE_H * 1.2 : 0;
+        d = back
+          ? `M${a.x + NODE_W / 2},${a.y + NODE_H}C${a.x + NODE_W / 2},${a.y + NODE_H + bend} ${b.x + NODE_W / 2},${b.y + NODE_H + bend} ${b.x + NODE_W / 2},${b.y + NODE_H}`
+          : `M${x1},${y1}C${x1 + GAP_X / 2},${y1} ${x2 - GAP_X / 2},${y2} ${x2},${y2}`;
+        label = back ? [(a.x + b.x) / 2 + NODE_W / 2, Math.max(a.y, b.y) + NODE_H + bend * 0.75] : [(x1 + x2) / 2, (y1 + y2) / 2 - 4];
+      }
+      const path = svg("path", { d, class: "nbw-edge", "marker-end": `url(#nbw-arrow-${model.model_id || "g"})`, "data-from": e.from, "data-to": e.to });
+      const tip = svg("title");
+      tip.textContent = `${e.from} → ${e.to}: ${num(e.count)} message${e.count === 1 ? "" : "s"} emitted by its runs`;
+      path.appendChild(tip);
+      const text = svg("text", { x: label[0], y: label[1], class: "nbw-edge-count", "text-anchor": "middle" });
+      text.textContent = num(e.count);
+      box.append(path, text);
+    }
+    for (const n of nodes) {
+      const p = at[n.name];
+      const group = svg("g", { class: `nbw-node nbw-node-${n.kind}${n.defined ? "" : " nbw-node-unhandled"}${n.paused ? " nbw-node-paused" : ""}`, "data-name": n.name, transform: `translate(${p.x},${p.y})` });
+      group.appendChild(svg("rect", { width: NODE_W, height: NODE_H, rx: n.kind === "cron" ? 14 : 4 }));
+      const title = svg("text", { x: 8, y: 17, class: "nbw-node-name" });
+      title.textContent = n.kind === "cron" ? `⏱ ${n.name}` : n.name;
+      const line = svg("text", { x: 8, y: 33, class: "nbw-node-counts" });
+      line.textContent = n.defined ? `${num(n.queued)} queued · ${num(n.running)} running` : `${num(n.queued)} queued, unhandled`;
+      const second = svg("text", { x: 8, y: 46, class: "nbw-node-counts" });
+      second.textContent = n.defined ? `${num(n.done)} done · ${num(n.failed)} failed${n.paused ? " · paused" : ""}` : `%%worker ${n.name}`;
+      const tip = svg("title");
+      tip.textContent = n.defined ? `${n.kind} ${n.name}` : `no worker yet: run a cell starting with %%worker ${n.name}`;
+      group.append(tip, title, line, second);
+      box.appendChild(group);
+    }
+    root.replaceChildren(box);
+  }
+  model.on("change:graph", draw);
+  draw();
+  return () => model.off("change:graph", draw);
+}
+
+function render(context) {
+  return context.model.get("graph") === undefined ? renderPanel(context) : renderPipeline(context);
+}
+
+export default { render };

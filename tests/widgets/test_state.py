@@ -1,0 +1,220 @@
+"""What a panel's browser view is sent (``widgets/state.py``), as pure functions of a snapshot
+and of traces: the kernel's side of the view. What the browser does with it is tested in
+JupyterLab (test_browser.py)."""
+
+from __future__ import annotations
+
+from nbworkers.engine.history import Sample
+from nbworkers.engine.policy import Policy
+from nbworkers.progress import Progress
+from nbworkers.widgets import state
+from tests.widgets.test_render import NOW, XSS, make_trace, snap
+
+
+def test_a_header_carries_timestamps_not_relative_times():
+    cron = snap(
+        kind="cron",
+        schedule="every day at 09:30",
+        next_run_s=NOW + 3600,
+        last_run_s=NOW - 60,
+        counts={"queued": 0, "skipped": 2},
+    )
+    header = state.header(cron)
+    assert header["now"] == NOW and header["next_run_at"] == NOW + 3600
+    assert header["last_run_at"] == NOW - 60 and header["schedule"] == "every day at 09:30"
+    assert header["counts"] == {"queued": 0, "running": 0, "done": 0, "failed": 0, "skipped": 2}
+    assert header["oldest_at"] is None  # nothing queued
+    queued = state.header(
+        snap(oldest_s=NOW - 30, counts={"queued": 4}, delayed=1, next_due_s=NOW + 5)
+    )
+    assert (queued["oldest_at"], queued["delayed"], queued["next_due_at"]) == (NOW - 30, 1, NOW + 5)
+
+
+def test_the_settings_at_a_glance():
+    policy = Policy(retries=2, backoff_s=0.5, timeout_s=5, executor="processes", keep=50)
+    assert state.facts(snap(policy=policy)) == [
+        "runs in processes",
+        "concurrency 4",
+        "retries 2 (backoff 0.5 s)",
+        "time limit 5 s",
+        "keeps 50 traces",
+    ]
+    assert state.facts(snap(kind="cron")) == ["runs in threads"]
+    assert state.facts(snap(defined=False)) == []
+    assert [state.badge(s) for s in (snap(), snap(paused=True), snap(defined=False))] == [
+        "running",
+        "paused",
+        "not defined",
+    ]
+    assert state.badge(snap(defined=False, removed=True)) == "removed"
+
+
+def test_notices_have_a_tone_and_keep_user_text_as_text():
+    busy = snap(
+        paused=True,
+        pause_reason=f"storm guard: {XSS}",
+        failing=5,
+        last_error=f"Traceback (most recent call last):\nKeyError: {XSS}",
+        stopping_ids=("m3",),
+        priorities={5: 2, 0: 1},
+    )
+    assert state.notices(busy) == [
+        {
+            "text": "stop asked: m3 (a run on a thread stops at its next Python line; "
+            "message.stopping is True)",
+            "tone": "warn",
+        },
+        {"text": f"storm guard: {XSS}", "tone": "warn"},
+        {"text": "failing: its last 5 runs failed in a row", "tone": "error"},
+        {"text": "ready by priority (higher first): 2 at 5 · 1 at 0", "tone": "muted"},
+        {"text": f"latest error: KeyError: {XSS}", "tone": "error"},
+    ]
+    assert state.notices(snap()) == []
+
+
+def test_runs_going_carry_their_start_and_progress_and_the_history_its_samples():
+    going = snap(
+        counts={"running": 2},
+        running_ids=("m1", "m2"),
+        running_started=(NOW - 3, NOW - 1),
+        running_progress=(Progress(4, 10, "pages"), None),
+        history=(Sample(NOW - 2, 5, 2, 1, 0), Sample(NOW, 3, 2, 3, 0)),
+    )
+    header = state.header(going)
+    assert header["running"] == [
+        {
+            "id": "m1",
+            "started_at": NOW - 3,
+            "progress": {"done": 4, "total": 10, "note": "pages"},
+            "progress_text": "4 of 10 (40 %) · pages",
+        },
+        {"id": "m2", "started_at": NOW - 1, "progress": None, "progress_text": None},
+    ]
+    assert header["history"] == [[NOW - 2, 5, 2, 1, 0], [NOW, 3, 2, 3, 0]]
+
+
+def test_a_row_says_how_the_run_ended_and_previews_its_input():
+    row = state.row(make_trace(), "worker")
+    assert row == {
+        "id": "t7",
+        "message_id": "m3",
+        "status": "ok",
+        "started_at": NOW,
+        "duration": 0.0123,
+        "attempt": 1,
+        "replay": False,
+        "batch": None,
+        "input": repr({"path": XSS}),
+    }
+    assert state.row(make_trace(error="E"), "worker")["status"] == "error"
+    assert state.row(make_trace(error="E", timed_out=True), "worker")["status"] == "timeout"
+    assert state.row(make_trace(error="Stopped: nw.stop(...)"), "worker")["status"] == "stopped"
+    long = state.row(make_trace(input_data=__import__("pickle").dumps("x" * 100)), "worker")
+    assert len(long["input"]) == state.INPUT_PREVIEW and long["input"].endswith("…")
+
+
+def test_detail_shows_input_result_output_and_traceback_as_text():
+    ok = state.detail(make_trace(result=[XSS], stdout=f"printed {XSS}"), "worker")
+    assert ok["blocks"] == [
+        {"title": "input", "text": repr({"path": XSS}), "tone": ""},
+        {"title": "result", "text": repr([XSS]), "tone": ""},
+        {"title": "printed", "text": f"printed {XSS}", "tone": ""},
+    ]
+    assert ok["calls"] is None and ok["progress"] is None and ok["message_ids"] == []
+    failed = state.detail(make_trace(error=f"ValueError: {XSS}", timed_out=True), "worker")
+    assert [b["title"] for b in failed["blocks"]] == ["input", "traceback"]
+    assert failed["blocks"][-1] == {
+        "title": "traceback",
+        "text": f"ValueError: {XSS}",
+        "tone": "error",
+    }
+    assert failed["status"] == "timeout"
+
+
+def test_a_cron_trace_has_no_input_and_an_input_that_cannot_load_still_shows():
+    assert state.detail(make_trace(), "cron")["blocks"][0]["text"] == "(no input: a cron run)"
+    broken = make_trace(input_data=b"not a pickle")
+    assert state.row(broken, "worker")["input"].startswith("(cannot be shown: ")
+
+
+def test_long_text_is_cut_with_how_much_is_left():
+    cut = state.detail(make_trace(stdout="x" * (state.MAX_TEXT + 10)), "worker")["blocks"][-1]
+    assert cut["text"] == "x" * state.MAX_TEXT + "\n… (10 more characters)"
+    exactly = state.detail(make_trace(stdout="y" * state.MAX_TEXT), "worker")["blocks"][-1]
+    assert exactly["text"] == "y" * state.MAX_TEXT
+
+
+def test_a_trace_keeps_the_progress_its_run_reported_or_its_last_tqdm_line():
+    reported = make_trace()
+    reported.progress = Progress(10, 10, "done")
+    assert state.detail(reported, "worker")["progress_text"] == "10 of 10 (100 %) · done"
+    printed = make_trace(stdout="\rrows:  50%|#####     | 5/10 [00:01<00:01, 4.0it/s]")
+    assert state.detail(printed, "worker")["progress"] == {"done": 5, "total": 10, "note": "rows"}
+    assert state.detail(make_trace(stdout="hello\n"), "worker")["progress"] is None
+
+
+def test_a_batch_detail_lists_its_messages():
+    batch = make_trace()
+    batch.message_seqs = [3, 4, 5]
+    shown = state.detail(batch, "worker")
+    assert shown["batch"] == 3 and shown["message_ids"] == ["m3", "m4", "m5"]
+
+
+def test_the_pipeline_has_a_node_per_worker_and_name_emitted_to_and_counted_edges():
+    defined = [
+        ("fetch", "worker", False, {"queued": 2, "running": 1, "done": 5, "failed": 0}),
+        ("nightly", "cron", True, {"queued": 0, "running": 0, "done": 1, "failed": 1}),
+    ]
+    flows = {("fetch", "words"): 60, ("nightly", "fetch"): 6, ("fetch", "fetch"): 1}
+    shown = state.graph(defined, [("words", 3), ("orphan", 1)], flows)
+    assert shown["nodes"] == [
+        {
+            "name": "fetch",
+            "kind": "worker",
+            "defined": True,
+            "paused": False,
+            "queued": 2,
+            "running": 1,
+            "done": 5,
+            "failed": 0,
+        },
+        {
+            "name": "nightly",
+            "kind": "cron",
+            "defined": True,
+            "paused": True,
+            "queued": 0,
+            "running": 0,
+            "done": 1,
+            "failed": 1,
+        },
+        {
+            "name": "words",
+            "kind": "worker",
+            "defined": False,
+            "paused": False,
+            "queued": 3,
+            "running": 0,
+            "done": 0,
+            "failed": 0,
+        },
+        {
+            "name": "orphan",
+            "kind": "worker",
+            "defined": False,
+            "paused": False,
+            "queued": 1,
+            "running": 0,
+            "done": 0,
+            "failed": 0,
+        },
+    ]
+    assert shown["edges"] == [
+        {"from": "fetch", "to": "fetch", "count": 1},
+        {"from": "fetch", "to": "words", "count": 60},
+        {"from": "nightly", "to": "fetch", "count": 6},
+    ]
+    # A name emitted to whose messages were all taken since is still drawn, with 0 queued
+    drained = state.graph(defined[:1], [], {("fetch", "words"): 60})
+    assert [n["name"] for n in drained["nodes"]] == ["fetch", "words"]
+    assert drained["nodes"][1]["queued"] == 0
