@@ -73,6 +73,19 @@ def checked(done, total, note) -> Progress:
     return Progress(done, total, note[:200])
 
 
+def _tell_runtime(message) -> None:
+    from . import current  # the runtime imports this module: imported late
+
+    rt = current.run_owner()
+    if rt is not None:  # (None on a Dask worker: its progress comes back with the outcome)
+        rt.events.notify(message.worker)
+
+
+# How a run's panel is told: in the kernel, by the runtime; a pool process sends it to the
+# kernel instead (executors/child.py), which keeps it on the run's message and tells the panel.
+tell = _tell_runtime
+
+
 def reported(message, progress: Progress) -> None:
     """Keep ``progress`` on ``message`` and tell its panel (at most every NOTIFY_EVERY_S)."""
     now = time.monotonic()
@@ -81,11 +94,7 @@ def reported(message, progress: Progress) -> None:
     if last is not None and now - last < NOTIFY_EVERY_S:
         return
     message.progress_told_s = now
-    from . import current  # the runtime imports this module: imported late
-
-    rt = current.run_owner()
-    if rt is not None:
-        rt.events.notify(message.worker)
+    tell(message)
 
 
 def from_output(parts: list[str]) -> Progress | None:

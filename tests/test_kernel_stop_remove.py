@@ -78,7 +78,7 @@ def test_a_removed_worker_leaves_its_messages_unhandled_until_its_cell_runs_agai
     # When it is removed
     assert kernel.eval("nw.remove('w')") == 0
     # Then its panel says so, its messages are unhandled, and the file says removed
-    wait_for(kernel, "'removed' in p.status.value")
+    wait_for(kernel, "p.view.header['badge'] == 'removed'")
     assert kernel.eval("nw.workers()") == []
     assert kernel.eval("nw.unhandled()") == {"w": 2}
     kind = "nw.sql(\"select kind from workers where worker = 'w'\").fetchall()"

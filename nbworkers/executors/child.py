@@ -23,7 +23,7 @@ import types
 
 import cloudpickle
 
-from .. import handlers, output
+from .. import handlers, output, progress
 from ..errors import NBWorkersError
 from ..message import Message
 from ..trace import preview
@@ -162,6 +162,9 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
         finally:
             if calls is not None:
                 outcome["calls"] = recorded.far_run_ended(calls)
+            shown = getattr(message, "progress_now", None)
+            if shown is not None:  # the last, told or not: the trace keeps it
+                outcome["progress"] = tuple(shown)
     outcome["stdout"] = capture.text()
     return outcome
 
@@ -281,6 +284,12 @@ def main(fd: int, lifeline: int) -> None:
     def send_output(text: str) -> None:
         with _process_emitter.lock:
             conn.send(("out", text))
+
+    def send_progress(message) -> None:  # message.progress, a few times a second at most
+        with _process_emitter.lock:
+            conn.send(("progress", tuple(message.progress_now)))
+
+    progress.tell = send_progress
 
     while True:
         try:

@@ -15,6 +15,7 @@ import cloudpickle
 from .. import handlers
 from ..develop.calls import Calls
 from ..errors import NBWorkersError
+from ..progress import Progress
 from ..trace import NO_RESULT, RunResult
 from . import pickled
 from .protocol import Outcome
@@ -162,6 +163,8 @@ def outcome(done: dict | None, run, result_max_bytes: int) -> Outcome | None:
     run.capture.parts.append(done["stdout"])
     if done.get("calls") is not None:  # @nw.recorded calls made there (develop/recorded.py)
         run.calls = Calls.load(done["calls"])
+    if done.get("progress") is not None:  # message.progress's last, for the trace
+        run.message.progress_now = Progress(*done["progress"])
     if done["error"] is not None:
         return Outcome(None, done["error"])
     data = done["result_data"]

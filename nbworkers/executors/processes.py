@@ -15,7 +15,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from .. import handlers
+from .. import handlers, progress
 from ..errors import NBWorkersError
 from ..log import log
 from . import jobs
@@ -283,6 +283,9 @@ class ProcessPool:
                 return request
             if kind == "out":
                 run.capture.write(request)  # as it is printed: a run cut short keeps it
+                continue
+            if kind == "progress":  # message.progress there: shown here
+                progress.reported(run.message, progress.Progress(*request))
                 continue
             try:
                 answer = on_emit(kind, decode(kind, request))

@@ -11,7 +11,6 @@ from .. import api
 from ..engine.events import NOTIFY_IDLE_S, NOTIFY_RUNNING_S
 from ..errors import NBWorkersError
 from . import render, state
-from .failures import FailureGroups
 from .hub import register
 from .view import WorkerView
 
@@ -107,7 +106,6 @@ class Panel(widgets.VBox):
         self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
         self.discard_button.on_click(_action(self, lambda: api.discard(self.name)))
-        self.failure_groups = FailureGroups(self, _action)  # a row per failure group
         self.stop_button.on_click(_action(self, self._stop))
         self.remove_button.on_click(_action(self, self._remove))
         self.keep_button.on_click(_action(self, lambda: self._confirm(False)))
@@ -128,7 +126,6 @@ class Panel(widgets.VBox):
                         self.notice,
                     ]
                 ),
-                self.failure_groups,
                 self.view,
                 self.live_view,
             ],
@@ -193,7 +190,6 @@ class Panel(widgets.VBox):
                 self._confirm(False)
             self.requeue_button.description = f"Requeue {dead:,} dead"
             self.discard_button.description = f"Discard {dead:,} dead"
-            self.failure_groups.show(snap.failures)
             self._show_rows(snap.traces)
             if self.view.selected and self.view.selected not in self._traces:
                 self.view.selected = ""  # its trace is no longer kept
@@ -268,13 +264,19 @@ class Panel(widgets.VBox):
         self.live_view.value = ""
 
     def _on_view_message(self, _view, content, _buffers) -> None:
-        """A button of the selected trace, clicked in the browser."""
-        action = content.get("action") if isinstance(content, dict) else None
-        trace_id = content.get("id") if isinstance(content, dict) else None
+        """A button of the view, clicked in the browser: the selected trace's, or a failure
+        group's."""
+        if not isinstance(content, dict):
+            return
+        action, trace_id, group = content.get("action"), content.get("id"), content.get("group")
         if action == "send-again":
             _action(self, lambda: self._send_again(trace_id))()
         elif action == "live":
             _action(self, lambda: self._live(trace_id))()
+        elif action == "requeue-group":
+            _action(self, lambda: api.requeue(self.name, group=group))()
+        elif action == "discard-group":
+            _action(self, lambda: api.discard(self.name, group=group))()
 
     def _toggle_pause(self) -> None:
         if api.is_paused(self.name):

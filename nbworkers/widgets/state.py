@@ -130,6 +130,10 @@ def header(snap: WorkerSnapshot) -> dict:
             )
         ],
         "history": [list(sample) for sample in snap.history],
+        "failures": [
+            {"fingerprint": fingerprint, "title": title, "count": count}
+            for fingerprint, title, count in snap.failures
+        ],
     }
 
 

@@ -185,3 +185,25 @@ def test_flows_count_what_each_workers_runs_emitted_to_each_name(make_runtime):
     rt.emit(9, "words")
     assert rt.wait(None, 10)
     assert rt.flows() == {("fetch", "words"): 3, ("words", "tally"): 8}
+
+
+def _two_steps(event, message):
+    import time as clock
+
+    message.progress(1, 2, note="far")
+    clock.sleep(1.5)
+    message.progress(1.5, 2, note="far")
+    message.progress(2, 2, note="far")  # within 0.2 s: not sent at once
+
+
+def test_progress_in_a_pool_process_shows_while_it_runs_and_stays_in_its_trace(make_runtime):
+    rt = make_runtime()
+    define(rt, _two_steps, executor="processes")
+    rt.emit("x", "w")
+    deadline = time.monotonic() + 30
+    while rt.snapshot("w").running_progress != (Progress(1, 2, "far"),):
+        assert time.monotonic() < deadline, rt.snapshot("w").running_progress
+        time.sleep(0.05)
+    assert rt.wait("w", 30)
+    # the last, though not sent (0.2 s had not passed): it came back with the outcome
+    assert rt.traces("w")[0].progress == Progress(2, 2, "far")

@@ -38,8 +38,13 @@ class Lab:
     process: subprocess.Popen
     log: Path
 
+    app: str = "jupyterlab"
+
     def notebook_url(self, name: str) -> str:
-        """``name`` opened alone, in a workspace of its own (no tabs restored from others)."""
+        """``name`` opened alone: in JupyterLab, in a workspace of its own (no tabs restored
+        from others); in Notebook 7, in its own page."""
+        if self.app == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
         workspace = "".join(c if c.isalnum() else "-" for c in name)
         return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?token={self.token}"
 
@@ -51,6 +56,18 @@ class Lab:
             f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
         )
         return urllib.request.urlopen(request, timeout=timeout)
+
+    def wait_kernel_idle(self, timeout: float = 90) -> None:
+        """Poll the REST API until a kernel has started and is idle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._request("/api/kernels") as response:
+                kernels = json.load(response)
+            if any(k.get("execution_state") == "idle" for k in kernels):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no kernel idle in {timeout} s: {kernels}")
+            time.sleep(0.2)
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Poll the REST API until the server answers (or fail with its log)."""
@@ -83,8 +100,10 @@ class Lab:
                 self.process.wait(30)
 
 
-def start_lab(root: Path, notebooks: Path) -> Lab:
-    """Start JupyterLab serving ``notebooks``; Jupyter's own folders go under ``root``."""
+def start_lab(root: Path, notebooks: Path, app: str = "jupyterlab") -> Lab:
+    """Start JupyterLab (or, with ``app="notebook"``, Notebook 7) serving ``notebooks``;
+    Jupyter's own folders go under ``root``."""
+    config = "LabApp" if app == "jupyterlab" else "JupyterNotebookApp"
     settings = root / "lab-settings"
     for plugin, values in SETTINGS.items():
         path = settings / f"{plugin}.jupyterlab-settings"
@@ -99,19 +118,19 @@ def start_lab(root: Path, notebooks: Path) -> Lab:
     )
     port = free_port()
     token = os.urandom(16).hex()
-    log = root / "jupyterlab.log"
+    log = root / f"{app}.log"
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        app,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={notebooks}",
-        f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={root / 'lab-workspaces'}",
+        f"--{config}.user_settings_dir={settings}",
+        f"--{config}.workspaces_dir={root / 'lab-workspaces'}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # CI runs as root
@@ -119,7 +138,7 @@ def start_lab(root: Path, notebooks: Path) -> Lab:
         process = subprocess.Popen(
             cmd, cwd=notebooks, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    lab = Lab(f"http://127.0.0.1:{port}", token, notebooks, process, log)
+    lab = Lab(f"http://127.0.0.1:{port}", token, notebooks, process, log, app)
     try:
         lab.wait_ready()
     except BaseException:

@@ -131,6 +131,8 @@ class Notebook:
     """One notebook open in its own page, with what it showed that a person would notice."""
 
     def __init__(self, browser, lab, name: str):
+        self.app = lab.app  # "jupyterlab", or "notebook" (Notebook 7)
+        self.lab = lab
         self.context = browser.new_context(viewport={"width": 1100, "height": 900})
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
@@ -147,6 +149,10 @@ class Notebook:
     def wait_for_kernel(self, display_name: str) -> None:
         from playwright.sync_api import expect
 
+        if self.app == "notebook":
+            expect(self.page.locator(".jp-KernelName")).to_have_text(display_name)
+            self.lab.wait_kernel_idle()  # Notebook 7 shows no execution state to wait on
+            return
         expect(self.page.locator(".jp-Toolbar-kernelName")).to_have_text(display_name)
         expect(self.page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
             "data-status", "idle"
@@ -170,6 +176,8 @@ class Notebook:
                     && prompts.every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim()));
             }"""
         )
+        if self.app == "notebook":
+            return  # every cell has run (Notebook 7 has no execution indicator)
         expect(self.page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
             "data-status", "idle"
         )
@@ -255,6 +263,49 @@ def test_quickstart_shows_live_panels_a_trace_and_the_dashboard(browser, lab, sh
         nb.close()
 
 
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory, lab):
+    """Notebook 7 serving a copy of the quickstart (``lab`` checked what both need): a folder
+    of its own, so that its kernel opens its own queue file beside it."""
+    root = tmp_path_factory.mktemp("notebook7")
+    notebooks = root / "notebooks"
+    notebooks.mkdir()
+    shutil.copy(QUICKSTART, notebooks / QUICKSTART.name)
+    server = start_lab(root, notebooks, app="notebook")
+    yield server
+    server.stop()
+
+
+def test_the_quickstart_in_notebook_7(browser, notebook7, shots):
+    from playwright.sync_api import expect
+
+    nb = Notebook(browser, notebook7, QUICKSTART.name)
+    try:
+        nb.wait_for_kernel("Python 3 (ipykernel)")
+        nb.run_all()
+        assert nb.error_outputs() == []
+        panel = nb.panel("wordcount")
+        status = panel.locator(".nbw-status")
+        expect(status).to_contain_text("▶ running")
+        expect(status).to_have_text(count("done", 25))
+        expect(status).to_have_text(count("queued", 0))
+        traces = panel.locator(".nbw-traces tr.nbw-row")
+        expect(traces).to_have_count(10)
+        traces.first.click()
+        expect(panel.locator(".nbw-trace-view")).to_contain_text("{'text': '")
+        # The pipeline and a button that acts: Pause, then Play
+        expect(nb.page.locator(".nbw-dashboard .nbw-graph .nbw-node")).not_to_have_count(0)
+        button = panel.locator(".nbw-pause")
+        button.click()
+        expect(status).to_contain_text("❚❚ paused")
+        button.click()
+        expect(status).to_contain_text("▶ running")
+        panel.screenshot(path=shots / "notebook7-panel.png")
+        assert nb.dialogs == []
+    finally:
+        nb.close()
+
+
 def test_pause_holds_messages_and_play_runs_them(checks):
     from playwright.sync_api import expect
 
@@ -317,7 +368,7 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     traces.first.click()
     expect(failed.locator(".nbw-trace-view")).to_contain_text(f"RuntimeError: {XSS}")
     # its dead letter's group, by cause: the title as text, with Requeue and Discard
-    group = failed.locator(".nbw-failure:visible")  # (rows for more groups stay hidden)
+    group = failed.locator(".nbw-failure")
     expect(group).to_have_count(1)
     expect(group).to_contain_text(f"1 \u00d7 RuntimeError: {XSS} at line 1")
     expect(group.locator("button")).to_have_text(["Requeue", "Discard"])

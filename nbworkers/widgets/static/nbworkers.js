@@ -25,12 +25,12 @@ export function ago(seconds) {
 
 export function relative(at, now) {
   const d = at - now;
-  if (Math.abs(d) < 0.5) return "now";
+  if (Math.abs(d) < 0.5) return d >= 0 ? "now" : "just now";
   return d > 0 ? `in ${ago(d)}` : `${ago(-d)} ago`;
 }
 
 export function duration(s) {
-  if (s < 0.001) return `${Math.round(s * 1e6)} µs`;
+  if (s < 0.0009995) return `${Math.round(s * 1e6)} µs`;
   if (s < 1) return `${(s * 1e3).toFixed(s < 0.01 ? 2 : 1)} ms`;
   if (s < 120) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
   return ago(s);
@@ -80,15 +80,10 @@ export function drain(history) {
   if (!history.length) return { rate: 0, left: 0, fraction: 0 };
   const last = history[history.length - 1];
   const ended = (s) => s[3] + s[4];
-  let first = history[0];
-  for (const s of history) {
-    if (s[0] <= last[0] - RATE_S) first = s;
-  }
-  const span = last[0] - first[0];
-  const rate = span > 0 ? Math.max(0, ended(last) - ended(first)) / span : 0;
+  const rate = recentRate(history, 3) + recentRate(history, 4);
   const left = last[1] + last[2];
-  let base = ended(history[0]);
-  for (const s of history) {
+  let base = ended(history[0]); // what had ended when the backlog began
+  for (const s of history.slice(0, -1)) {
     if (s[1] + s[2] === 0) base = ended(s);
   }
   const doneSince = Math.max(0, ended(last) - base);
@@ -96,7 +91,19 @@ export function drain(history) {
   return { rate, left, fraction };
 }
 
-function sparkline(history, now, pick, cls, label, unit) {
+// The rate of a counter column over the latest RATE_S of the history.
+export function recentRate(history, column) {
+  if (history.length < 2) return 0;
+  const last = history[history.length - 1];
+  let first = history[0];
+  for (const s of history) {
+    if (s[0] <= last[0] - RATE_S) first = s;
+  }
+  const span = Math.max(1, last[0] - first[0]); // (one failure in 0.2 s is not "5/s")
+  return Math.max(0, last[column] - first[column]) / span;
+}
+
+function sparkline(history, now, pick, cls, label, unit, current) {
   const w = 120;
   const h = 24;
   const box = make("span", `nbw-spark-box ${cls}`);
@@ -115,7 +122,7 @@ function sparkline(history, now, pick, cls, label, unit) {
   });
   if (points.length) d += `H${w}`;
   chart.appendChild(svg("path", { d, class: "nbw-spark-line" }));
-  const last = points.length ? points[points.length - 1][1] : 0;
+  const last = current;
   const value = unit ? `${last.toFixed(last < 10 ? 1 : 0)}${unit}` : num(last);
   box.append(make("span", "nbw-spark-label", label), chart, make("span", "nbw-spark-value", value));
   return box;
@@ -160,7 +167,8 @@ function renderPanel({ model, el }) {
   const counts = make("div", "nbw-counts");
   const times = make("div", "nbw-times");
   const notices = make("div", "nbw-notices");
-  status.append(head, counts, times, notices);
+  const failures = make("div", "nbw-failures");
+  status.append(head, counts, times, notices, failures);
   const flow = make("div", "nbw-flow");
   const running = make("div", "nbw-running");
   const timeline = make("div", "nbw-timeline");
@@ -190,8 +198,31 @@ function renderPanel({ model, el }) {
       }),
     );
     notices.replaceChildren(...(h.notices || []).map((n) => make("div", `nbw-notice nbw-${n.tone}`, n.text)));
+    drawFailures(h.failures || []);
     drawFlow(h);
     tick();
+  }
+
+  // The biggest groups of dead letters by cause, each with its Requeue and Discard. The rows
+  // are made again only when the groups change, so a button keeps its focus.
+  let shownGroups = "";
+  function drawFailures(groups) {
+    const key = JSON.stringify(groups);
+    if (key === shownGroups) return;
+    shownGroups = key;
+    failures.replaceChildren(
+      ...groups.map((g) => {
+        const row = make("div", "nbw-failure");
+        row.dataset.group = g.fingerprint;
+        row.append(
+          button("Requeue", "nbw-requeue-group", "Queue this group's dead letters again as new messages (after fixing the cell): nw.requeue(name, group=...)", { action: "requeue-group", group: g.fingerprint }),
+          button("Discard", "nbw-discard-group", "Drop this group's dead letters for good: nw.discard(name, group=...)", { action: "discard-group", group: g.fingerprint }),
+          make("span", "nbw-failure-title", `${num(g.count)} \u00d7 ${g.title}`),
+          make("span", "nbw-muted", ` [${g.fingerprint}]`),
+        );
+        return row;
+      }),
+    );
   }
 
   function drawFlow(h) {
@@ -204,11 +235,11 @@ function renderPanel({ model, el }) {
     else if (rate > 0) words = `drained · ${rate.toFixed(rate < 10 ? 1 : 0)} msg/s`;
     const drainBox = make("div", "nbw-drain");
     drainBox.title = "Drain: the share of the current backlog done, how fast it goes and when it will be empty";
-    drainBox.append(bar(left || rate ? fraction : 0, "nbw-drain-bar"), make("span", "nbw-drain-text", words));
+    drainBox.append(bar(fraction, "nbw-drain-bar"), make("span", "nbw-drain-text", words));
     flow.replaceChildren(
-      sparkline(history, now, (s) => s.map((x) => [x[0], x[1]]), "nbw-spark-queued", "queued", ""),
-      sparkline(history, now, (s) => perSecond(s, 3), "nbw-spark-done", "done", "/s"),
-      sparkline(history, now, (s) => perSecond(s, 4), "nbw-spark-failed", "failed", "/s"),
+      sparkline(history, now, (s) => s.map((x) => [x[0], x[1]]), "nbw-spark-queued", "queued", "", history.length ? history[history.length - 1][1] : 0),
+      sparkline(history, now, (s) => perSecond(s, 3), "nbw-spark-done", "done", "/s", recentRate(history, 3)),
+      sparkline(history, now, (s) => perSecond(s, 4), "nbw-spark-failed", "failed", "/s", recentRate(history, 4)),
       drainBox,
     );
   }
@@ -366,11 +397,11 @@ function renderPanel({ model, el }) {
     }
   }
 
-  function button(label, cls, tip, action, id) {
+  function button(label, cls, tip, message) {
     const b = make("button", `nbw-button ${cls}`, label);
     b.type = "button";
     b.title = tip;
-    b.addEventListener("click", () => model.send({ action, id }));
+    b.addEventListener("click", () => model.send(message));
     return b;
   }
 
@@ -392,8 +423,8 @@ function renderPanel({ model, el }) {
     const name = (model.get("header") || {}).name || "";
     const actions = make("div", "nbw-actions");
     actions.append(
-      button("Send again", "nbw-replay", "Queue this trace's input again as a new message, in the background (it counts in done like any message; its trace appears in the table)", "send-again", d.id),
-      button("Live values", "nbw-live-values", "Run the current code on this trace's input, line by line, and show the values beside each line (records no trace; uses the worker's time limit)", "live", d.id),
+      button("Send again", "nbw-replay", "Queue this trace's input again as a new message, in the background (it counts in done like any message; its trace appears in the table)", { action: "send-again", id: d.id }),
+      button("Live values", "nbw-live-values", "Run the current code on this trace's input, line by line, and show the values beside each line (records no trace; uses the worker's time limit)", { action: "live", id: d.id }),
       make("span", "nbw-muted", "or, in the foreground where %debug works: "),
       make("code", "", `nw.replay(${JSON.stringify(name)}, ${JSON.stringify(d.id)})`),
     );
