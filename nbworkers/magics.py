@@ -229,11 +229,12 @@ class WorkerMagics(Magics):
                     "JupyterLab's side area: pip install sidecar (then reload the JupyterLab "
                     "page). Without --side, the dashboard shows under this cell."
                 ) from None
-            side = Sidecar(title="nbworkers", anchor="right")
         try:
             dashboard = Dashboard()
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
+        if args.side:  # (opened once the dashboard is made: an error leaves no empty panel)
+            side = Sidecar(title="nbworkers", anchor="right")
         if side is None:
             display(dashboard)
             return

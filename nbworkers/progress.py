@@ -19,9 +19,10 @@ from .errors import ArgumentTypeError, ArgumentValueError
 NOTIFY_EVERY_S = 0.2
 # A tqdm line as it prints by default: "desc:  40%|████      | 4/10 [00:01<00:01, 3.9it/s]",
 # or, without a total, "desc: 4it [00:01, 3.9it/s]".
+_NUMBER = r"\d+(?:\.\d+)?[kMGT]?"
 _TQDM = re.compile(
-    r"^(?:(?P<desc>.*?): )?\s*(?:(?P<pct>\d{1,3})%\|[^|]*\| ?(?P<n>[\d.]+[kMGT]?)/"
-    r"(?P<total>[\d.]+[kMGT]?)|(?P<count>[\d.]+[kMGT]?)(?:it| \w+) )\s*\["
+    rf"^(?:(?P<desc>.*?): )?\s*(?:(?P<pct>\d{{1,3}})%\|[^|]*\| ?(?P<n>{_NUMBER})/"
+    rf"(?P<total>{_NUMBER})|(?P<count>{_NUMBER})(?:it| \w+) )\s*\["
 )
 _SCALE = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 # How much of a run's latest output is searched for a tqdm line
@@ -81,6 +82,9 @@ def _tell_runtime(message) -> None:
         rt.events.notify(message.worker)
 
 
+# Whether any run reported progress yet: until then a run's end does not look (outcomes.py).
+reported_any = False
+
 # How a run's panel is told: in the kernel, by the runtime; a pool process sends it to the
 # kernel instead (executors/child.py), which keeps it on the run's message and tells the panel.
 tell = _tell_runtime
@@ -88,6 +92,8 @@ tell = _tell_runtime
 
 def reported(message, progress: Progress) -> None:
     """Keep ``progress`` on ``message`` and tell its panel (at most every NOTIFY_EVERY_S)."""
+    global reported_any
+    reported_any = True
     now = time.monotonic()
     last = getattr(message, "progress_told_s", None)
     message.progress_now = progress

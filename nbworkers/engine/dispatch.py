@@ -23,17 +23,26 @@ from . import batches
 from .registry import Registry
 from .worker import CURRENT, Run, WorkerState
 
-_thread = threading.local()  # .worker, .runtime: the worker and runtime whose run thread this is
+
+class _RunThread(threading.local):
+    """The worker and runtime whose run thread this is: None on any other thread (read as
+    class attributes there, without the cost of a failed lookup: an emit asks, flows.py)."""
+
+    worker: str | None = None
+    runtime = None
+
+
+_thread = _RunThread()
 
 
 def run_owner():
     """The runtime whose run thread this is (None on any other thread)."""
-    return getattr(_thread, "runtime", None)
+    return _thread.runtime
 
 
 def current_worker() -> str | None:
     """The worker whose run thread this is (None on any other thread)."""
-    return getattr(_thread, "worker", None)
+    return _thread.worker
 
 
 def format_error(exc: BaseException) -> str:

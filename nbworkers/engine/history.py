@@ -33,11 +33,10 @@ class History:
         self.samples: deque[Sample] = deque(maxlen=SAMPLES)
 
     def sample(self, now: float, counts: dict) -> tuple[Sample, ...]:
-        """Keep the counts at ``now`` (unless the last sample is under EVERY_S old); all the
-        samples, with the counts at ``now`` last."""
-        current = Sample(now, counts["queued"], counts["running"], counts["done"], counts["failed"])
+        """Keep the counts at ``now`` unless the last sample is under EVERY_S old; the samples
+        kept (they change at most every EVERY_S: a panel sends them only then)."""
         samples = self.samples
         if not samples or now - samples[-1].at_s >= EVERY_S or now < samples[-1].at_s:
-            samples.append(current)
-            return tuple(samples)
-        return (*samples, current)
+            c = counts
+            samples.append(Sample(now, c["queued"], c["running"], c["done"], c["failed"]))
+        return tuple(samples)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from .. import progress
 from ..message import Message
 from ..trace import NO_RESULT, RunResult, Trace
 from . import batches
@@ -40,10 +41,11 @@ def make_trace(run: Run, error, result: RunResult | None, replay=False, timed_ou
         timed_out,
         calls,
     )
-    progress = getattr(m, "progress_now", None)
-    if progress is not None:  # message.progress was called: kept, and not for a retry
-        trace.progress = progress
-        del m.progress_now
+    if progress.reported_any:  # (a drain with no progress pays a global's read)
+        shown = getattr(m, "progress_now", None)
+        if shown is not None:  # message.progress was called: kept, and not for a retry
+            trace.progress = shown
+            del m.progress_now
     return trace
 
 

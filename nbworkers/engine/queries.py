@@ -107,7 +107,7 @@ class Queries:
             runs = sorted(w.runs.values(), key=_by_start)  # the runs going, oldest first
             counts = w.counts(now)
             history = self.histories.get(name)
-            if history is None:
+            if history is None and name in reg.workers:  # (not for any name asked about)
                 history = self.histories[name] = History()
             return WorkerSnapshot(
                 name=name,
@@ -139,7 +139,7 @@ class Queries:
                 failures=failures.top(w, PANEL_GROUPS) if w.dead else (),
                 running_started=tuple(r.started_at_s for r in runs),
                 running_progress=tuple(_progress(r) for r in runs),
-                history=history.sample(now, counts),
+                history=() if history is None else history.sample(now, counts),
             )
 
     def wait(self, name: str | None = None, timeout: float | None = 30) -> bool:

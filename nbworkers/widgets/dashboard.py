@@ -61,5 +61,15 @@ class Dashboard(widgets.VBox):
             waiting = [(name, queued) for name, queued, _ in unhandled]
             self.graph.graph = state.graph(defined, waiting, rt.flows())
 
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget, and for front ends without widgets one line per worker and cron."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        rt = api.running()
+        if isinstance(bundle, dict) and rt is not None:
+            snaps = [rt.snapshot(name) for name in rt.workers()]
+            waiting = [(name, queued) for name, queued, _ in rt.unhandled_details()]
+            bundle["text/plain"] = render.dashboard_text(snaps, waiting)
+        return bundle
+
     def panel(self, name: str) -> Panel:
         return self._panels[name]

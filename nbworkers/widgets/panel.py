@@ -16,6 +16,9 @@ from .view import WorkerView
 
 # While runs come and go, the Stop button's choice of runs follows at most this often.
 STOP_CHOICE_S = 3.0
+# The traces table shows at most the newest this many of the traces kept (--keep may keep
+# thousands): each new trace sends the rows again, and the browser draws each in the timeline.
+TABLE_ROWS = 50
 
 
 def _action(panel, fn):
@@ -170,6 +173,9 @@ class Panel(widgets.VBox):
             self._refreshed = time.monotonic()
             self._traces = {t.id: t for t in snap.traces}
             self.view.header = state.header(snap)
+            samples = state.history(snap)
+            if samples != self.view.history:  # a new sample: at most once a second
+                self.view.history = samples
             paused = snap.paused
             self.pause_button.description = "Play" if paused else "Pause"
             self.pause_button.icon = "play" if paused else "pause"
@@ -191,8 +197,6 @@ class Panel(widgets.VBox):
             self.requeue_button.description = f"Requeue {dead:,} dead"
             self.discard_button.description = f"Discard {dead:,} dead"
             self._show_rows(snap.traces)
-            if self.view.selected and self.view.selected not in self._traces:
-                self.view.selected = ""  # its trace is no longer kept
             self._show(self.view.selected)
 
     def _show_rows(self, traces) -> None:
@@ -200,7 +204,7 @@ class Panel(widgets.VBox):
         its unpickling and repr)."""
         rows = self._rows
         kept = {}
-        for trace in traces:
+        for trace in traces[:TABLE_ROWS]:
             kept[trace.id] = rows.get(trace.id) or state.row(trace, self._kind)
         self._rows = kept
         shown = list(kept.values())
@@ -254,7 +258,13 @@ class Panel(widgets.VBox):
 
     def _show(self, trace_id) -> None:
         trace = self._traces.get(trace_id)
-        if trace is not None and trace is self._shown:
+        shown = self._shown
+        if trace is None and shown is not None and shown.id == trace_id:
+            # Runs went on and it left the traces kept: still shown, as it was, and said so
+            if not self.view.detail.get("gone"):
+                self.view.detail = {**self.view.detail, "gone": True}
+            return
+        if trace is not None and trace is shown:
             # A trace never changes, and showing its input runs user code (its unpickling
             # and repr): not again on every refresh of the notifier thread.
             return

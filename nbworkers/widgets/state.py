@@ -8,6 +8,8 @@ events, results, output and tracebacks goes as strings the browser shows as text
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from .. import progress
 from ..engine.snapshot import WorkerSnapshot
 from ..fingerprint import error_line
@@ -71,13 +73,19 @@ def notices(snap: WorkerSnapshot) -> list[dict]:
         shown.append(_notice(snap.pause_reason, "warn"))
     if snap.failing:
         shown.append(_notice(f"failing: its last {snap.failing:,} runs failed in a row", "error"))
-    rate_wait_s = snap.counts.get("rate_wait_s")
-    if rate_wait_s is not None and snap.defined and not snap.paused:
+    if snap.policy.rate is not None and snap.defined and not snap.paused:
+        # a line while the rate applies, whether a run waits for it or not: it does not come
+        # and go (and move what is below) with each token
+        rate_wait_s = snap.counts.get("rate_wait_s")
         shown.append(
             _notice(
-                f"waiting for rate limit ({snap.policy.rate}): the next run may start in "
-                f"{rate_wait_s:.1f} s",
-                "warn",
+                f"rate limit {snap.policy.rate}: "
+                + (
+                    "a run may start now"
+                    if rate_wait_s is None
+                    else f"waiting for it, the next run may start in {rate_wait_s:.1f} s"
+                ),
+                "muted" if rate_wait_s is None else "warn",
             )
         )
     if any(snap.priorities):  # a priority other than 0
@@ -107,6 +115,7 @@ def header(snap: WorkerSnapshot) -> dict:
         "kind": snap.kind,
         "badge": badge(snap),
         "facts": facts(snap),
+        "concurrency": snap.concurrency,
         "counts": shown_counts,
         "now": snap.now,
         "oldest_at": snap.oldest_s if counts["queued"] else None,
@@ -115,6 +124,8 @@ def header(snap: WorkerSnapshot) -> dict:
         "schedule": snap.schedule,
         "zone": None if zone is None else str(zone),
         "next_run_at": snap.next_run_s,
+        # its time of day in the cron's zone (the browser's may be another)
+        "next_run_clock": None if snap.next_run_s is None else clock(snap.next_run_s, zone),
         "last_run_at": snap.last_run_s,
         "long_run_s": LONG_RUN_S,
         "notices": notices(snap),
@@ -129,12 +140,21 @@ def header(snap: WorkerSnapshot) -> dict:
                 snap.running_ids, snap.running_started, snap.running_progress, strict=False
             )
         ],
-        "history": [list(sample) for sample in snap.history],
         "failures": [
             {"fingerprint": fingerprint, "title": title, "count": count}
             for fingerprint, title, count in snap.failures
         ],
     }
+
+
+def history(snap: WorkerSnapshot) -> list[list]:
+    """The sparklines' samples, oldest first: [at, queued, running, done, failed]."""
+    return [list(sample) for sample in snap.history]
+
+
+def clock(ts: float, zone=None) -> str:
+    """The time of day at ``ts`` in ``zone`` (a cron's) or the kernel's local time."""
+    return datetime.fromtimestamp(ts, zone).strftime("%H:%M:%S")
 
 
 def status(trace: Trace) -> str:

@@ -27,6 +27,7 @@ class WorkerView(anywidget.AnyWidget):
     _css = CSS
 
     header = traitlets.Dict().tag(sync=True)
+    history = traitlets.List().tag(sync=True)  # changes at most once a second
     traces = traitlets.List().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)

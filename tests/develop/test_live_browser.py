@@ -50,9 +50,9 @@ def test_live_values_show_beside_lines_and_fade_those_not_reached(browser, lab):
         page.run_all()
         assert page.error_outputs() == []
         panel = page.panel("orders")
-        traces = panel.locator(".nbw-traces select")
-        expect(traces.locator("option")).to_have_count(1)
-        traces.select_option(index=0)
+        traces = panel.locator(".nbw-traces tr.nbw-row")
+        expect(traces).to_have_count(1)
+        traces.first.click()
         button = panel.locator(".nbw-live-values")
         expect(button).to_be_enabled()
         expect(button).to_have_attribute("title", re.compile(r"^Run the current code on this"))

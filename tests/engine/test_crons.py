@@ -295,9 +295,9 @@ def test_a_cron_whose_next_run_fails_stops_no_other(kernel):
     kernel.ok(WAIT_FOR_TICKS.format(n=3))
     # Then they run, and the failing one's panel says why it does not
     assert kernel.eval("len(ticks) >= 3")
-    kernel.ok("from nbworkers.widgets.render import status_html")
-    html = kernel.eval("status_html(api.runtime().snapshot('failing'))")
-    assert "the zone data is gone" in html
+    kernel.ok("from nbworkers.widgets.state import notices")
+    shown = kernel.eval("notices(api.runtime().snapshot('failing'))")
+    assert any("the zone data is gone" in n["text"] and n["tone"] == "error" for n in shown)
     assert kernel.eval("api.runtime().snapshot('failing').next_run_s") is None
     reply = kernel.run("nw.next_run('failing')")
     assert reply.ename == "NBWorkersError" and "the zone data is gone" in reply.evalue
@@ -421,8 +421,10 @@ def test_a_time_zone_per_cron(kernel):
     kernel.ok("%%cron @daily nightly\npass")
     assert kernel.eval("str(nw.next_run('nightly').tzinfo)") == "Asia/Tokyo"
     # The panel says which zone
-    kernel.ok("from nbworkers import api\nfrom nbworkers.widgets.render import status_html")
-    assert "Europe/Paris time" in kernel.eval("status_html(api.runtime().snapshot('standup'))")
+    kernel.ok("from nbworkers import api\nfrom nbworkers.widgets.state import header")
+    assert "Europe/Paris time" in kernel.eval(
+        "header(api.runtime().snapshot('standup'))['schedule']"
+    )
     reply = kernel.run("%%cron daily r --at 09:00 --tz Mars/Olympus\npass")
     assert reply.ename == "UsageError" and "not a time zone" in reply.evalue
     reply = kernel.run("%%cron hourly r --tz Europe/Paris\npass")

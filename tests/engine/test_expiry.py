@@ -251,15 +251,15 @@ def test_a_draining_ttl_worker_keeps_entries_for_what_waits_not_what_ran(make_ru
 
 
 def test_the_panel_shows_the_ttl_and_the_expired_count(make_runtime):
-    from nbworkers.widgets import render
+    from nbworkers.widgets import state
 
     rt, clock = clocked(make_runtime)
     rt.pause("w")
     define(rt, "w", print, ttl_s=5)
-    html = render.status_html(rt.snapshot("w"))
-    assert "ttl 5 s" in html and "expired" not in html
+    header = state.header(rt.snapshot("w"))
+    assert "ttl 5 s" in header["facts"] and "expired" not in header["counts"]
     rt.emit("x", "w")
     clock.now += 6
     rt.run_timers(clock.now)
-    html = render.status_html(rt.snapshot("w"))
-    assert "dead 1" in html and "expired 1" in html
+    counts = state.header(rt.snapshot("w"))["counts"]
+    assert (counts["dead"], counts["expired"]) == (1, 1)

@@ -262,15 +262,15 @@ def test_a_requeued_dead_letter_keeps_its_priority(make_runtime):
 
 
 def test_the_panel_shows_ready_messages_by_priority_only_when_one_is_not_0(make_runtime):
-    from nbworkers.widgets import render
+    from nbworkers.widgets import state
 
     rt = make_runtime()
     rt.pause("w")
     rt.emit_many(["a", "b"], "w")
-    assert "by priority" not in render.status_html(rt.snapshot("w"))
+    assert state.notices(rt.snapshot("w")) == []
     rt.emit("c", "w", priority=4)
-    html = render.status_html(rt.snapshot("w"))
-    assert "ready by priority (higher first): 1 at 4 · 2 at 0" in html
+    by = {"text": "ready by priority (higher first): 1 at 4 · 2 at 0", "tone": "muted"}
+    assert by in state.notices(rt.snapshot("w"))
 
 
 def test_concurrent_emits_of_many_priorities_lose_nothing(make_runtime):

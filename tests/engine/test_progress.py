@@ -166,11 +166,12 @@ def test_history_keeps_a_sample_a_second_at_most_and_the_last_minutes():
     counts = {"queued": 5, "running": 1, "done": 0, "failed": 0}
     first = history.sample(100.0, counts)
     assert [s.at_s for s in first] == [100.0]
-    # Within the second: not kept, but sent as the last
+    # Within the second: not kept (the panel sends its current counts apart)
     shown = history.sample(100.0 + EVERY_S / 2, {**counts, "done": 3})
-    assert [(s.at_s, s.done) for s in shown] == [(100.0, 0), (100.0 + EVERY_S / 2, 3)]
-    assert len(history.samples) == 1
-    for i in range(1, SAMPLES + 10):
+    assert [(s.at_s, s.done) for s in shown] == [(100.0, 0)]
+    later = history.sample(100.0 + EVERY_S, {**counts, "done": 4})
+    assert [(s.at_s, s.done) for s in later] == [(100.0, 0), (100.0 + EVERY_S, 4)]
+    for i in range(2, SAMPLES + 10):
         history.sample(100.0 + i * EVERY_S, counts)
     assert len(history.samples) == SAMPLES
     assert history.samples[0].at_s == 100.0 + 10 * EVERY_S

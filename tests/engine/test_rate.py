@@ -297,7 +297,7 @@ def test_a_rate_limited_drain_survives_a_killed_kernel_within_its_limit(tmp_path
 
 
 def test_the_panel_shows_the_rate_the_batch_and_the_wait_for_a_token(make_runtime):
-    from nbworkers.widgets.render import status_html
+    from nbworkers.widgets.state import facts, notices
 
     clock = Clock(T0)
     rt = make_runtime(clock=clock)
@@ -305,11 +305,12 @@ def test_the_panel_shows_the_rate_the_batch_and_the_wait_for_a_token(make_runtim
     _define(rt, "f", starts, clock, rate="1/m")
     rt.emit_many(range(3), "f")
     assert wait_until(lambda: _settled(rt, "f"))
-    shown = status_html(rt.snapshot("f"))
-    assert "rate 1/m" in shown
-    assert "waiting for rate limit (1/m): the next run may start in 60.0 s" in shown
+    snap = rt.snapshot("f")
+    assert "rate 1/m" in facts(snap)
+    waiting = "rate limit 1/m: waiting for it, the next run may start in 60.0 s"
+    assert {"text": waiting, "tone": "warn"} in notices(snap)
     rt.define("b", from_function("b", lambda events: None), policy=Policy(batch=500))
-    assert "batches of 500 (wait 1 s)" in status_html(rt.snapshot("b"))
+    assert "batches of 500 (wait 1 s)" in facts(rt.snapshot("b"))
 
 
 def test_a_worker_waiting_for_a_token_holds_no_thread_and_starts_none(make_runtime):

@@ -515,8 +515,8 @@ def test_a_processes_worker_in_a_notebook(kernel):
     kernel.ok("scale = 3\nemit(Point(3, 4), 'crunch')\nassert nw.wait('crunch', 60)")
     assert kernel.eval("nw.traces('crunch')[0].result['norm']") == 15.0
     # And the panel says where it runs
-    kernel.ok("from nbworkers.widgets.render import status_html")
-    assert "runs in processes" in kernel.eval("status_html(nw.api.runtime().snapshot('crunch'))")
+    kernel.ok("from nbworkers.widgets.state import facts")
+    assert "runs in processes" in kernel.eval("facts(nw.api.runtime().snapshot('crunch'))")
 
 
 SLOW_PID = (

@@ -361,6 +361,11 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     expect(view).to_contain_text(f"'{XSS}'")  # the input, as its repr
     expect(view).to_contain_text(f"'{XSS}{RESULT}'")  # the result
     expect(view).to_contain_text(f"printed{XSS}")
+    # Send again, clicked: the same input runs again as a new message, a new row
+    panel.locator(".nbw-replay").click()
+    expect(traces).to_have_count(2)
+    expect(traces.nth(0).locator(".nbw-input")).to_have_text(f"'{XSS}'")
+    expect(panel.locator(".nbw-status")).to_have_text(count("done", 2))
     failed = checks.panel("hostile")
     expect(failed.locator(".nbw-status")).to_contain_text(f"latest error: RuntimeError: {XSS}")
     traces = failed.locator(".nbw-traces tr.nbw-row")
@@ -372,6 +377,7 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     expect(group).to_have_count(1)
     expect(group).to_contain_text(f"1 \u00d7 RuntimeError: {XSS} at line 1")
     expect(group.locator("button")).to_have_text(["Requeue", "Discard"])
+    expect(group.locator("button").first).to_have_attribute("title", re.compile("nw.requeue"))
     failed.screenshot(path=shots / "failure-groups.png")
     assert checks.page.locator("img[src='x'], #result").count() == 0
     assert checks.dialogs == []
@@ -402,7 +408,7 @@ def test_a_rate_limited_worker_shows_its_rate_priorities_and_stops_a_run(checks,
     expect(status).to_have_text(count("running", 2))
     expect(status).to_have_text(count("queued", 2))
     expect(status).to_contain_text("rate 2/m")
-    expect(status).to_contain_text("waiting for rate limit (2/m)")
+    expect(status).to_contain_text("rate limit 2/m: waiting for it, the next run may start in")
     expect(status).to_contain_text("ready by priority (higher first)")
     panel.screenshot(path=shots / "flow-panel.png")
     # Stop: a choice of the two runs going, then the button
@@ -498,6 +504,10 @@ def test_pause_answers_within_half_a_second_while_20000_messages_flow(checks):
     expect(status).to_have_text(count("done", 20000))  # the first 20,000, from Run All
     checks.run_cell(len(CHECKS) - 1)  # 20,000 more: they flow while every panel updates
     expect(status).not_to_have_text(count("done", 20000))
+    # the drain bar says how fast and when it will be empty
+    expect(panel.locator(".nbw-drain-text")).to_have_text(
+        re.compile(r"^[\d,]+ left · [\d.,]+ msg/s · empty in ~\d+ (s|min)$")
+    )
     button = panel.locator(".nbw-pause")
     button.click()
     expect(button).to_have_text("Play", timeout=500)
@@ -582,3 +592,51 @@ def test_the_dashboard_opens_in_the_side_area(checks, shots):
     expect(side.locator(".nbw-graph .nbw-node")).not_to_have_count(0)
     expect(side.locator(".nbw-unhandled")).to_contain_text("nobody-yet")
     assert checks.error_outputs() == []
+
+
+def test_the_views_pure_functions_in_the_browser(checks):
+    """The module's exported functions, run in Chromium as the panels run them."""
+    from nbworkers.widgets.view import ESM
+
+    results = checks.page.evaluate(
+        """async (source) => {
+            const url = "data:text/javascript;base64,"
+                + btoa(String.fromCharCode(...new TextEncoder().encode(source)));
+            const m = await import(url);
+            return {
+                durations: [0.0000123, 0.000999, 0.0009996, 0.0123, 0.99999, 2.5, 119.99, 600]
+                    .map(m.duration),
+                ago: [59.4, 60, 3 * 86400].map(m.ago),
+                relative: [m.relative(100, 40), m.relative(40, 100), m.relative(100, 99.8)],
+                lanes: m.lanes([{start: 0, end: 2}, {start: 1, end: 3}, {start: 2, end: 4},
+                                {start: 2.5, end: 5}]).placed.map((r) => r.lane),
+                drained: m.drain([[0, 10, 0, 0, 0], [5, 5, 2, 3, 0], [10, 0, 0, 10, 0]]),
+                draining: m.drain([[0, 0, 0, 5, 0], [5, 5, 2, 8, 0], [10, 3, 1, 12, 0]]),
+                rate: m.recentRate([[0, 0, 0, 0, 0], [0.2, 0, 0, 0, 1]], 4),
+                layers: m.layers(["a", "b", "c", "d"], [{from: "a", to: "b"},
+                    {from: "b", to: "c"}, {from: "c", to: "a"}, {from: "d", to: "d"}]),
+                num: m.num(1234567),
+            };
+        }""",
+        ESM,
+    )
+    assert results["durations"] == [
+        "12 µs",
+        "999 µs",
+        "1.00 ms",
+        "12.3 ms",
+        "1.00 s",
+        "2.50 s",
+        "2 min",
+        "10 min",
+    ]
+    assert results["ago"] == ["59 s", "1 min", "3 d"]
+    assert results["relative"] == ["in 1 min", "1 min ago", "now"]
+    assert results["lanes"] == [0, 1, 0, 2]  # a run takes the first lane free when it starts
+    # a backlog drained: the bar full; draining: the share done since the queue was empty
+    assert results["drained"] == {"rate": 1, "left": 0, "fraction": 1}
+    assert results["draining"]["left"] == 4 and results["draining"]["rate"] == 0.7
+    assert abs(results["draining"]["fraction"] - 7 / 11) < 1e-9
+    assert results["rate"] == 1  # one failure in 0.2 s is not 5 a second
+    assert results["layers"] == {"a": 0, "b": 1, "c": 2, "d": 0}  # a cycle stops, no loop
+    assert results["num"] == "1,234,567"

@@ -4,11 +4,17 @@ JupyterLab (test_browser.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from zoneinfo import ZoneInfo
+
+import pytest
+
 from nbworkers.engine.history import Sample
 from nbworkers.engine.policy import Policy
+from nbworkers.engine.rate import parse_rate
 from nbworkers.progress import Progress
 from nbworkers.widgets import state
-from tests.widgets.test_render import NOW, XSS, make_trace, snap
+from tests.widgets.test_render import NOW, XSS, make_trace, snap, utc  # noqa: F401 - a fixture
 
 
 def test_a_header_carries_timestamps_not_relative_times():
@@ -90,7 +96,7 @@ def test_runs_going_carry_their_start_and_progress_and_the_history_its_samples()
         },
         {"id": "m2", "started_at": NOW - 1, "progress": None, "progress_text": None},
     ]
-    assert header["history"] == [[NOW - 2, 5, 2, 1, 0], [NOW, 3, 2, 3, 0]]
+    assert state.history(going) == [[NOW - 2, 5, 2, 1, 0], [NOW, 3, 2, 3, 0]]
 
 
 def test_a_row_says_how_the_run_ended_and_previews_its_input():
@@ -218,3 +224,74 @@ def test_the_pipeline_has_a_node_per_worker_and_name_emitted_to_and_counted_edge
     drained = state.graph(defined[:1], [], {("fetch", "words"): 60})
     assert [n["name"] for n in drained["nodes"]] == ["fetch", "words"]
     assert drained["nodes"][1]["queued"] == 0
+
+
+def test_clock_in_a_zone():
+    # NOW is 2027-01-15 08:00:00 UTC
+    assert state.clock(NOW, ZoneInfo("Asia/Tokyo")) == "17:00:00"
+    assert state.clock(NOW, ZoneInfo("America/New_York")) == "03:00:00"
+
+
+@pytest.mark.usefixtures("utc")
+def test_a_crons_next_run_is_told_in_its_own_zone():
+    tokyo = snap(
+        kind="cron",
+        schedule="at 09:00 every day (0 9 * * *), Asia/Tokyo time",
+        next_run_s=NOW + 90,  # 08:01:30 UTC
+        zone=ZoneInfo("Asia/Tokyo"),
+    )
+    assert state.header(tokyo)["next_run_clock"] == "17:01:30"  # not the browser's zone
+    assert state.header(replace(tokyo, zone=None))["next_run_clock"] == "08:01:30"  # the kernel's
+    assert state.header(replace(tokyo, next_run_s=None))["next_run_clock"] is None
+
+
+def test_a_cron_without_a_next_run_says_why():
+    error = f"ValueError: Africa/Monrovia shows no whole minutes: every hour at :40 never runs{XSS}"
+    cron = snap(kind="cron", schedule="every hour at :40", schedule_error=error)
+    assert {"text": f"no next run: {error}", "tone": "error"} in state.notices(cron)
+    assert state.header(cron)["next_run_at"] is None
+
+
+def test_the_rate_limit_has_a_line_of_its_own_waiting_or_not():
+    policy = Policy(rate=parse_rate("2/m"))
+    free = state.notices(snap(policy=policy))
+    assert free == [{"text": "rate limit 2/m: a run may start now", "tone": "muted"}]
+    waiting = state.notices(snap(policy=policy, counts={"rate_wait_s": 57.25}))
+    assert waiting == [
+        {"text": "rate limit 2/m: waiting for it, the next run may start in 57.2 s", "tone": "warn"}
+    ]
+    assert state.notices(snap(policy=policy, paused=True)) == []
+
+
+def _formatted(exc: BaseException) -> str:
+    import traceback
+
+    try:
+        raise exc
+    except BaseException as raised:  # noqa: BLE001 - formatted as a run formats its error
+        return "".join(traceback.format_exception(raised))
+
+
+def test_the_latest_error_is_the_exceptions_own_line_not_a_note_or_a_sub_exception():
+    noted = ValueError("bad row")
+    noted.add_note("while loading prices.csv")
+    group = ExceptionGroup("2 fetches failed", [KeyError("a"), TimeoutError("b")])
+    for exc, line in ((noted, "ValueError: bad row"), (group, "ExceptionGroup: 2 fetches")):
+        shown = state.notices(snap(last_error=_formatted(exc)))
+        assert shown[-1]["text"].startswith(f"latest error: {line}"), shown
+
+
+def test_counts_beyond_the_four_show_only_when_there_are_some():
+    quiet = state.header(snap(counts={"queued": 1234, "done": 7}))["counts"]
+    assert quiet == {"queued": 1234, "running": 0, "done": 7, "failed": 0}
+    busy = state.header(snap(counts={"failed": 2, "retried": 3, "dead": 1, "expired": 1}))
+    assert busy["counts"] == {
+        "queued": 0,
+        "running": 0,
+        "done": 0,
+        "failed": 2,
+        "retried": 3,
+        "dead": 1,
+        "expired": 1,
+    }
+    assert state.header(snap())["concurrency"] == 4

@@ -18,6 +18,10 @@ def test_a_worker_cell_shows_its_panel_with_live_counts(kernel):
     views = [m for m in reply.outputs if m["msg_type"] == "display_data"]
     assert len(views) == 1
     assert "application/vnd.jupyter.widget-view+json" in views[0]["content"]["data"]
+    # and, for front ends without widgets, a line of text
+    assert views[0]["content"]["data"]["text/plain"] == (
+        "w (worker, running): queued 0 · running 0 · done 0 · failed 0"
+    )
     kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
     assert kernel.eval("p.view.header['badge']") == "running"
     kernel.ok("nw.emit_many(range(7), 'w')\nnw.wait()")
@@ -210,3 +214,30 @@ def test_the_dashboard_draws_the_pipeline_and_side_says_what_to_install(kernel):
     assert not any(m["msg_type"] == "display_data" for m in reply.outputs)
     reply = kernel.run("%nbworkers --sideways")
     assert reply.ename == "UsageError"
+
+
+def test_a_selected_trace_stays_shown_when_runs_push_it_out_of_the_traces_kept(kernel):
+    kernel.ok("%%worker w --keep 2\nevent")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    kernel.ok("emit('first', 'w')\nnw.wait()")
+    wait_for(kernel, f"len({ROWS}) == 1")
+    trace_id = kernel.eval(f"{ROWS}[0]['id']")
+    set_from_front_end(kernel, "p.view", selected=trace_id)
+    wait_for(kernel, f"p.view.detail.get('id') == {trace_id!r}")
+    kernel.ok("nw.emit_many(range(5), 'w')\nnw.wait()")
+    wait_for(kernel, f"{trace_id!r} not in [r['id'] for r in {ROWS}]")
+    wait_for(kernel, "p.view.detail.get('gone') is True")
+    assert kernel.eval("p.view.selected") == trace_id
+    assert kernel.eval("p.view.detail['blocks'][0]['text']") == "'first'"
+
+
+def test_the_dashboard_reads_as_text_where_widgets_do_not_show(kernel):
+    kernel.ok("%%worker a\nevent")
+    kernel.ok("emit(1, 'nobody')")
+    reply = kernel.ok("%nbworkers")
+    shown = next(m for m in reply.outputs if m["msg_type"] == "display_data")
+    assert shown["content"]["data"]["text/plain"] == (
+        "nbworkers: 1 worker(s) and cron(s)\n"
+        "  a (worker, running): queued 0 · running 0 · done 0 · failed 0\n"
+        "  unhandled: nobody (1 queued)"
+    )

@@ -30,9 +30,11 @@ export function relative(at, now) {
 }
 
 export function duration(s) {
-  if (s < 0.0009995) return `${Math.round(s * 1e6)} µs`;
-  if (s < 1) return `${(s * 1e3).toFixed(s < 0.01 ? 2 : 1)} ms`;
-  if (s < 120) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  if (Math.round(s * 1e6) < 1000) return `${Math.round(s * 1e6)} µs`;
+  if (s < 0.00999) return `${(s * 1e3).toFixed(2)} ms`;
+  if (s < 0.99995) return `${(s * 1e3).toFixed(1)} ms`;
+  if (s < 9.995) return `${s.toFixed(2)} s`;
+  if (s < 119.95) return `${s.toFixed(1)} s`;
   return ago(s);
 }
 
@@ -199,35 +201,52 @@ function renderPanel({ model, el }) {
     );
     notices.replaceChildren(...(h.notices || []).map((n) => make("div", `nbw-notice nbw-${n.tone}`, n.text)));
     drawFailures(h.failures || []);
-    drawFlow(h);
     tick();
   }
 
-  // The biggest groups of dead letters by cause, each with its Requeue and Discard. The rows
-  // are made again only when the groups change, so a button keeps its focus.
-  let shownGroups = "";
+  // The biggest groups of dead letters by cause, each with its Requeue and Discard. A group's
+  // row is kept while it is shown (its count changes in place), so a button keeps its focus.
+  const groupRows = new Map();
   function drawFailures(groups) {
-    const key = JSON.stringify(groups);
-    if (key === shownGroups) return;
-    shownGroups = key;
-    failures.replaceChildren(
-      ...groups.map((g) => {
+    const wanted = new Set(groups.map((g) => g.fingerprint));
+    for (const [fingerprint, parts] of groupRows) {
+      if (!wanted.has(fingerprint)) {
+        parts.row.remove();
+        groupRows.delete(fingerprint);
+      }
+    }
+    groups.forEach((g, i) => {
+      let parts = groupRows.get(g.fingerprint);
+      if (!parts) {
         const row = make("div", "nbw-failure");
         row.dataset.group = g.fingerprint;
+        const title = make("span", "nbw-failure-title");
         row.append(
           button("Requeue", "nbw-requeue-group", "Queue this group's dead letters again as new messages (after fixing the cell): nw.requeue(name, group=...)", { action: "requeue-group", group: g.fingerprint }),
           button("Discard", "nbw-discard-group", "Drop this group's dead letters for good: nw.discard(name, group=...)", { action: "discard-group", group: g.fingerprint }),
-          make("span", "nbw-failure-title", `${num(g.count)} \u00d7 ${g.title}`),
+          title,
           make("span", "nbw-muted", ` [${g.fingerprint}]`),
         );
-        return row;
-      }),
-    );
+        parts = { row, title };
+        groupRows.set(g.fingerprint, parts);
+      }
+      parts.title.textContent = `${num(g.count)} \u00d7 ${g.title}`;
+      if (failures.children[i] !== parts.row) failures.insertBefore(parts.row, failures.children[i] || null);
+    });
   }
 
-  function drawFlow(h) {
-    const history = h.history || [];
-    const now = h.now;
+  // The history (engine/history.py) up to now: nothing changed since its last sample that the
+  // kernel would have told (it sends a new header at once when something changes).
+  function historyNow(now) {
+    const history = model.get("history") || [];
+    if (!history.length) return history;
+    const c = (model.get("header") || {}).counts || {};
+    const current = [now, c.queued || 0, c.running || 0, c.done || 0, c.failed || 0];
+    return history[history.length - 1][0] < now ? [...history, current] : history;
+  }
+
+  function drawFlow(now) {
+    const history = historyNow(now);
     const { rate, left, fraction } = drain(history);
     let words = "idle: nothing queued or running";
     if (left && rate > 0) words = `${num(left)} left · ${rate.toFixed(rate < 10 ? 1 : 0)} msg/s · empty in ~${ago(left / rate)}`;
@@ -253,21 +272,24 @@ function renderPanel({ model, el }) {
     if (h.delayed) parts.push(`${num(h.delayed)} waiting for a delay or a retry, the next due ${h.next_due_at ? relative(h.next_due_at, now) : "later"}`);
     if (h.schedule) {
       let s = h.schedule;
-      if (h.next_run_at) s += ` · next run ${relative(h.next_run_at, now)} (${clock(h.next_run_at)})`;
+      if (h.next_run_at) s += ` · next run ${relative(h.next_run_at, now)} (${h.next_run_clock})`;
       else if (h.badge === "paused") s += " · paused: no next run";
       if (h.last_run_at) s += ` · last run ${relative(h.last_run_at, now)}`;
       parts.push(s);
     }
     times.textContent = parts.length ? parts.join(" · ") : "\u00a0";
-    drawRunning(h.running || [], now, h.long_run_s);
-    drawTimeline(now);
+    drawRunning(h.running || [], now, h.long_run_s, h.concurrency || 1);
+    drawFlow(now);
+    if ((h.running || []).length || !timeline.firstChild) drawTimeline(now); // (bars grow)
   }
 
   // The runs going, a line each, updated in place (a bar keeps its element, so it slides).
   const runLines = new Map();
   const idle = make("div", "nbw-run nbw-muted", "no run going");
   const more = make("div", "nbw-more");
-  function drawRunning(runs, now, longRunS) {
+  function drawRunning(runs, now, longRunS, concurrency) {
+    // as many lines as runs may go at once (up to MAX_RUNS, and one for "more"): reserved
+    running.style.minHeight = `${1.6 * (Math.min(concurrency, MAX_RUNS) + (concurrency > MAX_RUNS ? 1 : 0))}em`;
     const shown = runs.slice(0, MAX_RUNS);
     const wanted = new Set(shown.map((r) => r.id));
     for (const [id, parts] of runLines) {
@@ -322,7 +344,7 @@ function renderPanel({ model, el }) {
     const t1 = Math.max(...runs.map((r) => r.end), t0 + 0.001);
     const w = 600;
     const laneH = 10;
-    const shown = Math.min(count, MAX_LANES);
+    const shown = Math.min(Math.max(count, h.concurrency || 1), MAX_LANES); // (reserved)
     const box = svg("svg", { viewBox: `0 0 ${w} ${shown * (laneH + 2)}`, class: "nbw-timeline-svg", preserveAspectRatio: "none" });
     for (const r of placed) {
       if (r.lane >= MAX_LANES) continue;
@@ -346,55 +368,68 @@ function renderPanel({ model, el }) {
     }
   }
 
+  // The traces table. A row is made once per trace and kept while its trace is shown (a trace
+  // never changes): a click or the keyboard focus on a row survives the table's updates.
+  const thead = make("thead");
+  const headRow = make("tr");
+  for (const [title, cls] of [["started", ""], ["outcome", ""], ["took", "nbw-num"], ["message", ""], ["attempt", "nbw-num"], ["input", ""], ["", ""]]) headRow.appendChild(make("th", cls, title));
+  thead.appendChild(headRow);
+  const tbody = make("tbody");
+  const empty = make("tr");
+  const emptyCell = make("td", "nbw-muted", "No traces yet: each run's trace appears here when it ends.");
+  emptyCell.colSpan = 7;
+  empty.appendChild(emptyCell);
+  table.append(thead, tbody);
+  const rowsById = new Map();
+
+  function makeRow(t) {
+    const tr = make("tr", `nbw-row nbw-row-${t.status}`);
+    tr.tabIndex = 0;
+    tr.dataset.id = t.id;
+    tr.title = `${t.id}: select to see its input, result, output and traceback`;
+    tr.append(
+      make("td", "nbw-clock", clock(t.started_at)),
+      make("td", "nbw-outcome", OUTCOME[t.status]),
+      make("td", "nbw-num", duration(t.duration)),
+      make("td", "", t.batch ? `${t.message_id} +${num(t.batch - 1)}` : t.message_id),
+      make("td", "nbw-num", t.attempt),
+      make("td", "nbw-input", t.input),
+      make("td", "nbw-marker", t.replay ? "↻ replay" : ""),
+    );
+    const choose = () => {
+      model.set("selected", t.id);
+      model.save_changes();
+    };
+    tr.addEventListener("click", choose);
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        choose();
+      }
+    });
+    return tr;
+  }
+
   function drawTable() {
-    const focused = table.contains(document.activeElement) ? document.activeElement.dataset.id : null;
     const rows = model.get("traces") || [];
-    const selected = model.get("selected");
-    const headRow = make("tr");
-    for (const [title, cls] of [["started", ""], ["outcome", ""], ["took", "nbw-num"], ["message", ""], ["attempt", "nbw-num"], ["input", ""], ["", ""]]) headRow.appendChild(make("th", cls, title));
-    const body = make("tbody");
-    for (const t of rows) {
-      const tr = make("tr", `nbw-row nbw-row-${t.status}${t.id === selected ? " nbw-selected" : ""}`);
-      tr.tabIndex = 0;
-      tr.dataset.id = t.id;
-      tr.setAttribute("aria-selected", String(t.id === selected));
-      tr.title = `${t.id}: select to see its input, result, output and traceback`;
-      tr.append(
-        make("td", "nbw-clock", clock(t.started_at)),
-        make("td", "nbw-outcome", OUTCOME[t.status]),
-        make("td", "nbw-num", duration(t.duration)),
-        make("td", "", t.batch ? `${t.message_id} +${num(t.batch - 1)}` : t.message_id),
-        make("td", "nbw-num", t.attempt),
-        make("td", "nbw-input", t.input),
-        make("td", "nbw-marker", t.replay ? "↻ replay" : ""),
-      );
-      const choose = () => {
-        model.set("selected", t.id);
-        model.save_changes();
-      };
-      tr.addEventListener("click", choose);
-      tr.addEventListener("keydown", (e) => {
-        if (e.key === "Enter" || e.key === " ") {
-          e.preventDefault();
-          choose();
-        }
-      });
-      body.appendChild(tr);
+    const wanted = new Set(rows.map((t) => t.id));
+    for (const [id, tr] of rowsById) {
+      if (!wanted.has(id)) {
+        tr.remove();
+        rowsById.delete(id);
+      }
     }
-    if (!rows.length) {
-      const tr = make("tr");
-      const td = make("td", "nbw-muted", "No traces yet: each run's trace appears here when it ends.");
-      td.colSpan = 7;
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
-    const thead = make("thead");
-    thead.appendChild(headRow);
-    table.replaceChildren(thead, body);
-    if (focused) {
-      const again = [...body.children].find((tr) => tr.dataset.id === focused);
-      if (again) again.focus();
-    }
+    rows.forEach((t, i) => {
+      let tr = rowsById.get(t.id);
+      if (!tr) {
+        tr = makeRow(t);
+        rowsById.set(t.id, tr);
+      }
+      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+    });
+    if (!rows.length) tbody.appendChild(empty);
+    else empty.remove();
+    markSelected();
   }
 
   function button(label, cls, tip, message) {
@@ -429,6 +464,7 @@ function renderPanel({ model, el }) {
       make("code", "", `nw.replay(${JSON.stringify(name)}, ${JSON.stringify(d.id)})`),
     );
     const parts = [make("div", "nbw-detail-facts", facts.join(" · ")), actions];
+    if (d.gone) parts.unshift(make("div", "nbw-warn", "No longer among the traces kept (the table shows the newest): shown as it was selected."));
     if (d.progress) parts.push(progressLine(d.progress, d.progress_text));
     for (const block of d.blocks || []) {
       const b = make("div", "nbw-block");
@@ -463,7 +499,9 @@ function renderPanel({ model, el }) {
     markSelected();
     drawDetail();
   };
+  const onHistory = () => drawFlow(kernelNow());
   model.on("change:header", onHeader);
+  model.on("change:history", onHistory);
   model.on("change:traces", onTraces);
   model.on("change:selected", onSelect);
   model.on("change:detail", drawDetail);
@@ -474,6 +512,7 @@ function renderPanel({ model, el }) {
   return () => {
     clearInterval(timer);
     model.off("change:header", onHeader);
+    model.off("change:history", onHistory);
     model.off("change:traces", onTraces);
     model.off("change:selected", onSelect);
     model.off("change:detail", drawDetail);
@@ -483,14 +522,30 @@ function renderPanel({ model, el }) {
 // The pipeline: workers and crons as nodes with their counts, the emits between them as edges
 // with theirs (counted in the kernel), names nobody handles as dashed nodes.
 export function layers(names, edges) {
+  // Back edges (found by a depth-first walk from the nodes in definition order) are left out,
+  // so a loop of emits does not push its first node to the right; the rest is a longest path.
+  const out = new Map(names.map((n) => [n, []]));
+  for (const e of edges) {
+    if (e.from !== e.to && out.has(e.from) && out.has(e.to)) out.get(e.from).push(e.to);
+  }
+  const seen = new Map(); // 1: on the walk's path, 2: done
+  const forward = [];
+  const visit = (n) => {
+    seen.set(n, 1);
+    for (const m of out.get(n)) {
+      if (seen.get(m) === 1) continue; // a back edge
+      forward.push([n, m]);
+      if (!seen.get(m)) visit(m);
+    }
+    seen.set(n, 2);
+  };
+  for (const n of names) if (!seen.get(n)) visit(n);
   const layer = Object.fromEntries(names.map((n) => [n, 0]));
   for (let round = 0; round < names.length; round++) {
     let moved = false;
-    for (const e of edges) {
-      if (e.from === e.to) continue;
-      const next = layer[e.from] + 1;
-      if (next > layer[e.to] && next < names.length) {
-        layer[e.to] = next;
+    for (const [a, b] of forward) {
+      if (layer[a] + 1 > layer[b]) {
+        layer[b] = layer[a] + 1;
         moved = true;
       }
     }
@@ -499,12 +554,14 @@ export function layers(names, edges) {
   return layer;
 }
 
+let graphs = 0; // each graph's arrowhead marker gets an id of its own in the page
 const NODE_W = 170;
 const NODE_H = 50;
 const GAP_X = 70;
 const GAP_Y = 18;
 
 function renderPipeline({ model, el }) {
+  const marker = `nbw-arrow-${++graphs}`;
   const root = make("div", "nbw-view nbw-pipeline");
   el.appendChild(root);
   function draw() {
@@ -527,7 +584,7 @@ function renderPipeline({ model, el }) {
     const height = 40 + Math.max(...Object.values(rows)) * (NODE_H + GAP_Y);
     const box = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "nbw-graph" });
     const defs = svg("defs");
-    const arrow = svg("marker", { id: `nbw-arrow-${model.model_id || "g"}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    const arrow = svg("marker", { id: marker, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
     arrow.appendChild(svg("path", { d: "M0,0L10,5L0,10z", class: "nbw-arrow" }));
     defs.appendChild(arrow);
     box.appendChild(defs);
@@ -552,7 +609,7 @@ function renderPipeline({ model, el }) {
           : `M${x1},${y1}C${x1 + GAP_X / 2},${y1} ${x2 - GAP_X / 2},${y2} ${x2},${y2}`;
         label = back ? [(a.x + b.x) / 2 + NODE_W / 2, Math.max(a.y, b.y) + NODE_H + bend * 0.75] : [(x1 + x2) / 2, (y1 + y2) / 2 - 4];
       }
-      const path = svg("path", { d, class: "nbw-edge", "marker-end": `url(#nbw-arrow-${model.model_id || "g"})`, "data-from": e.from, "data-to": e.to });
+      const path = svg("path", { d, class: "nbw-edge", "marker-end": `url(#${marker})`, "data-from": e.from, "data-to": e.to });
       const tip = svg("title");
       tip.textContent = `${e.from} → ${e.to}: ${num(e.count)} message${e.count === 1 ? "" : "s"} emitted by its runs`;
       path.appendChild(tip);
