@@ -160,3 +160,44 @@ def html_view(live) -> str:
     parts.extend(f'<div style="{_MUTED}">note: {esc(note)}</div>' for note in live.notes)
     parts.append("</div>")
     return "".join(parts)
+
+
+def data(live) -> dict:
+    """The panel's form: plain data its browser view shows as text (widgets/static/)."""
+    lines = []
+    for i, line in enumerate(live.lines):
+        lineno = live.first_lineno + i
+        kind, note = _line_note(live, lineno)
+        record = live.records.get(lineno)
+        step = live.step(record) if record is not None else None
+        shown = {"lineno": lineno, "code": line.rstrip(), "kind": kind, "note": note}
+        if record is not None and record.count > 1:
+            shown["latest"] = describe(step) if step is not None else note
+            shown["count"] = record.count
+            shown["runs"] = _runs(record)
+        shown["error"] = bool(step is not None and step.error)
+        lines.append(shown)
+    return {
+        "name": live.name,
+        "trace_id": live.trace_id,
+        "ok": live.ok,
+        "error": None if live.ok else one_line(live.error or ""),
+        "duration_ms": round(live.duration_s * 1000, 1),
+        "selected": live.selected,
+        "lines": lines,
+        "printed": clip(live.printed) if live.printed else "",
+        "traceback": clip(live.traceback) if not live.ok and live.traceback else "",
+        "notes": list(live.notes),
+    }
+
+
+def _runs(record) -> list[dict]:
+    """A line's kept runs, with the gaps between them: {"run", "text"} or {"skipped"}."""
+    shown = []
+    previous = 0
+    for step in record.kept():
+        if step.run > previous + 1:
+            shown.append({"skipped": step.run - previous - 1})
+        shown.append({"run": step.run, "text": describe(step) or "(nothing)"})
+        previous = step.run
+    return shown

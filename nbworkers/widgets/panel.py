@@ -8,6 +8,7 @@ import time
 import ipywidgets as widgets
 
 from .. import api
+from ..develop import live_view
 from ..engine.events import NOTIFY_IDLE_S, NOTIFY_RUNNING_S
 from ..errors import NBWorkersError
 from . import render, state
@@ -29,10 +30,8 @@ def _action(panel, fn):
             fn()
             panel.notice.value = ""
         except Exception as exc:  # noqa: BLE001 - shown to the user in the panel
-            panel.notice.value = (
-                f'<span style="color:{render.RED}">{render.esc(type(exc).__name__)}: '
-                f"{render.esc(exc)}</span>"
-            )
+            # as text (a Label): an error's message may hold anything, the user's data too
+            panel.notice.value = f"{type(exc).__name__}: {exc}"
         panel.refresh()
 
     return callback
@@ -56,7 +55,7 @@ class Panel(widgets.VBox):
         self._timeout_s = None  # the worker's time limit, for live values
         self._live_token = 0  # the live values being computed (or shown), to drop stale ones
         self._refreshed = 0.0  # time.monotonic() of the last refresh
-        self.notice = widgets.HTML()
+        self.notice = widgets.Label(style={"text_color": render.RED})
         self.pause_button = widgets.Button(layout=widgets.Layout(width="auto"))
         self.run_now_button = widgets.Button(
             description="Run now",
@@ -104,7 +103,6 @@ class Panel(widgets.VBox):
         self._confirming = False  # the first click of Remove was made
         self.view = WorkerView()  # header, counts, sparklines, timeline, traces (static/)
         self._rows: dict[str, dict] = {}  # the traces table's rows, made once a trace
-        self.live_view = widgets.HTML()
         self.pause_button.on_click(_action(self, self._toggle_pause))
         self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
@@ -130,7 +128,6 @@ class Panel(widgets.VBox):
                     ]
                 ),
                 self.view,
-                self.live_view,
             ],
             layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
             **kwargs,
@@ -142,7 +139,6 @@ class Panel(widgets.VBox):
         self.stop_button.add_class("nbw-stop")
         self.stop_choice.add_class("nbw-stop-choice")
         self.remove_button.add_class("nbw-remove")
-        self.live_view.add_class("nbw-live-view")
         self.refresh()
         register(self)
 
@@ -271,7 +267,7 @@ class Panel(widgets.VBox):
         self._shown = trace
         self.view.detail = {} if trace is None else state.detail(trace, self._kind)
         self._live_token += 1  # live values of the trace shown before are stale
-        self.live_view.value = ""
+        self.view.live = {}
 
     def _on_view_message(self, _view, content, _buffers) -> None:
         """A button of the view, clicked in the browser: the selected trace's, or a failure
@@ -307,7 +303,7 @@ class Panel(widgets.VBox):
         with self._lock:
             self._live_token += 1
             token = self._live_token
-            self.live_view.value = render.live_running_html(trace_id, self._timeout_s)
+            self.view.live = {"state": "running", "trace_id": trace_id, "limit_s": self._timeout_s}
         rt = api.runtime()
         timeout_s = self._timeout_s
         rt.registry.spawn(self._compute_live, "nbworkers-live", trace_id, token, timeout_s, rt)
@@ -319,13 +315,18 @@ class Panel(widgets.VBox):
             return token != self._live_token or rt.stopping
 
         try:
-            shown = api.live(self.name, trace_id, timeout_s=timeout_s, stop=unwanted)._repr_html_()
+            live = api.live(self.name, trace_id, timeout_s=timeout_s, stop=unwanted)
+            shown = {"state": "done", **live_view.data(live)}
         # On this thread nobody else would see it: shown in the panel, whatever it is
         except BaseException as exc:  # noqa: BLE001
-            shown = render.live_error_html(trace_id, exc)
+            shown = {
+                "state": "error",
+                "trace_id": trace_id,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
         with self._lock:
             if token == self._live_token:
-                self.live_view.value = shown
+                self.view.live = shown
 
     def _repr_mimebundle_(self, **kwargs):
         """The widget, and for front ends without widgets (nbconvert, a terminal) one line of

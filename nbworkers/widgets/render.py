@@ -44,23 +44,6 @@ def status_text(snap: WorkerSnapshot) -> str:
     return f"{snap.name} ({snap.kind}, {badge(snap)}): {shown}"
 
 
-def live_running_html(trace_id: str, timeout_s: float | None) -> str:
-    """The panel's live values area while they are computed."""
-    limit = f" (stopped after the worker's time limit, {timeout_s:g} s)" if timeout_s else ""
-    return (
-        f'<div style="color:#666">Computing live values of {esc(trace_id)}: running the current '
-        f"code on its input{esc(limit)}…</div>"
-    )
-
-
-def live_error_html(trace_id: str, exc: BaseException) -> str:
-    """The panel's live values area when they could not be computed."""
-    return (
-        f'<div style="color:{RED}">Live values of {esc(trace_id)} failed: '
-        f"{esc(type(exc).__name__)}: {esc(exc)}</div>"
-    )
-
-
 def unhandled_html(rows: list[tuple[str, int, float | None]], now: float) -> str:
     """The dashboard's Unhandled section: names with messages but no worker."""
     if not rows:

@@ -31,6 +31,8 @@ class WorkerView(anywidget.AnyWidget):
     traces = traitlets.List().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)
+    # Live values of the selected trace: {} (none), {"state": "running" | "error" | "done"...}
+    live = traitlets.Dict().tag(sync=True)
 
 
 class PipelineView(anywidget.AnyWidget):

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from nbworkers import handlers
-from nbworkers.develop import tracer, values
+from nbworkers.develop import live_view, tracer, values
 from nbworkers.develop.live import run
 from nbworkers.errors import ArgumentValueError
-from nbworkers.widgets import render
 from tests.kernel import view_action, wait_for
 
 HAS_PANDAS = importlib.util.find_spec("pandas") is not None
@@ -291,9 +290,7 @@ def golden_cases() -> dict[str, str]:
             live.traceback = "Traceback (its cell's number varies)\n"
         cases[f"{key}_html"] = live._repr_html_()
         cases[f"{key}_text"] = str(live)
-    cases["panel_running"] = render.live_running_html("t3", 5.0)
-    cases["panel_running_no_limit"] = render.live_running_html("t3", None)
-    cases["panel_error"] = render.live_error_html("t<3>", ValueError("no <b>"))
+        cases[f"{key}_data"] = json.dumps(live_view.data(live), ensure_ascii=False)
     return cases
 
 
@@ -433,9 +430,13 @@ def test_from_the_panel_the_workers_time_limit_stops_live_values(kernel):
     # When its live values are asked for from the panel
     view_action(kernel, "p", "live")
     # Then they stop at the time limit, and say so where the handler was
-    wait_for(kernel, "'failed: LiveTimeout' in p.live_view.value", timeout=30)
-    shown = kernel.eval("p.live_view.value")
-    assert "stopped: the time limit passed" in shown and "stopped at the time limit" in shown
+    wait_for(kernel, "p.view.live.get('state') == 'done'", timeout=30)
+    shown = kernel.eval("p.view.live")
+    assert shown["ok"] is False and shown["error"].startswith("LiveTimeout")
+    # the line it was at, in red, says so; and a note under the lines
+    halted = [line for line in shown["lines"] if "stopped: the time limit passed" in line["note"]]
+    assert len(halted) == 1 and halted[0]["error"] is True
+    assert "stopped at the time limit" in shown["notes"]
     assert kernel.eval("nw.counts('w')['failed']") == 0
 
 
@@ -448,15 +449,19 @@ def test_the_panel_shows_live_values_of_the_selected_trace(kernel):
     kernel.ok("p.view.selected = p.view.traces[0]['id']")
     assert kernel.eval("p.view.detail['id']") == kernel.eval("p.view.selected")
     view_action(kernel, "p", "live")
-    wait_for(kernel, "'nbw-live-unreached' in p.live_view.value")
-    shown = kernel.eval("p.live_view.value")
-    assert "half = 2.0" in shown and "saw 4" in shown
+    wait_for(kernel, "p.view.live.get('state') == 'done'")
+    lines = kernel.eval(
+        "{line['lineno']: (line['kind'], line['note']) for line in p.view.live['lines']}"
+    )
+    assert [kind for kind, _ in lines.values()] == ["values", "values", "faded", "values"]
+    assert "saw 4" in lines[min(lines)][1] and lines[max(lines)][1] == "half = 2.0"
     assert kernel.eval("len(nw.traces('w'))") == 1  # no new trace
     # Selecting another trace clears them; an error says what went wrong, in the panel
     kernel.ok("p.view.selected = ''")
-    assert kernel.eval("p.live_view.value") == ""
+    assert kernel.eval("p.view.live") == {}
     kernel.ok("p._compute_live('t999', p._live_token, None)")
-    assert "Live values of t999 failed: NBWorkersError" in kernel.eval("p.live_view.value")
+    failed = kernel.eval("p.view.live")
+    assert failed["state"] == "error" and failed["error"].startswith("NBWorkersError")
 
 
 def countdown(event):

@@ -83,7 +83,7 @@ def test_live_values_show_beside_lines_and_fade_those_not_reached(browser, lab):
         expect(runs).to_have_count(2)
         expect(runs.nth(0)).to_have_text("run 1: total = 25.0")
         SCREENSHOT.parent.mkdir(exist_ok=True)
-        panel.screenshot(path=SCREENSHOT)
+        panel.locator(".nbw-live-view").screenshot(path=SCREENSHOT)
         assert page.dialogs == []
     finally:
         page.close()

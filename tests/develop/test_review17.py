@@ -205,7 +205,7 @@ def test_panel_live_values_of_code_that_never_ends_stop_with_nbworkers(kernel):
     wait_for(kernel, f"{LIVE_THREADS} == 1")
     view_action(kernel, "p", "live")
     # Then the first run stops when the second is asked for (its values would not be shown)
-    wait_for(kernel, "'Computing' in p.live_view.value")
+    wait_for(kernel, "p.view.live.get('state') == 'running'")
     wait_for(kernel, f"{LIVE_THREADS} == 1", timeout=20)
     # And selecting no trace stops the second; so would nbworkers stopping
     kernel.ok("p.view.selected = ''")

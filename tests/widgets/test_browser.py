@@ -366,6 +366,12 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     expect(traces).to_have_count(2)
     expect(traces.nth(0).locator(".nbw-input")).to_have_text(f"'{XSS}'")
     expect(panel.locator(".nbw-status")).to_have_text(count("done", 2))
+    # Live values of it: the values beside the lines, as text too
+    panel.locator(".nbw-live-values").click()
+    live = panel.locator(".nbw-live-view")
+    expect(live.locator(".nbw-live-line")).to_have_count(2)
+    expect(live.locator(".nbw-live-line").nth(0)).to_contain_text(f"» {XSS}")
+    expect(live.locator(".nbw-live-line").nth(1)).to_contain_text(f"'{XSS}{RESULT}'")
     failed = checks.panel("hostile")
     expect(failed.locator(".nbw-status")).to_contain_text(f"latest error: RuntimeError: {XSS}")
     traces = failed.locator(".nbw-traces tr.nbw-row")

@@ -176,7 +176,8 @@ function renderPanel({ model, el }) {
   const timeline = make("div", "nbw-timeline");
   const table = make("table", "nbw-table nbw-traces");
   const detail = make("div", "nbw-detail nbw-trace-view");
-  root.append(status, flow, running, timeline, make("div", "nbw-caption", "Last traces, newest first: select one to see it"), table, detail);
+  const liveBox = make("div", "nbw-live-view");
+  root.append(status, flow, running, timeline, make("div", "nbw-caption", "Last traces, newest first: select one to see it"), table, detail, liveBox);
   el.appendChild(root);
   let skew = 0; // browser clock minus kernel clock
   const kernelNow = () => Date.now() / 1000 - skew;
@@ -499,20 +500,83 @@ function renderPanel({ model, el }) {
     markSelected();
     drawDetail();
   };
+  // Live values of the selected trace (develop/live_view.py's data): each line of the handler
+  // with what it did beside it; lines not reached faded; a line run more than once opens its
+  // kept runs.
+  function drawLive() {
+    const v = model.get("live") || {};
+    if (!v.state) {
+      liveBox.replaceChildren();
+      return;
+    }
+    if (v.state === "running") {
+      const limit = v.limit_s ? ` (stopped after the worker's time limit, ${v.limit_s} s)` : "";
+      liveBox.replaceChildren(make("div", "nbw-muted", `Computing live values of ${v.trace_id}: running the current code on its input${limit}…`));
+      return;
+    }
+    if (v.state === "error") {
+      liveBox.replaceChildren(make("div", "nbw-error", `Live values of ${v.trace_id} failed: ${v.error}`));
+      return;
+    }
+    const head = make("div", "nbw-live-head");
+    head.append("live values of ", make("b", "", v.name), ` on trace ${v.trace_id}: `, make("span", v.ok ? "nbw-ok" : "nbw-error", v.ok ? "ok" : `failed: ${v.error}`), make("span", "nbw-muted", ` · ${v.duration_ms} ms${v.selected !== null ? ` · run ${v.selected} of each line` : ""}`));
+    const rows = make("table", "nbw-live-table");
+    for (const line of v.lines) {
+      const tr = make("tr", `nbw-live-line${line.kind === "faded" ? " nbw-live-unreached" : ""}`);
+      let shown;
+      if (line.kind === "faded") {
+        shown = make("span", "nbw-muted nbw-live-faded-note", "not reached");
+      } else if (line.count) {
+        shown = make("details", "nbw-live-runs");
+        const summary = make("summary");
+        summary.title = "show the runs kept: the first and the last few";
+        summary.append(make("span", "nbw-live-value", line.latest), " ", make("span", "nbw-muted", `\u00d7${num(line.count)}`));
+        shown.appendChild(summary);
+        for (const r of line.runs) {
+          if (r.skipped) {
+            shown.appendChild(make("div", "nbw-muted", `⋯ ${num(r.skipped)} runs not kept ⋯`));
+          } else {
+            const run = make("div", "nbw-live-run");
+            run.append(make("span", "nbw-muted", `run ${num(r.run)}:`), " ", make("span", "nbw-live-value", r.text));
+            shown.appendChild(run);
+          }
+        }
+      } else {
+        shown = make("span", `nbw-live-value${line.error ? " nbw-error" : ""}`, line.note);
+      }
+      const cell = make("td", "nbw-live-note");
+      cell.appendChild(shown);
+      tr.append(make("td", "nbw-muted nbw-num", line.lineno), make("td", "nbw-live-code", line.code || " "), cell);
+      rows.appendChild(tr);
+    }
+    const parts = [head, rows];
+    for (const [title, text, tone] of [["printed", v.printed, ""], ["traceback", v.traceback, "nbw-error"]]) {
+      if (!text) continue;
+      const b = make("div", "nbw-block");
+      b.append(make("b", "", title), make("pre", tone, text));
+      parts.push(b);
+    }
+    for (const note of v.notes) parts.push(make("div", "nbw-muted", `note: ${note}`));
+    liveBox.replaceChildren(...parts);
+  }
+
   const onHistory = () => drawFlow(kernelNow());
   model.on("change:header", onHeader);
   model.on("change:history", onHistory);
+  model.on("change:live", drawLive);
   model.on("change:traces", onTraces);
   model.on("change:selected", onSelect);
   model.on("change:detail", drawDetail);
   drawHead();
   drawTable();
   drawDetail();
+  drawLive();
   const timer = setInterval(tick, 1000);
   return () => {
     clearInterval(timer);
     model.off("change:header", onHeader);
     model.off("change:history", onHistory);
+    model.off("change:live", drawLive);
     model.off("change:traces", onTraces);
     model.off("change:selected", onSelect);
     model.off("change:detail", drawDetail);
