@@ -38,7 +38,7 @@ class Dashboard(widgets.VBox):
             names = rt.workers()
             self.header.value = (
                 f"<b>nbworkers</b> · {len(names)} worker(s) and cron(s) · "
-                f"<span style='color:#666'>{render.esc(rt.path)}</span>"
+                f"<span style='color:var(--jp-ui-font-color2, #666)'>{render.esc(rt.path)}</span>"
             )
             if names != list(self._panels):
                 for name in names:

@@ -129,7 +129,10 @@ class Panel(widgets.VBox):
                 ),
                 self.view,
             ],
-            layout=widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="4px 0"),
+            # (the theme's own border colour: light or dark)
+            layout=widgets.Layout(
+                border="1px solid var(--jp-border-color2, #ddd)", padding="4px 8px", margin="4px 0"
+            ),
             **kwargs,
         )
         # Stable hooks for styling and for the browser tests

@@ -47,7 +47,7 @@ def status_text(snap: WorkerSnapshot) -> str:
 def unhandled_html(rows: list[tuple[str, int, float | None]], now: float) -> str:
     """The dashboard's Unhandled section: names with messages but no worker."""
     if not rows:
-        return '<div style="color:#666">Unhandled: none.</div>'
+        return '<div style="color:var(--jp-ui-font-color2, #666)">Unhandled: none.</div>'
     lines = [
         "<div><b>Unhandled</b>: messages emitted to names with no worker yet. "
         "Run a cell starting with the line shown to handle them.</div>",

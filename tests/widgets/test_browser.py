@@ -224,29 +224,38 @@ def checks(browser, lab):
     nb.close()
 
 
+def quickstart_panel(nb):
+    """The quickstart run top to bottom: its wordcount panel, every message done, and the
+    first row of its traces table clicked."""
+    from playwright.sync_api import expect
+
+    nb.wait_for_kernel("Python 3 (ipykernel)")
+    nb.run_all()
+    assert nb.error_outputs() == []
+    panel = nb.panel("wordcount")
+    status = panel.locator(".nbw-status")
+    expect(status).to_contain_text("▶ running")
+    # Every emitted message is done, and the panel says so: 20, one failure, then 5
+    expect(status).to_have_text(count("done", 25))
+    expect(status).to_have_text(count("queued", 0))
+    # Clicking a trace in the table shows its input
+    traces = panel.locator(".nbw-traces tr.nbw-row")
+    expect(traces).to_have_count(10)
+    traces.first.click()
+    expect(traces.first).to_have_class(re.compile(r"\bnbw-selected\b"))
+    view = panel.locator(".nbw-trace-view")
+    expect(view).to_contain_text("input")
+    expect(view).to_contain_text("{'text': '")
+    return panel
+
+
 def test_quickstart_shows_live_panels_a_trace_and_the_dashboard(browser, lab, shots):
     from playwright.sync_api import expect
 
     nb = Notebook(browser, lab, QUICKSTART.name)
     try:
-        nb.wait_for_kernel("Python 3 (ipykernel)")
-        nb.run_all()
-        assert nb.error_outputs() == []
-        panel = nb.panel("wordcount")
-        status = panel.locator(".nbw-status")
-        expect(status).to_contain_text("▶ running")
-        # Every emitted message is done, and the panel says so: 20, one failure, then 5
-        expect(status).to_have_text(count("done", 25))
-        expect(status).to_have_text(count("failed", 1))
-        expect(status).to_have_text(count("queued", 0))
-        # Clicking a trace in the table shows its input
-        traces = panel.locator(".nbw-traces tr.nbw-row")
-        expect(traces).to_have_count(10)
-        traces.first.click()
-        expect(traces.first).to_have_class(re.compile(r"\bnbw-selected\b"))
-        view = panel.locator(".nbw-trace-view")
-        expect(view).to_contain_text("input")
-        expect(view).to_contain_text("{'text': '")
+        panel = quickstart_panel(nb)
+        expect(panel.locator(".nbw-status")).to_have_text(count("failed", 1))
         expect(panel.locator(".nbw-replay")).to_be_enabled()
         panel.screenshot(path=shots / "worker-panel.png")
         # The dashboard: a panel per worker, and the name nobody handles under Unhandled
@@ -281,18 +290,8 @@ def test_the_quickstart_in_notebook_7(browser, notebook7, shots):
 
     nb = Notebook(browser, notebook7, QUICKSTART.name)
     try:
-        nb.wait_for_kernel("Python 3 (ipykernel)")
-        nb.run_all()
-        assert nb.error_outputs() == []
-        panel = nb.panel("wordcount")
+        panel = quickstart_panel(nb)
         status = panel.locator(".nbw-status")
-        expect(status).to_contain_text("▶ running")
-        expect(status).to_have_text(count("done", 25))
-        expect(status).to_have_text(count("queued", 0))
-        traces = panel.locator(".nbw-traces tr.nbw-row")
-        expect(traces).to_have_count(10)
-        traces.first.click()
-        expect(panel.locator(".nbw-trace-view")).to_contain_text("{'text': '")
         # The pipeline and a button that acts: Pause, then Play
         expect(nb.page.locator(".nbw-dashboard .nbw-graph .nbw-node")).not_to_have_count(0)
         button = panel.locator(".nbw-pause")
