@@ -122,7 +122,6 @@ def header(snap: WorkerSnapshot) -> dict:
         "delayed": snap.delayed,
         "next_due_at": snap.next_due_s if snap.delayed else None,
         "schedule": snap.schedule,
-        "zone": None if zone is None else str(zone),
         "next_run_at": snap.next_run_s,
         # its time of day in the cron's zone (the browser's may be another)
         "next_run_clock": None if snap.next_run_s is None else clock(snap.next_run_s, zone),
@@ -243,8 +242,8 @@ def calls(recorded) -> dict:
             }
             for call in recorded
         ],
-        "note": getattr(recorded, "note", None),
-        "dropped": getattr(recorded, "dropped", 0),
+        "note": recorded.note,
+        "dropped": recorded.dropped,
     }
 
 

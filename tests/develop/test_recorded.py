@@ -418,48 +418,6 @@ def test_replaying_is_per_thread_nests_and_reports(make_runtime, service):
 # ----- the panel --------------------------------------------------------------------------------
 
 
-def test_the_panel_is_sent_each_call_with_errors_and_notes():
-    calls = Calls(
-        [
-            Call("fetch", "'<u>'", "{'ok': 1}", None, b"x", None, True),
-            Call("refuse", "", None, "PermissionError: <403>", b"x"),
-            Call("lock", "", "<unlocked _thread.lock>", None, None, "it does not pickle"),
-        ]
-    )
-    calls.dropped = 2
-    # As text: the browser sets it with textContent (tests/widgets/test_browser.py)
-    assert state.calls(calls) == {
-        "calls": [
-            {
-                "name": "fetch",
-                "args": "'<u>'",
-                "result": "{'ok': 1}",
-                "error": None,
-                "replayed": True,
-                "note": None,
-            },
-            {
-                "name": "refuse",
-                "args": "",
-                "result": None,
-                "error": "PermissionError: <403>",
-                "replayed": False,
-                "note": None,
-            },
-            {
-                "name": "lock",
-                "args": "",
-                "result": "<unlocked _thread.lock>",
-                "error": None,
-                "replayed": False,
-                "note": "it does not pickle",
-            },
-        ],
-        "note": None,
-        "dropped": 2,
-    }
-
-
 def test_the_trace_view_shows_recorded_calls(make_runtime, service):
     fetch = nw.recorded(service.get)
     rt = make_runtime()

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nbworkers.develop.calls import Call, Calls
 from nbworkers.engine.history import Sample
 from nbworkers.engine.policy import Policy
 from nbworkers.engine.rate import parse_rate
@@ -295,3 +296,153 @@ def test_counts_beyond_the_four_show_only_when_there_are_some():
         "expired": 1,
     }
     assert state.header(snap())["concurrency"] == 4
+
+
+def test_the_panel_is_sent_each_call_with_errors_and_notes():
+    calls = Calls(
+        [
+            Call("fetch", "'<u>'", "{'ok': 1}", None, b"x", None, True),
+            Call("refuse", "", None, "PermissionError: <403>", b"x"),
+            Call("lock", "", "<unlocked _thread.lock>", None, None, "it does not pickle"),
+        ]
+    )
+    calls.dropped = 2
+    # As text: the browser sets it with textContent (test_browser.py)
+    assert state.calls(calls) == {
+        "calls": [
+            {
+                "name": "fetch",
+                "args": "'<u>'",
+                "result": "{'ok': 1}",
+                "error": None,
+                "replayed": True,
+                "note": None,
+            },
+            {
+                "name": "refuse",
+                "args": "",
+                "result": None,
+                "error": "PermissionError: <403>",
+                "replayed": False,
+                "note": None,
+            },
+            {
+                "name": "lock",
+                "args": "",
+                "result": "<unlocked _thread.lock>",
+                "error": None,
+                "replayed": False,
+                "note": "it does not pickle",
+            },
+        ],
+        "note": None,
+        "dropped": 2,
+    }
+    traced = make_trace(calls=calls)
+    assert state.detail(traced, "worker")["calls"] == state.calls(calls)
+
+
+def test_a_whole_header_is_exactly_as_pinned():
+    busy = snap(
+        counts={"queued": 3, "running": 2, "done": 10, "failed": 1, "dead": 1, "retried": 2},
+        policy=Policy(retries=2, backoff_s=0.5, timeout_s=5),
+        oldest_s=NOW - 30,
+        delayed=1,
+        next_due_s=NOW + 60,
+        running_ids=("m1", "m2"),
+        running_started=(NOW - 3, NOW - 1),
+        running_progress=(None, Progress(1, None, "")),
+        failures=(("abc123", "KeyError: 'x' at line 2", 1),),
+    )
+    assert state.header(busy) == {
+        "name": "resize",
+        "kind": "worker",
+        "badge": "running",
+        "facts": [
+            "runs in threads",
+            "concurrency 4",
+            "retries 2 (backoff 0.5 s)",
+            "time limit 5 s",
+        ],
+        "concurrency": 4,
+        "counts": {"queued": 3, "running": 2, "done": 10, "failed": 1, "retried": 2, "dead": 1},
+        "now": NOW,
+        "oldest_at": NOW - 30,
+        "delayed": 1,
+        "next_due_at": NOW + 60,
+        "schedule": None,
+        "next_run_at": None,
+        "next_run_clock": None,
+        "last_run_at": None,
+        "long_run_s": state.LONG_RUN_S,
+        "notices": [],
+        "running": [
+            {"id": "m1", "started_at": NOW - 3, "progress": None, "progress_text": None},
+            {
+                "id": "m2",
+                "started_at": NOW - 1,
+                "progress": {"done": 1, "total": None, "note": ""},
+                "progress_text": "1 done",
+            },
+        ],
+        "failures": [{"fingerprint": "abc123", "title": "KeyError: 'x' at line 2", "count": 1}],
+    }
+    # Nothing queued or delayed: no oldest age, no next due time, whatever is known
+    idle = state.header(replace(busy, counts={**busy.counts, "queued": 0}, delayed=0))
+    assert (idle["oldest_at"], idle["next_due_at"]) == (None, None)
+
+
+def test_every_setting_at_a_glance():
+    policy = Policy(
+        rate=parse_rate("2/m"), batch=1000, batch_wait_s=2, ttl_s=30, keep=5, executor="dask"
+    )
+    assert state.facts(snap(policy=policy)) == [
+        "runs in dask",
+        "concurrency 4",
+        "rate 2/m",
+        "batches of 1,000 (wait 2 s)",
+        "ttl 30 s",
+        "keeps 5 traces",
+    ]
+
+
+def test_a_removed_worker_and_runs_asked_to_stop_say_so():
+    removed = state.notices(snap(defined=False, removed=True))
+    assert removed == [
+        {
+            "text": "removed (nw.remove): no run starts; its queued messages wait, unhandled, "
+            "until it is defined again (run its cell)",
+            "tone": "muted",
+        }
+    ]
+    stopping = state.notices(snap(stopping_ids=("m3", "m4")))
+    assert stopping[0]["text"].startswith("stop asked: m3, m4 (a run on a thread")
+
+
+def test_a_cron_row_has_no_input_and_an_input_of_the_preview_length_is_kept_whole():
+    assert state.row(make_trace(), "cron")["input"] == "(no input: a cron run)"
+    exact = "x" * (state.INPUT_PREVIEW - 2)  # its repr, with quotes, is exactly the length
+    shown = state.row(make_trace(input_data=__import__("pickle").dumps(exact)), "worker")
+    assert shown["input"] == repr(exact)
+
+
+def test_a_node_lacking_a_count_shows_0_and_a_name_is_one_node():
+    shown = state.graph([("a", "worker", False, {"queued": 1})], [("b", 2)], {("a", "b"): 1})
+    assert shown["nodes"][0] == {
+        "name": "a",
+        "kind": "worker",
+        "defined": True,
+        "paused": False,
+        "queued": 1,
+        "running": 0,
+        "done": 0,
+        "failed": 0,
+    }
+    assert [n["name"] for n in shown["nodes"]] == ["a", "b"]  # b: unhandled and emitted to
+
+
+def test_a_cron_detail_has_no_input_and_a_removed_workers_flows_are_still_drawn():
+    assert state.detail(make_trace(), "cron")["input"] == "(no input: a cron run)"
+    # a worker removed while messages to it wait: unhandled, and its runs' emits still drawn
+    shown = state.graph([], [("old", 1)], {("old", "next"): 2})
+    assert shown["edges"] == [{"from": "old", "to": "next", "count": 2}]
