@@ -50,12 +50,14 @@ class Panel(widgets.VBox):
         self._lock = threading.RLock()
         self._traces: dict[str, object] = {}
         self._shown: object = None  # the trace whose detail the view shows
+        self._clickable: dict[str, object] = {}  # the traces of the rows lately shown, by id
         self._kind = "worker"
         self._running = False  # a run was going at the last refresh
         self._timeout_s = None  # the worker's time limit, for live values
         self._live_token = 0  # the live values being computed (or shown), to drop stale ones
         self._refreshed = 0.0  # time.monotonic() of the last refresh
         self.notice = widgets.Label(style={"text_color": render.RED})
+        self.notice.add_class("nbw-notice-label")  # wraps (nbworkers.css): read whole
         self.pause_button = widgets.Button(layout=widgets.Layout(width="auto"))
         self.run_now_button = widgets.Button(
             description="Run now",
@@ -102,7 +104,8 @@ class Panel(widgets.VBox):
         )
         self._confirming = False  # the first click of Remove was made
         self.view = WorkerView()  # header, counts, sparklines, timeline, traces (static/)
-        self._rows: dict[str, dict] = {}  # the traces table's rows, made once a trace
+        # the traces table's rows, made once a trace: id -> (trace, row)
+        self._rows: dict[str, tuple[object, dict]] = {}
         self.pause_button.on_click(_action(self, self._toggle_pause))
         self.run_now_button.on_click(_action(self, lambda: api.run_now(self.name)))
         self.requeue_button.on_click(_action(self, lambda: api.requeue(self.name)))
@@ -124,9 +127,9 @@ class Panel(widgets.VBox):
                         self.stop_button,
                         self.remove_button,
                         self.keep_button,
-                        self.notice,
                     ]
                 ),
+                self.notice,  # a line of its own: the buttons keep their places and widths
                 self.view,
             ],
             # (the theme's own border colour: light or dark)
@@ -201,12 +204,20 @@ class Panel(widgets.VBox):
     def _show_rows(self, traces) -> None:
         """The traces table; a trace's row is made once (showing its input runs user code:
         its unpickling and repr)."""
-        rows = self._rows
-        kept = {}
+        rows, kept = self._rows, {}
         for trace in traces[:TABLE_ROWS]:
-            kept[trace.id] = rows.get(trace.id) or state.row(trace, self._kind)
+            made = rows.get(trace.id)
+            # (the same trace: after a move to another file, its ids may be another's)
+            kept[trace.id] = (
+                made if made and made[0] is trace else (trace, state.row(trace, self._kind))
+            )
+        # the rows the browser showed until now too: a row clicked as it left is still known
+        self._clickable = {
+            **{i: t for i, (t, _) in rows.items()},
+            **{i: t for i, (t, _) in kept.items()},
+        }
         self._rows = kept
-        shown = list(kept.values())
+        shown = [row for _, row in kept.values()]
         if shown != self.view.traces:
             self.view.traces = shown
 
@@ -258,17 +269,23 @@ class Panel(widgets.VBox):
     def _show(self, trace_id) -> None:
         trace = self._traces.get(trace_id)
         shown = self._shown
-        if trace is None and shown is not None and shown.id == trace_id:
-            # Runs went on and it left the traces kept: still shown, as it was, and said so
-            if not self.view.detail.get("gone"):
-                self.view.detail = {**self.view.detail, "gone": True}
-            return
+        gone = trace is None and bool(trace_id)
+        if gone:
+            # Runs went on and it left the traces kept (before or after it was clicked):
+            # shown as it was, and said so
+            trace = shown if shown is not None and shown.id == trace_id else None
+            trace = trace or self._clickable.get(trace_id)
         if trace is not None and trace is shown:
             # A trace never changes, and showing its input runs user code (its unpickling
             # and repr): not again on every refresh of the notifier thread.
+            if gone and not self.view.detail.get("gone"):
+                self.view.detail = {**self.view.detail, "gone": True}
             return
         self._shown = trace
-        self.view.detail = {} if trace is None else state.detail(trace, self._kind)
+        if trace is None:  # (an id no row showed lately: say so, rather than wait for it)
+            self.view.detail = {"id": trace_id, "missing": True} if trace_id else {}
+        else:
+            self.view.detail = {**state.detail(trace, self._kind), "gone": gone}
         self._live_token += 1  # live values of the trace shown before are stale
         self.view.live = {}
 

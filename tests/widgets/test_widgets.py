@@ -240,3 +240,26 @@ def test_the_dashboard_reads_as_text_where_widgets_do_not_show(kernel):
         "  a (worker, running): queued 0 · running 0 · done 0 · failed 0\n"
         "  unhandled: nobody (1 queued)"
     )
+
+
+def test_after_a_move_to_another_file_a_row_shows_that_files_trace(kernel, tmp_path):
+    # Given a panel showing trace t2 of one file (the ids of two files overlap)
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    kernel.ok("emit('from-file-A', 'w')\nnw.wait()")
+    wait_for(kernel, f"len({ROWS}) == 1")
+    first_id = kernel.eval(f"{ROWS}[0]['id']")
+    # When nbworkers moves to another file, whose first trace has the same id
+    kernel.ok(f"%config NBWorkers.db_path = {str(tmp_path / 'b.duckdb')!r}")
+    kernel.ok("emit('from-file-B', 'w')\nnw.wait()")
+    wait_for(kernel, "[t.input for t in nw.traces('w')] == ['from-file-B']")
+    assert kernel.eval("nw.traces('w')[0].id") == first_id
+    # Then its row shows that file's trace, not the one of the same id before
+    wait_for(kernel, f"[r['input'] for r in {ROWS}] == [\"'from-file-B'\"]")
+
+
+def test_a_trace_no_row_shows_any_more_says_so(kernel):
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("from nbworkers.widgets import panels\np = panels('w')[0]")
+    set_from_front_end(kernel, "p.view", selected="t999")
+    wait_for(kernel, "p.view.detail == {'id': 't999', 'missing': True}")

@@ -180,6 +180,7 @@ function renderPanel({ model, el }) {
   root.append(status, flow, running, timeline, make("div", "nbw-caption", "Last traces, newest first: select one to see it"), table, detail, liveBox);
   el.appendChild(root);
   let skew = 0; // browser clock minus kernel clock
+  let wentOn = false; // runs were going at the last tick
   const kernelNow = () => Date.now() / 1000 - skew;
 
   function drawHead() {
@@ -209,6 +210,7 @@ function renderPanel({ model, el }) {
   // row is kept while it is shown (its count changes in place), so a button keeps its focus.
   const groupRows = new Map();
   function drawFailures(groups) {
+    const focused = failures.contains(document.activeElement) ? document.activeElement : null;
     const wanted = new Set(groups.map((g) => g.fingerprint));
     for (const [fingerprint, parts] of groupRows) {
       if (!wanted.has(fingerprint)) {
@@ -234,6 +236,7 @@ function renderPanel({ model, el }) {
       parts.title.textContent = `${num(g.count)} \u00d7 ${g.title}`;
       if (failures.children[i] !== parts.row) failures.insertBefore(parts.row, failures.children[i] || null);
     });
+    if (focused && failures.contains(focused) && document.activeElement !== focused) focused.focus();
   }
 
   // The history (engine/history.py) up to now: nothing changed since its last sample that the
@@ -281,13 +284,16 @@ function renderPanel({ model, el }) {
     times.textContent = parts.length ? parts.join(" · ") : "\u00a0";
     drawRunning(h.running || [], now, h.long_run_s, h.concurrency || 1);
     drawFlow(now);
-    if ((h.running || []).length || !timeline.firstChild) drawTimeline(now); // (bars grow)
+    const going = (h.running || []).length;
+    if (going || wentOn || !timeline.firstChild) drawTimeline(now); // (bars grow; once more at the end)
+    wentOn = going > 0;
   }
 
   // The runs going, a line each, updated in place (a bar keeps its element, so it slides).
   const runLines = new Map();
   const idle = make("div", "nbw-run nbw-muted", "no run going");
   const more = make("div", "nbw-more");
+  running.append(idle, more); // the run lines go before them
   function drawRunning(runs, now, longRunS, concurrency) {
     // as many lines as runs may go at once (up to MAX_RUNS, and one for "more"): reserved
     running.style.minHeight = `${1.6 * (Math.min(concurrency, MAX_RUNS) + (concurrency > MAX_RUNS ? 1 : 0))}em`;
@@ -299,7 +305,7 @@ function renderPanel({ model, el }) {
         runLines.delete(id);
       }
     }
-    for (const r of shown) {
+    shown.forEach((r, i) => {
       let parts = runLines.get(r.id);
       if (!parts) {
         const line = make("div", "nbw-run");
@@ -324,12 +330,11 @@ function renderPanel({ model, el }) {
         parts.fill.style.width = known === null ? "" : `${(known * 100).toFixed(1)}%`;
         parts.text.textContent = r.progress_text;
       }
-      running.appendChild(parts.line); // in order: moves a line already there
-    }
+      // moved only when out of place: a moved element restarts its bar's transition
+      if (running.children[i] !== parts.line) running.insertBefore(parts.line, running.children[i]);
+    });
     more.textContent = runs.length > MAX_RUNS ? `and ${num(runs.length - MAX_RUNS)} more running` : "";
-    running.appendChild(more);
     idle.hidden = runs.length > 0;
-    running.appendChild(idle);
   }
 
   function drawTimeline(now) {
@@ -383,6 +388,8 @@ function renderPanel({ model, el }) {
   table.append(thead, tbody);
   const rowsById = new Map();
 
+  const rowKey = (t) => `${t.id}@${t.started_at}`; // (another file may number traces alike)
+
   function makeRow(t) {
     const tr = make("tr", `nbw-row nbw-row-${t.status}`);
     tr.tabIndex = 0;
@@ -413,18 +420,18 @@ function renderPanel({ model, el }) {
 
   function drawTable() {
     const rows = model.get("traces") || [];
-    const wanted = new Set(rows.map((t) => t.id));
-    for (const [id, tr] of rowsById) {
-      if (!wanted.has(id)) {
+    const wanted = new Set(rows.map(rowKey));
+    for (const [key, tr] of rowsById) {
+      if (!wanted.has(key)) {
         tr.remove();
-        rowsById.delete(id);
+        rowsById.delete(key);
       }
     }
     rows.forEach((t, i) => {
-      let tr = rowsById.get(t.id);
+      let tr = rowsById.get(rowKey(t));
       if (!tr) {
         tr = makeRow(t);
-        rowsById.set(t.id, tr);
+        rowsById.set(rowKey(t), tr);
       }
       if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
     });
@@ -448,6 +455,10 @@ function renderPanel({ model, el }) {
       detail.replaceChildren(make("div", "nbw-muted", "Select a trace to see its input, result and output."));
       return;
     }
+    if (d.missing && d.id === selected) {
+      detail.replaceChildren(make("div", "nbw-muted", `${selected} is no longer among the traces kept (newer runs pushed it out).`));
+      return;
+    }
     if (d.id !== selected) {
       detail.replaceChildren(make("div", "nbw-muted", `Loading ${selected}…`));
       return;
@@ -464,8 +475,10 @@ function renderPanel({ model, el }) {
       make("span", "nbw-muted", "or, in the foreground where %debug works: "),
       make("code", "", `nw.replay(${JSON.stringify(name)}, ${JSON.stringify(d.id)})`),
     );
-    const parts = [make("div", "nbw-detail-facts", facts.join(" · ")), actions];
-    if (d.gone) parts.unshift(make("div", "nbw-warn", "No longer among the traces kept (the table shows the newest): shown as it was selected."));
+    const parts = [make("div", "nbw-detail-facts", facts.join(" · "))];
+    // a trace no longer kept cannot be sent again or run for live values: said, no buttons
+    if (d.gone) parts.unshift(make("div", "nbw-warn", "No longer among the traces kept (newer runs pushed it out): shown as it was selected. Send again and Live values need a kept trace (--keep N keeps more)."));
+    else parts.push(actions);
     if (d.progress) parts.push(progressLine(d.progress, d.progress_text));
     for (const block of d.blocks || []) {
       const b = make("div", "nbw-block");
