@@ -219,7 +219,6 @@ class WorkerMagics(Magics):
         from .widgets import Dashboard
 
         args = parse_argstring(self.nbworkers, line)
-        side = None
         if args.side:
             try:
                 from sidecar import Sidecar
@@ -233,12 +232,11 @@ class WorkerMagics(Magics):
             dashboard = Dashboard()
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
-        if args.side:  # (opened once the dashboard is made: an error leaves no empty panel)
-            side = Sidecar(title="nbworkers", anchor="right")
-        if side is None:
+        if not args.side:
             display(dashboard)
             return
-        with side:
+        # (opened once the dashboard is made: an error leaves no empty side panel)
+        with Sidecar(title="nbworkers", anchor="right"):
             display(dashboard)
 
     @magic_arguments()

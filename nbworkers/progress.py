@@ -103,6 +103,12 @@ def reported(message, progress: Progress) -> None:
     tell(message)
 
 
+def shown(said: Progress | None, output: list[str]) -> Progress | None:
+    """How far a run got: what ``message.progress`` ``said`` last, else what a tqdm bar in
+    its ``output`` (the parts printed, newest last) shows."""
+    return said if said is not None else from_output(output)
+
+
 def from_output(parts: list[str]) -> Progress | None:
     """The progress a ``tqdm`` bar shows in the newest of a run's output ``parts``, if any."""
     for part in reversed(parts[-_LOOK_BACK:]):

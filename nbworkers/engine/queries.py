@@ -3,8 +3,6 @@ the panel's snapshot, and ``wait``."""
 
 from __future__ import annotations
 
-import time
-
 from .. import progress
 from ..errors import ArgumentValueError
 from ..handlers import check_name
@@ -23,15 +21,6 @@ PANEL_GROUPS = 3  # failure groups a panel shows
 
 def _by_start(run) -> float:
     return run.t0
-
-
-def _progress(run) -> progress.Progress | None:
-    """How far ``run`` got: what message.progress said last, else what a tqdm bar it prints
-    shows."""
-    said = getattr(run.message, "progress_now", None)
-    if said is not None:
-        return said
-    return progress.from_output(run.capture.parts) if run.capture is not None else None
 
 
 class Queries:
@@ -103,7 +92,6 @@ class Queries:
                 except Exception as exc:  # noqa: BLE001 - shown in the panel
                     schedule_error = failure(exc)
             last_error = next((t.error for t in w.traces if t.error), None)
-            oldest_run = min((r.t0 for r in w.runs.values()), default=None)
             runs = sorted(w.runs.values(), key=_by_start)  # the runs going, oldest first
             counts = w.counts(now)
             history = self.histories.get(name)
@@ -129,7 +117,6 @@ class Queries:
                 oldest_s=w.oldest_s(),
                 delayed=len(w.delayed) - len(w.delayed_gone),
                 next_due_s=w.next_due_s(),
-                longest_run_s=None if oldest_run is None else time.perf_counter() - oldest_run,
                 now=now,
                 priorities=w.by_priority(),
                 running_ids=tuple(r.message.id for r in runs),
@@ -138,7 +125,10 @@ class Queries:
                 removed=w.handler is None and w.kind == REMOVED,
                 failures=failures.top(w, PANEL_GROUPS) if w.dead else (),
                 running_started=tuple(r.started_at_s for r in runs),
-                running_progress=tuple(_progress(r) for r in runs),
+                running_progress=tuple(
+                    progress.shown(getattr(r.message, "progress_now", None), r.capture.parts)
+                    for r in runs
+                ),
                 history=() if history is None else history.sample(now, counts),
             )
 

@@ -34,7 +34,6 @@ class WorkerSnapshot:
     oldest_s: float | None  # when the oldest queued message was enqueued
     delayed: int  # messages waiting for a delay or a retry
     next_due_s: float | None  # when the first of them is due
-    longest_run_s: float | None  # how long the longest run still going has taken so far
     now: float  # the runtime's clock when this was read
     # Ready messages by priority, highest first ({} when none is ready).
     priorities: dict[int, int] = field(default_factory=dict)

@@ -273,8 +273,8 @@ class Panel(widgets.VBox):
         if gone:
             # Runs went on and it left the traces kept (before or after it was clicked):
             # shown as it was, and said so
-            trace = shown if shown is not None and shown.id == trace_id else None
-            trace = trace or self._clickable.get(trace_id)
+            same = shown is not None and shown.id == trace_id
+            trace = shown if same else self._clickable.get(trace_id)
         if trace is not None and trace is shown:
             # A trace never changes, and showing its input runs user code (its unpickling
             # and repr): not again on every refresh of the notifier thread.

@@ -129,12 +129,7 @@ def header(snap: WorkerSnapshot) -> dict:
         "long_run_s": LONG_RUN_S,
         "notices": notices(snap),
         "running": [
-            {
-                "id": id_,
-                "started_at": started,
-                "progress": None if shown is None else shown.as_dict(),
-                "progress_text": None if shown is None else shown.text(),
-            }
+            {"id": id_, "started_at": started, **_progress(shown)}
             for id_, started, shown in zip(
                 snap.running_ids, snap.running_started, snap.running_progress, strict=False
             )
@@ -144,6 +139,13 @@ def header(snap: WorkerSnapshot) -> dict:
             for fingerprint, title, count in snap.failures
         ],
     }
+
+
+def _progress(shown: progress.Progress | None) -> dict:
+    """A run's progress as the browser draws it: the numbers (a bar), and in words."""
+    if shown is None:
+        return {"progress": None, "progress_text": None}
+    return {"progress": shown.as_dict(), "progress_text": shown.text()}
 
 
 def history(snap: WorkerSnapshot) -> list[list]:
@@ -199,13 +201,6 @@ def _cut(text: str) -> str:
     return text
 
 
-def run_progress(trace: Trace) -> progress.Progress | None:
-    """What message.progress said last in the run, else the last tqdm line it printed."""
-    if trace.progress is not None:
-        return trace.progress
-    return progress.from_output([trace.stdout]) if trace.stdout else None
-
-
 def detail(trace: Trace, kind: str) -> dict:
     """A selected trace: its facts and blocks of text (input, result, printed, traceback),
     and its recorded calls."""
@@ -216,12 +211,11 @@ def detail(trace: Trace, kind: str) -> dict:
         blocks.append({"title": "printed", "text": _cut(trace.stdout), "tone": ""})
     if trace.error:
         blocks.append({"title": "traceback", "text": _cut(trace.error), "tone": "error"})
-    shown = run_progress(trace)
+    shown = progress.shown(trace.progress, [trace.stdout])
     return {
         **row(trace, kind),
         "message_ids": trace.message_ids if trace.batch_size is not None else [],
-        "progress": None if shown is None else shown.as_dict(),
-        "progress_text": None if shown is None else shown.text(),
+        **_progress(shown),
         "blocks": blocks,
         "calls": None if trace.calls is None else calls(trace.calls),
     }

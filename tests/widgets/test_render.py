@@ -51,7 +51,6 @@ def snap(**changes) -> WorkerSnapshot:
         "oldest_s": None,
         "delayed": 0,
         "next_due_s": None,
-        "longest_run_s": None,
         "now": NOW,
     }
     base.update(changes)

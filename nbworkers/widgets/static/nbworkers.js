@@ -89,7 +89,8 @@ export function drain(history) {
     if (s[1] + s[2] === 0) base = ended(s);
   }
   const doneSince = Math.max(0, ended(last) - base);
-  const fraction = left + doneSince > 0 ? doneSince / (left + doneSince) : 0;
+  // nothing left: full once something ended lately (drained), empty when idle
+  const fraction = left === 0 ? (rate > 0 ? 1 : 0) : doneSince / (left + doneSince);
   return { rate, left, fraction };
 }
 
@@ -160,6 +161,31 @@ function progressLine(progress, text) {
   return line;
 }
 
+// Keeps ``parent``'s first children in step with ``items``: an element per key, made once by
+// ``create`` (which returns its parts, ``el`` the element) and kept while its key is wanted, so
+// that a click, the keyboard focus or a bar's transition survives the updates; ``update``
+// refreshes its parts in place. An element is moved only when out of place (a move restarts
+// its transitions). Children no key owns stay after them.
+export function keyed(parent, kept, items, key, create, update) {
+  const wanted = new Set(items.map(key));
+  for (const [k, parts] of kept) {
+    if (!wanted.has(k)) {
+      parts.el.remove();
+      kept.delete(k);
+    }
+  }
+  items.forEach((item, i) => {
+    const k = key(item);
+    let parts = kept.get(k);
+    if (!parts) {
+      parts = create(item);
+      kept.set(k, parts);
+    }
+    if (update) update(parts, item);
+    if (parent.children[i] !== parts.el) parent.insertBefore(parts.el, parent.children[i] || null);
+  });
+}
+
 const OUTCOME = { ok: "ok", error: "ERROR", timeout: "TIMEOUT", stopped: "STOPPED" };
 
 function renderPanel({ model, el }) {
@@ -211,31 +237,27 @@ function renderPanel({ model, el }) {
   const groupRows = new Map();
   function drawFailures(groups) {
     const focused = failures.contains(document.activeElement) ? document.activeElement : null;
-    const wanted = new Set(groups.map((g) => g.fingerprint));
-    for (const [fingerprint, parts] of groupRows) {
-      if (!wanted.has(fingerprint)) {
-        parts.row.remove();
-        groupRows.delete(fingerprint);
-      }
-    }
-    groups.forEach((g, i) => {
-      let parts = groupRows.get(g.fingerprint);
-      if (!parts) {
-        const row = make("div", "nbw-failure");
-        row.dataset.group = g.fingerprint;
+    keyed(
+      failures,
+      groupRows,
+      groups,
+      (g) => g.fingerprint,
+      (g) => {
+        const el = make("div", "nbw-failure");
+        el.dataset.group = g.fingerprint;
         const title = make("span", "nbw-failure-title");
-        row.append(
+        el.append(
           button("Requeue", "nbw-requeue-group", "Queue this group's dead letters again as new messages (after fixing the cell): nw.requeue(name, group=...)", { action: "requeue-group", group: g.fingerprint }),
           button("Discard", "nbw-discard-group", "Drop this group's dead letters for good: nw.discard(name, group=...)", { action: "discard-group", group: g.fingerprint }),
           title,
           make("span", "nbw-muted", ` [${g.fingerprint}]`),
         );
-        parts = { row, title };
-        groupRows.set(g.fingerprint, parts);
-      }
-      parts.title.textContent = `${num(g.count)} \u00d7 ${g.title}`;
-      if (failures.children[i] !== parts.row) failures.insertBefore(parts.row, failures.children[i] || null);
-    });
+        return { el, title };
+      },
+      (parts, g) => {
+        parts.title.textContent = `${num(g.count)} \u00d7 ${g.title}`;
+      },
+    );
     if (focused && failures.contains(focused) && document.activeElement !== focused) focused.focus();
   }
 
@@ -291,35 +313,25 @@ function renderPanel({ model, el }) {
 
   // The runs going, a line each, updated in place (a bar keeps its element, so it slides).
   const runLines = new Map();
+  function makeRunLine(r) {
+    const el = make("div", "nbw-run");
+    const took = make("span", "nbw-run-took");
+    const fill = make("div", "nbw-bar-fill");
+    const progressBar = make("div", "nbw-bar nbw-progress-bar");
+    progressBar.appendChild(fill);
+    const text = make("span", "nbw-progress-text");
+    const progress = make("span", "nbw-progress");
+    progress.append(progressBar, text);
+    el.append(make("span", "nbw-run-id", r.id), took, progress);
+    return { el, took, fill, progressBar, text, progress };
+  }
   const idle = make("div", "nbw-run nbw-muted", "no run going");
   const more = make("div", "nbw-more");
   running.append(idle, more); // the run lines go before them
   function drawRunning(runs, now, longRunS, concurrency) {
     // as many lines as runs may go at once (up to MAX_RUNS, and one for "more"): reserved
     running.style.minHeight = `${1.6 * (Math.min(concurrency, MAX_RUNS) + (concurrency > MAX_RUNS ? 1 : 0))}em`;
-    const shown = runs.slice(0, MAX_RUNS);
-    const wanted = new Set(shown.map((r) => r.id));
-    for (const [id, parts] of runLines) {
-      if (!wanted.has(id)) {
-        parts.line.remove();
-        runLines.delete(id);
-      }
-    }
-    shown.forEach((r, i) => {
-      let parts = runLines.get(r.id);
-      if (!parts) {
-        const line = make("div", "nbw-run");
-        const took = make("span", "nbw-run-took");
-        const fill = make("div", "nbw-bar-fill");
-        const progressBar = make("div", "nbw-bar nbw-progress-bar");
-        progressBar.appendChild(fill);
-        const text = make("span", "nbw-progress-text");
-        const progress = make("span", "nbw-progress");
-        progress.append(progressBar, text);
-        line.append(make("span", "nbw-run-id", r.id), took, progress);
-        parts = { line, took, fill, progressBar, text, progress };
-        runLines.set(r.id, parts);
-      }
+    keyed(running, runLines, runs.slice(0, MAX_RUNS), (r) => r.id, makeRunLine, (parts, r) => {
       const took = Math.max(0, now - r.started_at);
       parts.took.textContent = took < 1 ? "running" : `running ${ago(took)}`;
       parts.took.classList.toggle("nbw-warn", took >= longRunS);
@@ -330,8 +342,6 @@ function renderPanel({ model, el }) {
         parts.fill.style.width = known === null ? "" : `${(known * 100).toFixed(1)}%`;
         parts.text.textContent = r.progress_text;
       }
-      // moved only when out of place: a moved element restarts its bar's transition
-      if (running.children[i] !== parts.line) running.insertBefore(parts.line, running.children[i]);
     });
     more.textContent = runs.length > MAX_RUNS ? `and ${num(runs.length - MAX_RUNS)} more running` : "";
     idle.hidden = runs.length > 0;
@@ -420,21 +430,7 @@ function renderPanel({ model, el }) {
 
   function drawTable() {
     const rows = model.get("traces") || [];
-    const wanted = new Set(rows.map(rowKey));
-    for (const [key, tr] of rowsById) {
-      if (!wanted.has(key)) {
-        tr.remove();
-        rowsById.delete(key);
-      }
-    }
-    rows.forEach((t, i) => {
-      let tr = rowsById.get(rowKey(t));
-      if (!tr) {
-        tr = makeRow(t);
-        rowsById.set(rowKey(t), tr);
-      }
-      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
-    });
+    keyed(tbody, rowsById, rows, rowKey, (t) => ({ el: makeRow(t) }));
     if (!rows.length) tbody.appendChild(empty);
     else empty.remove();
     markSelected();
