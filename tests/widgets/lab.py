@@ -60,9 +60,16 @@ class Lab:
     def wait_kernel_idle(self, timeout: float = 90) -> None:
         """Poll the REST API until a kernel has started and is idle."""
         deadline = time.monotonic() + timeout
+        kernels: list = []
         while True:
-            with self._request("/api/kernels") as response:
-                kernels = json.load(response)
+            try:
+                with self._request("/api/kernels") as response:
+                    kernels = json.load(response)
+            except urllib.error.HTTPError as e:
+                # jupyter_server answers 500 when asked while a kernel is still starting (its
+                # last_activity not set yet: a TraitError in kernel_model); ask again
+                if e.code != 500:
+                    raise
             if any(k.get("execution_state") == "idle" for k in kernels):
                 return
             if time.monotonic() > deadline:

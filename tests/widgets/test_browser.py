@@ -55,9 +55,9 @@ CHECKS = [
     # the view: times ticking in the browser, progress bars, the timeline, a busy page
     "%%worker held --paused\nevent",
     'emit(1, "held")',
-    "%%worker steps\nimport time\n\nfor i in range(40):\n    message.progress(i + 1, 40, "
+    "%%worker steps\nimport time\n\nfor i in range(60):\n    message.progress(i + 1, 60, "
     'note="steps")\n    time.sleep(0.1)',
-    "%%worker rows\nimport time\nfrom tqdm import tqdm\n\nfor _ in tqdm(range(40), "
+    "%%worker rows\nimport time\nfrom tqdm import tqdm\n\nfor _ in tqdm(range(60), "
     'desc="rows", mininterval=0):\n    time.sleep(0.1)',
     'emit(0, "steps")\nemit(0, "rows")',
     "%%worker par --concurrency 3\nimport time\n\ntime.sleep(0.3)\nevent",
@@ -139,7 +139,7 @@ class Notebook:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.page.on("dialog", self._on_dialog)
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("pageerror", lambda exc: self.errors.append(f"{exc}\n{exc.stack}"))
         self.page.goto(lab.notebook_url(name))
 
     def _on_dialog(self, dialog) -> None:
@@ -214,6 +214,23 @@ class Notebook:
         self.context.close()
 
 
+def select(row) -> None:
+    """Click a row of a traces table and see it selected. Once in CI, on a loaded machine, a
+    click in Notebook 7 did not select (not reproduced here in 50 runs under load; the likely
+    cause is a layout shift between mouse-down and mouse-up, which makes no click). A person
+    clicks again; so does this, and prints that it did."""
+    from playwright.sync_api import expect
+
+    for attempt in range(3):
+        row.click()
+        try:
+            expect(row).to_have_class(re.compile(r"\bnbw-selected\b"), timeout=5_000)
+            return
+        except AssertionError:
+            print(f"click {attempt + 1} on {row} did not select it; clicking again")
+    expect(row).to_have_class(re.compile(r"\bnbw-selected\b"))
+
+
 @pytest.fixture(scope="module")
 def checks(browser, lab):
     """checks.ipynb, opened and run top to bottom once for the tests below."""
@@ -241,8 +258,7 @@ def quickstart_panel(nb):
     # Clicking a trace in the table shows its input
     traces = panel.locator(".nbw-traces tr.nbw-row")
     expect(traces).to_have_count(10)
-    traces.first.click()
-    expect(traces.first).to_have_class(re.compile(r"\bnbw-selected\b"))
+    select(traces.first)
     view = panel.locator(".nbw-trace-view")
     expect(view).to_contain_text("input")
     expect(view).to_contain_text("{'text': '")
@@ -343,7 +359,7 @@ def test_a_cron_panel_shows_its_schedule_and_runs_now(checks, shots):
     run_now.click()
     expect(status).to_have_text(count("done", 2))
     expect(panel.locator(".nbw-traces tr.nbw-row")).to_have_count(2)
-    panel.locator(".nbw-traces tr.nbw-row").first.click()
+    select(panel.locator(".nbw-traces tr.nbw-row").first)
     expect(panel.locator(".nbw-trace-view")).to_contain_text("(no input: a cron run)")
     panel.screenshot(path=shots / "cron-panel.png")
 
@@ -375,7 +391,7 @@ def test_html_in_an_event_a_result_an_output_and_a_traceback_shows_as_text(check
     expect(failed.locator(".nbw-status")).to_contain_text(f"latest error: RuntimeError: {XSS}")
     traces = failed.locator(".nbw-traces tr.nbw-row")
     expect(traces).to_have_count(1)
-    traces.first.click()
+    select(traces.first)
     expect(failed.locator(".nbw-trace-view")).to_contain_text(f"RuntimeError: {XSS}")
     # its dead letter's group, by cause: the title as text, with Requeue and Discard
     group = failed.locator(".nbw-failure")
@@ -448,26 +464,33 @@ def bar_width(bar) -> float:
 def test_progress_bars_move_for_message_progress_and_tqdm(checks, shots):
     from playwright.sync_api import expect
 
+    # Both runs take 6 s: each bar is seen, then seen to grow (both read first, so that a
+    # slow page does not see the second run only once it ended). The runs of Run All (the
+    # cell ran there too) end first: one run line each.
+    fills = {}
+    for name in ("steps", "rows"):
+        fills[name] = checks.panel(name).locator(".nbw-run .nbw-progress-bar .nbw-bar-fill")
+        expect(fills[name]).to_have_count(0)
     checks.run_cell(EMIT_STEPS)
-    for name, note in (("steps", "steps"), ("rows", "rows")):
+    for name in ("steps", "rows"):
         panel = checks.panel(name)
-        fill = panel.locator(".nbw-run .nbw-progress-bar .nbw-bar-fill")
-        expect(fill).to_have_count(1)
-        expect(panel.locator(".nbw-run .nbw-progress-text")).to_contain_text(note)
-        before = bar_width(fill)
+        expect(fills[name]).to_have_count(1)
+        expect(panel.locator(".nbw-run .nbw-progress-text")).to_contain_text(name)
+    before = {name: bar_width(fill) for name, fill in fills.items()}
+    for name, fill in fills.items():
+        assert before[name] < 100, f"{name}'s run was seen only at its end"
         checks.page.wait_for_function(
             "([el, before]) => parseFloat(el.style.width) > before",
-            arg=[fill.element_handle(), before],
+            arg=[fill.element_handle(), before[name]],
         )
-        if name == "steps":
-            panel.screenshot(path=shots / "progress.png")
-    # Once ended, the trace keeps its progress
+    checks.panel("steps").screenshot(path=shots / "progress.png")
+    # Once ended, the trace keeps its progress (Run All's run, or this one if it ended too)
     panel = checks.panel("steps")
     row = panel.locator(".nbw-traces tr.nbw-row")
-    expect(row).to_have_count(1)
-    row.first.click()
+    expect(row).not_to_have_count(0)
+    select(row.first)
     expect(panel.locator(".nbw-trace-view .nbw-progress-text")).to_have_text(
-        "40 of 40 (100 %) · steps"
+        "60 of 60 (100 %) · steps"
     )
 
 
@@ -537,7 +560,7 @@ def test_the_dark_theme_shows_the_panels_in_its_colours(checks, shots):
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{name}$")).click()
 
     panel = checks.panel("echo")
-    panel.locator(".nbw-traces tr.nbw-row").first.click()
+    select(panel.locator(".nbw-traces tr.nbw-row").first)
     block = panel.locator(".nbw-block pre").first
     expect(block).to_be_visible()
     assert luminance(panel.locator(".nbw-view").evaluate("e => getComputedStyle(e).color")) < 0.3
