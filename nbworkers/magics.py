@@ -272,7 +272,7 @@ class WorkerMagics(Magics):
         ``event``. An interval cron runs at once, then every interval after its last run;
         with ``--at`` or a cron expression it runs at those wall-clock times, in ``--tz``'s
         zone, else ``NBWorkers.timezone``'s, else the kernel's (daylight saving as Debian
-        cron: see the README's Crons section). Runs never overlap: a tick that comes while a
+        cron: see docs/crons.md). Runs never overlap: a tick that comes while a
         run is still going is skipped and counted.
 
         Examples::

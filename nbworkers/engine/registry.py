@@ -3,7 +3,7 @@
 Every part of the engine (intake, dispatch, timers, admin, events) works on the
 ``WorkerState`` of a name only while holding ``lock``. One lock, not one a worker: a drain's
 critical sections are a few microseconds, and one lock keeps every count exact without
-ordering rules between locks (measured in the README's benchmarks).
+ordering rules between locks (measured in docs/measurements.md).
 
 ``spawn`` is the one place nbworkers starts a thread (the pool's and Dask's threads are
 theirs).

@@ -1,7 +1,7 @@
 """Dead letters on disk, and their failure groups (``failure_groups``): a dead letter's row
 keeps its own error line ("KeyError: 'text'"), and its group's row keeps a whole traceback,
 written once per worker and group. Writing every dead letter's traceback cost a failing drain
-half its rate (README, "A failing run costs about what a successful one does").
+half its rate (docs/failures.md, "A failing run costs less than it did").
 
 Only the file holds dead letters: the runtime keeps their counts by group (``read_summary``
 at open) and reads them back a page at a time (``read_page``, nw.dead_letters) or a chunk at a

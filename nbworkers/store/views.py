@@ -2,7 +2,7 @@
 
 The views (``messages``, ``traces``, ``dead_letters``, ``workers``) are TEMP views made on each
 reading connection over whatever tables a file has, old or new, so their columns are a contract
-(the README documents each). ``_check_select`` and ``_read_only`` let nw.sql run one SELECT that
+(docs/sql.md documents each). ``_check_select`` and ``_read_only`` let nw.sql run one SELECT that
 calls only reading table functions, in a read-only transaction that is always rolled back, its
 rows copied into another database.
 """
@@ -17,7 +17,7 @@ import duckdb
 from ..errors import NBWorkersError
 
 # ----- the stable views ------------------------------------------------------------------------
-# What users query (nw.sql, python -m nbworkers status): the README documents every column, so
+# What users query (nw.sql, python -m nbworkers status): docs/sql.md documents every column, so
 # these are a contract, whatever the tables become. They are TEMP views, made on each reading
 # connection: nothing is written to the file, and the runtime's own connection keeps seeing the
 # tables under the same names. Pickled events and results are left out: they mean nothing to
