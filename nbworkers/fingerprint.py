@@ -116,43 +116,6 @@ def _unboxed(error: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Head(NamedTuple):
-    """What ``parse`` finds in a traceback's text up to its exception's own line, which every
-    failure of one shape shares (``tracebacks.formatted``): the text after the last frame's
-    line (its source line and carets), whether it had frames, and where the handler raised."""
-
-    tail: str
-    frames: bool
-    where: str
-
-
-def head_of(prefix: str) -> Head | None:
-    """For the texts ``prefix + line`` (``line`` an exception's own line, see ``from_line``),
-    what ``parse`` finds in ``prefix``, the same for all of them; None for a prefix that is
-    not a plain traceback's frames (``parse`` reads those texts whole)."""
-    start = prefix.rfind(_TRACEBACK)
-    if start < 0 or _GROUP in prefix:
-        return None
-    block = prefix[start:]
-    last = block.rfind('\n  File "')
-    end = block.find("\n", last + 1) if last >= 0 else -1
-    if end < 0:
-        return None
-    frames = list(_FRAME_RE.finditer(block[:end]))
-    if not frames:
-        return None
-    return Head(block[end:], True, _where(frames))
-
-
-def from_line(head: Head, line: str) -> Fingerprint | None:
-    """The fingerprint of the text ``prefix + line`` with ``head = head_of(prefix)``: what
-    ``fingerprint`` gives for it, without reading the frames again. None when ``line`` could
-    change how the text reads (it holds a traceback or a frame of its own)."""
-    if line[:1].isspace() or _TRACEBACK in line or '\n  File "' in line or _GROUP in line:
-        return None
-    return _grouped(_exception(head.tail + line, head.frames, head.where))
-
-
 def parse(error: str) -> Parsed:
     """The type, message and handler line of a failure from its formatted traceback (or from a
     one-line error such as a time limit's). The frames are parsed once per distinct text up to
@@ -270,27 +233,9 @@ _CACHED_CHARS = 8192  # longer texts are not kept in the cache (a few MiB at mos
 
 def fingerprint(error: str | None) -> Fingerprint:
     """The fingerprint of a failure from its error text (a formatted traceback)."""
-    if error is not None:
-        found = _told.get(error)  # (the text's hash is kept in it: one lookup)
-        if found is not None:
-            return found
-        if len(error) <= _CACHED_CHARS:
-            return _cached(error)
+    if error is not None and len(error) <= _CACHED_CHARS:
+        return _cached(error)
     return _fingerprint(error)
-
-
-_TOLD_MAX = 1024  # texts told of (``remember``) kept; past that, it starts again
-_told: dict[str, Fingerprint] = {}
-
-
-def remember(error: str, found: Fingerprint) -> None:
-    """``error``'s fingerprint is ``found`` (made by ``from_line`` where the text was made):
-    ``fingerprint(error)`` finds it at once. A failing drain's texts differ from one another
-    (``KeyError: 'texts of 17'``): reading each again cost about 3 µs a failure under the
-    engine's lock, 6 µs in a drain."""
-    if len(_told) >= _TOLD_MAX:
-        _told.clear()
-    _told[error] = found
 
 
 # Digits 1-9 as "1": ``normalise`` gives the same text for two messages that differ only
@@ -305,11 +250,7 @@ _by_shape: dict[tuple[str, str, str], Fingerprint] = {}
 
 
 def _fingerprint(error: str | None) -> Fingerprint:
-    return _grouped(parse(error or ""))
-
-
-def _grouped(parsed: Parsed) -> Fingerprint:
-    """The Fingerprint of a parsed failure, made once per shape."""
+    parsed = parse(error or "")
     shape = (parsed.type, parsed.message[:_MESSAGE_MAX].translate(_SKELETON), parsed.where)
     found = _by_shape.get(shape)
     if found is None:

@@ -8,10 +8,6 @@ the same frames stopped at the same instructions, and differ only in the excepti
 the exception's line is formatted each time: the very text ``traceback`` gives, at a fraction of
 the cost (tests/test_tracebacks.py checks they are equal). Chained exceptions, notes and syntax
 errors are formatted whole each time.
-
-What a failure's group (``fingerprint.py``) reads in the frames is kept with the shape too, and
-each text made from a shape is told its group as it is made (``fingerprint.remember``): the
-engine then finds it in one lookup instead of reading the text again under its lock.
 """
 
 from __future__ import annotations
@@ -20,13 +16,10 @@ import sys
 import traceback
 from types import TracebackType
 
-from . import fingerprint as fingerprints
-
 SHAPES_MAX = 1024  # shapes kept; past that the cache starts again (new cells, new shapes)
 # shape -> (the text before the exception's own line, the shape's code objects: kept alive, so
-# that no other code object takes one's id while the shape is kept, and what the fingerprint
-# reads in that text: fingerprint.Head, or None)
-_shapes: dict[tuple, tuple[str, tuple, fingerprints.Head | None]] = {}
+# that no other code object takes one's id while the shape is kept)
+_shapes: dict[tuple, tuple[str, tuple]] = {}
 # From Python 3.12, ``traceback`` adds "Did you mean: ...?" to these exceptions' line, from the
 # names around when it is formatted: formatted whole there.
 _SUGGESTED = (NameError, AttributeError, ImportError) if sys.version_info >= (3, 12) else ()
@@ -45,20 +38,13 @@ def formatted(exc: BaseException, tb: TracebackType | None) -> str:
     shape = _shape(exc, tb)
     only = _exception_line(exc)
     found = _shapes.get(shape)
-    if found is None:
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
-        if not only or not text.endswith(only):
-            return text
+    if found is not None:
+        return found[0] + only
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if only and text.endswith(only):
         if len(_shapes) >= SHAPES_MAX:
             _shapes.clear()
-        prefix = text[: -len(only)]
-        found = _shapes[shape] = (prefix, _codes(tb), fingerprints.head_of(prefix))
-    text = found[0] + only
-    head = found[2]
-    if head is not None:  # its group, from the frames read once per shape
-        group = fingerprints.from_line(head, only)
-        if group is not None:
-            fingerprints.remember(text, group)
+        _shapes[shape] = (text[: -len(only)], _codes(tb))
     return text
 
 

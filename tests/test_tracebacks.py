@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbworkers import fingerprint as fingerprints
 from nbworkers import handlers, tracebacks
 from nbworkers.errors import ArgumentValueError
 
@@ -177,58 +176,3 @@ def test_a_str_that_raises_a_base_exception_is_told_as_traceback_tells_it():
     for _ in range(2):
         exc = caught(lambda: (_ for _ in ()).throw(StrExits()))
         assert tracebacks.formatted(exc, exc.__traceback__) == plain(exc)
-
-
-class Odd(Exception):
-    """A module-qualified type name (tests.test_tracebacks.Odd)."""
-
-
-def raise_message(kind, message):
-    raise kind(message)
-
-
-HOSTILE = st.sampled_from(
-    [
-        "Traceback (most recent call last):",
-        '\n  File "x.py", line 3, in f\n    y()',
-        "  + Exception Group Traceback (most recent call last):",
-        "  indented first line",
-        "\n",
-        "",
-    ]
-)
-
-
-@given(
-    st.sampled_from([KeyError, ValueError, Odd, RuntimeError]),
-    st.lists(st.one_of(st.text(max_size=30), HOSTILE), min_size=1, max_size=4).map("".join),
-)
-def test_the_group_told_as_the_text_is_made_is_the_one_read_from_the_text(kind, message):
-    """tracebacks.formatted tells fingerprint the group of each text it makes from a shape
-    (fingerprint.from_line on the frames read once): the same group fingerprint would read
-    from the text, whatever the message holds (a traceback, a frame, a group's box)."""
-    for _ in range(2):  # a new shape, then the shape kept
-        text = handlers.format_error(caught(raise_message, kind, message))
-        told = fingerprints._told.get(text)
-        made = fingerprints._fingerprint(text)
-        if told is not None:
-            assert told == made
-        assert fingerprints.fingerprint(text) == made
-
-
-def test_a_failing_drains_texts_are_told_their_group_not_read_again(monkeypatch):
-    fingerprints._told.clear()
-    texts = [handlers.format_error(caught(raise_key, f"texts of {i}")) for i in range(50)]
-    read = []
-    real = fingerprints.parse
-    monkeypatch.setattr(fingerprints, "parse", lambda e: read.append(e) or real(e))
-    groups = {fingerprints.fingerprint(t) for t in texts}
-    assert read == [] and len(groups) == 1
-    assert groups.pop() == fingerprints._fingerprint(texts[0])  # (reads it: the check's own)
-
-
-def test_the_texts_told_are_bounded():
-    fingerprints._told.clear()
-    for i in range(fingerprints._TOLD_MAX + 10):
-        handlers.format_error(caught(raise_key, f"k{i}"))
-    assert 0 < len(fingerprints._told) <= fingerprints._TOLD_MAX
