@@ -26,7 +26,7 @@ def test_the_package_installs_a_kernelspec_that_loads_the_extension():
         "-m",
         "ipykernel_launcher",
         "--ext",
-        "nbworkers",
+        "nbworkers.kernel_extension",
         "-f",
         "{connection_file}",
     ]
@@ -45,13 +45,18 @@ def test_the_nbworkers_kernel_has_emit_and_the_magics_without_load_ext(tmp_path)
         assert k.eval("nw.traces('double')[0].result") == 42
         assert k.eval("nw.traces('double')[0].message_id == mid")
         assert k.ok(LOADED_ONCE).stdout.split() == ["1", "1", "1", "True"]
-        # A notebook that also says %load_ext (written for any kernel) still works
+        # A notebook that also says %load_ext (written for any kernel) still works, and the
+        # line says nothing (#21: IPython's "already loaded" read like an error)
         reply = k.ok("%load_ext nbworkers")
-        assert "already loaded" in reply.stdout and reply.stderr == ""
+        assert (reply.stdout, reply.stderr) == ("", "")
+        assert not [m for m in reply.outputs if m["msg_type"] in ("stream", "display_data")]
         assert k.ok(LOADED_ONCE).stdout.split() == ["1", "1", "1", "True"]
         k.ok("emit(5, 'double')\nassert nw.wait(timeout=20)")
         assert k.eval("[t.result for t in nw.traces('double')]") == [10, 42]
         assert k.eval("nw.counts('double')['done']") == 2
+        # ...and %unload_ext nbworkers then stops it, as in any kernel
+        k.ok("%unload_ext nbworkers")
+        assert k.eval("len(__import__('nbworkers.extension').extension._shells)") == 0
     finally:
         k.shutdown()
 

@@ -16,20 +16,27 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
+@pytest.mark.parametrize("kernel", ["nbworkers", "python3"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path, tmp_path):
+def test_notebook_runs_top_to_bottom(path, kernel, tmp_path):
+    """On the "Python 3 (nbworkers)" kernel it is saved with, and on a plain python3 kernel,
+    where its first cell's %load_ext nbworkers loads the extension (on the nbworkers kernel,
+    that line says nothing: test_kernelspec.py)."""
     copy = tmp_path / path.name
     shutil.copy(path, copy)
     nb = nbformat.read(copy, as_version=4)
+    assert nb.metadata.kernelspec.name == "nbworkers", f"{path.name}: save it with that kernel"
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is committed with outputs; clear them"
     )
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first.source.startswith("%load_ext nbworkers")  # so that it runs on any kernel
     checks = [c for c in nb.cells if "check" in c.metadata.get("tags", [])]
     assert checks, f"{path.name} has no check cell asserting its story"
     assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in checks)
     # A failing check (or any cell that raises) stops the run: nbclient raises with its traceback
     NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=120, kernel_name=kernel, resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     assert all(c.execution_count for c in checks), "a check cell did not run"
     errors = [

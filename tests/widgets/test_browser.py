@@ -246,7 +246,7 @@ def quickstart_panel(nb):
     first row of its traces table clicked."""
     from playwright.sync_api import expect
 
-    nb.wait_for_kernel("Python 3 (ipykernel)")
+    nb.wait_for_kernel("Python 3 (nbworkers)")
     nb.run_all()
     assert nb.error_outputs() == []
     panel = nb.panel("wordcount")
@@ -586,7 +586,7 @@ def test_the_dashboard_draws_the_pipeline_with_its_edges_counted(browser, lab, s
 
     nb = Notebook(browser, lab, PIPELINE.name)
     try:
-        nb.wait_for_kernel("Python 3 (ipykernel)")
+        nb.wait_for_kernel("Python 3 (nbworkers)")
         nb.run_all()
         assert nb.error_outputs() == []
         graph = nb.page.locator(".nbw-dashboard .nbw-graph")
