@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -35,9 +36,7 @@ def test_notebook_runs_top_to_bottom(path, kernel, tmp_path):
     assert checks, f"{path.name} has no check cell asserting its story"
     assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in checks)
     # A failing check (or any cell that raises) stops the run: nbclient raises with its traceback
-    NotebookClient(
-        nb, timeout=120, kernel_name=kernel, resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
+    run(nb, kernel, tmp_path)
     assert all(c.execution_count for c in checks), "a check cell did not run"
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
@@ -56,3 +55,25 @@ def test_notebook_runs_top_to_bottom(path, kernel, tmp_path):
         check=True,
     ).stdout
     assert "Workers and crons" in status and "did not close it" not in status
+
+
+def run(nb, kernel: str, folder: Path) -> None:
+    """Execute ``nb`` in ``folder`` as a person would. A cell tagged "kill" kills its own
+    kernel (delivery.ipynb): the cells up to it run on one kernel, which must die there, and
+    the rest on a new one in the same folder, as after JupyterLab restarts a dead kernel."""
+    kills = [i for i, c in enumerate(nb.cells) if "kill" in c.metadata.get("tags", [])]
+    parts = [nb.cells]
+    if kills:
+        (k,) = kills
+        parts = [nb.cells[: k + 1], nb.cells[k + 1 :]]
+    for n, cells in enumerate(parts):
+        part = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
+        client = NotebookClient(
+            part, timeout=120, kernel_name=kernel, resources={"metadata": {"path": str(folder)}}
+        )
+        if kills and n == 0:
+            with pytest.raises(DeadKernelError):
+                client.execute()
+            assert cells[-1].execution_count, "the kill cell did not run"
+        else:
+            client.execute()
