@@ -11,8 +11,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+
+from tests.notebook_runner import KernelDidNotDie, run
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -57,23 +57,9 @@ def test_notebook_runs_top_to_bottom(path, kernel, tmp_path):
     assert "Workers and crons" in status and "did not close it" not in status
 
 
-def run(nb, kernel: str, folder: Path) -> None:
-    """Execute ``nb`` in ``folder`` as a person would. A cell tagged "kill" kills its own
-    kernel (delivery.ipynb): the cells up to it run on one kernel, which must die there, and
-    the rest on a new one in the same folder, as after JupyterLab restarts a dead kernel."""
-    kills = [i for i, c in enumerate(nb.cells) if "kill" in c.metadata.get("tags", [])]
-    parts = [nb.cells]
-    if kills:
-        (k,) = kills
-        parts = [nb.cells[: k + 1], nb.cells[k + 1 :]]
-    for n, cells in enumerate(parts):
-        part = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
-        client = NotebookClient(
-            part, timeout=120, kernel_name=kernel, resources={"metadata": {"path": str(folder)}}
-        )
-        if kills and n == 0:
-            with pytest.raises(DeadKernelError):
-                client.execute()
-            assert cells[-1].execution_count, "the kill cell did not run"
-        else:
-            client.execute()
+def test_a_kill_cell_whose_kernel_lives_on_fails_the_run(tmp_path):
+    """The runner that executes delivery.ipynb cannot pass a notebook whose kill did nothing."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nb.cells[0].metadata["tags"] = ["kill"]
+    with pytest.raises(KernelDidNotDie):
+        run(nb, "python3", tmp_path)

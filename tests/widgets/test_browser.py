@@ -3,8 +3,9 @@ headless Chromium driven by Playwright, clicking the panels' real buttons.
 
 Needs /usr/bin/chromium (Debian's ``chromium`` package; ``NBWORKERS_CHROMIUM`` names another)
 and ``playwright`` from PyPI; Playwright never downloads a browser here. Without them these tests
-skip, except in CI (``CI`` set), where they fail. Screenshots of the panels and the dashboard go
-to ``NBWORKERS_SCREENSHOTS`` (default: a temporary folder, printed)."""
+skip, except in CI (``CI`` set), where they fail. Screenshots of the panels and the dashboard are
+retaken on every run, into docs/screenshots, the files the README and the documentation show
+(``NBWORKERS_SCREENSHOTS`` names another folder)."""
 
 from __future__ import annotations
 
@@ -119,9 +120,9 @@ def browser(lab):
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
+def shots() -> Path:
     folder = os.environ.get("NBWORKERS_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path = Path(folder) if folder else Path(__file__).parents[2] / "docs" / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     print(f"screenshots in {path}")
     return path
