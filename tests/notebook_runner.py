@@ -35,7 +35,7 @@ def run(nb, kernel: str, folder: Path) -> None:
                 client.execute()
             except DeadKernelError:
                 if not cells[-1].execution_count:
-                    raise KernelDidNotDie("the kernel died before the kill cell ran") from None
+                    raise  # an earlier cell killed it: a failure of that cell
             else:
                 raise KernelDidNotDie(f"cell {k} is tagged kill and its kernel lived on")
         else:
