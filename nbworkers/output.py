@@ -108,6 +108,8 @@ class _Router:
     def write(self, text):
         capture = getattr(_local, "capture", None)
         if capture is None:
+            if self._nbworkers_name in getattr(_local, "closed", ()):
+                raise ValueError("I/O operation on closed file.")
             return self._nbworkers_real.write(text)
         if self._nbworkers_name in capture.closed:
             raise ValueError("I/O operation on closed file.")
@@ -122,22 +124,31 @@ class _Router:
 
     def flush(self):
         capture = getattr(_local, "capture", None)
-        if capture is not None and self._nbworkers_name in capture.closed:
+        closed = getattr(_local, "closed", ()) if capture is None else capture.closed
+        if self._nbworkers_name in closed:
             raise ValueError("I/O operation on closed file.")
         return self._nbworkers_real.flush()
 
     def close(self):
         capture = getattr(_local, "capture", None)
-        if capture is None:
-            return self._nbworkers_real.close()
-        capture.closed.add(self._nbworkers_name)  # the run's capture, never the kernel's
+        if capture is not None:
+            capture.closed.add(self._nbworkers_name)  # the run's capture, never the kernel's
+        elif threading.current_thread() is threading.main_thread():
+            return self._nbworkers_real.close()  # a cell's: as without nbworkers
+        else:
+            # A thread outside any run (one a handler started: runs' captures are per thread,
+            # not inherited): closing the kernel's stream would make every later cell's print
+            # fail. Closed for this thread only, as a run's close is for that run only.
+            if not hasattr(_local, "closed"):
+                _local.closed = set()
+            _local.closed.add(self._nbworkers_name)
 
     @property
     def closed(self) -> bool:
         capture = getattr(_local, "capture", None)
-        if capture is None:
-            return self._nbworkers_real.closed
-        return self._nbworkers_name in capture.closed
+        if capture is not None:
+            return self._nbworkers_name in capture.closed
+        return self._nbworkers_name in getattr(_local, "closed", ()) or self._nbworkers_real.closed
 
     def __getattr__(self, name):
         return getattr(self._nbworkers_real, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 
 import pytest
 
@@ -73,6 +74,32 @@ def test_a_close_from_a_cell_outside_any_run_still_reaches_the_real_stream():
 
 
 @pytest.mark.parametrize("name", ["stdout", "stderr"])
+def test_a_close_from_another_thread_outside_any_run_closes_the_stream_for_that_thread_only(name):
+    import io
+
+    real = io.StringIO()
+    router = output._Router(real, name)
+    seen = {}
+
+    def a_thread():
+        router.write("a")
+        router.close()
+        seen["closed"] = router.closed
+        for call in (lambda: router.write("b"), router.flush):
+            try:
+                call()
+            except ValueError as exc:
+                seen.setdefault("errors", []).append(str(exc))
+
+    t = threading.Thread(target=a_thread)
+    t.start()
+    t.join()
+    assert seen == {"closed": True, "errors": ["I/O operation on closed file."] * 2}
+    router.write("c")  # the kernel's main thread, and the real stream, are not closed
+    assert (real.getvalue(), real.closed, router.closed) == ("ac", False, False)
+
+
+@pytest.mark.parametrize("name", ["stdout", "stderr"])
 def test_a_close_inside_a_run_closes_only_that_runs_capture(name):
     import io
 
@@ -126,15 +153,6 @@ def test_handler_output_stays_captured_after_a_redirect_replaced_the_router(rt):
     assert rt.traces("w")[0].stdout == "HANDLER PRINT\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output._Router.close outside a run closes the kernel's real stream (on purpose: "
-    "test_a_close_from_a_cell_outside_any_run_still_reaches_the_real_stream), and a thread a "
-    "handler starts is outside any run (the capture is thread-local, not inherited): its "
-    "sys.stdout.close() closes the kernel's stdout and every later cell's print raises "
-    "ValueError. Fixing needs a decision: refuse closes off the cell's thread, or carry the "
-    "run's capture into threads it starts",
-)
 def test_a_thread_a_handler_starts_cannot_close_the_kernels_stdout(kernel):
     # A handler hands work to a thread of its own (a library's background thread, say), and
     # that thread closes sys.stdout: later cells must still print.
