@@ -124,8 +124,12 @@ class _Router:
 
     def flush(self):
         capture = getattr(_local, "capture", None)
-        closed = getattr(_local, "closed", ()) if capture is None else capture.closed
-        if self._nbworkers_name in closed:
+        if capture is None:
+            if self._nbworkers_name in getattr(_local, "closed", ()):
+                # Closed for this thread only: nothing to flush, and no error, as ipykernel's
+                # own stream after a close (it flushes after every cell, a subshell's too).
+                return None
+        elif self._nbworkers_name in capture.closed:
             raise ValueError("I/O operation on closed file.")
         return self._nbworkers_real.flush()
 
@@ -137,8 +141,9 @@ class _Router:
             return self._nbworkers_real.close()  # a cell's: as without nbworkers
         else:
             # A thread outside any run (one a handler started: runs' captures are per thread,
-            # not inherited): closing the kernel's stream would make every later cell's print
-            # fail. Closed for this thread only, as a run's close is for that run only.
+            # not inherited; or an ipykernel 7 subshell's cells): closing the kernel's stream
+            # would make every later cell's print fail. Closed for this thread only, as a run's
+            # close is for that run only.
             if not hasattr(_local, "closed"):
                 _local.closed = set()
             _local.closed.add(self._nbworkers_name)
