@@ -9,16 +9,17 @@ after the kill on a new kernel, ``tests/notebook_runner.py``), and its page made
 
 The panels are widgets: the pages keep each one's state as the run left it, drawn in the reader's
 browser by ipywidgets' HTML manager and anywidget, which load with require.js from their CDNs
-(``include_requirejs``). ``on_post_page`` fails the build if a page shows a widget whose state was
-not kept, or has no require.js to draw it with: such a panel would be blank.
+(``include_requirejs``). The build fails where a panel would not be drawn: an executed notebook
+showing a widget whose state it did not keep (nbconvert would put its plain text in its place),
+or a page with widgets and no require.js.
 """
 
 from __future__ import annotations
 
-import html
-import json
+import hashlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -27,10 +28,31 @@ import nbformat
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
+from nbconvert.preprocessors import ExecutePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+try:
+    from tests.notebook_runner import WIDGET_VIEW, run, views_without_state
+finally:
+    sys.path.remove(str(ROOT))
+
 KILLS = ("notebooks/delivery.ipynb",)  # executed here, with its kernel killed and restarted
+# Under ``mkdocs serve``, an executed copy is kept here and used again on each rebuild while
+# neither the notebook nor the code it runs changed (a build always executes it afresh).
+SERVE_CACHE = ROOT / ".cache" / "nbworkers-docs"
 _folder: tempfile.TemporaryDirectory | None = None
+_serving = False
+
+
+def on_startup(command, dirty, **kwargs) -> None:
+    global _serving
+    _serving = command == "serve"
+
+
+def on_config(config):
+    _check_executed_notebooks()
+    return config
 
 
 def on_pre_build(config, **kwargs) -> None:
@@ -38,21 +60,62 @@ def on_pre_build(config, **kwargs) -> None:
     _folder = tempfile.TemporaryDirectory(prefix="nbworkers-docs-")
 
 
+def _drawn(nb, name: str) -> None:
+    """PluginError if an executed notebook shows a widget whose state it did not keep."""
+    missing = views_without_state(nb)
+    if missing:
+        raise PluginError(
+            f"{name}: {len(missing)} of its panels would show as plain text in its page: their "
+            f"widget state was not kept ({', '.join(missing[:3])}...). Execute it keeping widget "
+            "state (nbclient's store_widget_state, as mkdocs-jupyter and the runner do)."
+        )
+
+
+def _check_executed_notebooks() -> None:
+    """mkdocs-jupyter executes and converts a notebook in one call: its execution (nbconvert's
+    ExecutePreprocessor) is wrapped, once, to check the notebook it executed."""
+    preprocess = ExecutePreprocessor.preprocess
+    if getattr(preprocess, "_nbworkers_checks", False):
+        return
+
+    def checked(self, nb, resources=None, km=None):
+        nb, resources = preprocess(self, nb, resources, km)
+        _drawn(nb, (resources or {}).get("metadata", {}).get("name", "a notebook"))
+        return nb, resources
+
+    checked._nbworkers_checks = True
+    ExecutePreprocessor.preprocess = checked
+
+
+def _code_key(source: bytes) -> str:
+    """What an executed notebook depends on: its text, nbworkers' code (the panels' JavaScript
+    included) and the runner's."""
+    digest = hashlib.sha256(source)
+    for path in [*sorted((ROOT / "nbworkers").rglob("*")), ROOT / "tests" / "notebook_runner.py"]:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @event_priority(50)  # before mkdocs-jupyter makes the notebooks pages: this one too
 def on_files(files, config):
-    sys.path.insert(0, str(ROOT))
-    try:
-        from tests.notebook_runner import run
-    finally:
-        sys.path.remove(str(ROOT))
     for uri in KILLS:
         page = files.get_file_from_path(uri)
         folder = Path(_folder.name) / PurePosixPath(uri).stem
         (folder / "notebooks").mkdir(parents=True)
-        nb = nbformat.read(page.abs_src_path, as_version=4)
-        os.environ["NBWORKERS_DB"] = str(folder / f"{PurePosixPath(uri).stem}.duckdb")
-        run(nb, nb.metadata.kernelspec.name, folder / "notebooks")
-        nbformat.write(nb, folder / uri)
+        source = Path(page.abs_src_path).read_bytes()
+        cached = SERVE_CACHE / f"{_code_key(source)}.ipynb"
+        if _serving and cached.exists():
+            shutil.copyfile(cached, folder / uri)
+        else:
+            nb = nbformat.reads(source.decode("utf-8"), as_version=4)
+            os.environ["NBWORKERS_DB"] = str(folder / f"{PurePosixPath(uri).stem}.duckdb")
+            run(nb, nb.metadata.kernelspec.name, folder / "notebooks")
+            _drawn(nb, uri)
+            nbformat.write(nb, folder / uri)
+            if _serving:
+                SERVE_CACHE.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / uri, cached)
         files.remove(page)
         files.append(File(uri, str(folder), config.site_dir, config.use_directory_urls))
     return files
@@ -65,32 +128,14 @@ def on_pre_page(page, config, files):
     return page
 
 
-VIEW, STATE = (
-    re.compile(rf'<script type="application/vnd.jupyter.widget-{kind}\+json">(.*?)</script>', re.S)
-    for kind in ("view", "state")
-)
-
-
-def widgets_missing(output: str) -> list[str]:
-    """What keeps a page's widgets from being drawn: views whose model's state is not in the page,
-    or no require.js. Empty when every widget can be drawn (or there are none)."""
-    views = [json.loads(html.unescape(v))["model_id"] for v in VIEW.findall(output)]
-    if not views:
-        return []
-    states = STATE.findall(output)
-    kept = json.loads(html.unescape(states[0]))["state"] if states else {}
-    missing = [f"no state kept for widget {m}" for m in views if m not in kept]
-    if not re.search(r'<script src="[^"]*require[^"]*\.js"', output):
-        missing.append("no require.js script (mkdocs-jupyter's include_requirejs)")
-    return missing
+_REQUIRE_JS = re.compile(r'<script src="[^"]*require[^"]*\.js"')
 
 
 def on_post_page(output, page, config):
-    missing = widgets_missing(output) if page.file.src_uri.endswith(".ipynb") else []
-    if missing:
+    if WIDGET_VIEW in output and not _REQUIRE_JS.search(output):
         raise PluginError(
-            f"{page.file.src_uri}: its panels would be blank: {'; '.join(missing)}. "
-            "Keep widget state when executing (mkdocs-jupyter does) and include_requirejs: true."
+            f"{page.file.src_uri}: its panels would be blank: the page has no require.js to load "
+            "ipywidgets' HTML manager with (mkdocs-jupyter's include_requirejs: true)."
         )
     return output
 

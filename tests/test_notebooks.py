@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.notebook_runner import KernelDidNotDie, run
+from tests.notebook_runner import KernelDidNotDie, run, views_without_state
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -42,6 +42,10 @@ def test_notebook_runs_top_to_bottom(path, kernel, tmp_path):
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
     ]
     assert errors == []
+    # Every panel it shows has its widget state kept (a page made from it draws them all; a
+    # killed kernel's panels included): it shows some
+    assert views_without_state(nb) == []
+    assert nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     # The database sits beside the notebook, under .nbworkers/
     (db,) = (tmp_path / ".nbworkers").glob("*.duckdb")
     # And the kernel stopped cleanly when nbclient shut it down (its pool processes, Dask
