@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import sys
-import time
 from dataclasses import dataclass, field
 
 from jupyter_client.manager import start_new_kernel
@@ -95,17 +94,6 @@ class Kernel:
         reply = self.run(code, timeout)
         assert reply.status == "ok", f"cell failed:\n{code}\n{reply.traceback}"
         return reply
-
-    def after_error(self, tries: int = 20) -> None:
-        """Wait out ipykernel's "stop on error": after a cell raised, it aborts the execute
-        requests that reach it before it has posted itself a message ending the abort (ipykernel
-        7, ``_abort_queues``), so a cell sent just after the error reply may come back
-        "aborted", not run. Runs ``pass`` until one is not aborted."""
-        for _ in range(tries):
-            if self.run("pass").status != "aborted":
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"the kernel aborted {tries} cells in a row after an error")
 
     def eval(self, expr: str, timeout: float = 60):
         """The Python value of ``expr`` in the kernel (through its repr)."""
