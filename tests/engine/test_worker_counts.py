@@ -25,17 +25,18 @@ def msg(seq: int, enqueued_at_s: float = 100.0, due_at_s=None, priority: int = 0
 
 
 class Paging:
-    def __init__(self, spill, low: int, reads: list[Message]):
+    def __init__(self, spill, low: int, reads: list[Message], chunk: int | None = None):
         self.spill, self.low, self.reads, self.asked = spill, low, reads, []
+        self.chunk = chunk  # read at most this many at a time (None: all)
 
     def page_in(self, w) -> bool:
-        """Read the spilled messages back into ``w``'s queue; True if it read any."""
+        """Read spilled messages back into ``w``'s queue; True if it read any."""
         self.asked.append(w)
-        read, self.reads = self.reads, []
+        cut = len(self.reads) if self.chunk is None else self.chunk
+        read, self.reads = self.reads[:cut], self.reads[cut:]
         w.queue.extend(read)
         self.spill.count -= len(read)
-        if not self.spill.count:
-            self.spill.first = None
+        self.spill.first = self.reads[0] if self.reads else None
         return bool(read)
 
 
@@ -44,10 +45,10 @@ class Spill:
     seq ``first``; they run before a queued message of lower priority, or of the same and a
     higher seq."""
 
-    def __init__(self, messages: list[Message], low: int = 0, late: list[Message] = ()):
+    def __init__(self, messages: list[Message], low: int = 0, late: list[Message] = (), chunk=None):
         self.count = len(messages)
         self.first = messages[0] if messages else None
-        self.paging = Paging(self, low, list(messages))
+        self.paging = Paging(self, low, list(messages), chunk)
         self.late = list(late)
         self.messages = messages
 
@@ -101,7 +102,9 @@ def test_a_rate_limited_worker_counts_how_long_until_its_next_start():
     w = state()
     assert "rate_wait_s" not in w.counts(10.0)
     w.policy = Policy(rate="2/s")
-    assert w.counts(10.0)["rate_wait_s"] is None  # nothing queued: nothing waits
+    w.rate_log = deque([9.5, 9.75])  # both tokens taken
+    assert w.counts(10.0)["rate_wait_s"] is None  # but nothing queued: nothing waits
+    w.rate_log = deque()
     w.queue.extend([msg(1), msg(2)])
     assert w.counts(10.0)["rate_wait_s"] is None  # a token is free
     w.rate_log = deque([9.5, 9.75])  # both tokens taken: the first is back at 10.5
@@ -165,6 +168,17 @@ def test_spilled_messages_that_run_first_and_cannot_be_read_yet_are_not_ready():
     assert w.has_ready() is False
 
 
+def test_a_part_read_back_is_ready_only_if_what_is_still_spilled_runs_after_the_queue():
+    w = state()
+    w.queue.extend([msg(20)])
+    w.spill = Spill([msg(10), msg(11)], chunk=1)  # 11, still spilled, runs before 20
+    assert w.has_ready() is False
+    w = state()
+    w.queue.extend([msg(20)])
+    w.spill = Spill([msg(10), msg(30)], chunk=1)  # 30, still spilled, runs after 20
+    assert w.has_ready() is True
+
+
 def test_spilled_messages_that_run_after_the_queue_are_read_only_once_it_is_empty():
     w = state()
     w.spill = Spill([msg(10)])
@@ -215,11 +229,18 @@ def test_the_oldest_waiting_message_may_be_a_spilled_one():
 def test_remove_waiting_takes_late_messages_held_behind_spilled_ones_too():
     w = state()
     late = [msg(30), msg(31)]
+    w.queue.extend([msg(1), msg(2)])
     w.spill = Spill([], late=late)
-    removed = w.remove_waiting({31})
-    assert [m.seq for m in removed] == [31]
+    removed = w.remove_waiting({1, 31})
+    assert [m.seq for m in removed] == [1, 31]
     assert [m.seq for m in w.spill.late] == [30]
-    assert [m.seq for m in w.remove_waiting(None)] == [30]
+    assert [m.seq for m in w.remove_waiting(None)] == [2, 30]
+
+
+def test_remove_waiting_leaves_the_spilled_messages_in_the_file_to_the_caller():
+    w = state()
+    w.spill = Spill([msg(10)])  # (held: what the spill read of the file)
+    assert w.remove_waiting(None) == []
 
 
 # ----- removal and expiry ----------------------------------------------------------------------

@@ -117,6 +117,13 @@ def test_the_unhandled_table():
     assert "zeta1-%%worker zeta" in shown
 
 
+def test_the_text_line_names_expired_messages_and_the_dashboard_lists_every_unhandled_name():
+    line = render.status_text(snap(counts={"dead": 3, "expired": 2}))
+    assert line.endswith("dead 3 · expired 2")
+    text = render.dashboard_text([], [("a", 1), ("b", 2_000)])
+    assert text.splitlines()[-1] == "  unhandled: a (1 queued), b (2,000 queued)"
+
+
 # ----- the whole HTML, pinned ----------------------------------------------------------------
 # The tests above check what a reader sees; these pin every byte of the HTML of representative
 # states (styles included), so that any change to a panel is a deliberate one: after changing
