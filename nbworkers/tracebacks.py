@@ -13,16 +13,25 @@ errors are formatted whole each time.
 from __future__ import annotations
 
 import sys
+import threading
 import traceback
 from types import TracebackType
 
 SHAPES_MAX = 1024  # shapes kept; past that the cache starts again (new cells, new shapes)
 # shape -> (the text before the exception's own line, the shape's code objects: kept alive, so
-# that no other code object takes one's id while the shape is kept)
-_shapes: dict[tuple, tuple[str, tuple]] = {}
+# that no other code object takes one's id while the shape is kept, and a dict of its own for
+# fingerprint.py: failures of one shape share a type and a handler line, so their groups are
+# known by their own line alone)
+_shapes: dict[tuple, tuple[str, tuple, dict]] = {}
+# This thread's last traceback formatted by shape: (its text, the shape's dict, its own line).
+# The run thread that formats a failure is the one that settles it (engine/dispatch.py), and
+# fingerprint.py finds its group from its own line instead of parsing its text.
+_last = threading.local()
 # From Python 3.12, ``traceback`` adds "Did you mean: ...?" to these exceptions' line, from the
 # names around when it is formatted: formatted whole there.
 _SUGGESTED = (NameError, AttributeError, ImportError) if sys.version_info >= (3, 12) else ()
+# Formatted whole each time: syntax errors (their caret line), groups (their box), and those
+_WHOLE = (SyntaxError, BaseExceptionGroup, *_SUGGESTED)
 
 
 def formatted(exc: BaseException, tb: TracebackType | None) -> str:
@@ -30,22 +39,30 @@ def formatted(exc: BaseException, tb: TracebackType | None) -> str:
     if (
         exc.__cause__ is not None
         or exc.__context__ is not None
-        or isinstance(exc, SyntaxError | BaseExceptionGroup)
+        or isinstance(exc, _WHOLE)
         or getattr(exc, "__notes__", None) is not None
-        or isinstance(exc, _SUGGESTED)
     ):
         return "".join(traceback.format_exception(type(exc), exc, tb))
     shape = _shape(exc, tb)
     only = _exception_line(exc)
     found = _shapes.get(shape)
     if found is not None:
-        return found[0] + only
+        text = found[0] + only
+        _last.formatted = (text, found[2], only)
+        return text
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     if only and text.endswith(only):
         if len(_shapes) >= SHAPES_MAX:
             _shapes.clear()
-        _shapes[shape] = (text[: -len(only)], _codes(tb))
+        found = _shapes[shape] = (text[: -len(only)], _codes(tb), {})
+        _last.formatted = (text, found[2], only)
     return text
+
+
+def last_formatted() -> tuple[str, dict, str] | None:
+    """This thread's last traceback formatted by shape: its text, its shape's dict (for
+    fingerprint.py) and its own line (``KeyError: 'a'``); None if none yet."""
+    return getattr(_last, "formatted", None)
 
 
 def _exception_line(exc: BaseException) -> str:
@@ -90,3 +107,4 @@ def _codes(tb: TracebackType | None) -> tuple:
 def forget() -> None:
     """Drop every shape kept (tests)."""
     _shapes.clear()
+    _last.__dict__.clear()

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nbworkers import fingerprint as fingerprints
-from nbworkers import handlers
+from nbworkers import handlers, tracebacks
 from nbworkers.fingerprint import digest_of, fingerprint, normalise, parse
 
 
@@ -152,6 +152,79 @@ def test_a_cached_fingerprint_is_the_one_made_from_scratch(message, others):
     for each in (message, other):
         error = text("ValueError", each, 4)
         assert fingerprint(error).digest == digest_of(parse(error))
+
+
+class Custom(Exception):
+    pass
+
+
+def _raise_it(kind, message):
+    raise kind(message)
+
+
+def caught(fn, *args) -> BaseException:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - the test looks at it
+        return exc
+    raise AssertionError("did not raise")
+
+
+# Own lines a failure's group could be mistaken on when found by shape: digits of every kind,
+# quotes, lines, and messages holding what parse() takes for frames or a traceback's header
+_own = st.one_of(
+    _digits_and_hex,
+    st.text(max_size=60),
+    st.sampled_from(
+        [
+            'see\n  File "x.py", line 12, in f',
+            'see\n  File "x.py", line 13, in f',
+            "Traceback (most recent call last):\n  oops",
+            "  | Exception Group Traceback (most recent call last):",
+            "a\nb 17",
+            "",
+        ]
+    ),
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from([KeyError, ValueError, Custom]), _own), max_size=25))
+@example(
+    [
+        (ValueError, 'x\n  File "a.py", line 12, in f'),
+        (ValueError, 'x\n  File "a.py", line 13, in f'),
+    ]
+)
+def test_a_failure_found_by_its_shape_gets_the_group_its_text_gives(failures):
+    # A thread run's failure is found by its shape and own line (tracebacks.py): the same
+    # group as parsing its whole text from scratch, one failure after another on one thread
+    tracebacks.forget()
+    for kind, message in failures:
+        error = handlers.format_error(caught(_raise_it, kind, message))
+        found = fingerprint(error)
+        assert found.digest == digest_of(parse(error)), (kind, message)
+
+
+def test_a_failure_of_a_known_shape_is_found_without_parsing_its_text(monkeypatch):
+    tracebacks.forget()
+    first = handlers.format_error(caught(_raise_it, KeyError, "texts of 1"))
+    group = fingerprint(first)
+    assert group.digest == digest_of(parse(first))
+    parsed = []
+    monkeypatch.setattr(fingerprints, "parse", lambda e: parsed.append(e) or parse(e))
+    for i in range(2, 200):
+        error = handlers.format_error(caught(_raise_it, KeyError, f"texts of {i}"))
+        assert tracebacks.last_formatted()[0] is error
+        assert fingerprint(error) is group
+    # Parsed once per skeleton of its own line (digits 1-9 as 1): 10, 11, 100, 101, 110, 111
+    assert [e.rsplit(" ", 1)[1] for e in parsed] == [
+        "10'\n",
+        "11'\n",
+        "100'\n",
+        "101'\n",
+        "110'\n",
+        "111'\n",
+    ]
 
 
 @given(st.text(max_size=300))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import zlib
 from array import array
+from bisect import bisect_left
 from itertools import accumulate
 from operator import itemgetter
 
@@ -59,18 +60,26 @@ def _pack(worker: str, rows: list[tuple], ended_at: float) -> tuple:
 
 def _failures(errors: list[str | None], notes: list[str | None]) -> str:
     """The failures and notes of a packed row as JSON (ASCII: lone surrogates escaped): the
-    tracebacks' frames (``heads``) once each, and by message index its head's index, the rest
+    tracebacks' frames (``heads``) once each, then column by column for each message that
+    failed or has a note: its index (``at``, ascending), its head's index (-1: none), the rest
     of its traceback (its own exception line) and its note. A drain of failures of one cause
-    writes one traceback's frames a batch, not one a message."""
+    writes one traceback's frames a batch, not one a message; and no object a message (the
+    columns are lists of strings and numbers, which ``json`` encodes in C)."""
     heads: dict[str, int] = {}
-    failed = {}
+    at, head, rest, note_of = [], [], [], []
     for i, (error, note) in enumerate(zip(errors, notes, strict=True)):
         if error:
             cut = _head_end(error)
-            failed[i] = [heads.setdefault(error[:cut], len(heads)), error[cut:], note]
+            at.append(i)
+            head.append(heads.setdefault(error[:cut], len(heads)))
+            rest.append(error[cut:])
+            note_of.append(note)
         elif note:
-            failed[i] = [-1, None, note]
-    return json.dumps({"heads": list(heads), "failed": failed})
+            at.append(i)
+            head.append(-1)
+            rest.append(None)
+            note_of.append(note)
+    return json.dumps({"heads": list(heads), "at": at, "head": head, "rest": rest, "note": note_of})
 
 
 def _head_end(error: str) -> int:
@@ -83,15 +92,22 @@ def _head_end(error: str) -> int:
 
 
 def _failure(failures: str, i: int) -> tuple[str | None, str | None]:
-    """The error and note of message ``i`` of a packed row's failures (either format)."""
+    """The error and note of message ``i`` of a packed row's failures (any format)."""
     found = json.loads(failures)
-    if "failed" not in found:  # as written before the heads were shared: {i: [error, note]}
-        return tuple(found.get(str(i), (None, None)))
-    entry = found["failed"].get(str(i))
-    if entry is None:
-        return None, None
-    head, rest, note = entry
-    return (None if rest is None else found["heads"][head] + rest), note
+    if "at" in found:
+        k = bisect_left(found["at"], i)
+        if k == len(found["at"]) or found["at"][k] != i:
+            return None, None
+        head, rest = found["head"][k], found["rest"][k]
+        return (None if rest is None else found["heads"][head] + rest), found["note"][k]
+    if "failed" in found:  # as written before the columns: {i: [head, rest, note]}
+        entry = found["failed"].get(str(i))
+        if entry is None:
+            return None, None
+        head, rest, note = entry
+        return (None if rest is None else found["heads"][head] + rest), note
+    # as written before the heads were shared: {i: [error, note]}
+    return tuple(found.get(str(i), (None, None)))
 
 
 def _unpacked(count: int, body: bytes) -> tuple[array, array, bytes]:

@@ -59,3 +59,18 @@ def test_a_row_written_before_the_frames_were_shared_still_reads():
     assert packed.find(back, 5) == ResultRow(
         5, "w", 3.0, "Traceback...\nValueError: old\n", None, None
     )
+
+
+def test_a_row_written_with_the_heads_shared_by_message_still_reads():
+    import json
+    import zlib
+    from array import array
+
+    body = array("q", [5, 6]).tobytes() + array("q", [0, 0]).tobytes()
+    head = 'Traceback (most recent call last):\n  File "<worker w #1>", line 1, in worker_w\n'
+    old = json.dumps(
+        {"heads": [head], "failed": {"0": [0, "KeyError: 'a'\n", None], "1": [-1, None, "n"]}}
+    )
+    back = [("w", 3.0, 2, zlib.compress(body, 1), old)]
+    assert packed.find(back, 5).error == head + "KeyError: 'a'\n"
+    assert packed.find(back, 6)[3:] == (None, None, "n")
