@@ -2,22 +2,21 @@
 the keyboard), and see the handler's lines with their values and the branch not taken faded.
 
 Slow (a JupyterLab server and Chromium): marked ``browser`` like tests/test_browser.py, and
-skipped the same way without Chromium or Playwright. Saves its screenshot to
-docs/live-values.png, the one the README shows."""
+skipped the same way without Chromium or Playwright. Saves its screenshot as live-values.png
+beside the browser suite's (docs/screenshots, or ``NBWORKERS_SCREENSHOTS``), the one
+docs/trace-driven.md shows."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.widgets.test_browser import Notebook, browser, lab  # noqa: F401 - fixtures
+from tests.widgets.test_browser import Notebook, browser, lab, shots  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = Path(__file__).parent.parent.parent / "docs" / "live-values.png"
 CELLS = [
     "%%worker orders\n"
     "total = 0\n"
@@ -33,7 +32,7 @@ CELLS = [
 ]
 
 
-def test_live_values_show_beside_lines_and_fade_those_not_reached(browser, lab):  # noqa: F811
+def test_live_values_show_beside_lines_and_fade_those_not_reached(browser, lab, shots):  # noqa: F811
     from playwright.sync_api import expect
 
     nb_path = lab.root / "live.ipynb"
@@ -82,8 +81,7 @@ def test_live_values_show_beside_lines_and_fade_those_not_reached(browser, lab):
         runs = values(2).locator(".nbw-live-run")
         expect(runs).to_have_count(2)
         expect(runs.nth(0)).to_have_text("run 1: total = 25.0")
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        panel.locator(".nbw-live-view").screenshot(path=SCREENSHOT)
+        panel.locator(".nbw-live-view").screenshot(path=shots / "live-values.png")
         assert page.dialogs == []
     finally:
         page.close()
