@@ -30,7 +30,8 @@ _last = threading.local()
 # From Python 3.12, ``traceback`` adds "Did you mean: ...?" to these exceptions' line, from the
 # names around when it is formatted: formatted whole there.
 _SUGGESTED = (NameError, AttributeError, ImportError) if sys.version_info >= (3, 12) else ()
-# Formatted whole each time: syntax errors (their caret line), groups (their box), and those
+# Formatted whole each time: syntax errors (their caret line), groups (their box) and, from
+# Python 3.12, the exceptions with suggestions above
 _WHOLE = (SyntaxError, BaseExceptionGroup, *_SUGGESTED)
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from nbworkers import fingerprint as fingerprints
 from nbworkers import handlers, tracebacks
 from nbworkers.fingerprint import digest_of, fingerprint, normalise, parse
+from tests.test_tracebacks import caught
 
 
 def traceback_of(source: str, event, name: str = "w", **names) -> str:
@@ -160,14 +161,6 @@ class Custom(Exception):
 
 def _raise_it(kind, message):
     raise kind(message)
-
-
-def caught(fn, *args) -> BaseException:
-    try:
-        fn(*args)
-    except BaseException as exc:  # noqa: BLE001 - the test looks at it
-        return exc
-    raise AssertionError("did not raise")
 
 
 # Own lines a failure's group could be mistaken on when found by shape: digits of every kind,
