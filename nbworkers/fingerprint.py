@@ -191,6 +191,28 @@ def error_line(error: str) -> str:
     return _exception_line(error)
 
 
+def own_line(error: str) -> str | None:
+    """``error_line(error)`` without reading ``error``, when this thread has just formatted
+    it by shape (tracebacks.py): the first line of its own line. None for any other text, or
+    an own line that reading the text could take otherwise (one holding a frame, a header or
+    a group's box), as ``_of_shape`` does. (Where a frame's source line holds a line
+    separator other than a newline, this is still the exception's line; ``error_line`` reads
+    that source line's pieces.)"""
+    last = tracebacks.last_formatted()
+    if last is None or last[0] is not error:
+        return None
+    own = last[2]
+    if (
+        '\n  File "' in own
+        or _TRACEBACK in own
+        or _GROUP in error
+        or error.startswith(OWN_SENTENCES)
+    ):
+        return None
+    # (``splitlines``, as error_line: "\x1e" or "\u2028" end a line too)
+    return own.splitlines()[0][:ERROR_LINE_MAX]
+
+
 def _exception_line(error: str) -> str:
     error = _unboxed(error)
     start = error.rfind('\n  File "')
@@ -256,7 +278,7 @@ def _of_shape(error: str, known: dict, own: str) -> Fingerprint:
     a failure in a drain, a third of its time)."""
     if len(own) > _OWN_LINE_MAX or '\n  File "' in own or _TRACEBACK in own or _GROUP in own:
         return _fingerprint(error)  # (a message holding a traceback's text: parsed whole)
-    key = own.translate(_SKELETON)
+    key = own.encode("utf-8", "surrogatepass").translate(_SKELETON_BYTES)  # 10x str.translate
     found = known.get(key)
     if found is None:
         found = _fingerprint(error)
@@ -270,6 +292,7 @@ def _of_shape(error: str, known: dict, own: str) -> Fingerprint:
 # there (its patterns treat those digits alike, only "0x" names one, and every digit is
 # replaced), so that "texts of 17" and "texts of 42" share one entry of ``_by_shape``.
 _SKELETON = str.maketrans("23456789", "11111111")
+_SKELETON_BYTES = bytes.maketrans(b"23456789", b"11111111")  # the same, on the UTF-8 bytes
 _SHAPES_MAX = 4096  # entries of _by_shape kept; past that, it starts again
 # (type, message's skeleton, where) -> its Fingerprint: a million failures whose messages
 # differ by a number each (an id, a row) cost a lookup each, not a normalise and a sha1 (7 µs,

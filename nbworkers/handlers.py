@@ -38,7 +38,7 @@ def format_error(exc: BaseException, *skip_files: str) -> str:
     """The traceback of an exception a handler raised, from the handler's own frame: frames of
     ``skip_files`` and of the function wrappers in this module are left out, and for an
     NBWorkersError (the handler called nbworkers wrongly) every frame inside nbworkers."""
-    ours = {__file__, *skip_files}
+    ours = (__file__, *skip_files)  # (a tuple of two or three: quicker made than a set)
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in ours:
         tb = tb.tb_next

@@ -33,6 +33,7 @@ _SUGGESTED = (NameError, AttributeError, ImportError) if sys.version_info >= (3,
 # Formatted whole each time: syntax errors (their caret line), groups (their box) and, from
 # Python 3.12, the exceptions with suggestions above
 _WHOLE = (SyntaxError, BaseExceptionGroup, *_SUGGESTED)
+_SYS = vars(sys)  # the sys module's own dict: sys.tracebacklimit = 5 sets it there
 
 
 def formatted(exc: BaseException, tb: TracebackType | None) -> str:
@@ -88,7 +89,9 @@ def _shape(exc: BaseException, tb: TracebackType | None) -> tuple:
     object hashes its bytecode and constants, which cost a failing drain 2 µs a failure; the
     shape keeps its code objects alive (``_codes``), so an id stays theirs. A new version of a
     cell, or a module reloaded, has new code objects: a new shape."""
-    shape = [type(exc), getattr(sys, "tracebacklimit", None)]
+    # (the module's dict: ``getattr(sys, ..., None)`` builds and drops an AttributeError when
+    # it is not set, the usual case, at 0.7 µs a failure)
+    shape = [type(exc), _SYS.get("tracebacklimit")]
     while tb is not None:
         shape.append(id(tb.tb_frame.f_code))
         shape.append(tb.tb_lasti)

@@ -289,3 +289,24 @@ def test_a_dead_letters_line_keeps_the_sentence_nbworkers_put_before_the_traceba
         cause_first = "".join(traceback.format_exception(exc))
     assert cause_first.startswith("KeyError: 'a'")
     assert error_line(cause_first) == "ValueError: b"
+
+
+@given(st.lists(st.tuples(st.sampled_from([KeyError, ValueError, Custom]), _own), max_size=25))
+def test_a_thread_runs_own_line_is_the_line_its_text_gives(failures):
+    # A dead letter's own line, taken from what the run thread just formatted (fingerprint.
+    # own_line), is error_line of its text whenever it is given; the text alone gives none
+    tracebacks.forget()
+    for kind, message in failures:
+        error = handlers.format_error(caught(_raise_it, kind, message))
+        line = fingerprints.own_line(error)
+        assert line is None or line == fingerprints.error_line(error), (kind, message)
+        # An equal text that is not the one formatted gives none: it is cut from the text
+        assert fingerprints.own_line(("x" + error)[1:]) is None
+
+
+def test_a_plain_failures_own_line_is_known_without_reading_its_text():
+    tracebacks.forget()
+    error = handlers.format_error(caught(_raise_it, KeyError, "texts of 7\nand more"))
+    assert fingerprints.own_line(error) == "KeyError: 'texts of 7\\nand more'"
+    error = handlers.format_error(caught(_raise_it, ValueError, "bad 7\nand more"))
+    assert fingerprints.own_line(error) == "ValueError: bad 7" == fingerprints.error_line(error)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import insort
 from typing import TYPE_CHECKING
 
-from ..fingerprint import Fingerprint, fingerprint, known
+from ..fingerprint import Fingerprint, fingerprint, known, own_line
 
 if TYPE_CHECKING:
     from ..message import Message
@@ -37,7 +37,9 @@ def letter(
     """A message whose last attempt failed (``reason`` "failed"; "stopped" when nw.stop ended
     it), or that expired before it ran ("expired"), as a dead letter for the writer: a plain
     tuple in ``DeadRow``'s field order, its error whole (the store keeps its own line, and the
-    whole traceback once per group). ``failure``: its group, if known already."""
+    whole traceback once per group), then its own line if this thread knows it already
+    (``fingerprint.own_line``; None: the store finds it in the text). ``failure``: its group,
+    if known already."""
     m = message
     found = fingerprint(error) if failure is None else failure
     return (
@@ -54,6 +56,7 @@ def letter(
         m.expires_at_s,
         found.digest,
         found.title,
+        own_line(error),
     )
 
 

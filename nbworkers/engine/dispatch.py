@@ -20,6 +20,7 @@ from ..handlers import Handler
 from ..log import log
 from ..message import ClassNotDefined, load_event
 from . import batches
+from .ramp import RAMP_S, Ramp, slow
 from .registry import Registry
 from .worker import CURRENT, Run, WorkerState
 
@@ -62,6 +63,7 @@ class Dispatch:
         self.owner = owner  # the Runtime: run_owner() and emits of remote runs
         self._executor: dict[str, object] = {}  # by name: one dict lookup a run
         self.expiry = None  # Expiry, set by the runtime
+        self.ramp = Ramp(registry, self.grow)  # run threads on threads start as runs prove slow
 
     def _executor_of(self, name: str):
         executor = self._executor[name] = self.executors[name]
@@ -82,10 +84,44 @@ class Dispatch:
             w.cond.notify(count)
         if self.registry.stopping:
             return  # no run starts any more (and at exit Python refuses new threads)
+        wanted = self._wanted(w)
+        if len(w.live) >= wanted:
+            return
+        name = w.policy.executor
+        if (self._executor.get(name) or self._executor_of(name)).remote:
+            self._start_threads(w, wanted)  # a pool process or Dask: waiting costs no GIL
+            return
+        # On the kernel's threads: one, and the others once a run proves slow (ramp.py)
+        self._start_threads(w, wanted if slow(w) else max(len(w.live), 1))
+        if w.live and len(w.live) < wanted and not self.ramp.watch(w):
+            self._start_threads(w, wanted)  # no ramp thread could start: all at once
+
+    def _wanted(self, w: WorkerState) -> int:
+        """How many run threads ``w`` has use for now."""
         ready = len(w.forced) if w.paused else w.ready_count()
-        wanted = min(w.concurrency, w.running + ready)
-        if len(w.live) < wanted:
+        return min(w.concurrency, w.running + ready)
+
+    def _retires(self, w: WorkerState, run: Run) -> bool:
+        """Whether a run thread of ``w`` beside others ends after ``run``, quick on the
+        kernel's threads, when none of ``w``'s runs is slow: a run held back by another
+        thread (the writer converting a batch, a collection) looked slow and started threads
+        that quick runs do not need (``ramp.py``). The ramp watches ``w`` again."""
+        if run.t0 + RAMP_S <= time.perf_counter() or slow(w):
+            return False
+        name = run.policy.executor
+        if (self._executor.get(name) or self._executor_of(name)).remote:
+            return False
+        return self.ramp.watch(w)
+
+    def grow(self, w: WorkerState) -> bool:
+        """The run threads ``w`` has use for, if one of its runs is slow (``Ramp``; the lock
+        is held); whether it may want more still."""
+        if self.registry.stopping or not w.ready():
+            return False  # what makes it ready again wakes it (an emit, a resume, the timer)
+        wanted = self._wanted(w)
+        if len(w.live) < wanted and slow(w):
             self._start_threads(w, wanted)
+        return len(w.live) < wanted
 
     def wake_all(self, w: WorkerState) -> None:
         """Whatever is ready of ``w`` may run (a resume, a new definition, a concurrency
@@ -151,6 +187,9 @@ class Dispatch:
                         w.live.discard(index)
                         return
                     self.outcomes.end_run(w, run, *outcome)
+                    if len(w.live) > 1 and self._retires(w, run):
+                        w.live.discard(index)
+                        return
                 # (``ready`` asked once per message: this loop is a drain's hot path)
                 while not (go := w.ready()) and not reg.stopping and index < w.concurrency:
                     w.idle += 1

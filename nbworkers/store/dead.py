@@ -88,14 +88,18 @@ def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[t
     fingerprint) not in ``written``; return the groups written, which the caller adds to
     ``written`` once the transaction commits."""
     new: dict[tuple[str, str], DeadRow] = {}
-    for row in rows:  # plain tuples in DeadRow's order (rows.py): read by position
+    for row in rows:  # plain tuples in DeadRow's order (rows.py), then the own line
         group = (row[1], row[11])
         if row[11] is not None and group not in written and group not in new:
-            new[group] = DeadRow._make(row)
+            new[group] = DeadRow._make(row[:-1])
     cut = columns(rows)  # column by column: a namedtuple's _replace a row costs the drain
+    lines = cut.pop()  # each one's own line, when its run thread knew it (engine/dead.py)
     if cut[5].count(None) != len(cut[5]):
         cut[5] = [None if key is None else storable(key) for key in cut[5]]
-    cut[6] = [storable(error_line(error)) for error in cut[6]]
+    cut[6] = [
+        storable(error_line(error) if line is None else line)
+        for error, line in zip(cut[6], lines, strict=True)
+    ]
     select, params = unnested(DEAD_TYPES, cut)
     con.execute(
         f"""INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key, error,

@@ -158,10 +158,12 @@ class MemoryStore:
         for worker, digests in batch.dead_discards:
             for row in self._dead_of(worker, digests):
                 del self.dead[row.seq]
-        for row in map(DeadRow._make, batch.dead_inserts):  # as DuckDBStore: its own line,
-            # the group's traceback
+        for letter in batch.dead_inserts:  # as DuckDBStore: its own line, the group's
+            # traceback (a letter is DeadRow's fields, then its own line if known)
+            row = DeadRow._make(letter[:-1])
+            line = letter[-1]
             self.group_tracebacks.setdefault((row.worker, row.fingerprint), row.error)
-            self.dead[row.seq] = row._replace(error=error_line(row.error))
+            self.dead[row.seq] = row._replace(error=error_line(row.error) if line is None else line)
         for seq in batch.dead_deletes:
             self.dead.pop(seq, None)
         if batch.dead_deletes or batch.dead_discards:

@@ -173,7 +173,8 @@ class Batch:
     inserts: list[tuple] = field(default_factory=list)  # MessageRow's fields, in order
     updates: list[tuple] = field(default_factory=list)  # UpdateRow's fields, in order
     acks: list[int] = field(default_factory=list)  # seqs of messages that left the queue
-    dead_inserts: list[tuple] = field(default_factory=list)  # DeadRow's fields, in order
+    # DeadRow's fields in order, then the own error line if known (None: cut from the error)
+    dead_inserts: list[tuple] = field(default_factory=list)
     dead_deletes: list[int] = field(default_factory=list)  # seqs of dead letters to drop
     # Dead letters to drop by group, before this batch's dead_inserts: (worker, the groups'
     # fingerprints, or None for all of the worker's).

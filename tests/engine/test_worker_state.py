@@ -363,7 +363,8 @@ def test_a_cron_counts_skipped_ticks_and_says_what_it_is():
 
 def test_a_dead_letter_is_its_row_with_the_whole_error_and_its_group():
     made = letter(msg(12, key="k"), "ValueError: x 3", 5.0)
-    row = DeadRow._make(made)
+    row = DeadRow._make(made[:-1])
+    assert made[-1] is None  # its own line: not formatted by this thread, cut by the store
     assert (row.seq, row.worker, row.key, row.error, row.died_at, row.reason) == (
         12,
         "w",
