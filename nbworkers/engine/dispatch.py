@@ -20,7 +20,7 @@ from ..handlers import Handler
 from ..log import log
 from ..message import ClassNotDefined, load_event
 from . import batches
-from .ramp import RAMP_S, Ramp, slow
+from .ramp import RAMP_S, SAMPLE, Ramp, slow, vote, waits
 from .registry import Registry
 from .worker import CURRENT, Run, WorkerState
 
@@ -85,16 +85,26 @@ class Dispatch:
         if self.registry.stopping:
             return  # no run starts any more (and at exit Python refuses new threads)
         wanted = self._wanted(w)
-        if len(w.live) >= wanted:
+        if len(w.live) - w.set_aside >= wanted:
             return
         name = w.policy.executor
         if (self._executor.get(name) or self._executor_of(name)).remote:
             self._start_threads(w, wanted)  # a pool process or Dask: waiting costs no GIL
             return
         # On the kernel's threads: one, and the others once a run proves slow (ramp.py)
-        self._start_threads(w, wanted if slow(w) else max(len(w.live), 1))
-        if w.live and len(w.live) < wanted and not self.ramp.watch(w):
-            self._start_threads(w, wanted)  # no ramp thread could start: all at once
+        if waits(w) or slow(w):
+            self._all_threads(w, wanted)
+            return
+        self._start_threads(w, max(len(w.live), 1))
+        if w.live and len(w.live) - w.set_aside < wanted and not self.ramp.watch(w):
+            self._all_threads(w, wanted)  # no ramp thread could start: all at once
+
+    def _all_threads(self, w: WorkerState, wanted: int) -> None:
+        """Every run thread ``w`` has use for goes: those set aside are woken, and new ones
+        start up to ``wanted``."""
+        if w.set_aside:
+            w.cond.notify(w.set_aside)
+        self._start_threads(w, wanted)
 
     def _wanted(self, w: WorkerState) -> int:
         """How many run threads ``w`` has use for now."""
@@ -106,7 +116,7 @@ class Dispatch:
         kernel's threads, when none of ``w``'s runs is slow: a run held back by another
         thread (the writer converting a batch, a collection) looked slow and started threads
         that quick runs do not need (``ramp.py``). The ramp watches ``w`` again."""
-        if run.t0 + RAMP_S <= time.perf_counter() or slow(w):
+        if run.t0 + RAMP_S <= time.perf_counter() or waits(w) or slow(w):
             return False
         name = run.policy.executor
         if (self._executor.get(name) or self._executor_of(name)).remote:
@@ -119,9 +129,10 @@ class Dispatch:
         if self.registry.stopping or not w.ready():
             return False  # what makes it ready again wakes it (an emit, a resume, the timer)
         wanted = self._wanted(w)
-        if len(w.live) < wanted and slow(w):
-            self._start_threads(w, wanted)
-        return len(w.live) < wanted
+        if len(w.live) - w.set_aside < wanted and (waits(w) or slow(w)):
+            self._all_threads(w, wanted)
+            return False
+        return len(w.live) - w.set_aside < wanted
 
     def wake_all(self, w: WorkerState) -> None:
         """Whatever is ready of ``w`` may run (a resume, a new definition, a concurrency
@@ -172,6 +183,8 @@ class Dispatch:
         # A lock's wait takes at most TIMEOUT_MAX (about 292 years; more, such as inf, raises)
         idle_s = min(reg.settings.idle_thread_s, threading.TIMEOUT_MAX)
         run = outcome = None
+        sampled = 0  # runs since this thread last timed one on its CPU clock (ramp.py)
+        cpu_s = None
         while True:
             # One critical section per message, not two: the run that ended is settled and the
             # next message taken under the same acquisition, so a drain's run threads meet on
@@ -186,10 +199,21 @@ class Dispatch:
                         w.running -= 1
                         w.live.discard(index)
                         return
+                    if cpu_s is not None:
+                        vote(w, time.perf_counter() - run.t0, cpu_s)
                     self.outcomes.end_run(w, run, *outcome)
-                    if len(w.live) > 1 and self._retires(w, run):
-                        w.live.discard(index)
-                        return
+                    if len(w.live) - w.set_aside > 1 and self._retires(w, run):
+                        # Set aside, not ended (a thread started and ended again and again
+                        # grew the kernel's memory): ``grow`` wakes it when runs prove slow
+                        w.idle += 1
+                        w.set_aside += 1
+                        woken = w.cond.wait(idle_s)
+                        w.set_aside -= 1
+                        w.idle -= 1
+                        if not woken:
+                            w.live.discard(index)
+                            self.wake(w, 0)
+                            return
                 # (``ready`` asked once per message: this loop is a drain's hot path)
                 while not (go := w.ready()) and not reg.stopping and index < w.concurrency:
                     w.idle += 1
@@ -207,7 +231,15 @@ class Dispatch:
                     return
                 run = self._start(w, index)
                 handler = w.handler
-            outcome = self.execute(handler, run)
+            sampled += 1
+            if sampled < SAMPLE and not -2 < w.waits < 2:  # (undecided: every run is timed)
+                cpu_s = None
+                outcome = self.execute(handler, run)
+            else:
+                sampled = 0
+                cpu_s = time.thread_time()
+                outcome = self.execute(handler, run)
+                cpu_s = time.thread_time() - cpu_s
 
     def _start(self, w: WorkerState, index: int) -> Run:
         """Take the next message of ``w`` and start its run (the lock is held; ``w.ready()``)."""

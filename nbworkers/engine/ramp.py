@@ -7,11 +7,16 @@ thread, 50,000 on four; docs/performance.md). More threads help only handlers th
 (a fetch, a sleep, a database, C code that lets the GIL go), and those runs last.
 
 So a worker whose handler runs on the kernel's threads (``--executor threads``, the default)
-starts one run thread for what becomes ready, and one more each time one of its runs has been
-going for ``RAMP_S`` while messages wait, up to ``--concurrency``: a drain of quick handlers
-stays on one thread, and ten slow fetches emitted at once have four threads within a few
-milliseconds. Pool processes and Dask tasks wait on another process: their run threads start
-at once, as many as there are messages, up to ``--concurrency``.
+starts one run thread for what becomes ready, and its others (up to ``--concurrency``) once one
+of its runs has been going for ``RAMP_S`` while messages wait, or once its runs are seen to
+wait: one run in ``SAMPLE`` (every run while undecided) is timed on its thread's CPU clock,
+and when two such in a row
+spent most of their time waiting (a short fetch, a sleep of a millisecond), its threads start
+as they would for a pool (``w.waits``); two in a row that did not wait end that. A drain of
+quick handlers stays on one thread, and fetches go side by side. A run held back by another
+thread (the writer, a collection) looks slow or waiting too: the threads it started end after
+a quick run (``Dispatch._retires``). Pool processes and Dask tasks wait on another process:
+their run threads start at once, as many as there are messages, up to ``--concurrency``.
 
 The watch is one engine thread, ``nbworkers-ramp``, started when a worker first waits for more
 threads; it looks every ``RAMP_S`` while one does and sleeps otherwise. Time here is the
@@ -30,6 +35,8 @@ from .registry import Registry
 from .worker import WorkerState
 
 RAMP_S = 0.01  # how long a run goes before its worker gets its other run threads
+SAMPLE = 8  # one run in SAMPLE of a run thread is timed on its CPU clock (a system call)
+WAITED = 50e-6  # a run waited if it spent at least this, and half its time, off the CPU
 
 
 class Ramp:
@@ -84,3 +91,18 @@ def slow(w: WorkerState, now: float | None = None) -> bool:
     """One of ``w``'s runs has been going for ``RAMP_S`` or more."""
     since = (time.perf_counter() if now is None else now) - RAMP_S
     return any(run.t0 <= since for run in w.runs.values())
+
+
+def vote(w: WorkerState, wall_s: float, cpu_s: float) -> None:
+    """A sampled run of ``w`` took ``wall_s``, ``cpu_s`` of it on its thread's CPU (the lock
+    is held): two in a row that waited set ``w.waits``, two that did not clear it."""
+    idle = wall_s - cpu_s
+    if idle >= WAITED and idle * 2 >= wall_s:
+        w.waits = w.waits + 1 if w.waits > 0 else 1
+    else:
+        w.waits = w.waits - 1 if w.waits < 0 else -1
+
+
+def waits(w: WorkerState) -> bool:
+    """Two or more of ``w``'s sampled runs in a row waited."""
+    return w.waits >= 2

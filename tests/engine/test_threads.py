@@ -4,6 +4,7 @@ messages arrive, up to its concurrency, and end after an idle while."""
 from __future__ import annotations
 
 import threading
+import time
 
 from nbworkers.handlers import from_function
 from tests.waiting import wait_until
@@ -155,3 +156,25 @@ def test_runs_in_pool_processes_start_their_threads_at_once(make_runtime):
     assert run_threads("nbworkers-run-p-") == [f"nbworkers-run-p-{i}" for i in range(3)]
     assert not rt.dispatch.ramp.started()
     assert rt.wait("p", 60) and rt.counts("p")["done"] == 3
+
+
+def test_runs_that_wait_a_millisecond_go_side_by_side(make_runtime):
+    # Given a worker of concurrency 4 whose runs each wait about a millisecond (a short fetch):
+    # never slow enough for the ramp's RAMP_S, but off the CPU most of their time
+    rt = make_runtime()
+    threads_seen = set()
+
+    def handler(event):
+        threads_seen.add(threading.current_thread().name)
+        time.sleep(0.001)
+
+    rt.define("w", from_function("w", handler), concurrency=4)
+    rt.pause("w")
+    rt.emit_many(range(300), "w")
+    # When it drains
+    rt.resume("w")
+    assert rt.wait("w", 30)
+    # Then its runs were seen to wait, and its four threads took them side by side (a CI run
+    # once found 20,000 such runs on one thread, eight times slower than before the ramp)
+    assert threads_seen == {f"nbworkers-run-w-{i}" for i in range(4)}
+    assert rt.counts("w")["done"] == 300
