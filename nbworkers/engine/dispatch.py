@@ -20,7 +20,6 @@ from ..handlers import Handler
 from ..log import log
 from ..message import ClassNotDefined, load_event
 from . import batches
-from .ramp import RAMP_S, SAMPLE, Ramp, slow, vote, waits
 from .registry import Registry
 from .worker import CURRENT, Run, WorkerState
 
@@ -63,7 +62,6 @@ class Dispatch:
         self.owner = owner  # the Runtime: run_owner() and emits of remote runs
         self._executor: dict[str, object] = {}  # by name: one dict lookup a run
         self.expiry = None  # Expiry, set by the runtime
-        self.ramp = Ramp(registry, self.grow)  # run threads on threads start as runs prove slow
 
     def _executor_of(self, name: str):
         executor = self._executor[name] = self.executors[name]
@@ -84,55 +82,10 @@ class Dispatch:
             w.cond.notify(count)
         if self.registry.stopping:
             return  # no run starts any more (and at exit Python refuses new threads)
-        wanted = self._wanted(w)
-        if len(w.live) - w.set_aside >= wanted:
-            return
-        name = w.policy.executor
-        if (self._executor.get(name) or self._executor_of(name)).remote:
-            self._start_threads(w, wanted)  # a pool process or Dask: waiting costs no GIL
-            return
-        # On the kernel's threads: one, and the others once a run proves slow (ramp.py)
-        if waits(w) or slow(w):
-            self._all_threads(w, wanted)
-            return
-        self._start_threads(w, max(len(w.live), 1))
-        if w.live and len(w.live) - w.set_aside < wanted and not self.ramp.watch(w):
-            self._all_threads(w, wanted)  # no ramp thread could start: all at once
-
-    def _all_threads(self, w: WorkerState, wanted: int) -> None:
-        """Every run thread ``w`` has use for goes: those set aside are woken, and new ones
-        start up to ``wanted``."""
-        if w.set_aside:
-            w.cond.notify(w.set_aside)
-        self._start_threads(w, wanted)
-
-    def _wanted(self, w: WorkerState) -> int:
-        """How many run threads ``w`` has use for now."""
         ready = len(w.forced) if w.paused else w.ready_count()
-        return min(w.concurrency, w.running + ready)
-
-    def _retires(self, w: WorkerState, run: Run) -> bool:
-        """Whether a run thread of ``w`` beside others ends after ``run``, quick on the
-        kernel's threads, when none of ``w``'s runs is slow: a run held back by another
-        thread (the writer converting a batch, a collection) looked slow and started threads
-        that quick runs do not need (``ramp.py``). The ramp watches ``w`` again."""
-        if run.t0 + RAMP_S <= time.perf_counter() or waits(w) or slow(w):
-            return False
-        name = run.policy.executor
-        if (self._executor.get(name) or self._executor_of(name)).remote:
-            return False
-        return self.ramp.watch(w)
-
-    def grow(self, w: WorkerState) -> bool:
-        """The run threads ``w`` has use for, if one of its runs is slow (``Ramp``; the lock
-        is held); whether it may want more still."""
-        if self.registry.stopping or not w.ready():
-            return False  # what makes it ready again wakes it (an emit, a resume, the timer)
-        wanted = self._wanted(w)
-        if len(w.live) - w.set_aside < wanted and (waits(w) or slow(w)):
-            self._all_threads(w, wanted)
-            return False
-        return len(w.live) - w.set_aside < wanted
+        wanted = min(w.concurrency, w.running + ready)
+        if len(w.live) < wanted:
+            self._start_threads(w, wanted)
 
     def wake_all(self, w: WorkerState) -> None:
         """Whatever is ready of ``w`` may run (a resume, a new definition, a concurrency
@@ -183,8 +136,6 @@ class Dispatch:
         # A lock's wait takes at most TIMEOUT_MAX (about 292 years; more, such as inf, raises)
         idle_s = min(reg.settings.idle_thread_s, threading.TIMEOUT_MAX)
         run = outcome = None
-        sampled = 0  # runs since this thread last timed one on its CPU clock (ramp.py)
-        cpu_s = None
         while True:
             # One critical section per message, not two: the run that ended is settled and the
             # next message taken under the same acquisition, so a drain's run threads meet on
@@ -199,21 +150,7 @@ class Dispatch:
                         w.running -= 1
                         w.live.discard(index)
                         return
-                    if cpu_s is not None:
-                        vote(w, time.perf_counter() - run.t0, cpu_s)
                     self.outcomes.end_run(w, run, *outcome)
-                    if len(w.live) - w.set_aside > 1 and self._retires(w, run):
-                        # Set aside, not ended (a thread started and ended again and again
-                        # grew the kernel's memory): ``grow`` wakes it when runs prove slow
-                        w.idle += 1
-                        w.set_aside += 1
-                        woken = w.cond.wait(idle_s)
-                        w.set_aside -= 1
-                        w.idle -= 1
-                        if not woken:
-                            w.live.discard(index)
-                            self.wake(w, 0)
-                            return
                 # (``ready`` asked once per message: this loop is a drain's hot path)
                 while not (go := w.ready()) and not reg.stopping and index < w.concurrency:
                     w.idle += 1
@@ -231,15 +168,7 @@ class Dispatch:
                     return
                 run = self._start(w, index)
                 handler = w.handler
-            sampled += 1
-            if sampled < SAMPLE and not -2 < w.waits < 2:  # (undecided: every run is timed)
-                cpu_s = None
-                outcome = self.execute(handler, run)
-            else:
-                sampled = 0
-                cpu_s = time.thread_time()
-                outcome = self.execute(handler, run)
-                cpu_s = time.thread_time() - cpu_s
+            outcome = self.execute(handler, run)
 
     def _start(self, w: WorkerState, index: int) -> Run:
         """Take the next message of ``w`` and start its run (the lock is held; ``w.ready()``)."""

@@ -261,7 +261,6 @@ class Runtime:
             for w in reg.workers.values():
                 w.cond.notify_all()
             self.timers.stop()
-            self.dispatch.ramp.stop()
             self.events.stop()
         deadline = time.monotonic() + timeout_s
         me = threading.current_thread()

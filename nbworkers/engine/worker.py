@@ -113,9 +113,7 @@ class WorkerState:
         self.keep_traces: int | None = None
         self.cond = threading.Condition(lock)
         self.idle = 0  # run threads asleep on cond
-        self.set_aside = 0  # of them, those set aside while its runs are quick (ramp.py)
         self.live: set[int] = set()  # indexes of run threads alive
-        self.waits = 0  # its sampled runs in a row that waited (+) or did not (-): ramp.py
         self.schedule: Schedule | None = None  # set for crons
         # "worker" or "cron": what the name was last defined as, kept in the database (for
         # nw.sql and `python -m nbworkers status`) while its code lives only in a kernel.

@@ -4,7 +4,6 @@ messages arrive, up to its concurrency, and end after an idle while."""
 from __future__ import annotations
 
 import threading
-import time
 
 from nbworkers.handlers import from_function
 from tests.waiting import wait_until
@@ -108,73 +107,3 @@ def test_five_hundred_workers_with_ten_messages_each_drain_and_their_threads_end
     # And once idle, no run thread is left: only the engine's handful (the writer)
     assert wait_until(lambda: run_threads() == [], timeout=30)
     assert len(run_threads("nbworkers-")) <= 3, run_threads("nbworkers-")
-
-
-def test_quick_runs_on_threads_stay_on_one_run_thread(make_runtime, monkeypatch):
-    # Given a worker of concurrency 4 on the kernel's threads whose runs never prove slow (the
-    # ramp's threshold made longer than the test: a loaded machine can hold a quick run back
-    # for milliseconds, which would count as slow)
-    monkeypatch.setattr("nbworkers.engine.ramp.RAMP_S", 60.0)
-    rt = make_runtime()
-    threads_seen = set()
-    rt.define("w", from_function("w", lambda e: threads_seen.add(threading.current_thread().name)))
-    rt.pause("w")
-    rt.emit_many(range(2000), "w")
-    # When it drains
-    rt.resume("w")
-    assert rt.wait("w", 30)
-    # Then one run thread ran them all: four would hand the lock and the GIL to each other
-    assert threads_seen == {"nbworkers-run-w-0"} and rt.counts("w")["done"] == 2000
-
-
-def test_once_a_run_proves_slow_the_other_run_threads_start(make_runtime):
-    # Given a worker of concurrency 4 whose runs wait (a fetch, a sleep)
-    rt = make_runtime()
-    release, started = gated(rt, concurrency=4)
-    # When six messages arrive at once
-    rt.emit_many(range(6), "w")
-    # Then one run starts at once, and the ramp starts the others once it has gone on for a
-    # while (ramp.RAMP_S): four go at once
-    assert wait_until(lambda: len(started) == 4)
-    assert run_threads("nbworkers-run-w-") == [f"nbworkers-run-w-{i}" for i in range(4)]
-    assert rt.dispatch.ramp.started()
-    release.set()
-    assert rt.wait("w", 5) and sorted(started) == list(range(6))
-
-
-def test_runs_in_pool_processes_start_their_threads_at_once(make_runtime):
-    # Given a worker on pool processes (its run threads wait on another process: no GIL held)
-    from nbworkers.engine.policy import Policy
-    from nbworkers.handlers import from_cell
-
-    rt = make_runtime()
-    handler = from_cell("p", "import time\ntime.sleep(0.3)", {"__name__": "__main__"})
-    rt.define("p", handler, concurrency=3, policy=Policy(executor="processes"))
-    # When three messages arrive
-    rt.emit_many(range(3), "p")
-    # Then three run threads start together, with no ramp
-    assert run_threads("nbworkers-run-p-") == [f"nbworkers-run-p-{i}" for i in range(3)]
-    assert not rt.dispatch.ramp.started()
-    assert rt.wait("p", 60) and rt.counts("p")["done"] == 3
-
-
-def test_runs_that_wait_a_millisecond_go_side_by_side(make_runtime):
-    # Given a worker of concurrency 4 whose runs each wait about a millisecond (a short fetch):
-    # never slow enough for the ramp's RAMP_S, but off the CPU most of their time
-    rt = make_runtime()
-    threads_seen = set()
-
-    def handler(event):
-        threads_seen.add(threading.current_thread().name)
-        time.sleep(0.001)
-
-    rt.define("w", from_function("w", handler), concurrency=4)
-    rt.pause("w")
-    rt.emit_many(range(300), "w")
-    # When it drains
-    rt.resume("w")
-    assert rt.wait("w", 30)
-    # Then its runs were seen to wait, and its four threads took them side by side (a CI run
-    # once found 20,000 such runs on one thread, eight times slower than before the ramp)
-    assert threads_seen == {f"nbworkers-run-w-{i}" for i in range(4)}
-    assert rt.counts("w")["done"] == 300
