@@ -202,15 +202,16 @@ def own_line(error: str) -> str | None:
     if last is None or last[0] is not error:
         return None
     own = last[2]
-    if (
-        '\n  File "' in own
-        or _TRACEBACK in own
-        or _GROUP in error
-        or error.startswith(OWN_SENTENCES)
-    ):
+    if _reads_otherwise(own) or _GROUP in error or error.startswith(OWN_SENTENCES):
         return None
     # (``splitlines``, as error_line: "\x1e" or "\u2028" end a line too)
     return own.splitlines()[0][:ERROR_LINE_MAX]
+
+
+def _reads_otherwise(own: str) -> bool:
+    """Whether an exception's own line holds what reading its whole traceback takes for
+    something else: a frame, a traceback's header or a group's box."""
+    return '\n  File "' in own or _TRACEBACK in own or _GROUP in own
 
 
 def _exception_line(error: str) -> str:
@@ -276,7 +277,7 @@ def _of_shape(error: str, known: dict, own: str) -> Fingerprint:
     lines have one skeleton (digits 1-9 alike, as ``_by_shape``), and a million failures of
     one cause cost a translate and a lookup each, not parsing their text (about 10 µs of CPU
     a failure in a drain, a third of its time)."""
-    if len(own) > _OWN_LINE_MAX or '\n  File "' in own or _TRACEBACK in own or _GROUP in own:
+    if len(own) > _OWN_LINE_MAX or _reads_otherwise(own):
         return _fingerprint(error)  # (a message holding a traceback's text: parsed whole)
     key = own.encode("utf-8", "surrogatepass").translate(_SKELETON_BYTES)  # 10x str.translate
     found = known.get(key)
