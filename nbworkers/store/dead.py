@@ -14,8 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..fingerprint import error_line
-from .rows import DEAD_TYPES, DeadGroupRow, DeadRow, columns, storable, unnested
+from .rows import (
+    DEAD_TYPES,
+    DeadGroupRow,
+    DeadRow,
+    columns,
+    kept_error,
+    letter_row,
+    storable,
+    unnested,
+)
 
 # DeadRow's columns, in order
 COLUMNS = """seq, worker, enqueued_at, attempt, data, key, error, died_at,
@@ -83,23 +91,20 @@ def discard(con, discards: list[tuple[str, list[str] | None]]) -> None:
         con.execute(f"DELETE FROM dead_letters WHERE {where}", params)
 
 
-def write_dead(con, rows: list[DeadRow], written: set[tuple[str, str]]) -> set[tuple]:
+def write_dead(con, rows: list[tuple], written: set[tuple[str, str]]) -> set[tuple]:
     """Insert ``rows`` (their error cut to its own line) and a group row for each (worker,
     fingerprint) not in ``written``; return the groups written, which the caller adds to
     ``written`` once the transaction commits."""
     new: dict[tuple[str, str], DeadRow] = {}
-    for row in rows:  # plain tuples in DeadRow's order (rows.py), then the own line
+    for row in rows:  # plain tuples in DeadRow's order, then the own line (rows.letter_row)
         group = (row[1], row[11])
         if row[11] is not None and group not in written and group not in new:
-            new[group] = DeadRow._make(row[:-1])
+            new[group] = letter_row(row)
     cut = columns(rows)  # column by column: a namedtuple's _replace a row costs the drain
     lines = cut.pop()  # each one's own line, when its run thread knew it (engine/dead.py)
     if cut[5].count(None) != len(cut[5]):
         cut[5] = [None if key is None else storable(key) for key in cut[5]]
-    cut[6] = [
-        storable(error_line(error) if line is None else line)
-        for error, line in zip(cut[6], lines, strict=True)
-    ]
+    cut[6] = [storable(kept_error(error, line)) for error, line in zip(cut[6], lines, strict=True)]
     select, params = unnested(DEAD_TYPES, cut)
     con.execute(
         f"""INSERT INTO dead_letters (seq, worker, enqueued_at, attempt, data, key, error,
@@ -136,7 +141,7 @@ class GroupRows:
         self._new = set()
         self._kept = None
 
-    def insert(self, con, rows: list[DeadRow]) -> None:
+    def insert(self, con, rows: list[tuple]) -> None:
         self._new = write_dead(con, rows, self.written)
 
     def drop_empty(self, con) -> None:

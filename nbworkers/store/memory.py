@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from ..fingerprint import error_line
 from .rows import (
     Batch,
     DeadGroupRow,
@@ -26,6 +25,9 @@ from .rows import (
     TraceRow,
     UpdateRow,
     WorkerRow,
+    kept_error,
+    letter_line,
+    letter_row,
 )
 
 
@@ -158,12 +160,10 @@ class MemoryStore:
         for worker, digests in batch.dead_discards:
             for row in self._dead_of(worker, digests):
                 del self.dead[row.seq]
-        for letter in batch.dead_inserts:  # as DuckDBStore: its own line, the group's
-            # traceback (a letter is DeadRow's fields, then its own line if known)
-            row = DeadRow._make(letter[:-1])
-            line = letter[-1]
+        for letter in batch.dead_inserts:  # as DuckDBStore: its own line, the group's traceback
+            row = letter_row(letter)
             self.group_tracebacks.setdefault((row.worker, row.fingerprint), row.error)
-            self.dead[row.seq] = row._replace(error=error_line(row.error) if line is None else line)
+            self.dead[row.seq] = row._replace(error=kept_error(row.error, letter_line(letter)))
         for seq in batch.dead_deletes:
             self.dead.pop(seq, None)
         if batch.dead_deletes or batch.dead_discards:

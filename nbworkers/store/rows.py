@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple
 
+from ..fingerprint import error_line
+
 
 class WorkerRow(NamedTuple):
     name: str
@@ -108,6 +110,22 @@ class DeadRow(NamedTuple):
     expires_at: float | None = None
     fingerprint: str | None = None  # its failure group (nbworkers/fingerprint.py)
     title: str | None = None  # the group's title
+
+
+def letter_row(letter: tuple) -> DeadRow:
+    """The ``DeadRow`` of a new dead letter (``Batch.dead_inserts``: DeadRow's fields, then its
+    own error line or None), its error whole (its group's traceback)."""
+    return DeadRow._make(letter[:-1])
+
+
+def letter_line(letter: tuple) -> str | None:
+    """A new dead letter's own error line, if its run thread knew it (``fingerprint.own_line``)."""
+    return letter[-1]
+
+
+def kept_error(error: str, line: str | None) -> str:
+    """What a dead letter keeps of its ``error``: its own ``line``, else cut from the text."""
+    return error_line(error) if line is None else line
 
 
 class DeadGroupRow(NamedTuple):
