@@ -39,6 +39,7 @@ class Taken(NamedTuple):
 def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
     """The rows of what was taken (the lock is not held: runs go on meanwhile); ``kept`` and
     ``traces_kept`` say how many traces of each worker to keep."""
+    inserts, acks = cancelled(taken.inserts, taken.acks)
     return Batch(
         # Plain tuples in MessageRow's and UpdateRow's field order (see rows.py: the
         # garbage collector untracks them, not NamedTuples)
@@ -55,10 +56,10 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
                 m.priority,
                 m.expires_at_s,
             )
-            for m in taken.inserts
+            for m in inserts
         ],
         updates=[(m.seq, m.attempt, m.started, m.due_at_s) for m in taken.updates],
-        acks=taken.acks,
+        acks=acks,
         # Made by the engine already, in DeadRow's field order (engine/dead.py); their texts
         # are made storable with their rows' columns (store/dead.py)
         dead_inserts=taken.dead_inserts,
@@ -76,15 +77,36 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
     )
 
 
-def trace_rows(traces: list[Trace], limits: dict[str, int], default: int) -> list[TraceRow]:
-    """The newest traces of each worker (``default``, or its ``--keep`` in ``limits``), ready
-    for the store."""
+def cancelled(inserts: list[Message], acks: list[int]) -> tuple[list[Message], list[int]]:
+    """``inserts`` and ``acks`` without the messages that are in both: inserted and gone before
+    they were written (every message of a drain whose runs outpace the writer), so neither
+    their rows nor their deletes are made."""
+    if not (inserts and acks):
+        return inserts, acks
+    acked = set(acks)
+    gone = {m.seq for m in inserts if m.seq in acked}
+    if not gone:
+        return inserts, acks
+    return [m for m in inserts if m.seq not in gone], [s for s in acks if s not in gone]
+
+
+def newest(traces: list[Trace], limits: dict[str, int], default: int) -> list[Trace]:
+    """The newest ``traces`` of each worker (``default``, or its ``--keep`` in ``limits``),
+    newest first: the only ones that reach the file (older ones would be pruned at once)."""
     kept: dict[str, int] = {}
-    rows = []
+    found = []
     for t in reversed(traces):
-        if kept.get(t.worker, 0) >= limits.get(t.worker, default):
-            continue
-        kept[t.worker] = kept.get(t.worker, 0) + 1
+        count = kept.get(t.worker, 0)
+        if count < limits.get(t.worker, default):
+            kept[t.worker] = count + 1
+            found.append(t)
+    return found
+
+
+def trace_rows(traces: list[Trace], limits: dict[str, int], default: int) -> list[TraceRow]:
+    """The newest traces of each worker (``newest``), ready for the store."""
+    rows = []
+    for t in newest(traces, limits, default):
         result, result_repr = t.stored_result()  # made by the run: no user code here
         calls = calls_text = None
         if t.calls is not None:

@@ -168,12 +168,6 @@ class DuckDBStore:
         self.files.private_wal()
         inserts = batch.inserts
         acks = batch.acks
-        if inserts and acks:
-            inserted = {m[0] for m in inserts}  # seqs: rows are read by position
-            done_before_written = inserted.intersection(acks)
-            if done_before_written:
-                inserts = [m for m in inserts if m[0] not in done_before_written]
-                acks = [s for s in acks if s not in done_before_written]
         con = self.con
         self._group_rows.begin()  # (nothing from a batch that was rolled back)
         con.execute("BEGIN")

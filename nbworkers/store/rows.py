@@ -185,8 +185,8 @@ class Loaded:
 
 @dataclass
 class Batch:
-    """Changes for one transaction, as rows. Acks of messages inserted in the same batch
-    cancel out."""
+    """Changes for one transaction, as rows, applied in this order (a message inserted and
+    acked before it was written is in neither: ``batching.make_batch``)."""
 
     inserts: list[tuple] = field(default_factory=list)  # MessageRow's fields, in order
     updates: list[tuple] = field(default_factory=list)  # UpdateRow's fields, in order

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import NBWorkersError
 from ..log import log
-from .batching import Taken, make_batch
+from .batching import Taken, cancelled, make_batch, newest
 from .pace import Pace
 from .rows import FanInRow
 
@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the sto
 # How often results older than ``results_kept_s`` are pruned, at most (with a batch that adds
 # results): one DELETE a minute, not one a batch.
 PRUNE_EVERY_S = 60.0
+# Traces (acks) waiting for the writer past which those that will never be written are dropped:
+# traces older than each worker's newest it keeps, messages acked before they were written and
+# their acks. At least this many, and twice what was left the last time.
+PENDING_TRIM = 1024
 
 
 class Writer:
@@ -70,6 +74,7 @@ class Writer:
         self._dead_deletes: list[int] = []
         self._dead_discards: list[tuple[str, list[str] | None]] = []
         self._traces: list[Trace] = []
+        self._traces_trim_at = self._acks_trim_at = PENDING_TRIM  # see PENDING_TRIM
         self._workers: dict[str, object] = {}  # name -> WorkerState whose row changed
         self._rate_starts: list[tuple] = []  # (worker, started_at, period_s)
         # nw.result and fan-in (engine/results.py, engine/fan_in.py)
@@ -112,6 +117,11 @@ class Writer:
         if self._updates:
             for seq in seqs:
                 self._updates.pop(seq, None)
+        if len(self._acks) >= self._acks_trim_at:
+            # Messages done before they were written go now, not with the batch (a drain
+            # that outpaces the writer: its batch held every message of a round).
+            self._inserts, self._acks = cancelled(self._inserts, self._acks)
+            self._acks_trim_at = max(PENDING_TRIM, 2 * len(self._acks))
         self._poke()
 
     def dead(self, letter: tuple) -> None:
@@ -131,7 +141,16 @@ class Writer:
         self._poke()
 
     def trace(self, trace: Trace) -> None:
-        self._traces.append(trace)
+        traces = self._traces
+        traces.append(trace)
+        if len(traces) >= self._traces_trim_at:
+            # Only each worker's newest reach the file (``batching.newest``): while runs
+            # outpace the writer, the others would wait for the batch by the thousand (a
+            # drain's batch held every run's trace: its peak stayed in the kernel's memory).
+            kept = newest(traces, self.kept, self.traces_kept)
+            kept.reverse()
+            self._traces = kept
+            self._traces_trim_at = max(PENDING_TRIM, 2 * len(kept))
         self._poke()
 
     def result(self, row: tuple) -> None:
@@ -209,6 +228,7 @@ class Writer:
         self._rate_starts = []
         self._results, self._fan_in_inserts, self._fan_in_deletes = [], [], []
         self._inserts, self._updates, self._acks, self._traces = [], {}, [], []
+        self._traces_trim_at = self._acks_trim_at = PENDING_TRIM
         self._dead_inserts, self._dead_deletes, self._workers = [], [], {}
         self._dead_discards = []
         return taken

@@ -35,7 +35,7 @@ def test_written_messages_load_back_in_order(tmp_path):
     assert loaded.next_seq == 4
 
 
-def test_acks_delete_and_cancel_with_inserts_of_the_same_batch(tmp_path):
+def test_acks_delete_written_messages_and_those_inserted_in_the_same_batch(tmp_path):
     store = DuckDBStore(str(tmp_path / "q.duckdb"))
     store.apply(Batch(inserts=[msg(i) for i in range(1, 6)]))
     # Given message 6 is inserted and acked in one batch, and 2 and 4 were written before

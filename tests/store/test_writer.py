@@ -20,7 +20,7 @@ from nbworkers.handlers import from_function
 from nbworkers.message import Message
 from nbworkers.schedule import parse
 from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow
-from nbworkers.store.writer import Writer
+from nbworkers.store.writer import PENDING_TRIM, Writer
 from nbworkers.trace import Trace
 from tests.conftest import Clock, open_runtime
 from tests.waiting import wait_until
@@ -96,8 +96,9 @@ def test_everything_recorded_between_two_writes_is_one_batch(make_writer):
     writer.flush()
     # Then the store got them all in one batch of rows
     [batch] = store.applied
-    assert len(batch.inserts) == 1000 and batch.acks == [1]
-    assert MessageRow._make(batch.inserts[1]) == MessageRow(
+    # (the ack of a message emitted in it cancels its insert: neither is written)
+    assert len(batch.inserts) == 999 and batch.acks == []
+    assert MessageRow._make(batch.inserts[0]) == MessageRow(
         2, "w", T0 + 2, 1, b"x", False, None, None
     )
     assert batch.workers == [WorkerRow("w", False, 1, 0, kind=None)]
@@ -296,6 +297,86 @@ def test_only_the_newest_traces_kept_of_each_worker_are_written(make_writer):
     writer.flush()
     [batch] = store.applied
     assert sorted((t.worker, t.seq) for t in batch.traces) == [("a", 4), ("a", 5), ("b", 3)]
+
+
+def test_traces_waiting_for_the_writer_past_the_newest_kept_go_before_the_write(make_writer):
+    writer, store = make_writer(traces_kept=2)
+    writer.kept["a"] = 3  # --keep 3
+
+    class Counted(Trace):
+        __slots__ = ()
+        freed = 0
+
+        def __del__(self):
+            Counted.freed += 1
+
+    # Given far more runs of two workers than they keep, all recorded while the writer waits
+    # (runs outpacing it)
+    count = 5 * PENDING_TRIM
+    with writer.lock:
+        for i in range(count):
+            seq = writer.number()
+            writer.trace(Counted(seq, seq, "ab"[i % 2], b"in", T0, 0.1, "", None, None, "1"))
+        # Then most are gone already, not held until the batch
+        assert Counted.freed >= count - PENDING_TRIM
+    writer.flush()
+    # And the batch has the newest each worker keeps, as without the early drop
+    [batch] = store.applied
+    assert sorted((t.worker, t.seq) for t in batch.traces) == [
+        ("a", count - 5),
+        ("a", count - 3),
+        ("a", count - 1),
+        ("b", count - 2),
+        ("b", count),
+    ]
+
+
+def test_messages_inserted_and_acked_before_the_write_are_neither_written_nor_deleted(
+    make_writer,
+):
+    writer, store = make_writer()
+    with writer.lock:
+        [old] = messages(writer, 1)
+        writer.insert([old])
+    writer.flush()
+    # Given three messages emitted and two of them done before the writer took them, with an
+    # older, written one
+    with writer.lock:
+        emitted = messages(writer, 3)
+        writer.insert(emitted)
+        writer.ack([emitted[0].seq, old.seq, emitted[2].seq])
+    writer.flush()
+    # Then the batch inserts the one left and deletes only the written one
+    batch = store.applied[-1]
+    assert [row[0] for row in batch.inserts] == [emitted[1].seq]
+    assert batch.acks == [old.seq]
+    assert stored(store) == [emitted[1].seq]
+
+
+def test_messages_done_before_the_write_go_before_it_when_runs_outpace_the_writer(make_writer):
+    writer, store = make_writer()
+
+    class Counted(Message):
+        __slots__ = ()
+        freed = 0
+
+        def __del__(self):
+            Counted.freed += 1
+
+    # Given a drain's messages emitted and all but the last done while the writer waits
+    count = 5 * PENDING_TRIM
+    with writer.lock:
+        first = writer.number(count)
+        writer.insert([Counted(seq, "w", T0, 1, b"x") for seq in range(first, first + count)])
+        for seq in range(first, first + count - 1):
+            writer.ack([seq])
+        # Then most of them are gone already, not held until the batch
+        assert Counted.freed >= count - PENDING_TRIM
+    writer.flush()
+    # And the batch writes the one left, as without the early drop
+    [batch] = store.applied
+    assert [row[0] for row in batch.inserts] == [first + count - 1] and batch.acks == []
+    assert stored(store) == [first + count - 1]
 
 
 # ----- the runtime, on the in-memory store --------------------------------------------------------
