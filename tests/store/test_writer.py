@@ -72,6 +72,19 @@ def trace(seq: int, worker: str) -> Trace:
     return Trace(seq, seq, worker, b"in", T0, 0.1, "", None, result_data=None, result_repr="1")
 
 
+def counting(cls: type) -> type:
+    """``cls`` whose instances count themselves as they are freed (``Counted.freed``)."""
+
+    class Counted(cls):
+        __slots__ = ()
+        freed = 0
+
+        def __del__(self):
+            type(self).freed += 1
+
+    return Counted
+
+
 def stored(store: MemoryStore) -> list[int]:
     return [m.seq for m in store.load().messages]
 
@@ -302,13 +315,7 @@ def test_only_the_newest_traces_kept_of_each_worker_are_written(make_writer):
 def test_traces_waiting_for_the_writer_past_the_newest_kept_go_before_the_write(make_writer):
     writer, store = make_writer(traces_kept=2)
     writer.kept["a"] = 3  # --keep 3
-
-    class Counted(Trace):
-        __slots__ = ()
-        freed = 0
-
-        def __del__(self):
-            Counted.freed += 1
+    Counted = counting(Trace)
 
     # Given far more runs of two workers than they keep, all recorded while the writer waits
     # (runs outpacing it)
@@ -355,13 +362,7 @@ def test_messages_inserted_and_acked_before_the_write_are_neither_written_nor_de
 
 def test_messages_done_before_the_write_go_before_it_when_runs_outpace_the_writer(make_writer):
     writer, store = make_writer()
-
-    class Counted(Message):
-        __slots__ = ()
-        freed = 0
-
-        def __del__(self):
-            Counted.freed += 1
+    Counted = counting(Message)
 
     # Given a drain's messages emitted and all but the last done while the writer waits
     count = 5 * PENDING_TRIM
