@@ -119,9 +119,13 @@ class Writer:
                 self._updates.pop(seq, None)
         if len(self._acks) >= self._acks_trim_at:
             # Messages done before they were written go now, not with the batch (a drain
-            # that outpaces the writer: its batch held every message of a round).
+            # that outpaces the writer: its batch held every message of a round). The next
+            # trim waits for as many acks as an eighth of what this one left to look at, so
+            # that each ack pays for a few steps of it however many inserts wait (a million
+            # queued while writes fail, say).
             self._inserts, self._acks = cancelled(self._inserts, self._acks)
-            self._acks_trim_at = max(PENDING_TRIM, 2 * len(self._acks))
+            left = len(self._inserts) + len(self._acks)
+            self._acks_trim_at = len(self._acks) + max(PENDING_TRIM, left // 8)
         self._poke()
 
     def dead(self, letter: tuple) -> None:
@@ -147,6 +151,8 @@ class Writer:
             # Only each worker's newest reach the file (``batching.newest``): while runs
             # outpace the writer, the others would wait for the batch by the thousand (a
             # drain's batch held every run's trace: its peak stayed in the kernel's memory).
+            # (A --keep raised meanwhile keeps what the worker's own traces kept: the newest
+            # of the old number, which is what memory shows too, WorkerState.keep.)
             kept = newest(traces, self.kept, self.traces_kept)
             kept.reverse()
             self._traces = kept

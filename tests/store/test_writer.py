@@ -20,6 +20,7 @@ from nbworkers.handlers import from_function
 from nbworkers.message import Message
 from nbworkers.schedule import parse
 from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow
+from nbworkers.store.batching import cancelled
 from nbworkers.store.writer import PENDING_TRIM, Writer
 from nbworkers.trace import Trace
 from tests.conftest import Clock, open_runtime
@@ -327,7 +328,8 @@ def test_traces_waiting_for_the_writer_past_the_newest_kept_go_before_the_write(
         # Then most are gone already, not held until the batch
         assert Counted.freed >= count - PENDING_TRIM
     writer.flush()
-    # And the batch has the newest each worker keeps, as without the early drop
+    # And the batch has the newest each worker keeps, as without the early drop (its --keep
+    # unchanged meanwhile)
     [batch] = store.applied
     assert sorted((t.worker, t.seq) for t in batch.traces) == [
         ("a", count - 5),
@@ -378,6 +380,33 @@ def test_messages_done_before_the_write_go_before_it_when_runs_outpace_the_write
     [batch] = store.applied
     assert [row[0] for row in batch.inserts] == [first + count - 1] and batch.acks == []
     assert stored(store) == [first + count - 1]
+
+
+def test_trimming_acks_costs_each_ack_a_few_steps_however_many_inserts_wait(
+    make_writer, monkeypatch
+):
+    from nbworkers.store import writer as writer_module
+
+    looked_at = []
+
+    def counted(inserts, acks):
+        looked_at.append(len(inserts) + len(acks))
+        return cancelled(inserts, acks)
+
+    monkeypatch.setattr(writer_module, "cancelled", counted)
+    writer, store = make_writer()
+    # Given 100,000 messages waiting to be written (writes failing, or a busy writer) and
+    # half of them done, one ack at a time
+    count = 100_000
+    with writer.lock:
+        first = writer.number(count)
+        writer.insert([Message(seq, "w", T0, 1, b"x") for seq in range(first, first + count)])
+        for seq in range(first, first + count // 2):
+            writer.ack([seq])
+        # Then the trims looked at a few entries an ack, not every insert every 1,024 acks
+        assert looked_at and sum(looked_at) <= 10 * count
+    writer.flush()
+    assert stored(store) == list(range(first + count // 2, first + count))
 
 
 # ----- the runtime, on the in-memory store --------------------------------------------------------
