@@ -77,6 +77,31 @@ def make_batch(taken: Taken, kept: dict[str, int], traces_kept: int) -> Batch:
     )
 
 
+# Pending traces or acks past which the writer drops what it will never write (``trim_traces``,
+# ``trim_acks``): while runs outpace the writer, they would wait for its batch by the thousand
+# (a drain at --concurrency 1 took a round of 20,000 messages in one batch, every run's trace
+# and every message held until then: the peak stayed in the kernel's memory).
+PENDING_TRIM = 1024
+
+
+def trim_traces(traces: list[Trace], limits: dict[str, int], default: int) -> tuple[list, int]:
+    """``traces`` (oldest first) without those no batch will write, older than each worker's
+    newest kept (``newest``); and how many may wait before the next trim. (A --keep raised
+    meanwhile keeps the newest of the old number, which is what memory keeps too,
+    ``WorkerState.keep``.)"""
+    kept = newest(traces, limits, default)
+    kept.reverse()
+    return kept, max(PENDING_TRIM, 2 * len(kept))
+
+
+def trim_acks(inserts: list[Message], acks: list[int]) -> tuple[list, list, int]:
+    """``cancelled``, and how many acks may wait before the next trim: as many more as an
+    eighth of what this one left to look at, so that an ack pays a few steps of it however many
+    inserts wait (a million queued while writes fail, say)."""
+    inserts, acks = cancelled(inserts, acks)
+    return inserts, acks, len(acks) + max(PENDING_TRIM, (len(inserts) + len(acks)) // 8)
+
+
 def cancelled(inserts: list[Message], acks: list[int]) -> tuple[list[Message], list[int]]:
     """``inserts`` and ``acks`` without the messages that are in both: inserted and gone before
     they were written (every message of a drain whose runs outpace the writer), so neither

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import NBWorkersError
 from ..log import log
-from .batching import Taken, cancelled, make_batch, newest
+from .batching import PENDING_TRIM, Taken, make_batch, trim_acks, trim_traces
 from .pace import Pace
 from .rows import FanInRow
 
@@ -35,10 +35,6 @@ if TYPE_CHECKING:  # the runtime's objects, read here, never imported by the sto
 # How often results older than ``results_kept_s`` are pruned, at most (with a batch that adds
 # results): one DELETE a minute, not one a batch.
 PRUNE_EVERY_S = 60.0
-# Traces (acks) waiting for the writer past which those that will never be written are dropped:
-# traces older than each worker's newest it keeps, messages acked before they were written and
-# their acks. At least this many, and twice what was left the last time.
-PENDING_TRIM = 1024
 
 
 class Writer:
@@ -117,15 +113,8 @@ class Writer:
         if self._updates:
             for seq in seqs:
                 self._updates.pop(seq, None)
-        if len(self._acks) >= self._acks_trim_at:
-            # Messages done before they were written go now, not with the batch (a drain
-            # that outpaces the writer: its batch held every message of a round). The next
-            # trim waits for as many acks as an eighth of what this one left to look at, so
-            # that each ack pays for a few steps of it however many inserts wait (a million
-            # queued while writes fail, say).
-            self._inserts, self._acks = cancelled(self._inserts, self._acks)
-            left = len(self._inserts) + len(self._acks)
-            self._acks_trim_at = len(self._acks) + max(PENDING_TRIM, left // 8)
+        if len(self._acks) >= self._acks_trim_at:  # (what will never be written goes now)
+            self._inserts, self._acks, self._acks_trim_at = trim_acks(self._inserts, self._acks)
         self._poke()
 
     def dead(self, letter: tuple) -> None:
@@ -147,16 +136,8 @@ class Writer:
     def trace(self, trace: Trace) -> None:
         traces = self._traces
         traces.append(trace)
-        if len(traces) >= self._traces_trim_at:
-            # Only each worker's newest reach the file (``batching.newest``): while runs
-            # outpace the writer, the others would wait for the batch by the thousand (a
-            # drain's batch held every run's trace: its peak stayed in the kernel's memory).
-            # (A --keep raised meanwhile keeps what the worker's own traces kept: the newest
-            # of the old number, which is what memory shows too, WorkerState.keep.)
-            kept = newest(traces, self.kept, self.traces_kept)
-            kept.reverse()
-            self._traces = kept
-            self._traces_trim_at = max(PENDING_TRIM, 2 * len(kept))
+        if len(traces) >= self._traces_trim_at:  # (what will never be written goes now)
+            self._traces, self._traces_trim_at = trim_traces(traces, self.kept, self.traces_kept)
         self._poke()
 
     def result(self, row: tuple) -> None:

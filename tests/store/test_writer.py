@@ -19,9 +19,9 @@ from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.message import Message
 from nbworkers.schedule import parse
-from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow
-from nbworkers.store.batching import cancelled
-from nbworkers.store.writer import PENDING_TRIM, Writer
+from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow, batching
+from nbworkers.store.batching import PENDING_TRIM, cancelled
+from nbworkers.store.writer import Writer
 from nbworkers.trace import Trace
 from tests.conftest import Clock, open_runtime
 from tests.waiting import wait_until
@@ -385,15 +385,13 @@ def test_messages_done_before_the_write_go_before_it_when_runs_outpace_the_write
 def test_trimming_acks_costs_each_ack_a_few_steps_however_many_inserts_wait(
     make_writer, monkeypatch
 ):
-    from nbworkers.store import writer as writer_module
-
     looked_at = []
 
     def counted(inserts, acks):
         looked_at.append(len(inserts) + len(acks))
         return cancelled(inserts, acks)
 
-    monkeypatch.setattr(writer_module, "cancelled", counted)
+    monkeypatch.setattr(batching, "cancelled", counted)
     writer, store = make_writer()
     # Given 100,000 messages waiting to be written (writes failing, or a busy writer) and
     # half of them done, one ack at a time
