@@ -166,14 +166,12 @@ class DuckDBStore:
         if self.con is None:
             self._connect()  # DuckDB invalidated the last connection: open the file again
         self.files.private_wal()
-        inserts = batch.inserts
-        acks = batch.acks
         con = self.con
         self._group_rows.begin()  # (nothing from a batch that was rolled back)
         con.execute("BEGIN")
         try:
-            if inserts:
-                select, params = unnested(rows.MESSAGE_TYPES, columns(inserts))
+            if batch.inserts:
+                select, params = unnested(rows.MESSAGE_TYPES, columns(batch.inserts))
                 con.execute(
                     f"""INSERT INTO messages (seq, worker, enqueued_at, attempt, data, started,
                                               due_at, key, priority, expires_at)
@@ -189,7 +187,8 @@ class DuckDBStore:
                         FROM (SELECT {select}) u WHERE messages.seq = u.seq""",
                     params,
                 )
-            if acks:
+            if batch.acks:
+                acks = batch.acks
                 # The range lets DuckDB skip row groups by their min/max: acks cluster at the
                 # head of a FIFO queue, so this stays cheap however long the queue is.
                 con.execute(
