@@ -128,6 +128,7 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
     with capture:
         try:
             env, call, event, meta = pickle.loads(job)
+            env = _env(env)
             _take_env(env, local)
             _far_from(env["kernel_pid"])
             if local:
@@ -156,7 +157,12 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
             outcome["result_repr"] = preview(result)
             if result is not None:
                 try:
-                    outcome["result_data"] = cloudpickle.dumps(result)
+                    # (a plain value needs none of cloudpickle's setup, a few µs a run)
+                    if type(result) in _PLAIN:
+                        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                    else:
+                        data = cloudpickle.dumps(result)
+                    outcome["result_data"] = data
                 except BaseException:  # noqa: BLE001 - an unpicklable result keeps its repr
                     outcome["result_data"] = None
         finally:
@@ -167,6 +173,21 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
                 outcome["progress"] = tuple(shown)
     outcome["stdout"] = capture.text()
     return outcome
+
+
+_last_env: dict | None = None  # the environment of the last job that carried one
+
+
+def _env(env: dict | None) -> dict:
+    """A job's environment: None means the same as the last job's (a pool process is sent
+    it only when it changed, ``jobs.make``)."""
+    global _last_env
+    if env is None:
+        if _last_env is None:
+            raise RuntimeError("nbworkers: a job came without its environment")
+        return _last_env
+    _last_env = env
+    return env
 
 
 def _refile(call, filename: str | None) -> None:
@@ -184,10 +205,26 @@ def _refile(call, filename: str | None) -> None:
 
 
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
-    consts = tuple(
-        _renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
-    )
-    return code.replace(co_filename=filename, co_consts=consts)
+    """``code`` (and the code inside it) named after ``filename``: made once for each code and
+    file (every run of a handler unpickles an equal code, which compares equal)."""
+    key = (code, filename)
+    found = _renamed_codes.get(key)
+    if found is None:
+        consts = tuple(
+            _renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+        )
+        found = code.replace(co_filename=filename, co_consts=consts)
+        if len(_renamed_codes) >= _RENAMED_MAX:
+            _renamed_codes.clear()
+        _renamed_codes[key] = found
+    return found
+
+
+# Code objects are immutable and compare by value: one renamed copy serves every run.
+_renamed_codes: dict[tuple[types.CodeType, str], types.CodeType] = {}
+_RENAMED_MAX = 256
+# A result of these exact types pickles the same with pickle as with cloudpickle.
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 _module_times: dict[str, float] = {}  # when each module's file had changed, as last seen
@@ -255,7 +292,8 @@ def _watch(lifeline: int) -> None:
 def main(fd: int, lifeline: int) -> None:
     """A pool process: run the jobs that come on the socket ``fd`` until it closes."""
     import signal
-    from multiprocessing.connection import Connection
+
+    from .channel import Channel
 
     global _process_emitter, active
     active = True
@@ -277,7 +315,7 @@ def main(fd: int, lifeline: int) -> None:
             os.close(fd)
 
     os.register_at_fork(after_in_child=forked)
-    conn = Connection(fd)
+    conn = Channel.from_fd(fd)
     output.install()
     _process_emitter = _PipeEmitter(conn)
 

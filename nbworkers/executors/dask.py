@@ -37,7 +37,7 @@ class DaskExecutor:
 
     def _run(self, handler, event, run, on_emit) -> dict | None:
         try:
-            job = jobs.make(handler, event, run.message, self.name)
+            job, _ = jobs.make(handler, event, run.message, self.name)
         except NBWorkersError as exc:
             return failed(f"{exc}\n")
         done = self.runner.run(job, run, run.message.worker)

@@ -4,6 +4,7 @@ the emits and outcomes that come back."""
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import pickle
@@ -30,12 +31,14 @@ def _functions(call) -> list[types.FunctionType]:
     return found
 
 
-def _global_names(code: types.CodeType) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def _global_names(code: types.CodeType) -> frozenset[str]:
+    """The names ``code`` and the code inside it use (kept per code object: every run asks)."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)
-    return names
+    return frozenset(names)
 
 
 def _used_globals(call) -> dict[str, object]:
@@ -79,8 +82,16 @@ def check_sendable(handler, executor: str) -> None:
         raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
 
 
-def make(handler, event, message, executor: str) -> bytes:
-    """The job of one run: what the far side (``child.run_job``) needs, pickled."""
+def make(
+    handler, event, message, executor: str, *, stored: bytes | None = None, sent: dict | None = None
+) -> tuple[bytes, dict]:
+    """The job of one run, pickled: what the far side (``child.run_job``) needs; and the
+    environment it carries.
+
+    ``stored``: the event as it was pickled at emit time, sent as it is when the far side
+    unpickles it the same as the event's cloudpickle (``_as_stored``). ``sent``: the
+    environment the far side already has (a pool process's last job's): None is sent instead
+    when it is unchanged (``child.run_job`` keeps the last)."""
     meta = (
         message.seq,
         message.worker,
@@ -96,26 +107,62 @@ def make(handler, event, message, executor: str) -> bytes:
     lines = {}
     if handler.filename:
         lines[handler.filename] = linecache.getlines(handler.filename)
-    try:
-        cwd = os.getcwd()
-    except OSError:  # the kernel's folder was deleted: the run keeps the process's own
-        cwd = None
+    cwd = _cwd()
     env = {
         "filename": handler.filename,
         "lines": lines,
         "path": list(sys.path),
         "cwd": cwd,
-        "kernel_pid": os.getpid(),
+        "kernel_pid": _pid(),
         "modules": _own_modules(used),
     }
     try:
         call = pickled.dumps(handler.call, _functions(handler.call), used)
-        data = cloudpickle.dumps(event)
+        data = stored if _as_stored(stored) else cloudpickle.dumps(event)
     except Exception as exc:
         raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
     # The far side reads env first: it imports changed modules again before unpickling the
     # handler, whose globals may name them.
-    return pickle.dumps((env, call, data, meta), protocol=pickle.HIGHEST_PROTOCOL)
+    job = (None if env == sent else env, call, data, meta)
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL), env
+
+
+def _as_stored(data: bytes | None) -> bool:
+    """Whether an event pickled at emit time (plain pickle: classes by name) unpickles on the
+    far side as its cloudpickle would: when it names nothing of the notebook's own
+    (``__main__``, which cloudpickle sends by value) or of nbworkers (a fan-in's deferred
+    events), and no module is registered to go by value."""
+    return (
+        data is not None
+        and b"__main__" not in data
+        and b"nbworkers" not in data
+        and not _BY_VALUE_MODULES
+    )
+
+
+# cloudpickle's modules registered to go by value (``register_pickle_by_value``; private in
+# cloudpickle 2 and 3: without it, a stored event is never sent as it is).
+_BY_VALUE_MODULES = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", {True})
+
+
+_PID: list[int] = []  # this process's id, known after the first job (each getpid is a system call)
+
+
+def _pid() -> int:
+    if not _PID:
+        _PID.append(os.getpid())
+    return _PID[0]
+
+
+os.register_at_fork(after_in_child=_PID.clear)
+
+
+def _cwd() -> str | None:
+    """The kernel's folder, or None if it was deleted (the run keeps the process's own)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 def _own_modules(used: dict[str, object]) -> dict[str, float]:

@@ -13,6 +13,7 @@ value) is pickled for every run, as before.
 
 from __future__ import annotations
 
+import operator
 import sys
 import types
 
@@ -44,52 +45,59 @@ def dumps(call, functions: list[types.FunctionType], used: dict[str, object]) ->
 
 
 def _same(old: tuple, new: tuple) -> bool:
-    return len(old) == len(new) and all(
-        a[0] == b[0] and (a[1] is b[1] or (a[0] == _IMPORTED and a[1] == b[1]))
-        for a, b in zip(old, new, strict=True)
-    )
+    """The very same objects, one by one (the kept parts hold them: no id is reused); the
+    count of imported modules, last, by value."""
+    return len(old) == len(new) and old[-1] == new[-1] and all(map(operator.is_, old, new[:-1]))
 
 
-# cloudpickle sends, with a function that uses a package, which of its submodules were imported
-# when it pickled (the far side imports them too): a submodule imported since (``import
-# xml.dom.minidom`` in a later cell) makes the pickle stale. How many modules are imported is
-# part of what must not change for a handler that uses a package.
-_IMPORTED = "#imported"
+# What cloudpickle sends of a function besides its code, names, doc and annotations: its
+# namespace's name, package, file and path.
+_NAMESPACE = ("__name__", "__package__", "__file__", "__path__")
+_END = object()  # after a function's annotations, and after its defaults
 
 
 def _parts(functions: list[types.FunctionType], used: dict[str, object]) -> tuple | None:
-    """What the pickle of these functions depends on, as (name, object) pairs; None if any of
-    it could change without becoming another object (a mutable value, a closure)."""
-    parts: list[tuple[str, object]] = []
-    for i, fn in enumerate(functions):
+    """What the pickle of these functions depends on, as a flat tuple of the objects
+    themselves (every run asks: no names are made for them), the count of imported modules
+    last (cloudpickle sends, with a function that uses a package, which of its submodules were
+    imported when it pickled, and the far side imports them too: a submodule imported since,
+    ``import xml.dom.minidom`` in a later cell, makes the pickle stale). None if any of it
+    could change without becoming another object (a mutable value, a closure)."""
+    parts: list[object] = []
+    add = parts.append
+    for fn in functions:
         if fn.__closure__ or fn.__kwdefaults__ or fn.__dict__:
             return None
-        # What else cloudpickle sends of a function: its code, names, doc and annotations, and
-        # its namespace's name, package, file and path.
-        for attr in ("__code__", "__name__", "__qualname__", "__module__", "__doc__"):
-            parts.append((f"{i}.{attr}", getattr(fn, attr)))
-        for key in ("__name__", "__package__", "__file__", "__path__"):
-            value = fn.__globals__.get(key)
+        add(fn.__code__)
+        add(fn.__name__)
+        add(fn.__qualname__)
+        add(fn.__module__)
+        add(fn.__doc__)
+        namespace = fn.__globals__
+        for key in _NAMESPACE:
+            value = namespace.get(key)
             if type(value) not in _IMMUTABLE:
                 return None
-            parts.append((f"{i}.globals.{key}", value))
+            add(value)
         for name, note in (fn.__annotations__ or {}).items():
             if not (type(note) in _IMMUTABLE or _by_name(note)):
                 return None
-            parts.append((f"{i}.note.{name}", note))
-        for j, default in enumerate(fn.__defaults__ or ()):
+            add(name)
+            add(note)
+        add(_END)
+        for default in fn.__defaults__ or ():
             if not (type(default) in _IMMUTABLE or any(default is f for f in functions)):
                 return None
-            parts.append((f"{i}.default{j}", default))
+            add(default)
+        add(_END)
     package = False
-    for name in sorted(used):
-        value = used[name]
+    for name, value in used.items():  # (in the same order while the code is the same)
         if not (type(value) in _IMMUTABLE or _by_name(value)):
             return None
-        parts.append((name, value))
+        add(name)
+        add(value)
         package = package or (isinstance(value, types.ModuleType) and hasattr(value, "__path__"))
-    if package:
-        parts.append((_IMPORTED, len(sys.modules)))
+    add(len(sys.modules) if package else -1)
     return tuple(parts)
 
 

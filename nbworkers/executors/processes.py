@@ -13,12 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 
 from .. import handlers, progress
 from ..errors import NBWorkersError
 from ..log import log
 from . import jobs
+from .channel import Channel
 from .jobs import decode, failed
 from .protocol import Outcome, Settings
 
@@ -61,10 +61,11 @@ class _Process:
             raise
         finally:
             theirs.close()
-        self.conn = Connection(ours.detach())
+        self.conn = Channel(ours)
         self.run = None  # the run it is busy with
         self.idle_at = time.monotonic()  # when it last became idle
         self.killed = False  # by a time limit: never to be reused
+        self.env: dict | None = None  # the environment its last job carried (jobs.make)
 
     def kill(self) -> None:
         if self.popen.poll() is None:
@@ -225,8 +226,10 @@ class ProcessPool:
         if process is not None:
             process.end()
 
-    def run(self, job: bytes, run, on_emit) -> dict | None:
-        """The outcome of ``job``; None if the run was abandoned (time limit or stop)."""
+    def run(self, make, run, on_emit) -> dict | None:
+        """The outcome of the job ``make(sent)`` gives (with the environment it carries;
+        ``sent``: what the process has from its last job); None if the run was abandoned
+        (time limit or stop)."""
         for tries in range(SEND_TRIES):
             try:
                 process = self._take(run)
@@ -237,7 +240,16 @@ class ProcessPool:
             if process is None:
                 return None
             try:
+                job, env = make(process.env)
+            except NBWorkersError as exc:
+                self._give_back(process, reusable=True)
+                return failed(f"{exc}\n")
+            except BaseException:
+                self._give_back(process, reusable=True)
+                raise
+            try:
                 process.conn.send_bytes(job)
+                process.env = env
                 break
             except OSError:
                 # It died while idle (killed from outside) since it was last checked: the job
@@ -339,13 +351,14 @@ class ProcessExecutor:
         self.pool.warm(concurrency)
 
     def run(self, handler, event, run, on_emit) -> Outcome | None:
+        # The event as it was stored, when it alone is the run's (not a batch's)
+        stored = run.message.data if run.messages is None else None
+
+        def make(sent: dict | None) -> tuple[bytes, dict]:
+            return jobs.make(handler, event, run.message, self.name, stored=stored, sent=sent)
+
         try:
-            try:
-                job = jobs.make(handler, event, run.message, self.name)
-            except NBWorkersError as exc:
-                done = failed(f"{exc}\n")
-            else:
-                done = self.pool.run(job, run, on_emit)
+            done = self.pool.run(make, run, on_emit)
         except BaseException as exc:  # noqa: BLE001 - the run fails; its run thread goes on
             done = jobs.crashed(self.name, exc)
         return jobs.outcome(done, run, self.settings.result_max_bytes)

@@ -363,6 +363,7 @@ def test_a_run_whose_processes_are_all_dead_when_sent_fails_after_three(monkeypa
             self.conn = SimpleNamespace(send_bytes=self._broken)
             self.popen = SimpleNamespace(poll=lambda: -9, pid=0, returncode=-9)
             self.run, self.killed, self.idle_at = None, False, time.monotonic()  # just started
+            self.env = None
 
         def _broken(self, data):
             raise BrokenPipeError("dead")
@@ -373,7 +374,7 @@ def test_a_run_whose_processes_are_all_dead_when_sent_fails_after_three(monkeypa
     monkeypatch.setattr(processes, "_Process", Dead)
     pool = processes.ProcessPool(1)
     try:
-        done = pool.run(b"job", SimpleNamespace(timed_out=False), None)
+        done = pool.run(lambda sent: (b"job", {}), SimpleNamespace(timed_out=False), None)
     finally:
         pool.close()
     assert len(started) == processes.SEND_TRIES == 3
@@ -895,6 +896,33 @@ def test_a_reloaded_notebook_module_reaches_the_next_process_run(kernel, tmp_pat
     kernel.ok("emit(None, 'w')\nassert nw.wait('w', 60)")
     # Then the next run uses the new code, as it would with threads
     assert kernel.eval("nw.traces('w')[0].result") == 2
+
+
+def test_a_processes_run_follows_cd_and_the_import_path_in_the_same_process(kernel, tmp_path):
+    # Given one pool process, which is sent the notebook's folder and import path only when
+    # they change
+    (tmp_path / "sub").mkdir()
+    kernel.ok("%config NBWorkers.max_processes = 1")
+    kernel.ok(
+        "%%worker w --executor processes --concurrency 1\n"
+        "import os, sys\n(os.getpid(), os.getcwd(), sys.path[-1])"
+    )
+    kernel.ok("emit(None, 'w')\nassert nw.wait('w', 60)")
+    pid, folder, last = kernel.eval("nw.traces('w')[0].result")
+    assert folder == str(tmp_path)
+    # When the notebook changes folder with %cd, then adds to its import path
+    kernel.ok("%cd sub")
+    kernel.ok("emit(None, 'w')\nassert nw.wait('w', 60)")
+    moved = kernel.eval("nw.traces('w')[0].result")
+    kernel.ok("import sys\nsys.path.append('/nbw-extra')\nemit(None, 'w')\nassert nw.wait('w', 60)")
+    extended = kernel.eval("nw.traces('w')[0].result")
+    # Then each next run, in that same process, has them
+    assert moved == (pid, str(tmp_path / "sub"), last)
+    assert extended == (pid, str(tmp_path / "sub"), "/nbw-extra")
+    # And back: a run after %cd - is in the first folder again
+    kernel.ok("%cd -")
+    kernel.ok("emit(None, 'w')\nassert nw.wait('w', 60)")
+    assert kernel.eval("nw.traces('w')[0].result") == (pid, str(tmp_path), "/nbw-extra")
 
 
 def test_a_slow_dask_connection_does_not_freeze_the_runtime(make_runtime):
