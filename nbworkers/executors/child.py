@@ -127,8 +127,9 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
     outcome = {"stdout": "", "error": None, "result_data": None, "result_repr": None}
     with capture:
         try:
-            env, call, event, meta = pickle.loads(job)
+            env, call, event, meta = pickle.loads(job)  # (plain values and bytes: never fails)
             env = _env(env)
+            meta = pickle.loads(meta)
             _take_env(env, local)
             _far_from(env["kernel_pid"])
             if local:
@@ -207,7 +208,7 @@ def _refile(call, filename: str | None) -> None:
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
     """``code`` (and the code inside it) named after ``filename``: made once for each code and
     file (every run of a handler unpickles an equal code, which compares equal)."""
-    key = (code, filename)
+    key = (code, code.co_qualname, filename)  # (code compares without its qualname)
     found = _renamed_codes.get(key)
     if found is None:
         consts = tuple(
@@ -221,7 +222,7 @@ def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
 
 
 # Code objects are immutable and compare by value: one renamed copy serves every run.
-_renamed_codes: dict[tuple[types.CodeType, str], types.CodeType] = {}
+_renamed_codes: dict[tuple[types.CodeType, str, str], types.CodeType] = {}
 _RENAMED_MAX = 256
 # A result of these exact types pickles the same with pickle as with cloudpickle.
 _PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})

@@ -122,7 +122,10 @@ def make(
     except Exception as exc:
         raise NBWorkersError(_why_unsendable(handler.call, exc, executor)) from exc
     # The far side reads env first: it imports changed modules again before unpickling the
-    # handler, whose globals may name them.
+    # handler, whose globals may name them. Everything but env is pickled apart, so that the
+    # job's outer tuple always unpickles there: the far side keeps env (sent once) even when
+    # the rest cannot be loaded (a dedupe key of a notebook class, say).
+    meta = pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)
     job = (None if env == sent else env, call, data, meta)
     return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL), env
 

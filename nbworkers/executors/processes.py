@@ -46,6 +46,8 @@ class _Process:
 
     def __init__(self, lifeline: int):
         ours, theirs = socket.socketpair()
+        # (blocking, whatever socket.setdefaulttimeout says: the process inherits the mode)
+        theirs.setblocking(True)
         try:
             self.popen = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(lifeline)],
@@ -262,6 +264,10 @@ class ProcessPool:
                         "run could be sent to one (something kills them as they start?); the "
                         "pool starts others for the next run.\n"
                     )
+            except BaseException:
+                # (a job past what memory holds, say: the process may have part of it)
+                self._give_back(process, reusable=False)
+                raise
         try:
             outcome = self._talk(process, run, on_emit)
         except (EOFError, OSError):

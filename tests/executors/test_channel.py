@@ -31,7 +31,7 @@ def test_frames_sent_together_come_out_one_by_one(pair):
 def test_a_frame_cut_into_pieces_comes_out_whole(pair):
     ours, theirs = pair
     frame = bytes(range(256)) * 40
-    whole = len(frame).to_bytes(4, "big") + frame
+    whole = len(frame).to_bytes(8, "big") + frame
     sending = threading.Thread(
         target=lambda: [theirs.sock.sendall(whole[i : i + 7]) for i in range(0, len(whole), 7)]
     )
@@ -42,7 +42,7 @@ def test_a_frame_cut_into_pieces_comes_out_whole(pair):
 
 def test_a_frame_bigger_than_a_read_comes_out_whole(pair):
     ours, theirs = pair
-    big = b"x" * 3_000_000  # past one read (64 KiB) and one joined write
+    big = bytes(range(256)) * 12_000  # 3 MB: past one read (64 KiB) and one joined write
     sending = threading.Thread(target=lambda: (theirs.send_bytes(big), theirs.send("after")))
     sending.start()
     assert ours.recv_bytes() == big
@@ -52,9 +52,41 @@ def test_a_frame_bigger_than_a_read_comes_out_whole(pair):
 
 def test_an_end_closed_midway_through_a_frame_is_an_eof(pair):
     ours, theirs = pair
-    theirs.sock.sendall((100).to_bytes(4, "big") + b"only part")
+    theirs.sock.sendall((100).to_bytes(8, "big") + b"only part")
     theirs.close()
     with pytest.raises(EOFError):
         ours.recv_bytes()
     with pytest.raises(EOFError):  # and again: nothing more will come
         ours.recv()
+
+
+def test_a_big_frame_after_small_ones_read_together_comes_out_whole(pair):
+    ours, theirs = pair
+    big = bytes(range(256)) * 1_000  # 256 KB
+    # All on the socket before the first read: that read takes the small frames and the
+    # start of the big one
+    theirs.send("out")
+    theirs.send("more")
+    sending = threading.Thread(target=lambda: (theirs.send_bytes(big), theirs.send("done")))
+    sending.start()
+    assert ours.recv() == "out" and ours.recv() == "more"
+    assert ours.recv_bytes() == big
+    assert ours.recv() == "done"
+    sending.join(10)
+
+
+def test_a_default_socket_timeout_does_not_make_the_channel_give_up():
+    # A notebook's socket.setdefaulttimeout (for urllib, say) made a pool process waiting for
+    # its next job take the empty read for the kernel's end, and runs longer than it fail
+    socket.setdefaulttimeout(0.05)
+    try:
+        a, b = socket.socketpair()
+    finally:
+        socket.setdefaulttimeout(None)
+    ours, theirs = Channel(a), Channel(b)
+    later = threading.Timer(0.3, lambda: theirs.send("late"))
+    later.start()
+    assert ours.recv() == "late"  # waited past the timeout
+    later.join()
+    ours.close()
+    theirs.close()

@@ -707,6 +707,64 @@ def test_a_run_timed_out_while_waiting_for_a_process_does_not_eat_the_wakeup(mak
     assert r.wait("other", 10), (r.counts("other"), r.executors.pool._idle)
 
 
+def test_a_job_that_cannot_load_in_the_process_leaves_it_the_notebooks_folder(
+    make_runtime, tmp_path, monkeypatch
+):
+    # Given one pool process, sent the notebook's folder only when it changes, and a notebook
+    # StrEnum (a str, so a valid dedupe key) that the process cannot unpickle
+    import enum
+    import sys
+
+    Kind = enum.StrEnum("Kind", {"A": "a"}, module="__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "Kind", Kind, raising=False)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    r = make_runtime(max_processes=1)
+    r.define("w", cell("import os\nos.getcwd()"), 1, policy=Policy(executor="processes"))
+    monkeypatch.chdir(second)
+    r.emit(None, "w")
+    assert r.wait("w", 30) and r.traces("w")[0].result == str(second)
+    # When a run whose key cannot load there comes after %cd, then a plain run
+    monkeypatch.chdir(first)
+    r.emit(None, "w", key=Kind.A)
+    assert r.wait("w", 30)
+    assert "could not be loaded on this side" in r.traces("w")[0].error
+    r.emit(None, "w")
+    assert r.wait("w", 30)
+    # Then the plain run is in the folder of the moment (the process kept what it was sent
+    # with the job it could not load), not in the one before
+    assert r.traces("w")[0].result == str(first), r.traces("w")[0].error
+
+
+def test_a_notebooks_default_socket_timeout_does_not_break_pool_processes(make_runtime):
+    # Given a notebook that set a default socket timeout (for urllib, say) before the pool's
+    # processes started
+    import socket
+
+    socket.setdefaulttimeout(0.2)
+    try:
+        r = make_runtime(max_processes=1)
+        r.define(
+            "w",
+            cell("import time, os\ntime.sleep(event)\nos.getpid()"),
+            1,
+            policy=Policy(executor="processes"),
+        )
+        # When runs take longer than the timeout, and the process waits longer for the next
+        r.emit(0.5, "w")
+        assert r.wait("w", 30)
+        time.sleep(0.5)
+        r.emit(0.01, "w")
+        assert r.wait("w", 30)
+    finally:
+        socket.setdefaulttimeout(None)
+    # Then both ran, in the same process
+    traces = r.traces("w")
+    assert [t.error for t in traces] == [None, None]
+    assert traces[0].result == traces[1].result
+
+
 BOOM = (
     "class Boom:\n"
     "    def __reduce__(self):\n"

@@ -100,3 +100,22 @@ def test_two_cells_of_the_same_code_keep_their_own_names_in_tracebacks():
         job, _ = jobs.make(h, tag, message_of(tag), "processes")
         error = run_far(job)["error"]
         assert f'File "{h.filename}"' in error and f"ValueError: {tag}" in error
+
+
+def method_code(cls_name: str):
+    namespace: dict = {}
+    exec(
+        compile(f"class {cls_name}:\n    def h(self):\n        return 1\n", "<c>", "exec"),
+        namespace,
+    )
+    return namespace[cls_name].h.__code__
+
+
+def test_renamed_code_is_kept_apart_for_functions_that_differ_only_in_qualname():
+    # In Python 3.11 two code objects of the same text at the same place compare (and hash)
+    # equal even when they are the methods of differently named classes
+    a, b = method_code("A"), method_code("B")
+    assert a == b and (a.co_qualname, b.co_qualname) == ("A.h", "B.h")
+    renamed = [child._renamed(code, "<worker w #1>") for code in (a, b, a)]
+    assert [c.co_qualname for c in renamed] == ["A.h", "B.h", "A.h"]
+    assert {c.co_filename for c in renamed} == {"<worker w #1>"}
