@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -14,6 +15,17 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: not gone, and not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    # (reaped meanwhile, between the signal and the read: reading its stat fails with ESRCH)
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def wait_blocked_in_c(ident: int, function: str, timeout: float = 10.0) -> bool:

@@ -5,7 +5,6 @@ short runs at random moments and finds nothing lost, nothing counted twice."""
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import threading
@@ -18,7 +17,7 @@ from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError, RunStopped
 from nbworkers.handlers import from_function
 from tests.conftest import Clock
-from tests.waiting import thread_stack, wait_blocked_in_c, wait_until
+from tests.waiting import alive, thread_stack, wait_blocked_in_c, wait_until
 
 
 def define(rt, name, fn, concurrency=1, **policy):
@@ -371,15 +370,6 @@ def test_many_runs_stopped_at_random_moments_lose_nothing_and_count_nothing_twic
 # ----- processes and Dask ----------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
-
-
 def test_a_process_run_is_stopped_by_killing_its_process(rt, tmp_path):
     # Given a run in a pool process that writes its pid, then sleeps (C code)
     pid_file = tmp_path / "pid"
@@ -403,7 +393,7 @@ def test_a_process_run_is_stopped_by_killing_its_process(rt, tmp_path):
     assert (counts["failed"], counts["dead"], counts["running"]) == (1, 1, 0)
     error = rt.traces("w")[0].error
     assert error.startswith(f"Stopped: nw.stop('{mid}')") and "process was killed" in error
-    assert wait_until(lambda: not _alive(pid), 10)
+    assert wait_until(lambda: not alive(pid), 10)
     rt.emit("fast", "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].ok and rt.traces("w")[0].result != pid

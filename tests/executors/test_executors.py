@@ -22,6 +22,7 @@ from nbworkers import api, current, handlers
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError
 from nbworkers.fingerprint import fingerprint
+from tests.waiting import alive
 
 EXECUTORS = ["threads", "processes", "dask"]
 
@@ -234,21 +235,11 @@ def test_a_timeout_kills_the_process(fresh_runtime, tmp_path):
     trace = rt.traces("w")[0]
     assert trace.timed_out
     assert "time limit of 1 s" in trace.error and "process was killed" in trace.error
-    assert wait_until(lambda: not _alive(pid), 10)
+    assert wait_until(lambda: not alive(pid), 10)
     # And the next message runs at once, in another process
     api.emit("fast", "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].ok and rt.traces("w")[0].result != pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (killed, not yet reaped) is not running
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_a_timeout_on_dask_cancels_the_task(fresh_runtime, dask_client):
@@ -411,8 +402,8 @@ def test_stopping_ends_every_pool_process_and_keeps_unfinished_messages(tmp_path
     rt.stop(timeout_s=1)
     # Then soon after its grace period the process is gone, and so is every run thread
     assert time.monotonic() - t0 < 5
-    assert not any(_alive(p) for p in pids)
-    assert not [t.name for t in rt.registry.threads() if t.is_alive()]
+    assert not any(alive(p) for p in pids)
+    assert not [t.name for t in rt.registry.threads() if t.isalive()]
     # And the message is still queued for next time (at-least-once)
     again = Runtime(path)
     try:
@@ -935,9 +926,9 @@ def test_a_busy_pool_process_does_not_outlive_a_crashed_kernel(kernel):
     os.kill(kernel.km.provisioner.process.pid, 9)
     # Then its pool process does not go on running the handler for two minutes, orphaned
     try:
-        assert wait_until(lambda: not _alive(pids[0]), 10), f"pool process {pids[0]} left behind"
+        assert wait_until(lambda: not alive(pids[0]), 10), f"pool process {pids[0]} left behind"
     finally:
-        if _alive(pids[0]):
+        if alive(pids[0]):
             os.kill(pids[0], 9)
 
 
@@ -1063,7 +1054,7 @@ def test_restart_processes_runs_the_next_message_in_a_fresh_process(fresh_runtim
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].result == first  # reused while nothing asks otherwise
     api.restart_processes()
-    assert wait_until(lambda: not _alive(first), 10)
+    assert wait_until(lambda: not alive(first), 10)
     api.emit(None, "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].ok and rt.traces("w")[0].result != first
