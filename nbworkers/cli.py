@@ -1,4 +1,4 @@
-"""The command line: ``python -m nbworkers status PATH`` shows a database file's queues.
+"""The command line: ``python -m nbworkers status [PATH]`` shows a database file's queues.
 
 ``status`` reads the file through ``store.read_status``, which opens it read-only: looking never
 changes a notebook's queues, and runs no SQL the file defines. Exit codes: 0 shown, 1 held by
@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import datetime
 
+from .config import DB_ENV
 from .errors import NBWorkersError, StatusTimeoutError, StoreLockedError
 from .store import STATUS_TIMEOUT_S, Status, WorkerStatus, read_status
 
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_LOCKED = 1  # a kernel (or another process) holds the file
 EXIT_BAD_FILE = 2  # no such file, a folder, not a DuckDB or not an nbworkers database
 EXIT_TIMEOUT = 3  # reading took longer than --timeout
+FOLDER = ".nbworkers"  # where a notebook's database is, in the folder its kernel started in
 
 _DESCRIPTION = """\
 nbworkers from a terminal. A notebook's workers, crons, queues, traces and dead letters live in a
@@ -65,7 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         description=_STATUS_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    status.add_argument("path", metavar="PATH", help="the database file, e.g. .nbworkers/x.duckdb")
+    status.add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        help="the database file, e.g. .nbworkers/x.duckdb (default: the file NBWORKERS_DB "
+        "names, else the one database in .nbworkers/ of this folder)",
+    )
     status.add_argument(
         "--failures",
         metavar="N",
@@ -84,9 +92,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _status(args) -> int:
+def default_path() -> str:
+    """The file ``status`` reads when given none: the one NBWORKERS_DB names, else the only
+    database in ``.nbworkers/`` here; else ``.nbworkers`` itself (which ``read_status`` refuses,
+    listing the databases it holds, or saying there is none)."""
+    named = os.environ.get(DB_ENV)
+    if named:
+        return named
     try:
-        status = read_status(args.path, failures=max(0, args.failures), timeout_s=args.timeout)
+        found = [name for name in os.listdir(FOLDER) if name.endswith(".duckdb")]
+    except OSError:
+        found = []
+    return os.path.join(FOLDER, found[0]) if len(found) == 1 else FOLDER
+
+
+def _status(args) -> int:
+    path = args.path if args.path is not None else default_path()
+    try:
+        status = read_status(path, failures=max(0, args.failures), timeout_s=args.timeout)
     except StoreLockedError as exc:
         print(f"nbworkers status: {exc}", file=sys.stderr)
         return EXIT_LOCKED

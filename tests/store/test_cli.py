@@ -4,6 +4,7 @@ live kernel holds, a file left by a killed process, bad paths; it never changes 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -110,6 +111,49 @@ def test_status_of_a_new_database(fresh_runtime, tmp_path):
     done = status(tmp_path / "q.duckdb")
     assert done.returncode == 0, done.stderr
     assert "No workers, crons or messages yet." in done.stdout
+
+
+def bare_status(cwd, env_db=None):
+    """``python -m nbworkers status`` with no PATH, in ``cwd``, NBWORKERS_DB set or not."""
+    env = {k: v for k, v in os.environ.items() if k != "NBWORKERS_DB"}
+    if env_db is not None:
+        env["NBWORKERS_DB"] = str(env_db)
+    return subprocess.run(
+        [sys.executable, "-m", "nbworkers", "status"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_status_without_a_path_reads_the_file_nbworkers_db_names(made_db, tmp_path):
+    # (as the README's API table shows it: python -m nbworkers status)
+    done = bare_status(tmp_path, env_db=made_db)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"nbworkers database {made_db}\n")
+
+
+def test_status_without_a_path_reads_the_one_database_of_the_folder(made_db, tmp_path):
+    project = tmp_path / "project"
+    (project / ".nbworkers").mkdir(parents=True)
+    made_db.rename(project / ".nbworkers" / "analysis.duckdb")
+    done = bare_status(project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("nbworkers database .nbworkers/analysis.duckdb\n")
+    assert row(done.stdout, "resize", "worker", "paused"), done.stdout
+    # With two, it names both and reads neither
+    (project / ".nbworkers" / "other.duckdb").write_bytes(b"")
+    two = bare_status(project)
+    assert two.returncode == 2 and "analysis.duckdb" in two.stderr and "other.duckdb" in two.stderr
+
+
+def test_status_without_a_path_or_a_database_here_says_where_one_would_be(tmp_path):
+    done = bare_status(tmp_path)
+    assert done.returncode == 2
+    assert "there is no file" in done.stderr and ".nbworkers/<notebook name>.duckdb" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_status_reads_the_log_a_killed_process_left_without_touching_it(tmp_path):
