@@ -53,7 +53,8 @@ def emit(
     priority: int = 0,
     ttl: float | None = None,
 ) -> str:
-    """Queue ``event`` for the worker ``name`` and return the message id at once.
+    """Queue ``event`` for the worker ``name`` and return the message id at once (``"m12"``:
+    messages and traces, ``"t13"``, share one numbering, so a worker's ids have gaps).
 
     The value is snapshotted (pickled) now: later changes to it do not reach the worker.
     It is on disk within a few milliseconds, and always before the emitting cell finishes.
