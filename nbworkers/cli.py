@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime
 
-from .config import DB_ENV
+from .config import DB_ENV, DB_FOLDER
 from .errors import NBWorkersError, StatusTimeoutError, StoreLockedError
 from .store import STATUS_TIMEOUT_S, Status, WorkerStatus, read_status
 
@@ -21,7 +21,6 @@ EXIT_OK = 0
 EXIT_LOCKED = 1  # a kernel (or another process) holds the file
 EXIT_BAD_FILE = 2  # no such file, a folder, not a DuckDB or not an nbworkers database
 EXIT_TIMEOUT = 3  # reading took longer than --timeout
-FOLDER = ".nbworkers"  # where a notebook's database is, in the folder its kernel started in
 
 _DESCRIPTION = """\
 nbworkers from a terminal. A notebook's workers, crons, queues, traces and dead letters live in a
@@ -100,10 +99,10 @@ def default_path() -> str:
     if named:
         return named
     try:
-        found = [name for name in os.listdir(FOLDER) if name.endswith(".duckdb")]
+        found = [name for name in os.listdir(DB_FOLDER) if name.endswith(".duckdb")]
     except OSError:
         found = []
-    return os.path.join(FOLDER, found[0]) if len(found) == 1 else FOLDER
+    return os.path.join(DB_FOLDER, found[0]) if len(found) == 1 else DB_FOLDER
 
 
 def _status(args) -> int:

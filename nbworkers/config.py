@@ -11,6 +11,7 @@ from traitlets.config import Configurable
 from .engine.settings import Settings
 
 DB_ENV = "NBWORKERS_DB"
+DB_FOLDER = ".nbworkers"  # a notebook's database is in it, in the folder its kernel started in
 # The folder the kernel started in (nbworkers is imported when the extension loads, before
 # any cell can change folder): where the default database lives.
 try:
@@ -139,7 +140,7 @@ class NBWorkers(Configurable):
             return self.db_path
         if os.environ.get(DB_ENV):
             return os.path.join(_START_DIR, os.environ[DB_ENV])
-        return str(Path(_START_DIR) / ".nbworkers" / f"{notebook_stem()}.duckdb")
+        return str(Path(_START_DIR) / DB_FOLDER / f"{notebook_stem()}.duckdb")
 
 
 def notebook_stem() -> str:

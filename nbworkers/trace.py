@@ -62,8 +62,9 @@ class _BoundedBuffer(io.BytesIO):
 
 
 # Exact types whose repr and pickle run no user code and cost little (a result is copied on
-# every run, so a drain pays for it per message): copied without reprlib or a bounded buffer.
-_PLAIN = frozenset([int, float, bool, str, bytes])
+# every run, so a drain pays for it per message): copied without reprlib or a bounded buffer
+# (and, in a pool process, pickled without cloudpickle's setup: executors/child.py).
+PLAIN = frozenset([int, float, bool, str, bytes])
 
 
 def run_result(value, max_bytes: int) -> RunResult:
@@ -72,7 +73,7 @@ def run_result(value, max_bytes: int) -> RunResult:
     run's own thread, where its time limit applies and its output is captured."""
     if value is None:
         return RunResult(value, None, "None")
-    if type(value) in _PLAIN and (
+    if type(value) in PLAIN and (
         not isinstance(value, str | bytes) or len(value) <= _preview.maxstring
     ):
         try:
@@ -99,7 +100,7 @@ def result_pickle(value, max_bytes: int) -> bytes | None:
     replaced anyway (``Run.keep_result``). User code (``__reduce__``): the run's thread."""
     if value is None:
         return None
-    if type(value) in _PLAIN:
+    if type(value) in PLAIN:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return data if len(data) <= max_bytes else None
     buffer = _BoundedBuffer(max_bytes)

@@ -26,7 +26,7 @@ import cloudpickle
 from .. import handlers, output, progress
 from ..errors import NBWorkersError
 from ..message import Message
-from ..trace import preview
+from ..trace import PLAIN, preview
 
 _local = threading.local()  # .emitter: where emit goes on a Dask task's thread
 _process_emitter = None  # where emit goes in a child process, on any of its threads
@@ -159,7 +159,7 @@ def run_job(job: bytes, local: bool, capture: output.Capture) -> dict:
             if result is not None:
                 try:
                     # (a plain value needs none of cloudpickle's setup, a few µs a run)
-                    if type(result) in _PLAIN:
+                    if type(result) in PLAIN:
                         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
                     else:
                         data = cloudpickle.dumps(result)
@@ -224,8 +224,6 @@ def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
 # Code objects are immutable and compare by value: one renamed copy serves every run.
 _renamed_codes: dict[tuple[types.CodeType, str, str], types.CodeType] = {}
 _RENAMED_MAX = 256
-# A result of these exact types pickles the same with pickle as with cloudpickle.
-_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 _module_times: dict[str, float] = {}  # when each module's file had changed, as last seen

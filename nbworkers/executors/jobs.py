@@ -113,7 +113,7 @@ def make(
         "lines": lines,
         "path": list(sys.path),
         "cwd": cwd,
-        "kernel_pid": _pid(),
+        "kernel_pid": _pid,
         "modules": _own_modules(used),
     }
     try:
@@ -148,16 +148,15 @@ def _as_stored(data: bytes | None) -> bool:
 _BY_VALUE_MODULES = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", {True})
 
 
-_PID: list[int] = []  # this process's id, known after the first job (each getpid is a system call)
+_pid = os.getpid()  # this process's id, asked once (os.getpid is a system call each time)
 
 
-def _pid() -> int:
-    if not _PID:
-        _PID.append(os.getpid())
-    return _PID[0]
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
 
 
-os.register_at_fork(after_in_child=_PID.clear)
+os.register_at_fork(after_in_child=_forked)
 
 
 def _cwd() -> str | None:
