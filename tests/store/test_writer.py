@@ -3,7 +3,6 @@ runs, retries, delays and cron ticks hand to the store. No file, no DuckDB."""
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import random
 import threading
@@ -19,7 +18,7 @@ from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.message import Message
 from nbworkers.schedule import parse
-from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow, batching
+from nbworkers.store import MemoryStore, MessageRow, UpdateRow, WorkerRow, batching, pace
 from nbworkers.store.batching import PENDING_TRIM, cancelled
 from nbworkers.store.writer import Writer
 from nbworkers.trace import Trace
@@ -135,8 +134,27 @@ def costly_commits(store: MemoryStore) -> list[float]:
     return starts
 
 
+class RecordedPace(pace.Pace):
+    """The writer's pace, with each gap it chose and the size of the batch it followed, so
+    that tests assert the writer's decisions, not wall-clock counts a busy machine changes."""
+
+    def __init__(self, flush_interval_s: float):
+        super().__init__(flush_interval_s)
+        self.chosen: list[tuple[int, float]] = []
+
+    def gap_s(self, taken, cpu_s):
+        gap = super().gap_s(taken, cpu_s)
+        self.chosen.append((pace.size(taken), gap))
+        return gap
+
+
+def recorded_pace(writer: Writer) -> list[tuple[int, float]]:
+    writer.pace = RecordedPace(writer.pace.flush_interval_s)
+    return writer.pace.chosen
+
+
 def test_after_a_costly_commit_the_writer_rests_in_proportion_but_flush_does_not_wait(
-    make_writer,
+    make_writer, monkeypatch
 ):
     # A slow trickle of runs (a CPU-heavy handler in a pool process) made a commit of each
     # run's end, about 8 ms of CPU each: the writer took a sixth of two cores from the pool.
@@ -146,55 +164,69 @@ def test_after_a_costly_commit_the_writer_rests_in_proportion_but_flush_does_not
         writer.insert(queued)
     writer.flush()
     starts = costly_commits(store)
+    chosen = recorded_pace(writer)
     until = time.perf_counter() + 1.0
     while time.perf_counter() < until:  # a run ends every 2 ms for a second
         with writer.lock:
             writer.ack([queued.pop().seq])
         time.sleep(0.002)
     writer.flush()
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # Rests of 9 x 10 ms (pace.py's REST_PER_CPU) between commits, not flush_interval_s's
-    # 5 ms: about ten commits in the second, of a few dozen messages each, not a hundred.
-    assert len(starts) <= 16, gaps
-    assert sorted(gaps)[len(gaps) // 2] >= 0.08
+    # The first small batch is not rested after (it may start a drain); every later one is,
+    # nine times its 10 ms of CPU (pace.py's REST_PER_CPU), not flush_interval_s's 5 ms
+    batches = [(size, gap) for size, gap in chosen if size]  # (flush() may take nothing)
+    assert len(batches) >= 2 and all(size < pace.REST_BELOW for size, _ in batches), chosen
+    assert batches[0][1] == 0.005
+    assert all(0.09 <= gap <= pace.REST_MAX_S for _, gap in batches[1:]), chosen
+    assert len(starts) <= 16  # so about ten commits in the second, not a hundred
     assert len(stored(store)) == len(queued)  # every ack written
-    # flush() does not wait for the rest: it wakes the writer
-    with writer.lock:
-        writer.insert(messages(writer, 1))
-    writer.flush()
-    with writer.lock:
-        writer.insert(messages(writer, 1))
-    t0 = time.perf_counter()
-    writer.flush()
-    assert time.perf_counter() - t0 < 0.06
+    # flush() does not wait for the rest: it wakes the writer. (Rests of 5 s from here on, so
+    # that a busy machine cannot pass for a rest.)
+    monkeypatch.setattr(pace, "REST_PER_CPU", 500.0)
+    monkeypatch.setattr(pace, "REST_MAX_S", 5.0)
+    for _ in range(2):
+        with writer.lock:
+            writer.ack([queued.pop().seq])
+        t0 = time.perf_counter()
+        writer.flush()
+        assert time.perf_counter() - t0 < 2.5
+    assert chosen[-1][1] == 5.0  # the writer did choose a rest of 5 s after those acks
+    assert len(stored(store)) == len(queued)
 
 
 def test_a_trickle_of_emits_is_written_within_milliseconds_not_rested(make_writer):
     # Emits from a handler or a thread after its cell ended: on disk a few milliseconds later,
     # as the README promises, however costly the commits.
     writer, store = make_writer()
-    starts = costly_commits(store)
+    costly_commits(store)
+    chosen = recorded_pace(writer)
     for _ in range(12):
         with writer.lock:
             writer.insert(messages(writer, 1))
         time.sleep(0.03)
     writer.flush()
-    gaps = sorted(b - a for a, b in itertools.pairwise(starts))
-    assert gaps[len(gaps) // 2] < 0.045, gaps  # one a message, every 30 ms: not 90 ms rests
+    assert len(chosen) >= 2 and {gap for _, gap in chosen} == {0.005}, chosen
+    assert len(stored(store)) == 12
 
 
 def test_a_drains_big_batches_do_not_rest(make_writer):
     # Resting after big batches only let a drain's changes pile up: 5 to 20 % slower.
     writer, store = make_writer()
-    starts = costly_commits(store)
-    until = time.perf_counter() + 0.5
-    while time.perf_counter() < until:
-        with writer.lock:
-            writer.insert(messages(writer, 300))  # 300 changes: past REST_BELOW
+    with writer.lock:
+        queued = messages(writer, 60_000)
+        writer.insert(queued)
+    writer.flush()
+    costly_commits(store)
+    chosen = recorded_pace(writer)
+    until = time.perf_counter() + 0.3
+    while time.perf_counter() < until and len(queued) >= 300:
+        with writer.lock:  # 300 runs' ends at a time: past REST_BELOW
+            writer.ack([queued.pop().seq for _ in range(300)])
         time.sleep(0.002)
     writer.flush()
-    gaps = sorted(b - a for a, b in itertools.pairwise(starts))
-    assert len(starts) >= 15 and gaps[len(gaps) // 2] < 0.05, gaps
+    sizes = [size for size, _ in chosen if size]  # (flush() with nothing left takes nothing)
+    assert len(sizes) >= 3 and min(sizes) >= pace.REST_BELOW, chosen
+    assert {gap for _, gap in chosen} == {0.005}, chosen
+    assert len(stored(store)) == len(queued)
 
 
 def test_a_failed_write_is_put_back_whole_and_written_with_what_came_after(make_writer, logged):
