@@ -8,8 +8,8 @@ them, ``global x`` still reaches the notebook, and a last bare expression is ret
 from __future__ import annotations
 
 import ast
+import collections
 import inspect
-import itertools
 import linecache
 import re
 import types
@@ -20,7 +20,9 @@ from . import tracebacks
 from .errors import ArgumentTypeError, ArgumentValueError, NBWorkersError, without_our_frames
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # whole names only: fullmatch
-_versions = itertools.count(1)
+# Each worker's and cron's cells, numbered from 1 in the kernel (the number is in their
+# filename, which keeps an old version's source readable in its tracebacks).
+_versions: collections.Counter[tuple[str, str]] = collections.Counter()
 
 
 def check_name(name: object) -> str:
@@ -107,7 +109,8 @@ def from_cell(
     ``message`` but no ``event``.
     """
     python = transform(source) if transform else source
-    filename = f"<{kind} {name} #{next(_versions)}>"
+    _versions[kind, name] += 1
+    filename = f"<{kind} {name} #{_versions[kind, name]}>"
     params = ["message"] if kind == "cron" else ["event", "message"]
     tree = ast.parse(python, filename=filename)
     _refuse_generators(tree, filename)

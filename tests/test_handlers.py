@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import linecache
+import random
+import string
 import traceback
 
 import pytest
@@ -55,6 +57,22 @@ def test_tracebacks_show_the_cell_source():
     assert "raise ValueError(event)" in text
     filename = info.traceback[-1].frame.code.raw.co_filename
     assert linecache.getline(filename, 2).strip() == "raise ValueError(event)"
+
+
+def test_a_cells_version_counts_that_workers_definitions_only():
+    # A new user read "<worker bad #2>" in the first traceback of "bad" as a second version:
+    # the number counted every cell defined in the kernel.
+    name = "versions-" + "".join(random.choices(string.ascii_lowercase, k=8))
+    first = handlers.from_cell(name, "1", {})
+    other = handlers.from_cell(name + "-other", "1", {})
+    cron = handlers.from_cell(name, "1", {}, kind="cron")
+    again = handlers.from_cell(name, "2", {})
+    assert first.filename == f"<worker {name} #1>"
+    assert other.filename == f"<worker {name}-other #1>"
+    assert cron.filename == f"<cron {name} #1>"
+    assert again.filename == f"<worker {name} #2>"  # and the first keeps its own source
+    assert linecache.getline(first.filename, 1) == "1"
+    assert linecache.getline(again.filename, 1) == "2"
 
 
 def test_functions_take_the_event_or_event_and_message():
