@@ -254,9 +254,11 @@ class ProcessPool:
                 process.env = env
                 break
             except OSError:
+                self._give_back(process, reusable=False)
+                if process.killed or self._closed:
+                    return None  # the time limit (or stop) killed it while the job was made
                 # It died while idle (killed from outside) since it was last checked: the job
                 # never reached it, and goes to another.
-                self._give_back(process, reusable=False)
                 _ended_while_idle(process)
                 if tries == SEND_TRIES - 1:
                     return failed(

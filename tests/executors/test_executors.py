@@ -296,6 +296,43 @@ def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime, caplog):
     assert f"pool process {first} had ended while idle (signal 9)" in caplog.text
 
 
+class SlowToPickle:
+    """A notebook global whose pickling takes ``delay`` seconds (a big frame, say)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def __reduce__(self):
+        time.sleep(self.delay)
+        return (int, (0,))
+
+
+def test_a_time_limit_passing_while_the_job_is_made_is_no_process_ended_while_idle(
+    make_runtime, logged
+):
+    # Given one pool process, and a run whose job takes longer to make than its time limit (a
+    # notebook global that takes 2 s to pickle, changed since the last run so not kept pickled)
+    r = make_runtime(max_processes=1)
+    handler = cell("slow\nevent", slow=SlowToPickle(0))
+    r.define("w", handler, 1, policy=Policy(timeout_s=1, executor="processes"))
+    r.emit("warm-up", "w")  # (the pool's process started)
+    assert r.wait("w", 30)
+    handler.call.__globals__["slow"] = SlowToPickle(2)
+    r.emit("slow", "w")
+    # Then the run times out, and the time limit killed its process
+    assert wait_until(lambda: r.counts("w")["failed"] == 1, 20)
+    assert r.traces("w")[0].timed_out
+    # And once the slow run's thread has made its job and given the slot back, the log does
+    # not say the process was killed from outside; the next run gets a new process
+    assert wait_until(lambda: not r.executors.pool._busy, 10)
+    handler.call.__globals__["slow"] = SlowToPickle(0)
+    r.emit("next", "w")
+    assert r.wait("w", 30)
+    assert r.traces("w")[0].result == "next"
+    said = [record.getMessage() for record in logged.records]
+    assert not [line for line in said if "ended while idle" in line], said
+
+
 FORKS_A_HELPER = (
     "import os, time\n"
     "if event == 'fork':\n"
