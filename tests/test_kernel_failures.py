@@ -154,6 +154,10 @@ def test_a_thousand_key_errors_are_one_group_requeued_after_the_fix(kernel):
     ]
     assert kernel.eval("len(nw.failures('w')[0].example_ids)") == 5
     assert "KeyError: 'text'" in kernel.eval("nw.failures('w')[0].traceback")
+    # (shown as a cell's result: one readable line a group, the traceback by its length)
+    shown = kernel.ok("nw.failures('w')").value
+    assert shown.startswith("[Failure(fingerprint='") and shown.endswith(" lines>)]"), shown
+    assert "count=1000, first_seen=" in shown and "Traceback" not in shown, shown
     # When the cell is fixed and the group requeued
     kernel.ok("%%worker w\nrow = event\nrow.get('text', 'none').upper()")
     kernel.ok("group = nw.failures('w')[0].fingerprint")

@@ -35,6 +35,21 @@ class Failure:
     def __str__(self) -> str:
         return f"{self.count:,} {TIMES} {self.title} [{self.fingerprint}]"
 
+    def __repr__(self) -> str:
+        # (readable in a notebook's output: the fields by name, times to the second, and the
+        # traceback, many lines, by its length only: print(group.traceback) shows it)
+        lines = len(self.traceback.splitlines())
+        return (
+            f"Failure(fingerprint={self.fingerprint!r}, title={self.title!r}, "
+            f"count={self.count}, first_seen={_when(self.first_seen)}, "
+            f"last_seen={_when(self.last_seen)}, example_ids={self.example_ids!r}, "
+            f"traceback=<{lines} line{'' if lines == 1 else 's'}>)"
+        )
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(sep=" ", timespec="seconds")
+
 
 def _ids(seqs: list[int]) -> tuple[str, ...]:
     return tuple(f"m{seq}" for seq in seqs)

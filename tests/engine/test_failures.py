@@ -48,6 +48,16 @@ def test_failures_are_grouped_by_cause_and_most_numerous_first(fresh_runtime, ex
     assert set(key_error.example_ids) <= dead and len(key_error.example_ids) == 5
     assert key_error.first_seen <= key_error.last_seen
     assert str(key_error).startswith("5 \u00d7 KeyError: 'text' at line 2")
+    # (its repr, as a notebook shows nw.failures: readable, the traceback by its length only)
+    lines = len(key_error.traceback.splitlines())
+    first = key_error.first_seen.isoformat(sep=" ", timespec="seconds")
+    assert repr(key_error) == (
+        f"Failure(fingerprint='{key_error.fingerprint}', title=\"KeyError: 'text' at line 2\", "
+        f"count=5, first_seen={first}, last_seen="
+        f"{key_error.last_seen.isoformat(sep=' ', timespec='seconds')}, "
+        f"example_ids={key_error.example_ids!r}, traceback=<{lines} lines>)"
+    )
+    assert lines > 2 and "\n" not in repr(key_error)
     assert rt.counts("w")["done"] == 3
 
 
