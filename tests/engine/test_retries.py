@@ -415,5 +415,5 @@ def test_a_slow_on_failure_callback_does_not_hold_up_delays(rt):
     started = time.monotonic()
     rt.emit("late", "w", delay=0.1)
     assert rt.wait("w", 5) and seen == ["late"]
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 7  # not held up by the callback's 10 s
     gate.set()
