@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import fields
 
 import pytest
@@ -27,6 +28,13 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+def advance(clock: Clock, seconds: float) -> None:
+    """Move ``clock`` ``seconds`` past its own now and the wall clock's, whichever is later:
+    emit times are the wall clock's, so a ttl counted from an emit has passed however slowly
+    the test got there."""
+    clock.now = max(clock.now, time.time()) + seconds
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_unhandled_messages_run_once_the_worker_is_defined(kernel):
     kernel.ok("emit('early', 'later')\nemit('early2', 'later')")
     assert kernel.eval("nw.unhandled()") == {"later": 2}
     kernel.ok("%%worker later\nevent")
-    kernel.ok("assert nw.wait('later', timeout=1)")
+    kernel.ok("assert nw.wait('later', timeout=30)")
     assert kernel.eval("sorted(t.result for t in nw.traces('later'))") == ["early", "early2"]
     assert kernel.eval("nw.unhandled()") == {}
 

@@ -16,7 +16,7 @@ from nbworkers.develop.recorded import replaying
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError, NBWorkersError
 from nbworkers.widgets import state
-from tests.conftest import open_runtime
+from tests.conftest import Clock, open_runtime
 
 # ----- helpers --------------------------------------------------------------------------------
 
@@ -250,17 +250,23 @@ def test_a_run_whose_trace_will_be_replaced_does_not_copy_its_calls(service):
 
 def test_a_timed_out_run_keeps_the_calls_made_before_its_limit(make_runtime, service):
     fetch = nw.recorded(service.get)
-    gate, done = threading.Event(), threading.Event()
+    gate, done, fetched = threading.Event(), threading.Event(), threading.Event()
 
     def handler(event):
         fetch("before")
+        fetched.set()
         gate.wait(30)
         fetch("after")  # the thread goes on after its trace was made
         done.set()
 
-    rt = make_runtime()
+    # (the limit passes on the test's clock once the first call is made, whatever the
+    # machine's speed)
+    clock = Clock(1_000_000.0)
+    rt = make_runtime(clock=clock)
     define(rt, handler, timeout_s=0.2)
     rt.emit(None, "w")
+    assert fetched.wait(30)
+    rt.run_timers(clock.now + 1)
     assert rt.wait("w", 30)
     (trace,) = rt.traces("w")
     assert trace.timed_out

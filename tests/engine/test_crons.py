@@ -194,7 +194,10 @@ def test_the_scheduler_thread_sleeps_until_due(make_runtime):
         time.sleep(0.05)
     assert len(runs) >= 3
     gaps = [b - a for a, b in itertools.pairwise(runs)]
-    assert all(0.9 < g < 5 for g in gaps), gaps  # never early; late only under heavy load
+    # Never a run on the heels of the last (a timer that did not sleep); late only under heavy
+    # load. (A run is timed inside the handler: one that started late, waiting for its thread,
+    # leaves a shorter gap to the next, which is due a second after the last was due.)
+    assert all(0.5 < g < 5 for g in gaps), gaps
 
 
 # ----- daylight saving: the clock walks each transition minute by minute -----------------------

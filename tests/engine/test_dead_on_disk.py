@@ -195,8 +195,12 @@ def test_letters_dying_while_a_group_is_requeued_again_and_again_are_never_lost(
     rt.define("w", from_function("w", handler), 4)
     total = 6000
 
+    first_requeue = threading.Event()
+
     def emitter():
         for start in range(0, total, 200):
+            if start == total // 2:  # (the second half once a requeue has happened)
+                first_requeue.wait(60)
             rt.emit_many(range(start, start + 200), "w")
             time.sleep(0.005)
 
@@ -207,10 +211,13 @@ def test_letters_dying_while_a_group_is_requeued_again_and_again_are_never_lost(
     while thread.is_alive():
         groups = rt.failures("w")
         if groups:
-            requeued += len(rt.requeue("w", group=groups[0].fingerprint))
+            done = len(rt.requeue("w", group=groups[0].fingerprint))
+            requeued += done
+            if done:
+                first_requeue.set()
         time.sleep(0.01)
     thread.join()
-    assert requeued > 0
+    assert requeued > 0 and first_requeue.is_set()
     # and then the cell is fixed and what is left requeued
     broken.clear()
     assert rt.wait("w", timeout=120)

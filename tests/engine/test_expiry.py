@@ -13,7 +13,7 @@ import pytest
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError
 from nbworkers.handlers import from_function
-from tests.conftest import Clock
+from tests.conftest import Clock, advance
 from tests.waiting import wait_until
 
 
@@ -38,7 +38,7 @@ def test_a_message_queued_past_its_ttl_becomes_an_expired_dead_letter(make_runti
     define(rt, "w", ran.append)
     kept = rt.emit("kept", "w", ttl=100)
     gone = rt.emit("gone", "w", ttl=10)
-    clock.now += 12
+    advance(clock, 12)
     rt.run_timers(clock.now)
     (letter,) = rt.dead_letters("w")
     assert letter["id"] == gone and letter["reason"] == "expired"
@@ -75,11 +75,11 @@ def test_a_message_expires_while_delayed_and_never_runs(make_runtime):
     define(rt, "w", ran.append, ttl_s=5)
     rt.emit("later", "w", delay=60)  # its worker's ttl ends long before it is due
     assert rt.counts("w")["queued"] == 1
-    clock.now += 6
+    advance(clock, 6)
     rt.run_timers(clock.now)
     assert rt.counts("w")["queued"] == 0 and rt.snapshot("w").delayed == 0
     assert rt.messages("w") == [] and rt.dead_letters("w")[0]["reason"] == "expired"
-    clock.now += 60
+    advance(clock, 60)
     rt.run_timers(clock.now)
     assert rt.wait("w", 5) and ran == []
 
@@ -123,7 +123,7 @@ def test_the_worker_ttl_applies_from_emit_and_a_message_own_ttl_wins(make_runtim
     longer = rt.emit("own", "w", ttl=100)
     expires = {m["id"]: m["expires_at"].timestamp() for m in rt.messages("w")}
     assert expires[longer] - expires[plain[0]] == pytest.approx(90, abs=1)
-    clock.now += 11
+    advance(clock, 11)
     rt.run_timers(clock.now)
     assert [d["id"] for d in rt.dead_letters("w")] == plain
     assert "(its worker's --ttl)" in rt.dead_letters("w")[0]["error"]
@@ -135,14 +135,14 @@ def test_a_ttl_given_to_a_worker_applies_to_messages_already_queued(make_runtime
     rt.pause("w")
     old = rt.emit("queued before the worker had a ttl", "w")
     define(rt, "w", print, ttl_s=5)
-    clock.now += 6
+    advance(clock, 6)
     rt.run_timers(clock.now)
     assert [d["id"] for d in rt.dead_letters("w")] == [old]
     # And removing the ttl stops what is queued from expiring
     clock.now = time.time()  # (emit times are the wall clock's)
     kept = rt.emit("x", "w")
     define(rt, "w", print)
-    clock.now += 60
+    advance(clock, 60)
     rt.run_timers(clock.now)
     assert [m["id"] for m in rt.messages("w")] == [kept]
 
@@ -160,7 +160,7 @@ def test_a_message_is_checked_when_it_is_taken(make_runtime):
     rt.emit("first", "w")
     assert wait_until(lambda: ran == ["first"])
     rt.emit("second", "w")
-    clock.now += 6  # no timer pass: the run thread finds it expired as it takes it
+    advance(clock, 6)  # no timer pass: the run thread finds it expired as it takes it
     gate.set()
     assert wait_until(lambda: rt.counts("w")["dead"] == 1)
     assert rt.wait("w", 10) and ran == ["first"]
@@ -173,7 +173,7 @@ def test_a_running_message_is_not_expired_but_its_retry_is(make_runtime):
 
     def handler(event, message):
         attempts.append(message.attempt)
-        clock.now += 6  # the run outlives the ttl
+        advance(clock, 6)  # the run outlives the ttl
         raise ValueError("flaky")
 
     define(rt, "w", handler, retries=2, backoff_s=30, ttl_s=5)
@@ -193,7 +193,7 @@ def test_expiry_frees_the_dedupe_key(make_runtime):
     rt.pause("w")
     first = rt.emit("x", "w", key="k", ttl=5)
     assert rt.emit("y", "w", key="k") == first
-    clock.now += 6
+    advance(clock, 6)
     rt.run_timers(clock.now)
     assert rt.emit("z", "w", key="k") != first
 
@@ -205,7 +205,7 @@ def test_requeue_of_an_expired_letter_gives_it_a_fresh_ttl(make_runtime):
     rt, clock = clocked(make_runtime)
     rt.pause("w")
     rt.emit("x", "w", ttl=10, priority=3)
-    clock.now += 11
+    advance(clock, 11)
     rt.run_timers(clock.now)
     assert rt.counts("w")["expired"] == 1
     clock.now = time.time()  # (emit times, and so a requeue's, are the wall clock's)
@@ -259,7 +259,7 @@ def test_the_panel_shows_the_ttl_and_the_expired_count(make_runtime):
     header = state.header(rt.snapshot("w"))
     assert "ttl 5 s" in header["facts"] and "expired" not in header["counts"]
     rt.emit("x", "w")
-    clock.now += 6
+    advance(clock, 6)
     rt.run_timers(clock.now)
     counts = state.header(rt.snapshot("w"))["counts"]
     assert (counts["dead"], counts["expired"]) == (1, 1)

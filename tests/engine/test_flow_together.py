@@ -10,7 +10,7 @@ import pytest
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import MessageFailed
 from nbworkers.handlers import from_function
-from tests.conftest import Clock
+from tests.conftest import Clock, advance
 from tests.waiting import wait_until
 
 
@@ -28,7 +28,7 @@ def test_an_expired_member_of_a_fan_in_counts_as_failed_and_its_result_raises(ma
     rt.pause("w")
     ids = rt.emit_many([1, 2], "w", ttl=5, then="tally")
     late = rt.emit(3, "w")  # no ttl: it runs
-    clock.now += 6
+    advance(clock, 6)
     rt.run_timers(clock.now)
     rt.resume("w")
     assert rt.wait(None, 10)

@@ -12,11 +12,11 @@ import pytest
 from tqdm import tqdm
 
 from nbworkers import handlers
-from nbworkers.engine.events import NOTIFY_RUNNING_S
 from nbworkers.engine.history import EVERY_S, SAMPLES, History
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import ArgumentTypeError, ArgumentValueError
 from nbworkers.progress import NOTIFY_EVERY_S, Progress, from_output
+from tests.waiting import wait_until
 
 
 def define(rt, fn, name="w", **policy):
@@ -92,11 +92,11 @@ def test_while_a_run_goes_the_panels_hear_every_second_with_nothing_changing(mak
     assert started.wait(10)
     heard = []
     rt.add_listener(lambda names: heard.append((time.monotonic(), set(names))))
-    time.sleep(3 * NOTIFY_RUNNING_S + 0.5)
+    # (a tqdm bar's progress tells no one: a notice of no names is the panels' tick; without
+    # one a second, they would tick every 30 s, as when nothing runs)
+    assert wait_until(lambda: len([names for _, names in heard if not names]) >= 2, 10), heard
     finish.set()
     assert rt.wait("w", 10)
-    quiet = [at for at, names in heard if not names]  # a tqdm bar's progress tells no one
-    assert len(quiet) >= 2, heard
 
 
 @pytest.mark.parametrize(
@@ -189,22 +189,29 @@ def test_flows_count_what_each_workers_runs_emitted_to_each_name(make_runtime):
 
 
 def _two_steps(event, message):
+    import os
     import time as clock
 
     message.progress(1, 2, note="far")
-    clock.sleep(1.5)
+    deadline = clock.monotonic() + 30
+    while not os.path.exists(event) and clock.monotonic() < deadline:  # the test has seen it
+        clock.sleep(0.01)
     message.progress(1.5, 2, note="far")
     message.progress(2, 2, note="far")  # within 0.2 s: not sent at once
 
 
-def test_progress_in_a_pool_process_shows_while_it_runs_and_stays_in_its_trace(make_runtime):
+def test_progress_in_a_pool_process_shows_while_it_runs_and_stays_in_its_trace(
+    make_runtime, tmp_path
+):
     rt = make_runtime()
     define(rt, _two_steps, executor="processes")
-    rt.emit("x", "w")
+    go = tmp_path / "go"
+    rt.emit(str(go), "w")
     deadline = time.monotonic() + 30
     while rt.snapshot("w").running_progress != (Progress(1, 2, "far"),):
         assert time.monotonic() < deadline, rt.snapshot("w").running_progress
         time.sleep(0.05)
+    go.touch()
     assert rt.wait("w", 30)
     # the last, though not sent (0.2 s had not passed): it came back with the outcome
     assert rt.traces("w")[0].progress == Progress(2, 2, "far")

@@ -291,9 +291,11 @@ def test_a_rate_limited_drain_survives_a_killed_kernel_within_its_limit(tmp_path
     )
     assert sorted(e for _, e in starts) == list(range(6))
     times = [t for t, _ in starts]
-    # No window of a minute holds more than 3 starts (1 s less, for the handler's own lag)
+    # No window of a minute holds more than 3 starts (checked over 50 s, for the handler's own
+    # lag on a loaded machine: a kernel that forgot the limit starts the rest seconds after the
+    # first burst)
     for i, t in enumerate(times):
-        assert sum(1 for u in times[i:] if u < t + 59.0) <= 3
+        assert sum(1 for u in times[i:] if u < t + 50.0) <= 3
 
 
 def test_the_panel_shows_the_rate_the_batch_and_the_wait_for_a_token(make_runtime):

@@ -13,6 +13,7 @@ from nbworkers.errors import NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.store import MemoryStore
 from tests.conftest import Clock
+from tests.waiting import wait_until
 
 
 def define(rt, name, fn, **policy):
@@ -113,6 +114,7 @@ def test_a_retry_waits_for_its_backoff(make_runtime):
     handler, runs = failing_on({"bad"})
     define(rt, "w", handler, retries=1, backoff_s=60)
     rt.emit("bad", "w")
+    assert wait_until(lambda: runs == [("bad", 1)], 10)
     assert rt.wait("w", 0.5) is False  # the retry waits, counted as queued
     assert runs == [("bad", 1)]
     [waiting] = rt.messages("w")
@@ -225,18 +227,24 @@ def test_an_attempt_interrupted_by_a_crash_counts(make_runtime):
 
 
 def test_a_run_past_its_timeout_is_abandoned_and_frees_its_slot(make_runtime):
-    rt = make_runtime()
-    release = threading.Event()
+    # (time limits on the test's clock: the timer pass is run when the test says, so that a
+    # stall of the machine cannot time out the fast run too)
+    clock = Clock(1_000_000.0)
+    rt = make_runtime(clock=clock)
+    release, started = threading.Event(), threading.Event()
     done = []
 
     def slow(event):
         if event == "slow":
+            started.set()
             release.wait(30)
         done.append(event)
 
     define(rt, "w", slow, concurrency=1, timeout_s=0.2)
     rt.emit("slow", "w")
     rt.emit("fast", "w")
+    assert started.wait(10)
+    rt.run_timers(clock.now + 1)  # the slow run's limit has passed
     # The fast message runs although the one slot is taken by a run that never ends
     assert rt.wait("w", 10)
     assert done == ["fast"]
@@ -254,7 +262,8 @@ def test_a_run_past_its_timeout_is_abandoned_and_frees_its_slot(make_runtime):
 
 
 def test_a_timed_out_run_is_retried(make_runtime):
-    rt = make_runtime()
+    clock = Clock(1_000_000.0)
+    rt = make_runtime(clock=clock)
     attempts = []
 
     release = threading.Event()
@@ -266,6 +275,8 @@ def test_a_timed_out_run_is_retried(make_runtime):
 
     define(rt, "w", handler, timeout_s=0.2, retries=1, backoff_s=0)
     rt.emit("x", "w")
+    assert wait_until(lambda: attempts == [1], 10)
+    rt.run_timers(clock.now + 1)  # its limit has passed (the test's clock: see above)
     assert rt.wait("w", 10)
     release.set()
     assert attempts == [1, 2]

@@ -217,9 +217,15 @@ def emitting_kernel(tmp_path):
 def test_unload_ext_while_emits_go_on_loses_nothing_and_runs_may_still_emit(emitting_kernel):
     k, folder, db = emitting_kernel
     k.ok("%unload_ext nbworkers")
+
     # The runs going on could emit (the emit global, nw.emit) until the stop's last write;
-    # then they are told, with an NBWorkersError (no NameError)
-    spin = sorted(line for line in _lines(folder, "refused.txt") if line.startswith("spin"))
+    # then they are told, with an NBWorkersError (no NameError; their threads write it down
+    # once told, which may be after %unload_ext returned)
+    def spins():
+        return sorted(line for line in _lines(folder, "refused.txt") if line.startswith("spin"))
+
+    _wait_until(lambda: len(spins()) >= 2, 10)
+    spin = spins()
     assert [line.split(":")[0] for line in spin] == [
         "spin-global NBWorkersError",
         "spin-nw NBWorkersError",

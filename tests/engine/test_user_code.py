@@ -278,6 +278,7 @@ def test_an_attribute_error_raised_by_setstate_is_not_a_missing_class(rt, cls):
 def test_an_event_whose_class_is_not_defined_is_parked_naming_the_error(rt, data, error):
     rt.define("w", from_function("w", lambda e: e), 1, policy=Policy(retries=3))
     rt.intake.enqueue("w", [data])
+    assert wait_until(lambda: len(rt.traces("w")) == 1, 10)
     assert rt.wait("w", 0.3) is False  # parked: it waits for the defining cell
     (waiting,) = rt.messages("w")
     assert error in waiting["parked"]

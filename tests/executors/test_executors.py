@@ -258,6 +258,12 @@ def test_a_timeout_on_dask_cancels_the_task(fresh_runtime, dask_client):
     assert wait_until(lambda: rt.counts("w")["failed"] == 1, 20)
     trace = rt.traces("w")[0]
     assert trace.timed_out and "Dask task was cancelled" in trace.error
+    # (the cell again with a limit a loaded machine's round trip to Dask is well within)
+    rt.define(
+        "w",
+        cell("import time\ntime.sleep(event)\n'slept'"),
+        policy=Policy(timeout_s=30, executor="dask"),
+    )
     api.emit(0, "w")
     assert rt.wait("w", 30)
     assert rt.traces("w")[0].result == "slept"

@@ -194,9 +194,27 @@ def handler_thread():
 def call():
     pass
 
+def blocked_in_c():
+    # (as tests/waiting.wait_blocked_in_c: its innermost frame, the handler's, stays at one
+    # instruction for 50 ms; a stop fired before it blocks lands in Python, and this test
+    # would pass by chance)
+    import time
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        if frame is not None and frame.f_code.co_name == "handler_thread":
+            at = frame.f_lasti
+            time.sleep(0.05)
+            again = sys._current_frames().get(thread.ident)
+            if again is not None and again.f_code is frame.f_code and again.f_lasti == at:
+                return
+        time.sleep(0.01)
+    raise SystemExit("the handler thread never blocked in C")
+
 thread = threading.Thread(target=handler_thread)
 thread.start()
 armed.wait()
+blocked_in_c()
 run.stop = "asked"
 assert run.interrupt.fire(run)
 call()  # this thread goes on at once, and lets the handler go on

@@ -487,7 +487,9 @@ def test_sql_from_threads_while_messages_flow(fresh_runtime):
         seen[name] = totals = []
         try:
             deadline = time.monotonic() + 30
-            while len(totals) < 40 and time.monotonic() < deadline:
+            # (40 reads at least, and on until the total has moved a few times: a stall of the
+            # machine can leave 40 reads with one total)
+            while (len(totals) < 40 or len(set(totals)) <= 3) and time.monotonic() < deadline:
                 totals.append(nw.sql(query).fetchall()[0][0])
                 rows(nw, "select * from traces where worker = 'w' limit 3")
                 rows(nw, "select * from messages limit 3")
@@ -506,7 +508,7 @@ def test_sql_from_threads_while_messages_flow(fresh_runtime):
     producer.join(60)
     assert not errors, errors
     for name, totals in seen.items():
-        assert len(totals) == 40, name
+        assert len(totals) >= 40, name
         assert totals == sorted(totals), f"{name} saw the total go back: {totals}"
         assert len(set(totals)) > 3, f"{name} read while nothing flowed: {totals}"
     assert nw.wait("w", 60)
