@@ -255,8 +255,11 @@ class ProcessPool:
                 break
             except OSError:
                 self._give_back(process, reusable=False)
-                if process.killed or self._closed:
-                    return None  # the time limit (or stop) killed it while the job was made
+                if run.timed_out or self._closed:
+                    # The time limit (or nw.stop, or the pool's close) killed it while the job
+                    # was made. (Not ``process.killed``: restart() marks busy processes so
+                    # too, without killing them or abandoning their runs.)
+                    return None
                 # It died while idle (killed from outside) since it was last checked: the job
                 # never reached it, and goes to another.
                 _ended_while_idle(process)

@@ -21,6 +21,7 @@ from distributed import Client, LocalCluster
 from nbworkers import api, current, handlers
 from nbworkers.engine.policy import Policy
 from nbworkers.errors import NBWorkersError
+from nbworkers.executors.processes import IDLE_CHECK_S
 from nbworkers.fingerprint import fingerprint
 from tests.waiting import alive
 
@@ -297,6 +298,7 @@ def test_a_pool_process_killed_while_idle_fails_no_run(fresh_runtime, caplog):
     first = rt.traces("w")[0].result
     os.kill(first, 9)
     assert wait_until(lambda: not alive(first), 10)  # dead (a zombie until the pool reaps it)
+    time.sleep(2 * IDLE_CHECK_S)  # and idle for a while: checked for life before its next job
     with caplog.at_level(logging.WARNING, logger="nbworkers"):
         api.emit(1, "w")
         assert rt.wait("w", 30)
@@ -365,6 +367,7 @@ def test_a_pool_process_killed_while_idle_with_a_forked_helper_fails_no_run(fres
     first = rt.traces("w")[0].result
     os.kill(first, 9)
     assert wait_until(lambda: not alive(first), 10)
+    time.sleep(2 * IDLE_CHECK_S)  # (idle for a while, as above)
     api.emit("next", "w")
     assert rt.wait("w", 10)
     again = rt.traces("w")[0]
