@@ -224,6 +224,9 @@ def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
 # Code objects are immutable and compare by value: one renamed copy serves every run.
 _renamed_codes: dict[tuple[types.CodeType, str, str], types.CodeType] = {}
 _RENAMED_MAX = 256
+# The lines of each cell this process was sent, as last sent (at most _LINES_MAX cells).
+_lines_taken: dict[str, list[str]] = {}
+_LINES_MAX = 4096
 
 
 _module_times: dict[str, float] = {}  # when each module's file had changed, as last seen
@@ -250,6 +253,17 @@ def _far_from(kernel_pid: int) -> None:
 
 def _take_env(env: dict, local: bool) -> None:
     for filename, lines in env["lines"].items():
+        known = _lines_taken.get(filename)
+        if known is None and len(_lines_taken) >= _LINES_MAX:
+            _lines_taken.clear()  # (and what it vouched for: below)
+            known = ()
+        if known is not None and known != lines:
+            # Another cell of the same name and number (another kernel, or the kernel before
+            # a restart, on a shared Dask cluster): its code may compare equal to the last
+            # one's (cells differing in a comment), so renamed copies are made anew, and with
+            # them the tracebacks' shapes (keyed by code object) show the new lines.
+            _renamed_codes.clear()
+        _lines_taken[filename] = lines
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
     if local:
         if sys.path != env["path"]:

@@ -5,6 +5,7 @@ sparklines' history (``engine/history.py``)."""
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 import time
 
@@ -94,9 +95,12 @@ def test_while_a_run_goes_the_panels_hear_every_second_with_nothing_changing(mak
     rt.add_listener(lambda names: heard.append((time.monotonic(), set(names))))
     # (a tqdm bar's progress tells no one: a notice of no names is the panels' tick; without
     # one a second, they would tick every 30 s, as when nothing runs)
-    assert wait_until(lambda: len([names for _, names in heard if not names]) >= 2, 10), heard
+    assert wait_until(lambda: len([names for _, names in heard if not names]) >= 3, 10), heard
     finish.set()
     assert rt.wait("w", 10)
+    quiet = [at for at, names in heard if not names]
+    # about a second apart (a stall of the machine only makes gaps longer, not the shortest)
+    assert min(b - a for a, b in itertools.pairwise(quiet)) < 2.5, quiet
 
 
 @pytest.mark.parametrize(

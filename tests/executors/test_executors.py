@@ -313,8 +313,10 @@ class SlowToPickle:
 
     def __init__(self, delay: float):
         self.delay = delay
+        self.pickling = threading.Event()
 
     def __reduce__(self):
+        self.pickling.set()
         time.sleep(self.delay)
         return (int, (0,))
 
@@ -347,11 +349,37 @@ def test_a_time_limit_passing_while_the_job_is_made_is_no_process_ended_while_id
     assert not [line for line in said if "ended while idle" in line], said
 
 
+def test_a_run_whose_process_dies_while_its_job_is_made_after_a_restart_runs_elsewhere(
+    make_runtime,
+):
+    # Given one pool process taken by a run whose job takes 2 s to make (found in review: a
+    # failed send counted as abandoned whenever the process was marked, as restart() marks
+    # busy ones, and the run was left neither run nor queued)
+    r = make_runtime(max_processes=1)
+    handler = cell("slow\nevent", slow=SlowToPickle(0))
+    r.define("w", handler, 1, policy=Policy(timeout_s=60, executor="processes"))
+    r.emit("warm-up", "w")
+    assert r.wait("w", 30)
+    [pid] = r.executors.pool.pids()
+    slow = handler.call.__globals__["slow"] = SlowToPickle(2)
+    r.emit("x", "w")
+    assert slow.pickling.wait(30)
+    # When the processes are restarted (nw.restart_processes) and that one is killed from
+    # outside before the job reaches it
+    r.executors.pool.restart()
+    os.kill(pid, 9)
+    # Then the run goes to a new process and runs, once
+    assert r.wait("w", 60)
+    trace = r.traces("w")[0]
+    assert trace.ok and trace.result == "x", trace.error
+    assert r.counts("w")["done"] == 2 and r.counts("w")["failed"] == 0
+
+
 FORKS_A_HELPER = (
     "import os, time\n"
     "if event == 'fork':\n"
     "    if os.fork() == 0:\n"
-    "        time.sleep(8)\n"
+    "        time.sleep(float(os.environ.get('NBW_TEST_HELPER_SLEEP', '8')))\n"
     "        os._exit(0)  # a helper left running: it holds the pool process's socket\n"
     "    time.sleep(float(os.environ.get('NBW_TEST_SLEEP', '0')))\n"
     "os.getpid()"
@@ -377,7 +405,8 @@ def test_a_pool_process_killed_while_idle_with_a_forked_helper_fails_no_run(fres
 def test_a_pool_process_killed_mid_run_with_a_forked_helper_fails_its_run_at_once(
     fresh_runtime, monkeypatch
 ):
-    monkeypatch.setenv("NBW_TEST_SLEEP", "30")
+    monkeypatch.setenv("NBW_TEST_SLEEP", "30")  # the pool process's run
+    monkeypatch.setenv("NBW_TEST_HELPER_SLEEP", "60")  # the helper it forks, holding its socket
     rt = api.runtime()
     rt.define("w", cell(FORKS_A_HELPER), 1, policy=Policy(executor="processes"))
     api.emit("warm", "w")
@@ -388,7 +417,7 @@ def test_a_pool_process_killed_mid_run_with_a_forked_helper_fails_its_run_at_onc
     time.sleep(0.5)  # it has forked and sleeps
     os.kill(pid, 9)
     t0 = time.monotonic()
-    assert rt.wait("w", 20)  # not until the helper exits (30 s), nor forever
+    assert rt.wait("w", 20)  # not until the helper exits (60 s), nor forever
     assert time.monotonic() - t0 < 20
     assert "the process running this handler died (signal 9)" in rt.traces("w")[0].error
 

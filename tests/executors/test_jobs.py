@@ -102,6 +102,21 @@ def test_two_cells_of_the_same_code_keep_their_own_names_in_tracebacks():
         assert f'File "{h.filename}"' in error and f"ValueError: {tag}" in error
 
 
+def test_one_cell_name_from_two_kernels_shows_each_kernels_own_lines(monkeypatch):
+    # Two kernels (or a kernel before and after a restart) sharing a Dask cluster each number
+    # their cells from 1: the same filename, and code that compares equal when the cells
+    # differ only in a comment. The far side showed the first kernel's line for both.
+    tracebacks = []
+    for version in ("ONE", "TWO", "ONE"):
+        monkeypatch.setattr(handlers, "_versions", type(handlers._versions)())  # a new kernel
+        h = cell(f"raise KeyError(event)  # {version}")
+        assert h.filename == "<worker w #1>"
+        job, _ = jobs.make(h, "k", message_of("k"), "processes")
+        tracebacks.append(run_far(job)["error"])
+    shown = [t for t, v in zip(tracebacks, ("ONE", "TWO", "ONE"), strict=True) if f"# {v}" in t]
+    assert len(shown) == 3, tracebacks
+
+
 def method_code(cls_name: str):
     namespace: dict = {}
     exec(
