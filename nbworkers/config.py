@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from .engine.settings import Settings
+from .errors import ArgumentValueError
+from .zone import Zone
 
 DB_ENV = "NBWORKERS_DB"
 DB_FOLDER = ".nbworkers"  # a notebook's database is in it, in the folder its kernel started in
@@ -108,8 +110,19 @@ class NBWorkers(Configurable):
     timezone = Unicode(
         "",
         help="IANA time zone for cron --at times and cron expressions, such as 'Europe/Paris'; "
-        "a cron's --tz (tz=) wins. Empty: the kernel's local zone.",
+        "a cron's --tz (tz=) wins. Empty: the kernel's local zone. A change applies at once, "
+        "to the crons already defined too.",
     ).tag(config=True)
+
+    @validate("timezone")
+    def _valid_zone(self, proposal):
+        name = proposal["value"]
+        if name:
+            try:
+                Zone(name)
+            except ArgumentValueError as exc:
+                raise TraitError(f"NBWorkers.timezone: {exc}; the option is unchanged") from None
+        return name
 
     def settings(self) -> Settings:
         """The runtime's settings, from these options."""

@@ -38,6 +38,12 @@ def _on_dask_address(change) -> None:
         rt.executors.set_dask_address(change["new"])
 
 
+def _on_timezone(change) -> None:
+    rt = api.running()
+    if rt is not None:
+        rt.set_timezone(change["new"] or None)
+
+
 def _on_max_processes(change) -> None:
     rt = api.running()
     if rt is not None:
@@ -53,6 +59,7 @@ def load_ipython_extension(ip) -> None:
     cfg.observe(_on_db_path, "db_path")
     cfg.observe(_on_dask_address, "dask_address")
     cfg.observe(_on_max_processes, "max_processes")
+    cfg.observe(_on_timezone, "timezone")
     api.use_config(cfg)
     ip.register_magics(WorkerMagics)
     ip.push({"emit": api.emit})

@@ -77,7 +77,7 @@ PUBLIC = {
         "purge",
     ),
     "dead_admin": ("dead_letters", "requeue", "discard"),
-    "timers": ("next_run",),
+    "timers": ("next_run", "set_timezone"),
     "replays": ("replay", "resend"),
     "queries": (
         "counts",
@@ -115,7 +115,6 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         reg = self.registry = Registry(settings, clock, rng or random.Random())
-        self.zone = reg.zone
         self.store = store if store is not None else DuckDBStore(path, settings.traces_kept)
         self.executors = Executors(
             settings.max_processes, settings.dask_address, settings.result_max_bytes
@@ -207,6 +206,11 @@ class Runtime:
                 timers.ensure()
 
     # ----- the public methods, by part ---------------------------------------------------------
+
+    @property
+    def zone(self):
+        """The zone of crons' --at times and expressions (``NBWorkers.timezone``)."""
+        return self.registry.zone
 
     def run_timers(self, now: float | None = None) -> float | None:
         """One pass of the timer at ``now`` (the timer thread's, or a test's own clock): crons

@@ -13,6 +13,7 @@ from ..errors import NBWorkersError
 from ..handlers import check_name
 from ..log import log
 from ..message import Message
+from ..zone import Zone
 from .registry import Registry
 from .worker import Run, WorkerState
 
@@ -169,6 +170,19 @@ class Timers:
             except Exception as exc:
                 raise NBWorkersError(f"cron {name!r} has no next run: {failure(exc)}") from exc
             return (w.schedule.zone or reg.zone).aware(due)
+
+    def set_timezone(self, name: str | None) -> None:
+        """``NBWorkers.timezone`` changed to ``name`` (None: the kernel's zone): crons' --at
+        times and expressions without a --tz of their own, and naive ``emit(at=)`` times, are
+        in it from now on. ArgumentValueError, changing nothing, if it is not a zone."""
+        zone = Zone(name)
+        reg = self.registry
+        with reg.lock:
+            reg.zone = zone
+            for w in reg.workers.values():
+                if w.is_cron and w.schedule is not None and w.schedule.zone is None:
+                    self.events.mark_changed(w.name)  # its panel's next run
+            self.changed()
 
     # ----- the thread -------------------------------------------------------------------------
 

@@ -435,6 +435,28 @@ def test_a_time_zone_per_cron(kernel):
     assert "r" not in kernel.eval("nw.workers()")
 
 
+def test_the_time_zone_set_after_nbworkers_started_applies_to_crons_and_emit_at(kernel):
+    # A new user's report: once a worker had run, %config NBWorkers.timezone was ignored, and
+    # the 09:30 cron ran at 09:30 UTC; an unknown zone was taken without a word
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("emit(1, 'w')\nassert nw.wait('w', 30)")
+    kernel.ok("%%cron daily early --at 09:30\npass")  # defined before the change
+    kernel.ok('%config NBWorkers.timezone = "America/New_York"')
+    kernel.ok("%%cron daily ny --at 09:30\npass")
+    for name in ("ny", "early"):
+        assert kernel.eval(f"str(nw.next_run({name!r}).tzinfo)") == "America/New_York"
+        assert kernel.eval(f"nw.next_run({name!r}).strftime('%H:%M')") == "09:30"
+    kernel.ok("from datetime import datetime\nlater = emit(2, 'w', at=datetime(2030, 1, 1, 9, 30))")
+    due = kernel.eval("nw.messages('w')[0]['due_at'].isoformat()")
+    assert due == "2030-01-01T14:30:00+00:00" or due.startswith("2030-01-01T09:30:00-05:00"), due
+    reply = kernel.run('%config NBWorkers.timezone = "Mars/Olympus"')
+    # (IPython's %config logs a refused value as an error, under the cell)
+    assert "'Mars/Olympus' is not a time zone" in reply.stderr, reply.stderr
+    current = "[c for c in get_ipython().configurables if type(c).__name__ == 'NBWorkers']"
+    assert kernel.eval(f"{current}[0].timezone") == "America/New_York"
+    assert kernel.eval("str(nw.next_run('ny').tzinfo)") == "America/New_York"
+
+
 def test_undefining_a_cron_stops_its_ticks_and_keeps_its_messages_unhandled(make_runtime):
     # Given an hourly cron that has run once (renaming its %%cron cell undefines it)
     clock = Clock(T0)
