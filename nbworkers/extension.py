@@ -44,6 +44,33 @@ def _on_timezone(change) -> None:
         rt.set_timezone(change["new"] or None)
 
 
+# Options the runtime reads when it starts (db_path, dask_address, max_processes and timezone
+# apply at once: observed above and below).
+READ_AT_START = (
+    "default_concurrency",
+    "traces_kept",
+    "flush_interval_s",
+    "result_max_bytes",
+    "storm_rate",
+    "storm_seconds",
+    "max_queued",
+    "failure_notice_after",
+    "idle_thread_s",
+    "results_kept_s",
+    "queue_window",
+)
+
+
+def _on_read_at_start(change) -> None:
+    if api.running() is not None:
+        print(
+            f"nbworkers: NBWorkers.{change['name']} = {change['new']!r} applies when nbworkers "
+            "starts again: restart the kernel, or run %reload_ext nbworkers and then your "
+            "%%worker and %%cron cells (queued messages stay in the file)",
+            file=sys.stderr,
+        )
+
+
 def _on_max_processes(change) -> None:
     rt = api.running()
     if rt is not None:
@@ -60,6 +87,7 @@ def load_ipython_extension(ip) -> None:
     cfg.observe(_on_dask_address, "dask_address")
     cfg.observe(_on_max_processes, "max_processes")
     cfg.observe(_on_timezone, "timezone")
+    cfg.observe(_on_read_at_start, list(READ_AT_START))
     api.use_config(cfg)
     ip.register_magics(WorkerMagics)
     ip.push({"emit": api.emit})

@@ -330,3 +330,17 @@ def test_cron_usage_errors_and_one_cron_per_cell(kernel):
     second = kernel.ok("%%cron daily --at 09:30\npass").stdout
     assert first == second
     assert kernel.eval("len([w for w in nw.workers() if w.startswith('cron-')])") == 1
+
+
+def test_an_option_read_at_start_changed_while_nbworkers_runs_says_when_it_applies(kernel):
+    # Before anything starts nbworkers, an option is taken silently, and applies
+    assert kernel.ok("%config NBWorkers.traces_kept = 3").stderr == ""
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("nw.emit_many(range(5), 'w')\nassert nw.wait('w', 30)")
+    assert kernel.eval("len(nw.traces('w'))") == 3
+    # Once it runs, a change says it waits for the next start, and what to do (it was silent)
+    said = kernel.ok("%config NBWorkers.traces_kept = 20").stderr
+    assert "NBWorkers.traces_kept = 20 applies when nbworkers starts again" in said, said
+    assert "%reload_ext nbworkers" in said
+    # An option that applies at once says nothing
+    assert kernel.ok("%config NBWorkers.max_processes = 2").stderr == ""
