@@ -158,6 +158,8 @@ class Intake:
         reg = self.registry
         with reg.lock:
             w = reg.state(name)
+            if w.is_cron:
+                _refuse_cron("emit", name)
             if key is not None and key in w.keys:
                 return w.keys[key].id
             now = time.time()
@@ -178,12 +180,16 @@ class Intake:
         check_name(name)
         check_priority(priority, "emit_many")
         check_ttl(ttl, "emit_many")
+        reg = self.registry
+        with reg.lock:
+            target = reg.workers.get(name)
+            if target is not None and target.is_cron:
+                _refuse_cron("emit_many", name)
         if then is None:
             return self.enqueue(name, pickled_all(events), priority, ttl)
         check_then(then)
         datas = pickled_all(events)
         now = time.time()
-        reg = self.registry
         with reg.lock:
             target = reg.workers.get(then)
             if target is not None and target.is_cron:
@@ -285,3 +291,12 @@ class Intake:
         if self.events.listeners:
             self.events.mark_changed(name)
         return messages
+
+
+def _refuse_cron(verb: str, name: str) -> None:
+    """ArgumentValueError: ``name`` is a cron, which takes no event (it ran the cron off its
+    schedule, and the event was dropped)."""
+    raise ArgumentValueError(
+        f"{verb}: {name!r} is a cron, which gets no event: nw.run_now({name!r}) runs it now, "
+        "or emit to a worker (%%worker NAME). Nothing was enqueued."
+    )

@@ -12,7 +12,7 @@ import pytest
 
 from nbworkers.engine import Runtime
 from nbworkers.engine.settings import Settings
-from nbworkers.errors import NBWorkersError
+from nbworkers.errors import ArgumentValueError, NBWorkersError
 from nbworkers.handlers import from_function
 from nbworkers.schedule import HOUR, MINUTE, parse
 from tests.conftest import Clock
@@ -37,6 +37,27 @@ def make_runtime(tmp_path):
 
 def define(rt, name, fn, spec="hourly", at=None, paused=False):
     rt.define_cron(name, from_function(name, fn, kind="cron"), parse(spec, at), paused)
+
+
+def test_an_emit_to_a_cron_is_refused_and_changes_nothing(make_runtime):
+    # A new user's emit({"order": 42}, "digest") to a cron returned an id, ran the cron off
+    # its schedule and dropped the event: no trace, no dead letter, no word
+    clock = Clock(T0)
+    rt = make_runtime(clock)
+    runs = []
+    define(rt, "digest", lambda: runs.append(clock.now))
+    rt.run_timers()
+    assert rt.wait("digest", 5) and runs == [T0]
+    for call in (lambda: rt.emit({"order": 42}, "digest"), lambda: rt.emit_many([1], "digest")):
+        with pytest.raises(ArgumentValueError, match=r"'digest' is a cron, which gets no event"):
+            call()
+    rt.run_timers()
+    assert rt.wait("digest", 5) and runs == [T0]
+    counts = rt.counts("digest")
+    assert (counts["queued"], counts["done"], counts["dead"]) == (0, 1, 0)
+    # nw.run_now, which the message names, runs it
+    rt.run_now("digest")
+    assert wait_until(lambda: len(runs) == 2) and rt.wait("digest", 5)
 
 
 def test_runs_at_once_then_once_per_interval(make_runtime):
