@@ -93,8 +93,8 @@ def test_a_removed_worker_leaves_its_messages_unhandled_until_its_cell_runs_agai
 
 
 def test_a_removed_cron_has_no_next_run_and_purge_drops_its_queue(kernel):
+    kernel.ok("emit(None, 'c')\nemit(None, 'c')")  # (before the cron: an emit to one is refused)
     kernel.ok("%%cron hourly c --paused\n'tick'")
-    kernel.ok("emit(None, 'c')\nemit(None, 'c')")
     assert kernel.eval("nw.remove('c', purge=True)") == 2
     assert kernel.eval("nw.unhandled()") == {}
     reply = kernel.run("nw.next_run('c')")

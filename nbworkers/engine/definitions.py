@@ -13,7 +13,7 @@ from . import gate
 from .policy import Policy, _whole
 from .rate import parse_rate
 from .registry import Registry
-from .timers import NO_EVENT
+from .timers import NO_EVENT, not_a_cron
 from .worker import WorkerState
 
 
@@ -154,7 +154,7 @@ class Definitions:
         with self.registry.lock:
             w = self.registry.workers.get(name)
             if w is None or not w.is_cron:
-                raise NBWorkersError(f"no cron named {name!r} is defined; run its cell first")
+                raise not_a_cron(name, w)
             message = self.intake.enqueue_locked(w, [NO_EVENT], time.time())[0]
             w.forced.add(message.seq)
             self.dispatch.wake_all(w)

@@ -162,7 +162,7 @@ class Timers:
         with reg.lock:
             w = reg.workers.get(name)
             if w is None or not w.is_cron:
-                raise NBWorkersError(f"no cron named {name!r} is defined; run its cell first")
+                raise not_a_cron(name, w)
             if w.paused:
                 return None
             try:
@@ -206,3 +206,14 @@ class Timers:
                 self._at = reg.clock() + sleep_s
                 self._wake.wait(sleep_s)
                 self._at = None
+
+
+def not_a_cron(name: str, w: WorkerState | None) -> NBWorkersError:
+    """The error of a cron's call (``nw.next_run``, ``nw.run_now``) on ``name``, which is not
+    a cron: a worker (``w``), or nothing defined."""
+    if w is not None and w.handler is not None:
+        return NBWorkersError(
+            f"{name!r} is a worker, not a cron: it runs when a message comes, "
+            f"emit(event, {name!r}); a schedule is a %%cron cell's"
+        )
+    return NBWorkersError(f"no cron named {name!r} is defined; run its cell first")

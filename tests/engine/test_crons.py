@@ -60,6 +60,17 @@ def test_an_emit_to_a_cron_is_refused_and_changes_nothing(make_runtime):
     assert wait_until(lambda: len(runs) == 2) and rt.wait("digest", 5)
 
 
+def test_a_crons_calls_on_a_worker_say_it_is_a_worker(make_runtime):
+    # (they said "no cron named 'w' is defined; run its cell first" of a worker just defined)
+    rt = make_runtime(Clock(T0))
+    rt.define("w", from_function("w", print))
+    for call in (rt.next_run, rt.run_now):
+        with pytest.raises(NBWorkersError, match=r"^'w' is a worker, not a cron: it runs when"):
+            call("w")
+    with pytest.raises(NBWorkersError, match="no cron named 'nothing' is defined"):
+        rt.next_run("nothing")
+
+
 def test_runs_at_once_then_once_per_interval(make_runtime):
     clock = Clock(T0)
     rt = make_runtime(clock)

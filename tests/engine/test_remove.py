@@ -86,11 +86,12 @@ def test_a_removed_cron_has_no_schedule_and_its_kind_says_removed(make_runtime):
 
 
 def test_a_removed_paused_cron_keeps_its_queued_messages_or_purges_them(make_runtime):
-    # Given a paused cron with a message queued for it
+    # Given a paused cron with a message queued for it (sent to its name before the cron was
+    # defined: an emit to a cron is refused)
     rt = make_runtime(clock=Clock(1_800_000_000.0))
     cron = from_function("c", lambda: None, kind="cron")
-    rt.define_cron("c", cron, parse("1h"), paused=True)
     rt.emit(None, "c")
+    rt.define_cron("c", cron, parse("1h"), paused=True)
     # When it is removed: the message waits, unhandled, and the pause stays
     assert rt.remove("c") == 0
     assert rt.unhandled() == {"c": 1} and rt.is_paused("c")
