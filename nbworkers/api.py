@@ -221,7 +221,7 @@ def cron(
     if name is not None:
         handlers.check_name(name)
     _check_paused(paused)
-    plan = schedule.parse(interval, at, tz)
+    plan = schedule.parse_keywords(interval, at, tz)
     policy = Policy(timeout_s=timeout, executor=executor, keep=keep)
 
     def register(fn):

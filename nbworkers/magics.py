@@ -296,7 +296,10 @@ class WorkerMagics(Magics):
         """
         # Intermixed: the NAME may come after the options too (%%cron daily --at 09:30 digest),
         # which plain argparse refuses for an optional positional
-        args = self.cron.parser.parse_intermixed_args(arg_split(line))
+        try:
+            args = self.cron.parser.parse_intermixed_args(arg_split(line))
+        except UsageError as exc:
+            raise UsageError(_cron_usage(str(exc))) from None
         try:
             plan = schedule.parse(args.interval, args.at, args.tz)
             policy = Policy(timeout_s=args.timeout, executor=args.executor, keep=args.keep)
@@ -346,6 +349,37 @@ def _try(name, handler, n, concurrency, paused, policy, plan=None):
         return tryout.try_handler(name, handler, n, concurrency, paused, policy, plan)
     except NBWorkersError as exc:
         raise UsageError(str(exc)) from None
+
+
+# %%worker's options that a cron has no use for (it runs one at a time, on its schedule)
+WORKER_ONLY = (
+    "--backoff",
+    "--batch",
+    "--batch-wait",
+    "--concurrency",
+    "--rate",
+    "--retries",
+    "--ttl",
+)
+
+
+def _cron_usage(text: str) -> str:
+    """argparse's refusal of a %%cron line, with what to do."""
+    _, found, rest = text.partition("unrecognized arguments:")
+    if not found:
+        return text
+    extra = rest.split()
+    theirs = [word for word in extra if word.split("=")[0] in WORKER_ONLY]
+    if theirs:
+        return (
+            f"{text}: {theirs[0].split('=')[0]} is an option of %%worker; a cron runs one at a "
+            "time, on its schedule (its options: --at, --tz, --paused, --timeout, --executor, "
+            "--keep, --try)"
+        )
+    return (
+        f"{text}: %%cron takes an INTERVAL, then a NAME, then options; write an interval of "
+        'several words as a duration (5m, 2h) or quote it (%%cron "0 9 * * MON-FRI" NAME)'
+    )
 
 
 def _as_option(text: str) -> str:

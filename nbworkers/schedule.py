@@ -305,6 +305,15 @@ def _cron_like(text: str) -> bool:
     return len(fields) > 1 and 2 * len(numeric) > len(fields)
 
 
+def parse_keywords(spec, at: str | None = None, tz: str | None = None) -> Schedule:
+    """``parse`` for ``@nw.cron``: its errors name the keywords ``at=`` and ``tz=``, not the
+    flags of ``%%cron``."""
+    try:
+        return parse(spec, at, tz)
+    except ArgumentValueError as exc:
+        raise ArgumentValueError(re.sub(r"--(at|tz)\b", r"\1=", str(exc))) from None
+
+
 def parse(spec: str, at: str | None = None, tz: str | None = None) -> Schedule:
     """A Schedule from an interval or cron expression, an optional ``HH:MM`` and an optional
     IANA time zone; ValueError saying what is wrong otherwise."""

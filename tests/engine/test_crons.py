@@ -439,6 +439,14 @@ def test_a_cron_name_may_come_after_the_options(kernel):
     assert kernel.eval("nw.is_paused('report')")
     reply = kernel.run("%%cron daily --at 09:30 digest extra\npass")
     assert reply.ename == "UsageError" and "unrecognized arguments: extra" in reply.evalue
+    assert "%%cron takes an INTERVAL, then a NAME, then options" in reply.evalue
+    # (a new user's lines: argparse alone did not say what to do)
+    reply = kernel.run("%%cron every 5 minutes x\npass")
+    assert "unrecognized arguments: minutes x" in reply.evalue
+    assert "as a duration (5m, 2h) or quote it" in reply.evalue
+    reply = kernel.run("%%cron 1h x --rate 5/s\npass")
+    assert reply.ename == "UsageError" and "--rate is an option of %%worker" in reply.evalue
+    assert "x" not in kernel.eval("nw.workers()")
 
 
 def test_a_time_zone_per_cron(kernel):
