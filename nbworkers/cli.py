@@ -176,7 +176,7 @@ def render(status: Status, now: float) -> str:
         lines += [
             "",
             f"{dead} dead letter{'s' if dead != 1 else ''} kept (messages whose last attempt "
-            "failed). In the kernel,",
+            "failed or was stopped, or that expired before they ran). In the kernel,",
             "nw.dead_letters(name) lists them, nw.requeue(name) runs them again, "
             "nw.discard(name) drops them.",
         ]
