@@ -6,6 +6,7 @@ from __future__ import annotations
 from .. import progress
 from ..errors import ArgumentValueError
 from ..handlers import check_name
+from ..log import log
 from ..trace import Trace
 from . import failures
 from .history import History
@@ -156,6 +157,21 @@ class Queries:
                 for w in workers.values()
             )
 
+        with reg.lock:
+            w = workers.get(name) if name is not None else None
+            held = w.queued() if w is not None and w.paused and not idle() else 0
+        if held:
+            # (a new user's nw.wait sat for its whole timeout, with no word why)
+            until = "until" if timeout is None else f"for {timeout:g} s (then False) unless"
+            log.warning(
+                "nw.wait(%r): %r is paused with %d queued, which wait for nw.resume(%r); "
+                "this waits %s something resumes it",
+                name,
+                name,
+                held,
+                name,
+                until,
+            )
         with reg.lock:
             reg.change_waiters += 1
             try:

@@ -297,3 +297,23 @@ def test_a_delayed_message_that_came_due_has_no_due_time(rt):
     while rt.messages("w")[0]["due_at"] is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert rt.messages("w")[0]["due_at"] is None
+
+
+def test_a_wait_on_a_paused_worker_with_messages_says_why_it_waits(make_runtime, logged):
+    # A new user's nw.wait("w") on a worker paused with messages sat for its whole timeout,
+    # with no word why
+    rt = make_runtime()
+    define(rt, "w", print)
+    rt.pause("w")
+    rt.emit(1, "w")
+    assert rt.wait("w", 0.1) is False
+    said = [r.getMessage() for r in logged.records]
+    assert said == [
+        "nw.wait('w'): 'w' is paused with 1 queued, which wait for nw.resume('w'); this waits "
+        "for 0.1 s (then False) unless something resumes it"
+    ], said
+    # Resumed, it drains, and a wait on what has nothing queued says nothing
+    rt.resume("w")
+    assert rt.wait("w", 10)
+    rt.pause("w")
+    assert rt.wait("w", 1) and len(logged.records) == 1
