@@ -224,6 +224,13 @@ _READ_ONLY_RE = re.compile(r"transaction is launched in read-only mode")
 _WRITES_A_VIEW_RE = re.compile(
     r"Can only (delete from|update) base table|is not an table|is not a table"
 )
+
+
+class QueryError(NBWorkersError, duckdb.Error):
+    """DuckDB's error of an ``nw.sql`` query (a typo, a wrong column): shown short, as
+    nbworkers' own errors are, and still a ``duckdb.Error`` for code that catches those."""
+
+
 _ONLY_READS = (
     "nw.sql only reads: change queues with nw.cancel, nw.purge, nw.requeue or nw.discard, "
     "which keep the live state and the file in step"

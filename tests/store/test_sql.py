@@ -442,8 +442,15 @@ def test_a_data_modifying_with_on_a_view_says_nw_sql_only_reads(fresh_runtime, q
 
 def test_sql_errors_are_duckdb_s_own(fresh_runtime):
     nw = fresh_runtime
-    with pytest.raises(duckdb.Error, match="nosuch"):
+    with pytest.raises(duckdb.Error, match="nosuch") as caught:
         nw.sql("select nosuch from messages").fetchall()
+    # shown short in a notebook, as nbworkers' own errors are (a typo showed 40 lines of
+    # traceback through nbworkers and DuckDB), DuckDB's words whole
+    assert isinstance(caught.value, NBWorkersError)
+    assert str(caught.value).startswith("nw.sql: Binder Error: Referenced column")
+    assert "nw.sql('describe traces')" in str(caught.value)
+    with pytest.raises(duckdb.Error, match="syntax error"):
+        nw.sql("selec 1")
     with pytest.raises(TypeError, match="must be a string"):
         nw.sql(42)
     # A query failing half-way through its rows leaves the next one working.
@@ -600,3 +607,13 @@ def test_nw_sql_of_a_deeply_nested_select_says_what_to_do(tmp_path):
             store.sql(query)
     finally:
         store.close()
+
+
+def test_a_typo_in_a_query_shows_short_in_the_kernel(kernel):
+    # A new user's nw.sql("select name, kind from workers") showed about 40 lines of
+    # traceback through nbworkers' and DuckDB's code
+    reply = kernel.run("nw.sql('select name, kind from workers')")
+    assert reply.ename == "QueryError"
+    assert 'Referenced column "name" not found' in reply.traceback
+    assert "nbworkers/store" not in reply.traceback and "duckdb/" not in reply.traceback
+    assert len(reply.traceback.splitlines()) < 15, reply.traceback
