@@ -11,6 +11,7 @@ import ast
 import collections
 import inspect
 import linecache
+import os
 import re
 import types
 from collections.abc import Callable
@@ -46,7 +47,30 @@ def format_error(exc: BaseException, *skip_files: str) -> str:
         tb = tb.tb_next
     if isinstance(exc, NBWorkersError):
         tb = without_our_frames(tb)
+    else:
+        tb = _without_recorded(tb)
     return tracebacks.formatted(exc, tb)  # the frames formatted once per shape
+
+
+# @nw.recorded's wrapper (develop/recorded.py): its frames sit between the handler's and the
+# recorded function's, and are nbworkers', not the user's.
+_RECORDED = os.path.join(os.path.dirname(__file__), "develop", "recorded.py")
+
+
+def _without_recorded(tb):
+    """``tb`` without the frames of @nw.recorded's wrapper (unlinked in place: %debug of a
+    replay steps from the handler's frame to the recorded function's too)."""
+    head, last, node = tb, None, tb
+    while node is not None:
+        if node.tb_frame.f_code.co_filename == _RECORDED:
+            if last is None:
+                head = node.tb_next
+            else:
+                last.tb_next = node.tb_next
+        else:
+            last = node
+        node = node.tb_next
+    return head
 
 
 class Handler:

@@ -528,3 +528,26 @@ def test_in_a_kernel_live_values_and_tries_take_recorded_results_from_the_trace(
     kernel.ok("lv = nw.live('w', recorded='strict')")
     assert kernel.eval("lv.failed") and "is not recorded in trace" in kernel.eval("lv.error")
     assert kernel.eval("len(sent)") == 2
+
+
+@nw.recorded
+def _failing_lookup(key):
+    return {}[key]
+
+
+def _calls_a_failing_lookup(event):
+    return _failing_lookup(event)
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_a_failing_recorded_call_s_traceback_has_no_nbworkers_frames(make_runtime, executor):
+    # A new user saw three frames of nbworkers/develop/recorded.py between the handler's and
+    # the failing function's, in the trace, nw.failures and live values
+    rt = make_runtime()
+    define(rt, _calls_a_failing_lookup, executor=executor)
+    rt.emit("k", "w")
+    assert rt.wait("w", 60)
+    error = rt.traces("w")[0].error
+    assert "nbworkers/develop/recorded.py" not in error, error
+    assert "in _calls_a_failing_lookup" in error and "in _failing_lookup" in error, error
+    assert error.rstrip().endswith("KeyError: 'k'"), error
