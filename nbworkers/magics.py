@@ -7,7 +7,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.utils.process import arg_split
 
-from . import api, handlers, schedule
+from . import api, cron_cells, handlers, schedule
 from .develop import tryout
 from .engine.policy import Policy
 from .errors import NBWorkersError
@@ -201,7 +201,7 @@ class WorkerMagics(Magics):
         if getattr(self.shell, "kernel", None) is not None:
             from .widgets import show_panel
 
-            show_panel(name, _cell_id(self.shell))
+            show_panel(name, cron_cells.cell_id(self.shell))
 
     @magic_arguments()
     @argument(
@@ -299,14 +299,14 @@ class WorkerMagics(Magics):
         try:
             args = self.cron.parser.parse_intermixed_args(arg_split(line))
         except UsageError as exc:
-            raise UsageError(_cron_usage(str(exc))) from None
+            raise UsageError(cron_cells.usage(str(exc))) from None
         try:
             plan = schedule.parse(args.interval, args.at, args.tz)
             policy = Policy(timeout_s=args.timeout, executor=args.executor, keep=args.keep)
         except ValueError as exc:
             raise UsageError(_as_option(str(exc))) from None
-        cell_id = _cell_id(self.shell)
-        name = args.name or _default_cron_name(plan, cell_id)
+        cell_id = cron_cells.cell_id(self.shell)
+        name = args.name or cron_cells.default_name(plan, cell_id)
         try:
             handlers.check_name(name)
         except ValueError as exc:
@@ -324,21 +324,17 @@ class WorkerMagics(Magics):
             return _try(name, handler, args.try_n, None, args.paused, policy, plan)
         try:
             rt = api.runtime()
-            previous = _cron_of_cell.get(cell_id) if cell_id else None
+            previous = cron_cells.of_cell(cell_id)
             if previous and previous != name:
                 rt.undefine(previous)  # the cell was renamed: it owns one cron, not two
             rt.define_cron(name, handler, plan, args.paused, policy)
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
         tryout.forget(name)
-        if cell_id:
-            _cron_of_cell[cell_id] = name
+        cron_cells.defined(name, cell, cell_id, None if args.name else args.interval)
         if not args.name:
             print(f"cron {name!r}: {plan.describe()}")
         self._show_panel(name)
-
-
-_cron_of_cell: dict[str, str] = {}
 
 
 def _try(name, handler, n, concurrency, paused, policy, plan=None):
@@ -349,37 +345,6 @@ def _try(name, handler, n, concurrency, paused, policy, plan=None):
         return tryout.try_handler(name, handler, n, concurrency, paused, policy, plan)
     except NBWorkersError as exc:
         raise UsageError(str(exc)) from None
-
-
-# %%worker's options that a cron has no use for (it runs one at a time, on its schedule)
-WORKER_ONLY = (
-    "--backoff",
-    "--batch",
-    "--batch-wait",
-    "--concurrency",
-    "--rate",
-    "--retries",
-    "--ttl",
-)
-
-
-def _cron_usage(text: str) -> str:
-    """argparse's refusal of a %%cron line, with what to do."""
-    _, found, rest = text.partition("unrecognized arguments:")
-    if not found:
-        return text
-    extra = rest.split()
-    theirs = [word for word in extra if word.split("=")[0] in WORKER_ONLY]
-    if theirs:
-        return (
-            f"{text}: {theirs[0].split('=')[0]} is an option of %%worker; a cron runs one at a "
-            "time, on its schedule (its options: --at, --tz, --paused, --timeout, --executor, "
-            "--keep, --try)"
-        )
-    return (
-        f"{text}: %%cron takes an INTERVAL, then a NAME, then options; write an interval of "
-        'several words as a duration (5m, 2h) or quote it (%%cron "0 9 * * MON-FRI" NAME)'
-    )
 
 
 def _as_option(text: str) -> str:
@@ -401,22 +366,3 @@ def _unquoted(value: str | None) -> str | None:
     if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
-
-
-def _cell_id(shell) -> str | None:
-    """The front end's id of the running cell (JupyterLab and Notebook 7 send one)."""
-    kernel = getattr(shell, "kernel", None)
-    try:
-        parent = kernel.get_parent() if kernel is not None else shell.parent_header
-    except Exception:  # noqa: BLE001 - no kernel parent: a plain IPython shell
-        return None
-    cell_id = (parent or {}).get("metadata", {}).get("cellId")
-    return cell_id if isinstance(cell_id, str) and cell_id else None
-
-
-def _default_cron_name(plan: schedule.Schedule, cell_id: str | None) -> str:
-    """One name per cell when the front end says which cell; else one per schedule."""
-    if cell_id:
-        return f"cron-{cell_id.replace('-', '')[:8]}"
-    slug = "".join(c if c.isalnum() else "-" for c in plan.spec.lower()).strip("-")
-    return f"cron-{slug}"[:64]

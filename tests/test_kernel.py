@@ -327,9 +327,16 @@ def test_cron_usage_errors_and_one_cron_per_cell(kernel):
     # Re-running the same cell (no name) replaces its cron and never adds a second one
     first = kernel.ok("%%cron daily --at 09:30\npass").stdout
     assert "every day at 09:30" in first
-    second = kernel.ok("%%cron daily --at 09:30\npass").stdout
-    assert first == second
+    second = kernel.ok("%%cron daily --at 09:30\npass")
+    assert first == second.stdout and second.stderr == ""
     assert kernel.eval("len([w for w in nw.workers() if w.startswith('cron-')])") == 1
+    # Without a cell id (this client sends none, as nbconvert and nbclient), another cell of
+    # the same interval takes that name: it says so, and what to do (it was silent)
+    other = kernel.ok("%%cron daily --at 09:30\n'another cell'")
+    assert "cron 'cron-daily' now runs this cell's code, in place of another cell's" in (
+        other.stderr
+    ), other.stderr
+    assert "Give each a NAME: %%cron daily NAME" in other.stderr
 
 
 def test_an_option_read_at_start_changed_while_nbworkers_runs_says_when_it_applies(kernel):
