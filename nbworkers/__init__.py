@@ -59,6 +59,7 @@ from .errors import (
 )
 from .extension import load_ipython_extension, unload_ipython_extension
 from .message import Message
+from .store.views import QueryError
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -71,6 +72,7 @@ __all__ = [
     "MessageFailed",
     "NBWorkers",
     "NBWorkersError",
+    "QueryError",
     "RunStopped",
     "StoreCorruptError",
     "StoreLockedError",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import sys
 
+from traitlets import TraitError
+
 from . import api
 from .config import NBWorkers
 from .errors import NBWorkersError
@@ -77,11 +79,28 @@ def _on_max_processes(change) -> None:
         rt.executors.set_max_processes(change["new"])
 
 
+def _configuration(ip) -> NBWorkers:
+    """The kernel's NBWorkers options. One a %config refused (IPython keeps it in the shell's
+    config all the same) or a config file got wrong is left out, saying so: else loading
+    failed, and with it every %reload_ext."""
+    try:
+        return NBWorkers(parent=ip)
+    except TraitError:
+        section = ip.config.NBWorkers
+        for option, value in list(section.items()):
+            try:
+                NBWorkers(**{option: value})
+            except TraitError as exc:
+                del section[option]
+                print(f"nbworkers: {exc}; NBWorkers.{option} keeps its default", file=sys.stderr)
+        return NBWorkers(parent=ip)
+
+
 def load_ipython_extension(ip) -> None:
     """Register the magics, put ``emit`` in the namespace, and flush after every cell."""
     if id(ip) in _shells:
         return
-    cfg = NBWorkers(parent=ip)
+    cfg = _configuration(ip)
     ip.configurables = [c for c in ip.configurables if not isinstance(c, NBWorkers)] + [cfg]
     cfg.observe(_on_db_path, "db_path")
     cfg.observe(_on_dask_address, "dask_address")

@@ -49,6 +49,11 @@ def format_error(exc: BaseException, *skip_files: str) -> str:
         tb = without_our_frames(tb)
     else:
         tb = _without_recorded(tb)
+        chained, seen = exc.__cause__ or exc.__context__, {id(exc)}
+        while chained is not None and id(chained) not in seen:  # (raise ... from, except:)
+            seen.add(id(chained))
+            chained.__traceback__ = _without_recorded(chained.__traceback__)
+            chained = chained.__cause__ or chained.__context__
     return tracebacks.formatted(exc, tb)  # the frames formatted once per shape
 
 

@@ -331,7 +331,8 @@ class WorkerMagics(Magics):
         except NBWorkersError as exc:
             raise UsageError(str(exc)) from None
         tryout.forget(name)
-        cron_cells.defined(name, cell, cell_id, None if args.name else args.interval)
+        # (the line with the body: two cells of one interval differ by their --at, say)
+        cron_cells.defined(name, f"{line}\n{cell}", cell_id, None if args.name else args.interval)
         if not args.name:
             print(f"cron {name!r}: {plan.describe()}")
         self._show_panel(name)

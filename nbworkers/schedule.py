@@ -308,10 +308,19 @@ def _cron_like(text: str) -> bool:
 def parse_keywords(spec, at: str | None = None, tz: str | None = None) -> Schedule:
     """``parse`` for ``@nw.cron``: its errors name the keywords ``at=`` and ``tz=``, not the
     flags of ``%%cron``."""
+    flag = re.search(r"--(at|tz)\b", str(spec))
+    if flag:
+        raise ArgumentValueError(
+            f"@nw.cron takes {flag[1]}= as a keyword, not {flag[0]} in the interval: "
+            "@nw.cron('daily', at='09:30', tz='Europe/Paris')"
+        )
     try:
         return parse(spec, at, tz)
     except ArgumentValueError as exc:
-        raise ArgumentValueError(re.sub(r"--(at|tz)\b", r"\1=", str(exc))) from None
+        # the flags of the messages' own words, not of the user's quoted values
+        parts = re.split(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", str(exc))
+        words = [p if i % 2 else re.sub(r"--(at|tz)\b", r"\1=", p) for i, p in enumerate(parts)]
+        raise ArgumentValueError("".join(words)) from None
 
 
 def parse(spec: str, at: str | None = None, tz: str | None = None) -> Schedule:

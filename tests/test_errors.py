@@ -133,6 +133,7 @@ BAD_CALLS = [
     ("nw.cron('daily', at=930)", TypeError, "at must be a time of day"),
     ("nw.cron('daily', at='25:00')", ValueError, "at= '25:00' is not a time of day"),
     ("nw.cron('30s', name='c', tz='Europe/Berlin')", ValueError, "tz= goes with at= or a cron"),
+    ("nw.cron('daily --at 09:30', name='c')", ValueError, "takes at= as a keyword, not --at"),
     ("nw.cron('daily', paused=1)", TypeError, "paused must be True or False"),
     ("nw.cron('daily', name='c', timeout=-1)", ValueError, "timeout must be a number"),
     ("nw.cron('daily')(lambda: None)", ValueError, "give name="),

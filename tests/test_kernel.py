@@ -337,6 +337,9 @@ def test_cron_usage_errors_and_one_cron_per_cell(kernel):
         other.stderr
     ), other.stderr
     assert "Give each a NAME: %%cron daily NAME" in other.stderr
+    # (and another line of the same body: at another time)
+    later = kernel.ok("%%cron daily --at 18:00\n'another cell'")
+    assert "cron 'cron-daily' now runs this cell's code" in later.stderr, later.stderr
 
 
 def test_an_option_read_at_start_changed_while_nbworkers_runs_says_when_it_applies(kernel):
@@ -351,3 +354,14 @@ def test_an_option_read_at_start_changed_while_nbworkers_runs_says_when_it_appli
     assert "%reload_ext nbworkers" in said
     # An option that applies at once says nothing
     assert kernel.ok("%config NBWorkers.max_processes = 2").stderr == ""
+
+
+def test_a_time_zone_refused_by_config_leaves_reload_ext_working(kernel):
+    # (found in review: IPython keeps a refused value in the shell's config, and the next
+    # %reload_ext failed on it, leaving nbworkers unloaded)
+    reply = kernel.run('%config NBWorkers.timezone = "Mars/Olympus"')
+    assert "'Mars/Olympus' is not a time zone" in reply.stderr
+    reloaded = kernel.ok("%reload_ext nbworkers")
+    assert "NBWorkers.timezone keeps its default" in reloaded.stderr, reloaded.stderr
+    kernel.ok("%%worker w\nevent")
+    kernel.ok("emit(1, 'w')\nassert nw.wait('w', 30)")

@@ -8,6 +8,7 @@ import time
 
 from ..errors import ArgumentValueError, NBWorkersError
 from ..handlers import Handler, check_name
+from ..log import log
 from ..schedule import Schedule
 from . import gate
 from .policy import Policy, _whole
@@ -106,6 +107,7 @@ class Definitions:
         with reg.lock:
             reg.check_running()
             w = reg.state(name)
+            events = w.queued() if w.kind != "cron" else 0  # sent while it was no cron
             w.schedule = schedule
             w.schedule_error = None
             self._set(w, handler, policy, "cron")
@@ -120,6 +122,17 @@ class Definitions:
             self.timers.ensure()
             self.timers.changed()
         self.events.notify(name)
+        if events:
+            log.warning(
+                "cron %r: %d message%s queued for it carry events (sent to %r while it was no "
+                "cron): a cron gets no event, so each runs it once and its event is not used. "
+                "nw.purge(%r) drops them.",
+                name,
+                events,
+                "s" if events != 1 else "",
+                name,
+                name,
+            )
 
     def undefine(self, name: str) -> None:
         """Forget the code of worker or cron ``name``; its queued messages stay, unhandled."""

@@ -159,7 +159,8 @@ class Queries:
 
         with reg.lock:
             w = workers.get(name) if name is not None else None
-            held = w.queued() if w is not None and w.paused and not idle() else 0
+            # (nw.run_now's runs go through a pause: they are not held)
+            held = max(0, w.queued() - len(w.forced)) if w is not None and w.paused else 0
         if held:
             # (a new user's nw.wait sat for its whole timeout, with no word why)
             until = "until" if timeout is None else f"for {timeout:g} s (then False) unless"

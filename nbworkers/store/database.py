@@ -30,7 +30,7 @@ from .files import (
 )
 from .rows import Batch, DeadGroupRow, DeadRow, Loaded, WorkerRow, columns, unnested
 from .schema import MIGRATIONS, SCHEMA, fill_fingerprints, read, stamp_version
-from .views import QueryError, _check_select, _create_views, _first_line, _read_only, _tables
+from .views import _check_select, _create_views, _first_line, _read_only, _tables, query_error
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 # What DuckDB says when a file or its write-ahead log cannot be read back: the bytes are
@@ -357,10 +357,7 @@ class DuckDBStore:
         except duckdb.Error as exc:
             # (a typo in a column's name showed 40 lines of traceback through nbworkers and
             # DuckDB: shown as nbworkers' own errors are, DuckDB's message whole)
-            raise QueryError(
-                f"nw.sql: {exc}\n(the views and their columns: nw.sql('describe traces'), "
-                "docs/sql.md)"
-            ) from exc
+            raise query_error(exc) from exc
 
     def _results(self):
         """A new connection to the in-memory database that holds nw.sql's results; each

@@ -228,7 +228,26 @@ _WRITES_A_VIEW_RE = re.compile(
 
 class QueryError(NBWorkersError, duckdb.Error):
     """DuckDB's error of an ``nw.sql`` query (a typo, a wrong column): shown short, as
-    nbworkers' own errors are, and still a ``duckdb.Error`` for code that catches those."""
+    nbworkers' own errors are, and still DuckDB's own (``duckdb.CatalogException``...) for
+    code that catches those."""
+
+
+_query_errors: dict[type, type] = {}  # QueryError with each of DuckDB's error types
+
+
+def query_error(exc: duckdb.Error) -> QueryError:
+    """``exc``, a DuckDB error of an ``nw.sql`` query, as a QueryError of its own type too."""
+    kind = type(exc)
+    made = _query_errors.get(kind)
+    if made is None:
+        try:
+            made = type("QueryError", (QueryError, kind), {"__module__": __name__})
+        except TypeError:  # a type that cannot be subclassed: still a duckdb.Error
+            made = QueryError
+        _query_errors[kind] = made
+    return made(
+        f"nw.sql: {exc}\n(the views and their columns: nw.sql('describe traces'), docs/sql.md)"
+    )
 
 
 _ONLY_READS = (

@@ -536,6 +536,11 @@ def _failing_lookup(key):
 
 
 def _calls_a_failing_lookup(event):
+    if event == "chained":
+        try:
+            _failing_lookup("inner")
+        except KeyError as exc:
+            raise ValueError("no such key") from exc
     return _failing_lookup(event)
 
 
@@ -551,3 +556,9 @@ def test_a_failing_recorded_call_s_traceback_has_no_nbworkers_frames(make_runtim
     assert "nbworkers/develop/recorded.py" not in error, error
     assert "in _calls_a_failing_lookup" in error and "in _failing_lookup" in error, error
     assert error.rstrip().endswith("KeyError: 'k'"), error
+    # and in the exception a handler raised from it (found in review)
+    rt.emit("chained", "w")
+    assert rt.wait("w", 60)
+    error = rt.traces("w")[0].error
+    assert "KeyError: 'inner'" in error and "ValueError: no such key" in error, error
+    assert "nbworkers/develop/recorded.py" not in error, error

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
+from nbworkers import QueryError
 from nbworkers.errors import NBWorkersError
 from nbworkers.store import DuckDBStore
 
@@ -449,8 +450,12 @@ def test_sql_errors_are_duckdb_s_own(fresh_runtime):
     assert isinstance(caught.value, NBWorkersError)
     assert str(caught.value).startswith("nw.sql: Binder Error: Referenced column")
     assert "nw.sql('describe traces')" in str(caught.value)
-    with pytest.raises(duckdb.Error, match="syntax error"):
+    with pytest.raises(duckdb.ParserException, match="syntax error"):
         nw.sql("selec 1")
+    # (each still DuckDB's own type, for code that catches that)
+    with pytest.raises(duckdb.CatalogException, match="nosuch") as caught:
+        nw.sql("select * from nosuch")
+    assert isinstance(caught.value, QueryError) and type(caught.value).__name__ == "QueryError"
     with pytest.raises(TypeError, match="must be a string"):
         nw.sql(42)
     # A query failing half-way through its rows leaves the next one working.
