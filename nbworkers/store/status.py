@@ -186,8 +186,15 @@ def _open_read_only(path: str):
         raise NBWorkersError(f"there is no file {path!r} (nothing was created). {_WHERE}")
     if os.path.isdir(path):
         found = sorted(p.name for p in Path(path).glob("*.duckdb"))
-        hint = f"its databases: {', '.join(found)}" if found else "it holds no .duckdb file"
-        raise NBWorkersError(f"{path!r} is a folder, not a database file; {hint}.")
+        if not found:
+            raise NBWorkersError(
+                f"{path!r} is a folder, not a database file; it holds no .duckdb file."
+            )
+        example = os.path.join(path, found[0])
+        raise NBWorkersError(
+            f"{path!r} is a folder, not a database file; its databases: {', '.join(found)}. "
+            f"Give one as PATH: python -m nbworkers status {example}"
+        )
     con = duckdb.connect(
         ":memory:",
         config={"autoload_known_extensions": False, "autoinstall_known_extensions": False},

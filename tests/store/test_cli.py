@@ -217,6 +217,8 @@ def test_status_of_a_folder_lists_its_databases(tmp_path):
     assert done.returncode == 2
     assert "is a folder" in done.stderr and "a.duckdb" in done.stderr
     assert "notes.txt" not in done.stderr
+    # and what to run instead (a new user's two databases in .nbworkers/ left them guessing)
+    assert f"Give one as PATH: python -m nbworkers status {tmp_path / 'a.duckdb'}" in done.stderr
 
 
 @pytest.mark.parametrize("content", [b"", b"not a database\n", b'{"cells": []}'])
