@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 
 from ..errors import ArgumentValueError, NBWorkersError
@@ -107,7 +108,9 @@ class Definitions:
         with reg.lock:
             reg.check_running()
             w = reg.state(name)
-            events = w.queued() if w.kind != "cron" else 0  # sent while it was no cron
+            # messages queued with an event: sent while it was no cron (or before its cell ran
+            # again after a restart); a cron's own ticks and run_now carry none
+            events = sum(1 for m in itertools.islice(w.queue, 100_000) if m.data != NO_EVENT)
             w.schedule = schedule
             w.schedule_error = None
             self._set(w, handler, policy, "cron")
@@ -125,8 +128,8 @@ class Definitions:
         if events:
             log.warning(
                 "cron %r: %d message%s queued for it carry events (sent to %r while it was no "
-                "cron): a cron gets no event, so each runs it once and its event is not used. "
-                "nw.purge(%r) drops them.",
+                "cron, or before its cell ran): a cron gets no event, so each runs it once and "
+                "its event is not used. nw.purge(%r) drops them.",
                 name,
                 events,
                 "s" if events != 1 else "",

@@ -158,7 +158,7 @@ class Intake:
         reg = self.registry
         with reg.lock:
             w = reg.state(name)
-            if w.is_cron or w.kind == "cron":  # (a cron of the file, before its cell runs)
+            if w.is_cron:
                 _refuse_cron("emit", name)
             if key is not None and key in w.keys:
                 return w.keys[key].id
@@ -183,7 +183,7 @@ class Intake:
         reg = self.registry
         with reg.lock:
             target = reg.workers.get(name)
-            if target is not None and (target.is_cron or target.kind == "cron"):
+            if target is not None and target.is_cron:
                 _refuse_cron("emit_many", name)
         if then is None:
             return self.enqueue(name, pickled_all(events), priority, ttl)
