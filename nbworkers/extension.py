@@ -6,6 +6,7 @@ import atexit
 import sys
 
 from traitlets import TraitError
+from traitlets.config import Config
 
 from . import api
 from .config import NBWorkers
@@ -88,11 +89,12 @@ def _configuration(ip) -> NBWorkers:
     except TraitError:
         section = ip.config.NBWorkers
         for option, value in list(section.items()):
-            try:
-                NBWorkers(**{option: value})
+            try:  # (through traitlets' loading: a command line's --NBWorkers.x=7 is a string)
+                NBWorkers(config=Config(NBWorkers={option: value}))
             except TraitError as exc:
                 del section[option]
-                print(f"nbworkers: {exc}; NBWorkers.{option} keeps its default", file=sys.stderr)
+                said = str(exc).rstrip(".")
+                print(f"nbworkers: {said}; NBWorkers.{option} keeps its default", file=sys.stderr)
         return NBWorkers(parent=ip)
 
 

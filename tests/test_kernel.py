@@ -365,3 +365,19 @@ def test_a_time_zone_refused_by_config_leaves_reload_ext_working(kernel):
     assert "NBWorkers.timezone keeps its default" in reloaded.stderr, reloaded.stderr
     kernel.ok("%%worker w\nevent")
     kernel.ok("emit(1, 'w')\nassert nw.wait('w', 30)")
+
+
+def test_a_bad_option_left_out_at_load_keeps_the_command_lines_good_ones(tmp_path):
+    # (found in review: an option of the kernel's command line is a string until traitlets
+    # loads it, and the check of each option dropped it with the bad one)
+    k = Kernel(str(tmp_path), extra_args=["--NBWorkers.queue_window=7"])
+    try:
+        k.ok("%load_ext nbworkers")
+        k.run('%config NBWorkers.traces_kept = "x"')
+        said = k.ok("%reload_ext nbworkers").stderr
+        assert "NBWorkers.traces_kept keeps its default" in said, said
+        assert "queue_window" not in said, said
+        current = "[c for c in get_ipython().configurables if type(c).__name__ == 'NBWorkers'][0]"
+        assert k.eval(f"({current}.queue_window, {current}.traces_kept)") == (7, 10)
+    finally:
+        k.shutdown()

@@ -110,7 +110,10 @@ class Definitions:
             w = reg.state(name)
             # messages queued with an event: sent while it was no cron (or before its cell ran
             # again after a restart); a cron's own ticks and run_now carry none
-            events = sum(1 for m in itertools.islice(w.queue, 100_000) if m.data != NO_EVENT)
+            # (ready, delayed and parked ones in memory; those past the window are on disk only)
+            waiting = itertools.islice(w.waiting(spilled=()), 100_000)
+            events = sum(1 for m in waiting if m.data != NO_EVENT)
+            unread = w.spill.count if w.spill is not None else 0
             w.schedule = schedule
             w.schedule_error = None
             self._set(w, handler, policy, "cron")
@@ -126,13 +129,16 @@ class Definitions:
             self.timers.changed()
         self.events.notify(name)
         if events:
+            more = f" (and {unread:,} more on disk, not read)" if unread else ""
             log.warning(
-                "cron %r: %d message%s queued for it carry events (sent to %r while it was no "
-                "cron, or before its cell ran): a cron gets no event, so each runs it once and "
-                "its event is not used. nw.purge(%r) drops them.",
+                "cron %r: %d message%s queued for it carry events%s (sent to %r while it was "
+                "no cron, or before its cell ran): a cron gets no event, so each runs it once "
+                "and its event is not used, and a delayed one holds its ticks back until due. "
+                "nw.purge(%r) drops them.",
                 name,
                 events,
                 "s" if events != 1 else "",
+                more,
                 name,
                 name,
             )

@@ -84,13 +84,14 @@ def test_a_name_with_events_queued_becoming_a_cron_says_they_lose_their_events(
     clock = Clock(T0)
     rt = make_runtime(clock)
     rt.emit({"order": 1}, "digest")
-    rt.emit({"order": 2}, "digest")
+    rt.emit({"order": 2}, "digest", delay=86_400)  # (found in review: delayed ones too)
     define(rt, "digest", lambda: None, paused=True)
     said = [r.getMessage() for r in logged.records]
     assert said == [
         "cron 'digest': 2 messages queued for it carry events (sent to 'digest' while it was "
         "no cron, or before its cell ran): a cron gets no event, so each runs it once and its "
-        "event is not used. nw.purge('digest') drops them."
+        "event is not used, and a delayed one holds its ticks back until due. "
+        "nw.purge('digest') drops them."
     ], said
     define(rt, "digest", lambda: None, paused=True)  # its cell again: said again
     assert len(logged.records) == 2
@@ -109,6 +110,19 @@ def test_a_wait_on_a_paused_cron_run_now_says_nothing_of_a_pause(make_runtime, l
     gate.set()
     assert rt.wait("c", 10)
     assert [r.getMessage() for r in logged.records] == []
+
+
+def test_events_past_the_window_are_said_to_be_on_disk_unread(tmp_path, logged):
+    rt = Runtime(
+        str(tmp_path / "w.duckdb"), Settings(timezone="UTC", queue_window=5), clock=Clock(T0)
+    )
+    try:
+        rt.emit_many([{"order": i} for i in range(20)], "digest")
+        define(rt, "digest", lambda: None, paused=True)
+        (said,) = [r.getMessage() for r in logged.records]
+        assert "more on disk, not read" in said, said
+    finally:
+        rt.stop()
 
 
 def test_a_crons_calls_on_a_worker_say_it_is_a_worker(make_runtime):
