@@ -47,20 +47,11 @@ def _on_timezone(change) -> None:
         rt.set_timezone(change["new"] or None)
 
 
-# Options the runtime reads when it starts (db_path, dask_address, max_processes and timezone
-# apply at once: observed above and below).
-READ_AT_START = (
-    "default_concurrency",
-    "traces_kept",
-    "flush_interval_s",
-    "result_max_bytes",
-    "storm_rate",
-    "storm_seconds",
-    "max_queued",
-    "failure_notice_after",
-    "idle_thread_s",
-    "results_kept_s",
-    "queue_window",
+# The options a change of applies at once (observed below); the runtime reads the others
+# when it starts, and a change of them while it runs says so.
+APPLIED_AT_ONCE = ("db_path", "dask_address", "max_processes", "timezone")
+READ_AT_START = tuple(
+    name for name in NBWorkers.class_trait_names(config=True) if name not in APPLIED_AT_ONCE
 )
 
 

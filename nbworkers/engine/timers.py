@@ -180,7 +180,7 @@ class Timers:
         with reg.lock:
             reg.zone = zone
             for w in reg.workers.values():
-                if w.is_cron and w.schedule is not None and w.schedule.zone is None:
+                if w.is_cron and w.schedule.zone is None:
                     self.events.mark_changed(w.name)  # its panel's next run
             self.changed()
 
